@@ -1,0 +1,142 @@
+#include "sim/engine/stats.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+#include <tuple>
+
+namespace kvmsim::engine {
+
+void Histogram::merge(const Histogram& o) {
+    for (std::size_t i = 0; i < kBuckets; ++i) buckets_[i] += o.buckets_[i];
+    count_ += o.count_;
+    sum_ += o.sum_;
+    min_ = std::min(min_, o.min_);
+    max_ = std::max(max_, o.max_);
+}
+
+std::uint64_t Histogram::bucket_low(std::size_t b) {
+    if (b < 16) return b;
+    const std::size_t e = (b - 16) / 8 + 4;
+    const std::uint64_t sub = (b - 16) % 8;
+    return (8 + sub) << (e - 3);
+}
+
+std::uint64_t Histogram::bucket_high(std::size_t b) {
+    if (b < 16) return b;
+    const std::size_t e = (b - 16) / 8 + 4;
+    return bucket_low(b) + (1ULL << (e - 3)) - 1;
+}
+
+std::uint64_t Histogram::percentile(double q) const {
+    if (count_ == 0) return 0;
+    q = std::clamp(q, 0.0, 1.0);
+    // The rank of the q-quantile (nearest-rank definition), 1-based.
+    auto rank = static_cast<std::uint64_t>(q * static_cast<double>(count_) + 0.999999999);
+    rank = std::clamp<std::uint64_t>(rank, 1, count_);
+    // The extremes are known exactly.
+    if (rank == count_) return max_;
+    if (rank == 1) return min_;
+    std::uint64_t seen = 0;
+    for (std::size_t b = 0; b < kBuckets; ++b) {
+        seen += buckets_[b];
+        if (seen >= rank) {
+            const std::uint64_t lo = bucket_low(b), hi = bucket_high(b);
+            const std::uint64_t mid = lo + (hi - lo) / 2;
+            return std::clamp(mid, min_, max_);
+        }
+    }
+    return max_;
+}
+
+CounterId Counters::id(std::string_view name, Kind kind) {
+    if (auto it = index_.find(name); it != index_.end()) {
+        if (kinds_[it->second] != kind)
+            throw std::logic_error("counter '" + std::string(name) + "' registered with two kinds");
+        return it->second;
+    }
+    const auto id = static_cast<CounterId>(names_.size());
+    names_.emplace_back(name);
+    kinds_.push_back(kind);
+    index_.emplace(std::string(name), id);
+    for (auto& v : values_) v.resize(names_.size(), 0);
+    return id;
+}
+
+void Counters::begin_phase(std::size_t phase) {
+    if (values_.size() <= phase) values_.resize(phase + 1, std::vector<std::uint64_t>(names_.size(), 0));
+    phase_ = phase;
+}
+
+std::uint64_t Counters::value(CounterId id, std::size_t phase) const {
+    if (phase >= values_.size() || id >= names_.size()) return 0;
+    return values_[phase][id];
+}
+
+std::uint64_t Counters::total(CounterId id) const {
+    std::uint64_t t = 0;
+    for (const auto& v : values_) t = kinds_[id] == Kind::Sum ? t + v[id] : std::max(t, v[id]);
+    return t;
+}
+
+std::uint64_t Counters::total(std::string_view name) const {
+    auto it = index_.find(name);
+    return it == index_.end() ? 0 : total(it->second);
+}
+
+const char* to_string(LockMode m) {
+    switch (m) {
+        case LockMode::Read: return "read";
+        case LockMode::Write: return "write";
+        case LockMode::Exclusive: return "exclusive";
+    }
+    return "?";
+}
+
+std::uint32_t LockStatsTable::lock_id(std::string_view name) {
+    lock_names_.emplace_back(name);
+    return static_cast<std::uint32_t>(lock_names_.size() - 1);
+}
+
+std::uint32_t LockStatsTable::site_id(std::string_view name) {
+    if (auto it = site_index_.find(name); it != site_index_.end()) return it->second;
+    const auto id = static_cast<std::uint32_t>(site_names_.size());
+    site_names_.emplace_back(name);
+    site_index_.emplace(std::string(name), id);
+    return id;
+}
+
+LockRecord& LockStatsTable::record(std::uint32_t lock, LockMode mode, std::uint32_t site,
+                                   std::uint32_t phase) {
+    const auto key = std::make_tuple(lock, mode, site, phase);
+    if (auto it = index_.find(key); it != index_.end()) return *it->second;
+    LockRecord& r = records_.emplace_back();
+    r.lock = lock;
+    r.mode = mode;
+    r.site = site;
+    r.phase = phase;
+    index_.emplace(key, &r);
+    return r;
+}
+
+std::vector<LockRecord> LockStatsTable::totals() const {
+    // Two lock objects may share a name (one per VM); their records merge.
+    std::map<std::tuple<std::string, LockMode, std::string>, LockRecord> merged;
+    for (const LockRecord& r : records_) {
+        auto [it, fresh] = merged.try_emplace({lock_names_[r.lock], r.mode, site_names_[r.site]}, r);
+        if (!fresh) {
+            it->second.acquisitions += r.acquisitions;
+            it->second.contended += r.contended;
+            it->second.wait_ps.merge(r.wait_ps);
+            it->second.hold_ps.merge(r.hold_ps);
+        }
+    }
+    std::vector<LockRecord> out;
+    out.reserve(merged.size());
+    for (auto& [k, r] : merged) {
+        r.phase = 0;
+        out.push_back(r);
+    }
+    return out;
+}
+
+}  // namespace kvmsim::engine
