@@ -1,0 +1,192 @@
+#include "sim/engine/simulator.hpp"
+
+#include <array>
+#include <cstdlib>
+#include <new>
+
+namespace kvmsim::engine {
+
+namespace detail {
+namespace {
+// Coroutine frames are allocated per nested call (a fault handler per fault): a per-thread
+// free list per 64-byte size class makes that cheap. Frame addresses never influence results.
+constexpr std::size_t kClass = 64;
+constexpr std::size_t kClasses = 32;  // frames up to 2 KiB are pooled
+struct FramePool {
+    std::array<void*, kClasses> free{};
+    ~FramePool() {
+        for (void*& head : free) {
+            while (head) {
+                void* next = *static_cast<void**>(head);
+                ::operator delete(head);
+                head = next;
+            }
+        }
+    }
+};
+thread_local FramePool pool;
+}  // namespace
+
+void* frame_alloc(std::size_t n) {
+    const std::size_t c = (n + kClass - 1) / kClass;
+    if (c >= kClasses) return ::operator new(n);
+    if (void* p = pool.free[c]) {
+        pool.free[c] = *static_cast<void**>(p);
+        return p;
+    }
+    return ::operator new(c * kClass);
+}
+
+void frame_free(void* p, std::size_t n) noexcept {
+    const std::size_t c = (n + kClass - 1) / kClass;
+    if (c >= kClasses) {
+        ::operator delete(p);
+        return;
+    }
+    *static_cast<void**>(p) = pool.free[c];
+    pool.free[c] = p;
+}
+}  // namespace detail
+
+namespace {
+constexpr std::uint64_t kMul = 0x9e3779b97f4a7c15ULL;
+inline std::uint64_t rotl5(std::uint64_t x) { return (x << 5) | (x >> 59); }
+}  // namespace
+
+Simulator::Simulator(std::uint64_t seed) : seed_(seed) {
+    phases_.push_back(PhaseInfo{"", Time::zero()});
+    fifo_.reserve(64);
+}
+
+Simulator::~Simulator() { destroy_processes(); }
+
+void Simulator::destroy_processes() {
+    tearing_down_ = true;
+    for (auto& p : processes_) p->body_ = Task<void>{};
+    heap_ = EventHeap{};
+    top_taken_ = false;
+    fifo_.clear();
+    fifo_head_ = 0;
+    live_ = 0;
+}
+
+Process& Simulator::spawn(std::string name, Task<void> body) {
+    const auto id = static_cast<std::uint32_t>(processes_.size());
+    auto& p = *processes_.emplace_back(std::make_unique<Process>(std::move(name), id, std::move(body)));
+    p.sim_ = this;
+    p.body_.handle().promise().process = &p;
+    by_pid_.push_back(&p);
+    ++live_;
+    schedule_resume(now(), p.body_.handle(), &p, EventKind::Start);
+    return p;
+}
+
+void Simulator::schedule(Time at, EventTarget& t, std::int8_t priority) {
+    const std::uint64_t order = make_order(priority, EventKind::Callback);
+    t.armed_ = order;
+    push(Event{at.ps(), order, reinterpret_cast<std::uintptr_t>(&t) | 1, 0});
+}
+
+Time Simulator::next_event_time() const {
+    if (fifo_head_ < fifo_.size()) return Time::ps(now_);
+    if (top_taken_) {
+        const Event* e = heap_.second();
+        return e ? Time::ps(e->time) : Time::max();
+    }
+    return heap_.empty() ? Time::max() : Time::ps(heap_.top().time);
+}
+
+std::uint64_t Simulator::fingerprint() const {
+    std::uint64_t s = hash_ ^ events_;
+    return splitmix64(s);
+}
+
+std::size_t Simulator::begin_phase(std::string name) {
+    phases_.push_back(PhaseInfo{std::move(name), now()});
+    phase_ = phases_.size() - 1;
+    counters_.begin_phase(phase_);
+    for (auto& f : phase_listeners_) f(phase_);
+    return phase_;
+}
+
+void root_done(Process* p) noexcept {
+    p->state_ = Process::State::Done;
+    p->waiting_on_ = nullptr;
+    p->sim_->finished_.push_back(p);
+}
+
+void Simulator::reap() {
+    for (Process* p : finished_) {
+        auto& promise = p->body_.handle().promise();
+        if (promise.exception && !failure_) failure_ = promise.exception;
+        p->body_ = Task<void>{};
+        --live_;
+    }
+    finished_.clear();
+}
+
+void Simulator::dispatch(const Event& e) {
+    const std::uintptr_t raw = e.target;
+    std::uint64_t who;
+    if (raw & 1) {
+        auto* t = reinterpret_cast<EventTarget*>(raw & ~std::uintptr_t{1});
+        if (t->armed_ != e.order) return;  // cancelled or rescheduled
+        t->armed_ = 0;
+        who = 0x80000000u | t->trace_id;
+        current_ = nullptr;
+    } else {
+        who = e.pid;
+        current_ = by_pid_[e.pid];
+    }
+    now_ = e.time;
+    ++events_;
+    hash_ = (rotl5(hash_) ^ static_cast<std::uint64_t>(e.time)) * kMul;
+    hash_ = (rotl5(hash_) ^ ((who << 8) | (e.order & 0xff))) * kMul;
+    if (raw & 1)
+        reinterpret_cast<EventTarget*>(raw & ~std::uintptr_t{1})->fire(*this);
+    else
+        std::coroutine_handle<>::from_address(reinterpret_cast<void*>(raw)).resume();
+    current_ = nullptr;
+    if (!finished_.empty()) reap();
+}
+
+RunStatus Simulator::run(Time until) {
+    stop_ = false;
+    for (;;) {
+        if (stop_) return RunStatus::Stopped;
+        Event e{};
+        const bool fifo_ready = fifo_head_ < fifo_.size();
+        if (fifo_ready && (heap_.empty() || !(heap_.top() < fifo_[fifo_head_]))) {
+            e = fifo_[fifo_head_++];
+            if (fifo_head_ == fifo_.size()) {
+                fifo_.clear();
+                fifo_head_ = 0;
+            }
+        } else if (!heap_.empty()) {
+            if (heap_.top().time > until.ps()) {
+                if (until.ps() > now_) now_ = until.ps();
+                return RunStatus::TimeLimit;
+            }
+            e = heap_.top();
+            top_taken_ = true;
+        } else {
+            break;
+        }
+        dispatch(e);
+        if (top_taken_) {
+            heap_.pop();
+            top_taken_ = false;
+        }
+        if (failure_) {
+            auto f = std::exchange(failure_, nullptr);
+            std::rethrow_exception(f);
+        }
+    }
+    if (live_ > 0) {
+        build_deadlock_report();
+        return RunStatus::Deadlock;
+    }
+    return RunStatus::Completed;
+}
+
+}  // namespace kvmsim::engine

@@ -1,0 +1,264 @@
+// The discrete-event simulator: simulated time, the event queue, processes and their wakeups,
+// phases, statistics and the run fingerprint. It knows nothing of KVM.
+#pragma once
+
+#include <coroutine>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sim/engine/random.hpp"
+#include "sim/engine/stats.hpp"
+#include "sim/engine/task.hpp"
+#include "sim/engine/time.hpp"
+
+namespace kvmsim::engine {
+
+class Simulator;
+
+// Kinds of events, part of the fingerprint.
+enum class EventKind : std::uint8_t { Start = 1, Delay, LockGrant, Signal, Barrier, Callback };
+
+// An event ordered by (time, order); order packs (priority, insertion sequence, kind) so that a
+// single integer comparison breaks ties. Priority: lower runs first; default 0. The target is a
+// coroutine frame to resume in process `pid`, or (tagged with the low bit) an EventTarget.
+// Dispatching a coroutine event touches only the frame, never the Process object.
+struct Event {
+    std::int64_t time;
+    std::uint64_t order;
+    std::uintptr_t target;
+    std::uint32_t pid;
+
+    friend bool operator<(const Event& a, const Event& b) {
+        return a.time < b.time || (a.time == b.time && a.order < b.order);
+    }
+    EventKind kind() const { return static_cast<EventKind>(order & 0xff); }
+};
+
+// A callback event source. At most one pending event per target; schedule() again replaces it
+// (the earlier one is dropped when popped), cancel() drops it. Costs nothing for other events.
+class EventTarget {
+public:
+    virtual ~EventTarget() = default;
+    virtual void fire(Simulator& sim) = 0;
+    bool pending() const { return armed_ != 0; }
+    // Id reported in the fingerprint for this target's events.
+    std::uint32_t trace_id = 0;
+
+private:
+    friend class Simulator;
+    std::uint64_t armed_ = 0;
+};
+
+// 4-ary min-heap: fewer levels and better locality than a binary heap.
+class EventHeap {
+public:
+    bool empty() const { return h_.empty(); }
+    std::size_t size() const { return h_.size(); }
+    const Event& top() const { return h_.front(); }
+    void reserve(std::size_t n) { h_.reserve(n); }
+    void push(const Event& e) {
+        std::size_t i = h_.size();
+        h_.push_back(e);
+        while (i > 0) {
+            const std::size_t p = (i - 1) / 4;
+            if (!(e < h_[p])) break;
+            h_[i] = h_[p];
+            i = p;
+        }
+        h_[i] = e;
+    }
+    void pop() {
+        const Event last = h_.back();
+        h_.pop_back();
+        if (!h_.empty()) sift_down(last);
+    }
+    // Removes the top and inserts e in one pass: the common "resume, then wait again" step.
+    void replace_top(const Event& e) { sift_down(e); }
+    // The smallest event other than the top (Time::max() if none): a child of the root.
+    const Event* second() const {
+        const std::size_t end = h_.size() < 5 ? h_.size() : 5;
+        const Event* m = nullptr;
+        for (std::size_t k = 1; k < end; ++k)
+            if (!m || h_[k] < *m) m = &h_[k];
+        return m;
+    }
+
+private:
+    void sift_down(const Event& last) {
+        const std::size_t n = h_.size();
+        std::size_t i = 0;
+        for (;;) {
+            const std::size_t c = 4 * i + 1;
+            if (c >= n) break;
+            std::size_t m = c;
+            const std::size_t end = c + 4 < n ? c + 4 : n;
+            for (std::size_t k = c + 1; k < end; ++k)
+                if (h_[k] < h_[m]) m = k;
+            if (!(h_[m] < last)) break;
+            h_[i] = h_[m];
+            i = m;
+        }
+        h_[i] = last;
+    }
+
+    std::vector<Event> h_;
+};
+
+enum class RunStatus : std::uint8_t {
+    Completed,  // no event left, no process blocked
+    Deadlock,   // no event left, some process blocked: see deadlock()
+    Stopped,    // stop() was called
+    TimeLimit,  // the next event lies after `until`
+};
+
+struct DeadlockReport {
+    struct Blocked {
+        std::string process;
+        std::string waits_for;  // target name
+        std::string mode;
+        std::vector<std::pair<std::string, std::string>> held_by;  // (process, mode)
+    };
+    std::vector<Blocked> blocked;     // every blocked process, by process id
+    std::vector<std::string> cycle;   // process names around a wait-for cycle, empty if none
+    std::vector<std::string> cycle_locks;  // what each process in `cycle` waits for
+    std::string text;                 // human-readable
+};
+
+struct PhaseInfo {
+    std::string name;
+    Time start;
+};
+
+// A site (call-site tag for lock statistics), interned per simulator.
+struct Site {
+    std::uint32_t id = 0;
+};
+
+class Simulator {
+public:
+    explicit Simulator(std::uint64_t seed = 0);
+    ~Simulator();
+    Simulator(const Simulator&) = delete;
+    Simulator& operator=(const Simulator&) = delete;
+
+    Time now() const { return Time::ps(now_); }
+    std::uint64_t seed() const { return seed_; }
+    RandomStream stream(std::string_view name, std::uint64_t index = 0) const {
+        return RandomStream(seed_, name, index);
+    }
+
+    // Processes start at the current time, in spawn order.
+    Process& spawn(std::string name, Task<void> body);
+    const std::vector<std::unique_ptr<Process>>& processes() const { return processes_; }
+    // The process whose coroutine is running, null in callbacks and outside run().
+    Process* current() const { return current_; }
+
+    struct DelayAwaiter {
+        Simulator& sim;
+        Time d;
+        bool await_ready() const noexcept { return false; }
+        template <class P>
+        void await_suspend(std::coroutine_handle<P> h) {
+            sim.schedule_resume(sim.now() + d, h, h.promise().process, EventKind::Delay);
+        }
+        void await_resume() const noexcept {}
+    };
+    // Suspends the calling process for `d` (0: after the other events due now).
+    DelayAwaiter delay(Time d) { return DelayAwaiter{*this, d}; }
+
+    void schedule(Time at, EventTarget& t, std::int8_t priority = 0);
+    void cancel(EventTarget& t) { t.armed_ = 0; }
+
+    // Wakes a suspended coroutine at `at`. Used by awaitables.
+    void schedule_resume(Time at, std::coroutine_handle<> h, Process* p, EventKind kind,
+                         std::int8_t priority = 0) {
+        push(Event{at.ps(), make_order(priority, kind), reinterpret_cast<std::uintptr_t>(h.address()), p->id()});
+    }
+
+    RunStatus run(Time until = Time::max());
+    void stop() { stop_ = true; }
+    // The time of the next pending event, or Time::max() when none.
+    Time next_event_time() const;
+    std::size_t pending_events() const { return heap_.size() - (top_taken_ ? 1 : 0) + (fifo_.size() - fifo_head_); }
+
+    std::uint64_t events_processed() const { return events_; }
+    // 64-bit hash chained over every processed event's (time, process, kind).
+    std::uint64_t fingerprint() const;
+    const DeadlockReport* deadlock() const { return deadlock_ ? &*deadlock_ : nullptr; }
+
+    // Phases: statistics recorded from now on go to a new phase slot. Phase 0 is the implicit
+    // phase before the first begin_phase.
+    std::size_t begin_phase(std::string name);
+    std::size_t phase() const { return phase_; }
+    const std::vector<PhaseInfo>& phases() const { return phases_; }
+    // Called with the new phase index by begin_phase (components keeping their own stats).
+    void on_phase_change(std::function<void(std::size_t)> f) { phase_listeners_.push_back(std::move(f)); }
+
+    Counters& counters() { return counters_; }
+    const Counters& counters() const { return counters_; }
+    LockStatsTable& lock_stats() { return lock_stats_; }
+    const LockStatsTable& lock_stats() const { return lock_stats_; }
+    Site site(std::string_view name) { return Site{lock_stats_.site_id(name)}; }
+
+    // True while the simulator destroys process frames: awaitables' destructors must not
+    // schedule anything then.
+    bool tearing_down() const { return tearing_down_; }
+    // Destroys every process frame (locks held by them are abandoned). The simulator cannot
+    // run afterwards. Called by the destructor, and by a lock destroyed while still in use.
+    void destroy_processes();
+
+private:
+    std::uint64_t make_order(std::int8_t priority, EventKind kind) {
+        return (static_cast<std::uint64_t>(static_cast<std::uint8_t>(priority ^ 0x80)) << 56) |
+               (seq_++ << 8) | static_cast<std::uint64_t>(kind);
+    }
+    void push(const Event& e) {
+        // FIFO fast path: default-priority events due now need no heap operation.
+        if (e.time == now_ && (e.order >> 56) == 0x80) {
+            fifo_.push_back(e);
+        } else if (top_taken_) {
+            heap_.replace_top(e);
+            top_taken_ = false;
+        } else {
+            heap_.push(e);
+        }
+    }
+    void dispatch(const Event& e);
+    friend void root_done(Process* p) noexcept;
+    void reap();
+    void build_deadlock_report();
+
+    std::uint64_t seed_;
+    std::int64_t now_ = 0;
+    std::uint64_t seq_ = 0;
+    std::uint64_t events_ = 0;
+    std::uint64_t hash_ = 0x6b766d73696d0001ULL;  // "kvmsim"
+    EventHeap heap_;
+    // The heap's top is the event being dispatched and not yet removed: a push during its
+    // dispatch replaces it (one sift-down instead of a pop and a push).
+    bool top_taken_ = false;
+    std::vector<Event> fifo_;
+    std::size_t fifo_head_ = 0;
+    std::vector<std::unique_ptr<Process>> processes_;
+    std::vector<Process*> by_pid_;    // flat, for dispatch
+    std::vector<Process*> finished_;  // bodies ended, frames to destroy after dispatch
+    std::size_t live_ = 0;
+    Process* current_ = nullptr;
+    bool stop_ = false;
+    bool tearing_down_ = false;
+    std::exception_ptr failure_;
+    std::optional<DeadlockReport> deadlock_;
+
+    std::size_t phase_ = 0;
+    std::vector<PhaseInfo> phases_;
+    std::vector<std::function<void(std::size_t)>> phase_listeners_;
+    Counters counters_;
+    LockStatsTable lock_stats_;
+};
+
+}  // namespace kvmsim::engine
