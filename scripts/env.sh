@@ -1,0 +1,216 @@
+# shellcheck shell=bash
+# scripts/env.sh — the one place that knows how kvmsim's build environment is made.
+#
+# Sourced (never executed) by setup.sh and test.sh, which both run `kvmsim_env` first, so that
+# test.sh works right after setup.sh on a fresh machine and both use the same Python.
+#
+#   kvmsim_env                  install what is missing (quick when nothing is), choose the
+#                               Python, put its meson/ninja first on PATH, export KVMSIM_PY
+#   kvmsim_meson_setup DIR ARGS configure DIR if it is not configured yet; reconfigure it only
+#                               when its werror setting does not match $CI
+#
+# Environment:
+#   CI             non-empty: warnings are errors (-Dwerror=true)
+#   KVMSIM_PYTHON  base interpreter to use instead of `python3` (default: python3)
+#
+# Python choice: an existing project venv (.venv) is always used, so a fallback made once is
+# used consistently afterwards. Otherwise the base python3 is used directly, unless pip would
+# refuse to install into it (PEP 668 "externally managed", e.g. Debian's /usr/bin/python3) or
+# it has no pip; then .venv is created from it and used.
+
+KVMSIM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KVMSIM_VENV="$KVMSIM_ROOT/.venv"
+
+# Debian packages: the compiler, ninja, and the C++ libraries meson.build looks for.
+KVMSIM_APT_PACKAGES=(g++ ninja-build pkg-config libboost-graph-dev nlohmann-json3-dev catch2 git)
+# PyPI packages (Debian's are too old or missing). "ninja" is added only when no ninja is on PATH.
+KVMSIM_PIP_REQUIREMENTS=("meson>=1.0" "meson-python>=0.15" "pybind11>=2.11" "pytest")
+
+kvmsim_log() { echo "kvmsim: $*" >&2; }
+kvmsim_die() { echo "kvmsim: error: $*" >&2; exit 1; }
+
+# Run a command as root: directly when we are root, else through sudo.
+kvmsim_as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        kvmsim_die "need root to run: $* (not root and no sudo)"
+    fi
+}
+
+# Install the given Debian packages that are not installed yet; apt-get update only if needed.
+kvmsim_apt_ensure() {
+    if ! command -v dpkg-query >/dev/null 2>&1; then
+        kvmsim_log "warning: not a Debian system; make sure these (or equivalents) are installed: $*"
+        return 0
+    fi
+    local status missing=() p
+    status="$(dpkg-query -W -f='${Package} ${Status}\n' "$@" 2>/dev/null || true)"
+    for p in "$@"; do
+        grep -qxF "$p install ok installed" <<<"$status" || missing+=("$p")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    kvmsim_log "installing Debian packages: ${missing[*]}"
+    kvmsim_as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+    kvmsim_as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# Ask an interpreter about itself. Prints lines:
+#   pip ok|externally-managed|missing   whether `pip install` into it would work
+#   executable PATH                     the interpreter itself (resolves pyenv shims etc.)
+#   scripts DIR                         where its console scripts (meson, ninja) go
+#   userscripts DIR                     same for `pip install --user`
+#   missing REQ                         each requirement REQ (name or name>=version) not satisfied
+kvmsim_py_probe() {
+    "$1" - "${@:2}" <<'EOF'
+import importlib.metadata as md
+import importlib.util
+import os
+import re
+import sys
+import sysconfig
+
+def vtuple(s):
+    out = []
+    for part in s.split("."):
+        m = re.match(r"\d+", part)
+        if not m:
+            break
+        out.append(int(m.group()))
+        if m.end() != len(part):
+            break
+    return out
+
+def older(have, need):
+    a, b = vtuple(have), vtuple(need)
+    n = max(len(a), len(b))
+    return a + [0] * (n - len(a)) < b + [0] * (n - len(b))
+
+in_venv = sys.prefix != sys.base_prefix
+marker = os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")
+if importlib.util.find_spec("pip") is None:
+    print("pip missing")
+elif not in_venv and os.path.exists(marker):
+    print("pip externally-managed")
+else:
+    print("pip ok")
+print("executable", sys.executable)
+print("scripts", sysconfig.get_path("scripts"))
+print("userscripts", sysconfig.get_path("scripts", f"{os.name}_user"))
+for req in sys.argv[1:]:
+    name, _, minimum = req.partition(">=")
+    try:
+        have = md.version(name)
+    except md.PackageNotFoundError:
+        print("missing", req)
+        continue
+    if minimum and older(have, minimum):
+        print("missing", req)
+EOF
+}
+
+kvmsim_make_venv() {
+    local base=$1
+    kvmsim_log "creating the project venv $KVMSIM_VENV (pip may not install into $base)"
+    "$base" -m venv "$KVMSIM_VENV" ||
+        kvmsim_die "could not create $KVMSIM_VENV with $base (on Debian: apt-get install python3-venv)"
+}
+
+kvmsim_env() {
+    local base="${KVMSIM_PYTHON:-python3}" apt=("${KVMSIM_APT_PACKAGES[@]}") resolved=""
+    # Debian's python3 (or none at all): make sure it exists and can create the fallback venv.
+    if [ ! -x "$KVMSIM_VENV/bin/python" ]; then
+        resolved="$(command -v "$base" 2>/dev/null || true)"
+        [ -n "$resolved" ] && resolved="$(readlink -f "$resolved")"
+        case "$resolved" in
+            "" | /usr/bin/python3*) apt+=(python3 python3-venv) ;;
+        esac
+    fi
+    kvmsim_apt_ensure "${apt[@]}"
+
+    local py probe
+    if [ -x "$KVMSIM_VENV/bin/python" ]; then
+        py="$KVMSIM_VENV/bin/python"
+    else
+        command -v "$base" >/dev/null 2>&1 || kvmsim_die "no $base found"
+        probe="$(kvmsim_py_probe "$base")"
+        py="$(sed -n 's/^executable //p' <<<"$probe")"
+        if ! grep -qx "pip ok" <<<"$probe"; then
+            kvmsim_make_venv "$py"
+            py="$KVMSIM_VENV/bin/python"
+        fi
+    fi
+
+    local reqs=("${KVMSIM_PIP_REQUIREMENTS[@]}") missing=() line log
+    probe="$(kvmsim_py_probe "$py" "${reqs[@]}")"
+    kvmsim_path_from_probe "$probe"
+    command -v ninja >/dev/null 2>&1 || { reqs+=(ninja); missing+=(ninja); }
+    while read -r line; do
+        if [[ "$line" == "missing "* ]]; then missing+=("${line#missing }"); fi
+    done <<<"$probe"
+
+    if [ "${#missing[@]}" -gt 0 ]; then
+        kvmsim_log "installing from PyPI into $py: ${missing[*]}"
+        log="$(mktemp)"
+        if ! "$py" -m pip install --disable-pip-version-check "${missing[@]}" 2>&1 | tee "$log"; then
+            if grep -q "externally-managed-environment" "$log" && [ "$py" != "$KVMSIM_VENV/bin/python" ]; then
+                rm -f "$log"
+                kvmsim_make_venv "$py"
+                py="$KVMSIM_VENV/bin/python"
+                # A new venv has nothing yet: install every requirement.
+                "$py" -m pip install --disable-pip-version-check "${reqs[@]}" ||
+                    kvmsim_die "pip install into $KVMSIM_VENV failed"
+            else
+                rm -f "$log"
+                kvmsim_die "pip install failed: ${missing[*]}"
+            fi
+        fi
+        rm -f "$log"
+        probe="$(kvmsim_py_probe "$py" "${reqs[@]}")"
+        kvmsim_path_from_probe "$probe"
+        if grep -q "^missing " <<<"$probe"; then
+            kvmsim_die "still not satisfied after pip install: $(grep '^missing ' <<<"$probe" | cut -d' ' -f2- | tr '\n' ' ')"
+        fi
+    fi
+    command -v meson >/dev/null 2>&1 || kvmsim_die "meson not found on PATH after installing it"
+    command -v ninja >/dev/null 2>&1 || kvmsim_die "ninja not found on PATH after installing it"
+    export KVMSIM_PY="$py"
+}
+
+# Put the interpreter's script directories (meson, pip's ninja) first on PATH.
+kvmsim_path_from_probe() {
+    local dir
+    dir="$(sed -n 's/^userscripts //p' <<<"$1")"
+    [ -n "$dir" ] && [ -d "$dir" ] && case ":$PATH:" in *":$dir:"*) ;; *) PATH="$dir:$PATH" ;; esac
+    dir="$(sed -n 's/^scripts //p' <<<"$1")"
+    [ -n "$dir" ] && case ":$PATH:" in *":$dir:"*) ;; *) PATH="$dir:$PATH" ;; esac
+    export PATH
+}
+
+# kvmsim_meson_setup DIR [meson setup options...]
+# Configures DIR if it is not configured yet. Warnings are errors when $CI is non-empty; an
+# existing DIR is reconfigured only when its werror setting does not match that.
+kvmsim_meson_setup() {
+    local dir=$1 want=false current
+    shift
+    [ -n "${CI:-}" ] && want=true
+    if [ ! -f "$dir/meson-private/coredata.dat" ] || [ ! -f "$dir/meson-info/intro-buildoptions.json" ]; then
+        if [ "$want" = true ]; then
+            meson setup "$dir" "$@" -Dwerror=true
+        else
+            meson setup "$dir" "$@"
+        fi
+        return
+    fi
+    current="$("$KVMSIM_PY" -c 'import json, sys
+opts = json.load(open(sys.argv[1]))
+print(str(next((o["value"] for o in opts if o["name"] == "werror"), False)).lower())' \
+        "$dir/meson-info/intro-buildoptions.json")"
+    if [ "$current" != "$want" ]; then
+        kvmsim_log "reconfiguring $dir with werror=$want"
+        meson setup --reconfigure "$dir" -Dwerror="$want"
+    fi
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# setup.sh — install what kvmsim needs (only what is missing), build it, run the main job.
+# Safe to re-run: a second run installs nothing and only rebuilds what changed.
+# CI=<non-empty> builds with warnings as errors.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/env.sh
+
+kvmsim_env                                        # Debian + PyPI dependencies, Python choice
+kvmsim_meson_setup build --buildtype=release      # configure the release build once
+meson compile -C build
+
+# ---- main job ---------------------------------------------------------------------------
+# For now the engine benchmark; later the seed-scenario suite replaces this one line.
+main_job() {
+    build/bench/kvmsim-bench engine --json
+}
+main_job

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# test.sh — run every kvmsim test: release unit tests, the same under address+undefined
+# sanitizers, and pytest (tests/python). Rebuilds what changed first. Ends with one line
+#   kvmsim: N passed, N failed[, N skipped]
+# and exits non-zero if any step failed.
+#   KVMSIM_SKIP_SANITIZE=1   skip the sanitizer build (quick local runs; CI always runs it)
+#   CI=<non-empty>           warnings are errors
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/env.sh
+
+kvmsim_env
+
+results=()        # LABEL=JUnit-file, for scripts/junit_summary.py
+failed_steps=()   # labels of steps that exited non-zero
+
+# collect LABEL DIR: every JUnit file the tests wrote under DIR
+collect() {
+    local f
+    while IFS= read -r f; do results+=("$1=$f"); done < <(find "$2" -name '*.junit.xml' 2>/dev/null | sort)
+}
+
+# unit_tests LABEL BUILDDIR [meson setup options...]: configure, compile, meson test
+unit_tests() {
+    local label=$1 dir=$2
+    shift 2
+    echo "== $label: $dir"
+    if ! kvmsim_meson_setup "$dir" "$@" || ! meson compile -C "$dir"; then
+        failed_steps+=("$label")
+        return
+    fi
+    # Drop results of earlier runs so only this run is counted.
+    [ -d "$dir/tests" ] && find "$dir/tests" -name '*.junit.xml' -delete
+    meson test -C "$dir" --print-errorlogs || failed_steps+=("$label")
+    collect "$label" "$dir/tests"
+}
+
+# 1. Unit tests, release build.
+unit_tests release build --buildtype=release
+
+# 2. The same tests with AddressSanitizer + UndefinedBehaviorSanitizer.
+if [ -n "${KVMSIM_SKIP_SANITIZE:-}" ] && [ "${KVMSIM_SKIP_SANITIZE}" != 0 ]; then
+    echo "== sanitize: skipped (KVMSIM_SKIP_SANITIZE=$KVMSIM_SKIP_SANITIZE)"
+else
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=1 \
+        unit_tests sanitize build-asan -Db_sanitize=address,undefined -Dbuildtype=debug -Db_lundef=false
+fi
+
+# 3. Python tests, once tests/python holds any.
+if [ -n "$(find tests/python -type f -not -path '*/__pycache__/*' -print -quit 2>/dev/null)" ]; then
+    echo "== python: pytest tests/python"
+    mkdir -p build
+    rm -f build/pytest.junit.xml
+    "$KVMSIM_PY" -m pytest tests/python --junitxml=build/pytest.junit.xml || failed_steps+=(python)
+    [ -f build/pytest.junit.xml ] && results+=("python=build/pytest.junit.xml")
+else
+    echo "== python: no tests yet (tests/python is missing or empty)"
+fi
+
+# Summary: per-run listing, failing tests, then the single "kvmsim: ..." line.
+echo
+summary=(scripts/junit_summary.py)
+for s in "${failed_steps[@]}"; do summary+=(--failed-step "$s"); done
+exec "$KVMSIM_PY" "${summary[@]}" "${results[@]}"
