@@ -245,7 +245,9 @@ inline Time CacheModel::access_line(CacheCounters& c, std::uint32_t cpu, std::ui
 // argument errors go out of line.
 Time CacheModel::touch(std::uint32_t cpu, std::uint64_t addr, std::uint64_t bytes, bool write) {
     if (cpu >= cfg_.cpus || bytes - 1 > std::numeric_limits<std::uint64_t>::max() - addr) [[unlikely]]
-        return touch_range(cpu, addr, bytes, write);  // also bytes == 0 (bytes - 1 wraps)
+        return touch_range(cpu, addr, bytes, write);
+    // More than one line, or bytes == 0 (bytes - 1 wraps to the maximum: either caught above or,
+    // for addr == 0, a "range" to the end of the address space): both handled out of line.
     const std::uint64_t first = addr >> line_shift_;
     if (first != (addr + (bytes - 1)) >> line_shift_) [[unlikely]]
         return touch_range(cpu, addr, bytes, write);

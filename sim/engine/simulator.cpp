@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdlib>
 #include <new>
+#include <stdexcept>
 
 namespace kvmsim::engine {
 
@@ -63,8 +64,7 @@ Simulator::~Simulator() { destroy_processes(); }
 void Simulator::destroy_processes() {
     tearing_down_ = true;
     for (auto& p : processes_) p->body_ = Task<void>{};
-    heap_ = EventHeap{};
-    top_taken_ = false;
+    queue_ = EventQueue{};
     fifo_.clear();
     fifo_head_ = 0;
     live_ = 0;
@@ -89,11 +89,12 @@ void Simulator::schedule(Time at, EventTarget& t, std::int8_t priority) {
 
 Time Simulator::next_event_time() const {
     if (fifo_head_ < fifo_.size()) return Time::ps(now_);
-    if (top_taken_) {
-        const Event* e = heap_.second();
-        return e ? Time::ps(e->time) : Time::max();
-    }
-    return heap_.empty() ? Time::max() : Time::ps(heap_.top().time);
+    return queue_.empty() ? Time::max() : Time::ps(queue_.min_time());
+}
+
+void Simulator::past(const Event& e) const {
+    throw std::logic_error("event scheduled in the past: at " + Time::ps(e.time).str() + ", now " +
+                           Time::ps(now_).str());
 }
 
 std::uint64_t Simulator::fingerprint() const {
@@ -155,28 +156,28 @@ RunStatus Simulator::run(Time until) {
     for (;;) {
         if (stop_) return RunStatus::Stopped;
         Event e{};
-        const bool fifo_ready = fifo_head_ < fifo_.size();
-        if (fifo_ready && (heap_.empty() || !(heap_.top() < fifo_[fifo_head_]))) {
-            e = fifo_[fifo_head_++];
-            if (fifo_head_ == fifo_.size()) {
-                fifo_.clear();
-                fifo_head_ = 0;
+        if (fifo_head_ < fifo_.size()) {
+            // FIFO events are due now; so are the queue's events at its base (== now_).
+            if (queue_.has_at_base() && queue_.top_at_base() < fifo_[fifo_head_]) {
+                e = queue_.pop();
+            } else {
+                e = fifo_[fifo_head_++];
+                if (fifo_head_ == fifo_.size()) {
+                    fifo_.clear();
+                    fifo_head_ = 0;
+                }
             }
-        } else if (!heap_.empty()) {
-            if (heap_.top().time > until.ps()) {
+        } else if (!queue_.empty()) {
+            if (queue_.top().time > until.ps()) {
                 if (until.ps() > now_) now_ = until.ps();
+                queue_.rebase(now_);
                 return RunStatus::TimeLimit;
             }
-            e = heap_.top();
-            top_taken_ = true;
+            e = queue_.pop();
         } else {
             break;
         }
         dispatch(e);
-        if (top_taken_) {
-            heap_.pop();
-            top_taken_ = false;
-        }
         if (failure_) {
             auto f = std::exchange(failure_, nullptr);
             std::rethrow_exception(f);

@@ -287,6 +287,8 @@ TEST_CASE("cache: a multi-line touch counts one access per line", "[cache]") {
     CHECK(m.touch(0, 127, 1, false) == kL1);  // last byte of line 1
     CHECK(c.levels[0].accesses == 8);
     CHECK(m.touch(0, 128, 0, false) == Time::zero());  // empty range: no access
+    CHECK(m.touch(0, 0, 0, true) == Time::zero());
+    CHECK(m.touch(0, std::numeric_limits<std::uint64_t>::max(), 0, false) == Time::zero());
     CHECK(c.levels[0].accesses == 8);
     CHECK(m.touch(0, 63, 2, true) == 2 * kL1);  // writes straddling lines 0 and 1
     CHECK(c.levels[0].accesses == 10);
