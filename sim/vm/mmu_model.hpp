@@ -1,0 +1,116 @@
+// The interface between workloads and MMU models, and the model registry. A model follows a
+// kernel's mechanism (locks, work, flushes) using engine primitives; it knows nothing of JSON,
+// the CLI or Python. Its KVM stats go to sim.counters() under their debugfs names.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "sim/engine/cache.hpp"
+#include "sim/engine/simulator.hpp"
+#include "sim/vm/types.hpp"
+
+namespace kvmsim::vm {
+
+using KnobValue = std::variant<bool, std::int64_t, std::string>;
+using Knobs = std::map<std::string, KnobValue, std::less<>>;
+std::string to_string(const KnobValue& v);
+
+struct KnobSpec {
+    enum class Type : std::uint8_t { Bool, Int, Choice };
+    std::string name;
+    Type type = Type::Bool;
+    KnobValue default_value;
+    std::string meaning;
+    std::vector<std::string> choices;  // Choice
+    std::int64_t min = 0, max = 0;     // Int, inclusive
+};
+
+// What a scenario's timed events ask of a model. A model lists the operations it supports and
+// the scenario loader rejects the others at load time.
+enum class Operation : std::uint8_t {
+    DirtyLogEnable,
+    DirtyLogGet,
+    DirtyLogClear,
+    DirtyLogDisable,
+    ZapGfnRange,
+    Invalidate,  // MMU-notifier invalidation of a GPA range
+    SmmEnter,
+    SmmExit,
+    NestedStart,
+    NestedStop,
+};
+const char* to_string(Operation op);
+
+enum class ZapReason : std::uint8_t { Mtrr, Cr0Cd, Other };
+const char* to_string(ZapReason r);
+
+struct DirtyLogOptions {
+    bool manual_protect_initially_set = false;  // KVM_DIRTY_LOG_INITIALLY_SET
+};
+
+// Everything a model is built from.
+struct ModelEnv {
+    engine::Simulator& sim;
+    engine::CacheModel& cache;
+    const HostConfig& host;
+    VmConfig& vm;
+    const Knobs& knobs;  // complete: every knob of the model, defaults filled in
+};
+
+class MmuModel {
+public:
+    virtual ~MmuModel() = default;
+
+    // Would this guest access complete without exiting to KVM? Pure: no simulated time, no
+    // side effects. Called for every guest access, so it must be cheap.
+    virtual bool hits(std::uint32_t vcpu, Gfn gfn, Access access) const = 0;
+    // The exit for an access that did not hit (EPT violation, stage-2 abort). Returns when the
+    // guest may retry the access (which may fault again).
+    virtual engine::Task<void> page_fault(const CpuContext& cpu, Gfn gfn, Access access) = 0;
+    // The least simulated time between page_fault() being called and its first change to
+    // anything hits() reads (typically the VM-exit and fault-entry cost it pays first). The
+    // workload lets vCPUs that only hit run ahead of each other by this much, exactly.
+    virtual Time fault_lookahead() const { return Time::zero(); }
+
+    // Host-side operations; the default says the model does not support them (the loader
+    // prevents that from happening).
+    virtual engine::Task<void> dirty_log_enable(const CpuContext& cpu, std::uint32_t slot, DirtyLogOptions opts);
+    // KVM_GET_DIRTY_LOG: returns the number of dirty pages harvested.
+    virtual engine::Task<std::uint64_t> dirty_log_get(const CpuContext& cpu, std::uint32_t slot);
+    virtual engine::Task<void> dirty_log_clear(const CpuContext& cpu, std::uint32_t slot, Gfn first, std::uint64_t npages);
+    virtual engine::Task<void> dirty_log_disable(const CpuContext& cpu, std::uint32_t slot);
+    virtual engine::Task<void> zap_gfn_range(const CpuContext& cpu, Gfn start, Gfn end, ZapReason reason);
+    virtual engine::Task<void> invalidate_range(const CpuContext& cpu, Gfn start, Gfn end);
+};
+
+struct ModelInfo {
+    std::string name;     // "x86_tdp"
+    std::string summary;  // one line
+    std::string kernel;   // which kernel code and version it follows
+    std::vector<KnobSpec> knobs;
+    std::vector<std::string> costs;  // cost names it reads from the host profile
+    std::vector<Operation> operations;
+    std::function<std::unique_ptr<MmuModel>(ModelEnv&)> create;
+
+    const KnobSpec* knob(std::string_view n) const;
+    bool supports(Operation op) const;
+};
+
+class ModelRegistry {
+public:
+    void add(ModelInfo info);
+    const ModelInfo* find(std::string_view name) const;
+    // Sorted by name.
+    std::vector<const ModelInfo*> all() const;
+
+private:
+    std::map<std::string, ModelInfo, std::less<>> models_;
+};
+
+}  // namespace kvmsim::vm

@@ -1,0 +1,82 @@
+// Host and guest structure shared by models, workloads and the runner. No KVM mechanism here:
+// only what a VM is made of (memslots, backing, vCPUs) and what a host costs.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sim/engine/cache.hpp"
+#include "sim/engine/time.hpp"
+
+namespace kvmsim::vm {
+
+using engine::Time;
+using Gfn = std::uint64_t;  // 4 KiB guest frame number
+constexpr std::uint64_t kPageSize = 4096;
+
+enum class Access : std::uint8_t { Read = 0, Write = 1, Exec = 2 };
+const char* to_string(Access a);
+
+// Host backing of guest memory, named as the selftests' -s flag.
+enum class Backing : std::uint8_t { Anonymous, AnonymousThp, Hugetlb2M, Hugetlb1G };
+const char* to_string(Backing b);
+bool parse_backing(std::string_view s, Backing& out);
+
+// Mapping levels as the kernel's PG_LEVEL_4K/2M/1G.
+enum class PageLevel : std::uint8_t { K4 = 1, M2 = 2, G1 = 3 };
+constexpr std::uint64_t pages_per(PageLevel l) {
+    return l == PageLevel::K4 ? 1 : l == PageLevel::M2 ? 512 : 512 * 512;
+}
+// The largest level the host backing allows (THP and hugetlb 2M: 2M; hugetlb 1G: 1G).
+PageLevel host_level(Backing b);
+
+struct Memslot {
+    std::uint32_t id = 0;
+    Gfn base_gfn = 0;
+    std::uint64_t npages = 0;
+    Backing backing = Backing::Anonymous;
+    bool dirty_logging = false;       // KVM_MEM_LOG_DIRTY_PAGES
+    bool contains(Gfn g) const { return g >= base_gfn && g < base_gfn + npages; }
+};
+
+struct VmConfig {
+    std::vector<Memslot> memslots;
+    std::uint32_t vcpus = 1;
+};
+
+// Latency constants of a host, by name. Every value comes from a host profile that cites its
+// source or says "estimate"; a model asks for the names it needs (found missing at load time).
+class CostProfile {
+public:
+    void set(std::string name, double value) { values_[std::move(name)] = value; }
+    bool has(std::string_view name) const { return values_.find(name) != values_.end(); }
+    // Picoseconds for times, plain numbers otherwise. std::out_of_range names a missing cost.
+    double number(std::string_view name) const;
+    Time time(std::string_view name) const { return Time::ps(static_cast<std::int64_t>(number(name))); }
+    const std::map<std::string, double, std::less<>>& values() const { return values_; }
+
+private:
+    std::map<std::string, double, std::less<>> values_;
+};
+
+struct HostConfig {
+    std::string profile;  // profile name, e.g. "x86-server"
+    std::uint32_t cpus = 1;
+    engine::CacheConfig cache;
+    CostProfile costs;
+};
+
+// Who is executing: a vCPU (vcpu >= 0) or a host-side actor (the VMM's ioctl thread, an MMU
+// notifier). host_cpu selects the CPU in the cache model.
+struct CpuContext {
+    std::string name;
+    std::uint32_t host_cpu = 0;
+    std::int32_t vcpu = -1;
+    bool is_vcpu() const { return vcpu >= 0; }
+};
+
+}  // namespace kvmsim::vm
