@@ -1,0 +1,138 @@
+#include "sim/workload/guest.hpp"
+
+#include <algorithm>
+
+namespace kvmsim::workload {
+
+std::uint64_t AccessStream::total() const {
+    if (count) return count;
+    switch (pattern) {
+        case Pattern::Sequential: return stride ? npages / stride : 0;
+        case Pattern::Random: return npages;
+        case Pattern::BlockSplit: return block_pages ? (npages / block_pages) * (1 + block_pages / 2) : 0;
+    }
+    return 0;
+}
+
+StreamCursor::StreamCursor(const AccessStream& s, engine::RandomStream rng)
+    : s_(s), rng_(rng), total_(s.npages ? s.total() : 0) {
+    if (total_) compute();
+}
+
+void StreamCursor::compute() {
+    switch (s_.pattern) {
+        case AccessStream::Pattern::Sequential:
+            gfn_ = s_.base + (i_ * s_.stride) % s_.npages;
+            break;
+        case AccessStream::Pattern::Random:
+            gfn_ = s_.base + rng_.uniform(s_.npages);
+            break;
+        case AccessStream::Pattern::BlockSplit: {
+            const std::uint64_t per_block = 1 + s_.block_pages / 2;
+            const std::uint64_t block = (i_ / per_block) % (s_.npages / s_.block_pages);
+            const std::uint64_t k = i_ % per_block;
+            const Gfn start = s_.base + block * s_.block_pages;
+            gfn_ = k == 0 ? start : start + s_.block_pages / 2 + (k - 1);
+            access_ = k == 0 ? Access::Write : Access::Read;
+            return;
+        }
+    }
+    if (s_.mix) {
+        const double u = rng_.uniform01();
+        access_ = u < s_.write_fraction ? Access::Write
+                  : u < s_.write_fraction + s_.exec_fraction ? Access::Exec
+                                                             : Access::Read;
+    } else if (s_.write_every) {
+        access_ = i_ % s_.write_every == 0 ? Access::Write : Access::Read;
+    } else {
+        access_ = s_.access;
+    }
+}
+
+GuestScheduler::GuestScheduler(engine::Simulator& sim, vm::MmuModel& model)
+    : sim_(sim), model_(model), lookahead_(model.fault_lookahead()) {}
+
+engine::Task<void> GuestScheduler::run(const vm::CpuContext& cpu, const AccessStream& stream, VcpuStats& stats) {
+    StreamCursor cursor(stream, sim_.stream("guest", static_cast<std::uint64_t>(cpu.vcpu)));
+    Vcpu v;
+    v.cpu = &cpu;
+    v.cursor = &cursor;
+    v.stats = &stats;
+    v.guest_time = stream.guest_time;
+    while (!cursor.done()) {
+        v.t = sim_.now();
+        co_await Enter{*this, v};
+        if (!v.fault) break;
+        ++stats.faults;
+        co_await model_.page_fault(cpu, cursor.gfn(), cursor.access());
+    }
+}
+
+void GuestScheduler::enter(Vcpu& v) {
+    heap_.push_back(&v);
+    std::push_heap(heap_.begin(), heap_.end(), Later{});
+    // Re-arm now even if armed later: this vCPU's accesses start now.
+    sim_.schedule(sim_.now(), *this);
+    v.process->block_on(nullptr, "guest");
+}
+
+void GuestScheduler::release(Vcpu& v) {
+    v.process->unblock();
+    sim_.schedule_resume(v.t, v.h, v.process, engine::EventKind::Signal);
+}
+
+void GuestScheduler::fire(engine::Simulator& sim) {
+    const Time now = sim.now();
+    while (!heap_.empty()) {
+        Vcpu& v = *heap_.front();
+        if (v.t > now) {
+            sim.schedule(v.t, *this);
+            return;
+        }
+        const Time next_event = sim.next_event_time();
+        if (next_event <= v.t) {
+            // An engine event is due at this very time: it goes first.
+            sim.schedule(v.t, *this, 1);
+            return;
+        }
+        Time horizon = next_event;
+        if (heap_.size() > 1) {
+            const Vcpu* second = heap_[1];
+            if (heap_.size() > 2 && Later{}(second, heap_[2])) second = heap_[2];
+            horizon = std::min(horizon, second->t + lookahead_);
+        }
+        std::pop_heap(heap_.begin(), heap_.end(), Later{});
+        heap_.pop_back();
+        ++batches_;
+        StreamCursor& c = *v.cursor;
+        const std::uint32_t vcpu = static_cast<std::uint32_t>(v.cpu->vcpu);
+        std::uint64_t n = 0;
+        bool out = false;
+        // v is first in (time, vCPU) order, so its current access always goes; later ones only
+        // before the horizon.
+        do {
+            if (!model_.hits(vcpu, c.gfn(), c.access())) {
+                v.fault = true;
+                out = true;
+                break;
+            }
+            ++n;
+            v.t += v.guest_time;
+            c.advance();
+            if (c.done()) {
+                v.fault = false;
+                out = true;
+                break;
+            }
+        } while (v.t < horizon);
+        v.stats->accesses += n;
+        if (out) {
+            release(v);
+        } else {
+            heap_.push_back(&v);
+            std::push_heap(heap_.begin(), heap_.end(), Later{});
+        }
+    }
+}
+
+}  // namespace kvmsim::workload

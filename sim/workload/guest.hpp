@@ -1,0 +1,126 @@
+// What the guest does: access streams, and the scheduler that runs vCPUs through them.
+//
+// A hit (an access to a page already mapped with the right permission) costs no event. Every
+// vCPU that is only hitting is owned by the GuestScheduler, which runs one vCPU at a time ahead
+// of engine time, in batches, up to a horizon that keeps results exact:
+//   - the next pending engine event (a fault handler or host actor may change mappings then);
+//   - the local time of any other hitting vCPU plus the model's fault_lookahead() (that vCPU
+//     may fault at its local time, but cannot change what hits() sees sooner than that).
+// An access that does not hit hands the vCPU back to its own process, at the access's time,
+// to take the fault; it re-enters the scheduler afterwards.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "sim/engine/random.hpp"
+#include "sim/engine/simulator.hpp"
+#include "sim/vm/mmu_model.hpp"
+
+namespace kvmsim::workload {
+
+using engine::Time;
+using vm::Access;
+using vm::Gfn;
+
+struct AccessStream {
+    enum class Pattern : std::uint8_t {
+        Sequential,  // base, base+stride, ... (count accesses, wrapping around the region)
+        Random,      // uniform pages of the region
+        BlockSplit,  // per block: write its first page, then read its second half (the
+                     // selftest's KVM_UPDATE_MAPPINGS on huge pages)
+    };
+    Pattern pattern = Pattern::Sequential;
+    Gfn base = 0;
+    std::uint64_t npages = 0;      // region size in 4K pages
+    std::uint64_t stride = 1;      // pages between accesses (Sequential)
+    std::uint64_t count = 0;       // accesses; 0: one pass (npages / stride; BlockSplit: all blocks)
+    std::uint64_t block_pages = 512;
+    Access access = Access::Read;  // used when write_every == 0 and no mix
+    std::uint64_t write_every = 0; // > 0: access i writes if i % write_every == 0, else reads
+    double write_fraction = 0;     // mix by Bernoulli draws when mix is true
+    double exec_fraction = 0;
+    bool mix = false;
+    Time guest_time;               // guest time per access
+    std::uint64_t total() const;   // accesses in the stream
+};
+
+// Iterates a stream: the current access stays current until advance() (a fault retries it).
+class StreamCursor {
+public:
+    StreamCursor(const AccessStream& s, engine::RandomStream rng);
+    bool done() const { return i_ >= total_; }
+    Gfn gfn() const { return gfn_; }
+    Access access() const { return access_; }
+    void advance() {
+        ++i_;
+        if (i_ < total_) compute();
+    }
+    std::uint64_t index() const { return i_; }
+
+private:
+    void compute();
+    AccessStream s_;
+    engine::RandomStream rng_;
+    std::uint64_t total_ = 0;
+    std::uint64_t i_ = 0;
+    Gfn gfn_ = 0;
+    Access access_ = Access::Read;
+};
+
+struct VcpuStats {
+    std::uint64_t accesses = 0;
+    std::uint64_t faults = 0;  // exits taken (page_fault calls)
+};
+
+class GuestScheduler : public engine::EventTarget {
+public:
+    GuestScheduler(engine::Simulator& sim, vm::MmuModel& model);
+
+    // Runs `stream` on the vCPU from now, taking faults in the calling process. Returns when
+    // the last access has completed.
+    engine::Task<void> run(const vm::CpuContext& cpu, const AccessStream& stream, VcpuStats& stats);
+
+    std::uint64_t batches() const { return batches_; }
+
+    void fire(engine::Simulator& sim) override;
+
+private:
+    struct Vcpu {
+        const vm::CpuContext* cpu = nullptr;
+        StreamCursor* cursor = nullptr;
+        VcpuStats* stats = nullptr;
+        Time t;               // local time of the current access
+        Time guest_time;
+        std::coroutine_handle<> h{};
+        engine::Process* process = nullptr;
+        bool fault = false;   // handed back to take a fault (else: stream done)
+    };
+    struct Later {
+        bool operator()(const Vcpu* a, const Vcpu* b) const {
+            return a->t != b->t ? a->t > b->t : a->cpu->vcpu > b->cpu->vcpu;
+        }
+    };
+    struct Enter {
+        GuestScheduler& g;
+        Vcpu& v;
+        bool await_ready() const noexcept { return false; }
+        template <class P>
+        void await_suspend(std::coroutine_handle<P> h) {
+            v.h = h;
+            v.process = h.promise().process;
+            g.enter(v);
+        }
+        void await_resume() const noexcept {}
+    };
+    void enter(Vcpu& v);
+    void release(Vcpu& v);
+
+    engine::Simulator& sim_;
+    vm::MmuModel& model_;
+    Time lookahead_;
+    std::vector<Vcpu*> heap_;  // min-heap by (t, vcpu)
+    std::uint64_t batches_ = 0;
+};
+
+}  // namespace kvmsim::workload

@@ -1,0 +1,239 @@
+#include "sim/workload/presets.hpp"
+
+#include <cctype>
+#include <map>
+
+namespace kvmsim::workload {
+
+namespace {
+// Test memory sits at 4 GiB of guest physical space (aligned for any backing).
+constexpr Gfn kTestBaseGfn = (4ULL << 30) / vm::kPageSize;
+
+struct Flags {
+    std::map<char, std::pair<std::string, int>> values;  // flag -> (value, arg index)
+    std::map<char, int> switches;
+};
+
+Flags parse_flags(const std::vector<std::string>& args, const std::string& with_value, const std::string& switches,
+                  const std::string& usage) {
+    Flags f;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        const int idx = static_cast<int>(i);
+        if (a.size() != 2 || a[0] != '-')
+            throw PresetError(idx, "expected a flag such as -v, got \"" + a + "\"; usage: " + usage);
+        const char c = a[1];
+        if (with_value.find(c) != std::string::npos) {
+            if (i + 1 >= args.size()) throw PresetError(idx, "flag " + a + " needs a value; usage: " + usage);
+            f.values[c] = {args[i + 1], idx + 1};
+            ++i;
+        } else if (switches.find(c) != std::string::npos) {
+            f.switches[c] = idx;
+        } else {
+            throw PresetError(idx, "unknown flag " + a + "; usage: " + usage);
+        }
+    }
+    return f;
+}
+
+std::uint64_t size_flag(const Flags& f, char c, std::uint64_t def) {
+    auto it = f.values.find(c);
+    if (it == f.values.end()) return def;
+    std::uint64_t v = 0;
+    if (!parse_selftest_size(it->second.first, v) || v == 0)
+        throw PresetError(it->second.second, "expected a size such as \"1G\" or \"512M\", got \"" + it->second.first + "\"");
+    return v;
+}
+
+std::uint64_t int_flag(const Flags& f, char c, std::uint64_t def, std::uint64_t min, std::uint64_t max) {
+    auto it = f.values.find(c);
+    if (it == f.values.end()) return def;
+    const std::string& s = it->second.first;
+    std::uint64_t v = 0;
+    bool ok = !s.empty() && s.size() <= 9;
+    for (char ch : s) ok = ok && std::isdigit(static_cast<unsigned char>(ch));
+    if (ok) v = std::stoull(s);
+    if (!ok || v < min || v > max)
+        throw PresetError(it->second.second, "expected an integer from " + std::to_string(min) + " to " +
+                                                 std::to_string(max) + ", got \"" + s + "\"");
+    return v;
+}
+
+vm::Backing backing_flag(const Flags& f, vm::Backing def) {
+    auto it = f.values.find('s');
+    if (it == f.values.end()) return def;
+    vm::Backing b;
+    if (!vm::parse_backing(it->second.first, b))
+        throw PresetError(it->second.second, "expected one of anonymous, anonymous_thp, anonymous_hugetlb_2mb, "
+                                             "anonymous_hugetlb_1gb, got \"" + it->second.first + "\"");
+    return b;
+}
+
+AccessStream seq(Gfn base, std::uint64_t npages, std::uint64_t stride, Access a, Time gt) {
+    AccessStream s;
+    s.pattern = AccessStream::Pattern::Sequential;
+    s.base = base;
+    s.npages = npages;
+    s.stride = stride;
+    s.access = a;
+    s.guest_time = gt;
+    return s;
+}
+
+const char* kPttUsage = "kvm_page_table_test [-m mode] [-s backing] [-b size] [-v vcpus] [-p offset]";
+const char* kDlptUsage =
+    "dirty_log_perf_test [-v vcpus] [-b size-per-vcpu] [-s backing] [-i iterations] [-f write-fraction] [-g] [-e] "
+    "[-x memslots] [-m mode]";
+
+Expanded kvm_page_table_test(const std::vector<std::string>& args, Time gt) {
+    const Flags f = parse_flags(args, "msbvp", "", kPttUsage);
+    const vm::Backing backing = backing_flag(f, vm::Backing::Anonymous);
+    const std::uint64_t large_pages = vm::pages_per(vm::host_level(backing));
+    const std::uint64_t large = large_pages * vm::kPageSize;
+    std::uint64_t bytes = size_flag(f, 'b', 1ULL << 30);
+    bytes = (bytes + large - 1) / large * large;  // aligned up, as the test does
+    const auto vcpus = static_cast<std::uint32_t>(int_flag(f, 'v', 1, 1, 4096));
+    const std::uint64_t npages = bytes / vm::kPageSize;
+
+    Expanded e;
+    e.vm.vcpus = vcpus;
+    e.vm.memslots.push_back(vm::Memslot{1, kTestBaseGfn, npages, backing, false});
+    Workload& w = e.workload;
+    w.preset = "kvm_page_table_test";
+    w.preset_args = args;
+
+    // Every vCPU walks the whole region in every stage; even vCPUs write, odd ones read.
+    Step create{Step::Kind::Stage, "KVM_CREATE_MAPPINGS", true, {}, {}};
+    Step update{Step::Kind::Stage, "KVM_UPDATE_MAPPINGS", true, {}, {}};
+    Step adjust{Step::Kind::Stage, "KVM_ADJUST_MAPPINGS", true, {}, {}};
+    for (std::uint32_t v = 0; v < vcpus; ++v) {
+        create.streams.push_back(seq(kTestBaseGfn, npages, large_pages, v % 2 == 0 ? Access::Write : Access::Read, gt));
+        if (backing == vm::Backing::Anonymous) {
+            update.streams.push_back(seq(kTestBaseGfn, npages, 1, Access::Write, gt));
+        } else {
+            AccessStream s = seq(kTestBaseGfn, npages, 1, Access::Write, gt);
+            s.pattern = AccessStream::Pattern::BlockSplit;
+            s.block_pages = large_pages;
+            update.streams.push_back(s);
+        }
+        adjust.streams.push_back(seq(kTestBaseGfn, npages, 1, Access::Read, gt));
+    }
+    Step enable{Step::Kind::Host, "enable dirty logging", false, {}, {}};
+    enable.host.op = vm::Operation::DirtyLogEnable;
+    enable.host.slots = {1};
+    Step disable{Step::Kind::Host, "disable dirty logging", false, {}, {}};
+    disable.host.op = vm::Operation::DirtyLogDisable;
+    disable.host.slots = {1};
+    w.steps = {create, enable, update, disable, adjust};
+    return e;
+}
+
+Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
+    const Flags f = parse_flags(args, "vbsifxm", "ge", kDlptUsage);
+    const auto vcpus = static_cast<std::uint32_t>(int_flag(f, 'v', 1, 1, 4096));
+    const vm::Backing backing = backing_flag(f, vm::Backing::Anonymous);
+    const std::uint64_t large_pages = vm::pages_per(vm::host_level(backing));
+    std::uint64_t per_vcpu = size_flag(f, 'b', 1ULL << 30) / vm::kPageSize;
+    const auto iterations = static_cast<std::uint32_t>(int_flag(f, 'i', 2, 1, 100000));
+    const std::uint64_t wr_fract = int_flag(f, 'f', 1, 1, 1000000);
+    const auto nslots = static_cast<std::uint32_t>(int_flag(f, 'x', 1, 1, 512));
+    const bool manual = !f.switches.count('g');
+    const bool run_while_disabling = f.switches.count('e') > 0;
+
+    const std::uint64_t total = per_vcpu * vcpus;
+    std::uint64_t slot_pages = total / nslots;
+    slot_pages = slot_pages / large_pages * large_pages;
+    if (slot_pages == 0) throw PresetError(-1, "the memory per memslot is smaller than one page of the backing");
+
+    Expanded e;
+    e.vm.vcpus = vcpus;
+    std::vector<std::uint32_t> slot_ids;
+    for (std::uint32_t i = 0; i < nslots; ++i) {
+        e.vm.memslots.push_back(vm::Memslot{i + 1, kTestBaseGfn + i * slot_pages, slot_pages, backing, false});
+        slot_ids.push_back(i + 1);
+    }
+    per_vcpu = slot_pages * nslots / vcpus;
+    Workload& w = e.workload;
+    w.preset = "dirty_log_perf_test";
+    w.preset_args = args;
+
+    // Each vCPU owns its partition; access i writes if i % wr_fract == 0, else reads.
+    std::vector<AccessStream> pass;
+    for (std::uint32_t v = 0; v < vcpus; ++v) {
+        AccessStream s = seq(kTestBaseGfn + v * per_vcpu, per_vcpu, 1, Access::Write, gt);
+        s.write_every = wr_fract;
+        pass.push_back(s);
+    }
+    w.steps.push_back(Step{Step::Kind::Stage, "Populate memory", true, pass, {}});
+    Step enable{Step::Kind::Host, "Enabling dirty logging", true, {}, {}};
+    enable.host.op = vm::Operation::DirtyLogEnable;
+    enable.host.slots = slot_ids;
+    enable.host.dirty.manual_protect_initially_set = manual;
+    w.steps.push_back(enable);
+    for (std::uint32_t i = 1; i <= iterations; ++i) {
+        const std::string it = "Iteration " + std::to_string(i);
+        w.steps.push_back(Step{Step::Kind::Stage, it + " dirty memory", true, pass, {}});
+        Step get{Step::Kind::Host, it + " get dirty log", true, {}, {}};
+        get.host.op = vm::Operation::DirtyLogGet;
+        get.host.slots = slot_ids;
+        get.host.dirty.manual_protect_initially_set = manual;
+        w.steps.push_back(get);
+        if (manual) {
+            Step clear{Step::Kind::Host, it + " clear dirty log", true, {}, {}};
+            clear.host.op = vm::Operation::DirtyLogClear;
+            clear.host.slots = slot_ids;
+            w.steps.push_back(clear);
+        }
+    }
+    Step disable{Step::Kind::Host, "Disabling dirty logging", true, {}, {}};
+    disable.host.op = vm::Operation::DirtyLogDisable;
+    disable.host.slots = slot_ids;
+    if (run_while_disabling) disable.streams = pass;
+    w.steps.push_back(disable);
+    return e;
+}
+}  // namespace
+
+const std::vector<PresetInfo>& presets() {
+    static const std::vector<PresetInfo> list = {
+        {"dirty_log_perf_test", "dirty logging: populate, enable, dirty/get/clear per iteration, disable", kDlptUsage},
+        {"kvm_page_table_test", "create, update (dirty logging on) and adjust mappings, every vCPU over the whole region",
+         kPttUsage},
+    };
+    return list;
+}
+
+bool parse_selftest_size(const std::string& s, std::uint64_t& out) {
+    std::size_t i = 0;
+    std::uint64_t v = 0;
+    while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) {
+        if (v > (~0ULL) / 10) return false;
+        v = v * 10 + static_cast<std::uint64_t>(s[i] - '0');
+        ++i;
+    }
+    if (i == 0) return false;
+    unsigned shift = 0;
+    if (i < s.size()) {
+        switch (std::tolower(static_cast<unsigned char>(s[i]))) {
+            case 'b': shift = 0; break;
+            case 'k': shift = 10; break;
+            case 'm': shift = 20; break;
+            case 'g': shift = 30; break;
+            case 't': shift = 40; break;
+            default: return false;
+        }
+        ++i;
+    }
+    if (i != s.size()) return false;
+    if (shift && v > ((~0ULL) >> shift)) return false;
+    out = v << shift;
+    return true;
+}
+
+Expanded expand_preset(const std::string& name, const std::vector<std::string>& args, Time guest_access) {
+    if (name == "kvm_page_table_test") return kvm_page_table_test(args, guest_access);
+    if (name == "dirty_log_perf_test") return dirty_log_perf_test(args, guest_access);
+    throw PresetError(-1, "unknown preset \"" + name + "\"");
+}
+
+}  // namespace kvmsim::workload

@@ -1,0 +1,41 @@
+// Selftest presets: a selftest's own command line expanded into the VM it creates and the
+// workload it runs, with its stage names and printed metrics.
+//   kvm_page_table_test  -m mode -s backing -b size -v vcpus [-p offset]
+//   dirty_log_perf_test  -v vcpus -b size-per-vcpu -s backing -i iterations -f write-fraction
+//                        -g (no manual protect / initially set) -e (vCPUs run while disabling)
+//                        -x memslots [-m mode]
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "sim/workload/workload.hpp"
+
+namespace kvmsim::workload {
+
+// A bad flag or value: arg is the index into the argument list (-1: the preset name itself).
+struct PresetError : std::runtime_error {
+    PresetError(int arg, const std::string& msg) : std::runtime_error(msg), arg(arg) {}
+    int arg;
+};
+
+struct PresetInfo {
+    std::string name;
+    std::string summary;
+    std::string usage;
+};
+const std::vector<PresetInfo>& presets();
+
+struct Expanded {
+    vm::VmConfig vm;
+    Workload workload;
+};
+
+// guest_access: guest time per access (from the host profile).
+Expanded expand_preset(const std::string& name, const std::vector<std::string>& args, Time guest_access);
+
+// "20G", "1g", "4096" as the selftests' parse_size (binary multiples); false if malformed.
+bool parse_selftest_size(const std::string& s, std::uint64_t& out);
+
+}  // namespace kvmsim::workload

@@ -1,0 +1,111 @@
+#include "sim/workload/workload.hpp"
+
+namespace kvmsim::workload {
+
+Executor::Executor(engine::Simulator& sim, vm::MmuModel& model, const vm::VmConfig& vm, const vm::HostConfig& host,
+                   const Workload& w)
+    : sim_(sim), model_(model), vm_(vm), w_(w), sched_(sim, model), go_(sim, "stage start"),
+      all_done_(sim, "stage done") {
+    const std::uint32_t cpus = host.cpus ? host.cpus : 1;
+    for (std::uint32_t i = 0; i < vm.vcpus; ++i)
+        vcpus_.push_back(vm::CpuContext{"vcpu" + std::to_string(i), i % cpus, static_cast<std::int32_t>(i)});
+    // Host threads run on the CPUs after the vCPUs' (wrapping when the host is full).
+    vmm_cpu_ = vm::CpuContext{"vmm", vm.vcpus % cpus, -1};
+    for (std::size_t i = 0; i < w.events.size(); ++i)
+        actor_cpus_.push_back(vm::CpuContext{w.events[i].name, static_cast<std::uint32_t>((vm.vcpus + 1 + i) % cpus), -1});
+    stats_.resize(vm.vcpus);
+}
+
+void Executor::start() {
+    for (std::uint32_t i = 0; i < vm_.vcpus; ++i) sim_.spawn(vcpus_[i].name, vcpu(i));
+    sim_.spawn("vmm", vmm());
+    for (std::size_t i = 0; i < w_.events.size(); ++i) sim_.spawn(w_.events[i].name, actor(w_.events[i], actor_cpus_[i]));
+}
+
+std::uint64_t Executor::accesses() const {
+    std::uint64_t n = 0;
+    for (const auto& s : stats_) n += s.accesses;
+    return n;
+}
+
+std::uint64_t Executor::guest_exits() const {
+    std::uint64_t n = 0;
+    for (const auto& s : stats_) n += s.faults;
+    return n;
+}
+
+void Executor::release_vcpus(const std::vector<AccessStream>* streams) {
+    current_ = streams;
+    running_ = vm_.vcpus;
+    go_.notify_all();
+}
+
+engine::Task<void> Executor::vcpu(std::uint32_t index) {
+    for (;;) {
+        co_await go_.wait();
+        if (quit_) co_return;
+        if (current_ && index < current_->size() && (*current_)[index].npages)
+            co_await sched_.run(vcpus_[index], (*current_)[index], stats_[index]);
+        if (--running_ == 0) all_done_.notify_all();
+    }
+}
+
+engine::Task<void> Executor::host_op(const vm::CpuContext& cpu, const HostOp& op) {
+    using vm::Operation;
+    switch (op.op) {
+        case Operation::DirtyLogEnable:
+            for (auto s : op.slots) co_await model_.dirty_log_enable(cpu, s, op.dirty);
+            break;
+        case Operation::DirtyLogGet:
+            for (auto s : op.slots) (void)co_await model_.dirty_log_get(cpu, s);
+            break;
+        case Operation::DirtyLogClear:
+            for (auto s : op.slots) {
+                const vm::Memslot* slot = nullptr;
+                for (const auto& m : vm_.memslots)
+                    if (m.id == s) slot = &m;
+                if (!slot) continue;
+                const std::uint64_t chunk = op.clear_chunk_pages ? op.clear_chunk_pages : slot->npages;
+                for (std::uint64_t off = 0; off < slot->npages; off += chunk)
+                    co_await model_.dirty_log_clear(cpu, s, slot->base_gfn + off, std::min(chunk, slot->npages - off));
+            }
+            break;
+        case Operation::DirtyLogDisable:
+            for (auto s : op.slots) co_await model_.dirty_log_disable(cpu, s);
+            break;
+        case Operation::ZapGfnRange: co_await model_.zap_gfn_range(cpu, op.start, op.end, op.reason); break;
+        case Operation::Invalidate: co_await model_.invalidate_range(cpu, op.start, op.end); break;
+        default: throw std::logic_error(std::string("workload cannot run operation ") + vm::to_string(op.op));
+    }
+}
+
+engine::Task<void> Executor::vmm() {
+    for (const Step& step : w_.steps) {
+        sim_.begin_phase(step.name);
+        const Time t0 = sim_.now();
+        if (step.kind == Step::Kind::Stage) {
+            release_vcpus(&step.streams);
+            co_await all_done_.wait();
+            phases_.push_back(PhaseResult{step.name, sim_.now() - t0, step.selftest_metric});
+        } else {
+            const bool with_vcpus = !step.streams.empty();
+            if (with_vcpus) release_vcpus(&step.streams);
+            co_await host_op(vmm_cpu_, step.host);
+            phases_.push_back(PhaseResult{step.name, sim_.now() - t0, step.selftest_metric});
+            if (with_vcpus) co_await all_done_.wait();
+        }
+    }
+    quit_ = true;
+    current_ = nullptr;
+    go_.notify_all();
+}
+
+engine::Task<void> Executor::actor(const TimedEvent& e, vm::CpuContext& cpu) {
+    for (std::uint32_t k = 0; k < e.count; ++k) {
+        const Time at = e.at + e.interval * static_cast<std::int64_t>(k);
+        if (at > sim_.now()) co_await sim_.delay(at - sim_.now());
+        co_await host_op(cpu, e.host);
+    }
+}
+
+}  // namespace kvmsim::workload

@@ -1,0 +1,95 @@
+// A workload: the VMM thread's program of steps (vCPU stages and host operations, timed the way
+// the selftests time them) plus timed host events (zaps, invalidations) that arrive on their own.
+// Presets expand a selftest's command line into one (presets.hpp).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sim/engine/sync.hpp"
+#include "sim/vm/mmu_model.hpp"
+#include "sim/workload/guest.hpp"
+
+namespace kvmsim::workload {
+
+// A host-side operation on the model.
+struct HostOp {
+    vm::Operation op = vm::Operation::ZapGfnRange;
+    std::vector<std::uint32_t> slots;  // dirty-log operations: every slot listed
+    Gfn start = 0, end = 0;            // zap / invalidate: [start, end)
+    vm::ZapReason reason = vm::ZapReason::Mtrr;
+    vm::DirtyLogOptions dirty;
+    std::uint64_t clear_chunk_pages = 0;  // dirty_log_clear: pages per KVM_CLEAR_DIRTY_LOG (0: whole slot)
+};
+
+struct Step {
+    enum class Kind : std::uint8_t { Stage, Host };
+    Kind kind = Kind::Stage;
+    std::string name;
+    // Printed by the selftest this workload reproduces (its own metric line).
+    bool selftest_metric = false;
+    // Stage: one stream per vCPU (npages == 0: that vCPU idles). Host: streams the vCPUs run
+    // while the operation runs (dirty_log_perf_test -e); the step's time is the operation's.
+    std::vector<AccessStream> streams;
+    HostOp host;
+};
+
+struct TimedEvent {
+    std::string name;
+    Time at;
+    Time interval;
+    std::uint32_t count = 1;
+    HostOp host;
+};
+
+struct Workload {
+    std::string preset;                 // "" for explicit phases
+    std::vector<std::string> preset_args;
+    std::vector<Step> steps;
+    std::vector<TimedEvent> events;
+};
+
+struct PhaseResult {
+    std::string name;
+    Time duration;
+    bool selftest_metric = false;
+};
+
+// Runs a workload: spawns the vCPU processes, the VMM process and one actor per timed event.
+// Each step is a phase of the simulator's statistics.
+class Executor {
+public:
+    Executor(engine::Simulator& sim, vm::MmuModel& model, const vm::VmConfig& vm, const vm::HostConfig& host,
+             const Workload& w);
+    void start();
+    const std::vector<PhaseResult>& phases() const { return phases_; }
+    std::uint64_t accesses() const;
+    std::uint64_t guest_exits() const;
+    const GuestScheduler& scheduler() const { return sched_; }
+
+private:
+    engine::Task<void> vmm();
+    engine::Task<void> vcpu(std::uint32_t index);
+    engine::Task<void> actor(const TimedEvent& e, vm::CpuContext& cpu);
+    engine::Task<void> host_op(const vm::CpuContext& cpu, const HostOp& op);
+    void release_vcpus(const std::vector<AccessStream>* streams);
+
+    engine::Simulator& sim_;
+    vm::MmuModel& model_;
+    const vm::VmConfig& vm_;
+    const Workload& w_;
+    GuestScheduler sched_;
+    std::vector<vm::CpuContext> vcpus_;
+    vm::CpuContext vmm_cpu_;
+    std::vector<vm::CpuContext> actor_cpus_;
+    std::vector<VcpuStats> stats_;
+    engine::Signal go_;
+    engine::Signal all_done_;
+    const std::vector<AccessStream>* current_ = nullptr;
+    std::uint32_t running_ = 0;
+    bool quit_ = false;
+    std::vector<PhaseResult> phases_;
+};
+
+}  // namespace kvmsim::workload

@@ -1,0 +1,278 @@
+#include <catch2/catch.hpp>
+#include <map>
+#include <set>
+#include <tuple>
+#include <vector>
+
+#include "sim/workload/guest.hpp"
+#include "sim/workload/presets.hpp"
+
+using namespace kvmsim;
+using namespace kvmsim::engine::time_literals;
+using engine::Task;
+using engine::Time;
+using workload::AccessStream;
+
+namespace {
+// A toy MMU: a fault pays `entry`, then maps the page (writable if the access writes), then
+// pays `exit`. Zaps clear a range at their event time.
+struct ToyModel : vm::MmuModel {
+    engine::Simulator& sim;
+    std::vector<std::uint8_t> state;  // 0 unmapped, 1 read-only, 2 writable
+    Time entry, exit;
+    std::vector<std::tuple<std::int64_t, std::int32_t, vm::Gfn>> faults;  // (time, vcpu, gfn)
+    ToyModel(engine::Simulator& s, std::size_t pages, Time en, Time ex) : sim(s), state(pages, 0), entry(en), exit(ex) {}
+    bool hits(std::uint32_t, vm::Gfn g, vm::Access a) const override {
+        return state[g] == 2 || (state[g] == 1 && a != vm::Access::Write);
+    }
+    Task<void> page_fault(const vm::CpuContext& cpu, vm::Gfn g, vm::Access a) override {
+        co_await sim.delay(entry);
+        faults.emplace_back(sim.now().ps(), cpu.vcpu, g);
+        state[g] = a == vm::Access::Write ? 2 : std::max<std::uint8_t>(state[g], 1);
+        co_await sim.delay(exit);
+    }
+    Time fault_lookahead() const override { return entry; }
+};
+
+Task<void> zapper(engine::Simulator& sim, ToyModel& m, Time every, int times, vm::Gfn lo, vm::Gfn hi) {
+    for (int i = 0; i < times; ++i) {
+        co_await sim.delay(every);
+        for (vm::Gfn g = lo; g < hi; ++g) m.state[g] = 0;
+    }
+}
+
+// Reference: every access is an event.
+Task<void> naive_vcpu(engine::Simulator& sim, ToyModel& m, const vm::CpuContext& cpu, AccessStream s,
+                      std::uint64_t& accesses) {
+    workload::StreamCursor c(s, sim.stream("guest", static_cast<std::uint64_t>(cpu.vcpu)));
+    while (!c.done()) {
+        if (!m.hits(static_cast<std::uint32_t>(cpu.vcpu), c.gfn(), c.access())) {
+            co_await m.page_fault(cpu, c.gfn(), c.access());
+            continue;
+        }
+        ++accesses;
+        c.advance();
+        co_await sim.delay(s.guest_time);
+    }
+}
+
+Task<void> sched_vcpu(workload::GuestScheduler& g, const vm::CpuContext& cpu, AccessStream s, workload::VcpuStats& st) {
+    co_await g.run(cpu, s, st);
+}
+
+AccessStream stream_for(std::uint32_t v) {
+    AccessStream s;
+    s.pattern = v % 2 ? AccessStream::Pattern::Random : AccessStream::Pattern::Sequential;
+    s.base = 0;
+    s.npages = 64;
+    s.count = 3000;
+    s.mix = true;
+    s.write_fraction = 0.3;
+    s.guest_time = Time::ps(7919 + 13 * v);  // distinct primes-ish: no ties between vCPUs
+    return s;
+}
+
+struct Outcome {
+    std::vector<std::tuple<std::int64_t, std::int32_t, vm::Gfn>> faults;
+    std::uint64_t accesses = 0;
+    Time end;
+};
+
+Outcome run_one(bool batched, std::uint64_t* events = nullptr, std::uint64_t* batches = nullptr) {
+    engine::Simulator sim(5);
+    ToyModel m(sim, 64, Time::ps(1'000'003), Time::ps(500'009));
+    std::vector<vm::CpuContext> cpus;
+    for (std::uint32_t v = 0; v < 4; ++v) cpus.push_back(vm::CpuContext{"vcpu" + std::to_string(v), v, static_cast<std::int32_t>(v)});
+    workload::GuestScheduler g(sim, m);
+    std::vector<workload::VcpuStats> st(4);
+    std::uint64_t naive_accesses = 0;
+    for (std::uint32_t v = 0; v < 4; ++v) {
+        if (batched)
+            sim.spawn(cpus[v].name, sched_vcpu(g, cpus[v], stream_for(v), st[v]));
+        else
+            sim.spawn(cpus[v].name, naive_vcpu(sim, m, cpus[v], stream_for(v), naive_accesses));
+    }
+    sim.spawn("zap", zapper(sim, m, Time::ps(3'333'331), 6, 8, 40));
+    REQUIRE(sim.run() == engine::RunStatus::Completed);
+    Outcome o;
+    o.faults = m.faults;
+    o.accesses = naive_accesses;
+    for (const auto& s : st) o.accesses += s.accesses;
+    o.end = sim.now();
+    if (events) *events = sim.events_processed();
+    if (batches) *batches = g.batches();
+    return o;
+}
+}  // namespace
+
+TEST_CASE("batched hits give exactly the faults of one event per access", "[workload][guest]") {
+    std::uint64_t naive_events = 0, batched_events = 0, batches = 0;
+    const Outcome naive = run_one(false, &naive_events);
+    const Outcome batched = run_one(true, &batched_events, &batches);
+    REQUIRE(naive.faults.size() > 100);  // the zaps force re-faults throughout
+    CHECK(batched.faults == naive.faults);
+    CHECK(batched.accesses == naive.accesses);
+    CHECK(batched.accesses == 4 * 3000);
+    CHECK(batched.end == naive.end);
+    // ...at a fraction of the events.
+    CHECK(batched_events * 4 < naive_events);
+    CHECK(batches > 0);
+}
+
+TEST_CASE("stream cursors walk their patterns", "[workload][guest]") {
+    AccessStream s;
+    s.base = 100;
+    s.npages = 8;
+    s.stride = 3;
+    s.count = 5;
+    s.access = vm::Access::Write;
+    workload::StreamCursor c(s, engine::RandomStream(1, "t"));
+    std::vector<vm::Gfn> seen;
+    while (!c.done()) {
+        CHECK(c.access() == vm::Access::Write);
+        seen.push_back(c.gfn());
+        c.advance();
+    }
+    CHECK(seen == std::vector<vm::Gfn>{100, 103, 106, 101, 104});
+
+    AccessStream b;
+    b.pattern = AccessStream::Pattern::BlockSplit;
+    b.base = 0;
+    b.npages = 16;
+    b.block_pages = 8;
+    workload::StreamCursor bc(b, engine::RandomStream(1, "t"));
+    std::vector<std::pair<vm::Gfn, vm::Access>> got;
+    while (!bc.done()) {
+        got.emplace_back(bc.gfn(), bc.access());
+        bc.advance();
+    }
+    // Per 8-page block: write page 0, read pages 4..7.
+    REQUIRE(got.size() == 10);
+    CHECK(got[0] == std::make_pair(vm::Gfn{0}, vm::Access::Write));
+    CHECK(got[1] == std::make_pair(vm::Gfn{4}, vm::Access::Read));
+    CHECK(got[4] == std::make_pair(vm::Gfn{7}, vm::Access::Read));
+    CHECK(got[5] == std::make_pair(vm::Gfn{8}, vm::Access::Write));
+
+    AccessStream w;
+    w.npages = 6;
+    w.write_every = 3;
+    workload::StreamCursor wc(w, engine::RandomStream(1, "t"));
+    std::vector<vm::Access> acc;
+    while (!wc.done()) {
+        acc.push_back(wc.access());
+        wc.advance();
+    }
+    CHECK(acc == std::vector<vm::Access>{vm::Access::Write, vm::Access::Read, vm::Access::Read, vm::Access::Write,
+                                         vm::Access::Read, vm::Access::Read});
+}
+
+TEST_CASE("kvm_page_table_test expands to its three timed stages", "[workload][presets]") {
+    const auto e = workload::expand_preset("kvm_page_table_test", {"-s", "anonymous_thp", "-b", "1G", "-v", "3"}, 10_ns);
+    REQUIRE(e.vm.memslots.size() == 1);
+    CHECK(e.vm.vcpus == 3);
+    CHECK(e.vm.memslots[0].npages == 262144);
+    CHECK(e.vm.memslots[0].backing == vm::Backing::AnonymousThp);
+    std::vector<std::string> timed, all;
+    for (const auto& s : e.workload.steps) {
+        all.push_back(s.name);
+        if (s.selftest_metric) timed.push_back(s.name);
+    }
+    CHECK(timed == std::vector<std::string>{"KVM_CREATE_MAPPINGS", "KVM_UPDATE_MAPPINGS", "KVM_ADJUST_MAPPINGS"});
+    CHECK(all.size() == 5);
+    const auto& create = e.workload.steps[0].streams;
+    REQUIRE(create.size() == 3);
+    CHECK(create[0].stride == 512);   // one access per 2M block
+    CHECK(create[0].access == vm::Access::Write);
+    CHECK(create[1].access == vm::Access::Read);
+    CHECK(create[0].total() == 512);
+    CHECK(e.workload.steps[2].streams[0].pattern == AccessStream::Pattern::BlockSplit);
+    CHECK(e.workload.steps[4].streams[0].total() == 262144);
+    CHECK(e.workload.steps[1].host.op == vm::Operation::DirtyLogEnable);
+}
+
+TEST_CASE("dirty_log_perf_test expands to its printed steps", "[workload][presets]") {
+    const auto e = workload::expand_preset("dirty_log_perf_test", {"-v", "2", "-b", "64M", "-i", "2", "-x", "2"}, 10_ns);
+    CHECK(e.vm.memslots.size() == 2);
+    std::vector<std::string> names;
+    for (const auto& s : e.workload.steps) names.push_back(s.name);
+    CHECK(names == std::vector<std::string>{"Populate memory", "Enabling dirty logging", "Iteration 1 dirty memory",
+                                            "Iteration 1 get dirty log", "Iteration 1 clear dirty log",
+                                            "Iteration 2 dirty memory", "Iteration 2 get dirty log",
+                                            "Iteration 2 clear dirty log", "Disabling dirty logging"});
+    CHECK(e.workload.steps[1].host.dirty.manual_protect_initially_set);
+    const auto g = workload::expand_preset("dirty_log_perf_test", {"-g", "-i", "1"}, 10_ns);
+    CHECK(g.workload.steps.size() == 5);  // no clear without manual protect
+    CHECK_FALSE(g.workload.steps[1].host.dirty.manual_protect_initially_set);
+}
+
+TEST_CASE("preset flags are checked", "[workload][presets]") {
+    using workload::PresetError;
+    auto arg_of = [](std::vector<std::string> args) {
+        try {
+            workload::expand_preset("kvm_page_table_test", args, 10_ns);
+        } catch (const PresetError& e) {
+            return e.arg;
+        }
+        return -99;
+    };
+    CHECK(arg_of({"-b", "12Q"}) == 1);
+    CHECK(arg_of({"-v", "0"}) == 1);
+    CHECK(arg_of({"-s", "anon"}) == 1);
+    CHECK(arg_of({"-z", "1"}) == 0);
+    CHECK(arg_of({"-v"}) == 0);
+    std::uint64_t v = 0;
+    CHECK(workload::parse_selftest_size("20G", v));
+    CHECK(v == 20ULL << 30);
+    CHECK(workload::parse_selftest_size("512m", v));
+    CHECK(v == 512ULL << 20);
+    CHECK_FALSE(workload::parse_selftest_size("1.5G", v));
+    CHECK_FALSE(workload::parse_selftest_size("G", v));
+}
+
+namespace {
+Outcome run_premapped(bool batched, std::uint64_t seed) {
+    engine::Simulator sim(seed);
+    ToyModel m(sim, 1024, Time::ps(1'000'003), Time::ps(500'009));
+    std::fill(m.state.begin(), m.state.end(), 2);
+    m.state[777] = 0;  // the one page a vCPU must fault in; the other then hits it
+    std::vector<vm::CpuContext> cpus;
+    for (std::uint32_t v = 0; v < 2; ++v) cpus.push_back(vm::CpuContext{"vcpu" + std::to_string(v), v, static_cast<std::int32_t>(v)});
+    workload::GuestScheduler g(sim, m);
+    std::vector<workload::VcpuStats> st(2);
+    std::uint64_t naive_accesses = 0;
+    for (std::uint32_t v = 0; v < 2; ++v) {
+        AccessStream s;
+        s.pattern = AccessStream::Pattern::Random;
+        s.npages = 1024;
+        s.count = 20000;
+        s.guest_time = Time::ps(7919 + 13 * v);
+        if (batched)
+            sim.spawn(cpus[v].name, sched_vcpu(g, cpus[v], s, st[v]));
+        else
+            sim.spawn(cpus[v].name, naive_vcpu(sim, m, cpus[v], s, naive_accesses));
+    }
+    REQUIRE(sim.run() == engine::RunStatus::Completed);
+    Outcome o;
+    o.faults = m.faults;
+    o.accesses = naive_accesses + st[0].accesses + st[1].accesses;
+    o.end = sim.now();
+    return o;
+}
+}  // namespace
+
+TEST_CASE("a hitting vCPU never runs past another's possible fault by more than the lookahead",
+          "[workload][guest]") {
+    // No other event bounds the run-ahead here: only the lookahead keeps vCPU 0 from running
+    // past the time vCPU 1 maps page 777.
+    // Over several seeds either vCPU is the first to touch the page.
+    std::set<std::int32_t> first_toucher;
+    for (std::uint64_t seed = 1; seed <= 8; ++seed) {
+        const Outcome naive = run_premapped(false, seed);
+        const Outcome batched = run_premapped(true, seed);
+        REQUIRE(!naive.faults.empty());
+        first_toucher.insert(std::get<1>(naive.faults[0]));
+        CHECK(batched.faults == naive.faults);
+        CHECK(batched.end == naive.end);
+    }
+    CHECK(first_toucher.size() == 2);
+}
