@@ -1,0 +1,519 @@
+#include "sim/scenario/loader.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "sim/scenario/dag.hpp"
+#include "sim/scenario/json_util.hpp"
+#include "sim/scenario/units.hpp"
+#include "sim/workload/presets.hpp"
+
+namespace kvmsim::scenario {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using engine::Time;
+
+namespace {
+
+std::string read_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw ScenarioError::file_error(path, "cannot open the file");
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+const std::vector<std::string_view> kTopKeys = {"$schema", "name", "description", "seed", "host", "vm",
+                                                "mmu", "workload", "events", "variants"};
+
+// ---- host profile --------------------------------------------------------------------------
+
+fs::path find_profile(const std::string& name, const std::string& scenario_path, const std::vector<std::string>& dirs,
+                      std::vector<std::string>& searched) {
+    std::vector<fs::path> cands;
+    const fs::path base = fs::path(scenario_path).parent_path();
+    cands.push_back(base / ".." / "hosts");
+    cands.push_back(base / "hosts");
+    for (const auto& d : dirs) cands.emplace_back(d);
+    for (const auto& d : cands) {
+        const fs::path p = d / (name + ".json");
+        searched.push_back(d.lexically_normal().string());
+        std::error_code ec;
+        if (fs::is_regular_file(p, ec)) return p;
+    }
+    return {};
+}
+
+void parse_cost(const Node& v, const std::string& name, vm::CostProfile& costs) {
+    if (v.json().is_number()) {
+        costs.set(name, v.as_number());
+        return;
+    }
+    if (v.json().is_string()) {
+        const auto t = parse_time(v.as_string());
+        if (!t) v.fail("expected a time such as \"250ns\" or a plain number: " + t.error());
+        costs.set(name, static_cast<double>(t.value().ps()));
+        return;
+    }
+    v.fail_expected("a time such as \"250ns\" or a number");
+}
+
+engine::CacheConfig parse_caches(const Node& c, std::uint32_t cpus) {
+    c.check_keys({"line", "memory_latency", "remote_latency", "levels", "source"});
+    engine::CacheConfig cfg;
+    cfg.cpus = cpus;
+    cfg.line_bytes = static_cast<std::uint32_t>(c.opt_size("line", 64, 8, 4096));
+    cfg.memory_latency = c.get_time("memory_latency");
+    cfg.remote_latency = c.get_time("remote_latency");
+    const Node levels = c.array("levels");
+    if (levels.size() == 0) levels.fail("expected at least one cache level");
+    const auto els = levels.elements();
+    for (std::size_t i = 0; i < els.size(); ++i) {
+        const Node& l = els[i];
+        l.check_keys({"name", "size", "ways", "latency", "shared", "source"});
+        const bool shared = l.opt_bool("shared", false);
+        if (shared != (i + 1 == els.size()))
+            throw l.error_at("shared", "expected the last level, and only the last, to be shared");
+        engine::CacheLevelConfig lc;
+        lc.name = l.get_string("name");
+        lc.size_bytes = l.get_size("size", 64);
+        lc.ways = static_cast<std::uint32_t>(l.get_uint("ways", 1, 64));
+        lc.hit_latency = l.get_time("latency");
+        if (lc.size_bytes % (std::uint64_t{lc.ways} * cfg.line_bytes) != 0)
+            throw l.error_at("size", "expected a multiple of ways x line size (" +
+                                         std::to_string(lc.ways * cfg.line_bytes) + " bytes)");
+        cfg.levels.push_back(lc);
+    }
+    return cfg;
+}
+
+vm::HostConfig load_host(const Node& host, const std::string& scenario_path, const std::vector<std::string>& dirs) {
+    host.check_keys({"profile", "cpus", "costs", "caches"});
+    const std::string name = host.get_string("profile");
+    std::vector<std::string> searched;
+    const fs::path p = find_profile(name, scenario_path, dirs, searched);
+    if (p.empty()) {
+        std::vector<std::string> known = host_profiles(searched);
+        host["profile"].fail("unknown host profile \"" + name + "\"" + did_you_mean_suffix(name, known) +
+                             "; profiles are NAME.json in " + (searched.empty() ? std::string("?") : searched.front()));
+    }
+    const std::string profile_file = p.lexically_normal().string();
+    json prof_doc = parse_json_file(p);
+    Node prof(prof_doc, profile_file);
+    prof.check_keys({"$schema", "name", "description", "cpus", "caches", "costs"});
+
+    vm::HostConfig h;
+    h.profile = name;
+    h.cpus = static_cast<std::uint32_t>(prof.get_uint("cpus", 1, 1024));
+    if (auto c = host.find("cpus")) h.cpus = static_cast<std::uint32_t>(c->as_uint(1, 1024));
+
+    // Profile costs: {"value": ..., "source": "..."}; every one must cite a source.
+    std::vector<std::string> cost_names;
+    for (const auto& [k, v] : prof.object("costs").members()) {
+        v.check_keys({"value", "source"});
+        if (v.get_string("source").empty()) v["source"].fail("expected a source: a calibration row, a document, or \"estimate\"");
+        parse_cost(v["value"], k, h.costs);
+        cost_names.push_back(k);
+    }
+    if (auto over = host.opt_object("costs")) {
+        for (const auto& [k, v] : over->members()) {
+            if (!h.costs.has(k))
+                v.fail("unknown cost \"" + k + "\" (not in host profile " + name + ")" + did_you_mean_suffix(k, cost_names));
+            parse_cost(v, k, h.costs);
+        }
+    }
+    json caches = prof.object("caches").json();
+    if (auto over = host.opt_object("caches")) {
+        over->check_keys({"line", "memory_latency", "remote_latency", "levels"});
+        apply_merge_patch(caches, over->json());
+        Node merged(caches, scenario_path + " (host.caches merged over " + profile_file + ")");
+        h.cache = parse_caches(merged, h.cpus);
+    } else {
+        h.cache = parse_caches(prof.object("caches"), h.cpus);
+    }
+    return h;
+}
+
+// ---- model -----------------------------------------------------------------------------------
+
+vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info) {
+    vm::Knobs knobs;
+    for (const auto& k : info.knobs) knobs[k.name] = k.default_value;
+    const auto given = mmu.opt_object("knobs");
+    if (!given) return knobs;
+    std::vector<std::string> names;
+    for (const auto& k : info.knobs) names.push_back(k.name);
+    for (const auto& [key, v] : given->members()) {
+        const vm::KnobSpec* spec = info.knob(key);
+        if (!spec) v.fail("unknown knob \"" + key + "\" of model " + info.name + did_you_mean_suffix(key, names));
+        switch (spec->type) {
+            case vm::KnobSpec::Type::Bool: knobs[key] = v.as_bool(); break;
+            case vm::KnobSpec::Type::Int: knobs[key] = v.as_int(spec->min, spec->max); break;
+            case vm::KnobSpec::Type::Choice: knobs[key] = v.as_enum(spec->choices); break;
+        }
+    }
+    return knobs;
+}
+
+// ---- workload --------------------------------------------------------------------------------
+
+std::vector<std::string> split_args(const Node& args) {
+    std::vector<std::string> out;
+    if (args.json().is_string()) {
+        std::istringstream ss(args.as_string());
+        std::string w;
+        while (ss >> w) out.push_back(w);
+    } else if (args.json().is_array()) {
+        for (const auto& e : args.elements()) {
+            if (e.json().is_number_integer()) out.push_back(std::to_string(e.as_int()));
+            else out.push_back(e.as_string());
+        }
+    } else {
+        args.fail_expected("the selftest's flags as a string (\"-s anonymous -b 1G -v 4\") or an array");
+    }
+    return out;
+}
+
+const vm::Memslot& slot_by_id(const Node& n, const vm::VmConfig& vm, std::uint64_t id) {
+    for (const auto& s : vm.memslots)
+        if (s.id == id) return s;
+    n.fail("no memslot with id " + std::to_string(id));
+}
+
+std::vector<std::uint32_t> slots_of(const Node& op, const vm::VmConfig& vm) {
+    std::vector<std::uint32_t> out;
+    if (auto s = op.opt_array("slots")) {
+        for (const auto& e : s->elements()) out.push_back(slot_by_id(e, vm, e.as_uint()).id);
+    } else {
+        for (const auto& m : vm.memslots) out.push_back(m.id);
+    }
+    return out;
+}
+
+const std::vector<std::pair<std::string_view, vm::Operation>> kOps = {
+    {"dirty_log_enable", vm::Operation::DirtyLogEnable}, {"dirty_log_get", vm::Operation::DirtyLogGet},
+    {"dirty_log_clear", vm::Operation::DirtyLogClear},   {"dirty_log_disable", vm::Operation::DirtyLogDisable},
+    {"zap_gfn_range", vm::Operation::ZapGfnRange},       {"invalidate", vm::Operation::Invalidate},
+    {"smm_enter", vm::Operation::SmmEnter},              {"smm_exit", vm::Operation::SmmExit},
+    {"nested_start", vm::Operation::NestedStart},        {"nested_stop", vm::Operation::NestedStop},
+};
+
+vm::Operation parse_op(const Node& n) {
+    std::vector<std::string> names;
+    for (const auto& [k, v] : kOps) names.emplace_back(k);
+    const std::string s = n.as_enum(names);
+    for (const auto& [k, v] : kOps)
+        if (k == s) return v;
+    return vm::Operation::ZapGfnRange;
+}
+
+void require_op(const Node& at, const vm::ModelInfo& info, vm::Operation op) {
+    if (!info.supports(op)) {
+        std::string ops;
+        for (auto o : info.operations) ops += std::string(ops.empty() ? "" : ", ") + vm::to_string(o);
+        at.fail(std::string("model ") + info.name + " does not support " + vm::to_string(op) + " (it supports: " +
+                (ops.empty() ? "none" : ops) + ")");
+    }
+}
+
+workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::ModelInfo& info,
+                               std::initializer_list<std::string_view> extra_keys) {
+    std::vector<std::string_view> keys = {"op", "slots", "start", "size", "reason", "initially_set", "chunk"};
+    keys.insert(keys.end(), extra_keys.begin(), extra_keys.end());
+    n.check_keys(keys);
+    workload::HostOp h;
+    h.op = parse_op(n["op"]);
+    require_op(n["op"], info, h.op);
+    h.slots = slots_of(n, vm);
+    if (h.op == vm::Operation::ZapGfnRange || h.op == vm::Operation::Invalidate) {
+        const std::uint64_t start = n.opt_size("start", vm.memslots.front().base_gfn * vm::kPageSize);
+        const std::uint64_t size = n.opt_size("size", vm.memslots.front().npages * vm::kPageSize, vm::kPageSize);
+        if (start % vm::kPageSize) n["start"].fail("expected a 4K-aligned guest physical address");
+        h.start = start / vm::kPageSize;
+        h.end = h.start + size / vm::kPageSize;
+        h.reason = n.opt_enum_mapped<vm::ZapReason>(
+            "reason", vm::ZapReason::Mtrr,
+            {{"mtrr", vm::ZapReason::Mtrr}, {"cr0_cd", vm::ZapReason::Cr0Cd}, {"other", vm::ZapReason::Other}});
+    }
+    h.dirty.manual_protect_initially_set = n.opt_bool("initially_set", false);
+    h.clear_chunk_pages = n.opt_uint("chunk", 0);
+    return h;
+}
+
+workload::AccessStream parse_stream(const Node& s, const vm::VmConfig& vm, std::uint32_t vcpu, Time guest_time) {
+    s.check_keys({"pattern", "slot", "start", "size", "stride", "count", "access", "mix", "write_every",
+                  "partitioned", "guest_time"});
+    workload::AccessStream a;
+    a.pattern = s.opt_enum_mapped<workload::AccessStream::Pattern>(
+        "pattern", workload::AccessStream::Pattern::Sequential,
+        {{"sequential", workload::AccessStream::Pattern::Sequential},
+         {"strided", workload::AccessStream::Pattern::Sequential},
+         {"random", workload::AccessStream::Pattern::Random}});
+    const vm::Memslot& slot = slot_by_id(s.has("slot") ? s["slot"] : s, vm,
+                                         s.has("slot") ? s["slot"].as_uint() : vm.memslots.front().id);
+    std::uint64_t start = slot.base_gfn, npages = slot.npages;
+    if (s.has("start")) {
+        const std::uint64_t b = s.get_size("start");
+        if (b % vm::kPageSize || !slot.contains(b / vm::kPageSize)) s["start"].fail("expected a 4K-aligned address inside the memslot");
+        start = b / vm::kPageSize;
+        npages = slot.base_gfn + slot.npages - start;
+    }
+    if (s.has("size")) {
+        const std::uint64_t pages = s.get_size("size", vm::kPageSize) / vm::kPageSize;
+        if (start + pages > slot.base_gfn + slot.npages) s["size"].fail("expected the range to fit in the memslot");
+        npages = pages;
+    }
+    if (s.opt_bool("partitioned", true) && vm.vcpus > 1) {
+        const std::uint64_t part = npages / vm.vcpus;
+        if (part == 0) s.fail("the region is smaller than one page per vCPU");
+        start += part * vcpu;
+        npages = part;
+    }
+    a.base = start;
+    a.npages = npages;
+    a.stride = std::max<std::uint64_t>(1, s.opt_size("stride", vm::kPageSize, vm::kPageSize) / vm::kPageSize);
+    a.count = s.opt_uint("count", 0, 0, 1ULL << 40);
+    a.access = s.opt_enum_mapped<vm::Access>("access", vm::Access::Read,
+                                             {{"read", vm::Access::Read}, {"write", vm::Access::Write}, {"exec", vm::Access::Exec}});
+    a.write_every = s.opt_uint("write_every", 0);
+    if (auto mix = s.opt_object("mix")) {
+        mix->check_keys({"read", "write", "exec"});
+        const double r = mix->opt_number("read", 0, 0, 1), w = mix->opt_number("write", 0, 0, 1),
+                     x = mix->opt_number("exec", 0, 0, 1);
+        if (r + w + x < 0.999999 || r + w + x > 1.000001) mix->fail("expected read + write + exec = 1");
+        a.mix = true;
+        a.write_fraction = w;
+        a.exec_fraction = x;
+    }
+    a.guest_time = s.opt_time("guest_time", guest_time, Time::ps(1));
+    return a;
+}
+
+vm::VmConfig parse_vm(const Node& v) {
+    v.check_keys({"vcpus", "memslots"});
+    vm::VmConfig cfg;
+    cfg.vcpus = static_cast<std::uint32_t>(v.get_uint("vcpus", 1, 4096));
+    const Node slots = v.array("memslots");
+    if (slots.size() == 0) slots.fail("expected at least one memslot");
+    std::set<std::uint64_t> ids;
+    std::uint32_t next_id = 1;
+    std::uint64_t next_base = 4ULL << 30;
+    for (const auto& s : slots.elements()) {
+        s.check_keys({"id", "base", "size", "backing"});
+        vm::Memslot m;
+        m.id = static_cast<std::uint32_t>(s.opt_uint("id", next_id, 0, 32767));
+        if (!ids.insert(m.id).second) s["id"].fail("expected a unique memslot id, " + std::to_string(m.id) + " is used twice");
+        m.backing = s.opt_enum_mapped<vm::Backing>("backing", vm::Backing::Anonymous,
+                                                  {{"anonymous", vm::Backing::Anonymous},
+                                                   {"anonymous_thp", vm::Backing::AnonymousThp},
+                                                   {"anonymous_hugetlb_2mb", vm::Backing::Hugetlb2M},
+                                                   {"anonymous_hugetlb_1gb", vm::Backing::Hugetlb1G}});
+        const std::uint64_t align = vm::pages_per(vm::host_level(m.backing)) * vm::kPageSize;
+        const std::uint64_t base = s.opt_size("base", (next_base + align - 1) / align * align);
+        const std::uint64_t size = s.get_size("size", vm::kPageSize, 1ULL << 50);
+        if (base % align) s["base"].fail("expected an address aligned to the backing's page size (" + format_size(align) + ")");
+        if (size % align) s["size"].fail("expected a multiple of the backing's page size (" + format_size(align) + ")");
+        m.base_gfn = base / vm::kPageSize;
+        m.npages = size / vm::kPageSize;
+        for (const auto& o : cfg.memslots)
+            if (m.base_gfn < o.base_gfn + o.npages && o.base_gfn < m.base_gfn + m.npages)
+                s.fail("memslot overlaps memslot " + std::to_string(o.id));
+        cfg.memslots.push_back(m);
+        next_id = m.id + 1;
+        next_base = base + size;
+    }
+    return cfg;
+}
+
+void parse_phases(const Node& wl, Scenario& sc, const vm::ModelInfo& info, Time guest_time) {
+    const Node phases = wl.array("phases");
+    const auto els = phases.elements();
+    std::vector<DagNode> nodes;
+    std::set<std::string> names;
+    for (const auto& p : els) {
+        p.check_keys({"name", "after", "stream", "streams", "host", "report"});
+        DagNode d;
+        d.name = p.get_string("name");
+        d.pointer = p.pointer();
+        if (!names.insert(d.name).second) p["name"].fail("expected a unique phase name, \"" + d.name + "\" is used twice");
+        if (auto a = p.opt_array("after"))
+            for (const auto& e : a->elements()) {
+                d.after.push_back(e.as_string());
+                d.after_pointers.push_back(e.pointer());
+            }
+        nodes.push_back(d);
+    }
+    for (std::size_t i : topological_order(nodes, phases.file())) {
+        const Node& p = els[i];
+        workload::Step step;
+        step.name = nodes[i].name;
+        step.selftest_metric = p.opt_bool("report", true);
+        const bool has_host = p.has("host");
+        if (has_host) {
+            step.kind = workload::Step::Kind::Host;
+            step.host = parse_host_op(p["host"], sc.vm, info, {});
+        } else {
+            step.kind = workload::Step::Kind::Stage;
+        }
+        if (p.has("stream") && p.has("streams")) p.fail("expected \"stream\" (every vCPU) or \"streams\" (one per vCPU), not both");
+        if (auto s = p.find("stream")) {
+            for (std::uint32_t v = 0; v < sc.vm.vcpus; ++v) step.streams.push_back(parse_stream(*s, sc.vm, v, guest_time));
+        } else if (auto ss = p.opt_array("streams")) {
+            const auto list = ss->elements();
+            if (list.size() != sc.vm.vcpus)
+                ss->fail("expected one stream per vCPU (" + std::to_string(sc.vm.vcpus) + "), got " + std::to_string(list.size()));
+            for (std::uint32_t v = 0; v < sc.vm.vcpus; ++v) step.streams.push_back(parse_stream(list[v], sc.vm, v, guest_time));
+        } else if (!has_host) {
+            p.fail("expected \"stream\", \"streams\" or \"host\"");
+        }
+        sc.workload.steps.push_back(std::move(step));
+    }
+}
+
+void parse_events(const Node& evs, Scenario& sc, const vm::ModelInfo& info) {
+    std::size_t i = 0;
+    for (const auto& e : evs.elements()) {
+        workload::TimedEvent t;
+        t.name = e.opt_string("name", "event" + std::to_string(i++));
+        t.at = e.get_time("at");
+        t.count = static_cast<std::uint32_t>(e.opt_uint("count", 1, 1, 100000000));
+        t.interval = e.opt_time("interval", Time::zero());
+        if (t.count > 1 && t.interval == Time::zero()) throw e.error_at("interval", "expected an interval when count > 1");
+        t.host = parse_host_op(e, sc.vm, info, {"name", "at", "count", "interval"});
+        sc.workload.events.push_back(std::move(t));
+    }
+}
+
+Scenario build(const Node& doc, const std::string& path, const std::string& sha, const LoadOptions& opts) {
+    doc.check_keys(kTopKeys);
+    Scenario sc;
+    sc.file = path;
+    sc.sha256 = sha;
+    sc.name = doc.get_string("name");
+    sc.description = doc.opt_string("description", "");
+    sc.seed = doc.opt_uint("seed", 1);
+    if (opts.seed) sc.seed = *opts.seed;
+
+    sc.host = load_host(doc.object("host"), path, opts.host_dirs);
+
+    const Node mmu = doc.object("mmu");
+    mmu.check_keys({"model", "knobs"});
+    const std::string model = mmu.get_string("model");
+    const vm::ModelInfo* info = opts.models ? opts.models->find(model) : nullptr;
+    if (!info) {
+        std::vector<std::string> names;
+        if (opts.models)
+            for (const auto* m : opts.models->all()) names.push_back(m->name);
+        mmu["model"].fail("unknown MMU model \"" + model + "\"" + did_you_mean_suffix(model, names));
+    }
+    sc.model = model;
+    sc.knobs = load_knobs(mmu, *info);
+    for (const auto& c : info->costs)
+        if (!sc.host.costs.has(c))
+            doc["host"]["profile"].fail("host profile " + sc.host.profile + " lacks cost \"" + c + "\", which model " +
+                                        model + " needs");
+    const Time guest_time = sc.host.costs.has("guest_access") ? sc.host.costs.time("guest_access") : Time::ns(10);
+
+    const Node wl = doc.object("workload");
+    wl.check_keys({"preset", "args", "phases"});
+    if (auto preset = wl.find("preset")) {
+        if (wl.has("phases")) wl.fail("expected either \"preset\" or \"phases\", not both");
+        if (doc.has("vm")) doc["vm"].fail("expected no \"vm\": the preset's flags define the VM");
+        std::vector<std::string> names;
+        for (const auto& p : workload::presets()) names.push_back(p.name);
+        const std::string name = preset->as_enum(names);
+        const std::vector<std::string> args = wl.has("args") ? split_args(wl["args"]) : std::vector<std::string>{};
+        try {
+            workload::Expanded ex = workload::expand_preset(name, args, guest_time);
+            sc.vm = std::move(ex.vm);
+            sc.workload = std::move(ex.workload);
+        } catch (const workload::PresetError& e) {
+            const Node at = wl.has("args") ? wl["args"] : *preset;
+            at.fail(e.what());
+        }
+        for (const auto& step : sc.workload.steps)
+            if (step.kind == workload::Step::Kind::Host) require_op(*preset, *info, step.host.op);
+    } else {
+        sc.vm = parse_vm(doc.object("vm"));
+        parse_phases(wl, sc, *info, guest_time);
+    }
+    if (sc.vm.vcpus > sc.host.cpus * 4)
+        doc.fail("expected at most 4 vCPUs per host CPU (" + std::to_string(sc.vm.vcpus) + " vCPUs on " +
+                 std::to_string(sc.host.cpus) + " CPUs)");
+    if (auto evs = doc.opt_array("events")) parse_events(*evs, sc, *info);
+    return sc;
+}
+
+}  // namespace
+
+Scenario load_scenario(const std::string& path, const LoadOptions& opts) {
+    const std::string text = read_file(path);
+    json doc = parse_json_text(text, path);
+    const std::string sha = sha256_hex(text);
+    Node root(doc, path);
+    if (!doc.is_object()) root.fail_expected("a scenario object");
+
+    std::vector<std::string> variants;
+    json base = doc;
+    base.erase("variants");
+    json patched = base;
+    std::string chosen;
+    if (auto vs = root.opt_array("variants")) {
+        const auto els = vs->elements();
+        if (els.empty()) vs->fail("expected at least one variant (or no \"variants\")");
+        std::optional<Node> selected;
+        for (const auto& v : els) {
+            v.check_keys({"name", "description", "patch"});
+            const std::string n = v.get_string("name");
+            if (std::find(variants.begin(), variants.end(), n) != variants.end())
+                v["name"].fail("expected a unique variant name, \"" + n + "\" is used twice");
+            variants.push_back(n);
+            if (v.has("patch") && !v["patch"].is_object()) v["patch"].fail_expected("an object (an RFC 7386 merge patch)");
+            if ((opts.variant && *opts.variant == n) || (!opts.variant && !selected)) selected = v;
+        }
+        if (!selected)
+            vs->fail("no variant \"" + *opts.variant + "\"" + did_you_mean_suffix(*opts.variant, variants));
+        chosen = selected->get_string("name");
+        if (auto p = selected->find("patch")) {
+            if (p->json().contains("variants")) p->fail("a variant cannot patch \"variants\"");
+            apply_merge_patch(patched, p->json());
+        }
+    } else if (opts.variant) {
+        root.fail("no variant \"" + *opts.variant + "\": the scenario has no \"variants\"");
+    }
+    // Errors in a patched document name the variant: its pointers refer to the merged document.
+    const std::string label = chosen.empty() || chosen == (variants.empty() ? "" : variants.front())
+                                  ? path
+                                  : path + " (variant \"" + chosen + "\")";
+    Node merged(patched, label);
+    Scenario sc = build(merged, path, sha, opts);
+    sc.variant = chosen;
+    sc.variants = variants;
+    return sc;
+}
+
+std::vector<std::string> scenario_variants(const std::string& path) {
+    const std::string text = read_file(path);
+    json doc = parse_json_text(text, path);
+    std::vector<std::string> out;
+    if (doc.is_object() && doc.contains("variants") && doc["variants"].is_array())
+        for (const auto& v : doc["variants"])
+            if (v.is_object() && v.contains("name") && v["name"].is_string()) out.push_back(v["name"]);
+    return out;
+}
+
+std::vector<std::string> host_profiles(const std::vector<std::string>& dirs) {
+    std::set<std::string> names;
+    for (const auto& d : dirs) {
+        std::error_code ec;
+        for (fs::directory_iterator it(d, ec), end; !ec && it != end; it.increment(ec))
+            if (it->path().extension() == ".json") names.insert(it->path().stem().string());
+    }
+    return {names.begin(), names.end()};
+}
+
+}  // namespace kvmsim::scenario

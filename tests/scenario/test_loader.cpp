@@ -1,0 +1,216 @@
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "sim/scenario/loader.hpp"
+
+using namespace kvmsim;
+namespace fs = std::filesystem;
+
+namespace {
+struct NullModel : vm::MmuModel {
+    bool hits(std::uint32_t, vm::Gfn, vm::Access) const override { return true; }
+    engine::Task<void> page_fault(const vm::CpuContext&, vm::Gfn, vm::Access) override { co_return; }
+};
+
+const vm::ModelRegistry& test_models() {
+    static const vm::ModelRegistry reg = [] {
+        vm::ModelRegistry r;
+        vm::ModelInfo m;
+        m.name = "toy_tdp";
+        m.summary = "test model";
+        m.kernel = "none";
+        vm::KnobSpec lock;
+        lock.name = "zap_lock";
+        lock.type = vm::KnobSpec::Type::Choice;
+        lock.choices = {"write", "read", "drop_write_zap_read"};
+        lock.default_value = std::string("write");
+        vm::KnobSpec pre;
+        pre.name = "fault_precheck";
+        pre.type = vm::KnobSpec::Type::Bool;
+        pre.default_value = true;
+        m.knobs = {lock, pre};
+        m.costs = {"fault_entry"};
+        m.operations = {vm::Operation::ZapGfnRange, vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogDisable};
+        m.create = [](vm::ModelEnv&) { return std::make_unique<NullModel>(); };
+        r.add(m);
+        return r;
+    }();
+    return reg;
+}
+
+// A scratch directory with a host profile beside the scenarios (scenarios/hosts layout).
+struct Dir {
+    fs::path root;
+    Dir() {
+        root = fs::temp_directory_path() / ("kvmsim-loader-" + std::to_string(::getpid()));
+        fs::create_directories(root / "hosts");
+        fs::create_directories(root / "seeds");
+        write("hosts/test-host.json", R"({
+  "name": "test-host", "cpus": 8,
+  "caches": {"line": 64, "memory_latency": "90ns", "remote_latency": "60ns",
+             "levels": [{"name": "L1d", "size": "32K", "ways": 8, "latency": "1ns"},
+                        {"name": "LLC", "size": "1M", "ways": 16, "latency": "20ns", "shared": true}]},
+  "costs": {"fault_entry": {"value": "1us", "source": "estimate"}, "guest_access": {"value": "10ns", "source": "estimate"}}
+})");
+    }
+    ~Dir() {
+        std::error_code ec;
+        fs::remove_all(root, ec);
+    }
+    std::string write(const std::string& name, const std::string& text) {
+        std::ofstream(root / name) << text;
+        return (root / name).string();
+    }
+};
+
+const char* kGood = R"({
+  "name": "t", "seed": 3,
+  "host": {"profile": "test-host"},
+  "vm": {"vcpus": 2, "memslots": [{"size": "64M", "backing": "anonymous_thp"}]},
+  "mmu": {"model": "toy_tdp", "knobs": {"zap_lock": "write"}},
+  "workload": {"phases": [
+    {"name": "boot", "stream": {"pattern": "random", "count": 100, "mix": {"read": 0.5, "write": 0.5}}},
+    {"name": "run", "after": ["boot"], "stream": {"count": 10}}
+  ]},
+  "events": [{"op": "zap_gfn_range", "at": "5us", "interval": "10us", "count": 3, "size": "2M"}],
+  "variants": [{"name": "before"}, {"name": "after", "patch": {"mmu": {"knobs": {"zap_lock": "read"}}}}]
+})";
+
+scenario::LoadOptions opts(std::optional<std::string> variant = std::nullopt) {
+    scenario::LoadOptions o;
+    o.models = &test_models();
+    o.variant = std::move(variant);
+    return o;
+}
+
+// The error message of loading `text` (with `from`/`to` replaced), or "" if it loads.
+std::string error_of(Dir& d, std::string text, std::optional<std::string> variant = std::nullopt) {
+    const std::string path = d.write("seeds/s.json", text);
+    try {
+        scenario::load_scenario(path, opts(std::move(variant)));
+    } catch (const scenario::ScenarioError& e) {
+        std::string w = e.what();
+        const std::string prefix = path;
+        if (w.compare(0, prefix.size(), prefix) == 0) w = "FILE" + w.substr(prefix.size());
+        return w;
+    }
+    return "";
+}
+
+std::string replace(std::string s, const std::string& from, const std::string& to) {
+    const auto at = s.find(from);
+    REQUIRE(at != std::string::npos);
+    return s.replace(at, from.size(), to);
+}
+}  // namespace
+
+TEST_CASE("a good scenario loads with defaults, order and variants", "[scenario][loader]") {
+    Dir d;
+    const std::string path = d.write("seeds/s.json", kGood);
+    const auto sc = scenario::load_scenario(path, opts());
+    CHECK(sc.name == "t");
+    CHECK(sc.seed == 3);
+    CHECK(sc.variant == "before");
+    CHECK(sc.variants == std::vector<std::string>{"before", "after"});
+    CHECK(sc.vm.vcpus == 2);
+    CHECK(sc.vm.memslots[0].npages == 16384);
+    CHECK(std::get<std::string>(sc.knobs.at("zap_lock")) == "write");
+    CHECK(std::get<bool>(sc.knobs.at("fault_precheck")) == true);  // default filled in
+    REQUIRE(sc.workload.steps.size() == 2);
+    CHECK(sc.workload.steps[0].name == "boot");
+    CHECK(sc.workload.steps[0].streams.size() == 2);
+    CHECK(sc.workload.steps[0].streams[1].base == sc.vm.memslots[0].base_gfn + 8192);  // partitioned
+    CHECK(sc.workload.events[0].count == 3);
+    CHECK(sc.workload.events[0].host.end - sc.workload.events[0].host.start == 512);
+    CHECK(sc.host.costs.time("fault_entry") == engine::Time::us(1));
+    CHECK(sc.host.cache.levels.size() == 2);
+    CHECK(sc.sha256.size() == 64);
+    const auto after = scenario::load_scenario(path, opts("after"));
+    CHECK(std::get<std::string>(after.knobs.at("zap_lock")) == "read");
+    CHECK(after.sha256 == sc.sha256);
+    scenario::LoadOptions seeded = opts();
+    seeded.seed = 99;
+    CHECK(scenario::load_scenario(path, seeded).seed == 99);
+}
+
+TEST_CASE("invalid JSON is reported with line and column", "[scenario][loader]") {
+    Dir d;
+    const auto e = error_of(d, "{\n  \"name\": \"t\"\n  \"seed\": 1\n}");
+    CHECK_THAT(e, Catch::StartsWith("FILE:3:3:"));
+}
+
+TEST_CASE("every error names the pointer and what was expected", "[scenario][loader]") {
+    Dir d;
+    SECTION("wrong type") {
+        CHECK(error_of(d, replace(kGood, "\"vcpus\": 2", "\"vcpus\": \"two\"")) ==
+              "FILE: /vm/vcpus: expected an integer between 1 and 4096, got \"two\"");
+    }
+    SECTION("unknown key with a suggestion") {
+        CHECK_THAT(error_of(d, replace(kGood, "\"memslots\"", "\"memslot\"")),
+                   Catch::StartsWith("FILE: /vm: ") && Catch::Contains("\"memslot\"") && Catch::Contains("did you mean \"memslots\"?"));
+    }
+    SECTION("bad unit") {
+        CHECK_THAT(error_of(d, replace(kGood, "\"64M\"", "\"64Q\"")), Catch::StartsWith("FILE: /vm/memslots/0/size: "));
+        CHECK_THAT(error_of(d, replace(kGood, "\"5us\"", "\"5\"")), Catch::StartsWith("FILE: /events/0/at: expected a time"));
+    }
+    SECTION("out of range") {
+        CHECK_THAT(error_of(d, replace(kGood, "\"vcpus\": 2", "\"vcpus\": 0")), Catch::StartsWith("FILE: /vm/vcpus: ") && Catch::Contains("1"));
+    }
+    SECTION("unknown model") {
+        CHECK(error_of(d, replace(kGood, "\"toy_tdp\"", "\"toy_tpd\"")) ==
+              "FILE: /mmu/model: unknown MMU model \"toy_tpd\" (did you mean \"toy_tdp\"?)");
+    }
+    SECTION("unknown knob and bad knob value") {
+        CHECK_THAT(error_of(d, replace(kGood, "\"zap_lock\": \"write\"", "\"zap_lok\": \"write\"")),
+                   Catch::StartsWith("FILE: /mmu/knobs/zap_lok: unknown knob \"zap_lok\"") && Catch::Contains("did you mean \"zap_lock\"?"));
+        CHECK_THAT(error_of(d, replace(kGood, "\"zap_lock\": \"write\"", "\"zap_lock\": \"wrte\"")),
+                   Catch::StartsWith("FILE: /mmu/knobs/zap_lock: expected one of") && Catch::Contains("did you mean \"write\"?"));
+    }
+    SECTION("unknown host profile") {
+        CHECK_THAT(error_of(d, replace(kGood, "\"test-host\"", "\"test-hots\"")),
+                   Catch::StartsWith("FILE: /host/profile: unknown host profile \"test-hots\"") && Catch::Contains("did you mean \"test-host\"?"));
+    }
+    SECTION("unknown preset") {
+        std::string s = replace(kGood, R"("vm": {"vcpus": 2, "memslots": [{"size": "64M", "backing": "anonymous_thp"}]},)", "");
+        const auto at = s.find("\"workload\"");
+        const auto end = s.find("\"events\"");
+        s = s.substr(0, at) + R"("workload": {"preset": "kvm_page_tabel_test", "args": "-v 2"},
+  )" + s.substr(end);
+        CHECK_THAT(error_of(d, s), Catch::StartsWith("FILE: /workload/preset: expected one of") &&
+                                      Catch::Contains("did you mean \"kvm_page_table_test\"?"));
+        s = replace(s, "kvm_page_tabel_test", "kvm_page_table_test");
+        CHECK_THAT(error_of(d, replace(s, "-v 2", "-v 2 -b 1X")), Catch::StartsWith("FILE: /workload/args: expected a size"));
+    }
+    SECTION("an operation the model does not support") {
+        CHECK(error_of(d, replace(kGood, "\"op\": \"zap_gfn_range\"", "\"op\": \"smm_enter\"")) ==
+              "FILE: /events/0/op: model toy_tdp does not support smm_enter (it supports: zap_gfn_range, "
+              "dirty_log_enable, dirty_log_disable)");
+    }
+    SECTION("a variant that makes the scenario invalid") {
+        const auto s = replace(kGood, "{\"zap_lock\": \"read\"}", "{\"zap_lock\": \"sideways\"}");
+        CHECK(error_of(d, s) == "");  // the baseline is fine
+        CHECK_THAT(error_of(d, s, "after"), Catch::StartsWith("FILE (variant \"after\"): /mmu/knobs/zap_lock: expected one of"));
+        CHECK_THAT(error_of(d, kGood, "aftr"), Catch::StartsWith("FILE: /variants: no variant \"aftr\" (did you mean \"after\"?)"));
+    }
+    SECTION("cyclic phase dependencies") {
+        const auto s = replace(kGood, "{\"name\": \"boot\", ", "{\"name\": \"boot\", \"after\": [\"run\"], ");
+        CHECK_THAT(error_of(d, s), Catch::StartsWith("FILE: /workload/phases/") && Catch::Contains("cycle") &&
+                                      Catch::Contains("boot") && Catch::Contains("run"));
+    }
+    SECTION("a missing cost the model needs") {
+        d.write("hosts/bare.json", R"({"name": "bare", "cpus": 4,
+  "caches": {"memory_latency": "90ns", "remote_latency": "60ns", "levels": [{"name": "LLC", "size": "1M", "ways": 16, "latency": "20ns", "shared": true}]},
+  "costs": {}})");
+        CHECK(error_of(d, replace(kGood, "\"test-host\"", "\"bare\"")) ==
+              "FILE: /host/profile: host profile bare lacks cost \"fault_entry\", which model toy_tdp needs");
+    }
+    SECTION("a missing file") {
+        try {
+            scenario::load_scenario((d.root / "nope.json").string(), opts());
+            FAIL("loaded a missing file");
+        } catch (const scenario::ScenarioError& e) {
+            CHECK_THAT(e.what(), Catch::Contains("nope.json") && Catch::Contains("cannot open"));
+        }
+    }
+}
