@@ -1,0 +1,64 @@
+// A synthetic, deterministic host-physical address space for the kernel objects a model touches
+// through the cache model (page-table pages, struct kvm fields, dirty bitmaps). Addresses depend
+// only on the order of allocations, never on host pointers.
+//
+// Layout (each region is far larger than any simulated VM needs):
+//   0x0000_4000_0000_0000  kernel data (struct kvm, locks, per-vCPU fields): kKernelDataBase
+//   0x0000_5000_0000_0000  dirty bitmaps, one 1 TiB window per memslot:      kDirtyBitmapBase
+//   0x0000_6000_0000_0000  page-table pages (PageTablePageAllocator):        kPageTableBase
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace kvmsim::models {
+
+inline constexpr std::uint64_t kKernelDataBase = 0x0000'4000'0000'0000ULL;
+inline constexpr std::uint64_t kDirtyBitmapBase = 0x0000'5000'0000'0000ULL;
+inline constexpr std::uint64_t kDirtyBitmapWindow = 1ULL << 40;
+inline constexpr std::uint64_t kPageTableBase = 0x0000'6000'0000'0000ULL;
+inline constexpr std::uint64_t kHostPageSize = 4096;
+
+// Kernel data lines handed out in order (a 64-byte line per object unless asked otherwise).
+class KernelDataLayout {
+public:
+    std::uint64_t alloc(std::uint64_t bytes = 64) {
+        const std::uint64_t a = next_;
+        next_ += (bytes + 63) & ~std::uint64_t{63};
+        return a;
+    }
+
+private:
+    std::uint64_t next_ = kKernelDataBase;
+};
+
+// Page-table pages: alloc() returns a page-aligned synthetic HPA. Freed pages are reused LIFO, as
+// the page allocator's per-CPU lists do (so a freshly freed, possibly cached page comes back
+// first). Deterministic.
+class PageTablePageAllocator {
+public:
+    std::uint64_t alloc() {
+        ++live_;
+        if (!free_.empty()) {
+            const std::uint64_t a = free_.back();
+            free_.pop_back();
+            return a;
+        }
+        const std::uint64_t a = kPageTableBase + next_page_ * kHostPageSize;
+        ++next_page_;
+        return a;
+    }
+    void free(std::uint64_t hpa) {
+        --live_;
+        free_.push_back(hpa);
+    }
+    std::uint64_t live() const { return live_; }
+    std::uint64_t ever_allocated() const { return next_page_; }
+
+private:
+    std::uint64_t next_page_ = 0;
+    std::uint64_t live_ = 0;
+    std::vector<std::uint64_t> free_;
+};
+
+}  // namespace kvmsim::models

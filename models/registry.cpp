@@ -1,0 +1,18 @@
+#include "models/registry.hpp"
+
+#include "models/x86_tdp/x86_tdp.hpp"
+
+namespace kvmsim::models {
+
+void register_builtin_models(vm::ModelRegistry& registry) { register_x86_tdp(registry); }
+
+const vm::ModelRegistry& builtin_models() {
+    static const vm::ModelRegistry registry = [] {
+        vm::ModelRegistry r;
+        register_builtin_models(r);
+        return r;
+    }();
+    return registry;
+}
+
+}  // namespace kvmsim::models

@@ -1,0 +1,1458 @@
+// x86 TDP MMU model: see x86_tdp.hpp for the kernel functions followed and
+// docs/models/x86_tdp.md for the design, the costs and what is left out.
+//
+// Page-table state. The TDP page table is 4-level (PML4 -> PDPT -> PD -> PT). The model keeps one
+// state byte per SPTE (spte:: bits) in flat arrays:
+//   pml4_        one entry per 512 GiB of guest physical space that holds a memslot;
+//   pdpte_ etc.  one Region per 1 GiB overlapping a memslot: its PDPTE, the 512 PDEs of its PD page
+//                and the 262144 PTEs of its PT pages. A table entry also records the serial number
+//                of the page it links (never reused: it stands for the page's identity in a cmpxchg)
+//                and the page's synthetic host-physical address (reused LIFO: it is what the cache
+//                model sees).
+// Invariant: the entries of a page that is not linked are zero; a removed page is cleared at once.
+// hits() is then: the PTE if present, else a 2M leaf PDE, else a 1G leaf PDPTE.
+//
+// Time. A fault snapshots the SPTEs it walks (touching each through the cache model), waits for
+// the simulated time of the walk, then commits: every SPTE it changes must still hold the value it
+// read (and every table it walked through must still be linked), else the cmpxchg "fails" and the
+// fault returns RET_PF_RETRY. Bulk walkers (zap, write-protect, split, dirty-log harvesting)
+// apply their changes as they iterate and let the accumulated time elapse every kSettleQuantum of
+// work and before every lock drop.
+#include "models/x86_tdp/x86_tdp.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <map>
+#include <stdexcept>
+
+#include "models/common/costs.hpp"
+
+namespace kvmsim::models {
+namespace x86_tdp {
+
+using engine::LockMode;
+using engine::Task;
+using engine::Time;
+using vm::Gfn;
+
+namespace {
+
+// Simulation granularity of bulk walkers: accumulated work is turned into simulated time at least
+// every kSettleQuantum, so a lock waiter arriving meanwhile is noticed at most this late. A
+// property of the simulation, not of the host.
+constexpr Time kSettleQuantum = Time::us(1);
+
+constexpr int kRootLevel = 4;
+constexpr std::uint64_t kNoLine = ~std::uint64_t{0};
+
+enum Ret : int { RET_PF_FIXED, RET_PF_SPURIOUS, RET_PF_RETRY, RET_PF_EMULATE, RET_PF_INVALID };
+
+constexpr std::uint64_t pages_at(int level) { return std::uint64_t{1} << (9 * (level - 1)); }
+constexpr Gfn round_gfn(Gfn gfn, int level) { return gfn & ~(pages_at(level) - 1); }
+constexpr unsigned spte_index(Gfn gfn, int level) { return static_cast<unsigned>((gfn >> (9 * (level - 1))) & 511); }
+constexpr bool is_present(std::uint8_t e) { return (e & spte::P) != 0; }
+constexpr bool is_leaf(std::uint8_t e) { return (e & (spte::P | spte::LEAF)) == (spte::P | spte::LEAF); }
+constexpr bool is_table(std::uint8_t e) { return (e & (spte::P | spte::LEAF)) == spte::P; }
+
+int level_of(vm::PageLevel l) { return static_cast<int>(l); }
+vm::PageLevel page_level(int l) { return static_cast<vm::PageLevel>(l); }
+
+const vm::KnobValue* find_knob(const vm::Knobs& knobs, std::string_view name) {
+    auto it = knobs.find(name);
+    return it == knobs.end() ? nullptr : &it->second;
+}
+
+bool knob_bool(const vm::Knobs& knobs, std::string_view name, bool def) {
+    const vm::KnobValue* v = find_knob(knobs, name);
+    if (!v) return def;
+    if (const bool* b = std::get_if<bool>(v)) return *b;
+    throw std::invalid_argument("x86_tdp: knob '" + std::string(name) + "' must be a bool");
+}
+
+std::string knob_choice(const vm::Knobs& knobs, std::string_view name, const std::string& def,
+                        std::initializer_list<const char*> choices) {
+    const vm::KnobValue* v = find_knob(knobs, name);
+    if (!v) return def;
+    const std::string* s = std::get_if<std::string>(v);
+    if (!s) throw std::invalid_argument("x86_tdp: knob '" + std::string(name) + "' must be a string");
+    for (const char* c : choices)
+        if (*s == c) return *s;
+    throw std::invalid_argument("x86_tdp: knob '" + std::string(name) + "' has no choice '" + *s + "'");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Costs, knobs
+
+const std::vector<std::string>& Costs::names() {
+    static const std::vector<std::string> n = {
+        "fault_entry",       "fault_exit",          "fast_pf_base",         "tdp_map_base",
+        "tdp_walk_level",    "spte_cmpxchg",        "spte_update",          "tdp_iter_step",
+        "split_spte_fill",   "gup_fast",            "host_fault_base",      "zero_4k",
+        "mmu_cache_alloc_page", "mmu_cache_alloc_obj", "tlb_flush_base",    "tlb_flush_per_vcpu",
+        "sched_timeslice",   "lock_yield",          "dirty_bitmap_word",    "memslot_update",
+    };
+    return n;
+}
+
+Costs Costs::from(const vm::CostProfile& p) {
+    require_costs(p, names(), "x86_tdp");
+    Costs c;
+    c.fault_entry = p.time("fault_entry");
+    c.fault_exit = p.time("fault_exit");
+    c.fast_pf_base = p.time("fast_pf_base");
+    c.tdp_map_base = p.time("tdp_map_base");
+    c.tdp_walk_level = p.time("tdp_walk_level");
+    c.spte_cmpxchg = p.time("spte_cmpxchg");
+    c.spte_update = p.time("spte_update");
+    c.tdp_iter_step = p.time("tdp_iter_step");
+    c.split_spte_fill = p.time("split_spte_fill");
+    c.gup_fast = p.time("gup_fast");
+    c.host_fault_base = p.time("host_fault_base");
+    c.zero_4k = p.time("zero_4k");
+    c.mmu_cache_alloc_page = p.time("mmu_cache_alloc_page");
+    c.mmu_cache_alloc_obj = p.time("mmu_cache_alloc_obj");
+    c.tlb_flush_base = p.time("tlb_flush_base");
+    c.tlb_flush_per_vcpu = p.time("tlb_flush_per_vcpu");
+    c.sched_timeslice = p.time("sched_timeslice");
+    c.lock_yield = p.time("lock_yield");
+    c.dirty_bitmap_word = p.time("dirty_bitmap_word");
+    c.memslot_update = p.time("memslot_update");
+    return c;
+}
+
+Config Config::from(const vm::Knobs& knobs) {
+    Config c;
+    c.fault_lock_write = knob_choice(knobs, "fault_lock", "read", {"read", "write"}) == "write";
+    const std::string z = knob_choice(knobs, "zap_lock", "write", {"write", "read", "drop_write_zap_read"});
+    c.zap_lock = z == "write" ? ZapLock::Write : z == "read" ? ZapLock::Read : ZapLock::DropWriteZapRead;
+    c.fault_precheck = knob_bool(knobs, "fault_precheck", true);
+    c.eager_page_split = knob_bool(knobs, "eager_page_split", true);
+    c.preempt = knob_bool(knobs, "preempt", true);
+    return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Internal structures
+
+struct X86TdpMmu::Pml4e {
+    std::uint64_t g512 = 0;   // gfn >> 27
+    std::uint8_t e = 0;
+    std::uint32_t serial = 0;  // PDPT page identity
+    std::uint64_t page = 0;    // PDPT page HPA
+};
+
+struct X86TdpMmu::Slot {
+    std::size_t index = 0;  // in vm_.memslots
+    std::uint32_t id = 0;
+    Gfn base = 0;
+    std::uint64_t npages = 0;
+    vm::Backing backing = vm::Backing::Anonymous;
+    int host_level = 1;
+    bool hugetlb = false;
+    std::vector<std::uint64_t> populated;      // anonymous / THP: bit per host page
+    std::vector<std::int64_t> hugetlb_ready;   // hugetlb: time (ps) the page is ready, 0 = none
+    std::map<std::uint64_t, std::int64_t> populating;  // anonymous / THP first touches in flight
+    std::vector<std::uint64_t> bitmap;         // dirty bitmap (KVM_MEM_LOG_DIRTY_PAGES)
+    std::uint64_t bitmap_addr = 0;
+    bool manual_protect = false;               // KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | INITIALLY_SET
+
+    bool contains(Gfn g) const { return g >= base && g - base < npages; }
+    std::uint64_t host_index(Gfn g) const {
+        const unsigned sh = 9 * static_cast<unsigned>(host_level - 1);
+        return (g >> sh) - (base >> sh);
+    }
+};
+
+struct X86TdpMmu::VcpuState {
+    MmuMemoryCache desc;    // mmu_pte_list_desc_cache
+    MmuMemoryCache page;    // mmu_shadow_page_cache
+    MmuMemoryCache header;  // mmu_page_header_cache
+};
+
+struct X86TdpMmu::EntryRef {
+    std::uint8_t* e = nullptr;
+    std::uint32_t* serial = nullptr;
+    std::uint64_t* page = nullptr;
+    std::uint64_t addr = 0;
+};
+
+struct X86TdpMmu::Bulk {
+    std::uint32_t cpu = 0;
+    engine::LockGuard guard;
+    LockMode mode = LockMode::Write;
+    engine::Site site;
+    Time acc;
+    ReschedClock clock;
+    std::uint64_t last_line = kNoLine;
+};
+
+struct X86TdpMmu::MapPlan {
+    enum Kind : std::uint8_t { Through, Link, Split, Install };
+    struct Step {
+        int level = 0;
+        Kind kind = Through;
+        std::uint8_t old_e = 0;
+        std::uint32_t old_serial = 0;
+        std::uint8_t new_e = 0;
+        std::uint64_t page = 0;  // Link/Split: the new page
+    };
+    std::array<Step, 4> steps{};
+    int n = 0;
+    int result = RET_PF_FIXED;  // RET_PF_RETRY / RET_PF_SPURIOUS when decided by the walk
+    Time cost;
+    Gfn gfn = 0;
+};
+
+struct X86TdpMmu::ModelCounters {
+    explicit ModelCounters(engine::Counters& c)
+        : retry_precheck(c.id("pf_retry_invalidate_precheck")),
+          retry_stale(c.id("pf_retry_is_page_fault_stale")),
+          retry_frozen(c.id("pf_retry_spte_frozen")),
+          retry_cmpxchg(c.id("pf_retry_cmpxchg")),
+          fast_retry(c.id("fast_pf_cmpxchg_retry")),
+          yields(c.id("tdp_mmu_iter_cond_resched")),
+          yields_needbreak(c.id("tdp_mmu_iter_cond_resched_needbreak")),
+          yields_resched(c.id("tdp_mmu_iter_cond_resched_need_resched")),
+          yield_flushes(c.id("tdp_mmu_iter_cond_resched_flush")),
+          zap_atomic(c.id("tdp_mmu_zap_spte_atomic")),
+          zap_leaf(c.id("tdp_mmu_zap_leaf")),
+          splits(c.id("kvm_mmu_split_huge_page")),
+          split_allocs(c.id("tdp_mmu_alloc_sp_for_split")),
+          topup_objs(c.id("mmu_topup_memory_cache_objs")),
+          alloc_atomic(c.id("mmu_memory_cache_alloc_atomic")),
+          host_first_touch(c.id("host_fault_first_touch")),
+          host_zeroed_4k(c.id("host_zeroed_4k")),
+          dirty_marked(c.id("mark_page_dirty_in_slot")),
+          wrprot(c.id("spte_write_protected")),
+          dirty_harvested(c.id("dirty_pages_harvested")) {}
+    engine::CounterId retry_precheck, retry_stale, retry_frozen, retry_cmpxchg, fast_retry, yields,
+        yields_needbreak, yields_resched, yield_flushes, zap_atomic, zap_leaf, splits, split_allocs,
+        topup_objs, alloc_atomic, host_first_touch, host_zeroed_4k, dirty_marked, wrprot, dirty_harvested;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Construction
+
+X86TdpMmu::X86TdpMmu(vm::ModelEnv& env)
+    : sim_(env.sim),
+      cache_(env.cache),
+      vm_(env.vm),
+      cfg_(Config::from(env.knobs)),
+      k_(Costs::from(env.host.costs)),
+      stats_(env.sim.counters()),
+      tlb_(stats_, k_.tlb_flush_base, k_.tlb_flush_per_vcpu, env.vm.vcpus),
+      mmu_lock_(env.sim, "mmu_lock") {
+    mc_ = std::make_unique<ModelCounters>(sim_.counters());
+    site_fault_ = sim_.site("kvm_tdp_mmu_page_fault");
+    site_zap_ = sim_.site("kvm_zap_gfn_range");
+    site_split_ = sim_.site("kvm_mmu_slot_try_split_huge_pages");
+    site_split_relock_ = sim_.site("tdp_mmu_split_huge_pages_root");
+    site_wrprot_ = sim_.site("kvm_mmu_slot_remove_write_access");
+    site_get_ = sim_.site("kvm_get_dirty_log_protect");
+    site_clear_ = sim_.site("kvm_clear_dirty_log_protect");
+    site_collapsible_ = sim_.site("kvm_mmu_zap_collapsible_sptes");
+    site_mn_start_ = sim_.site("kvm_mmu_notifier_invalidate_range_start");
+    site_mn_end_ = sim_.site("kvm_mmu_notifier_invalidate_range_end");
+
+    mmu_lock_addr_ = kdata_.alloc();
+    root_hpa_ = pt_alloc_.alloc();  // kvm_tdp_mmu_alloc_root: one root, shared by every vCPU
+
+    // Memslots and the regions they overlap.
+    std::vector<std::uint64_t> g1s;
+    for (std::size_t i = 0; i < vm_.memslots.size(); ++i) {
+        const vm::Memslot& m = vm_.memslots[i];
+        if (m.npages == 0) continue;
+        auto s = std::make_unique<Slot>();
+        s->index = i;
+        s->id = m.id;
+        s->base = m.base_gfn;
+        s->npages = m.npages;
+        s->backing = m.backing;
+        s->host_level = level_of(vm::host_level(m.backing));
+        s->hugetlb = m.backing == vm::Backing::Hugetlb2M || m.backing == vm::Backing::Hugetlb1G;
+        const std::uint64_t hp = s->host_index(m.base_gfn + m.npages - 1) + 1;
+        if (s->hugetlb)
+            s->hugetlb_ready.assign(hp, 0);
+        else
+            s->populated.assign((hp + 63) / 64, 0);
+        s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * slots_.size();
+        if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
+        for (std::uint64_t g = m.base_gfn >> 18; g <= (m.base_gfn + m.npages - 1) >> 18; ++g) g1s.push_back(g);
+        slots_.push_back(std::move(s));
+    }
+    std::sort(g1s.begin(), g1s.end());
+    g1s.erase(std::unique(g1s.begin(), g1s.end()), g1s.end());
+    const std::size_t nr = g1s.size();
+    region_g1_ = g1s;
+    region_pml4_.assign(nr, 0);
+    for (std::size_t r = 0; r < nr; ++r) {
+        const std::uint64_t g512 = g1s[r] >> 9;
+        if (pml4_.empty() || pml4_.back().g512 != g512) pml4_.push_back(Pml4e{g512, 0, 0, 0});
+        region_pml4_[r] = static_cast<std::uint32_t>(pml4_.size() - 1);
+    }
+    pdpte_.assign(nr, 0);
+    pd_serial_.assign(nr, 0);
+    pd_page_.assign(nr, 0);
+    pde_.assign(nr * 512, 0);
+    pt_serial_.assign(nr * 512, 0);
+    pt_page_.assign(nr * 512, 0);
+    pte_.assign(nr << 18, 0);
+    if (nr > 0) {
+        lut_base_ = g1s.front();
+        const std::uint64_t span = g1s.back() - g1s.front() + 1;
+        if (span > (std::uint64_t{1} << 24))
+            throw std::invalid_argument("x86_tdp: memslots span more than 16 PiB of guest physical space");
+        lut_.assign(span, kNoRegion);
+        for (std::size_t r = 0; r < nr; ++r) lut_[g1s[r] - lut_base_] = static_cast<std::uint32_t>(r);
+    }
+
+    vcpus_.reserve(vm_.vcpus);
+    for (std::uint32_t i = 0; i < vm_.vcpus; ++i) {
+        auto v = std::make_unique<VcpuState>();
+        v->desc = MmuMemoryCache("mmu_pte_list_desc_cache", k_.mmu_cache_alloc_obj);
+        v->page = MmuMemoryCache("mmu_shadow_page_cache", k_.mmu_cache_alloc_page);
+        v->header = MmuMemoryCache("mmu_page_header_cache", k_.mmu_cache_alloc_obj);
+        vcpus_.push_back(std::move(v));
+    }
+}
+
+X86TdpMmu::~X86TdpMmu() = default;
+
+// ---------------------------------------------------------------------------------------------
+// Page-table state
+
+std::uint32_t X86TdpMmu::region_of(Gfn gfn) const {
+    const std::uint64_t r = (gfn >> 18) - lut_base_;
+    return r < lut_.size() ? lut_[r] : kNoRegion;
+}
+
+X86TdpMmu::EntryRef X86TdpMmu::ref(int level, Gfn gfn) const {
+    auto* self = const_cast<X86TdpMmu*>(this);
+    EntryRef r;
+    if (level == 4) {
+        const std::uint64_t g512 = gfn >> 27;
+        auto it = std::lower_bound(self->pml4_.begin(), self->pml4_.end(), g512,
+                                   [](const Pml4e& p, std::uint64_t g) { return p.g512 < g; });
+        r.addr = root_hpa_ + spte_index(gfn, 4) * 8;
+        if (it != self->pml4_.end() && it->g512 == g512) {
+            r.e = &it->e;
+            r.serial = &it->serial;
+            r.page = &it->page;
+        }
+        return r;
+    }
+    const std::uint32_t ri = region_of(gfn);
+    if (ri == kNoRegion) return r;
+    if (level == 3) {
+        r.addr = pml4_[region_pml4_[ri]].page + spte_index(gfn, 3) * 8;
+        r.e = &self->pdpte_[ri];
+        r.serial = &self->pd_serial_[ri];
+        r.page = &self->pd_page_[ri];
+    } else if (level == 2) {
+        const std::size_t i = static_cast<std::size_t>(ri) * 512 + spte_index(gfn, 2);
+        r.addr = pd_page_[ri] + spte_index(gfn, 2) * 8;
+        r.e = &self->pde_[i];
+        r.serial = &self->pt_serial_[i];
+        r.page = &self->pt_page_[i];
+    } else {
+        r.addr = pt_page_[static_cast<std::size_t>(ri) * 512 + spte_index(gfn, 2)] + spte_index(gfn, 1) * 8;
+        r.e = &self->pte_[(static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff)];
+    }
+    return r;
+}
+
+std::uint8_t X86TdpMmu::entry(int level, Gfn gfn) const {
+    if (level == 4) {
+        const std::uint64_t g512 = gfn >> 27;
+        auto it = std::lower_bound(pml4_.begin(), pml4_.end(), g512,
+                                   [](const Pml4e& p, std::uint64_t g) { return p.g512 < g; });
+        return it != pml4_.end() && it->g512 == g512 ? it->e : 0;
+    }
+    const std::uint32_t ri = region_of(gfn);
+    if (ri == kNoRegion) return 0;
+    if (level == 3) return pdpte_[ri];
+    if (level == 2) return pde_[static_cast<std::size_t>(ri) * 512 + spte_index(gfn, 2)];
+    return pte_[(static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff)];
+}
+
+// Serial of the page linked by the table entry at (level, gfn); 0 if none.
+std::uint32_t X86TdpMmu::child_serial(int level, Gfn gfn) const {
+    const EntryRef r = ref(level, gfn);
+    return r.serial ? *r.serial : 0;
+}
+
+std::uint64_t X86TdpMmu::child_page(int level, Gfn gfn) const {
+    const EntryRef r = ref(level, gfn);
+    return r.page ? *r.page : 0;
+}
+
+void X86TdpMmu::set_leaf(int level, Gfn gfn, std::uint8_t value) {
+    EntryRef r = ref(level, gfn);
+    const bool was = is_leaf(*r.e), now = is_leaf(value);
+    if (was != now) stats_.update_page_stats(page_level(level), now ? 1 : -1);
+    *r.e = value;
+    if (r.serial) {
+        *r.serial = 0;
+        *r.page = 0;
+    }
+}
+
+void X86TdpMmu::clear_entry(int level, Gfn gfn) {
+    EntryRef r = ref(level, gfn);
+    if (!r.e) return;
+    if (is_leaf(*r.e)) stats_.update_page_stats(page_level(level), -1);
+    *r.e = 0;
+    if (r.serial) {
+        *r.serial = 0;
+        *r.page = 0;
+    }
+}
+
+// tdp_mmu_link_sp: the entry now links `page` (a fresh identity); a huge leaf it replaces is
+// accounted by handle_changed_spte.
+void X86TdpMmu::link_table(int level, Gfn gfn, std::uint64_t page) {
+    EntryRef r = ref(level, gfn);
+    if (is_leaf(*r.e)) stats_.update_page_stats(page_level(level), -1);
+    *r.e = spte::TABLE;
+    *r.serial = next_serial_++;
+    *r.page = page;
+    ++tdp_mmu_pages_;  // tdp_account_mmu_page
+}
+
+// tdp_mmu_split_huge_page's fill: 512 children of the huge leaf at (level, gfn), one level down,
+// with the huge SPTE's permissions (make_huge_page_split_spte). The caller charges the cost
+// (split_cost).
+void X86TdpMmu::fill_split(int level, Gfn gfn, std::uint8_t huge) {
+    const Gfn base = round_gfn(gfn, level);
+    const std::uint32_t ri = region_of(base);
+    const auto child = static_cast<std::uint8_t>(huge & (spte::P | spte::W | spte::X | spte::MW | spte::LEAF));
+    if (level == 2) {
+        std::fill_n(pte_.begin() + static_cast<std::ptrdiff_t>((static_cast<std::size_t>(ri) << 18) | (base & 0x3ffff)),
+                    512, child);
+    } else {
+        std::fill_n(pde_.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(ri) * 512), 512, child);
+    }
+    stats_.update_page_stats(page_level(level - 1), 512);
+    sim_.counters().add(mc_->splits);
+}
+
+// Filling the 512 SPTEs of a new page (written through the cache model).
+Time X86TdpMmu::split_cost(std::uint64_t page, std::uint32_t cpu) {
+    return k_.split_spte_fill * 512 + touch(cpu, page, true, 4096);
+}
+
+// handle_removed_pt for the table linked at (level, gfn): every child is cleared (recursively),
+// leaves are unaccounted and the page is freed. `shared`: under mmu_lock read, each child is
+// replaced with an atomic xchg. Returns the cost.
+Time X86TdpMmu::remove_subtree(int level, Gfn gfn, bool shared, std::uint32_t cpu) {
+    EntryRef r = ref(level, gfn);
+    const std::uint64_t page = *r.page;
+    Time cost = touch(cpu, page, shared, 4096);
+    const Gfn base = round_gfn(gfn, level);
+    const int cl = level - 1;
+    for (unsigned k = 0; k < 512; ++k) {
+        const Gfn cg = base + k * pages_at(cl);
+        const std::uint8_t ce = entry(cl, cg);
+        cost += k_.tdp_iter_step;
+        if (shared) cost += k_.spte_cmpxchg;  // xchg to REMOVED_SPTE for every child
+        if (!is_present(ce)) {
+            if (ce) clear_entry(cl, cg);
+            continue;
+        }
+        if (!shared) cost += k_.spte_cmpxchg;  // kvm_tdp_mmu_write_spte of a present child
+        if (is_table(ce)) cost += remove_subtree(cl, cg, shared, cpu);
+        clear_entry(cl, cg);
+        cost += k_.spte_update;
+    }
+    pt_alloc_.free(page);
+    --tdp_mmu_pages_;
+    return cost;
+}
+
+// ---------------------------------------------------------------------------------------------
+// tdp_iter (arch/x86/kvm/mmu/tdp_iter.c)
+
+void X86TdpMmu::iter_restart(TdpIter& it) const {
+    it.yielded = false;
+    it.yielded_gfn = it.next_last_level_gfn;
+    it.level = kRootLevel;
+    it.gfn = round_gfn(it.next_last_level_gfn, it.level);
+    it.valid = true;
+}
+
+void X86TdpMmu::iter_start(TdpIter& it, int min_level, Gfn start) const {
+    it.min_level = min_level;
+    it.next_last_level_gfn = start;
+    iter_restart(it);
+}
+
+void X86TdpMmu::iter_next(TdpIter& it) const {
+    if (it.yielded) {
+        iter_restart(it);
+        return;
+    }
+    // try_step_down
+    if (it.level != it.min_level && is_table(entry(it.level, it.gfn))) {
+        --it.level;
+        it.gfn = round_gfn(it.next_last_level_gfn, it.level);
+        return;
+    }
+    do {
+        // try_step_side
+        if (spte_index(it.gfn, it.level) != 511) {
+            it.gfn += pages_at(it.level);
+            it.next_last_level_gfn = it.gfn;
+            return;
+        }
+        // try_step_up
+        if (it.level == kRootLevel) break;
+        ++it.level;
+        it.gfn = round_gfn(it.gfn, it.level);
+    } while (true);
+    it.valid = false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+X86TdpMmu::Slot* X86TdpMmu::slot_of(Gfn gfn) {
+    for (auto& s : slots_)
+        if (s->contains(gfn)) return s.get();
+    return nullptr;
+}
+
+const X86TdpMmu::Slot* X86TdpMmu::slot_of(Gfn gfn) const {
+    for (const auto& s : slots_)
+        if (s->contains(gfn)) return s.get();
+    return nullptr;
+}
+
+X86TdpMmu::Slot& X86TdpMmu::slot_by_id(std::uint32_t id) {
+    for (auto& s : slots_)
+        if (s->id == id) return *s;
+    throw std::invalid_argument("x86_tdp: no memslot with id " + std::to_string(id));
+}
+
+bool X86TdpMmu::host_populated(const Slot& s, Gfn gfn) const {
+    const std::uint64_t h = s.host_index(gfn);
+    if (s.hugetlb) return s.hugetlb_ready[h] != 0 && s.hugetlb_ready[h] <= sim_.now().ps();
+    return (s.populated[h / 64] >> (h % 64)) & 1;
+}
+
+// kvm_mmu_hugepage_adjust / kvm_mmu_max_mapping_level: the host mapping level (the backing's, once
+// the host page exists), limited to huge pages lying inside the slot (lpage_info), and 4K while
+// the slot logs dirty pages.
+int X86TdpMmu::max_mapping_level(const Slot& s, Gfn gfn, bool for_fault) const {
+    if (vm_.memslots[s.index].dirty_logging) return 1;
+    if (!for_fault && !host_populated(s, gfn)) return 1;
+    int level = s.host_level;
+    while (level > 1) {
+        const Gfn g0 = round_gfn(gfn, level);
+        if (g0 >= s.base && g0 + pages_at(level) <= s.base + s.npages) break;
+        --level;
+    }
+    return level;
+}
+
+Time X86TdpMmu::touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes) {
+    return cache_.touch(cpu, addr, bytes, write);
+}
+
+// mark_page_dirty_in_slot.
+Time X86TdpMmu::mark_page_dirty(Slot& s, Gfn gfn, std::uint32_t cpu) {
+    if (!vm_.memslots[s.index].dirty_logging || s.bitmap.empty()) return Time::zero();
+    const std::uint64_t rel = gfn - s.base;
+    s.bitmap[rel / 64] |= std::uint64_t{1} << (rel % 64);
+    sim_.counters().add(mc_->dirty_marked);
+    return touch(cpu, s.bitmap_addr + (rel / 64) * 8, true);
+}
+
+// mmu_topup_memory_caches(vcpu, maybe_indirect = false).
+Time X86TdpMmu::topup_caches(VcpuState& v) {
+    Time cost;
+    std::uint32_t n = 0;
+    v.desc.topup(1 + 5 + 8, &n);  // 1 + PT64_ROOT_MAX_LEVEL + PTE_PREFETCH_NUM
+    cost += v.desc.cost_per_object() * n;
+    std::uint32_t total = n;
+    v.page.topup(5, &n);  // PT64_ROOT_MAX_LEVEL
+    cost += v.page.cost_per_object() * n;
+    total += n;
+    v.header.topup(5, &n);
+    cost += v.header.cost_per_object() * n;
+    total += n;
+    if (total) sim_.counters().add(mc_->topup_objs, total);
+    return cost;
+}
+
+// The primary MMU drops its mappings of [start, end) (host pages must be faulted in again).
+void X86TdpMmu::unmap_host(Gfn start, Gfn end) {
+    for (auto& sp : slots_) {
+        Slot& s = *sp;
+        const Gfn a = std::max(start, s.base), b = std::min(end, s.base + s.npages);
+        if (a >= b) continue;
+        for (std::uint64_t h = s.host_index(a); h <= s.host_index(b - 1); ++h) {
+            if (s.hugetlb)
+                s.hugetlb_ready[h] = 0;
+            else
+                s.populated[h / 64] &= ~(std::uint64_t{1} << (h % 64));
+        }
+    }
+}
+
+std::optional<vm::PageLevel> X86TdpMmu::mapping_level(Gfn gfn) const {
+    if (is_leaf(entry(1, gfn))) return vm::PageLevel::K4;
+    if (is_leaf(entry(2, gfn))) return vm::PageLevel::M2;
+    if (is_leaf(entry(3, gfn))) return vm::PageLevel::G1;
+    return std::nullopt;
+}
+
+std::uint8_t X86TdpMmu::leaf_spte(Gfn gfn) const {
+    for (int l = 1; l <= 3; ++l)
+        if (is_leaf(entry(l, gfn))) return entry(l, gfn);
+    return 0;
+}
+
+bool X86TdpMmu::dirty(std::uint32_t slot, Gfn gfn) const {
+    for (const auto& s : slots_) {
+        if (s->id != slot) continue;
+        if (s->bitmap.empty() || !s->contains(gfn)) return false;
+        const std::uint64_t rel = gfn - s->base;
+        return (s->bitmap[rel / 64] >> (rel % 64)) & 1;
+    }
+    return false;
+}
+
+std::uint64_t X86TdpMmu::state_bytes() const {
+    std::uint64_t b = pte_.size() + pde_.size() + pdpte_.size() + pt_serial_.size() * 4 + pt_page_.size() * 8 +
+                      pd_serial_.size() * 4 + pd_page_.size() * 8 + lut_.size() * 4 + region_g1_.size() * 12 +
+                      pml4_.size() * sizeof(Pml4e);
+    for (const auto& s : slots_)
+        b += s->populated.size() * 8 + s->hugetlb_ready.size() * 8 + s->bitmap.size() * 8;
+    b += vcpus_.size() * sizeof(VcpuState);
+    return b;
+}
+
+const MmuMemoryCache& X86TdpMmu::vcpu_cache(std::uint32_t vcpu, int which) const {
+    const VcpuState& v = *vcpus_.at(vcpu);
+    return which == 0 ? v.desc : which == 1 ? v.page : v.header;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fault path: kvm_tdp_mmu_page_fault
+
+// kvm_tdp_mmu_map up to the cmpxchgs: walks from the root (touching every SPTE it reads), takes
+// a page from the vCPU's caches for every missing or huge-in-the-way level (tdp_mmu_alloc_sp),
+// and records the SPTE values it will cmpxchg. Entries below a page this fault creates are known
+// (zero, or the split copies) without reading memory that is not linked yet.
+void X86TdpMmu::map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, const Slot& s, Gfn gfn, int goal,
+                             vm::Access access) {
+    (void)s;
+    (void)access;
+    p.gfn = gfn;
+    p.cost = k_.tdp_map_base;
+    bool virt = false;         // inside a page this fault creates
+    std::uint8_t virt_e = 0;   // the value of every entry of that page
+    std::uint64_t virt_page = 0;
+    for (int level = kRootLevel; level >= goal; --level) {
+        std::uint8_t e = 0;
+        std::uint32_t ser = 0;
+        std::uint64_t addr = 0;
+        if (!virt) {
+            EntryRef r = ref(level, gfn);
+            e = r.e ? *r.e : 0;
+            ser = r.serial ? *r.serial : 0;
+            addr = r.addr;
+        } else {
+            e = virt_e;
+            addr = virt_page + spte_index(gfn, level) * 8;
+        }
+        p.cost += k_.tdp_walk_level + touch(cpu, addr, false);
+        if (e & spte::FROZEN) {  // is_removed_spte: give up and retry
+            p.result = RET_PF_RETRY;
+            sim_.counters().add(mc_->retry_frozen);
+            return;
+        }
+        MapPlan::Step& st = p.steps[static_cast<std::size_t>(p.n)];
+        st.level = level;
+        st.old_e = e;
+        st.old_serial = ser;
+        if (level == goal) {  // tdp_mmu_map_handle_target_level
+            const std::uint8_t ne = spte::LEAF_RW;  // make_spte: ACC_ALL, host-writable
+            st.kind = MapPlan::Install;
+            st.new_e = ne;
+            if (ne == e) {
+                // RET_PF_SPURIOUS, without a cmpxchg. The splits/links above it (if any) still
+                // have to be committed.
+                if (!virt) p.result = RET_PF_SPURIOUS;
+                ++p.n;
+                return;
+            }
+            p.cost += touch(cpu, addr, true) + k_.spte_cmpxchg + k_.spte_update;
+            ++p.n;
+            return;
+        }
+        if (is_table(e)) {  // step down into the lower level page table
+            st.kind = MapPlan::Through;
+            ++p.n;
+            continue;
+        }
+        // Non-present, or a huge page in the way: tdp_mmu_alloc_sp.
+        for (MmuMemoryCache* c : {&v.header, &v.page}) {
+            if (!c->alloc()) {
+                sim_.counters().add(mc_->alloc_atomic);
+                p.cost += c->cost_per_object();
+            }
+        }
+        st.page = pt_alloc_.alloc();
+        if (is_present(e)) {  // tdp_mmu_split_huge_page
+            st.kind = MapPlan::Split;
+            p.cost += split_cost(st.page, cpu);
+            virt_e = static_cast<std::uint8_t>(e & (spte::P | spte::W | spte::X | spte::MW | spte::LEAF));
+        } else {  // tdp_mmu_link_sp
+            st.kind = MapPlan::Link;
+            virt_e = 0;
+        }
+        p.cost += touch(cpu, addr, true) + k_.spte_cmpxchg + k_.spte_update;
+        virt = true;
+        virt_page = st.page;
+        ++p.n;
+    }
+}
+
+// The cmpxchgs, in walk order. Returns RET_PF_FIXED or RET_PF_RETRY; `post` receives the work
+// done after a successful install (TLB flush when a table was replaced, dirty-bitmap marking).
+int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu) {
+    const Gfn gfn = p.gfn;
+    int i = 0;
+    for (; i < p.n; ++i) {
+        MapPlan::Step& st = p.steps[static_cast<std::size_t>(i)];
+        EntryRef r = ref(st.level, gfn);
+        const std::uint8_t cur = r.e ? *r.e : 0;
+        if (cur != st.old_e || (st.kind == MapPlan::Through && *r.serial != st.old_serial)) break;
+        switch (st.kind) {
+            case MapPlan::Through: break;
+            case MapPlan::Link: link_table(st.level, gfn, st.page); break;
+            case MapPlan::Split:
+                link_table(st.level, gfn, st.page);
+                fill_split(st.level, gfn, st.old_e);
+                break;
+            case MapPlan::Install:
+                if (st.new_e == st.old_e) {
+                    p.cost = Time::zero();
+                    return RET_PF_SPURIOUS;
+                }
+                if (is_table(cur)) {
+                    // A huge SPTE replaces a page table: handle_removed_pt, then
+                    // kvm_flush_remote_tlbs_gfn (in map_post).
+                    p.cost = remove_subtree(st.level, gfn, true, cpu) + tlb_.flush();
+                } else {
+                    p.cost = Time::zero();
+                }
+                set_leaf(st.level, gfn, st.new_e);
+                p.cost += mark_page_dirty(s, gfn, cpu);
+                return RET_PF_FIXED;
+        }
+    }
+    // Lost a cmpxchg: the pages this fault allocated and did not link are freed (tdp_mmu_free_sp).
+    for (; i < p.n; ++i) {
+        const MapPlan::Step& st = p.steps[static_cast<std::size_t>(i)];
+        if (st.kind == MapPlan::Link || st.kind == MapPlan::Split) pt_alloc_.free(st.page);
+    }
+    p.cost = Time::zero();
+    sim_.counters().add(mc_->retry_cmpxchg);
+    return RET_PF_RETRY;
+}
+
+Task<void> X86TdpMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access) {
+    const std::uint32_t cpu = cpu_ctx.host_cpu;
+    if (cpu_ctx.vcpu < 0 || static_cast<std::size_t>(cpu_ctx.vcpu) >= vcpus_.size())
+        throw std::invalid_argument("x86_tdp: page_fault from '" + cpu_ctx.name + "', which is not a vCPU of the VM");
+    VcpuState& v = *vcpus_[static_cast<std::size_t>(cpu_ctx.vcpu)];
+    stats_.add(stats_.pf_taken);
+    Time t = k_.fault_entry;
+
+    Slot* s = slot_of(gfn);
+    if (!s) {  // no memslot: MMIO, emulated
+        stats_.add(stats_.pf_emulate);
+        co_await sim_.delay(t + k_.fault_exit);
+        co_return;
+    }
+    const bool write = access == vm::Access::Write;
+    const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
+
+    // fast_page_fault: only for a write to a present SPTE (A/D bits enabled). Lockless: the SPTE
+    // is read now and cmpxchg'ed after the walk; another CPU may change it in between.
+    {
+        auto walk = [&](int& level, std::uint8_t& e, std::uint32_t& parent_serial, Time& cost) {
+            // kvm_tdp_mmu_fast_pf_get_last_sptep: the deepest SPTE of the walk.
+            level = kRootLevel;
+            parent_serial = 0;
+            for (;; --level) {
+                EntryRef r = ref(level, gfn);
+                e = r.e ? *r.e : 0;
+                cost += k_.tdp_walk_level + touch(cpu, r.addr, false);
+                if (!is_table(e) || level == 1) return;
+                parent_serial = *r.serial;
+            }
+        };
+        int level = 0;
+        std::uint8_t e = 0;
+        std::uint32_t parent_serial = 0;
+        Time wcost;
+        walk(level, e, parent_serial, wcost);
+        // page_fault_can_be_fast: fault->present && fault->write (A/D bits enabled).
+        if (is_leaf(e) && write) {
+            int retries = 0;
+            for (;;) {
+                t += k_.fast_pf_base + wcost;
+                if (!is_leaf(e)) break;
+                if (e & need) {  // is_access_allowed: spurious
+                    stats_.add(stats_.pf_fast);
+                    stats_.add(stats_.pf_spurious);
+                    co_await sim_.delay(t + k_.fault_exit);
+                    co_return;
+                }
+                std::uint8_t ne = e;
+                if (e & spte::MW) {
+                    ne |= spte::W;
+                    // No fast fix of a huge SPTE while dirty logging: the slow path splits it.
+                    if (level > 1 && vm_.memslots[s->index].dirty_logging) break;
+                }
+                if (ne == e || !(ne & need)) break;
+                t += touch(cpu, ref(level, gfn).addr, true) + k_.spte_cmpxchg;
+                co_await sim_.delay(t);
+                t = Time::zero();
+                // fast_pf_fix_direct_spte: try_cmpxchg64 against the value read.
+                EntryRef r = ref(level, gfn);
+                const bool same_table = level == kRootLevel || child_serial(level + 1, gfn) == parent_serial;
+                if (r.e && *r.e == e && same_table) {
+                    *r.e = ne;
+                    t += mark_page_dirty(*s, gfn, cpu);
+                    stats_.add(stats_.pf_fast);
+                    stats_.add(stats_.pf_fixed);
+                    co_await sim_.delay(t + k_.fault_exit);
+                    co_return;
+                }
+                sim_.counters().add(mc_->fast_retry);
+                if (++retries > 4) break;  // "Fast #PF retrying more than 4 times."
+                wcost = Time::zero();
+                walk(level, e, parent_serial, wcost);
+            }
+        }
+    }
+
+    // mmu_topup_memory_caches, outside mmu_lock.
+    t += topup_caches(v);
+
+    // kvm_faultin_pfn: snapshot the invalidation sequence, pre-check, resolve the host page.
+    const std::uint64_t mmu_seq = inv_.seq();
+    if (cfg_.fault_precheck && inv_.retry_gfn_unsafe(mmu_seq, gfn)) {
+        sim_.counters().add(mc_->retry_precheck);
+        co_await sim_.delay(t + k_.fault_exit);
+        co_return;
+    }
+    bool populate = false;
+    const std::uint64_t h = s->host_index(gfn);
+    {
+        const std::uint64_t pages = pages_at(s->host_level);
+        const Time zero = k_.host_fault_base + k_.zero_4k * static_cast<std::int64_t>(pages);
+        if (s->hugetlb) {
+            // hugetlb_fault: the fault mutex serializes the first touch of a huge page.
+            const std::int64_t at = (sim_.now() + t).ps();
+            std::int64_t& ready = s->hugetlb_ready[h];
+            if (ready == 0) {
+                ready = at + zero.ps();
+                t += zero;
+                sim_.counters().add(mc_->host_first_touch);
+                sim_.counters().add(mc_->host_zeroed_4k, pages);
+            } else if (ready > at) {
+                t += Time::ps(ready - at) + k_.gup_fast;
+            } else {
+                t += k_.gup_fast;
+            }
+        } else {
+            const std::int64_t at = (sim_.now() + t).ps();
+            auto it = s->populating.find(h);
+            if (((s->populated[h / 64] >> (h % 64)) & 1) || (it != s->populating.end() && it->second <= at)) {
+                t += k_.gup_fast;
+            } else {
+                // do_anonymous_page / do_huge_pmd_anonymous_page: allocate and zero, then install
+                // if nobody else did meanwhile (concurrent first touches each zero a page).
+                if (it == s->populating.end())
+                    s->populating.emplace(h, at + zero.ps());
+                else
+                    it->second = std::min(it->second, at + zero.ps());
+                t += zero;
+                populate = true;
+                sim_.counters().add(mc_->host_first_touch);
+                sim_.counters().add(mc_->host_zeroed_4k, pages);
+            }
+        }
+    }
+    co_await sim_.delay(t);
+    t = Time::zero();
+    if (populate) {
+        s->populated[h / 64] |= std::uint64_t{1} << (h % 64);
+        auto it = s->populating.find(h);
+        if (it != s->populating.end() && it->second <= sim_.now().ps()) s->populating.erase(it);
+    }
+    if (cfg_.fault_precheck && inv_.retry_gfn_unsafe(mmu_seq, gfn)) {
+        sim_.counters().add(mc_->retry_precheck);
+        co_await sim_.delay(k_.fault_exit);
+        co_return;
+    }
+
+    int ret;
+    {
+        engine::LockGuard g =
+            co_await (cfg_.fault_lock_write ? mmu_lock_.write(site_fault_) : mmu_lock_.read(site_fault_));
+        t += lock_touch(cpu);
+        if (inv_.retry_gfn(mmu_seq, gfn)) {  // is_page_fault_stale
+            sim_.counters().add(mc_->retry_stale);
+            ret = RET_PF_RETRY;
+            co_await sim_.delay(t);
+        } else {
+            MapPlan plan;
+            map_snapshot(plan, cpu, v, *s, gfn, max_mapping_level(*s, gfn, true), access);
+            co_await sim_.delay(t + plan.cost);
+            if (plan.result != RET_PF_FIXED) {
+                ret = plan.result;
+            } else {
+                ret = map_commit(plan, *s, cpu);
+                if (plan.cost > Time::zero()) co_await sim_.delay(plan.cost);
+            }
+        }
+        t = Time::zero();
+        g.unlock();
+        t += lock_touch(cpu);
+    }
+    if (ret == RET_PF_FIXED)
+        stats_.add(stats_.pf_fixed);
+    else if (ret == RET_PF_SPURIOUS)
+        stats_.add(stats_.pf_spurious);
+    co_await sim_.delay(t + k_.fault_exit);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bulk walkers
+
+std::uint64_t X86TdpMmu::entry_addr(int level, Gfn gfn) const {
+    if (level == 4) return root_hpa_ + spte_index(gfn, 4) * 8;
+    if (level == 3) {
+        const std::uint64_t g512 = gfn >> 27;
+        auto it = std::lower_bound(pml4_.begin(), pml4_.end(), g512,
+                                   [](const Pml4e& p, std::uint64_t g) { return p.g512 < g; });
+        const std::uint64_t page = it != pml4_.end() && it->g512 == g512 ? it->page : 0;
+        return page + spte_index(gfn, 3) * 8;
+    }
+    return ref(level, gfn).addr;
+}
+
+X86TdpMmu::Bulk X86TdpMmu::make_bulk(const vm::CpuContext& cpu) {
+    Bulk b;
+    b.cpu = cpu.host_cpu;
+    b.clock = ReschedClock(k_.sched_timeslice);
+    b.clock.start(sim_.now());
+    return b;
+}
+
+// Lets the accumulated work elapse.
+Task<void> X86TdpMmu::settle(Bulk& b) {
+    if (b.acc > Time::zero()) {
+        const Time d = b.acc;
+        b.acc = Time::zero();
+        co_await sim_.delay(d);
+    }
+    b.last_line = kNoLine;
+}
+
+Task<void> X86TdpMmu::lock(Bulk& b, LockMode mode, engine::Site site) {
+    co_await settle(b);
+    b.guard = co_await (mode == LockMode::Write ? mmu_lock_.write(site) : mmu_lock_.read(site));
+    b.mode = mode;
+    b.site = site;
+    b.acc += lock_touch(b.cpu);
+    b.last_line = kNoLine;
+}
+
+Task<void> X86TdpMmu::unlock(Bulk& b) {
+    co_await settle(b);
+    b.guard.unlock();
+    b.acc += lock_touch(b.cpu);
+}
+
+// One tdp_iter step: the iterator's bookkeeping plus reading the SPTE (one cache touch per line).
+Time X86TdpMmu::step(Bulk& b, const TdpIter& it) {
+    Time c = k_.tdp_iter_step;
+    const std::uint64_t addr = entry_addr(it.level, it.gfn);
+    if ((addr >> 6) != b.last_line) {
+        c += touch(b.cpu, addr, false);
+        b.last_line = addr >> 6;
+    }
+    return c;
+}
+
+// tdp_mmu_iter_cond_resched's condition: forward progress since the last (re)start, and
+// need_resched() || rwlock_needbreak(). needbreak can only become true while this task holds the
+// lock (waiters only accumulate), so checking it now is exact up to the unelapsed work.
+// rwlock_needbreak() is constant false on a kernel without CONFIG_PREEMPTION.
+bool X86TdpMmu::should_yield(const Bulk& b, const TdpIter& it) const {
+    if (it.next_last_level_gfn == it.yielded_gfn) return false;
+    return needbreak() || b.clock.need_resched(sim_.now() + b.acc);
+}
+
+// tdp_mmu_iter_cond_resched when it yields: flush if a flush is pending, drop and retake mmu_lock
+// (cond_resched_rwlock_read/write), and restart the walk from the root.
+Task<void> X86TdpMmu::cond_resched(Bulk& b, TdpIter& it, bool flush) {
+    co_await settle(b);
+    if (flush) {
+        sim_.counters().add(mc_->yield_flushes);
+        co_await sim_.delay(tlb_.flush());
+    }
+    sim_.counters().add(mc_->yields);
+    const bool resched = b.clock.need_resched(sim_.now());
+    sim_.counters().add(needbreak() ? mc_->yields_needbreak : mc_->yields_resched);
+    b.guard.unlock();
+    co_await sim_.delay(lock_touch(b.cpu) + k_.lock_yield);
+    if (resched) b.clock.start(sim_.now());  // schedule() gave the CPU away and got it back
+    b.guard = co_await (b.mode == LockMode::Write ? mmu_lock_.write(b.site) : mmu_lock_.read(b.site));
+    b.acc += lock_touch(b.cpu);
+    it.yielded = true;
+    b.last_line = kNoLine;
+}
+
+// tdp_mmu_zap_leafs (can_yield = true): zap every leaf SPTE in [start, end) at 4K granularity,
+// under mmu_lock held in b.mode (write; read for seed 003's drop_write_zap_read, where the
+// in-progress invalidation keeps faults from reinstalling what was zapped, and a zap is a
+// cmpxchg). Returns whether a flush is pending.
+Task<bool> X86TdpMmu::zap_leafs(Bulk& b, Gfn start, Gfn end, bool flush) {
+    TdpIter it;
+    for (iter_start(it, 1, start); it.valid && it.gfn < end; iter_next(it)) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        b.acc += step(b, it);
+        if (should_yield(b, it)) {
+            co_await cond_resched(b, it, flush);
+            flush = false;
+            continue;
+        }
+        if (!is_leaf(entry(it.level, it.gfn))) continue;
+        // Atomic either way: under mmu_lock write, kvm_tdp_mmu_write_spte still xchg's a leaf SPTE
+        // whose A/D bits the CPU may set (spte_has_volatile_bits).
+        b.acc += touch(b.cpu, entry_addr(it.level, it.gfn), true) + k_.spte_cmpxchg + k_.spte_update;
+        clear_entry(it.level, it.gfn);
+        sim_.counters().add(mc_->zap_leaf);
+        flush = true;  // the root is valid
+    }
+    co_return flush;
+}
+
+// tdp_mmu_zap_spte_atomic: freeze the SPTE (REMOVED_SPTE), flush, then clear it and process the
+// removed subtree. The subtree is cleared in the model when the SPTE is frozen (it is unreachable
+// from then on); its processing cost is charged after the flush, as the kernel does it.
+Task<void> X86TdpMmu::zap_spte_atomic(Bulk& b, int level, Gfn gfn) {
+    EntryRef r = ref(level, gfn);
+    const std::uint8_t e = *r.e;
+    const std::uint32_t parent = level < kRootLevel ? child_serial(level + 1, gfn) : 0;
+    b.acc += touch(b.cpu, r.addr, true) + k_.spte_cmpxchg;
+    Time removed;
+    if (is_table(e)) removed = remove_subtree(level, gfn, true, b.cpu);
+    clear_entry(level, gfn);
+    *r.e = spte::FROZEN;
+    sim_.counters().add(mc_->zap_atomic);
+    co_await settle(b);
+    co_await sim_.delay(tlb_.flush());  // kvm_flush_remote_tlbs_gfn
+    EntryRef r2 = ref(level, gfn);
+    if (r2.e && *r2.e == spte::FROZEN && (level == kRootLevel || child_serial(level + 1, gfn) == parent))
+        *r2.e = 0;  // __kvm_tdp_mmu_write_spte(SHADOW_NONPRESENT_VALUE)
+    b.acc += touch(b.cpu, r2.addr, true) + k_.spte_update + removed;
+}
+
+// Yan Zhao's zap_gfn_range_atomic (seed 003, zap_lock = "read"): under mmu_lock read, zap every
+// present SPTE of level <= 1G fully inside [start, end), each with its own TLB flush.
+Task<void> X86TdpMmu::zap_range_atomic(Bulk& b, Gfn start, Gfn end) {
+    TdpIter it;
+    for (iter_start(it, 1, start); it.valid && it.gfn < end; iter_next(it)) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        b.acc += step(b, it);
+        if (should_yield(b, it)) {
+            co_await cond_resched(b, it, false);
+            continue;
+        }
+        if (!is_present(entry(it.level, it.gfn))) continue;
+        if (it.gfn < start || it.gfn + pages_at(it.level) > end || it.level > 3) continue;
+        co_await zap_spte_atomic(b, it.level, it.gfn);
+    }
+}
+
+// tdp_mmu_split_huge_pages_root(target_level = 4K): pre-order, so a 1G page is split into 2M
+// pages which are then split in turn. Each split needs a page allocated with mmu_lock dropped
+// (tdp_mmu_alloc_sp_for_split), after which the walk restarts from the root.
+Task<void> X86TdpMmu::split_huge_pages_root(Bulk& b, Gfn start, Gfn end) {
+    bool have_sp = false;
+    TdpIter it;
+    for (iter_start(it, 2, start); it.valid && it.gfn < end; iter_next(it)) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        b.acc += step(b, it);
+        if (should_yield(b, it)) {
+            co_await cond_resched(b, it, false);
+            continue;
+        }
+        const std::uint8_t e = entry(it.level, it.gfn);
+        if (!is_leaf(e) || it.level < 2) continue;
+        if (!have_sp) {
+            const LockMode mode = b.mode;
+            const engine::Site site = b.site;
+            co_await unlock(b);
+            sim_.counters().add(mc_->split_allocs);
+            b.acc += k_.mmu_cache_alloc_obj + k_.mmu_cache_alloc_page;  // GFP_KERNEL_ACCOUNT
+            co_await lock(b, mode, site_split_relock_);
+            b.site = site;
+            have_sp = true;
+            it.yielded = true;
+            continue;
+        }
+        // tdp_mmu_split_huge_page + tdp_mmu_link_sp.
+        const std::uint64_t page = pt_alloc_.alloc();
+        link_table(it.level, it.gfn, page);
+        fill_split(it.level, it.gfn, e);
+        b.acc += split_cost(page, b.cpu);
+        b.acc += touch(b.cpu, entry_addr(it.level, it.gfn), true) + k_.spte_cmpxchg + k_.spte_update;
+        have_sp = false;
+    }
+}
+
+// wrprot_gfn_range(min_level = 4K), under mmu_lock read: clear the Writable bit of every leaf.
+Task<void> X86TdpMmu::wrprot_gfn_range(Bulk& b, Gfn start, Gfn end) {
+    TdpIter it;
+    for (iter_start(it, 1, start); it.valid && it.gfn < end; iter_next(it)) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        b.acc += step(b, it);
+        if (should_yield(b, it)) {
+            co_await cond_resched(b, it, false);
+            continue;
+        }
+        EntryRef r = ref(it.level, it.gfn);
+        if (!is_leaf(*r.e) || !(*r.e & spte::W)) continue;
+        *r.e = static_cast<std::uint8_t>(*r.e & ~spte::W);
+        b.acc += touch(b.cpu, r.addr, true) + k_.spte_cmpxchg + k_.spte_update;
+        sim_.counters().add(mc_->wrprot);
+    }
+}
+
+// zap_collapsible_spte_range, under mmu_lock read: zap (atomically, with a flush each) every
+// page table at 2M or 1G that a huge page could now replace.
+Task<void> X86TdpMmu::zap_collapsible_spte_range(Bulk& b, Slot& s) {
+    const Gfn start = s.base, end = s.base + s.npages;
+    TdpIter it;
+    for (iter_start(it, 2, start); it.valid && it.gfn < end; iter_next(it)) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        b.acc += step(b, it);
+        if (should_yield(b, it)) {
+            co_await cond_resched(b, it, false);
+            continue;
+        }
+        const std::uint8_t e = entry(it.level, it.gfn);
+        if (it.level > 3 || !is_present(e)) continue;
+        if (is_leaf(e)) continue;
+        if (it.gfn < start || it.gfn >= end) continue;
+        if (max_mapping_level(s, it.gfn, false) < it.level) continue;
+        co_await zap_spte_atomic(b, it.level, it.gfn);
+    }
+}
+
+// clear_dirty_pt_masked(wrprot = true), under mmu_lock write: write-protect the 4K SPTEs of
+// gfn + i for every bit i of mask.
+void X86TdpMmu::clear_dirty_pt_masked(Bulk& b, Gfn gfn, std::uint64_t mask) {
+    TdpIter it;
+    const Gfn end = gfn + 64;
+    for (iter_start(it, 1, gfn + static_cast<unsigned>(std::countr_zero(mask))); it.valid && it.gfn < end;
+         iter_next(it)) {
+        if (!mask) break;
+        b.acc += step(b, it);
+        EntryRef r = ref(it.level, it.gfn);
+        if (!is_leaf(*r.e)) continue;
+        if (it.level > 1 || !(mask & (std::uint64_t{1} << (it.gfn - gfn)))) continue;
+        mask &= ~(std::uint64_t{1} << (it.gfn - gfn));
+        if (!(*r.e & spte::W)) continue;
+        *r.e = static_cast<std::uint8_t>(*r.e & ~spte::W);
+        // tdp_mmu_clear_spte_bits: an atomic AND (the SPTE has volatile bits).
+        b.acc += touch(b.cpu, r.addr, true) + k_.spte_cmpxchg + k_.spte_update;
+        sim_.counters().add(mc_->wrprot);
+    }
+}
+
+// write_protect_gfn (kvm_mmu_slot_gfn_write_protect), under mmu_lock write: clear Writable and
+// MMU-writable on the leaf mapping gfn at min_level or above (so the fast path cannot undo it).
+void X86TdpMmu::write_protect_gfn(Bulk& b, Gfn gfn, int min_level) {
+    TdpIter it;
+    for (iter_start(it, min_level, gfn); it.valid && it.gfn < gfn + 1; iter_next(it)) {
+        b.acc += step(b, it);
+        EntryRef r = ref(it.level, it.gfn);
+        if (!is_leaf(*r.e)) continue;
+        const auto ne = static_cast<std::uint8_t>(*r.e & ~(spte::W | spte::MW));
+        if (ne == *r.e) break;
+        *r.e = ne;
+        b.acc += touch(b.cpu, r.addr, true) + k_.spte_cmpxchg + k_.spte_update;
+        sim_.counters().add(mc_->wrprot);
+    }
+}
+
+// kvm_arch_mmu_enable_log_dirty_pt_masked (no PML), mmu_lock held for write.
+Task<void> X86TdpMmu::enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask) {
+    if (s.manual_protect) {
+        // Initially-all-set: huge pages were never write-protected; split and protect them now.
+        const Gfn start = s.base + offset + static_cast<unsigned>(std::countr_zero(mask));
+        const Gfn end = s.base + offset + 63 - static_cast<unsigned>(std::countl_zero(mask));
+        if (cfg_.eager_page_split) co_await split_huge_pages_root(b, start, end + 1);
+        write_protect_gfn(b, start, 2);
+        if (((start + 511) & ~Gfn{511}) != ((end + 511) & ~Gfn{511})) write_protect_gfn(b, end, 2);
+    }
+    clear_dirty_pt_masked(b, s.base + offset, mask);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host-side operations
+
+// KVM_SET_USER_MEMORY_REGION adding KVM_MEM_LOG_DIRTY_PAGES: kvm_set_memslot (new slot with its
+// dirty bitmap, swap, SRCU synchronization), then kvm_mmu_slot_apply_flags.
+Task<void> X86TdpMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t slot, vm::DirtyLogOptions opts) {
+    Slot& s = slot_by_id(slot);
+    vm::Memslot& m = vm_.memslots[s.index];
+    if (m.dirty_logging) co_return;
+    Bulk b = make_bulk(cpu);
+    co_await sim_.delay(k_.memslot_update);
+    s.manual_protect = opts.manual_protect_initially_set;
+    s.bitmap.assign((s.npages + 63) / 64, s.manual_protect ? ~std::uint64_t{0} : 0);
+    if (s.manual_protect && (s.npages % 64)) s.bitmap.back() = (std::uint64_t{1} << (s.npages % 64)) - 1;
+    m.dirty_logging = true;
+    if (s.manual_protect) co_return;  // initially-all-set: nothing is write-protected now
+    b.clock.start(sim_.now());
+    if (cfg_.eager_page_split) {  // kvm_mmu_slot_try_split_huge_pages
+        co_await lock(b, LockMode::Read, site_split_);
+        co_await split_huge_pages_root(b, s.base, s.base + s.npages);
+        co_await unlock(b);
+    }
+    // kvm_mmu_slot_remove_write_access(slot, PG_LEVEL_4K)
+    co_await lock(b, LockMode::Read, site_wrprot_);
+    co_await wrprot_gfn_range(b, s.base, s.base + s.npages);
+    co_await unlock(b);
+    b.acc += tlb_.flush();  // kvm_flush_remote_tlbs_memslot, unconditionally
+    co_await settle(b);
+}
+
+// KVM_GET_DIRTY_LOG: kvm_get_dirty_log_protect.
+Task<std::uint64_t> X86TdpMmu::dirty_log_get(const vm::CpuContext& cpu, std::uint32_t slot) {
+    Slot& s = slot_by_id(slot);
+    if (!vm_.memslots[s.index].dirty_logging || s.bitmap.empty()) co_return 0;  // -ENOENT
+    Bulk b = make_bulk(cpu);
+    std::uint64_t harvested = 0;
+    const std::size_t nw = s.bitmap.size();
+    if (s.manual_protect) {  // the bitmap is copied as is; KVM_CLEAR_DIRTY_LOG protects
+        for (std::size_t i = 0; i < nw; ++i) {
+            if (b.acc >= kSettleQuantum) co_await settle(b);
+            b.acc += k_.dirty_bitmap_word;
+            if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
+            harvested += static_cast<std::uint64_t>(std::popcount(s.bitmap[i]));
+        }
+        co_await settle(b);
+        sim_.counters().add(mc_->dirty_harvested, harvested);
+        co_return harvested;
+    }
+    bool flush = false;
+    co_await lock(b, LockMode::Write, site_get_);  // KVM_MMU_LOCK
+    for (std::size_t i = 0; i < nw; ++i) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        b.acc += k_.dirty_bitmap_word;
+        if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
+        if (!s.bitmap[i]) continue;
+        flush = true;
+        const std::uint64_t mask = s.bitmap[i];  // xchg(&dirty_bitmap[i], 0)
+        s.bitmap[i] = 0;
+        b.acc += touch(b.cpu, s.bitmap_addr + i * 8, true);
+        harvested += static_cast<std::uint64_t>(std::popcount(mask));
+        co_await enable_log_dirty_pt_masked(b, s, i * 64, mask);
+    }
+    co_await unlock(b);
+    if (flush) b.acc += tlb_.flush();  // kvm_flush_remote_tlbs_memslot
+    co_await settle(b);
+    sim_.counters().add(mc_->dirty_harvested, harvested);
+    co_return harvested;
+}
+
+// KVM_CLEAR_DIRTY_LOG: kvm_clear_dirty_log_protect, for every page of [first, first + npages)
+// (first is a gfn; rounded down to a multiple of 64 pages of the slot).
+Task<void> X86TdpMmu::dirty_log_clear(const vm::CpuContext& cpu, std::uint32_t slot, Gfn first, std::uint64_t npages) {
+    Slot& s = slot_by_id(slot);
+    if (!vm_.memslots[s.index].dirty_logging || !s.manual_protect || s.bitmap.empty()) co_return;  // -EINVAL
+    if (first < s.base || first - s.base >= s.npages || npages == 0) co_return;
+    const std::uint64_t off0 = (first - s.base) & ~std::uint64_t{63};
+    const std::uint64_t last = std::min(first - s.base + npages, s.npages);  // exclusive, slot-relative
+    Bulk b = make_bulk(cpu);
+    bool flush = false;
+    co_await lock(b, LockMode::Write, site_clear_);
+    for (std::uint64_t off = off0; off < last; off += 64) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        const std::size_t i = off / 64;
+        b.acc += k_.dirty_bitmap_word;
+        if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
+        const std::uint64_t lo = std::max(off, first - s.base) - off;
+        const std::uint64_t hi = std::min(off + 64, last) - off;
+        const std::uint64_t user = (hi == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << hi) - 1) &
+                                   ~((std::uint64_t{1} << lo) - 1);
+        const std::uint64_t mask = user & s.bitmap[i];  // atomic_long_fetch_andnot
+        if (!mask) continue;
+        s.bitmap[i] &= ~user;
+        b.acc += touch(b.cpu, s.bitmap_addr + i * 8, true);
+        flush = true;
+        co_await enable_log_dirty_pt_masked(b, s, off, mask);
+    }
+    co_await unlock(b);
+    if (flush) b.acc += tlb_.flush();
+    co_await settle(b);
+}
+
+// KVM_SET_USER_MEMORY_REGION removing KVM_MEM_LOG_DIRTY_PAGES: kvm_set_memslot, then
+// kvm_mmu_slot_apply_flags -> kvm_mmu_zap_collapsible_sptes (v6.9; v6.13 recovers huge pages in
+// place instead).
+Task<void> X86TdpMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t slot) {
+    Slot& s = slot_by_id(slot);
+    vm::Memslot& m = vm_.memslots[s.index];
+    if (!m.dirty_logging) co_return;
+    Bulk b = make_bulk(cpu);
+    co_await sim_.delay(k_.memslot_update);
+    m.dirty_logging = false;
+    s.bitmap.clear();
+    s.bitmap.shrink_to_fit();
+    s.manual_protect = false;
+    b.clock.start(sim_.now());
+    co_await lock(b, LockMode::Read, site_collapsible_);
+    co_await zap_collapsible_spte_range(b, s);
+    co_await unlock(b);
+    co_await settle(b);
+}
+
+// kvm_zap_gfn_range (MTRR / CR0.CD changes), with seed 003's lock modes.
+Task<void> X86TdpMmu::zap_gfn_range(const vm::CpuContext& cpu, Gfn start, Gfn end, vm::ZapReason reason) {
+    (void)reason;
+    if (end <= start) co_return;  // WARN_ON_ONCE(gfn_end <= gfn_start)
+    Bulk b = make_bulk(cpu);
+    co_await lock(b, LockMode::Write, site_zap_);
+    inv_.begin();
+    inv_.range_add(start, end);
+    bool flush = false;
+    switch (cfg_.zap_lock) {
+        case ZapLock::Write:  // v6.x
+            flush = co_await zap_leafs(b, start, end, false);
+            break;
+        case ZapLock::DropWriteZapRead:  // Sean Christopherson, 2023-09-05
+            co_await unlock(b);
+            co_await lock(b, LockMode::Read, site_zap_);
+            flush = co_await zap_leafs(b, start, end, false);
+            co_await unlock(b);
+            co_await lock(b, LockMode::Write, site_zap_);
+            break;
+        case ZapLock::Read:  // Yan Zhao, [PATCH v4 12/12], 2023-07-14
+            co_await unlock(b);
+            co_await lock(b, LockMode::Read, site_zap_);
+            co_await zap_range_atomic(b, start, end);
+            co_await unlock(b);
+            co_await lock(b, LockMode::Write, site_zap_);
+            break;
+    }
+    if (flush) b.acc += tlb_.flush();  // kvm_flush_remote_tlbs_range
+    co_await settle(b);
+    inv_.end();
+    co_await unlock(b);
+    co_await settle(b);
+}
+
+// An MMU-notifier invalidation (host unmap) of [start, end):
+// kvm_mmu_notifier_invalidate_range_start (begin, kvm_unmap_gfn_range, flush) under mmu_lock
+// write; the primary MMU drops its mappings; invalidate_range_end (end) under mmu_lock write.
+Task<void> X86TdpMmu::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn end) {
+    if (end <= start) co_return;
+    Bulk b = make_bulk(cpu);
+    co_await lock(b, LockMode::Write, site_mn_start_);
+    inv_.begin();
+    inv_.range_add(start, end);
+    const bool flush = co_await zap_leafs(b, start, end, false);
+    if (flush) b.acc += tlb_.flush();
+    co_await unlock(b);
+    co_await settle(b);
+    unmap_host(start, end);
+    co_await lock(b, LockMode::Write, site_mn_end_);
+    inv_.end();
+    co_await unlock(b);
+    co_await settle(b);
+}
+
+}  // namespace x86_tdp
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+
+vm::ModelInfo x86_tdp_model_info() {
+    using vm::KnobSpec;
+    vm::ModelInfo info;
+    info.name = "x86_tdp";
+    info.summary =
+        "x86 TDP MMU (EPT/NPT): faults under mmu_lock read with cmpxchg installs, fast page faults, "
+        "dirty logging with eager splitting, kvm_zap_gfn_range lock modes (seed 003)";
+    info.kernel =
+        "Linux v6.9: arch/x86/kvm/mmu/tdp_mmu.c, arch/x86/kvm/mmu/mmu.c, arch/x86/kvm/x86.c "
+        "(kvm_mmu_slot_apply_flags), virt/kvm/kvm_main.c; zap_lock alternatives from Yan Zhao's "
+        "'[PATCH v4 12/12] KVM: x86/mmu: convert kvm_zap_gfn_range() to use shared mmu_lock in TDP MMU' "
+        "(2023-07-14) and Sean Christopherson's reply of 2023-09-05";
+    auto choice = [](std::string name, std::string def, std::vector<std::string> choices, std::string meaning) {
+        KnobSpec k;
+        k.name = std::move(name);
+        k.type = KnobSpec::Type::Choice;
+        k.default_value = std::move(def);
+        k.choices = std::move(choices);
+        k.meaning = std::move(meaning);
+        return k;
+    };
+    auto boolean = [](std::string name, bool def, std::string meaning) {
+        KnobSpec k;
+        k.name = std::move(name);
+        k.type = KnobSpec::Type::Bool;
+        k.default_value = def;
+        k.meaning = std::move(meaning);
+        return k;
+    };
+    info.knobs = {
+        choice("fault_lock", "read", {"read", "write"},
+               "mmu_lock mode of the TDP MMU fault path: 'read' (parallel faults, v5.12+) or 'write' "
+               "(exclusive, before v5.12). Other paths keep their v6.9 lock modes."),
+        choice("zap_lock", "write", {"write", "read", "drop_write_zap_read"},
+               "kvm_zap_gfn_range (seed 003): 'write' = v6.x (write lock, 4K-granular leaf zap, yield on "
+               "need_resched/rwlock_needbreak with a flush before each yield, one flush at the end); "
+               "'read' = Yan Zhao's v4 12/12 (write lock for the invalidation, zap under the read lock with "
+               "tdp_mmu_zap_spte_atomic: freeze, flush, clear, for every SPTE <= 1G fully in the range); "
+               "'drop_write_zap_read' = Sean Christopherson's suggestion (take write, drop it, zap leaves "
+               "under read with cmpxchg and batched flushes, retake write)"),
+        boolean("fault_precheck", true,
+                "v6.8+: kvm_faultin_pfn retries the fault before taking mmu_lock while an invalidation "
+                "covers the gfn (mmu_invalidate_retry_gfn_unsafe); false = the earlier behaviour"),
+        boolean("eager_page_split", true,
+                "kvm.eager_page_split: split huge pages when dirty logging is enabled (or, with "
+                "initially-all-set, on KVM_CLEAR_DIRTY_LOG) instead of on the first write fault"),
+        boolean("preempt", true,
+                "host kernel with CONFIG_PREEMPTION (preempt=full): rwlock_needbreak() reports mmu_lock "
+                "waiters, so long walks yield to them; false = PREEMPT_NONE/VOLUNTARY, where "
+                "rwlock_needbreak() is always false and walks yield only on need_resched()"),
+    };
+    info.costs = x86_tdp::Costs::names();
+    info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet,  vm::Operation::DirtyLogClear,
+                       vm::Operation::DirtyLogDisable, vm::Operation::ZapGfnRange, vm::Operation::Invalidate};
+    info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {
+        return std::make_unique<x86_tdp::X86TdpMmu>(env);
+    };
+    return info;
+}
+
+void register_x86_tdp(vm::ModelRegistry& registry) { registry.add(x86_tdp_model_info()); }
+
+}  // namespace kvmsim::models
