@@ -1,0 +1,233 @@
+// kvmsim: run, validate and list scenarios.
+//   kvmsim run FILE [--variant V] [--seed N] [--json OUT] [--quiet]
+//   kvmsim suite DIR [--seed N]          every scenario in DIR, every variant
+//   kvmsim validate FILE...              every variant of each file
+//   kvmsim list                          models, knobs, presets, host profiles
+// Exit status: 0 success, 1 a run failed (deadlock, internal error), 2 bad input or usage.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/registry.hpp"
+#include "sim/report/report.hpp"
+#include "sim/runner/runner.hpp"
+#include "sim/scenario/loader.hpp"
+#include "sim/workload/presets.hpp"
+
+#ifndef KVMSIM_SOURCE_DIR
+#define KVMSIM_SOURCE_DIR "."
+#endif
+
+namespace fs = std::filesystem;
+using namespace kvmsim;
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: kvmsim run FILE [--variant V] [--seed N] [--json OUT] [--quiet]\n"
+    "       kvmsim suite DIR [--seed N]\n"
+    "       kvmsim validate FILE...\n"
+    "       kvmsim list\n";
+
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+std::vector<std::string> host_dirs() {
+    std::vector<std::string> dirs;
+    if (const char* env = std::getenv("KVMSIM_HOSTS")) {
+        std::string s = env;
+        std::size_t pos = 0;
+        while (pos <= s.size()) {
+            const std::size_t end = std::min(s.find(':', pos), s.size());
+            if (end > pos) dirs.push_back(s.substr(pos, end - pos));
+            pos = end + 1;
+        }
+    }
+    dirs.push_back(std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts");
+    return dirs;
+}
+
+scenario::LoadOptions load_options(std::optional<std::string> variant, std::optional<std::uint64_t> seed) {
+    scenario::LoadOptions o;
+    o.variant = std::move(variant);
+    o.seed = seed;
+    o.models = &models::builtin_models();
+    o.host_dirs = host_dirs();
+    return o;
+}
+
+std::uint64_t parse_seed(const std::string& s) {
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+    if (s.empty() || !end || *end || errno || s[0] == '-') throw UsageError("--seed expects a non-negative integer, got \"" + s + "\"");
+    return v;
+}
+
+// A progress line on stderr for runs longer than a few seconds, when stderr is a terminal.
+runner::RunOptions progress_options(bool quiet) {
+    runner::RunOptions o;
+    if (quiet || !isatty(STDERR_FILENO)) return o;
+    auto start = std::chrono::steady_clock::now();
+    auto last = start;
+    o.progress = [start, last](double sim_ns, std::uint64_t events) mutable {
+        const auto now = std::chrono::steady_clock::now();
+        const double wall = std::chrono::duration<double>(now - start).count();
+        if (wall < 3 || std::chrono::duration<double>(now - last).count() < 0.5) return;
+        last = now;
+        std::fprintf(stderr, "\r[kvmsim] simulated %.3f ms, %.1f M events, %.0f s   ", sim_ns / 1e6,
+                     static_cast<double>(events) / 1e6, wall);
+        std::fflush(stderr);
+    };
+    return o;
+}
+
+int cmd_run(const std::vector<std::string>& args) {
+    std::optional<std::string> file, variant, json_out;
+    std::optional<std::uint64_t> seed;
+    bool quiet = false;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= args.size()) throw UsageError(a + " expects a value");
+            return args[++i];
+        };
+        if (a == "--variant") variant = value();
+        else if (a == "--seed") seed = parse_seed(value());
+        else if (a == "--json") json_out = value();
+        else if (a == "--quiet") quiet = true;
+        else if (!a.empty() && a[0] == '-') throw UsageError("unknown option " + a);
+        else if (file) throw UsageError("run takes one scenario file");
+        else file = a;
+    }
+    if (!file) throw UsageError("run expects a scenario file");
+    const scenario::Scenario sc = scenario::load_scenario(*file, load_options(variant, seed));
+    const runner::Result r = runner::run(sc, progress_options(quiet));
+    if (!quiet && isatty(STDERR_FILENO)) std::fprintf(stderr, "\r%60s\r", "");
+    if (json_out) report::write_file_atomic(*json_out, report::to_json(r).dump(2) + "\n");
+    if (!quiet) report::print_summary(std::cout, r);
+    return r.status == "completed" ? 0 : 1;
+}
+
+int cmd_suite(const std::vector<std::string>& args) {
+    std::optional<std::string> dir;
+    std::optional<std::uint64_t> seed;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--seed" && i + 1 < args.size()) seed = parse_seed(args[++i]);
+        else if (!args[i].empty() && args[i][0] == '-') throw UsageError("unknown option " + args[i]);
+        else dir = args[i];
+    }
+    if (!dir) throw UsageError("suite expects a directory of scenarios");
+    std::vector<std::string> files;
+    std::error_code ec;
+    for (fs::directory_iterator it(*dir, ec), end; !ec && it != end; it.increment(ec))
+        if (it->path().extension() == ".json") files.push_back(it->path().string());
+    if (ec) throw UsageError(*dir + ": cannot read the directory");
+    std::sort(files.begin(), files.end());
+    if (files.empty()) throw UsageError(*dir + ": no scenario (*.json) in it");
+    int status = 0;
+    for (const auto& f : files) {
+        std::vector<std::string> variants = scenario::scenario_variants(f);
+        if (variants.empty()) variants.push_back("");
+        std::cout << "== " << f << "\n";
+        for (const auto& v : variants) {
+            const auto sc = scenario::load_scenario(f, load_options(v.empty() ? std::nullopt : std::optional(v), seed));
+            const auto r = runner::run(sc);
+            std::cout << "  [" << (v.empty() ? "-" : v) << "]";
+            for (const auto& p : r.phases)
+                if (p.selftest_metric) std::cout << "  " << p.name << " " << p.sim_time_ns / 1e9 << "s";
+            auto stat = [&r](const char* k) {
+                auto it = r.stats.find(k);
+                return it == r.stats.end() ? 0 : it->second;
+            };
+            std::cout << "\n    pf_fixed " << stat("pf_fixed") << ", remote_tlb_flush " << stat("remote_tlb_flush");
+            for (const auto& l : r.locks)
+                if (l.lock == "mmu_lock")
+                    std::cout << ", " << l.mode << "@" << l.site << " wait " << l.wait_ps.sum_double() / 1e6 << "us";
+            std::cout << "\n    events " << r.events << ", wall " << r.wall_time_s << "s, fingerprint "
+                      << report::hex64(r.fingerprint) << (r.status == "completed" ? "" : "  " + r.status) << "\n";
+            if (r.status != "completed") status = 1;
+        }
+    }
+    return status;
+}
+
+int cmd_validate(const std::vector<std::string>& args) {
+    if (args.empty()) throw UsageError("validate expects scenario files");
+    int status = 0;
+    for (const auto& f : args) {
+        try {
+            std::vector<std::string> variants = scenario::scenario_variants(f);
+            if (variants.empty()) variants.push_back("");
+            for (const auto& v : variants)
+                scenario::load_scenario(f, load_options(v.empty() ? std::nullopt : std::optional(v), std::nullopt));
+            std::cout << f << ": ok (" << variants.size() << " variant" << (variants.size() == 1 ? "" : "s") << ")\n";
+        } catch (const scenario::ScenarioError& e) {
+            std::cerr << e.what() << "\n";
+            status = 2;
+        }
+    }
+    return status;
+}
+
+int cmd_list() {
+    std::cout << "Models:\n";
+    for (const auto* m : models::builtin_models().all()) {
+        std::cout << "  " << m->name << ": " << m->summary << "\n    follows: " << m->kernel << "\n    knobs:\n";
+        for (const auto& k : m->knobs) {
+            std::cout << "      " << k.name << " = " << vm::to_string(k.default_value);
+            if (!k.choices.empty()) {
+                std::cout << "  (";
+                for (std::size_t i = 0; i < k.choices.size(); ++i) std::cout << (i ? " | " : "") << k.choices[i];
+                std::cout << ")";
+            }
+            std::cout << "\n        " << k.meaning << "\n";
+        }
+        std::cout << "    operations:";
+        for (auto op : m->operations) std::cout << " " << vm::to_string(op);
+        std::cout << "\n";
+    }
+    std::cout << "Presets:\n";
+    for (const auto& p : workload::presets()) std::cout << "  " << p.name << ": " << p.summary << "\n    " << p.usage << "\n";
+    std::cout << "Host profiles:\n";
+    for (const auto& h : scenario::host_profiles(host_dirs())) std::cout << "  " << h << "\n";
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    try {
+        if (args.empty()) throw UsageError("no command");
+        const std::string cmd = args.front();
+        args.erase(args.begin());
+        if (cmd == "run") return cmd_run(args);
+        if (cmd == "suite") return cmd_suite(args);
+        if (cmd == "validate") return cmd_validate(args);
+        if (cmd == "list") return cmd_list();
+        if (cmd == "-h" || cmd == "--help" || cmd == "help") {
+            std::cout << kUsage;
+            return 0;
+        }
+        throw UsageError("unknown command \"" + cmd + "\"");
+    } catch (const UsageError& e) {
+        std::cerr << "kvmsim: " << e.what() << "\n" << kUsage;
+        return 2;
+    } catch (const scenario::ScenarioError& e) {
+        std::cerr << e.what() << "\n";
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "kvmsim: internal error: " << e.what() << "\n";
+        return 1;
+    }
+}

@@ -1,0 +1,173 @@
+#include "sim/report/report.hpp"
+
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+#include <stdexcept>
+#include <system_error>
+
+namespace kvmsim::report {
+
+namespace {
+double ns(std::uint64_t ps) { return static_cast<double>(ps) / 1e3; }
+
+nlohmann::ordered_json lock_json(const runner::LockResult& l) {
+    nlohmann::ordered_json j;
+    j["lock"] = l.lock;
+    j["mode"] = l.mode;
+    j["site"] = l.site;
+    j["acquisitions"] = l.acquisitions;
+    j["contended"] = l.contended;
+    j["wait_ns"] = {{"sum", l.wait_ps.sum_double() / 1e3},
+                    {"p50", ns(l.wait_ps.percentile(0.5))},
+                    {"p99", ns(l.wait_ps.percentile(0.99))},
+                    {"max", ns(l.wait_ps.max())}};
+    j["hold_ns"] = {{"sum", l.hold_ps.sum_double() / 1e3}, {"max", ns(l.hold_ps.max())}};
+    return j;
+}
+
+nlohmann::ordered_json caches_json(const std::vector<std::string>& levels, const engine::CacheCounters& c) {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    for (std::size_t i = 0; i < levels.size(); ++i) {
+        const auto& l = i < c.levels.size() ? c.levels[i] : engine::CacheLevelCounters{};
+        j[levels[i]] = {{"accesses", l.accesses}, {"misses", l.misses}};
+    }
+    j["coherence_misses"] = c.coherence_misses;
+    j["invalidations"] = c.invalidations;
+    j["memory_accesses"] = c.memory_accesses;
+    return j;
+}
+}  // namespace
+
+std::string hex64(std::uint64_t v) {
+    char buf[19];
+    std::snprintf(buf, sizeof buf, "%016" PRIx64, v);
+    return buf;
+}
+
+nlohmann::ordered_json to_json(const runner::Result& r) {
+    nlohmann::ordered_json j;
+    j["result_schema"] = kResultSchemaVersion;
+    j["kvmsim_version"] = r.kvmsim_version;
+    j["scenario"] = r.scenario;
+    j["file"] = r.file;
+    j["scenario_sha256"] = r.scenario_sha256;
+    j["variant"] = r.variant;
+    j["seed"] = r.seed;
+    j["model"] = r.model;
+    j["preset"] = r.preset;
+    j["fingerprint"] = hex64(r.fingerprint);
+    j["status"] = r.status;
+    if (!r.deadlock.empty()) j["deadlock"] = r.deadlock;
+    j["phases"] = nlohmann::ordered_json::array();
+    for (const auto& p : r.phases) {
+        nlohmann::ordered_json pj;
+        pj["name"] = p.name;
+        pj["sim_time_ns"] = p.sim_time_ns;
+        pj["selftest_metric"] = p.selftest_metric;
+        pj["stats"] = p.stats;
+        pj["locks"] = nlohmann::ordered_json::array();
+        for (const auto& l : p.locks) pj["locks"].push_back(lock_json(l));
+        pj["caches"] = caches_json(r.cache_levels, p.caches);
+        j["phases"].push_back(pj);
+    }
+    j["stats"] = r.stats;
+    j["locks"] = nlohmann::ordered_json::array();
+    for (const auto& l : r.locks) j["locks"].push_back(lock_json(l));
+    j["caches"] = caches_json(r.cache_levels, r.caches);
+    j["events"] = r.events;
+    j["guest_accesses"] = r.guest_accesses;
+    j["guest_exits"] = r.guest_exits;
+    j["sim_time_ns"] = r.sim_time_ns;
+    j["wall_time_s"] = r.wall_time_s;
+    return j;
+}
+
+namespace {
+std::string seconds(double ns_value) {
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(9) << ns_value / 1e9 << "s";
+    return os.str();
+}
+std::string pretty_ns(double v) {
+    std::ostringstream os;
+    os << std::setprecision(4);
+    if (v >= 1e9) os << v / 1e9 << "s";
+    else if (v >= 1e6) os << v / 1e6 << "ms";
+    else if (v >= 1e3) os << v / 1e3 << "us";
+    else os << v << "ns";
+    return os.str();
+}
+}  // namespace
+
+void print_summary(std::ostream& os, const runner::Result& r) {
+    os << r.scenario;
+    if (!r.variant.empty()) os << " [" << r.variant << "]";
+    os << "  model " << r.model << ", seed " << r.seed << "\n";
+    if (r.status != "completed") os << "STATUS: " << r.status << "\n" << r.deadlock << "\n";
+    os << "\nPhases";
+    if (!r.preset.empty()) os << " (" << r.preset << ")";
+    os << ":\n";
+    for (const auto& p : r.phases) {
+        if (p.selftest_metric)
+            os << "  " << p.name << ": total execution time: " << seconds(p.sim_time_ns) << "\n";
+        else
+            os << "  (" << p.name << ": " << seconds(p.sim_time_ns) << ")\n";
+    }
+    os << "\nKVM stats:\n";
+    for (const auto& [k, v] : r.stats)
+        if (v) os << "  " << std::left << std::setw(30) << k << v << "\n";
+    os << "\nmmu_lock contention (whole run):\n";
+    os << "  " << std::left << std::setw(7) << "mode" << std::setw(34) << "site" << std::right << std::setw(12)
+       << "acquired" << std::setw(11) << "contended" << std::setw(11) << "wait p50" << std::setw(11) << "wait p99"
+       << std::setw(12) << "wait total" << std::setw(12) << "hold total" << "\n";
+    for (const auto& l : r.locks) {
+        if (l.lock != "mmu_lock") continue;
+        const double pct = l.acquisitions ? 100.0 * static_cast<double>(l.contended) / static_cast<double>(l.acquisitions) : 0;
+        std::ostringstream c;
+        c << std::fixed << std::setprecision(1) << pct << "%";
+        os << "  " << std::left << std::setw(7) << l.mode << std::setw(34) << l.site << std::right << std::setw(12)
+           << l.acquisitions << std::setw(11) << c.str() << std::setw(11) << pretty_ns(ns(l.wait_ps.percentile(0.5)))
+           << std::setw(11) << pretty_ns(ns(l.wait_ps.percentile(0.99))) << std::setw(12)
+           << pretty_ns(l.wait_ps.sum_double() / 1e3) << std::setw(12) << pretty_ns(l.hold_ps.sum_double() / 1e3)
+           << "\n";
+    }
+    bool other = false;
+    for (const auto& l : r.locks) other = other || l.lock != "mmu_lock";
+    if (other) {
+        os << "other locks:\n";
+        for (const auto& l : r.locks)
+            if (l.lock != "mmu_lock")
+                os << "  " << l.lock << " " << l.mode << " @" << l.site << ": " << l.acquisitions << " acquired, "
+                   << l.contended << " contended, wait total " << pretty_ns(l.wait_ps.sum_double() / 1e3) << "\n";
+    }
+    os << "\nCache misses (whole run):\n";
+    for (std::size_t i = 0; i < r.cache_levels.size(); ++i) {
+        const auto& l = i < r.caches.levels.size() ? r.caches.levels[i] : engine::CacheLevelCounters{};
+        os << "  " << std::left << std::setw(6) << r.cache_levels[i] << std::right << std::setw(14) << l.misses
+           << " misses of " << l.accesses << "\n";
+    }
+    os << "  coherence misses " << r.caches.coherence_misses << ", invalidations " << r.caches.invalidations << "\n";
+    os << "\nguest accesses " << r.guest_accesses << ", exits " << r.guest_exits << ", events " << r.events
+       << ", simulated " << seconds(r.sim_time_ns) << ", wall " << std::setprecision(3) << r.wall_time_s << "s\n";
+    os << "fingerprint " << hex64(r.fingerprint) << "\n";
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+        if (!f) throw std::runtime_error(path + ": cannot write (" + std::error_code(errno, std::generic_category()).message() + ")");
+        f << text;
+        if (!f.flush()) throw std::runtime_error(path + ": write failed");
+    }
+    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+        std::remove(tmp.c_str());
+        throw std::runtime_error(path + ": cannot rename the temporary file into place");
+    }
+}
+
+}  // namespace kvmsim::report

@@ -1,0 +1,99 @@
+#include "sim/runner/runner.hpp"
+
+#include <chrono>
+#include <stdexcept>
+
+#include "models/registry.hpp"
+#include "sim/engine/simulator.hpp"
+#include "sim/workload/workload.hpp"
+
+#ifndef KVMSIM_VERSION
+#define KVMSIM_VERSION "unknown"
+#endif
+
+namespace kvmsim::runner {
+
+namespace {
+LockResult to_lock_result(const engine::LockStatsTable& t, const engine::LockRecord& r) {
+    return LockResult{t.lock_name(r.lock), engine::to_string(r.mode), t.site_name(r.site), r.acquisitions,
+                      r.contended, r.wait_ps, r.hold_ps};
+}
+
+std::map<std::string, std::uint64_t> counters_of(const engine::Counters& c, std::size_t phase) {
+    std::map<std::string, std::uint64_t> out;
+    for (engine::CounterId id = 0; id < c.size(); ++id) out[c.name(id)] = c.value(id, phase);
+    return out;
+}
+}  // namespace
+
+Result run(const scenario::Scenario& s, const RunOptions& opts) {
+    const auto wall0 = std::chrono::steady_clock::now();
+    const vm::ModelInfo* info = models::builtin_models().find(s.model);
+    if (!info) throw std::invalid_argument("unknown MMU model \"" + s.model + "\"");
+
+    engine::Simulator sim(s.seed);
+    engine::CacheModel cache(s.host.cache);
+    sim.on_phase_change([&cache](std::size_t p) { cache.begin_phase(p); });
+    vm::VmConfig vm = s.vm;
+    vm::ModelEnv env{sim, cache, s.host, vm, s.knobs};
+    std::unique_ptr<vm::MmuModel> model = info->create(env);
+    workload::Executor exec(sim, *model, vm, s.host, s.workload);
+    exec.start();
+
+    engine::RunStatus status;
+    if (opts.progress) {
+        // Chunks of simulated time, growing so that long runs report about every chunk.
+        engine::Time step = engine::Time::us(100);
+        do {
+            status = sim.run(sim.now() + step);
+            opts.progress(sim.now().to_ns(), sim.events_processed());
+            if (step < engine::Time::ms(100)) step = step * 2;
+        } while (status == engine::RunStatus::TimeLimit);
+    } else {
+        status = sim.run();
+    }
+
+    Result r;
+    r.kvmsim_version = KVMSIM_VERSION;
+    r.scenario = s.name;
+    r.file = s.file;
+    r.scenario_sha256 = s.sha256;
+    r.variant = s.variant;
+    r.seed = s.seed;
+    r.model = s.model;
+    r.preset = s.workload.preset;
+    r.fingerprint = sim.fingerprint();
+    r.status = status == engine::RunStatus::Deadlock ? "deadlock" : "completed";
+    if (const auto* d = sim.deadlock()) r.deadlock = d->text;
+    r.events = sim.events_processed();
+    r.guest_accesses = exec.accesses();
+    r.guest_exits = exec.guest_exits();
+    r.sim_time_ns = sim.now().to_ns();
+
+    // Simulator phase i + 1 is the workload's step i (phase 0: before the first step).
+    const auto& steps = exec.phases();
+    const auto& table = sim.lock_stats();
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+        PhaseStats p;
+        p.name = steps[i].name;
+        p.sim_time_ns = steps[i].duration.to_ns();
+        p.selftest_metric = steps[i].selftest_metric;
+        p.stats = counters_of(sim.counters(), i + 1);
+        for (const auto& rec : table.records())
+            if (rec.phase == i + 1) p.locks.push_back(to_lock_result(table, rec));
+        p.caches = cache.phase_counters(i + 1);
+        r.phases.push_back(std::move(p));
+    }
+    for (engine::CounterId id = 0; id < sim.counters().size(); ++id)
+        r.stats[sim.counters().name(id)] = sim.counters().total(id);
+    for (const auto& rec : table.totals()) r.locks.push_back(to_lock_result(table, rec));
+    for (const auto& l : s.host.cache.levels) r.cache_levels.push_back(l.name);
+    r.caches = cache.total();
+
+    // Frames may hold guards on the model's locks: end them while everything is alive.
+    sim.destroy_processes();
+    r.wall_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    return r;
+}
+
+}  // namespace kvmsim::runner

@@ -1,0 +1,63 @@
+// The runner: builds the host, VM, MMU model and workload of a scenario on a fresh simulator,
+// runs it, and collects the result. Results depend only on (scenario, variant, seed).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sim/engine/cache.hpp"
+#include "sim/engine/stats.hpp"
+#include "sim/scenario/scenario.hpp"
+
+namespace kvmsim::runner {
+
+struct LockResult {
+    std::string lock, mode, site;
+    std::uint64_t acquisitions = 0, contended = 0;
+    engine::Histogram wait_ps, hold_ps;
+};
+
+struct PhaseStats {
+    std::string name;
+    double sim_time_ns = 0;
+    bool selftest_metric = false;
+    std::map<std::string, std::uint64_t> stats;
+    std::vector<LockResult> locks;
+    engine::CacheCounters caches;
+};
+
+struct Result {
+    std::string kvmsim_version;
+    std::string scenario;     // name
+    std::string file;
+    std::string scenario_sha256;
+    std::string variant;
+    std::uint64_t seed = 0;
+    std::string model;
+    std::string preset;
+    std::uint64_t fingerprint = 0;
+    std::string status;       // "completed" or "deadlock"
+    std::string deadlock;     // the report, when status is "deadlock"
+    std::vector<PhaseStats> phases;   // the workload's steps, in order
+    std::map<std::string, std::uint64_t> stats;  // whole run
+    std::vector<LockResult> locks;               // whole run
+    std::vector<std::string> cache_levels;
+    engine::CacheCounters caches;                // whole run
+    std::uint64_t events = 0;
+    std::uint64_t guest_accesses = 0;
+    std::uint64_t guest_exits = 0;
+    double sim_time_ns = 0;
+    double wall_time_s = 0;
+};
+
+struct RunOptions {
+    // Called every so often with the simulated time and events processed (progress display).
+    std::function<void(double sim_ns, std::uint64_t events)> progress;
+};
+
+Result run(const scenario::Scenario& s, const RunOptions& opts = {});
+
+}  // namespace kvmsim::runner
