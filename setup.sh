@@ -11,8 +11,8 @@ kvmsim_meson_setup build --buildtype=release      # configure the release build 
 meson compile -C build
 
 # ---- main job ---------------------------------------------------------------------------
-# For now the engine benchmark; later the seed-scenario suite replaces this one line.
+# The seed suite: every scenario in scenarios/seeds/, every variant.
 main_job() {
-    build/bench/kvmsim-bench engine --json
+    build/sim/kvmsim suite scenarios/seeds
 }
 main_job

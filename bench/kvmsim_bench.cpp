@@ -1,5 +1,8 @@
-// kvmsim-bench: throughput figures for the engine (and, later, each model).
+// kvmsim-bench: throughput figures for the engine and each model.
 //   kvmsim-bench engine [--json] [--events N]
+//   kvmsim-bench tdp [--json] [--sizes 5G,10G,20G] [--vcpus 40]
+//     kvm_page_table_test -s anonymous -b SIZE -v VCPUS on the x86_tdp model, all three stages;
+//     wall time and peak memory of each size, each run in a child process.
 // The hold model keeps N events pending: each event is a process resuming from a delay drawn
 // from an exponential distribution and scheduling its next one. The ceiling is a bare
 // std::priority_queue loop over the same items with the same random draws.
@@ -13,8 +16,22 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "models/registry.hpp"
 #include "sim/engine/simulator.hpp"
 #include "sim/engine/sync.hpp"
+#include "sim/runner/runner.hpp"
+#include "sim/scenario/loader.hpp"
+
+#ifndef KVMSIM_SOURCE_DIR
+#define KVMSIM_SOURCE_DIR "."
+#endif
 
 using namespace kvmsim::engine;
 using Clock = std::chrono::steady_clock;
@@ -96,13 +113,104 @@ double rwlock_contention(std::size_t processes, std::int64_t iterations) {
 }
 
 int usage() {
-    std::cerr << "usage: kvmsim-bench engine [--json] [--events N]\n";
+    std::cerr << "usage: kvmsim-bench engine [--json] [--events N]\n"
+                 "       kvmsim-bench tdp [--json] [--sizes 5G,10G,20G] [--vcpus 40]\n";
     return 2;
+}
+
+// One kvm_page_table_test run in this process; prints a JSON line for the parent.
+int tdp_child(const std::string& size, unsigned vcpus) {
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("kvmsim-bench-" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const fs::path file = dir / "ptt.json";
+    std::ofstream(file) << R"({"name": "bench-ptt", "host": {"profile": "x86-server"}, "mmu": {"model": "x86_tdp"},
+      "workload": {"preset": "kvm_page_table_test", "args": "-s anonymous -b )" << size << " -v " << vcpus << R"("}})";
+    kvmsim::scenario::LoadOptions o;
+    o.models = &kvmsim::models::builtin_models();
+    o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
+    const auto sc = kvmsim::scenario::load_scenario(file.string(), o);
+    fs::remove_all(dir);
+    const auto r = kvmsim::runner::run(sc);
+    nlohmann::json j = {{"size", size},
+                        {"vcpus", vcpus},
+                        {"wall_s", r.wall_time_s},
+                        {"guest_accesses", r.guest_accesses},
+                        {"guest_exits", r.guest_exits},
+                        {"events", r.events}};
+    for (const auto& p : r.phases)
+        if (p.selftest_metric) j["stages_s"][p.name] = p.sim_time_ns / 1e9;
+    std::cout << j.dump() << std::endl;
+    return 0;
+}
+
+int tdp(int argc, char** argv) {
+    bool json = false;
+    std::vector<std::string> sizes = {"5G", "10G", "20G"};
+    unsigned vcpus = 40;
+    for (int i = 2; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--json") {
+            json = true;
+        } else if (a == "--sizes" && i + 1 < argc) {
+            sizes.clear();
+            std::string list = argv[++i];
+            for (std::size_t pos = 0; pos <= list.size();) {
+                const std::size_t end = std::min(list.find(',', pos), list.size());
+                if (end > pos) sizes.push_back(list.substr(pos, end - pos));
+                pos = end + 1;
+            }
+        } else if (a == "--vcpus" && i + 1 < argc) {
+            vcpus = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
+            if (vcpus == 0) return usage();
+        } else if (a == "--child" && i + 1 < argc) {
+            return tdp_child(argv[i + 1], vcpus);
+        } else {
+            return usage();
+        }
+    }
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& size : sizes) {
+        int fds[2];
+        if (pipe(fds) != 0) return 1;
+        const pid_t pid = fork();
+        if (pid == 0) {
+            dup2(fds[1], STDOUT_FILENO);
+            close(fds[0]);
+            std::string v = std::to_string(vcpus);
+            execl("/proc/self/exe", argv[0], "tdp", "--vcpus", v.c_str(), "--child", size.c_str(), nullptr);
+            _exit(127);
+        }
+        close(fds[1]);
+        std::string text;
+        char buf[4096];
+        ssize_t n;
+        while ((n = read(fds[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+        close(fds[0]);
+        int status = 0;
+        struct rusage ru {};
+        wait4(pid, &status, 0, &ru);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || text.empty()) {
+            std::cerr << "kvmsim-bench: the " << size << " run failed\n";
+            return 1;
+        }
+        nlohmann::json j = nlohmann::json::parse(text);
+        j["peak_rss_mib"] = static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB
+        out.push_back(j);
+        if (!json)
+            std::printf("kvm_page_table_test -s anonymous -b %-4s -v %u: wall %6.2f s, peak %7.1f MiB, %.0f M accesses, %.2f M exits, %.1f M events\n",
+                        size.c_str(), vcpus, j["wall_s"].get<double>(), j["peak_rss_mib"].get<double>(),
+                        j["guest_accesses"].get<double>() / 1e6, j["guest_exits"].get<double>() / 1e6,
+                        j["events"].get<double>() / 1e6);
+    }
+    if (json) std::cout << nlohmann::json{{"tdp_kvm_page_table_test", out}}.dump(2) << "\n";
+    return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (argc >= 2 && std::string(argv[1]) == "tdp") return tdp(argc, argv);
     if (argc < 2 || std::string(argv[1]) != "engine") return usage();
     bool json = false;
     std::int64_t events = 4'000'000;
