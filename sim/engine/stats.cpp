@@ -69,12 +69,15 @@ void Counters::begin_phase(std::size_t phase) {
 
 std::uint64_t Counters::value(CounterId id, std::size_t phase) const {
     if (phase >= values_.size() || id >= names_.size()) return 0;
-    return values_[phase][id];
+    if (kinds_[id] != Kind::Gauge) return values_[phase][id];
+    std::uint64_t level = 0;  // net changes up to the end of `phase`
+    for (std::size_t p = 0; p <= phase; ++p) level += values_[p][id];
+    return level;
 }
 
 std::uint64_t Counters::total(CounterId id) const {
     std::uint64_t t = 0;
-    for (const auto& v : values_) t = kinds_[id] == Kind::Sum ? t + v[id] : std::max(t, v[id]);
+    for (const auto& v : values_) t = kinds_[id] == Kind::Max ? std::max(t, v[id]) : t + v[id];
     return t;
 }
 

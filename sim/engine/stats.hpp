@@ -60,13 +60,20 @@ private:
 using CounterId = std::uint32_t;
 
 // Named counters (KVM's debugfs stats live here), one value vector per phase.
+//   Sum:   events counted; a phase's value is its own count, the total their sum.
+//   Max:   a high-water mark; the total is the largest phase value.
+//   Gauge: a level moved up and down (pages_4k); a phase records its net change, reads as the
+//          level at its end, and the total is the final level.
 class Counters {
 public:
-    enum class Kind : std::uint8_t { Sum, Max };
+    enum class Kind : std::uint8_t { Sum, Max, Gauge };
 
     // Registers `name` (or returns its id). Registering one name with two kinds is an error.
     CounterId id(std::string_view name, Kind kind = Kind::Sum);
     void add(CounterId id, std::uint64_t v = 1) { values_[phase_][id] += v; }
+    void adjust(CounterId id, std::int64_t delta) {
+        values_[phase_][id] += static_cast<std::uint64_t>(delta);  // two's complement
+    }
     void set_max(CounterId id, std::uint64_t v) {
         auto& x = values_[phase_][id];
         if (v > x) x = v;

@@ -78,3 +78,18 @@ TEST_CASE("counters are kept per phase and merged by kind", "[stats]") {
     CHECK(c.value(late, 0) == 0);
     CHECK(c.value(late, 2) == 1);
 }
+
+TEST_CASE("gauges read as their level at the end of each phase", "[stats]") {
+    Counters c;
+    const auto pages = c.id("pages_2m", Counters::Kind::Gauge);
+    c.adjust(pages, 512);
+    c.begin_phase(1);
+    c.adjust(pages, -500);  // split by dirty logging
+    c.begin_phase(2);
+    c.adjust(pages, 300);
+    c.adjust(pages, -10);
+    CHECK(c.value(pages, 0) == 512);
+    CHECK(c.value(pages, 1) == 12);
+    CHECK(c.value(pages, 2) == 302);
+    CHECK(c.total(pages) == 302);
+}
