@@ -19,9 +19,9 @@ KvmStats::KvmStats(engine::Counters& counters) : c_(counters) {
     mmu_unsync = c_.id(stat::mmu_unsync);
     remote_tlb_flush = c_.id(stat::remote_tlb_flush);
     remote_tlb_flush_requests = c_.id(stat::remote_tlb_flush_requests);
-    pages_4k = c_.id(stat::pages_4k);
-    pages_2m = c_.id(stat::pages_2m);
-    pages_1g = c_.id(stat::pages_1g);
+    pages_4k = c_.id(stat::pages_4k, K::Gauge);
+    pages_2m = c_.id(stat::pages_2m, K::Gauge);
+    pages_1g = c_.id(stat::pages_1g, K::Gauge);
     nx_lpage_splits = c_.id(stat::nx_lpage_splits);
     max_mmu_page_hash_collisions = c_.id(stat::max_mmu_page_hash_collisions, K::Max);
     max_mmu_rmap_size = c_.id(stat::max_mmu_rmap_size, K::Max);

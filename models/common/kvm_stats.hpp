@@ -55,7 +55,7 @@ public:
     void add(engine::CounterId id, std::uint64_t n = 1) { c_.add(id, n); }
     void set_max(engine::CounterId id, std::uint64_t v) { c_.set_max(id, v); }
     // A gauge change (see the header comment).
-    void gauge_add(engine::CounterId id, std::int64_t delta) { c_.add(id, static_cast<std::uint64_t>(delta)); }
+    void gauge_add(engine::CounterId id, std::int64_t delta) { c_.adjust(id, delta); }
     // kvm_update_page_stats(kvm, level, count).
     void update_page_stats(vm::PageLevel level, std::int64_t delta) {
         gauge_add(pages_[static_cast<std::size_t>(level) - 1], delta);

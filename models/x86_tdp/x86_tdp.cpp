@@ -646,10 +646,7 @@ const MmuMemoryCache& X86TdpMmu::vcpu_cache(std::uint32_t vcpu, int which) const
 // a page from the vCPU's caches for every missing or huge-in-the-way level (tdp_mmu_alloc_sp),
 // and records the SPTE values it will cmpxchg. Entries below a page this fault creates are known
 // (zero, or the split copies) without reading memory that is not linked yet.
-void X86TdpMmu::map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, const Slot& s, Gfn gfn, int goal,
-                             vm::Access access) {
-    (void)s;
-    (void)access;
+void X86TdpMmu::map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, Gfn gfn, int goal) {
     p.gfn = gfn;
     p.cost = k_.tdp_map_base;
     bool virt = false;         // inside a page this fault creates
@@ -721,8 +718,10 @@ void X86TdpMmu::map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, const 
     }
 }
 
-// The cmpxchgs, in walk order. Returns RET_PF_FIXED or RET_PF_RETRY; `post` receives the work
-// done after a successful install (TLB flush when a table was replaced, dirty-bitmap marking).
+// The cmpxchgs, in walk order. Returns RET_PF_FIXED, RET_PF_SPURIOUS (the target already held
+// the new value) or RET_PF_RETRY (a lost cmpxchg). p.cost receives the work done after a
+// successful install, still under mmu_lock (a TLB flush when a table was replaced, marking the
+// page dirty).
 int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu) {
     const Gfn gfn = p.gfn;
     int i = 0;
@@ -745,7 +744,7 @@ int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu) {
                 }
                 if (is_table(cur)) {
                     // A huge SPTE replaces a page table: handle_removed_pt, then
-                    // kvm_flush_remote_tlbs_gfn (in map_post).
+                    // kvm_flush_remote_tlbs_gfn.
                     p.cost = remove_subtree(st.level, gfn, true, cpu) + tlb_.flush();
                 } else {
                     p.cost = Time::zero();
@@ -915,7 +914,7 @@ Task<void> X86TdpMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acc
             co_await sim_.delay(t);
         } else {
             MapPlan plan;
-            map_snapshot(plan, cpu, v, *s, gfn, max_mapping_level(*s, gfn, true), access);
+            map_snapshot(plan, cpu, v, gfn, max_mapping_level(*s, gfn, true));
             co_await sim_.delay(t + plan.cost);
             if (plan.result != RET_PF_FIXED) {
                 ret = plan.result;

@@ -188,8 +188,7 @@ private:
     void unmap_host(vm::Gfn start, vm::Gfn end);
 
     // --- fault path ---
-    void map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, const Slot& s, vm::Gfn gfn, int goal,
-                      vm::Access access);
+    void map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, vm::Gfn gfn, int goal);
     int map_commit(MapPlan& p, Slot& s, std::uint32_t cpu);
 
     // --- bulk walkers (the Bulk context holds the lock guard and the unelapsed work) ---

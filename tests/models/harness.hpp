@@ -1,0 +1,150 @@
+// A small fixture for MMU-model unit tests: a simulator, a 4-CPU cache model, a host profile with
+// round test costs, one memslot, and helpers to spawn vCPUs and host actors.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "sim/engine/cache.hpp"
+#include "sim/engine/simulator.hpp"
+#include "sim/engine/sync.hpp"
+#include "sim/vm/mmu_model.hpp"
+
+namespace kvmsim::testing {
+
+using namespace kvmsim::engine::time_literals;
+
+inline engine::CacheConfig small_cache(std::uint32_t cpus) {
+    engine::CacheConfig c;
+    c.cpus = cpus;
+    c.line_bytes = 64;
+    c.levels = {{"L1d", 32 * 1024, 8, engine::Time::ns(1)}, {"LLC", 1024 * 1024, 16, engine::Time::ns(10)}};
+    c.memory_latency = engine::Time::ns(50);
+    c.remote_latency = engine::Time::ns(30);
+    return c;
+}
+
+// Round numbers so that test expectations can be worked out by hand.
+inline vm::CostProfile test_costs() {
+    vm::CostProfile p;
+    auto ns = [&](const char* n, double v) { p.set(n, v * 1000.0); };
+    ns("fault_entry", 100);
+    ns("fault_exit", 100);
+    ns("fast_pf_base", 50);
+    ns("tdp_map_base", 500);
+    ns("tdp_walk_level", 5);
+    ns("spte_cmpxchg", 10);
+    ns("spte_update", 5);
+    ns("tdp_iter_step", 2);
+    ns("split_spte_fill", 1);
+    ns("gup_fast", 100);
+    ns("host_fault_base", 1000);
+    ns("zero_4k", 200);
+    ns("mmu_cache_alloc_page", 300);
+    ns("mmu_cache_alloc_obj", 50);
+    ns("tlb_flush_base", 1000);
+    ns("tlb_flush_per_vcpu", 100);
+    ns("sched_timeslice", 1'000'000);  // 1 ms
+    ns("lock_yield", 50);
+    ns("dirty_bitmap_word", 2);
+    ns("memslot_update", 10'000);
+    return p;
+}
+
+struct Harness {
+    engine::Simulator sim;
+    engine::CacheModel cache;
+    vm::HostConfig host;
+    vm::VmConfig vm;
+    vm::Knobs knobs;
+    std::unique_ptr<vm::ModelEnv> env;
+    std::unique_ptr<vm::MmuModel> model;
+
+    static constexpr vm::Gfn kBase = 0x100000;  // slot at 4 GiB
+
+    Harness(vm::Backing backing, std::uint64_t npages, std::uint32_t vcpus, vm::Knobs k = {},
+            std::uint64_t seed = 1, std::uint32_t cpus = 4)
+        : sim(seed), cache(small_cache(cpus)), knobs(std::move(k)) {
+        host.profile = "test";
+        host.cpus = cpus;
+        host.cache = small_cache(cpus);
+        host.costs = test_costs();
+        vm.vcpus = vcpus;
+        vm::Memslot m;
+        m.id = 0;
+        m.base_gfn = kBase;
+        m.npages = npages;
+        m.backing = backing;
+        vm.memslots.push_back(m);
+    }
+
+    template <class Factory>
+    void build(Factory&& create) {
+        env = std::make_unique<vm::ModelEnv>(vm::ModelEnv{sim, cache, host, vm, knobs});
+        model = create(*env);
+    }
+
+    vm::CpuContext vcpu_ctx(std::uint32_t i) const {
+        return vm::CpuContext{"vcpu" + std::to_string(i), i % host.cpus, static_cast<std::int32_t>(i)};
+    }
+    vm::CpuContext host_ctx(std::uint32_t cpu) const { return vm::CpuContext{"vmm", cpu, -1}; }
+
+    std::uint64_t counter(std::string_view name) const { return sim.counters().total(name); }
+    std::int64_t gauge(std::string_view name) const { return static_cast<std::int64_t>(sim.counters().total(name)); }
+
+    std::optional<engine::LockRecord> lock(const std::string& lock, engine::LockMode mode, const std::string& site) const {
+        for (const auto& r : sim.lock_stats().totals())
+            if (sim.lock_stats().lock_name(r.lock) == lock && r.mode == mode && sim.lock_stats().site_name(r.site) == site)
+                return r;
+        return std::nullopt;
+    }
+};
+
+struct GuestAccess {
+    vm::Gfn gfn;
+    vm::Access access;
+};
+
+struct VcpuResult {
+    std::uint64_t faults = 0;  // page_fault calls
+    engine::Time done;
+};
+
+// A vCPU that performs `accesses` in order: every access that does not hit exits to the model and
+// is retried until it hits. `think` is the guest time per access.
+inline engine::Task<void> vcpu_program(engine::Simulator& sim, vm::MmuModel& m, vm::CpuContext ctx,
+                                       std::vector<GuestAccess> accesses, engine::Time start, engine::Time think,
+                                       VcpuResult& out) {
+    co_await sim.delay(start);
+    const auto v = static_cast<std::uint32_t>(ctx.vcpu);
+    for (const GuestAccess& a : accesses) {
+        while (!m.hits(v, a.gfn, a.access)) {
+            ++out.faults;
+            co_await m.page_fault(ctx, a.gfn, a.access);
+        }
+        if (think > engine::Time::zero()) co_await sim.delay(think);
+    }
+    out.done = sim.now();
+}
+
+inline std::vector<GuestAccess> range(vm::Gfn first, std::uint64_t n, vm::Access a, std::uint64_t stride = 1) {
+    std::vector<GuestAccess> v;
+    v.reserve(n);
+    for (std::uint64_t i = 0; i < n; ++i) v.push_back({first + i * stride, a});
+    return v;
+}
+
+// A host actor running `body` after `start`.
+inline engine::Task<void> actor(engine::Simulator& sim, engine::Time start, std::function<engine::Task<void>()> body,
+                                engine::Time* done = nullptr) {
+    co_await sim.delay(start);
+    co_await body();
+    if (done) *done = sim.now();
+}
+
+}  // namespace kvmsim::testing

@@ -1,0 +1,682 @@
+// Unit tests of the x86 TDP MMU model: exact, mechanism-derived outcomes on small VMs.
+#include <catch2/catch.hpp>
+
+#include "models/registry.hpp"
+#include "models/x86_tdp/x86_tdp.hpp"
+#include "tests/models/harness.hpp"
+
+using namespace kvmsim;
+using namespace kvmsim::testing;
+using namespace kvmsim::engine::time_literals;
+using kvmsim::models::x86_tdp::X86TdpMmu;
+using vm::Access;
+using vm::Backing;
+using vm::Gfn;
+using vm::PageLevel;
+using R = testing::GuestAccess;
+
+namespace {
+
+std::unique_ptr<vm::MmuModel> make_tdp(vm::ModelEnv& env) {
+    return models::builtin_models().find("x86_tdp")->create(env);
+}
+
+struct Tdp : Harness {
+    // `costs`: overrides of test_costs() (name, picoseconds).
+    Tdp(Backing b, std::uint64_t npages, std::uint32_t vcpus, vm::Knobs k = {}, std::uint64_t seed = 1,
+        std::vector<std::pair<std::string, double>> costs = {})
+        : Harness(b, npages, vcpus, std::move(k), seed) {
+        for (auto& [n, v] : costs) host.costs.set(n, v);
+        build(make_tdp);
+    }
+    X86TdpMmu& tdp() { return static_cast<X86TdpMmu&>(*model); }
+    void spawn_vcpu(std::uint32_t i, std::vector<R> acc, engine::Time start, VcpuResult& out,
+                    engine::Time think = 10_ns) {
+        sim.spawn("vcpu" + std::to_string(i), vcpu_program(sim, *model, vcpu_ctx(i), std::move(acc), start, think, out));
+    }
+    void spawn_actor(std::string name, engine::Time start, std::function<engine::Task<void>()> body,
+                     engine::Time* done = nullptr) {
+        sim.spawn(std::move(name), actor(sim, start, std::move(body), done));
+    }
+};
+
+constexpr Gfn B = Harness::kBase;
+
+}  // namespace
+
+TEST_CASE("x86_tdp is registered with its knobs, costs and operations", "[x86_tdp]") {
+    const vm::ModelInfo* info = models::builtin_models().find("x86_tdp");
+    REQUIRE(info);
+    CHECK(info->kernel.find("v6.9") != std::string::npos);
+    for (const char* k : {"fault_lock", "zap_lock", "fault_precheck", "eager_page_split", "preempt"}) CHECK(info->knob(k));
+    CHECK(std::get<std::string>(info->knob("zap_lock")->default_value) == "write");
+    CHECK(std::get<std::string>(info->knob("fault_lock")->default_value) == "read");
+    CHECK(std::get<bool>(info->knob("fault_precheck")->default_value));
+    CHECK(std::get<bool>(info->knob("eager_page_split")->default_value));
+    CHECK(info->costs.size() == 20);
+    CHECK(info->supports(vm::Operation::ZapGfnRange));
+    CHECK(info->supports(vm::Operation::Invalidate));
+    CHECK(info->supports(vm::Operation::DirtyLogClear));
+    CHECK_FALSE(info->supports(vm::Operation::SmmEnter));
+    CHECK_FALSE(info->supports(vm::Operation::NestedStart));
+}
+
+TEST_CASE("a knob of the wrong type or with an unknown choice is rejected", "[x86_tdp]") {
+    Harness h(Backing::Anonymous, 512, 1, {{"zap_lock", std::string("sometimes")}});
+    CHECK_THROWS_WITH(h.build(make_tdp), Catch::Contains("zap_lock"));
+    Harness h2(Backing::Anonymous, 512, 1, {{"fault_precheck", std::string("yes")}});
+    CHECK_THROWS_WITH(h2.build(make_tdp), Catch::Contains("fault_precheck"));
+}
+
+TEST_CASE("a missing cost is reported by name", "[x86_tdp]") {
+    Harness h(Backing::Anonymous, 512, 1);
+    h.host.costs = vm::CostProfile{};
+    h.host.costs.set("fault_entry", 1);
+    CHECK_THROWS_WITH(h.build(make_tdp), Catch::Contains("zero_4k") && Catch::Contains("fault_exit"));
+}
+
+TEST_CASE("a 4K fault maps one page, counts pf_fixed and pages_4k, then hits", "[x86_tdp]") {
+    Tdp t(Backing::Anonymous, 1024, 1);
+    VcpuResult r;
+    t.spawn_vcpu(0, {{B + 7, Access::Read}}, 0_ns, r);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(r.faults == 1);
+    CHECK(t.counter("pf_taken") == 1);
+    CHECK(t.counter("pf_fixed") == 1);
+    CHECK(t.counter("pf_spurious") == 0);
+    CHECK(t.gauge("pages_4k") == 1);
+    CHECK(t.gauge("pages_2m") == 0);
+    CHECK(t.tdp().mapping_level(B + 7) == PageLevel::K4);
+    CHECK_FALSE(t.tdp().mapping_level(B + 8));
+    // make_spte installs a writable SPTE for a host-writable page, even on a read fault.
+    CHECK(t.model->hits(0, B + 7, Access::Read));
+    CHECK(t.model->hits(0, B + 7, Access::Write));
+    CHECK(t.model->hits(0, B + 7, Access::Exec));
+    CHECK_FALSE(t.model->hits(0, B + 8, Access::Read));
+    // The walk linked a PDPT, a PD and a PT page from the vCPU's caches.
+    CHECK(t.tdp().tdp_mmu_pages() == 3);
+    // mmu_topup_memory_caches filled three caches to KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE.
+    CHECK(t.counter("mmu_topup_memory_cache_objs") == 120);
+    CHECK(t.tdp().vcpu_cache(0, 1).nobjs() == 40 - 3);
+    CHECK(t.tdp().vcpu_cache(0, 2).nobjs() == 40 - 3);
+    CHECK(t.counter("host_fault_first_touch") == 1);
+    CHECK(t.counter("host_zeroed_4k") == 1);
+    const auto rd = t.lock("mmu_lock", engine::LockMode::Read, "kvm_tdp_mmu_page_fault");
+    REQUIRE(rd);
+    CHECK(rd->acquisitions == 1);
+    CHECK(rd->contended == 0);
+}
+
+TEST_CASE("a second fault reuses the page tables and the topped-up caches", "[x86_tdp]") {
+    Tdp t(Backing::Anonymous, 1024, 1);
+    VcpuResult r;
+    t.spawn_vcpu(0, range(B, 600, Access::Write), 0_ns, r);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(r.faults == 600);
+    CHECK(t.counter("pf_fixed") == 600);
+    CHECK(t.gauge("pages_4k") == 600);
+    CHECK(t.tdp().tdp_mmu_pages() == 4);  // PDPT, PD, two PTs (600 pages cross a 2M boundary)
+    CHECK(t.counter("mmu_topup_memory_cache_objs") == 120);  // never below min = 5 afterwards
+}
+
+TEST_CASE("a THP-backed fault maps 2M and all 512 gfns then hit", "[x86_tdp]") {
+    Tdp t(Backing::AnonymousThp, 2048, 1);
+    VcpuResult r;
+    t.spawn_vcpu(0, {{B + 512 + 100, Access::Read}}, 0_ns, r);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(r.faults == 1);
+    CHECK(t.counter("pf_fixed") == 1);
+    CHECK(t.gauge("pages_2m") == 1);
+    CHECK(t.gauge("pages_4k") == 0);
+    CHECK(t.tdp().tdp_mmu_pages() == 2);  // PDPT and PD; no PT
+    CHECK(t.counter("host_zeroed_4k") == 512);
+    for (Gfn g = B + 512; g < B + 1024; ++g) {
+        CHECK(t.model->hits(0, g, Access::Write));
+        CHECK(t.tdp().mapping_level(g) == PageLevel::M2);
+    }
+    CHECK_FALSE(t.model->hits(0, B + 511, Access::Read));
+    CHECK_FALSE(t.model->hits(0, B + 1024, Access::Read));
+}
+
+TEST_CASE("a hugetlb 1G fault maps 1G", "[x86_tdp]") {
+    Tdp t(Backing::Hugetlb1G, 512 * 512, 1);
+    VcpuResult r;
+    t.spawn_vcpu(0, {{B + 12345, Access::Write}}, 0_ns, r);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.gauge("pages_1g") == 1);
+    CHECK(t.tdp().tdp_mmu_pages() == 1);  // the PDPT
+    CHECK(t.model->hits(0, B, Access::Read));
+    CHECK(t.model->hits(0, B + 512 * 512 - 1, Access::Write));
+    CHECK(t.counter("host_zeroed_4k") == 512 * 512);
+}
+
+TEST_CASE("a huge page that does not fit in the slot is mapped with 4K pages", "[x86_tdp]") {
+    Tdp t(Backing::AnonymousThp, 512 + 100, 1);  // the second 2M region is cut by the slot end
+    VcpuResult r;
+    t.spawn_vcpu(0, {{B + 3, Access::Read}, {B + 512 + 3, Access::Read}}, 0_ns, r);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.tdp().mapping_level(B + 3) == PageLevel::M2);
+    CHECK(t.tdp().mapping_level(B + 512 + 3) == PageLevel::K4);
+    CHECK(t.gauge("pages_2m") == 1);
+    CHECK(t.gauge("pages_4k") == 1);
+}
+
+TEST_CASE("a fault outside every memslot is emulated", "[x86_tdp]") {
+    Tdp t(Backing::Anonymous, 512, 1);
+    std::uint64_t faults = 0;
+    t.sim.spawn("vcpu0", [](Tdp& t, std::uint64_t& faults) -> engine::Task<void> {
+        const vm::CpuContext ctx = t.vcpu_ctx(0);
+        ++faults;
+        co_await t.model->page_fault(ctx, 5, Access::Read);
+    }(t, faults));
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("pf_emulate") == 1);
+    CHECK(t.counter("pf_fixed") == 0);
+    CHECK(t.sim.now() == 200_ns);  // fault_entry + fault_exit
+}
+
+TEST_CASE("two vCPUs faulting the same gfn at once: one installs, the other loses the cmpxchg and retries", "[x86_tdp]") {
+    Tdp t(Backing::Anonymous, 1024, 2);
+    VcpuResult a, b;
+    t.spawn_vcpu(0, {{B + 1, Access::Read}}, 0_ns, a);
+    t.spawn_vcpu(1, {{B + 1, Access::Write}}, 0_ns, b);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    // Both resolved the host page (concurrent first touches both zero a page), took mmu_lock for
+    // read together and read the same non-present SPTEs; the second commit found them changed.
+    CHECK(a.faults == 1);
+    CHECK(b.faults == 1);
+    CHECK(t.counter("pf_taken") == 2);
+    CHECK(t.counter("pf_fixed") == 1);
+    CHECK(t.counter("pf_retry_cmpxchg") == 1);
+    CHECK(t.counter("host_fault_first_touch") == 2);
+    CHECK(t.gauge("pages_4k") == 1);
+    CHECK(t.tdp().tdp_mmu_pages() == 3);  // the loser's three pages were freed
+    const auto rd = t.lock("mmu_lock", engine::LockMode::Read, "kvm_tdp_mmu_page_fault");
+    REQUIRE(rd);
+    CHECK(rd->acquisitions == 2);
+    CHECK(rd->contended == 0);  // readers share
+}
+
+TEST_CASE("a vCPU whose fault finds the SPTE installed meanwhile counts pf_spurious", "[x86_tdp]") {
+    Tdp t(Backing::Anonymous, 1024, 2);
+    VcpuResult a, b;
+    // vCPU0 installs at about 17.5us (entry, 16us of cache top-up, host fault). vCPU1 misses at
+    // 10us, before the install, and walks after it.
+    t.spawn_vcpu(0, {{B + 1, Access::Read}}, 0_ns, a);
+    t.spawn_vcpu(1, {{B + 1, Access::Read}}, 10_us, b);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("pf_taken") == 2);
+    CHECK(t.counter("pf_fixed") == 1);
+    CHECK(t.counter("pf_spurious") == 1);
+    CHECK(t.counter("pf_retry_cmpxchg") == 0);
+    CHECK(t.counter("host_fault_first_touch") == 1);  // vCPU1 found the host page present
+}
+
+TEST_CASE("fault_lock = write serializes faults", "[x86_tdp]") {
+    Tdp t(Backing::Anonymous, 1024, 2, {{"fault_lock", std::string("write")}});
+    VcpuResult a, b;
+    t.spawn_vcpu(0, {{B + 1, Access::Read}}, 0_ns, a);
+    t.spawn_vcpu(1, {{B + 2, Access::Read}}, 0_ns, b);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("pf_fixed") == 2);
+    CHECK(t.counter("pf_retry_cmpxchg") == 0);
+    const auto wr = t.lock("mmu_lock", engine::LockMode::Write, "kvm_tdp_mmu_page_fault");
+    REQUIRE(wr);
+    CHECK(wr->acquisitions == 2);
+    CHECK(wr->contended == 1);
+    CHECK_FALSE(t.lock("mmu_lock", engine::LockMode::Read, "kvm_tdp_mmu_page_fault"));
+}
+
+TEST_CASE("enabling dirty logging with eager split turns 2M mappings into write-protected 4K ones", "[x86_tdp][dirty]") {
+    Tdp t(Backing::AnonymousThp, 4 * 512, 1);
+    VcpuResult r1, r2;
+    t.spawn_vcpu(0, range(B, 4, Access::Read, 512), 0_ns, r1);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> {
+        co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {});
+    });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("pf_fixed") == 4);
+    CHECK(t.gauge("pages_2m") == 0);
+    CHECK(t.gauge("pages_4k") == 4 * 512);
+    CHECK(t.counter("kvm_mmu_split_huge_page") == 4);
+    CHECK(t.counter("tdp_mmu_alloc_sp_for_split") == 4);  // mmu_lock dropped once per split
+    CHECK(t.counter("spte_write_protected") == 4 * 512);
+    CHECK(t.counter("remote_tlb_flush") == 1);
+    CHECK(t.tdp().tdp_mmu_pages() == 2 + 4);
+    for (Gfn g = B; g < B + 4 * 512; g += 97) {
+        CHECK(t.model->hits(0, g, Access::Read));
+        CHECK_FALSE(t.model->hits(0, g, Access::Write));
+        CHECK(t.tdp().mapping_level(g) == PageLevel::K4);
+    }
+    // Writes now take the fast path: one lockless cmpxchg each, and the page is logged.
+    t.spawn_vcpu(0, range(B, 4 * 512, Access::Write), 0_ns, r2);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(r2.faults == 4 * 512);
+    CHECK(t.counter("pf_fast") == 4 * 512);
+    CHECK(t.counter("pf_fixed") == 4 + 4 * 512);
+    CHECK(t.lock("mmu_lock", engine::LockMode::Read, "kvm_tdp_mmu_page_fault")->acquisitions == 4);
+    CHECK(t.tdp().dirty(0, B));
+    CHECK(t.tdp().dirty(0, B + 4 * 512 - 1));
+    CHECK(t.counter("mark_page_dirty_in_slot") == 4 * 512);
+}
+
+TEST_CASE("without eager split the first write to each huge page splits it in the fault path", "[x86_tdp][dirty]") {
+    Tdp t(Backing::AnonymousThp, 4 * 512, 1, {{"eager_page_split", false}});
+    VcpuResult r1, r2;
+    t.spawn_vcpu(0, range(B, 4, Access::Read, 512), 0_ns, r1);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> {
+        co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {});
+    });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.gauge("pages_2m") == 4);  // write-protected, not split
+    CHECK(t.counter("spte_write_protected") == 4);
+    CHECK(t.counter("kvm_mmu_split_huge_page") == 0);
+    CHECK_FALSE(t.model->hits(0, B, Access::Write));
+    CHECK(t.model->hits(0, B, Access::Read));
+    t.spawn_vcpu(0, range(B, 4 * 512, Access::Write), 0_ns, r2);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    // Per 2M page: the first write cannot be fixed fast (huge SPTE, dirty logging) and splits it
+    // under mmu_lock read (pf_fixed); the other 511 writes find write-protected 4K children.
+    CHECK(t.counter("kvm_mmu_split_huge_page") == 4);
+    CHECK(t.counter("pf_fast") == 4 * 511);
+    CHECK(t.counter("pf_fixed") == 4 + 4 + 4 * 511);
+    CHECK(t.gauge("pages_2m") == 0);
+    CHECK(t.gauge("pages_4k") == 4 * 512);
+    CHECK(t.counter("mark_page_dirty_in_slot") == 4 * 512);
+}
+
+TEST_CASE("KVM_GET_DIRTY_LOG harvests and write-protects under mmu_lock write, then flushes", "[x86_tdp][dirty]") {
+    Tdp t(Backing::Anonymous, 1024, 1);
+    VcpuResult r1, r2, r3;
+    std::uint64_t got = 0, again = 0;
+    t.spawn_vcpu(0, range(B, 1024, Access::Write), 0_ns, r1);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> {
+        co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {});
+    });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("remote_tlb_flush") == 1);
+    t.spawn_vcpu(0, range(B, 300, Access::Write, 3), 0_ns, r2);  // 300 pages dirtied
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("pf_fast") == 300);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> {
+        got = co_await t.model->dirty_log_get(t.host_ctx(3), 0);
+        again = co_await t.model->dirty_log_get(t.host_ctx(3), 0);
+    });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(got == 300);
+    CHECK(again == 0);
+    CHECK(t.counter("remote_tlb_flush") == 2);  // the second harvest found nothing: no flush
+    CHECK(t.lock("mmu_lock", engine::LockMode::Write, "kvm_get_dirty_log_protect")->acquisitions == 2);
+    CHECK_FALSE(t.model->hits(0, B, Access::Write));  // protected again
+    t.spawn_vcpu(0, range(B, 1, Access::Write), 0_ns, r3);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("pf_fast") == 301);
+}
+
+TEST_CASE("initially-all-set: nothing is protected at enable, KVM_CLEAR_DIRTY_LOG splits and protects", "[x86_tdp][dirty]") {
+    Tdp t(Backing::AnonymousThp, 4 * 512, 1);
+    VcpuResult r1;
+    std::uint64_t got = 0;
+    t.spawn_vcpu(0, range(B, 4, Access::Write, 512), 0_ns, r1);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> {
+        co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {true});
+    });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.gauge("pages_2m") == 4);
+    CHECK(t.model->hits(0, B, Access::Write));  // not protected yet
+    CHECK(t.counter("remote_tlb_flush") == 0);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> {
+        got = co_await t.model->dirty_log_get(t.host_ctx(3), 0);
+        co_await t.model->dirty_log_clear(t.host_ctx(3), 0, B, 512 + 64);  // first 2M page + 64 pages
+    });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(got == 4 * 512);  // all set
+    CHECK(t.counter("kvm_mmu_split_huge_page") == 2);
+    CHECK(t.gauge("pages_2m") == 2);
+    CHECK(t.gauge("pages_4k") == 2 * 512);
+    CHECK_FALSE(t.model->hits(0, B, Access::Write));
+    CHECK_FALSE(t.model->hits(0, B + 512 + 63, Access::Write));
+    CHECK(t.model->hits(0, B + 512 + 64, Access::Write));  // split but not cleared: still writable
+    CHECK(t.model->hits(0, B + 1024, Access::Write));
+    CHECK(t.counter("remote_tlb_flush") == 1);
+    CHECK(t.lock("mmu_lock", engine::LockMode::Write, "tdp_mmu_split_huge_pages_root")->acquisitions == 2);
+}
+
+TEST_CASE("disabling dirty logging zaps collapsible page tables so faults rebuild huge pages", "[x86_tdp][dirty]") {
+    Tdp t(Backing::AnonymousThp, 4 * 512, 1);
+    VcpuResult r1, r2;
+    t.spawn_vcpu(0, range(B, 4, Access::Read, 512), 0_ns, r1);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> {
+        co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {});
+        co_await t.model->dirty_log_disable(t.host_ctx(3), 0);
+    });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.gauge("pages_4k") == 0);
+    CHECK(t.gauge("pages_2m") == 0);
+    CHECK(t.counter("tdp_mmu_zap_spte_atomic") == 4);
+    CHECK(t.counter("remote_tlb_flush") == 1 + 4);  // enable, then one per atomic zap
+    CHECK(t.tdp().tdp_mmu_pages() == 2);
+    t.spawn_vcpu(0, range(B, 4 * 512, Access::Read), 0_ns, r2);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(r2.faults == 4);
+    CHECK(t.gauge("pages_2m") == 4);
+}
+
+namespace {
+// vCPU0 maps [B, B + n) with writes; returns when done.
+void premap(Tdp& t, std::uint64_t n) {
+    VcpuResult r;
+    t.spawn_vcpu(0, range(B, n, Access::Write), 0_ns, r);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    REQUIRE(t.gauge("pages_4k") == static_cast<std::int64_t>(n));
+}
+std::uint64_t acq(const Tdp& t, engine::LockMode m, const std::string& site) {
+    auto r = t.lock("mmu_lock", m, site);
+    return r ? r->acquisitions : 0;
+}
+std::uint64_t contended(const Tdp& t, engine::LockMode m, const std::string& site) {
+    auto r = t.lock("mmu_lock", m, site);
+    return r ? r->contended : 0;
+}
+engine::Task<void> zap(Tdp& t, Gfn start, Gfn end) {
+    co_await t.model->zap_gfn_range(t.host_ctx(3), start, end, vm::ZapReason::Mtrr);
+}
+}  // namespace
+
+TEST_CASE("zap (write lock) without contention: every leaf zapped, one flush at the end", "[x86_tdp][zap]") {
+    Tdp t(Backing::Anonymous, 2048, 1);
+    premap(t, 2048);
+    engine::Time done;
+    t.spawn_actor("zapper", 0_ns, [&] { return zap(t, B, B + 2048); }, &done);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.gauge("pages_4k") == 0);
+    CHECK(t.counter("tdp_mmu_zap_leaf") == 2048);
+    CHECK(t.counter("remote_tlb_flush") == 1);
+    CHECK(t.counter("tdp_mmu_iter_cond_resched") == 0);
+    CHECK(acq(t, engine::LockMode::Write, "kvm_zap_gfn_range") == 1);
+    CHECK(t.tdp().invalidation().seq() == 1);
+    CHECK(t.tdp().invalidation().in_progress() == 0);
+    CHECK(t.tdp().tdp_mmu_pages() == 6);  // leaves only: the page tables stay
+    CHECK_FALSE(t.model->hits(0, B, Access::Read));
+}
+
+TEST_CASE("zap (write lock) yields on need_resched, flushing before each yield", "[x86_tdp][zap]") {
+    Tdp t(Backing::Anonymous, 8192, 1, {}, 1, {{"sched_timeslice", 10e6}});  // 10 us
+    premap(t, 8192);
+    t.spawn_actor("zapper", 0_ns, [&] { return zap(t, B, B + 8192); });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    const auto yields = t.counter("tdp_mmu_iter_cond_resched");
+    CHECK(yields == 18);  // about one per 10 us of zapping
+    CHECK(t.counter("tdp_mmu_iter_cond_resched_need_resched") == yields);
+    CHECK(t.counter("tdp_mmu_iter_cond_resched_flush") == yields);
+    CHECK(t.counter("remote_tlb_flush") == yields + 1);
+    CHECK(acq(t, engine::LockMode::Write, "kvm_zap_gfn_range") == 1 + yields);
+    CHECK(t.gauge("pages_4k") == 0);
+}
+
+TEST_CASE("zap (write lock) with faults outside the range: readers wait, the zap yields with a flush each time", "[x86_tdp][zap]") {
+    Tdp t(Backing::Anonymous, 4096, 3, {{"fault_precheck", false}});
+    premap(t, 2048);
+    const auto rd0 = acq(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault");
+    VcpuResult r1;
+    t.spawn_actor("zapper", 0_ns, [&] { return zap(t, B, B + 2048); });
+    t.spawn_vcpu(1, range(B + 2048, 64, Access::Read), 1_us, r1);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    const auto yields = t.counter("tdp_mmu_iter_cond_resched");
+    // Every yield is caused by the queued reader (rwlock_needbreak) and, since every SPTE in the
+    // range is present, comes with a pending flush: one flush per yield plus the final one.
+    CHECK(yields == 17);
+    CHECK(t.counter("tdp_mmu_iter_cond_resched_needbreak") == yields);
+    CHECK(t.counter("tdp_mmu_iter_cond_resched_flush") == yields);
+    CHECK(t.counter("remote_tlb_flush") == yields + 1);
+    // The zapper's retake after each yield waits for the reader it let in; the faulting vCPU waited
+    // once per yield, and once more for the zap's final unlock.
+    CHECK(contended(t, engine::LockMode::Write, "kvm_zap_gfn_range") == yields);
+    CHECK(contended(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault") == yields + 1);
+    // Outside the invalidated range, a fault is stale only if mmu_invalidate_seq moved between its
+    // snapshot and taking the lock: once, for the fault that waited on the zap's final unlock.
+    CHECK(t.counter("pf_retry_is_page_fault_stale") == 1);
+    CHECK(acq(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault") - rd0 == 64 + 1);
+    CHECK(t.gauge("pages_4k") == 64);
+}
+
+TEST_CASE("fault pre-check: faults in the invalidated range retry without taking mmu_lock", "[x86_tdp][zap][precheck]") {
+    for (const bool precheck : {true, false}) {
+        DYNAMIC_SECTION("fault_precheck = " << precheck) {
+            Tdp t(Backing::Anonymous, 4096, 3, {{"fault_precheck", precheck}});
+            premap(t, 2048);
+            const auto rd0 = acq(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault");
+            VcpuResult r1, r2;
+            engine::Time zdone;
+            t.spawn_actor("zapper", 0_ns, [&] { return zap(t, B, B + 2048); }, &zdone);
+            // Two vCPUs touch pages the zap has just zapped, while the invalidation is in progress.
+            t.spawn_vcpu(1, {{B, Access::Read}}, 5_us, r1);
+            t.spawn_vcpu(2, {{B + 1, Access::Write}}, 6_us, r2);
+            REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+            const auto yields = t.counter("tdp_mmu_iter_cond_resched");
+            const auto rd = acq(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault") - rd0;
+            CHECK(t.model->hits(1, B, Access::Read));
+            CHECK(t.model->hits(2, B + 1, Access::Write));
+            CHECK(r1.done > zdone);
+            CHECK(r2.done > zdone);
+            if (precheck) {
+                // The vCPUs spin on RET_PF_RETRY outside mmu_lock until the invalidation ends,
+                // then each takes the lock once: the zap never sees a waiter.
+                CHECK(yields == 0);
+                CHECK(t.counter("pf_retry_is_page_fault_stale") == 0);
+                CHECK(t.counter("pf_retry_invalidate_precheck") == r1.faults + r2.faults - 2);
+                CHECK(rd == 2);
+                CHECK(t.counter("remote_tlb_flush") == 1);
+                CHECK(contended(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault") == 0);
+            } else {
+                // Each fault takes mmu_lock, queues behind the zapper (which yields and flushes),
+                // finds the fault stale and retries.
+                CHECK(yields == 31);
+                CHECK(t.counter("pf_retry_invalidate_precheck") == 0);
+                CHECK(t.counter("pf_retry_is_page_fault_stale") == r1.faults + r2.faults - 2);
+                CHECK(rd == r1.faults + r2.faults);
+                CHECK(t.counter("remote_tlb_flush") == yields + 1);
+            }
+        }
+    }
+}
+
+TEST_CASE("zap_lock = read: atomic zaps under the read lock, a flush per zapped SPTE, faults do not wait", "[x86_tdp][zap]") {
+    Tdp t(Backing::Anonymous, 4096, 3, {{"zap_lock", std::string("read")}});
+    premap(t, 2048);
+    const auto rd0 = acq(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault");
+    VcpuResult r1;
+    engine::Time zdone;
+    // 100 4K leaves, not covering a whole page table.
+    t.spawn_actor("zapper", 0_ns, [&] { return zap(t, B + 1, B + 101); }, &zdone);
+    t.spawn_vcpu(1, range(B + 2048, 16, Access::Read), 20_us, r1);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("tdp_mmu_zap_spte_atomic") == 100);
+    CHECK(t.counter("remote_tlb_flush") == 100);
+    CHECK(t.gauge("pages_4k") == 2048 - 100 + 16);
+    CHECK(r1.done < zdone);  // the vCPU's faults ran while the zap was in progress
+    CHECK(contended(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault") == 0);
+    CHECK(acq(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault") - rd0 == 16);
+    CHECK(acq(t, engine::LockMode::Write, "kvm_zap_gfn_range") == 2);  // invalidate begin and end
+    CHECK(acq(t, engine::LockMode::Read, "kvm_zap_gfn_range") == 1);
+    CHECK(t.tdp().invalidation().seq() == 1);
+}
+
+TEST_CASE("zap_lock = read zaps a fully covered page table with a single flush", "[x86_tdp][zap]") {
+    Tdp t(Backing::Anonymous, 2048, 1, {{"zap_lock", std::string("read")}});
+    premap(t, 2048);
+    t.spawn_actor("zapper", 0_ns, [&] { return zap(t, B, B + 1024); });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("tdp_mmu_zap_spte_atomic") == 2);  // two PDEs, each with its 512 leaves
+    CHECK(t.counter("remote_tlb_flush") == 2);
+    CHECK(t.gauge("pages_4k") == 1024);
+    CHECK(t.tdp().tdp_mmu_pages() == 2 + 2);
+}
+
+TEST_CASE("zap_lock = drop_write_zap_read: leaves zapped under read, one flush, no yields", "[x86_tdp][zap]") {
+    Tdp t(Backing::Anonymous, 4096, 3, {{"zap_lock", std::string("drop_write_zap_read")}});
+    premap(t, 2048);
+    const auto rd0 = acq(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault");
+    VcpuResult r1;
+    engine::Time zdone;
+    t.spawn_actor("zapper", 0_ns, [&] { return zap(t, B, B + 2048); }, &zdone);
+    t.spawn_vcpu(1, range(B + 2048, 8, Access::Read), 2_us, r1);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("tdp_mmu_zap_leaf") == 2048);
+    CHECK(t.counter("remote_tlb_flush") == 1);
+    CHECK(t.counter("tdp_mmu_iter_cond_resched") == 0);
+    CHECK(contended(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault") == 0);
+    CHECK(acq(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault") - rd0 == 8);
+    CHECK(acq(t, engine::LockMode::Write, "kvm_zap_gfn_range") == 2);
+    CHECK(acq(t, engine::LockMode::Read, "kvm_zap_gfn_range") == 1);
+    CHECK(t.gauge("pages_4k") == 8);
+}
+
+TEST_CASE("an MMU-notifier invalidation zaps under the write lock and unmaps the host pages", "[x86_tdp]") {
+    Tdp t(Backing::Anonymous, 2048, 1);
+    premap(t, 2048);
+    CHECK(t.counter("host_fault_first_touch") == 2048);
+    t.spawn_actor("notifier", 0_ns, [&]() -> engine::Task<void> {
+        co_await t.model->invalidate_range(t.host_ctx(2), B, B + 512);
+    });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.gauge("pages_4k") == 2048 - 512);
+    CHECK(t.counter("remote_tlb_flush") == 1);
+    CHECK(acq(t, engine::LockMode::Write, "kvm_mmu_notifier_invalidate_range_start") == 1);
+    CHECK(acq(t, engine::LockMode::Write, "kvm_mmu_notifier_invalidate_range_end") == 1);
+    CHECK(t.tdp().invalidation().seq() == 1);
+    VcpuResult r;
+    t.spawn_vcpu(0, range(B, 2, Access::Read), 0_ns, r);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("host_fault_first_touch") == 2048 + 2);  // faulted in again
+}
+
+namespace {
+// A small kvm_page_table_test-like run: every vCPU walks the whole region (even vCPUs write, odd
+// ones read), then dirty logging is enabled and every vCPU writes every page, then it is
+// disabled and every vCPU reads every page. Optionally a zap of the first half runs during the
+// second stage. Returns the fingerprint.
+std::uint64_t overlap_run(Backing backing, std::uint64_t npages, vm::Knobs knobs, std::uint64_t seed, bool with_zap,
+                          Tdp** keep = nullptr) {
+    auto t = std::make_unique<Tdp>(backing, npages, 4, std::move(knobs), seed);
+    std::vector<VcpuResult> r(12);
+    for (std::uint32_t v = 0; v < 4; ++v)
+        t->spawn_vcpu(v, range(B, npages, v % 2 ? Access::Read : Access::Write), 0_ns, r[v]);
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    t->spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t->model->dirty_log_enable(t->host_ctx(3), 0, {}); });
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    for (std::uint32_t v = 0; v < 4; ++v) t->spawn_vcpu(v, range(B, npages, Access::Write), 0_ns, r[4 + v]);
+    if (with_zap) t->spawn_actor("zapper", 3_us, [&] { return zap(*t, B, B + npages / 2); });
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    t->spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t->model->dirty_log_disable(t->host_ctx(3), 0); });
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    for (std::uint32_t v = 0; v < 4; ++v) t->spawn_vcpu(v, range(B, npages, Access::Read), 0_ns, r[8 + v]);
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    const std::uint64_t fp = t->sim.fingerprint();
+    if (keep) *keep = t.release();
+    return fp;
+}
+}  // namespace
+
+TEST_CASE("same seed, same fingerprint; golden fingerprints", "[x86_tdp][golden]") {
+    SECTION("a small overlapping fault scenario (THP) is deterministic") {
+        const auto a = overlap_run(Backing::AnonymousThp, 2048, {}, 7, false);
+        const auto b = overlap_run(Backing::AnonymousThp, 2048, {}, 7, false);
+        CHECK(a == b);
+        CHECK(a == 0xd56a47a204ec92cbULL);
+    }
+    struct Golden {
+        const char* mode;
+        std::uint64_t fingerprint, flushes, yields;
+    };
+    // Flushes: dirty-log enable 1, plus the zap's: "write" one per yield and one at the end;
+    // "read" one per fully covered page table (2); "drop_write_zap_read" one at the end.
+    for (const Golden& g : {Golden{"write", 0x2da5140b52760599ULL, 21, 19}, Golden{"read", 0x3cf817d4634167fbULL, 3, 0},
+                            Golden{"drop_write_zap_read", 0xaf9a8058e6e07525ULL, 2, 0}}) {
+        DYNAMIC_SECTION("zap_lock = " << g.mode) {
+            Tdp* t = nullptr;
+            const vm::Knobs k{{"zap_lock", std::string(g.mode)}, {"fault_precheck", false}};
+            const auto a = overlap_run(Backing::Anonymous, 2048, k, 7, true, &t);
+            std::unique_ptr<Tdp> keep(t);
+            const auto b = overlap_run(Backing::Anonymous, 2048, k, 7, true);
+            CHECK(a == b);
+            CHECK(a == g.fingerprint);
+            CHECK(t->counter("remote_tlb_flush") == g.flushes);
+            CHECK(t->counter("tdp_mmu_iter_cond_resched") == g.yields);
+            CHECK(t->gauge("pages_4k") == 2048);
+        }
+    }
+    SECTION("another seed gives the same outcome (the model draws no random numbers)") {
+        CHECK(overlap_run(Backing::AnonymousThp, 2048, {}, 8, false) == 0xd56a47a204ec92cbULL);
+    }
+}
+
+TEST_CASE("two vCPUs writing one write-protected page: one fast fix, the other loses the cmpxchg and finds it spurious", "[x86_tdp][dirty]") {
+    Tdp t(Backing::Anonymous, 512, 2);
+    premap(t, 512);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {}); });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    VcpuResult a, b;
+    t.spawn_vcpu(0, {{B + 9, Access::Write}}, 0_ns, a);
+    t.spawn_vcpu(1, {{B + 9, Access::Write}}, 0_ns, b);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("pf_taken") == 512 + 2);
+    CHECK(t.counter("pf_fast") == 2);
+    CHECK(t.counter("pf_fixed") == 512 + 1);
+    CHECK(t.counter("pf_spurious") == 1);
+    CHECK(t.counter("fast_pf_cmpxchg_retry") == 1);
+    CHECK(t.counter("mark_page_dirty_in_slot") == 1);
+    CHECK(t.lock("mmu_lock", engine::LockMode::Read, "kvm_tdp_mmu_page_fault")->acquisitions == 512);  // lockless
+}
+
+TEST_CASE("concurrent first touches of a hugetlb page wait for the first (hugetlb fault mutex)", "[x86_tdp]") {
+    Tdp t(Backing::Hugetlb2M, 512, 2);
+    VcpuResult a, b;
+    t.spawn_vcpu(0, {{B + 1, Access::Read}}, 0_ns, a);
+    t.spawn_vcpu(1, {{B + 2, Access::Read}}, 1_us, b);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("host_fault_first_touch") == 1);
+    CHECK(t.counter("host_zeroed_4k") == 512);
+    CHECK(t.gauge("pages_2m") == 1);
+}
+
+TEST_CASE("preempt = false: rwlock_needbreak() is false, the zap holds mmu_lock until need_resched", "[x86_tdp][zap]") {
+    Tdp t(Backing::Anonymous, 4096, 3, {{"fault_precheck", false}, {"preempt", false}});
+    premap(t, 2048);
+    VcpuResult r1;
+    t.spawn_actor("zapper", 0_ns, [&] { return zap(t, B, B + 2048); });
+    t.spawn_vcpu(1, range(B + 2048, 64, Access::Read), 1_us, r1);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("tdp_mmu_iter_cond_resched") == 0);
+    CHECK(t.counter("remote_tlb_flush") == 1);
+    CHECK(contended(t, engine::LockMode::Read, "kvm_tdp_mmu_page_fault") == 1);  // waited the whole zap
+    CHECK(contended(t, engine::LockMode::Write, "kvm_zap_gfn_range") == 0);
+}
+
+TEST_CASE("a fault walking into an SPTE frozen by an atomic zap retries", "[x86_tdp][dirty]") {
+    Tdp t(Backing::AnonymousThp, 2 * 512, 2);
+    VcpuResult r0, r1, r2;
+    t.spawn_vcpu(1, {{B, Access::Read}}, 0_ns, r0);  // also tops up vCPU1's caches
+    t.spawn_vcpu(0, {{B + 512, Access::Read}}, 0_ns, r2);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {}); });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    REQUIRE(t.gauge("pages_4k") == 1024);
+    // Disabling logging zaps each 2M page table atomically (frozen for the flush); vCPU1 keeps
+    // reading the first 2M region meanwhile.
+    std::vector<R> loop;
+    for (int pass = 0; pass < 8; ++pass)
+        for (Gfn g = B; g < B + 512; g += 8) loop.push_back({g, Access::Read});
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t.model->dirty_log_disable(t.host_ctx(3), 0); });
+    t.spawn_vcpu(1, std::move(loop), 0_ns, r1, 20_ns);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("pf_retry_spte_frozen") == 2);
+    CHECK(r1.faults == 3);  // frozen twice, then the 2M mapping
+    CHECK(t.tdp().mapping_level(B) == PageLevel::M2);  // rebuilt as a huge page after the zap
+    CHECK(t.counter("tdp_mmu_zap_spte_atomic") == 2);
+}
