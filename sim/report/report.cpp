@@ -119,7 +119,7 @@ void print_summary(std::ostream& os, const runner::Result& r) {
     }
     os << "\nKVM stats:\n";
     for (const auto& [k, v] : r.stats)
-        if (v) os << "  " << std::left << std::setw(30) << k << v << "\n";
+        if (v) os << "  " << std::left << std::setw(44) << k << v << "\n";
     os << "\nmmu_lock contention (whole run):\n";
     os << "  " << std::left << std::setw(7) << "mode" << std::setw(34) << "site" << std::right << std::setw(12)
        << "acquired" << std::setw(11) << "contended" << std::setw(11) << "wait p50" << std::setw(11) << "wait p99"
