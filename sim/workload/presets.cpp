@@ -141,9 +141,9 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
     const bool run_while_disabling = f.switches.count('e') > 0;
 
     const std::uint64_t total = per_vcpu * vcpus;
-    std::uint64_t slot_pages = total / nslots;
-    slot_pages = slot_pages / large_pages * large_pages;
-    if (slot_pages == 0) throw PresetError(-1, "the memory per memslot is smaller than one page of the backing");
+    // Each memslot is aligned up to the backing's page size, as memstress does.
+    std::uint64_t slot_pages = (total + nslots - 1) / nslots;
+    slot_pages = (slot_pages + large_pages - 1) / large_pages * large_pages;
 
     Expanded e;
     e.vm.vcpus = vcpus;
@@ -152,7 +152,6 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
         e.vm.memslots.push_back(vm::Memslot{i + 1, kTestBaseGfn + i * slot_pages, slot_pages, backing, false});
         slot_ids.push_back(i + 1);
     }
-    per_vcpu = slot_pages * nslots / vcpus;
     Workload& w = e.workload;
     w.preset = "dirty_log_perf_test";
     w.preset_args = args;

@@ -200,6 +200,11 @@ TEST_CASE("dirty_log_perf_test expands to its printed steps", "[workload][preset
                                             "Iteration 2 dirty memory", "Iteration 2 get dirty log",
                                             "Iteration 2 clear dirty log", "Disabling dirty logging"});
     CHECK(e.workload.steps[1].host.dirty.manual_protect_initially_set);
+    // Memslots are aligned up to the backing's page size: 4 x 64M fits in one 1G page.
+    const auto h = workload::expand_preset("dirty_log_perf_test", {"-v", "4", "-b", "64M", "-s", "anonymous_hugetlb_1gb"}, 10_ns);
+    REQUIRE(h.vm.memslots.size() == 1);
+    CHECK(h.vm.memslots[0].npages == 262144);
+    CHECK(h.workload.steps[0].streams[3].base == h.vm.memslots[0].base_gfn + 3 * 16384);
     const auto g = workload::expand_preset("dirty_log_perf_test", {"-g", "-i", "1"}, 10_ns);
     CHECK(g.workload.steps.size() == 5);  // no clear without manual protect
     CHECK_FALSE(g.workload.steps[1].host.dirty.manual_protect_initially_set);
