@@ -1,40 +1,16 @@
 // The deadlock report: when no event is left but processes are still blocked, the wait-for
 // graph (process -> processes holding what it waits for) is searched for a cycle.
-#include <boost/graph/adjacency_list.hpp>
-#include <boost/graph/depth_first_search.hpp>
 #include <sstream>
 
+#include "sim/engine/graph.hpp"
 #include "sim/engine/simulator.hpp"
 
 namespace kvmsim::engine {
 
-namespace {
-using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS>;
-using Vertex = boost::graph_traits<Graph>::vertex_descriptor;
-
-struct CycleFound {};
-
-struct CycleVisitor : boost::default_dfs_visitor {
-    std::vector<Vertex>* parent;
-    std::vector<Vertex>* cycle;
-    template <class E, class G>
-    void tree_edge(E e, const G& g) const { (*parent)[boost::target(e, g)] = boost::source(e, g); }
-    template <class E, class G>
-    void back_edge(E e, const G& g) const {
-        // source -> target closes a cycle: target ... source along tree edges.
-        const Vertex from = boost::source(e, g), to = boost::target(e, g);
-        std::vector<Vertex> path{from};
-        for (Vertex v = from; v != to; v = (*parent)[v]) path.push_back((*parent)[v]);
-        cycle->assign(path.rbegin(), path.rend());
-        throw CycleFound{};
-    }
-};
-}  // namespace
-
 void Simulator::build_deadlock_report() {
     DeadlockReport r;
     const std::size_t n = processes_.size();
-    Graph g(n);
+    Digraph g(n);
     std::vector<std::pair<const Process*, std::string>> holders;
     for (const auto& p : processes_) {
         if (p->state_ != Process::State::Waiting || !p->waiting_on_) continue;
@@ -51,15 +27,7 @@ void Simulator::build_deadlock_report() {
         r.blocked.push_back(std::move(b));
     }
 
-    std::vector<Vertex> parent(n, 0), cycle;
-    std::vector<boost::default_color_type> color(n);
-    try {
-        boost::depth_first_search(
-            g, CycleVisitor{{}, &parent, &cycle},
-            boost::make_iterator_property_map(color.begin(), boost::get(boost::vertex_index, g)));
-    } catch (const CycleFound&) {
-    }
-    for (Vertex v : cycle) {
+    for (std::size_t v : find_cycle(g)) {
         r.cycle.push_back(processes_[v]->name_);
         const WaitTarget* w = processes_[v]->waiting_on_;
         r.cycle_locks.push_back(w ? w->wait_name() : std::string{});

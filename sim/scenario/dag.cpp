@@ -1,12 +1,11 @@
 #include "sim/scenario/dag.hpp"
 
 #include <algorithm>
-#include <boost/graph/adjacency_list.hpp>
-#include <boost/graph/depth_first_search.hpp>
 #include <map>
 #include <set>
 #include <utility>
 
+#include "sim/engine/graph.hpp"
 #include "sim/scenario/json_util.hpp"
 
 namespace kvmsim::scenario {
@@ -14,27 +13,7 @@ namespace kvmsim::scenario {
 namespace {
 
 // Edges point from a dependency to the node that runs after it ("runs before").
-using Graph = boost::adjacency_list<boost::vecS, boost::vecS, boost::directedS>;
-using Vertex = boost::graph_traits<Graph>::vertex_descriptor;
-
-struct CycleFound {};
-
-// As in Boost.Graph's example/file_dependencies.cpp: a back edge closes a cycle; the tree
-// edges recorded in `parent` give the rest of it.
-struct CycleVisitor : boost::default_dfs_visitor {
-    std::vector<Vertex>* parent;
-    std::vector<Vertex>* cycle;  // in "runs before" order: cycle[0] -> cycle[1] -> ... -> cycle[0]
-    template <class E, class G>
-    void tree_edge(E e, const G& g) const { (*parent)[boost::target(e, g)] = boost::source(e, g); }
-    template <class E, class G>
-    void back_edge(E e, const G& g) const {
-        const Vertex from = boost::source(e, g), to = boost::target(e, g);
-        std::vector<Vertex> path{from};
-        for (Vertex v = from; v != to; v = (*parent)[v]) path.push_back((*parent)[v]);
-        cycle->assign(path.rbegin(), path.rend());
-        throw CycleFound{};
-    }
-};
+using Graph = engine::Digraph;
 
 }  // namespace
 
@@ -80,18 +59,12 @@ std::vector<std::size_t> topological_order(std::span<const DagNode> nodes, const
         }
     }
 
-    std::vector<Vertex> parent(n, 0), cycle;
-    std::vector<boost::default_color_type> color(n);
-    try {
-        boost::depth_first_search(
-            g, CycleVisitor{{}, &parent, &cycle},
-            boost::make_iterator_property_map(color.begin(), boost::get(boost::vertex_index, g)));
-    } catch (const CycleFound&) {
+    if (std::vector<std::size_t> cycle = engine::find_cycle(g); !cycle.empty()) {
         // Reverse into "runs after" order, then start at the first-listed node.
         std::reverse(cycle.begin(), cycle.end());
         std::rotate(cycle.begin(), std::min_element(cycle.begin(), cycle.end()), cycle.end());
         std::string text;
-        for (Vertex v : cycle) text += printable(nodes[v].name) + " -> ";
+        for (std::size_t v : cycle) text += printable(nodes[v].name) + " -> ";
         text += printable(nodes[cycle.front()].name);
         throw ScenarioError(file, nodes[cycle.front()].pointer,
                             noun_s + " dependencies form a cycle: " + text);
