@@ -3,6 +3,10 @@
 //   kvmsim suite DIR [--seed N]          every scenario in DIR, every variant
 //   kvmsim validate FILE...              every variant of each file
 //   kvmsim list                          models, knobs, presets, host profiles
+//   kvmsim compare SCENARIO|DIR... [--seeds N] [--json OUT]
+//                                        every variant over the same N seeds: means, change
+//                                        against the baseline, paired 95% intervals
+//   kvmsim compare A.json B.json         two saved results
 // Exit status: 0 success, 1 a run failed (deadlock, internal error), 2 bad input or usage.
 #include <unistd.h>
 
@@ -17,7 +21,9 @@
 #include <vector>
 
 #include "models/registry.hpp"
+#include "sim/report/compare.hpp"
 #include "sim/report/report.hpp"
+#include "sim/scenario/json_util.hpp"
 #include "sim/runner/runner.hpp"
 #include "sim/scenario/loader.hpp"
 #include "sim/workload/presets.hpp"
@@ -35,7 +41,9 @@ constexpr const char* kUsage =
     "usage: kvmsim run FILE [--variant V] [--seed N] [--json OUT] [--quiet]\n"
     "       kvmsim suite DIR [--seed N]\n"
     "       kvmsim validate FILE...\n"
-    "       kvmsim list\n";
+    "       kvmsim list\n"
+    "       kvmsim compare SCENARIO|DIR... [--seeds N] [--json OUT]\n"
+    "       kvmsim compare RESULT_A.json RESULT_B.json\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -161,6 +169,92 @@ int cmd_suite(const std::vector<std::string>& args) {
     return status;
 }
 
+std::vector<std::string> scenario_files(const std::string& path) {
+    std::vector<std::string> files;
+    std::error_code ec;
+    if (!fs::is_directory(path, ec)) return {path};
+    for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec))
+        if (it->path().extension() == ".json") files.push_back(it->path().string());
+    std::sort(files.begin(), files.end());
+    if (files.empty()) throw UsageError(path + ": no scenario (*.json) in it");
+    return files;
+}
+
+bool is_result_file(const std::string& path) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) return false;
+    const nlohmann::json j = scenario::parse_json_file(path);
+    return j.is_object() && j.contains("result_schema");
+}
+
+int cmd_compare(const std::vector<std::string>& args) {
+    std::vector<std::string> paths;
+    std::optional<std::string> json_out;
+    std::uint64_t nseeds = 5;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a == "--seeds" && i + 1 < args.size()) {
+            nseeds = parse_seed(args[++i]);
+            if (nseeds == 0 || nseeds > 10000) throw UsageError("--seeds expects 1 to 10000");
+        } else if (a == "--json" && i + 1 < args.size()) {
+            json_out = args[++i];
+        } else if (!a.empty() && a[0] == '-') {
+            throw UsageError("unknown option " + a);
+        } else {
+            paths.push_back(a);
+        }
+    }
+    if (paths.empty()) throw UsageError("compare expects a scenario, a directory, or two result files");
+    nlohmann::ordered_json all = nlohmann::ordered_json::array();
+    if (paths.size() == 2 && is_result_file(paths[0]) && is_result_file(paths[1])) {
+        std::vector<std::vector<std::vector<report::MetricValue>>> values;
+        std::vector<std::string> names, selftest;
+        std::string scenario;
+        for (const auto& p : paths) {
+            const nlohmann::json j = scenario::parse_json_file(p);
+            values.push_back({report::metrics_of(j)});
+            names.push_back(fs::path(p).filename().string());
+            if (scenario.empty() && j.contains("scenario") && j["scenario"].is_string()) scenario = j["scenario"];
+            if (selftest.empty() && j.contains("phases") && j["phases"].is_array())
+                for (const auto& ph : j["phases"])
+                    if (ph.is_object() && ph.value("selftest_metric", false) && ph.contains("name") && ph["name"].is_string())
+                        selftest.push_back(ph["name"]);
+        }
+        const auto c = report::compare_values(scenario, selftest, names, {0}, values);
+        report::print_compare(std::cout, c);
+        all.push_back(report::to_json(c));
+    } else {
+        for (const auto& path : paths)
+            for (const auto& f : scenario_files(path)) {
+                std::vector<std::string> variants = scenario::scenario_variants(f);
+                if (variants.empty()) variants.push_back("");
+                const auto base = scenario::load_scenario(f, load_options(std::nullopt, std::nullopt));
+                std::vector<std::uint64_t> seeds;
+                for (std::uint64_t i = 0; i < nseeds; ++i) seeds.push_back(base.seed + i);
+                std::vector<std::vector<runner::Result>> runs(variants.size());
+                for (std::size_t v = 0; v < variants.size(); ++v)
+                    for (auto seed : seeds) {
+                        const auto sc = scenario::load_scenario(
+                            f, load_options(variants[v].empty() ? std::nullopt : std::optional(variants[v]), seed));
+                        runs[v].push_back(runner::run(sc));
+                        if (runs[v].back().status != "completed")
+                            throw std::runtime_error(f + " [" + variants[v] + "] seed " + std::to_string(seed) + ": " +
+                                                     runs[v].back().status + "\n" + runs[v].back().deadlock);
+                    }
+                const auto c = report::compare(variants, seeds, runs);
+                std::cout << "== " << f << "\n";
+                report::print_compare(std::cout, c);
+                std::cout << "\n";
+                all.push_back(report::to_json(c));
+            }
+    }
+    if (json_out) {
+        nlohmann::ordered_json doc = all.size() == 1 ? all[0] : nlohmann::ordered_json{{"comparisons", all}};
+        report::write_file_atomic(*json_out, doc.dump(2) + "\n");
+    }
+    return 0;
+}
+
 int cmd_validate(const std::vector<std::string>& args) {
     if (args.empty()) throw UsageError("validate expects scenario files");
     int status = 0;
@@ -215,6 +309,7 @@ int main(int argc, char** argv) {
         if (cmd == "suite") return cmd_suite(args);
         if (cmd == "validate") return cmd_validate(args);
         if (cmd == "list") return cmd_list();
+        if (cmd == "compare") return cmd_compare(args);
         if (cmd == "-h" || cmd == "--help" || cmd == "help") {
             std::cout << kUsage;
             return 0;

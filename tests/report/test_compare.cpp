@@ -1,0 +1,87 @@
+#include <catch2/catch.hpp>
+#include <sstream>
+
+#include "sim/report/compare.hpp"
+
+using namespace kvmsim;
+using report::MetricValue;
+
+namespace {
+std::vector<std::vector<std::vector<MetricValue>>> values(const std::vector<std::vector<double>>& per_variant) {
+    std::vector<std::vector<std::vector<MetricValue>>> out;
+    for (const auto& xs : per_variant) {
+        auto& v = out.emplace_back();
+        for (double x : xs) v.push_back({{"phase KVM_CREATE_MAPPINGS", "ns", x}});
+    }
+    return out;
+}
+}  // namespace
+
+TEST_CASE("Student t quantiles", "[report][compare]") {
+    CHECK(report::t95(1) == Approx(12.706));
+    CHECK(report::t95(2) == Approx(4.303));
+    CHECK(report::t95(9) == Approx(2.262));
+    CHECK(report::t95(30) == Approx(2.042));
+    CHECK(report::t95(1000) == Approx(1.960));
+}
+
+TEST_CASE("paired differences give the interval and the verdict", "[report][compare]") {
+    // Differences per seed: -2, -3, -1 -> mean -2, sd 1, t(2) = 4.303: [-4.484, 0.484].
+    const auto c = report::compare_values("s", {"KVM_CREATE_MAPPINGS"}, {"before", "after"}, {1, 2, 3},
+                                          values({{10e9, 12e9, 14e9}, {8e9, 9e9, 13e9}}));
+    REQUIRE(c.metrics.size() == 1);
+    const auto& after = c.metrics[0].variants[1];
+    CHECK(c.metrics[0].variants[0].mean == Approx(12e9));
+    CHECK(c.metrics[0].variants[0].stdev == Approx(2e9));
+    CHECK(after.mean == Approx(10e9));
+    REQUIRE(after.change_pct);
+    CHECK(*after.change_pct == Approx(-16.6667).epsilon(1e-4));
+    REQUIRE(after.ci95);
+    CHECK(after.ci95->first == Approx(-2e9 - 4.303e9 / std::sqrt(3.0)));
+    CHECK(after.ci95->second == Approx(-2e9 + 4.303e9 / std::sqrt(3.0)));
+    CHECK_FALSE(after.significant);
+    // Consistent differences: significant.
+    const auto d = report::compare_values("s", {}, {"before", "after"}, {1, 2, 3},
+                                          values({{10e9, 12e9, 14e9}, {9e9, 11e9, 13.1e9}}));
+    CHECK(d.metrics[0].variants[1].significant);
+    // One seed: no interval.
+    const auto one = report::compare_values("s", {}, {"a", "b"}, {1}, values({{10}, {5}}));
+    CHECK_FALSE(one.metrics[0].variants[1].ci95);
+    CHECK_FALSE(one.metrics[0].variants[1].significant);
+}
+
+TEST_CASE("the table prints the selftest's own lines and the JSON has the documented shape", "[report][compare]") {
+    const auto c = report::compare_values("s", {"KVM_CREATE_MAPPINGS"}, {"before", "after"}, {1, 2},
+                                          values({{1.23e9, 1.23e9}, {0.98e9, 0.98e9}}));
+    std::ostringstream os;
+    report::print_compare(os, c);
+    CHECK_THAT(os.str(), Catch::Contains("KVM_CREATE_MAPPINGS: before 1.23s -> after 0.98s +20.33%"));
+    const auto j = report::to_json(c);
+    REQUIRE(j["metrics"].size() == 1);
+    const auto& m = j["metrics"][0];
+    CHECK(m["name"] == "phase KVM_CREATE_MAPPINGS");
+    CHECK(m["unit"] == "ns");
+    CHECK(m["variants"]["before"]["mean"].get<double>() == Approx(1.23e9));
+    CHECK(m["variants"]["after"]["stdev"].get<double>() == Approx(0));
+    CHECK(m["change_pct"].get<double>() == Approx(-20.3252).epsilon(1e-4));
+    CHECK(m["ci95"].size() == 2);
+    CHECK(m["significant"] == true);
+}
+
+TEST_CASE("metrics come out the same from a run and from its saved JSON", "[report][compare]") {
+    nlohmann::json r = {
+        {"result_schema", 1},
+        {"phases", {{{"name", "boot"}, {"sim_time_ns", 100.0}}}},
+        {"stats", {{"pf_fixed", 7}}},
+        {"locks", {{{"lock", "mmu_lock"}, {"mode", "read"}, {"site", "f"}, {"wait_ns", {{"sum", 3.0}}}, {"hold_ns", {{"sum", 4.0}}}}}},
+        {"caches", {{"L1d", {{"accesses", 10}, {"misses", 2}}}, {"coherence_misses", 1}}}};
+    const auto m = report::metrics_of(r);
+    std::map<std::string, double> by;
+    for (const auto& v : m) by[v.name] = v.value;
+    CHECK(by.at("phase boot") == 100);
+    CHECK(by.at("stat pf_fixed") == 7);
+    CHECK(by.at("lock mmu_lock read @f wait") == 3);
+    CHECK(by.at("lock mmu_lock read @f hold") == 4);
+    CHECK(by.at("cache L1d misses") == 2);
+    CHECK(by.at("cache coherence misses") == 1);
+}
