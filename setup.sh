@@ -11,8 +11,9 @@ kvmsim_meson_setup build --buildtype=release      # configure the release build 
 meson compile -C build
 
 # ---- main job ---------------------------------------------------------------------------
-# The seed suite: every scenario in scenarios/seeds/, every variant.
+# The seed suite: every scenario in scenarios/seeds/, every variant over the same 3 seeds,
+# before/after with 95% intervals.
 main_job() {
-    build/sim/kvmsim suite scenarios/seeds
+    build/sim/kvmsim compare scenarios/seeds --seeds 3
 }
 main_job
