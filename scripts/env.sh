@@ -24,7 +24,7 @@ KVMSIM_VENV="$KVMSIM_ROOT/.venv"
 # Debian packages: the compiler, ninja, and the C++ libraries meson.build looks for.
 KVMSIM_APT_PACKAGES=(g++ ninja-build pkg-config libboost-graph-dev nlohmann-json3-dev catch2 git)
 # PyPI packages (Debian's are too old or missing). "ninja" is added only when no ninja is on PATH.
-KVMSIM_PIP_REQUIREMENTS=("meson>=1.0" "meson-python>=0.15" "pybind11>=2.11" "pytest")
+KVMSIM_PIP_REQUIREMENTS=("meson>=1.0" "meson-python>=0.15" "pybind11>=2.11" "pytest" "jsonschema>=4")
 
 kvmsim_log() { echo "kvmsim: $*" >&2; }
 kvmsim_die() { echo "kvmsim: error: $*" >&2; exit 1; }

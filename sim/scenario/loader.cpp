@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <cerrno>
 #include <set>
+#include <system_error>
 #include <sstream>
 
 #include "sim/scenario/dag.hpp"
@@ -20,8 +22,10 @@ using engine::Time;
 namespace {
 
 std::string read_file(const std::string& path) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) throw ScenarioError::file_error(path, "expected a scenario file, got a directory");
     std::ifstream f(path, std::ios::binary);
-    if (!f) throw ScenarioError::file_error(path, "cannot open the file");
+    if (!f) throw ScenarioError::file_error(path, "cannot open the file (" + std::generic_category().message(errno) + ")");
     std::ostringstream ss;
     ss << f.rdbuf();
     return ss.str();

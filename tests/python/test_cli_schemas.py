@@ -1,0 +1,93 @@
+"""The kvmsim command as a user runs it: scenario files against the scenario schema, a run's
+result document against the result schema, and bad input failing with status 2."""
+
+import json
+import os
+import pathlib
+import subprocess
+
+import jsonschema
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+KVMSIM = pathlib.Path(os.environ.get("KVMSIM_BIN", ROOT / "build" / "sim" / "kvmsim"))
+SCHEMA = ROOT / "scenarios" / "schema"
+
+
+def schema(name):
+    return json.loads((SCHEMA / name).read_text())
+
+
+def kvmsim(*args):
+    return subprocess.run([str(KVMSIM), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+SCENARIOS = sorted((ROOT / "scenarios" / "seeds").glob("*.json")) + sorted((ROOT / "tests" / "data").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
+def test_shipped_scenarios_match_the_schema(path):
+    jsonschema.validate(json.loads(path.read_text()), schema("scenario.schema.json"))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "scenarios" / "hosts").glob("*.json")), ids=lambda p: p.name)
+def test_host_profiles_cite_a_source_for_every_cost(path):
+    profile = json.loads(path.read_text())
+    assert profile["costs"], "a host profile without costs"
+    for name, cost in profile["costs"].items():
+        assert cost.get("source", "").strip(), f"{name} has no source"
+
+
+def test_a_run_writes_a_result_that_matches_the_schema(tmp_path):
+    out = tmp_path / "result.json"
+    r = kvmsim("run", ROOT / "tests" / "data" / "tdp-fault.json", "--json", out)
+    assert r.returncode == 0, r.stderr
+    assert "KVM_CREATE_MAPPINGS: total execution time:" in r.stdout
+    doc = json.loads(out.read_text())
+    jsonschema.validate(doc, schema("result.schema.json"))
+    assert doc["status"] == "completed"
+    assert [p["name"] for p in doc["phases"] if p["selftest_metric"]] == [
+        "KVM_CREATE_MAPPINGS", "KVM_UPDATE_MAPPINGS", "KVM_ADJUST_MAPPINGS"]
+    # The same run again is bit-identical but for the wall time.
+    out2 = tmp_path / "again.json"
+    assert kvmsim("run", ROOT / "tests" / "data" / "tdp-fault.json", "--json", out2, "--quiet").returncode == 0
+    again = json.loads(out2.read_text())
+    doc.pop("wall_time_s")
+    again.pop("wall_time_s")
+    assert doc == again
+
+
+def test_compare_of_two_results_matches_the_runs(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    data = ROOT / "tests" / "data" / "tdp-split.json"
+    assert kvmsim("run", data, "--variant", "eager-split", "--json", a, "--quiet").returncode == 0
+    assert kvmsim("run", data, "--variant", "no-eager-split", "--json", b, "--quiet").returncode == 0
+    out = tmp_path / "cmp.json"
+    r = kvmsim("compare", a, b, "--json", out)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(out.read_text())
+    assert doc["variants"] == ["a.json", "b.json"]
+    metrics = {m["name"]: m for m in doc["metrics"]}
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    assert metrics["stat pf_fixed"]["variants"]["a.json"]["mean"] == ra["stats"]["pf_fixed"]
+    assert metrics["stat pf_fixed"]["variants"]["b.json"]["mean"] == rb["stats"]["pf_fixed"]
+
+
+@pytest.mark.parametrize(
+    "edit, pointer",
+    [
+        (lambda d: d["mmu"].update(model="x86_tpd"), "/mmu/model"),
+        (lambda d: d["vm"].update(vcpus="four"), "/vm/vcpus"),
+        (lambda d: d["events"][0].update(op="smm_enter"), "/events/0/op"),
+        (lambda d: d.update(sede=1), "(root)"),
+    ],
+)
+def test_bad_input_names_file_and_pointer_and_exits_2(tmp_path, edit, pointer):
+    doc = json.loads((ROOT / "tests" / "data" / "tdp-zap.json").read_text())
+    edit(doc)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(doc))
+    r = kvmsim("run", path)
+    assert r.returncode == 2
+    assert r.stderr.startswith(f"{path}: {pointer}: "), r.stderr
+    assert "Traceback" not in r.stderr and "internal error" not in r.stderr
