@@ -16,6 +16,7 @@
 #include "sim/engine/stats.hpp"
 #include "sim/engine/task.hpp"
 #include "sim/engine/time.hpp"
+#include "sim/engine/trace.hpp"
 
 namespace kvmsim::engine {
 
@@ -239,6 +240,21 @@ public:
     const LockStatsTable& lock_stats() const { return lock_stats_; }
     Site site(std::string_view name) { return Site{lock_stats_.site_id(name)}; }
 
+    // Optional tracing and event logging (null: off, at the cost of a branch).
+    void set_tracer(Tracer* t) { tracer_ = t; }
+    Tracer* tracer() const { return tracer_; }
+    void set_event_log(std::vector<LoggedEvent>* log) { event_log_ = log; }
+    // A slice on the current process's track (no-op without a tracer or outside a process).
+    void trace_begin(std::string_view name) {
+        if (tracer_ && current_) tracer_->slice_begin(current_->id(), name, now());
+    }
+    void trace_end() {
+        if (tracer_ && current_) tracer_->slice_end(current_->id(), now());
+    }
+    void trace_counter(std::string_view name, double value) {
+        if (tracer_) tracer_->counter(name, value, now());
+    }
+
     // True while the simulator destroys process frames: awaitables' destructors must not
     // schedule anything then.
     bool tearing_down() const { return tearing_down_; }
@@ -285,6 +301,8 @@ private:
     bool tearing_down_ = false;
     std::exception_ptr failure_;
     std::optional<DeadlockReport> deadlock_;
+    Tracer* tracer_ = nullptr;
+    std::vector<LoggedEvent>* event_log_ = nullptr;
 
     std::size_t phase_ = 0;
     std::vector<PhaseInfo> phases_;

@@ -41,6 +41,8 @@ void LockBase::take(Process* p, LockMode m, std::uint32_t site) {
         writer_ = true;
     holders_.emplace_back(p, m);
     ++record(m, site).acquisitions;
+    if (Tracer* t = sim_.tracer(); t && p)
+        t->lock_hold_begin(id_, name_, p->id(), to_string(m), sim_.lock_stats().site_name(site), sim_.now());
 }
 
 LockGuard LockBase::try_lock(LockMode mode, Site site) {
@@ -53,6 +55,10 @@ LockGuard LockBase::try_lock(LockMode mode, Site site) {
 void LockBase::enqueue(Awaiter* aw, std::coroutine_handle<> h, Process* p) {
     waiters_.push_back(Waiter{aw, h, p, sim_.now()});
     if (p) p->block_on(this, to_string(aw->mode));
+    if (Tracer* t = sim_.tracer(); t && p) {
+        t->lock_wait_begin(id_, name_, p->id(), to_string(aw->mode), sim_.now());
+        t->counter(name_ + " waiters", static_cast<double>(waiters_.size()), sim_.now());
+    }
 }
 
 void LockBase::release(Process* p, LockMode m, std::uint32_t site, Time since) {
@@ -63,7 +69,16 @@ void LockBase::release(Process* p, LockMode m, std::uint32_t site, Time since) {
         --readers_;
     else
         writer_ = false;
+    Tracer* t = sim_.tracer();
+    if (t && p) t->lock_hold_end(id_, p->id(), to_string(m), sim_.now());
+    const std::size_t before = waiters_.size();
     grant_waiters();
+    if (t && waiters_.size() != before) {
+        for (std::size_t k = 0; k < granted_.size(); ++k)
+            if (p && granted_[k]) t->lock_handoff(id_, p->id(), granted_[k]->id(), sim_.now());
+        t->counter(name_ + " waiters", static_cast<double>(waiters_.size()), sim_.now());
+    }
+    granted_.clear();
 }
 
 void LockBase::grant_waiters() {
@@ -77,6 +92,10 @@ void LockBase::grant_waiters() {
         r.wait_ps.record(static_cast<std::uint64_t>((sim_.now() - w.since).ps()));
         w.aw->granted_at = sim_.now();
         if (w.p) w.p->unblock();
+        if (Tracer* t = sim_.tracer(); t && w.p) {
+            t->lock_wait_end(id_, w.p->id(), sim_.now());
+            granted_.push_back(w.p);
+        }
         sim_.schedule_resume(sim_.now() + wake_latency_, w.h, w.p, EventKind::LockGrant);
         waiters_.pop_front();
         if (m != LockMode::Read) break;

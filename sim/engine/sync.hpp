@@ -129,6 +129,7 @@ protected:
         LockRecord* rec;
     };
     std::vector<RecordSlot> records_;
+    std::vector<Process*> granted_;  // by the last release (tracing only)
 };
 
 class RwLock : public LockBase {
