@@ -1,5 +1,8 @@
 // kvmsim: run, validate and list scenarios.
 //   kvmsim run FILE [--variant V] [--seed N] [--json OUT] [--quiet]
+//              [--trace OUT.json [--trace-from T] [--trace-to T] [--trace-vcpus 0,1,...]]
+//              [--events OUT.json]   every processed event, for kvmsim diff
+//   kvmsim diff A.json B.json             the first event at which two recorded runs differ
 //   kvmsim suite DIR [--seed N]          every scenario in DIR, every variant
 //   kvmsim validate FILE...              every variant of each file
 //   kvmsim list                          models, knobs, presets, host profiles
@@ -17,13 +20,16 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "models/registry.hpp"
 #include "sim/report/compare.hpp"
 #include "sim/report/report.hpp"
+#include "sim/report/trace_writer.hpp"
 #include "sim/scenario/json_util.hpp"
+#include "sim/scenario/units.hpp"
 #include "sim/runner/runner.hpp"
 #include "sim/scenario/loader.hpp"
 #include "sim/workload/presets.hpp"
@@ -39,6 +45,8 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: kvmsim run FILE [--variant V] [--seed N] [--json OUT] [--quiet]\n"
+    "                  [--trace OUT.json [--trace-from T] [--trace-to T] [--trace-vcpus 0,1,...]] [--events OUT.json]\n"
+    "       kvmsim diff EVENTS_A.json EVENTS_B.json\n"
     "       kvmsim suite DIR [--seed N]\n"
     "       kvmsim validate FILE...\n"
     "       kvmsim list\n"
@@ -99,9 +107,28 @@ runner::RunOptions progress_options(bool quiet) {
     return o;
 }
 
+engine::Time parse_time_arg(const std::string& opt, const std::string& v) {
+    const auto t = scenario::parse_time(v);
+    if (!t) throw UsageError(opt + ": " + t.error());
+    return t.value();
+}
+
+const char* kind_name(std::uint8_t k) {
+    switch (static_cast<engine::EventKind>(k)) {
+        case engine::EventKind::Start: return "start";
+        case engine::EventKind::Delay: return "delay";
+        case engine::EventKind::LockGrant: return "lock grant";
+        case engine::EventKind::Signal: return "signal";
+        case engine::EventKind::Barrier: return "barrier";
+        case engine::EventKind::Callback: return "callback";
+    }
+    return "?";
+}
+
 int cmd_run(const std::vector<std::string>& args) {
-    std::optional<std::string> file, variant, json_out;
+    std::optional<std::string> file, variant, json_out, trace_out, events_out;
     std::optional<std::uint64_t> seed;
+    report::TraceOptions topts;
     bool quiet = false;
     for (std::size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
@@ -113,15 +140,54 @@ int cmd_run(const std::vector<std::string>& args) {
         else if (a == "--seed") seed = parse_seed(value());
         else if (a == "--json") json_out = value();
         else if (a == "--quiet") quiet = true;
+        else if (a == "--trace") trace_out = value();
+        else if (a == "--trace-from") topts.from = parse_time_arg(a, value());
+        else if (a == "--trace-to") topts.to = parse_time_arg(a, value());
+        else if (a == "--trace-vcpus") {
+            std::set<std::uint32_t> set;
+            std::string list = value();
+            for (std::size_t pos = 0; pos <= list.size();) {
+                const std::size_t end = std::min(list.find(',', pos), list.size());
+                const std::string item = list.substr(pos, end - pos);
+                if (item.empty() || item.find_first_not_of("0123456789") != std::string::npos || item.size() > 6)
+                    throw UsageError("--trace-vcpus expects vCPU numbers such as 0,1,5, got \"" + list + "\"");
+                set.insert(static_cast<std::uint32_t>(std::stoul(item)));
+                pos = end + 1;
+            }
+            topts.vcpus = set;
+        } else if (a == "--events") events_out = value();
         else if (!a.empty() && a[0] == '-') throw UsageError("unknown option " + a);
         else if (file) throw UsageError("run takes one scenario file");
         else file = a;
     }
     if (!file) throw UsageError("run expects a scenario file");
+    if (!trace_out && (topts.from != engine::Time::zero() || topts.to != engine::Time::max() || topts.vcpus))
+        throw UsageError("--trace-from, --trace-to and --trace-vcpus go with --trace");
     const scenario::Scenario sc = scenario::load_scenario(*file, load_options(variant, seed));
-    const runner::Result r = runner::run(sc, progress_options(quiet));
+    runner::RunOptions ro = progress_options(quiet);
+    std::optional<report::ChromeTraceWriter> tracer;
+    if (trace_out) {
+        tracer.emplace(*trace_out, topts);
+        ro.tracer = &*tracer;
+    }
+    std::vector<engine::LoggedEvent> log;
+    std::vector<std::string> names;
+    if (events_out) {
+        ro.event_log = &log;
+        ro.process_names = &names;
+    }
+    const runner::Result r = runner::run(sc, ro);
     if (!quiet && isatty(STDERR_FILENO)) std::fprintf(stderr, "\r%60s\r", "");
+    if (tracer) tracer->finish(engine::Time::ps(static_cast<std::int64_t>(r.sim_time_ns * 1000.0)));
     if (json_out) report::write_file_atomic(*json_out, report::to_json(r).dump(2) + "\n");
+    if (events_out) {
+        nlohmann::json j = {{"scenario", r.scenario}, {"variant", r.variant}, {"seed", r.seed},
+                            {"fingerprint", report::hex64(r.fingerprint)}, {"processes", names}};
+        nlohmann::json ev = nlohmann::json::array();
+        for (const auto& e : log) ev.push_back({e.time_ps, e.who, e.kind});
+        j["events"] = std::move(ev);
+        report::write_file_atomic(*events_out, j.dump() + "\n");
+    }
     if (!quiet) report::print_summary(std::cout, r);
     return r.status == "completed" ? 0 : 1;
 }
@@ -255,6 +321,55 @@ int cmd_compare(const std::vector<std::string>& args) {
     return 0;
 }
 
+int cmd_diff(const std::vector<std::string>& args) {
+    if (args.size() != 2) throw UsageError("diff expects two event files (kvmsim run --events OUT)");
+    nlohmann::json doc[2];
+    for (int i = 0; i < 2; ++i) {
+        doc[i] = scenario::parse_json_file(args[static_cast<std::size_t>(i)]);
+        scenario::Node n(doc[i], args[static_cast<std::size_t>(i)]);
+        n.check_keys({"scenario", "variant", "seed", "fingerprint", "processes", "events"});
+        n.array("events");
+        n.array("processes");
+        for (const auto& e : n["events"].elements())
+            if (!e.json().is_array() || e.json().size() != 3 || !e.json()[0].is_number_integer() ||
+                !e.json()[1].is_number_unsigned() || !e.json()[2].is_number_unsigned())
+                e.fail_expected("an event [time_ps, process, kind]");
+    }
+    auto describe = [&](int i, std::size_t k) {
+        const auto& e = doc[i]["events"][k];
+        const auto who = e[1].get<std::uint64_t>();
+        std::string proc = (who & 0x80000000u) ? "callback " + std::to_string(who & 0x7fffffffu)
+                           : who < doc[i]["processes"].size() ? doc[i]["processes"][who].get<std::string>()
+                                                              : "process " + std::to_string(who);
+        return "t=" + engine::Time::ps(e[0].get<std::int64_t>()).str() + " " + proc + " " + kind_name(e[2].get<std::uint8_t>());
+    };
+    const auto& a = doc[0]["events"];
+    const auto& b = doc[1]["events"];
+    const std::size_t n = std::min(a.size(), b.size());
+    for (std::size_t k = 0; k < n; ++k) {
+        const bool same_proc = [&] {
+            const auto wa = a[k][1].get<std::uint64_t>(), wb = b[k][1].get<std::uint64_t>();
+            if (wa != wb) return false;
+            if (wa & 0x80000000u) return true;
+            return wa < doc[0]["processes"].size() && wa < doc[1]["processes"].size() &&
+                   doc[0]["processes"][wa] == doc[1]["processes"][wa];
+        }();
+        if (a[k][0] != b[k][0] || !same_proc || a[k][2] != b[k][2]) {
+            std::cout << "runs diverge at event " << k << " (of " << a.size() << " and " << b.size() << "):\n  "
+                      << args[0] << ": " << describe(0, k) << "\n  " << args[1] << ": " << describe(1, k) << "\n";
+            return 1;
+        }
+    }
+    if (a.size() != b.size()) {
+        const int longer = a.size() > b.size() ? 0 : 1;
+        std::cout << "runs agree on their first " << n << " events; " << args[static_cast<std::size_t>(longer)]
+                  << " goes on: " << describe(longer, n) << "\n";
+        return 1;
+    }
+    std::cout << "identical: " << a.size() << " events, fingerprint " << doc[0]["fingerprint"].get<std::string>() << "\n";
+    return 0;
+}
+
 int cmd_validate(const std::vector<std::string>& args) {
     if (args.empty()) throw UsageError("validate expects scenario files");
     int status = 0;
@@ -310,6 +425,7 @@ int main(int argc, char** argv) {
         if (cmd == "validate") return cmd_validate(args);
         if (cmd == "list") return cmd_list();
         if (cmd == "compare") return cmd_compare(args);
+        if (cmd == "diff") return cmd_diff(args);
         if (cmd == "-h" || cmd == "--help" || cmd == "help") {
             std::cout << kUsage;
             return 0;

@@ -32,6 +32,8 @@ Result run(const scenario::Scenario& s, const RunOptions& opts) {
     if (!info) throw std::invalid_argument("unknown MMU model \"" + s.model + "\"");
 
     engine::Simulator sim(s.seed);
+    sim.set_tracer(opts.tracer);
+    sim.set_event_log(opts.event_log);
     engine::CacheModel cache(s.host.cache);
     sim.on_phase_change([&cache](std::size_t p) { cache.begin_phase(p); });
     vm::VmConfig vm = s.vm;
@@ -90,7 +92,10 @@ Result run(const scenario::Scenario& s, const RunOptions& opts) {
     for (const auto& l : s.host.cache.levels) r.cache_levels.push_back(l.name);
     r.caches = cache.total();
 
+    if (opts.process_names)
+        for (const auto& p : sim.processes()) opts.process_names->push_back(p->name());
     // Frames may hold guards on the model's locks: end them while everything is alive.
+    sim.set_tracer(nullptr);
     sim.destroy_processes();
     r.wall_time_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
     return r;

@@ -49,6 +49,11 @@ void StreamCursor::compute() {
     }
 }
 
+void trace_counters(engine::Simulator& sim) {
+    for (const char* name : {"pages_4k", "pages_2m", "pages_1g", "remote_tlb_flush"})
+        sim.trace_counter(name, static_cast<double>(static_cast<std::int64_t>(sim.counters().total(name))));
+}
+
 GuestScheduler::GuestScheduler(engine::Simulator& sim, vm::MmuModel& model)
     : sim_(sim), model_(model), lookahead_(model.fault_lookahead()) {}
 
@@ -61,10 +66,15 @@ engine::Task<void> GuestScheduler::run(const vm::CpuContext& cpu, const AccessSt
     v.guest_time = stream.guest_time;
     while (!cursor.done()) {
         v.t = sim_.now();
+        sim_.trace_begin("guest");
         co_await Enter{*this, v};
+        sim_.trace_end();
         if (!v.fault) break;
         ++stats.faults;
+        sim_.trace_begin("kvm_page_fault");
         co_await model_.page_fault(cpu, cursor.gfn(), cursor.access());
+        sim_.trace_end();
+        if (sim_.tracer()) trace_counters(sim_);
     }
 }
 

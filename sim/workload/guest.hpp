@@ -73,6 +73,9 @@ struct VcpuStats {
     std::uint64_t faults = 0;  // exits taken (page_fault calls)
 };
 
+// With a tracer: samples the mapped pages per level and the TLB flushes as counter tracks.
+void trace_counters(engine::Simulator& sim);
+
 class GuestScheduler : public engine::EventTarget {
 public:
     GuestScheduler(engine::Simulator& sim, vm::MmuModel& model);

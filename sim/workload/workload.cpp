@@ -44,14 +44,18 @@ engine::Task<void> Executor::vcpu(std::uint32_t index) {
     for (;;) {
         co_await go_.wait();
         if (quit_) co_return;
-        if (current_ && index < current_->size() && (*current_)[index].npages)
+        if (current_ && index < current_->size() && (*current_)[index].npages) {
+            sim_.trace_begin(stage_name_);
             co_await sched_.run(vcpus_[index], (*current_)[index], stats_[index]);
+            sim_.trace_end();
+        }
         if (--running_ == 0) all_done_.notify_all();
     }
 }
 
 engine::Task<void> Executor::host_op(const vm::CpuContext& cpu, const HostOp& op) {
     using vm::Operation;
+    sim_.trace_begin(vm::to_string(op.op));
     switch (op.op) {
         case Operation::DirtyLogEnable:
             for (auto s : op.slots) co_await model_.dirty_log_enable(cpu, s, op.dirty);
@@ -77,11 +81,15 @@ engine::Task<void> Executor::host_op(const vm::CpuContext& cpu, const HostOp& op
         case Operation::Invalidate: co_await model_.invalidate_range(cpu, op.start, op.end); break;
         default: throw std::logic_error(std::string("workload cannot run operation ") + vm::to_string(op.op));
     }
+    sim_.trace_end();
+    if (sim_.tracer()) trace_counters(sim_);
 }
 
 engine::Task<void> Executor::vmm() {
     for (const Step& step : w_.steps) {
         sim_.begin_phase(step.name);
+        stage_name_ = step.name;
+        sim_.trace_begin(step.name);
         const Time t0 = sim_.now();
         if (step.kind == Step::Kind::Stage) {
             release_vcpus(&step.streams);
@@ -94,6 +102,7 @@ engine::Task<void> Executor::vmm() {
             phases_.push_back(PhaseResult{step.name, sim_.now() - t0, step.selftest_metric});
             if (with_vcpus) co_await all_done_.wait();
         }
+        sim_.trace_end();
     }
     quit_ = true;
     current_ = nullptr;

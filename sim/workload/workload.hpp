@@ -87,6 +87,7 @@ private:
     engine::Signal go_;
     engine::Signal all_done_;
     const std::vector<AccessStream>* current_ = nullptr;
+    std::string stage_name_;
     std::uint32_t running_ = 0;
     bool quit_ = false;
     std::vector<PhaseResult> phases_;
