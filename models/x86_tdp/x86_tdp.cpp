@@ -21,6 +21,7 @@
 #include "models/x86_tdp/x86_tdp.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <bit>
 #include <map>
 #include <stdexcept>
@@ -803,6 +804,7 @@ Task<void> X86TdpMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acc
         walk(level, e, parent_serial, wcost);
         // page_fault_can_be_fast: fault->present && fault->write (A/D bits enabled).
         if (is_leaf(e) && write) {
+            const engine::TraceScope slice(sim_, "fast_page_fault");
             int retries = 0;
             for (;;) {
                 t += k_.fast_pf_base + wcost;
@@ -842,6 +844,9 @@ Task<void> X86TdpMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acc
         }
     }
 
+    // Handler slice (traces only): top-up and kvm_faultin_pfn, paid in one delay below.
+    std::optional<engine::TraceScope> faultin_slice;
+    faultin_slice.emplace(sim_, "kvm_faultin_pfn");
     // mmu_topup_memory_caches, outside mmu_lock.
     t += topup_caches(v);
 
@@ -892,6 +897,7 @@ Task<void> X86TdpMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acc
     }
     co_await sim_.delay(t);
     t = Time::zero();
+    faultin_slice.reset();
     if (populate) {
         s->populated[h / 64] |= std::uint64_t{1} << (h % 64);
         auto it = s->populating.find(h);
@@ -907,6 +913,7 @@ Task<void> X86TdpMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acc
     {
         engine::LockGuard g =
             co_await (cfg_.fault_lock_write ? mmu_lock_.write(site_fault_) : mmu_lock_.read(site_fault_));
+        const engine::TraceScope map_slice(sim_, "kvm_tdp_mmu_map");
         t += lock_touch(cpu);
         if (inv_.retry_gfn(mmu_seq, gfn)) {  // is_page_fault_stale
             sim_.counters().add(mc_->retry_stale);

@@ -311,4 +311,21 @@ private:
     LockStatsTable lock_stats_;
 };
 
+// A slice on the current process's track for the lifetime of a scope, so that every exit
+// path of a coroutine ends it (nothing happens without a tracer).
+class TraceScope {
+public:
+    TraceScope(Simulator& sim, std::string_view name) : sim_(sim.tracer() ? &sim : nullptr) {
+        if (sim_) sim_->trace_begin(name);
+    }
+    ~TraceScope() {
+        if (sim_) sim_->trace_end();
+    }
+    TraceScope(const TraceScope&) = delete;
+    TraceScope& operator=(const TraceScope&) = delete;
+
+private:
+    Simulator* sim_;
+};
+
 }  // namespace kvmsim::engine

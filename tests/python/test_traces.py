@@ -91,6 +91,19 @@ def test_a_full_trace_is_well_formed_and_does_not_change_the_run(tmp_path):
     assert {"B", "E", "b", "e", "s", "f", "C"} <= phases  # slices, async lock slices, flows, counters
     counters = {e["name"] for e in events if e["ph"] == "C"}
     assert {"pages_4k", "remote_tlb_flush", "mmu_lock waiters"} <= counters
+    # Handler slices sit inside the fault, the fault beside the guest slices, inside the stage.
+    stacks, parents = {}, {}
+    for e in events:
+        if e["ph"] == "B":
+            st = stacks.setdefault((e["pid"], e["tid"]), [])
+            parents.setdefault(e["name"], set()).add(st[-1] if st else None)
+            st.append(e["name"])
+        elif e["ph"] == "E":
+            stacks[(e["pid"], e["tid"])].pop()
+    assert parents["kvm_tdp_mmu_map"] == {"kvm_page_fault"}
+    assert parents["kvm_faultin_pfn"] == {"kvm_page_fault"}
+    assert parents["kvm_page_fault"] == {"boot"}
+    assert parents["guest"] == {"boot"}
 
 
 def test_a_trace_can_be_limited_to_some_vcpus(tmp_path):
