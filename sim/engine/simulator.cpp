@@ -75,6 +75,7 @@ Process& Simulator::spawn(std::string name, Task<void> body) {
     auto& p = *processes_.emplace_back(std::make_unique<Process>(std::move(name), id, std::move(body)));
     p.sim_ = this;
     p.body_.handle().promise().process = &p;
+    p.body_.handle().promise().pid = id;
     by_pid_.push_back(&p);
     if (tracer_) tracer_->process_started(id, p.name_);
     ++live_;
@@ -135,10 +136,10 @@ void Simulator::dispatch(const Event& e) {
         if (t->armed_ != e.order) return;  // cancelled or rescheduled
         t->armed_ = 0;
         who = 0x80000000u | t->trace_id;
-        current_ = nullptr;
+        current_pid_ = kNoPid;
     } else {
         who = e.pid;
-        current_ = by_pid_[e.pid];
+        current_pid_ = e.pid;
     }
     now_ = e.time;
     ++events_;
@@ -149,7 +150,7 @@ void Simulator::dispatch(const Event& e) {
         reinterpret_cast<EventTarget*>(raw & ~std::uintptr_t{1})->fire(*this);
     else
         std::coroutine_handle<>::from_address(reinterpret_cast<void*>(raw)).resume();
-    current_ = nullptr;
+    current_pid_ = kNoPid;
     if (!finished_.empty()) reap();
 }
 

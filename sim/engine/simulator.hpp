@@ -191,7 +191,7 @@ public:
     Process& spawn(std::string name, Task<void> body);
     const std::vector<std::unique_ptr<Process>>& processes() const { return processes_; }
     // The process whose coroutine is running, null in callbacks and outside run().
-    Process* current() const { return current_; }
+    Process* current() const { return current_pid_ == kNoPid ? nullptr : by_pid_[current_pid_]; }
 
     struct DelayAwaiter {
         Simulator& sim;
@@ -199,7 +199,7 @@ public:
         bool await_ready() const noexcept { return false; }
         template <class P>
         void await_suspend(std::coroutine_handle<P> h) {
-            sim.schedule_resume(sim.now() + d, h, h.promise().process, EventKind::Delay);
+            sim.schedule_resume_pid(sim.now() + d, h, h.promise().pid, EventKind::Delay);
         }
         void await_resume() const noexcept {}
     };
@@ -210,6 +210,9 @@ public:
     void cancel(EventTarget& t) { t.armed_ = 0; }
 
     // Wakes a suspended coroutine at `at`. Used by awaitables.
+    void schedule_resume_pid(Time at, std::coroutine_handle<> h, std::uint32_t pid, EventKind kind) {
+        push(Event{at.ps(), make_order(0, kind), reinterpret_cast<std::uintptr_t>(h.address()), pid});
+    }
     void schedule_resume(Time at, std::coroutine_handle<> h, Process* p, EventKind kind,
                          std::int8_t priority = 0) {
         push(Event{at.ps(), make_order(priority, kind), reinterpret_cast<std::uintptr_t>(h.address()), p->id()});
@@ -246,10 +249,10 @@ public:
     void set_event_log(std::vector<LoggedEvent>* log) { event_log_ = log; }
     // A slice on the current process's track (no-op without a tracer or outside a process).
     void trace_begin(std::string_view name) {
-        if (tracer_ && current_) tracer_->slice_begin(current_->id(), name, now());
+        if (tracer_ && current_pid_ != kNoPid) tracer_->slice_begin(current_pid_, name, now());
     }
     void trace_end() {
-        if (tracer_ && current_) tracer_->slice_end(current_->id(), now());
+        if (tracer_ && current_pid_ != kNoPid) tracer_->slice_end(current_pid_, now());
     }
     void trace_counter(std::string_view name, double value) {
         if (tracer_) tracer_->counter(name, value, now());
@@ -296,7 +299,10 @@ private:
     std::vector<Process*> by_pid_;    // flat, for dispatch
     std::vector<Process*> finished_;  // bodies ended, frames to destroy after dispatch
     std::size_t live_ = 0;
-    Process* current_ = nullptr;
+    // The running process's id, resolved only on demand (dispatch touches nothing but the
+    // frame it resumes).
+    static constexpr std::uint32_t kNoPid = ~std::uint32_t{0};
+    std::uint32_t current_pid_ = kNoPid;
     bool stop_ = false;
     bool tearing_down_ = false;
     std::exception_ptr failure_;

@@ -27,6 +27,7 @@ void root_done(Process* p) noexcept;
 struct PromiseBase {
     std::coroutine_handle<> continuation{};
     Process* process = nullptr;
+    std::uint32_t pid = 0;  // process->id(), kept here so a wakeup need not touch the Process
     std::exception_ptr exception{};
 
     static void* operator new(std::size_t n) { return detail::frame_alloc(n); }
@@ -99,6 +100,7 @@ public:
         std::coroutine_handle<> await_suspend(std::coroutine_handle<P> parent) noexcept {
             child.promise().continuation = parent;
             child.promise().process = parent.promise().process;
+            child.promise().pid = parent.promise().pid;
             return child;
         }
         T await_resume() {
