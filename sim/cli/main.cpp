@@ -113,18 +113,6 @@ engine::Time parse_time_arg(const std::string& opt, const std::string& v) {
     return t.value();
 }
 
-const char* kind_name(std::uint8_t k) {
-    switch (static_cast<engine::EventKind>(k)) {
-        case engine::EventKind::Start: return "start";
-        case engine::EventKind::Delay: return "delay";
-        case engine::EventKind::LockGrant: return "lock grant";
-        case engine::EventKind::Signal: return "signal";
-        case engine::EventKind::Barrier: return "barrier";
-        case engine::EventKind::Callback: return "callback";
-    }
-    return "?";
-}
-
 int cmd_run(const std::vector<std::string>& args) {
     std::optional<std::string> file, variant, json_out, trace_out, events_out;
     std::optional<std::uint64_t> seed;
@@ -192,6 +180,18 @@ int cmd_run(const std::vector<std::string>& args) {
     return r.status == "completed" ? 0 : 1;
 }
 
+std::vector<std::string> scenario_files(const std::string& path) {
+    std::vector<std::string> files;
+    std::error_code ec;
+    if (!fs::is_directory(path, ec)) return {path};
+    for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec))
+        if (it->path().extension() == ".json") files.push_back(it->path().string());
+    if (ec) throw UsageError(path + ": cannot read the directory");
+    std::sort(files.begin(), files.end());
+    if (files.empty()) throw UsageError(path + ": no scenario (*.json) in it");
+    return files;
+}
+
 int cmd_suite(const std::vector<std::string>& args) {
     std::optional<std::string> dir;
     std::optional<std::uint64_t> seed;
@@ -201,15 +201,8 @@ int cmd_suite(const std::vector<std::string>& args) {
         else dir = args[i];
     }
     if (!dir) throw UsageError("suite expects a directory of scenarios");
-    std::vector<std::string> files;
-    std::error_code ec;
-    for (fs::directory_iterator it(*dir, ec), end; !ec && it != end; it.increment(ec))
-        if (it->path().extension() == ".json") files.push_back(it->path().string());
-    if (ec) throw UsageError(*dir + ": cannot read the directory");
-    std::sort(files.begin(), files.end());
-    if (files.empty()) throw UsageError(*dir + ": no scenario (*.json) in it");
     int status = 0;
-    for (const auto& f : files) {
+    for (const auto& f : scenario_files(*dir)) {
         std::vector<std::string> variants = scenario::scenario_variants(f);
         if (variants.empty()) variants.push_back("");
         std::cout << "== " << f << "\n";
@@ -233,17 +226,6 @@ int cmd_suite(const std::vector<std::string>& args) {
         }
     }
     return status;
-}
-
-std::vector<std::string> scenario_files(const std::string& path) {
-    std::vector<std::string> files;
-    std::error_code ec;
-    if (!fs::is_directory(path, ec)) return {path};
-    for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec))
-        if (it->path().extension() == ".json") files.push_back(it->path().string());
-    std::sort(files.begin(), files.end());
-    if (files.empty()) throw UsageError(path + ": no scenario (*.json) in it");
-    return files;
 }
 
 bool is_result_file(const std::string& path) {
@@ -341,7 +323,7 @@ int cmd_diff(const std::vector<std::string>& args) {
         std::string proc = (who & 0x80000000u) ? "callback " + std::to_string(who & 0x7fffffffu)
                            : who < doc[i]["processes"].size() ? doc[i]["processes"][who].get<std::string>()
                                                               : "process " + std::to_string(who);
-        return "t=" + engine::Time::ps(e[0].get<std::int64_t>()).str() + " " + proc + " " + kind_name(e[2].get<std::uint8_t>());
+        return "t=" + engine::Time::ps(e[0].get<std::int64_t>()).str() + " " + proc + " " + engine::to_string(static_cast<engine::EventKind>(e[2].get<std::uint8_t>()));
     };
     const auto& a = doc[0]["events"];
     const auto& b = doc[1]["events"];

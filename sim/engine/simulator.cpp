@@ -94,6 +94,18 @@ Time Simulator::next_event_time() const {
     return queue_.empty() ? Time::max() : Time::ps(queue_.min_time());
 }
 
+const char* to_string(EventKind k) {
+    switch (k) {
+        case EventKind::Start: return "start";
+        case EventKind::Delay: return "delay";
+        case EventKind::LockGrant: return "lock grant";
+        case EventKind::Signal: return "signal";
+        case EventKind::Barrier: return "barrier";
+        case EventKind::Callback: return "callback";
+    }
+    return "?";
+}
+
 void Simulator::past(const Event& e) const {
     throw std::logic_error("event scheduled in the past: at " + Time::ps(e.time).str() + ", now " +
                            Time::ps(now_).str());

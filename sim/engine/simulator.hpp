@@ -24,6 +24,7 @@ class Simulator;
 
 // Kinds of events, part of the fingerprint.
 enum class EventKind : std::uint8_t { Start = 1, Delay, LockGrant, Signal, Barrier, Callback };
+const char* to_string(EventKind k);
 
 // An event, ordered by (time, order); order packs (priority, insertion sequence, kind) so that a
 // single integer comparison breaks ties. Priority: lower runs first; default 0. The target is a
@@ -110,14 +111,16 @@ public:
     // Smallest time without changing anything (a scan of one bucket).
     std::int64_t min_time() const {
         if (!b_[0].empty()) return b_[0].front().time;
-        const auto& v = b_[__builtin_ctzll(mask_) + 1];
-        std::int64_t m = v.front().time;
-        for (const Event& e : v) m = e.time < m ? e.time : m;
-        return m;
+        return min_of(b_[__builtin_ctzll(mask_) + 1]);
     }
 
 private:
     static bool later(const Event& a, const Event& b) { return a.order > b.order; }
+    static std::int64_t min_of(const std::vector<Event>& v) {
+        std::int64_t m = v.front().time;
+        for (const Event& e : v) m = e.time < m ? e.time : m;
+        return m;
+    }
     int bucket(std::int64_t t) const {
         const auto x = static_cast<std::uint64_t>(t ^ last_);
         return x == 0 ? 0 : 64 - __builtin_clzll(x);
@@ -125,9 +128,7 @@ private:
     void refill() {
         const int k = __builtin_ctzll(mask_) + 1;
         std::vector<Event>& v = b_[k];
-        std::int64_t m = v.front().time;
-        for (const Event& e : v) m = e.time < m ? e.time : m;
-        last_ = m;
+        last_ = min_of(v);
         for (const Event& e : v) {
             const int j = bucket(e.time);
             b_[j].push_back(e);
@@ -210,12 +211,13 @@ public:
     void cancel(EventTarget& t) { t.armed_ = 0; }
 
     // Wakes a suspended coroutine at `at`. Used by awaitables.
-    void schedule_resume_pid(Time at, std::coroutine_handle<> h, std::uint32_t pid, EventKind kind) {
-        push(Event{at.ps(), make_order(0, kind), reinterpret_cast<std::uintptr_t>(h.address()), pid});
+    void schedule_resume_pid(Time at, std::coroutine_handle<> h, std::uint32_t pid, EventKind kind,
+                             std::int8_t priority = 0) {
+        push(Event{at.ps(), make_order(priority, kind), reinterpret_cast<std::uintptr_t>(h.address()), pid});
     }
     void schedule_resume(Time at, std::coroutine_handle<> h, Process* p, EventKind kind,
                          std::int8_t priority = 0) {
-        push(Event{at.ps(), make_order(priority, kind), reinterpret_cast<std::uintptr_t>(h.address()), p->id()});
+        schedule_resume_pid(at, h, p->id(), kind, priority);
     }
 
     RunStatus run(Time until = Time::max());
