@@ -188,6 +188,26 @@ const vm::Memslot& slot_by_id(const Node& n, const vm::VmConfig& vm, std::uint64
     n.fail("no memslot with id " + std::to_string(id));
 }
 
+// The vCPUs a per-vCPU operation happens on: listed, or vCPU 0 for SMM (the boot CPU, as with
+// SeaBIOS) and every vCPU for a nested guest.
+std::vector<std::uint32_t> vcpus_of(const Node& op, const vm::VmConfig& vm, vm::Operation kind) {
+    std::vector<std::uint32_t> out;
+    if (auto s = op.opt_array("vcpus")) {
+        for (const auto& e : s->elements()) {
+            const std::uint64_t v = e.as_uint();
+            if (v >= vm.vcpus) e.fail("expected a vCPU index below " + std::to_string(vm.vcpus));
+            if (std::find(out.begin(), out.end(), v) != out.end()) e.fail("expected each vCPU once");
+            out.push_back(static_cast<std::uint32_t>(v));
+        }
+        if (out.empty()) s->fail("expected at least one vCPU");
+    } else if (kind == vm::Operation::SmmEnter || kind == vm::Operation::SmmExit) {
+        out.push_back(0);
+    } else {
+        for (std::uint32_t v = 0; v < vm.vcpus; ++v) out.push_back(v);
+    }
+    return out;
+}
+
 std::vector<std::uint32_t> slots_of(const Node& op, const vm::VmConfig& vm) {
     std::vector<std::uint32_t> out;
     if (auto s = op.opt_array("slots")) {
@@ -226,7 +246,8 @@ void require_op(const Node& at, const vm::ModelInfo& info, vm::Operation op) {
 
 workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::ModelInfo& info,
                                std::initializer_list<std::string_view> extra_keys) {
-    std::vector<std::string_view> keys = {"op", "slots", "start", "size", "reason", "initially_set", "chunk"};
+    std::vector<std::string_view> keys = {"op",           "slots", "start", "size", "reason",
+                                          "initially_set", "chunk", "vcpus", "eptp"};
     keys.insert(keys.end(), extra_keys.begin(), extra_keys.end());
     n.check_keys(keys);
     workload::HostOp h;
@@ -242,6 +263,20 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
         h.reason = n.opt_enum_mapped<vm::ZapReason>(
             "reason", vm::ZapReason::Mtrr,
             {{"mtrr", vm::ZapReason::Mtrr}, {"cr0_cd", vm::ZapReason::Cr0Cd}, {"other", vm::ZapReason::Other}});
+    }
+    const bool per_vcpu = h.op == vm::Operation::SmmEnter || h.op == vm::Operation::SmmExit ||
+                          h.op == vm::Operation::NestedStart || h.op == vm::Operation::NestedStop;
+    if (per_vcpu) {
+        h.vcpus = vcpus_of(n, vm, h.op);
+    } else if (n.has("vcpus")) {
+        n["vcpus"].fail(std::string("expected no vcpus for ") + vm::to_string(h.op) + " (it runs on a host thread)");
+    }
+    if (h.op == vm::Operation::NestedStart || h.op == vm::Operation::NestedStop) {
+        const std::uint64_t eptp = n.opt_size("eptp", 0x1000);
+        if (eptp % vm::kPageSize) n["eptp"].fail("expected a 4K-aligned guest physical address");
+        h.eptp = eptp / vm::kPageSize;
+    } else if (n.has("eptp")) {
+        n["eptp"].fail("expected eptp only for nested_start and nested_stop");
     }
     h.dirty.manual_protect_initially_set = n.opt_bool("initially_set", false);
     h.clear_chunk_pages = n.opt_uint("chunk", 0);

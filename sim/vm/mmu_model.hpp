@@ -87,6 +87,14 @@ public:
     virtual engine::Task<void> dirty_log_disable(const CpuContext& cpu, std::uint32_t slot);
     virtual engine::Task<void> zap_gfn_range(const CpuContext& cpu, Gfn start, Gfn end, ZapReason reason);
     virtual engine::Task<void> invalidate_range(const CpuContext& cpu, Gfn start, Gfn end);
+    // An SMM transition of the vCPU cpu.vcpu: SMI taken (enter) or RSM (leave). Runs in that
+    // vCPU's context (kvm_smm_transition).
+    virtual engine::Task<void> smm_transition(const CpuContext& cpu, bool enter);
+    // The vCPU cpu.vcpu starts running a nested (L2) guest whose EPT root is the L1 page at
+    // guest frame eptp (VMLAUNCH/VMRESUME: an indirect root is allocated), or stops (L2 exits
+    // for good: the root is released).
+    virtual engine::Task<void> nested_start(const CpuContext& cpu, Gfn eptp);
+    virtual engine::Task<void> nested_stop(const CpuContext& cpu, Gfn eptp);
 };
 
 struct ModelInfo {

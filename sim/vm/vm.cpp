@@ -111,6 +111,18 @@ engine::Task<void> MmuModel::invalidate_range(const CpuContext&, Gfn, Gfn) {
     unsupported("invalidate_range");
     co_return;
 }
+engine::Task<void> MmuModel::smm_transition(const CpuContext&, bool) {
+    unsupported("smm_transition");
+    co_return;
+}
+engine::Task<void> MmuModel::nested_start(const CpuContext&, Gfn) {
+    unsupported("nested_start");
+    co_return;
+}
+engine::Task<void> MmuModel::nested_stop(const CpuContext&, Gfn) {
+    unsupported("nested_stop");
+    co_return;
+}
 
 const KnobSpec* ModelInfo::knob(std::string_view n) const {
     for (const auto& k : knobs)

@@ -79,10 +79,38 @@ engine::Task<void> Executor::host_op(const vm::CpuContext& cpu, const HostOp& op
             break;
         case Operation::ZapGfnRange: co_await model_.zap_gfn_range(cpu, op.start, op.end, op.reason); break;
         case Operation::Invalidate: co_await model_.invalidate_range(cpu, op.start, op.end); break;
-        default: throw std::logic_error(std::string("workload cannot run operation ") + vm::to_string(op.op));
+        case Operation::SmmEnter:
+        case Operation::SmmExit:
+        case Operation::NestedStart:
+        case Operation::NestedStop: co_await on_vcpus(op); break;
     }
     sim_.trace_end();
     if (sim_.tracer()) trace_counters(sim_);
+}
+
+engine::Task<void> Executor::vcpu_op(const vm::CpuContext& cpu, const HostOp& op, std::uint32_t& pending,
+                                      engine::Signal& done) {
+    using vm::Operation;
+    switch (op.op) {
+        case Operation::SmmEnter: co_await model_.smm_transition(cpu, true); break;
+        case Operation::SmmExit: co_await model_.smm_transition(cpu, false); break;
+        case Operation::NestedStart: co_await model_.nested_start(cpu, op.eptp); break;
+        case Operation::NestedStop: co_await model_.nested_stop(cpu, op.eptp); break;
+        default: throw std::logic_error(std::string("not a per-vCPU operation: ") + vm::to_string(op.op));
+    }
+    if (--pending == 0) done.notify_all();
+}
+
+// A per-vCPU operation runs in each named vCPU's context, concurrently, and completes when the
+// last of them does. The vCPU's guest stream is not paused meanwhile (an approximation: in KVM
+// the transition happens inside that vCPU's KVM_RUN).
+engine::Task<void> Executor::on_vcpus(const HostOp& op) {
+    std::uint32_t pending = static_cast<std::uint32_t>(op.vcpus.size());
+    if (pending == 0) co_return;
+    engine::Signal done(sim_, std::string(vm::to_string(op.op)) + " done");
+    for (std::uint32_t v : op.vcpus)
+        sim_.spawn(vcpus_[v].name + ":" + vm::to_string(op.op), vcpu_op(vcpus_[v], op, pending, done));
+    co_await done.wait();
 }
 
 engine::Task<void> Executor::vmm() {

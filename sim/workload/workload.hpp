@@ -21,6 +21,10 @@ struct HostOp {
     vm::ZapReason reason = vm::ZapReason::Mtrr;
     vm::DirtyLogOptions dirty;
     std::uint64_t clear_chunk_pages = 0;  // dirty_log_clear: pages per KVM_CLEAR_DIRTY_LOG (0: whole slot)
+    // smm_enter/smm_exit/nested_start/nested_stop: the vCPUs it happens on, each in its own
+    // context and concurrently; nested: the L1 frame holding the L2 guest's EPT root.
+    std::vector<std::uint32_t> vcpus;
+    Gfn eptp = 0;
 };
 
 struct Step {
@@ -73,6 +77,9 @@ private:
     engine::Task<void> vcpu(std::uint32_t index);
     engine::Task<void> actor(const TimedEvent& e, vm::CpuContext& cpu);
     engine::Task<void> host_op(const vm::CpuContext& cpu, const HostOp& op);
+    engine::Task<void> on_vcpus(const HostOp& op);
+    engine::Task<void> vcpu_op(const vm::CpuContext& cpu, const HostOp& op, std::uint32_t& pending,
+                               engine::Signal& done);
     void release_vcpus(const std::vector<AccessStream>* streams);
 
     engine::Simulator& sim_;
