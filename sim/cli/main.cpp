@@ -6,9 +6,10 @@
 //   kvmsim suite DIR [--seed N]          every scenario in DIR, every variant
 //   kvmsim validate FILE...              every variant of each file
 //   kvmsim list                          models, knobs, presets, host profiles
-//   kvmsim compare SCENARIO|DIR... [--seeds N] [--json OUT]
+//   kvmsim compare SCENARIO|DIR... [--seeds N] [--jobs N] [--json OUT]
 //                                        every variant over the same N seeds: means, change
-//                                        against the baseline, paired 95% intervals
+//                                        against the baseline, paired 95% intervals; runs in
+//                                        N worker processes (default: one per CPU)
 //   kvmsim compare A.json B.json         two saved results
 // Exit status: 0 success, 1 a run failed (deadlock, internal error), 2 bad input or usage.
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "models/registry.hpp"
+#include "sim/cli/batch.hpp"
 #include "sim/report/compare.hpp"
 #include "sim/report/report.hpp"
 #include "sim/report/trace_writer.hpp"
@@ -50,7 +52,7 @@ constexpr const char* kUsage =
     "       kvmsim suite DIR [--seed N]\n"
     "       kvmsim validate FILE...\n"
     "       kvmsim list\n"
-    "       kvmsim compare SCENARIO|DIR... [--seeds N] [--json OUT]\n"
+    "       kvmsim compare SCENARIO|DIR... [--seeds N] [--jobs N] [--json OUT]\n"
     "       kvmsim compare RESULT_A.json RESULT_B.json\n";
 
 struct UsageError : std::runtime_error {
@@ -235,15 +237,106 @@ bool is_result_file(const std::string& path) {
     return j.is_object() && j.contains("result_schema");
 }
 
+// Every variant of every scenario file over the same seeds. A variant whose first run drew no
+// random number gives that same result under every seed, so it runs once (exact, not a shortcut
+// of the statistics: the other seeds' runs would be bit-identical).
+std::vector<report::CompareResult> compare_scenarios(const std::vector<std::string>& files, std::uint64_t nseeds,
+                                                     unsigned jobs, std::ostream& note) {
+    struct Point {
+        std::size_t file, variant;
+        std::uint64_t seed;
+    };
+    std::vector<std::vector<std::string>> variants;
+    std::vector<std::vector<std::uint64_t>> seeds;
+    for (const auto& f : files) {
+        std::vector<std::string> vs = scenario::scenario_variants(f);
+        if (vs.empty()) vs.push_back("");
+        // Load every variant before anything runs: bad input fails first, and alone.
+        std::uint64_t base = 0;
+        for (std::size_t v = 0; v < vs.size(); ++v) {
+            const auto sc = scenario::load_scenario(f, load_options(vs[v].empty() ? std::nullopt : std::optional(vs[v]), std::nullopt));
+            if (v == 0) base = sc.seed;
+        }
+        std::vector<std::uint64_t> ss;
+        for (std::uint64_t i = 0; i < nseeds; ++i) ss.push_back(base + i);
+        variants.push_back(std::move(vs));
+        seeds.push_back(std::move(ss));
+    }
+    auto run_points = [&](const std::vector<Point>& pts) {
+        auto name = [&](std::size_t i) {
+            const Point& p = pts[i];
+            const std::string& v = variants[p.file][p.variant];
+            return files[p.file] + (v.empty() ? "" : " [" + v + "]") + " seed " + std::to_string(p.seed);
+        };
+        const auto texts = cli::parallel_map(
+            pts.size(), jobs,
+            [&](std::size_t i) {
+                const Point& p = pts[i];
+                const std::string& v = variants[p.file][p.variant];
+                const auto r = runner::run(scenario::load_scenario(
+                    files[p.file], load_options(v.empty() ? std::nullopt : std::optional(v), p.seed)));
+                return report::to_json(r).dump();
+            },
+            name);
+        std::vector<nlohmann::json> docs;
+        for (std::size_t i = 0; i < texts.size(); ++i) {
+            docs.push_back(nlohmann::json::parse(texts[i]));
+            if (docs.back().value("status", "") != "completed")
+                throw std::runtime_error(name(i) + ": " + docs.back().value("status", "?") + "\n" +
+                                         docs.back().value("deadlock", ""));
+        }
+        return docs;
+    };
+
+    std::vector<Point> first;
+    for (std::size_t f = 0; f < files.size(); ++f)
+        for (std::size_t v = 0; v < variants[f].size(); ++v) first.push_back({f, v, seeds[f][0]});
+    const auto first_docs = run_points(first);
+    std::vector<Point> rest;
+    for (std::size_t i = 0; i < first.size(); ++i)
+        if (first_docs[i].value("seed_used", true))
+            for (std::size_t s = 1; s < nseeds; ++s) rest.push_back({first[i].file, first[i].variant, seeds[first[i].file][s]});
+    const auto rest_docs = run_points(rest);
+
+    std::vector<report::CompareResult> out;
+    std::size_t k = 0, r = 0;
+    for (std::size_t f = 0; f < files.size(); ++f) {
+        std::vector<std::vector<nlohmann::json>> docs(variants[f].size());
+        bool reused = false;
+        for (std::size_t v = 0; v < variants[f].size(); ++v, ++k) {
+            docs[v].push_back(first_docs[k]);
+            const bool used = first_docs[k].value("seed_used", true);
+            for (std::size_t s = 1; s < nseeds; ++s) {
+                if (used) {
+                    docs[v].push_back(rest_docs[r++]);
+                } else {
+                    docs[v].push_back(first_docs[k]);
+                    docs[v].back()["seed"] = seeds[f][s];
+                    reused = true;
+                }
+            }
+        }
+        if (reused && nseeds > 1)
+            note << files[f] << ": a variant drew no random number, so one run stands for all " << nseeds << " seeds\n";
+        out.push_back(report::compare_documents(variants[f], seeds[f], docs));
+    }
+    return out;
+}
+
 int cmd_compare(const std::vector<std::string>& args) {
     std::vector<std::string> paths;
     std::optional<std::string> json_out;
     std::uint64_t nseeds = 5;
+    unsigned jobs = cli::default_jobs();
     for (std::size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
         if (a == "--seeds" && i + 1 < args.size()) {
             nseeds = parse_seed(args[++i]);
             if (nseeds == 0 || nseeds > 10000) throw UsageError("--seeds expects 1 to 10000");
+        } else if (a == "--jobs" && i + 1 < args.size()) {
+            const std::uint64_t j = parse_seed(args[++i]);
+            if (j == 0 || j > 1024) throw UsageError("--jobs expects 1 to 1024");
+            jobs = static_cast<unsigned>(j);
         } else if (a == "--json" && i + 1 < args.size()) {
             json_out = args[++i];
         } else if (!a.empty() && a[0] == '-') {
@@ -255,46 +348,26 @@ int cmd_compare(const std::vector<std::string>& args) {
     if (paths.empty()) throw UsageError("compare expects a scenario, a directory, or two result files");
     nlohmann::ordered_json all = nlohmann::ordered_json::array();
     if (paths.size() == 2 && is_result_file(paths[0]) && is_result_file(paths[1])) {
-        std::vector<std::vector<std::vector<report::MetricValue>>> values;
-        std::vector<std::string> names, selftest;
-        std::string scenario;
+        std::vector<std::vector<nlohmann::json>> docs;
+        std::vector<std::string> names;
         for (const auto& p : paths) {
-            const nlohmann::json j = scenario::parse_json_file(p);
-            values.push_back({report::metrics_of(j)});
+            docs.push_back({scenario::parse_json_file(p)});
             names.push_back(fs::path(p).filename().string());
-            if (scenario.empty() && j.contains("scenario") && j["scenario"].is_string()) scenario = j["scenario"];
-            if (selftest.empty() && j.contains("phases") && j["phases"].is_array())
-                for (const auto& ph : j["phases"])
-                    if (ph.is_object() && ph.value("selftest_metric", false) && ph.contains("name") && ph["name"].is_string())
-                        selftest.push_back(ph["name"]);
         }
-        const auto c = report::compare_values(scenario, selftest, names, {0}, values);
+        const auto c = report::compare_documents(names, {0}, docs);
         report::print_compare(std::cout, c);
         all.push_back(report::to_json(c));
     } else {
+        std::vector<std::string> files;
         for (const auto& path : paths)
-            for (const auto& f : scenario_files(path)) {
-                std::vector<std::string> variants = scenario::scenario_variants(f);
-                if (variants.empty()) variants.push_back("");
-                const auto base = scenario::load_scenario(f, load_options(std::nullopt, std::nullopt));
-                std::vector<std::uint64_t> seeds;
-                for (std::uint64_t i = 0; i < nseeds; ++i) seeds.push_back(base.seed + i);
-                std::vector<std::vector<runner::Result>> runs(variants.size());
-                for (std::size_t v = 0; v < variants.size(); ++v)
-                    for (auto seed : seeds) {
-                        const auto sc = scenario::load_scenario(
-                            f, load_options(variants[v].empty() ? std::nullopt : std::optional(variants[v]), seed));
-                        runs[v].push_back(runner::run(sc));
-                        if (runs[v].back().status != "completed")
-                            throw std::runtime_error(f + " [" + variants[v] + "] seed " + std::to_string(seed) + ": " +
-                                                     runs[v].back().status + "\n" + runs[v].back().deadlock);
-                    }
-                const auto c = report::compare(variants, seeds, runs);
-                std::cout << "== " << f << "\n";
-                report::print_compare(std::cout, c);
-                std::cout << "\n";
-                all.push_back(report::to_json(c));
-            }
+            for (const auto& f : scenario_files(path)) files.push_back(f);
+        const auto results = compare_scenarios(files, nseeds, jobs, std::cerr);
+        for (std::size_t i = 0; i < files.size(); ++i) {
+            std::cout << "== " << files[i] << "\n";
+            report::print_compare(std::cout, results[i]);
+            std::cout << "\n";
+            all.push_back(report::to_json(results[i]));
+        }
     }
     if (json_out) {
         nlohmann::ordered_json doc = all.size() == 1 ? all[0] : nlohmann::ordered_json{{"comparisons", all}};

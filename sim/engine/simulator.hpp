@@ -184,9 +184,13 @@ public:
 
     Time now() const { return Time::ps(now_); }
     std::uint64_t seed() const { return seed_; }
+    // The only way a run's seed reaches it: a run that never asks for a stream gives the same
+    // result under every seed (seed_used() says so, and compare runs such a variant once).
     RandomStream stream(std::string_view name, std::uint64_t index = 0) const {
+        seed_used_ = true;
         return RandomStream(seed_, name, index);
     }
+    bool seed_used() const { return seed_used_; }
 
     // Processes start at the current time, in spawn order.
     Process& spawn(std::string name, Task<void> body);
@@ -290,6 +294,7 @@ private:
     void build_deadlock_report();
 
     std::uint64_t seed_;
+    mutable bool seed_used_ = false;
     std::int64_t now_ = 0;
     std::uint64_t seq_ = 0;
     std::uint64_t events_ = 0;

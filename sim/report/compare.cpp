@@ -95,6 +95,27 @@ CompareResult compare(const std::vector<std::string>& variants, const std::vecto
     return c;
 }
 
+CompareResult compare_documents(const std::vector<std::string>& variants, const std::vector<std::uint64_t>& seeds,
+                                const std::vector<std::vector<nlohmann::json>>& docs) {
+    std::vector<std::vector<std::vector<MetricValue>>> values(docs.size());
+    for (std::size_t v = 0; v < docs.size(); ++v)
+        for (const auto& d : docs[v]) values[v].push_back(metrics_of(d));
+    std::string scenario, preset;
+    std::vector<std::string> selftest;
+    if (!docs.empty() && !docs[0].empty()) {
+        const nlohmann::json& j = docs[0][0];
+        if (j.contains("scenario") && j["scenario"].is_string()) scenario = j["scenario"];
+        if (j.contains("preset") && j["preset"].is_string()) preset = j["preset"];
+        if (j.contains("phases") && j["phases"].is_array())
+            for (const auto& ph : j["phases"])
+                if (ph.is_object() && ph.value("selftest_metric", false) && ph.contains("name") && ph["name"].is_string())
+                    selftest.push_back(ph["name"]);
+    }
+    CompareResult c = compare_values(scenario, selftest, variants, seeds, values);
+    c.preset = preset;
+    return c;
+}
+
 CompareResult compare_values(const std::string& scenario, const std::vector<std::string>& selftest_metrics,
                              const std::vector<std::string>& variants, const std::vector<std::uint64_t>& seeds,
                              const std::vector<std::vector<std::vector<MetricValue>>>& runs) {

@@ -56,6 +56,11 @@ CompareResult compare_values(const std::string& scenario, const std::vector<std:
                              const std::vector<std::string>& variants, const std::vector<std::uint64_t>& seeds,
                              const std::vector<std::vector<std::vector<MetricValue>>>& values);
 
+// The same from result documents (result.schema.json): docs[v][s] for variant v at seeds[s]; the
+// scenario, preset and selftest metrics come from the first.
+CompareResult compare_documents(const std::vector<std::string>& variants, const std::vector<std::uint64_t>& seeds,
+                                const std::vector<std::vector<nlohmann::json>>& docs);
+
 // Two-sided 95% quantile of Student's t with `df` degrees of freedom (df >= 1).
 double t95(std::size_t df);
 

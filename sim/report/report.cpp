@@ -57,6 +57,7 @@ nlohmann::ordered_json to_json(const runner::Result& r) {
     j["scenario_sha256"] = r.scenario_sha256;
     j["variant"] = r.variant;
     j["seed"] = r.seed;
+    j["seed_used"] = r.seed_used;
     j["model"] = r.model;
     j["preset"] = r.preset;
     j["fingerprint"] = hex64(r.fingerprint);

@@ -62,6 +62,7 @@ Result run(const scenario::Scenario& s, const RunOptions& opts) {
     r.scenario_sha256 = s.sha256;
     r.variant = s.variant;
     r.seed = s.seed;
+    r.seed_used = sim.seed_used();
     r.model = s.model;
     r.preset = s.workload.preset;
     r.fingerprint = sim.fingerprint();

@@ -36,6 +36,7 @@ struct Result {
     std::string scenario_sha256;
     std::string variant;
     std::uint64_t seed = 0;
+    bool seed_used = false;  // false: every seed gives this same result
     std::string model;
     std::string preset;
     std::uint64_t fingerprint = 0;

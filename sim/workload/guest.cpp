@@ -58,7 +58,10 @@ GuestScheduler::GuestScheduler(engine::Simulator& sim, vm::MmuModel& model)
     : sim_(sim), model_(model), lookahead_(model.fault_lookahead()) {}
 
 engine::Task<void> GuestScheduler::run(const vm::CpuContext& cpu, const AccessStream& stream, VcpuStats& stats) {
-    StreamCursor cursor(stream, sim_.stream("guest", static_cast<std::uint64_t>(cpu.vcpu)));
+    // Only a stream that draws (random pattern, access mix) takes the seed.
+    const bool draws = stream.pattern == AccessStream::Pattern::Random || stream.mix;
+    StreamCursor cursor(stream, draws ? sim_.stream("guest", static_cast<std::uint64_t>(cpu.vcpu))
+                                      : engine::RandomStream(0, "unused", 0));
     Vcpu v;
     v.cpu = &cpu;
     v.cursor = &cursor;

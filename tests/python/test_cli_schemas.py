@@ -73,6 +73,31 @@ def test_compare_of_two_results_matches_the_runs(tmp_path):
     assert metrics["stat pf_fixed"]["variants"]["b.json"]["mean"] == rb["stats"]["pf_fixed"]
 
 
+def test_compare_gives_the_same_table_on_one_worker_and_on_two(tmp_path):
+    data = ROOT / "tests" / "data" / "tdp-zap.json"
+    one = kvmsim("compare", data, "--seeds", "2", "--jobs", "1", "--json", tmp_path / "one.json")
+    two = kvmsim("compare", data, "--seeds", "2", "--jobs", "2", "--json", tmp_path / "two.json")
+    assert one.returncode == 0, one.stderr
+    assert two.returncode == 0, two.stderr
+    assert one.stdout == two.stdout
+    a, b = json.loads((tmp_path / "one.json").read_text()), json.loads((tmp_path / "two.json").read_text())
+    assert a == b
+    assert len(a["seeds"]) == 2
+
+
+def test_compare_runs_a_seed_independent_variant_once(tmp_path):
+    data = ROOT / "tests" / "data" / "tdp-split.json"
+    r = kvmsim("compare", data, "--seeds", "3", "--json", tmp_path / "c.json")
+    assert r.returncode == 0, r.stderr
+    assert "one run stands for all 3 seeds" in r.stderr
+    doc = json.loads((tmp_path / "c.json").read_text())
+    assert doc["seeds"] == [doc["seeds"][0] + i for i in range(3)]
+    # Every seed's run is the same run: no spread.
+    for m in doc["metrics"]:
+        for v in m["variants"].values():
+            assert v["stdev"] <= 1e-9 * abs(v["mean"])
+
+
 @pytest.mark.parametrize(
     "edit, pointer",
     [

@@ -20,10 +20,11 @@ namespace {
 std::string src(const std::string& rel) { return std::string(KVMSIM_SOURCE_DIR) + "/" + rel; }
 
 runner::Result run_file(const std::string& rel, std::optional<std::string> variant = std::nullopt,
-                        const runner::RunOptions& ro = {}) {
+                        const runner::RunOptions& ro = {}, std::optional<std::uint64_t> seed = std::nullopt) {
     scenario::LoadOptions o;
     o.models = &models::builtin_models();
     o.variant = std::move(variant);
+    o.seed = seed;
     o.host_dirs = {src("scenarios/hosts")};
     return runner::run(scenario::load_scenario(src(rel), o), ro);
 }
@@ -71,6 +72,22 @@ TEST_CASE("golden: same scenario, same fingerprint; chunked runs too", "[golden]
     CHECK(calls > 1);
     CHECK(c.fingerprint == a.fingerprint);
     CHECK(c.stats == a.stats);
+}
+
+TEST_CASE("a run that draws no random number is the same under every seed", "[golden][determinism]") {
+    // kvm_page_table_test walks sequentially: nothing asks for a random stream.
+    const auto a = run_file("tests/data/tdp-fault.json", std::nullopt, {}, 1);
+    const auto b = run_file("tests/data/tdp-fault.json", std::nullopt, {}, 977);
+    CHECK_FALSE(a.seed_used);
+    CHECK_FALSE(b.seed_used);
+    CHECK(a.fingerprint == b.fingerprint);
+    CHECK(a.stats == b.stats);
+    // Random streams take the seed, and it shows.
+    const auto c = run_file("tests/data/tdp-zap.json", std::nullopt, {}, 1);
+    const auto d = run_file("tests/data/tdp-zap.json", std::nullopt, {}, 977);
+    CHECK(c.seed_used);
+    CHECK(d.seed_used);
+    CHECK(c.fingerprint != d.fingerprint);
 }
 
 TEST_CASE("golden: huge pages split by dirty logging and rebuilt", "[golden]") {
