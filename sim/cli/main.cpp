@@ -2,6 +2,7 @@
 //   kvmsim run FILE [--variant V] [--seed N] [--json OUT] [--quiet]
 //              [--trace OUT.json [--trace-from T] [--trace-to T] [--trace-vcpus 0,1,...]]
 //              [--events OUT.json]   every processed event, for kvmsim diff
+//              [--until T]           stop at simulated time T (status "stopped")
 //   kvmsim diff A.json B.json             the first event at which two recorded runs differ
 //   kvmsim suite DIR [--seed N]          every scenario in DIR, every variant
 //   kvmsim validate FILE...              every variant of each file
@@ -48,6 +49,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: kvmsim run FILE [--variant V] [--seed N] [--json OUT] [--quiet]\n"
     "                  [--trace OUT.json [--trace-from T] [--trace-to T] [--trace-vcpus 0,1,...]] [--events OUT.json]\n"
+    "                  [--until T]\n"
     "       kvmsim diff EVENTS_A.json EVENTS_B.json\n"
     "       kvmsim suite DIR [--seed N]\n"
     "       kvmsim validate FILE...\n"
@@ -119,6 +121,7 @@ int cmd_run(const std::vector<std::string>& args) {
     std::optional<std::string> file, variant, json_out, trace_out, events_out;
     std::optional<std::uint64_t> seed;
     report::TraceOptions topts;
+    std::optional<engine::Time> until;
     bool quiet = false;
     for (std::size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
@@ -146,6 +149,7 @@ int cmd_run(const std::vector<std::string>& args) {
             }
             topts.vcpus = set;
         } else if (a == "--events") events_out = value();
+        else if (a == "--until") until = parse_time_arg(a, value());
         else if (!a.empty() && a[0] == '-') throw UsageError("unknown option " + a);
         else if (file) throw UsageError("run takes one scenario file");
         else file = a;
@@ -155,6 +159,7 @@ int cmd_run(const std::vector<std::string>& args) {
         throw UsageError("--trace-from, --trace-to and --trace-vcpus go with --trace");
     const scenario::Scenario sc = scenario::load_scenario(*file, load_options(variant, seed));
     runner::RunOptions ro = progress_options(quiet);
+    if (until) ro.until = *until;
     std::optional<report::ChromeTraceWriter> tracer;
     if (trace_out) {
         tracer.emplace(*trace_out, topts);
@@ -179,7 +184,7 @@ int cmd_run(const std::vector<std::string>& args) {
         report::write_file_atomic(*events_out, j.dump() + "\n");
     }
     if (!quiet) report::print_summary(std::cout, r);
-    return r.status == "completed" ? 0 : 1;
+    return r.status == "completed" || (until && r.status == "stopped") ? 0 : 1;
 }
 
 std::vector<std::string> scenario_files(const std::string& path) {

@@ -108,7 +108,11 @@ void print_summary(std::ostream& os, const runner::Result& r) {
     os << r.scenario;
     if (!r.variant.empty()) os << " [" << r.variant << "]";
     os << "  model " << r.model << ", seed " << r.seed << "\n";
-    if (r.status != "completed") os << "STATUS: " << r.status << "\n" << r.deadlock << "\n";
+    if (r.status == "stopped")
+        os << "STATUS: stopped at " << engine::Time::ps(static_cast<std::int64_t>(r.sim_time_ns * 1000.0)).str()
+           << " (--until): phases still running are not listed\n";
+    else if (r.status != "completed")
+        os << "STATUS: " << r.status << "\n" << r.deadlock << "\n";
     os << "\nPhases";
     if (!r.preset.empty()) os << " (" << r.preset << ")";
     os << ":\n";

@@ -47,12 +47,14 @@ Result run(const scenario::Scenario& s, const RunOptions& opts) {
         // Chunks of simulated time, growing so that long runs report about every chunk.
         engine::Time step = engine::Time::us(100);
         do {
-            status = sim.run(sim.now() + step);
+            const bool last = opts.until - sim.now() <= step;
+            status = sim.run(last ? opts.until : sim.now() + step);
             opts.progress(sim.now().to_ns(), sim.events_processed());
+            if (last) break;
             if (step < engine::Time::ms(100)) step = step * 2;
         } while (status == engine::RunStatus::TimeLimit);
     } else {
-        status = sim.run();
+        status = sim.run(opts.until);
     }
 
     Result r;
@@ -66,7 +68,9 @@ Result run(const scenario::Scenario& s, const RunOptions& opts) {
     r.model = s.model;
     r.preset = s.workload.preset;
     r.fingerprint = sim.fingerprint();
-    r.status = status == engine::RunStatus::Deadlock ? "deadlock" : "completed";
+    r.status = status == engine::RunStatus::Deadlock    ? "deadlock"
+               : status == engine::RunStatus::TimeLimit ? "stopped"
+                                                        : "completed";
     if (const auto* d = sim.deadlock()) r.deadlock = d->text;
     r.events = sim.events_processed();
     r.guest_accesses = exec.accesses();

@@ -40,7 +40,7 @@ struct Result {
     std::string model;
     std::string preset;
     std::uint64_t fingerprint = 0;
-    std::string status;       // "completed" or "deadlock"
+    std::string status;       // "completed", "deadlock" or "stopped" (RunOptions::until)
     std::string deadlock;     // the report, when status is "deadlock"
     std::vector<PhaseStats> phases;   // the workload's steps, in order
     std::map<std::string, std::uint64_t> stats;  // whole run
@@ -60,6 +60,8 @@ struct RunOptions {
     engine::Tracer* tracer = nullptr;                     // traces the run (never changes it)
     std::vector<engine::LoggedEvent>* event_log = nullptr;  // every processed event, for diff
     std::vector<std::string>* process_names = nullptr;      // by process id, with event_log
+    // Stop at this simulated time (status "stopped"): a quick look at a long scenario.
+    engine::Time until = engine::Time::max();
 };
 
 Result run(const scenario::Scenario& s, const RunOptions& opts = {});

@@ -67,7 +67,7 @@ SEEDS = [(p, v) for p in sorted((ROOT / "scenarios" / "seeds").glob("*.json")) f
 @pytest.mark.parametrize("path, variant", SEEDS, ids=lambda x: x.name if isinstance(x, pathlib.Path) else str(x))
 def test_traces_of_every_seed_scenario_are_well_formed(tmp_path, path, variant):
     out = tmp_path / "trace.json"
-    args = ["run", path, "--quiet", "--trace", out, "--trace-to", "300us"]
+    args = ["run", path, "--quiet", "--trace", out, "--trace-to", "300us", "--until", "300us"]
     if variant:
         args += ["--variant", variant]
     r = kvmsim(*args)
