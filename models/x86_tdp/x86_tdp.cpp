@@ -236,7 +236,11 @@ struct X86TdpMmu::ModelCounters {
 // ---------------------------------------------------------------------------------------------
 // Construction
 
-X86TdpMmu::X86TdpMmu(vm::ModelEnv& env)
+X86TdpMmu::X86TdpMmu(vm::ModelEnv& env) : X86TdpMmu(env, nullptr) {}
+
+X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock& shared_mmu_lock) : X86TdpMmu(env, &shared_mmu_lock) {}
+
+X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared)
     : sim_(env.sim),
       cache_(env.cache),
       vm_(env.vm),
@@ -244,7 +248,8 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env)
       k_(Costs::from(env.host.costs)),
       stats_(env.sim.counters()),
       tlb_(stats_, k_.tlb_flush_base, k_.tlb_flush_per_vcpu, env.vm.vcpus),
-      mmu_lock_(env.sim, "mmu_lock") {
+      own_mmu_lock_(shared ? nullptr : std::make_unique<engine::RwLock>(env.sim, "mmu_lock")),
+      mmu_lock_(shared ? *shared : *own_mmu_lock_) {
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
     site_fault_ = sim_.site("kvm_tdp_mmu_page_fault");
     site_zap_ = sim_.site("kvm_zap_gfn_range");
