@@ -1081,6 +1081,7 @@ Task<void> X86ShadowMmu::try_split_huge_pages(Bulk& b, Slot& s) {
             co_await split_huge_page(b, s, *huge, g);
         }
     }
+    split_cache_gauges();
 }
 
 // kvm_mmu_slot_remove_write_access on the rmaps (slot_rmap_write_protect, 4K and 2M levels):
