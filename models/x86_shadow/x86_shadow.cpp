@@ -15,9 +15,13 @@
 #include "models/x86_shadow/x86_shadow.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <stdexcept>
 
+#include "models/common/bulk.hpp"
 #include "models/common/costs.hpp"
+#include "models/common/knobs.hpp"
+#include "models/common/slot.hpp"
 
 namespace kvmsim::models {
 namespace x86_shadow {
@@ -30,6 +34,7 @@ namespace spte = x86_tdp::spte;
 namespace {
 
 constexpr Time kSettleQuantum = Time::us(1);  // simulation granularity of bulk walkers
+constexpr std::string_view kModel = "x86_shadow";
 
 // A pte_list_desc's synthetic address: derived from its list's head (the slab placement is not
 // modelled), in a region of its own.
@@ -50,36 +55,6 @@ constexpr std::uint32_t make_role(int level, bool direct, bool guest_mode) {
 }
 constexpr int role_level(std::uint32_t r) { return static_cast<int>(r & 0xf); }
 constexpr bool role_direct(std::uint32_t r) { return (r & 0x10u) != 0; }
-
-const vm::KnobValue* find_knob(const vm::Knobs& knobs, std::string_view name) {
-    auto it = knobs.find(name);
-    return it == knobs.end() ? nullptr : &it->second;
-}
-bool knob_bool(const vm::Knobs& knobs, std::string_view name, bool def) {
-    const vm::KnobValue* v = find_knob(knobs, name);
-    if (!v) return def;
-    if (const bool* b = std::get_if<bool>(v)) return *b;
-    throw std::invalid_argument("x86_shadow: knob '" + std::string(name) + "' must be a bool");
-}
-std::int64_t knob_int(const vm::Knobs& knobs, std::string_view name, std::int64_t def, std::int64_t lo, std::int64_t hi) {
-    const vm::KnobValue* v = find_knob(knobs, name);
-    if (!v) return def;
-    const std::int64_t* i = std::get_if<std::int64_t>(v);
-    if (!i || *i < lo || *i > hi)
-        throw std::invalid_argument("x86_shadow: knob '" + std::string(name) + "' must be an integer in [" +
-                                    std::to_string(lo) + ", " + std::to_string(hi) + "]");
-    return *i;
-}
-std::string knob_choice(const vm::Knobs& knobs, std::string_view name, const std::string& def,
-                        std::initializer_list<const char*> choices) {
-    const vm::KnobValue* v = find_knob(knobs, name);
-    if (!v) return def;
-    const std::string* s = std::get_if<std::string>(v);
-    if (!s) throw std::invalid_argument("x86_shadow: knob '" + std::string(name) + "' must be a string");
-    for (const char* c : choices)
-        if (*s == c) return *s;
-    throw std::invalid_argument("x86_shadow: knob '" + std::string(name) + "' has no choice '" + *s + "'");
-}
 
 // The alias_percent knob: whether an L1 gfn is also mapped by another L2 gfn or nested root (a
 // deterministic pseudo-random choice per gfn).
@@ -113,36 +88,34 @@ std::vector<std::string> Costs::all_names() {
 
 Costs Costs::from(const vm::CostProfile& p) {
     require_costs(p, all_names(), "x86_shadow");
+    // In the order of names().
+    static constexpr Time Costs::*kFields[] = {
+        &Costs::shadow_fault_base, &Costs::hash_entry_step, &Costs::sp_alloc_base,     &Costs::account_shadowed,
+        &Costs::rmap_op,           &Costs::rmap_head_step,  &Costs::sp_zap_base,       &Costs::rmap_alloc_per_4k,
+        &Costs::guest_walk_level,  &Costs::shadow_root_alloc,
+    };
+    static_assert(std::size(kFields) == 10);
     Costs c;
-    c.shadow_fault_base = p.time("shadow_fault_base");
-    c.hash_entry_step = p.time("hash_entry_step");
-    c.sp_alloc_base = p.time("sp_alloc_base");
-    c.account_shadowed = p.time("account_shadowed");
-    c.rmap_op = p.time("rmap_op");
-    c.rmap_head_step = p.time("rmap_head_step");
-    c.sp_zap_base = p.time("sp_zap_base");
-    c.rmap_alloc_per_4k = p.time("rmap_alloc_per_4k");
-    c.guest_walk_level = p.time("guest_walk_level");
-    c.shadow_root_alloc = p.time("shadow_root_alloc");
+    for (std::size_t i = 0; i < std::size(kFields); ++i) c.*kFields[i] = p.time(names()[i]);
     return c;
 }
 
 Config Config::from(const vm::Knobs& knobs) {
     Config c;
-    c.tdp_mmu = knob_bool(knobs, "tdp_mmu", false);
-    const std::string l = knob_choice(knobs, "child_sp_lookup", "always", {"always", "skip_bool", "skip_count"});
+    c.tdp_mmu = knob_bool(knobs, "tdp_mmu", false, kModel);
+    const std::string l = knob_choice(knobs, "child_sp_lookup", "always", {"always", "skip_bool", "skip_count"}, kModel);
     c.child_sp_lookup = l == "always" ? ChildSpLookup::Always : l == "skip_bool" ? ChildSpLookup::SkipBool
                                                                                   : ChildSpLookup::SkipCount;
-    c.root_alloc_lock = knob_choice(knobs, "root_alloc_lock", "first", {"every", "first"}) == "every"
+    c.root_alloc_lock = knob_choice(knobs, "root_alloc_lock", "first", {"every", "first"}, kModel) == "every"
                             ? RootAllocLock::Every
                             : RootAllocLock::First;
-    c.eager_page_split = knob_bool(knobs, "eager_page_split", true);
-    c.preempt = knob_bool(knobs, "preempt", true);
+    c.eager_page_split = knob_bool(knobs, "eager_page_split", true, kModel);
+    c.preempt = knob_bool(knobs, "preempt", true, kModel);
     c.split_desc_cache_capacity = static_cast<std::uint32_t>(
         knob_int(knobs, "split_desc_cache_capacity", kSplitDescCacheMin + kKvmArchNrObjsPerMemoryCache,
-                 kSplitDescCacheMin, 1 << 20));
-    c.alias_percent = static_cast<std::uint32_t>(knob_int(knobs, "alias_percent", 0, 0, 100));
-    c.split_cache_free = knob_choice(knobs, "split_cache_free", "vm_destroy", {"flags_change", "vm_destroy"}) ==
+                 kSplitDescCacheMin, 1 << 20, kModel));
+    c.alias_percent = static_cast<std::uint32_t>(knob_int(knobs, "alias_percent", 0, 0, 100, kModel));
+    c.split_cache_free = knob_choice(knobs, "split_cache_free", "vm_destroy", {"flags_change", "vm_destroy"}, kModel) ==
                                  "flags_change"
                              ? SplitCacheFree::FlagsChange
                              : SplitCacheFree::VmDestroy;
@@ -164,36 +137,13 @@ struct X86ShadowMmu::Sp {
 };
 
 
-struct X86ShadowMmu::Slot {
-    std::size_t index = 0;
-    std::uint32_t id = 0;
-    Gfn base = 0;
-    std::uint64_t npages = 0;
-    int host_level = 1;  // capped at 2M
-    std::vector<std::uint64_t> populated;  // bit per host page
-    std::vector<std::uint64_t> bitmap;     // dirty bitmap
-    std::uint64_t bitmap_addr = 0;
-    bool contains(Gfn g) const { return g >= base && g - base < npages; }
-    std::uint64_t host_index(Gfn g) const {
-        const unsigned sh = 9 * static_cast<unsigned>(host_level - 1);
-        return (g >> sh) - (base >> sh);
-    }
+struct X86ShadowMmu::Slot : SlotState {};  // host_level capped at 2M
+
+struct X86ShadowMmu::VcpuState : VcpuCaches {
+    MmuMemoryCache info;  // mmu_shadowed_info_cache (indirect SPs)
 };
 
-struct X86ShadowMmu::VcpuState {
-    MmuMemoryCache desc;    // mmu_pte_list_desc_cache
-    MmuMemoryCache page;    // mmu_shadow_page_cache
-    MmuMemoryCache header;  // mmu_page_header_cache
-    MmuMemoryCache info;    // mmu_shadowed_info_cache (indirect SPs)
-};
-
-struct X86ShadowMmu::Bulk {
-    std::uint32_t cpu = 0;
-    engine::LockGuard guard;
-    engine::Site site;
-    Time acc;
-    ReschedClock clock;
-};
+struct X86ShadowMmu::Bulk : BulkWalk {};
 
 struct X86ShadowMmu::ModelCounters {
     explicit ModelCounters(engine::Counters& c)
@@ -939,30 +889,19 @@ Task<void> X86ShadowMmu::nested_stop(const vm::CpuContext& cpu, Gfn eptp) {
 
 X86ShadowMmu::Bulk X86ShadowMmu::make_bulk(const vm::CpuContext& cpu) {
     Bulk b;
-    b.cpu = cpu.host_cpu;
-    b.clock = ReschedClock(kt_.sched_timeslice);
-    b.clock.start(sim_.now());
+    b.start(cpu, kt_.sched_timeslice, sim_.now());
     return b;
 }
 
-Task<void> X86ShadowMmu::settle(Bulk& b) {
-    if (b.acc > Time::zero()) {
-        const Time d = b.acc;
-        b.acc = Time::zero();
-        co_await sim_.delay(d);
-    }
-}
+Task<void> X86ShadowMmu::settle(Bulk& b) { co_await models::settle(sim_, b); }
 
 Task<void> X86ShadowMmu::lock(Bulk& b, engine::Site site) {
-    co_await settle(b);
-    b.guard = co_await mmu_lock_.write(site);
-    b.site = site;
+    co_await lock_walk(sim_, mmu_lock_, b, engine::LockMode::Write, site);
     b.acc += touch(b.cpu, mmu_lock_addr_, true);
 }
 
 Task<void> X86ShadowMmu::unlock(Bulk& b) {
-    co_await settle(b);
-    b.guard.unlock();
+    co_await unlock_walk(sim_, b);
     b.acc += touch(b.cpu, mmu_lock_addr_, true);
 }
 
@@ -1171,7 +1110,6 @@ Task<void> X86ShadowMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint3
 // Registration
 
 vm::ModelInfo x86_shadow_model_info() {
-    using vm::KnobSpec;
     vm::ModelInfo info = x86_tdp_model_info();  // the TDP MMU's knobs apply to the embedded model
     info.name = "x86_shadow";
     info.summary =
@@ -1183,57 +1121,34 @@ vm::ModelInfo x86_shadow_model_info() {
         "mmu_page_hash lookup for direct_map-only VM' (v5.7, 2020-05-08) and Sean Christopherson's review; seed "
         "001 from David Matlack's '[PATCH v6 22/22] KVM: x86/mmu: Extend Eager Page Splitting to nested MMUs' "
         "(2022-05-16) and Sean Christopherson's review";
-    auto choice = [](std::string name, std::string def, std::vector<std::string> choices, std::string meaning) {
-        KnobSpec k;
-        k.name = std::move(name);
-        k.type = KnobSpec::Type::Choice;
-        k.default_value = std::move(def);
-        k.choices = std::move(choices);
-        k.meaning = std::move(meaning);
-        return k;
-    };
-    auto integer = [](std::string name, std::int64_t def, std::int64_t lo, std::int64_t hi, std::string meaning) {
-        KnobSpec k;
-        k.name = std::move(name);
-        k.type = KnobSpec::Type::Int;
-        k.default_value = def;
-        k.min = lo;
-        k.max = hi;
-        k.meaning = std::move(meaning);
-        return k;
-    };
-    KnobSpec tdp;
-    tdp.name = "tdp_mmu";
-    tdp.type = KnobSpec::Type::Bool;
-    tdp.default_value = false;
-    tdp.meaning =
+    info.knobs.push_back(bool_knob(
+        "tdp_mmu", false,
         "the kvm.tdp_mmu module parameter: false = the shadow MMU handles L1 (direct) faults and dirty logging "
         "through rmaps; true = L1 faults and the direct tree's bulk work go to the TDP MMU (x86_tdp) and the "
-        "shadow MMU handles only nested (L2) roots and their rmaps";
-    info.knobs.push_back(tdp);
-    info.knobs.push_back(choice(
+        "shadow MMU handles only nested (L2) roots and their rmaps"));
+    info.knobs.push_back(choice_knob(
         "child_sp_lookup", "always", {"always", "skip_bool", "skip_count"},
         "seed 000, kvm_mmu_get_child_sp under a non-present or huge SPTE: 'always' = walk the mmu_page_hash bucket "
         "(v6.9, and before the patch); 'skip_bool' = allocate without a lookup until the first indirect (nested) "
         "root sets a one-way bool (the patch's shadow_page_may_have_multiple_parents); 'skip_count' = skip while a "
         "count of indirect MMUs is zero, so lookups stop again once nested guests go away (the review)"));
-    info.knobs.push_back(choice(
+    info.knobs.push_back(choice_knob(
         "root_alloc_lock", "first", {"every", "first"},
         "seed 000, how mmu_alloc_shadow_roots updates the bool/count: 'every' = take and release mmu_lock (write) "
         "around the update on every shadow root allocation (and free, for the count), as the patch did; 'first' = "
         "only when the state changes from none (bool false / count 0 -> 1), as the review asked"));
-    info.knobs.push_back(integer(
+    info.knobs.push_back(int_knob(
         "split_desc_cache_capacity", x86_shadow::kSplitDescCacheMin + kKvmArchNrObjsPerMemoryCache,
         x86_shadow::kSplitDescCacheMin, 1 << 20,
         "seed 001: the capacity topup_split_caches fills split_desc_cache to when it holds fewer than "
         "SPLIT_DESC_CACHE_MIN_NR_OBJECTS = 513: 513 = min (the v6 patch), 1026 = 2*min (the review's suggestion), "
         "553 = min + 40 (merged, v6.0+)"));
-    info.knobs.push_back(integer(
+    info.knobs.push_back(int_knob(
         "alias_percent", 0, 0, 100,
         "seed 001: percent of L1 gfns already mapped by another L2 gfn or nested root when the rmaps are created "
         "(a deterministic pseudo-random choice per gfn); splitting a huge page consumes a pte_list_desc for each "
         "such gfn"));
-    info.knobs.push_back(choice(
+    info.knobs.push_back(choice_knob(
         "split_cache_free", "vm_destroy", {"flags_change", "vm_destroy"},
         "seed 001: when the split caches are freed: 'flags_change' = when dirty logging is disabled on a slot "
         "(the v6 patch; leaks them if the VM is destroyed first), 'vm_destroy' = only at VM destruction "
