@@ -720,7 +720,7 @@ Task<void> X86ShadowMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::
             co_await sim_.delay(pre);
             pre = Time::zero();
             std::uint8_t& now = entry(*t, lvl, gfn);
-            if (now == e) {
+            if (now == e && vcpu_tree_[vi] == (t->nested ? t : nullptr)) {
                 now = static_cast<std::uint8_t>(e | spte::W);
                 const Time d = mark_page_dirty(*s, gfn, cpu);
                 stats_.add(stats_.pf_fast);
@@ -742,7 +742,9 @@ Task<void> X86ShadowMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::
         Time held = touch(cpu, mmu_lock_addr_, true);
         const std::uint8_t l1 = entry(*t, 1, gfn), l2 = entry(*t, 2, gfn);
         const bool ok = (is_leaf(l1) && (l1 & need)) || (is_leaf(l2) && (l2 & need));
-        if (!ok) {  // else another vCPU mapped it meanwhile: spurious
+        // The vCPU left L2 (or entered it) while faulting: retry in its current mode.
+        const bool moved = vcpu_tree_[vi] != (t->nested ? t : nullptr) || (t->nested && !t->root);
+        if (!ok && !moved) {  // else another vCPU mapped it meanwhile: spurious
             int goal = max_level(*s, gfn);
             if (t->nested) goal = std::min(goal, guest_leaf_level(*s));
             if (goal == 2 && is_table(l2)) goal = 1;  // huge pages are not rebuilt over a page table
@@ -876,8 +878,9 @@ Task<void> X86ShadowMmu::nested_stop(const vm::CpuContext& cpu, Gfn eptp) {
         Time held = touch(cpu.host_cpu, mmu_lock_addr_, true);
         --sps_[t->root].root_count;
         if (--t->users == 0) {
+            // The tree object stays (a fault of this vCPU may still hold a pointer to it); a
+            // later nested_start with this EPTP gives it a new root.
             held += zap_tree(cpu.host_cpu, *t);
-            nested_.erase(std::find_if(nested_.begin(), nested_.end(), [t](const auto& p) { return p.get() == t; }));
         }
         co_await sim_.delay(held);
     }

@@ -340,3 +340,18 @@ TEST_CASE("x86_shadow runs are deterministic", "[x86_shadow][determinism]") {
     };
     CHECK(once() == once());
 }
+
+TEST_CASE("an L2 fault in flight when its vCPU leaves L2 retries in L1", "[x86_shadow]") {
+    Shadow s(Backing::AnonymousThp, 1024, 1);
+    s.nested_start({0});
+    VcpuResult r;
+    s.sim.spawn("vcpu0", vcpu_program(s.sim, *s.model, s.vctx[0], {{B + 7, Access::Read}}, 0_ns, 0_ns, r));
+    // nested_stop lands while the fault is resolving the host page (before it takes mmu_lock).
+    s.sim.spawn("stop", actor(s.sim, 50_ns, [&]() { return s.model->nested_stop(s.vctx[0], 1); }));
+    s.run();
+    CHECK(r.faults == 2);  // the L2 fault gives up; the access faults again in L1
+    CHECK(s.counter("pf_spurious") == 1);
+    CHECK(s.sh().indirect_shadow_pages() == 0);
+    CHECK(s.sh().n_used_mmu_pages() == 3);  // direct root, PDPT, PD
+    CHECK(s.sh().mapping_level(0, B + 7) == PageLevel::M2);
+}
