@@ -515,16 +515,23 @@ std::uint64_t X86ShadowMmu::rmap_head_addr(Gfn gfn, int level) const {
 // rmap_add: max_mmu_rmap_size records the entries found before the add (pte_list_add's count).
 Time X86ShadowMmu::rmap_add(std::uint32_t cpu, Gfn gfn, int level, MmuMemoryCache& cache) {
     if (!rmaps_) return Time::zero();
-    std::uint32_t& n = level == 1 ? rmap4k_[gfn - span_base_] : rmap2m_[(gfn - span_base_) >> 9];
+    RmapCount& head = level == 1 ? rmap4k_[gfn - span_base_] : rmap2m_[(gfn - span_base_) >> 9];
+    std::uint32_t n = head;
+    if (n == kRmapCountMax) throw std::logic_error("x86_shadow: rmap entry count overflow");
     stats_.set_max(stats_.max_mmu_rmap_size, n);
-    return pte_list_add(cpu, n, rmap_head_addr(gfn, level), cache);
+    const Time c = pte_list_add(cpu, n, rmap_head_addr(gfn, level), cache);
+    head = static_cast<RmapCount>(n);
+    return c;
 }
 
 Time X86ShadowMmu::rmap_remove(std::uint32_t cpu, Gfn gfn, int level) {
     if (!rmaps_) return Time::zero();
-    std::uint32_t& n = level == 1 ? rmap4k_[gfn - span_base_] : rmap2m_[(gfn - span_base_) >> 9];
+    RmapCount& head = level == 1 ? rmap4k_[gfn - span_base_] : rmap2m_[(gfn - span_base_) >> 9];
+    std::uint32_t n = head;
     if (n == 0) return Time::zero();
-    return pte_list_remove(cpu, n, rmap_head_addr(gfn, level));
+    const Time c = pte_list_remove(cpu, n, rmap_head_addr(gfn, level));
+    head = static_cast<RmapCount>(n);
+    return c;
 }
 
 // drop_large_spte of the 2M SPTE covering gfn: clear it, remove it from its rmap, and flush if
@@ -966,7 +973,8 @@ Task<void> X86ShadowMmu::split_huge_page(Bulk& b, Slot& s, Tree& t, Gfn gfn) {
     std::fill_n(t.pte.begin() + static_cast<std::ptrdiff_t>(i), 512, ch);
     c += kt_.split_spte_fill * 512 + touch(b.cpu, sps_[sp].page, true, 4096);
     for (unsigned k = 0; k < 512; ++k) {
-        std::uint32_t& n = rmap4k_[i + k];
+        RmapCount& n = rmap4k_[i + k];
+        if (n == kRmapCountMax) throw std::logic_error("x86_shadow: rmap entry count overflow");
         stats_.set_max(stats_.max_mmu_rmap_size, n);
         c += k_.rmap_op;
         if (pte_list_add_descs(n)) {

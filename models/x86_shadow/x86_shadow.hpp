@@ -250,7 +250,9 @@ private:
     // rmaps (kvm_memory_slot.arch.rmap) per 4K and per 2M gfn over the span, allocated up front
     // with tdp_mmu off and by the first shadow root otherwise; entry counts stand for the lists.
     bool rmaps_ = false;
-    std::vector<std::uint32_t> rmap4k_, rmap2m_;
+    using RmapCount = std::uint16_t;  // entries; 2 bytes per gfn keeps large VMs affordable
+    static constexpr std::uint32_t kRmapCountMax = 0xffff;
+    std::vector<RmapCount> rmap4k_, rmap2m_;
 
     // Seed 000: the one-way bool / the indirect MMU count, and v6.9's shadow_root_allocated.
     bool may_have_multiple_parents_ = false;
