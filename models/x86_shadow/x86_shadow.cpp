@@ -1152,8 +1152,8 @@ vm::ModelInfo x86_shadow_model_info() {
         "split_desc_cache_capacity", x86_shadow::kSplitDescCacheMin + kKvmArchNrObjsPerMemoryCache,
         x86_shadow::kSplitDescCacheMin, 1 << 20,
         "seed 001: the capacity topup_split_caches fills split_desc_cache to when it holds fewer than "
-        "SPLIT_DESC_CACHE_MIN_NR_OBJECTS = 513: 513 = min (the v6 patch), 1026 = 2*min (the review's suggestion), "
-        "553 = min + 40 (merged, v6.0+)"));
+        "SPLIT_DESC_CACHE_MIN_NR_OBJECTS = 513: 513 = min (the v6 patch), 1026 = 2*min (the review's suggestion, as first merged), "
+        "553 = min + 40 (the follow-up that buffers for a few aliased gfns, v6.0+)"));
     info.knobs.push_back(int_knob(
         "alias_percent", 0, 0, 100,
         "seed 001: percent of L1 gfns already mapped by another L2 gfn or nested root when the rmaps are created "
