@@ -1,10 +1,14 @@
 #include "models/registry.hpp"
 
+#include "models/x86_shadow/x86_shadow.hpp"
 #include "models/x86_tdp/x86_tdp.hpp"
 
 namespace kvmsim::models {
 
-void register_builtin_models(vm::ModelRegistry& registry) { register_x86_tdp(registry); }
+void register_builtin_models(vm::ModelRegistry& registry) {
+    register_x86_tdp(registry);
+    register_x86_shadow(registry);
+}
 
 const vm::ModelRegistry& builtin_models() {
     static const vm::ModelRegistry registry = [] {

@@ -22,6 +22,8 @@ inline constexpr std::uint64_t kHostPageSize = 4096;
 // Kernel data lines handed out in order (a 64-byte line per object unless asked otherwise).
 class KernelDataLayout {
 public:
+    // base: where this layout's objects start (a second model in the same VM uses another base).
+    explicit KernelDataLayout(std::uint64_t base = kKernelDataBase) : next_(base) {}
     std::uint64_t alloc(std::uint64_t bytes = 64) {
         const std::uint64_t a = next_;
         next_ += (bytes + 63) & ~std::uint64_t{63};
@@ -29,7 +31,7 @@ public:
     }
 
 private:
-    std::uint64_t next_ = kKernelDataBase;
+    std::uint64_t next_;
 };
 
 // Page-table pages: alloc() returns a page-aligned synthetic HPA. Freed pages are reused LIFO, as
@@ -37,6 +39,7 @@ private:
 // first). Deterministic.
 class PageTablePageAllocator {
 public:
+    explicit PageTablePageAllocator(std::uint64_t base = kPageTableBase) : base_(base) {}
     std::uint64_t alloc() {
         ++live_;
         if (!free_.empty()) {
@@ -44,7 +47,7 @@ public:
             free_.pop_back();
             return a;
         }
-        const std::uint64_t a = kPageTableBase + next_page_ * kHostPageSize;
+        const std::uint64_t a = base_ + next_page_ * kHostPageSize;
         ++next_page_;
         return a;
     }
@@ -56,6 +59,7 @@ public:
     std::uint64_t ever_allocated() const { return next_page_; }
 
 private:
+    std::uint64_t base_;
     std::uint64_t next_page_ = 0;
     std::uint64_t live_ = 0;
     std::vector<std::uint64_t> free_;

@@ -26,7 +26,10 @@
 #include <map>
 #include <stdexcept>
 
+#include "models/common/bulk.hpp"
 #include "models/common/costs.hpp"
+#include "models/common/knobs.hpp"
+#include "models/common/slot.hpp"
 
 namespace kvmsim::models {
 namespace x86_tdp {
@@ -57,29 +60,6 @@ constexpr bool is_table(std::uint8_t e) { return (e & (spte::P | spte::LEAF)) ==
 
 int level_of(vm::PageLevel l) { return static_cast<int>(l); }
 vm::PageLevel page_level(int l) { return static_cast<vm::PageLevel>(l); }
-
-const vm::KnobValue* find_knob(const vm::Knobs& knobs, std::string_view name) {
-    auto it = knobs.find(name);
-    return it == knobs.end() ? nullptr : &it->second;
-}
-
-bool knob_bool(const vm::Knobs& knobs, std::string_view name, bool def) {
-    const vm::KnobValue* v = find_knob(knobs, name);
-    if (!v) return def;
-    if (const bool* b = std::get_if<bool>(v)) return *b;
-    throw std::invalid_argument("x86_tdp: knob '" + std::string(name) + "' must be a bool");
-}
-
-std::string knob_choice(const vm::Knobs& knobs, std::string_view name, const std::string& def,
-                        std::initializer_list<const char*> choices) {
-    const vm::KnobValue* v = find_knob(knobs, name);
-    if (!v) return def;
-    const std::string* s = std::get_if<std::string>(v);
-    if (!s) throw std::invalid_argument("x86_tdp: knob '" + std::string(name) + "' must be a string");
-    for (const char* c : choices)
-        if (*s == c) return *s;
-    throw std::invalid_argument("x86_tdp: knob '" + std::string(name) + "' has no choice '" + *s + "'");
-}
 
 }  // namespace
 
@@ -125,12 +105,12 @@ Costs Costs::from(const vm::CostProfile& p) {
 
 Config Config::from(const vm::Knobs& knobs) {
     Config c;
-    c.fault_lock_write = knob_choice(knobs, "fault_lock", "read", {"read", "write"}) == "write";
-    const std::string z = knob_choice(knobs, "zap_lock", "write", {"write", "read", "drop_write_zap_read"});
+    c.fault_lock_write = knob_choice(knobs, "fault_lock", "read", {"read", "write"}, "x86_tdp") == "write";
+    const std::string z = knob_choice(knobs, "zap_lock", "write", {"write", "read", "drop_write_zap_read"}, "x86_tdp");
     c.zap_lock = z == "write" ? ZapLock::Write : z == "read" ? ZapLock::Read : ZapLock::DropWriteZapRead;
-    c.fault_precheck = knob_bool(knobs, "fault_precheck", true);
-    c.eager_page_split = knob_bool(knobs, "eager_page_split", true);
-    c.preempt = knob_bool(knobs, "preempt", true);
+    c.fault_precheck = knob_bool(knobs, "fault_precheck", true, "x86_tdp");
+    c.eager_page_split = knob_bool(knobs, "eager_page_split", true, "x86_tdp");
+    c.preempt = knob_bool(knobs, "preempt", true, "x86_tdp");
     return c;
 }
 
@@ -144,33 +124,15 @@ struct X86TdpMmu::Pml4e {
     std::uint64_t page = 0;    // PDPT page HPA
 };
 
-struct X86TdpMmu::Slot {
-    std::size_t index = 0;  // in vm_.memslots
-    std::uint32_t id = 0;
-    Gfn base = 0;
-    std::uint64_t npages = 0;
+struct X86TdpMmu::Slot : SlotState {
     vm::Backing backing = vm::Backing::Anonymous;
-    int host_level = 1;
     bool hugetlb = false;
-    std::vector<std::uint64_t> populated;      // anonymous / THP: bit per host page
     std::vector<std::int64_t> hugetlb_ready;   // hugetlb: time (ps) the page is ready, 0 = none
     std::map<std::uint64_t, std::int64_t> populating;  // anonymous / THP first touches in flight
-    std::vector<std::uint64_t> bitmap;         // dirty bitmap (KVM_MEM_LOG_DIRTY_PAGES)
-    std::uint64_t bitmap_addr = 0;
     bool manual_protect = false;               // KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | INITIALLY_SET
-
-    bool contains(Gfn g) const { return g >= base && g - base < npages; }
-    std::uint64_t host_index(Gfn g) const {
-        const unsigned sh = 9 * static_cast<unsigned>(host_level - 1);
-        return (g >> sh) - (base >> sh);
-    }
 };
 
-struct X86TdpMmu::VcpuState {
-    MmuMemoryCache desc;    // mmu_pte_list_desc_cache
-    MmuMemoryCache page;    // mmu_shadow_page_cache
-    MmuMemoryCache header;  // mmu_page_header_cache
-};
+struct X86TdpMmu::VcpuState : VcpuCaches {};
 
 struct X86TdpMmu::EntryRef {
     std::uint8_t* e = nullptr;
@@ -179,15 +141,7 @@ struct X86TdpMmu::EntryRef {
     std::uint64_t addr = 0;
 };
 
-struct X86TdpMmu::Bulk {
-    std::uint32_t cpu = 0;
-    engine::LockGuard guard;
-    LockMode mode = LockMode::Write;
-    engine::Site site;
-    Time acc;
-    ReschedClock clock;
-    std::uint64_t last_line = kNoLine;
-};
+struct X86TdpMmu::Bulk : BulkWalk {};
 
 struct X86TdpMmu::MapPlan {
     enum Kind : std::uint8_t { Through, Link, Split, Install };
@@ -236,7 +190,11 @@ struct X86TdpMmu::ModelCounters {
 // ---------------------------------------------------------------------------------------------
 // Construction
 
-X86TdpMmu::X86TdpMmu(vm::ModelEnv& env)
+X86TdpMmu::X86TdpMmu(vm::ModelEnv& env) : X86TdpMmu(env, nullptr) {}
+
+X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock& shared_mmu_lock) : X86TdpMmu(env, &shared_mmu_lock) {}
+
+X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared)
     : sim_(env.sim),
       cache_(env.cache),
       vm_(env.vm),
@@ -244,7 +202,8 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env)
       k_(Costs::from(env.host.costs)),
       stats_(env.sim.counters()),
       tlb_(stats_, k_.tlb_flush_base, k_.tlb_flush_per_vcpu, env.vm.vcpus),
-      mmu_lock_(env.sim, "mmu_lock") {
+      own_mmu_lock_(shared ? nullptr : std::make_unique<engine::RwLock>(env.sim, "mmu_lock")),
+      mmu_lock_(shared ? *shared : *own_mmu_lock_) {
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
     site_fault_ = sim_.site("kvm_tdp_mmu_page_fault");
     site_zap_ = sim_.site("kvm_zap_gfn_range");
@@ -958,34 +917,19 @@ std::uint64_t X86TdpMmu::entry_addr(int level, Gfn gfn) const {
 
 X86TdpMmu::Bulk X86TdpMmu::make_bulk(const vm::CpuContext& cpu) {
     Bulk b;
-    b.cpu = cpu.host_cpu;
-    b.clock = ReschedClock(k_.sched_timeslice);
-    b.clock.start(sim_.now());
+    b.start(cpu, k_.sched_timeslice, sim_.now());
     return b;
 }
 
-// Lets the accumulated work elapse.
-Task<void> X86TdpMmu::settle(Bulk& b) {
-    if (b.acc > Time::zero()) {
-        const Time d = b.acc;
-        b.acc = Time::zero();
-        co_await sim_.delay(d);
-    }
-    b.last_line = kNoLine;
-}
+Task<void> X86TdpMmu::settle(Bulk& b) { co_await models::settle(sim_, b); }
 
 Task<void> X86TdpMmu::lock(Bulk& b, LockMode mode, engine::Site site) {
-    co_await settle(b);
-    b.guard = co_await (mode == LockMode::Write ? mmu_lock_.write(site) : mmu_lock_.read(site));
-    b.mode = mode;
-    b.site = site;
+    co_await lock_walk(sim_, mmu_lock_, b, mode, site);
     b.acc += lock_touch(b.cpu);
-    b.last_line = kNoLine;
 }
 
 Task<void> X86TdpMmu::unlock(Bulk& b) {
-    co_await settle(b);
-    b.guard.unlock();
+    co_await unlock_walk(sim_, b);
     b.acc += lock_touch(b.cpu);
 }
 
@@ -1400,7 +1344,6 @@ Task<void> X86TdpMmu::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn
 // Registration
 
 vm::ModelInfo x86_tdp_model_info() {
-    using vm::KnobSpec;
     vm::ModelInfo info;
     info.name = "x86_tdp";
     info.summary =
@@ -1411,41 +1354,24 @@ vm::ModelInfo x86_tdp_model_info() {
         "(kvm_mmu_slot_apply_flags), virt/kvm/kvm_main.c; zap_lock alternatives from Yan Zhao's "
         "'[PATCH v4 12/12] KVM: x86/mmu: convert kvm_zap_gfn_range() to use shared mmu_lock in TDP MMU' "
         "(2023-07-14) and Sean Christopherson's reply of 2023-09-05";
-    auto choice = [](std::string name, std::string def, std::vector<std::string> choices, std::string meaning) {
-        KnobSpec k;
-        k.name = std::move(name);
-        k.type = KnobSpec::Type::Choice;
-        k.default_value = std::move(def);
-        k.choices = std::move(choices);
-        k.meaning = std::move(meaning);
-        return k;
-    };
-    auto boolean = [](std::string name, bool def, std::string meaning) {
-        KnobSpec k;
-        k.name = std::move(name);
-        k.type = KnobSpec::Type::Bool;
-        k.default_value = def;
-        k.meaning = std::move(meaning);
-        return k;
-    };
     info.knobs = {
-        choice("fault_lock", "read", {"read", "write"},
+        choice_knob("fault_lock", "read", {"read", "write"},
                "mmu_lock mode of the TDP MMU fault path: 'read' (parallel faults, v5.12+) or 'write' "
                "(exclusive, before v5.12). Other paths keep their v6.9 lock modes."),
-        choice("zap_lock", "write", {"write", "read", "drop_write_zap_read"},
+        choice_knob("zap_lock", "write", {"write", "read", "drop_write_zap_read"},
                "kvm_zap_gfn_range (seed 003): 'write' = v6.x (write lock, 4K-granular leaf zap, yield on "
                "need_resched/rwlock_needbreak with a flush before each yield, one flush at the end); "
                "'read' = Yan Zhao's v4 12/12 (write lock for the invalidation, zap under the read lock with "
                "tdp_mmu_zap_spte_atomic: freeze, flush, clear, for every SPTE <= 1G fully in the range); "
                "'drop_write_zap_read' = Sean Christopherson's suggestion (take write, drop it, zap leaves "
                "under read with cmpxchg and batched flushes, retake write)"),
-        boolean("fault_precheck", true,
+        bool_knob("fault_precheck", true,
                 "v6.8+: kvm_faultin_pfn retries the fault before taking mmu_lock while an invalidation "
                 "covers the gfn (mmu_invalidate_retry_gfn_unsafe); false = the earlier behaviour"),
-        boolean("eager_page_split", true,
+        bool_knob("eager_page_split", true,
                 "kvm.eager_page_split: split huge pages when dirty logging is enabled (or, with "
                 "initially-all-set, on KVM_CLEAR_DIRTY_LOG) instead of on the first write fault"),
-        boolean("preempt", true,
+        bool_knob("preempt", true,
                 "host kernel with CONFIG_PREEMPTION (preempt=full): rwlock_needbreak() reports mmu_lock "
                 "waiters, so long walks yield to them; false = PREEMPT_NONE/VOLUNTARY, where "
                 "rwlock_needbreak() is always false and walks yield only on need_resched()"),

@@ -98,6 +98,9 @@ struct TdpIter {
 class X86TdpMmu final : public vm::MmuModel {
 public:
     explicit X86TdpMmu(vm::ModelEnv& env);
+    // Embedded in another model (x86_shadow with tdp_mmu on): the VM's one mmu_lock is the
+    // embedding model's.
+    X86TdpMmu(vm::ModelEnv& env, engine::RwLock& shared_mmu_lock);
     ~X86TdpMmu() override;
 
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
@@ -147,6 +150,8 @@ public:
     static constexpr std::uint32_t kNoRegion = ~std::uint32_t{0};
 
 private:
+    X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared_mmu_lock);
+
     struct Slot;
     struct Region;
     struct Pml4e;
@@ -219,7 +224,8 @@ private:
     KvmStats stats_;
     RemoteTlbFlush tlb_;
     MmuInvalidation inv_;
-    engine::RwLock mmu_lock_;
+    std::unique_ptr<engine::RwLock> own_mmu_lock_;  // null when the lock is shared
+    engine::RwLock& mmu_lock_;
     KernelDataLayout kdata_;
     PageTablePageAllocator pt_alloc_;
     std::uint64_t mmu_lock_addr_ = 0;

@@ -128,7 +128,8 @@ engine::Task<void> Executor::vmm() {
             if (with_vcpus) release_vcpus(&step.streams);
             co_await host_op(vmm_cpu_, step.host);
             phases_.push_back(PhaseResult{step.name, sim_.now() - t0, step.selftest_metric});
-            if (with_vcpus) co_await all_done_.wait();
+            // The vCPUs may all have finished while the operation ran: all_done_ has fired then.
+            if (with_vcpus && running_ > 0) co_await all_done_.wait();
         }
         sim_.trace_end();
     }

@@ -178,3 +178,73 @@ TEST_CASE("the seed suite runs: every scenario, every variant", "[golden][seeds]
         }
     }
 }
+
+TEST_CASE("golden: seed 000, child SP lookups around a nested guest", "[golden][x86_shadow]") {
+    const auto a = run_file("tests/data/shadow-lookup.json", "always");
+    const auto b = run_file("tests/data/shadow-lookup.json", "skip_bool");
+    const auto c = run_file("tests/data/shadow-lookup.json", "skip_count");
+    for (const auto* x : {&a, &b, &c}) {
+        CHECK(x->status == "completed");
+        // 4 vCPUs x 32 pages of 2M per stage; in stage 2 vCPUs 0 and 1 run L2.
+        CHECK(phase_stat(*x, "shatter 1", "drop_large_spte") == 128);
+        CHECK(phase_stat(*x, "shatter 3", "drop_large_spte") == 128);
+        CHECK(stat(*x, "mmu_cache_miss") == 1415);  // the same SPs are created either way
+        CHECK(stat(*x, "mmu_shadow_zapped") == 67);  // the nested tree, at nested_stop
+    }
+    // Before: every new child SP is looked up; the bool stops that until the first nested root;
+    // the count also after the last one is gone.
+    CHECK(phase_stat(a, "shatter 1", "kvm_mmu_find_shadow_page") == 128);
+    CHECK(phase_stat(b, "shatter 1", "kvm_mmu_find_shadow_page") == 0);
+    CHECK(phase_stat(c, "shatter 1", "kvm_mmu_find_shadow_page") == 0);
+    for (const auto* x : {&a, &b, &c}) CHECK(phase_stat(*x, "shatter 2", "kvm_mmu_find_shadow_page") == 130);
+    CHECK(phase_stat(b, "shatter 3", "kvm_mmu_find_shadow_page") == 128);
+    CHECK(phase_stat(c, "shatter 3", "kvm_mmu_find_shadow_page") == 0);
+    CHECK(phase_stat(b, "shatter 1", "kvm_mmu_find_shadow_page_ps") == 0);
+    CHECK(phase_stat(a, "shatter 1", "kvm_mmu_find_shadow_page_ps") > 0);
+    // mmu_lock around the state: on both root allocations (patch) or only the first (review).
+    CHECK(stat(a, "indirect_mmu_mmu_lock") == 0);
+    CHECK(stat(b, "indirect_mmu_mmu_lock") == 2);
+    CHECK(stat(c, "indirect_mmu_mmu_lock") == 1);
+    CHECK(report::hex64(a.fingerprint) == "1968f0104b994b8f");
+    CHECK(report::hex64(b.fingerprint) == "7c787ab1f0f19998");
+    CHECK(report::hex64(c.fingerprint) == "ec20e2fc21bb457c");
+}
+
+TEST_CASE("golden: seed 001, eager page splitting for nested MMUs", "[golden][x86_shadow]") {
+    const auto min = run_file("tests/data/shadow-split.json", "min");
+    const auto two = run_file("tests/data/shadow-split.json", "2min");
+    const auto p40 = run_file("tests/data/shadow-split.json", "min+40,free-at-flags-change");
+    const auto lazy = run_file("tests/data/shadow-split.json", "no-eager-split");
+    for (const auto* x : {&min, &two, &p40}) {
+        CHECK(phase_stat(*x, "enable dirty logging", "kvm_mmu_split_huge_page") == 128);
+        CHECK(stat(*x, "pte_list_desc_alloc") == 1215);  // the aliased gfns (2%)
+    }
+    // Lock drops (and -EAGAIN restarts) follow the cache capacity.
+    CHECK(stat(min, "need_topup_split_caches_or_resched") == 128);
+    CHECK(stat(two, "need_topup_split_caches_or_resched") == 6);
+    CHECK(stat(p40, "need_topup_split_caches_or_resched") == 29);
+    CHECK(stat(min, "shadow_mmu_split_rmap_restart") == 128);
+    CHECK(lock(min, "write", "kvm_shadow_mmu_try_split_huge_pages")->acquisitions == 129);
+    CHECK(lock(two, "write", "kvm_shadow_mmu_try_split_huge_pages")->acquisitions == 7);
+    // Memory held after dirty logging is disabled: kept until VM destruction, or freed.
+    CHECK(stat(min, "split_caches_bytes") == 201984);
+    CHECK(stat(two, "split_caches_bytes") == 246272);
+    CHECK(stat(p40, "split_caches_bytes") == 0);
+    CHECK(phase_stat(p40, "enable dirty logging", "split_caches_leaked_if_vm_destroyed_bytes") > 0);
+    CHECK(stat(p40, "split_caches_leaked_if_vm_destroyed_bytes") == 0);
+    // Without eager splitting the L2 writes split the huge pages in the fault path.
+    CHECK(stat(lazy, "kvm_mmu_split_huge_page") == 0);
+    CHECK(phase_stat(lazy, "L2 writes", "drop_large_spte") == 128);
+    CHECK(report::hex64(min.fingerprint) == "2484e42687ea6f36");
+    CHECK(report::hex64(two.fingerprint) == "5285315cb9e799c5");
+    CHECK(report::hex64(p40.fingerprint) == "f125c299e1a48c02");
+    CHECK(report::hex64(lazy.fingerprint) == "4959090c27ce8954");
+}
+
+TEST_CASE("golden: x86_shadow runs are reproducible", "[golden][determinism][x86_shadow]") {
+    const auto a = run_file("tests/data/shadow-split.json", "2min");
+    const auto b = run_file("tests/data/shadow-split.json", "2min");
+    CHECK(a.fingerprint == b.fingerprint);
+    CHECK(a.stats == b.stats);
+    CHECK(a.events == b.events);
+}

@@ -2,7 +2,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include "models/registry.hpp"
 #include "sim/scenario/loader.hpp"
+
+#ifndef KVMSIM_SOURCE_DIR
+#define KVMSIM_SOURCE_DIR "."
+#endif
 
 using namespace kvmsim;
 namespace fs = std::filesystem;
@@ -213,4 +218,48 @@ TEST_CASE("every error names the pointer and what was expected", "[scenario][loa
             CHECK_THAT(e.what(), Catch::Contains("nope.json") && Catch::Contains("cannot open"));
         }
     }
+}
+
+// Nested-guest events against the built-in models: x86_tdp cannot do them, x86_shadow can.
+TEST_CASE("nested_start/nested_stop are checked at load time", "[scenario][loader][x86_shadow]") {
+    Dir d;
+    const std::string base = R"({
+  "name": "n", "host": {"profile": "x86-server"},
+  "vm": {"vcpus": 2, "memslots": [{"size": "64M", "backing": "anonymous_thp"}]},
+  "mmu": {"model": "x86_shadow"},
+  "workload": {"phases": [{"name": "run", "stream": {"count": 10}}]},
+  "events": [{"op": "nested_start", "at": "1us", "vcpus": [1], "eptp": "8K"}]
+})";
+    auto err = [&](const std::string& text) {
+        const std::string path = d.write("seeds/n.json", text);
+        scenario::LoadOptions o;
+        o.models = &models::builtin_models();
+        o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
+        try {
+            const auto sc = scenario::load_scenario(path, o);
+            REQUIRE(sc.workload.events.size() == 1);
+            CHECK(sc.workload.events[0].host.vcpus == std::vector<std::uint32_t>{1});
+            CHECK(sc.workload.events[0].host.eptp == 2);
+        } catch (const scenario::ScenarioError& e) {
+            std::string w = e.what();
+            if (w.compare(0, path.size(), path) == 0) w = "FILE" + w.substr(path.size());
+            return w;
+        }
+        return std::string();
+    };
+    CHECK(err(base).empty());
+    CHECK_THAT(err(replace(base, "\"x86_shadow\"", "\"x86_tdp\"")),
+               Catch::StartsWith("FILE: /events/0/op: model x86_tdp does not support nested_start"));
+    CHECK_THAT(err(replace(base, "\"vcpus\": [1]", "\"vcpus\": [2]")),
+               Catch::StartsWith("FILE: /events/0/vcpus/0: expected a vCPU index below 2"));
+    CHECK_THAT(err(replace(base, "\"eptp\": \"8K\"", "\"eptp\": \"6K\"")),
+               Catch::StartsWith("FILE: /events/0/eptp: expected a 4K-aligned"));
+    const std::string enable = replace(replace(base, "\"nested_start\"", "\"dirty_log_enable\""), "\"vcpus\": [1], ", "");
+    CHECK_THAT(err(enable), Catch::StartsWith("FILE: /events/0/eptp: expected eptp only for nested_start and nested_stop"));
+    CHECK_THAT(err(replace(replace(base, "\"nested_start\"", "\"dirty_log_enable\""), ", \"eptp\": \"8K\"", "")),
+               Catch::StartsWith("FILE: /events/0/vcpus: expected no vcpus for dirty_log_enable"));
+    CHECK_THAT(err(replace(base, "\"x86_shadow\"", "\"x86_shadow\", \"knobs\": {\"child_sp_lookup\": \"sometimes\"}")),
+               Catch::StartsWith("FILE: /mmu/knobs/child_sp_lookup: expected one of"));
+    CHECK_THAT(err(replace(base, "\"x86_shadow\"", "\"x86_shadow\", \"knobs\": {\"split_desc_cache_capacity\": 512}")),
+               Catch::StartsWith("FILE: /mmu/knobs/split_desc_cache_capacity: "));
 }

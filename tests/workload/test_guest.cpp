@@ -6,6 +6,7 @@
 
 #include "sim/workload/guest.hpp"
 #include "sim/workload/presets.hpp"
+#include "sim/workload/workload.hpp"
 
 using namespace kvmsim;
 using namespace kvmsim::engine::time_literals;
@@ -280,4 +281,45 @@ TEST_CASE("a hitting vCPU never runs past another's possible fault by more than 
         CHECK(batched.end == naive.end);
     }
     CHECK(first_toucher.size() == 2);
+}
+
+// Regression: the vCPUs of a host step may finish before the operation does; the step must still
+// complete (the "stage done" signal has fired before the VMM waits for it).
+TEST_CASE("a host step that outlasts its vCPU streams completes", "[workload][executor]") {
+    engine::Simulator sim(1);
+    struct SlowEnable : ToyModel {
+        using ToyModel::ToyModel;
+        Task<void> dirty_log_enable(const vm::CpuContext&, std::uint32_t, vm::DirtyLogOptions) override {
+            co_await sim.delay(100_us);
+        }
+    };
+    SlowEnable m(sim, 64, 10_ns, 10_ns);
+    vm::VmConfig vmc;
+    vmc.vcpus = 2;
+    vm::Memslot slot;
+    slot.npages = 64;
+    vmc.memslots.push_back(slot);
+    vm::HostConfig host;
+    host.cpus = 4;
+    AccessStream a;
+    a.npages = 8;
+    a.guest_time = 10_ns;
+    workload::Workload w;
+    workload::Step enable;
+    enable.kind = workload::Step::Kind::Host;
+    enable.name = "enable";
+    enable.host.op = vm::Operation::DirtyLogEnable;
+    enable.host.slots = {0};
+    enable.streams = {a, a};
+    w.steps.push_back(enable);
+    workload::Step after;
+    after.name = "after";
+    after.streams = {a, a};
+    w.steps.push_back(after);
+    workload::Executor ex(sim, m, vmc, host, w);
+    ex.start();
+    CHECK(sim.run() == engine::RunStatus::Completed);
+    REQUIRE(ex.phases().size() == 2);
+    CHECK(ex.phases()[0].duration == 100_us);
+    CHECK(ex.accesses() == 4 * 8);
 }

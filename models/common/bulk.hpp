@@ -1,0 +1,60 @@
+// A long walk under mmu_lock (a zap, a split, write-protection, dirty-log harvesting): the lock
+// guard, the work done but not yet turned into simulated time, need_resched()'s clock, and the
+// last page-table line read (to touch each line once). Walkers let the work elapse every so
+// often (settle) and always before a lock operation.
+#pragma once
+
+#include <cstdint>
+
+#include "models/common/resched.hpp"
+#include "sim/engine/simulator.hpp"
+#include "sim/engine/sync.hpp"
+#include "sim/vm/types.hpp"
+
+namespace kvmsim::models {
+
+struct BulkWalk {
+    static constexpr std::uint64_t kNoLine = ~std::uint64_t{0};
+    std::uint32_t cpu = 0;
+    engine::LockGuard guard;
+    engine::LockMode mode = engine::LockMode::Write;
+    engine::Site site;
+    engine::Time acc;
+    ReschedClock clock;
+    std::uint64_t last_line = kNoLine;
+
+    // Starts on cpu now, with need_resched() set after a timeslice.
+    void start(const vm::CpuContext& c, engine::Time timeslice, engine::Time now) {
+        cpu = c.host_cpu;
+        clock = ReschedClock(timeslice);
+        clock.start(now);
+    }
+};
+
+// Lets the accumulated work elapse.
+inline engine::Task<void> settle(engine::Simulator& sim, BulkWalk& b) {
+    if (b.acc > engine::Time::zero()) {
+        const engine::Time d = b.acc;
+        b.acc = engine::Time::zero();
+        co_await sim.delay(d);
+    }
+    b.last_line = BulkWalk::kNoLine;
+}
+
+// Settles, then takes `lock` in `mode` at `site` (the caller charges the lock word's line).
+inline engine::Task<void> lock_walk(engine::Simulator& sim, engine::RwLock& lock, BulkWalk& b, engine::LockMode mode,
+                                    engine::Site site) {
+    co_await settle(sim, b);
+    b.guard = co_await (mode == engine::LockMode::Write ? lock.write(site) : lock.read(site));
+    b.mode = mode;
+    b.site = site;
+    b.last_line = BulkWalk::kNoLine;
+}
+
+// Settles, then releases the lock.
+inline engine::Task<void> unlock_walk(engine::Simulator& sim, BulkWalk& b) {
+    co_await settle(sim, b);
+    b.guard.unlock();
+}
+
+}  // namespace kvmsim::models

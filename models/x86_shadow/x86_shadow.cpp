@@ -1,0 +1,1181 @@
+// x86 shadow MMU model: see x86_shadow.hpp for the kernel functions followed and
+// docs/models/x86_shadow.md for the design, the costs and what is left out.
+//
+// State. A Tree is one shadow page table: the direct tree (tdp_mmu off: L1 guest physical
+// addresses, direct SPs only) or a nested tree per EPTP (the shadow of L1's EPT for an L2 guest;
+// L1's EPT is modelled as the identity map, with 2M pages where the memslot's backing is huge).
+// Each tree keeps one state byte per SPTE (x86_tdp::spte bits) over the VM's guest physical span,
+// plus the SP linked by every table entry. SPs (struct kvm_mmu_page) live in sps_, hashed by gfn
+// into mmu_page_hash (4096 buckets, newest first). rmaps and parent_ptes are entry counts; the
+// pte_list_desc objects they would hold are allocated from the caches as pte_list_add does.
+//
+// Time. Everything the shadow MMU does runs under mmu_lock held for write, so a fault applies its
+// changes when it gets the lock and then lets the work under the lock elapse in one delay. Bulk
+// walkers accumulate work and let it elapse every kSettleQuantum and before every lock drop.
+#include "models/x86_shadow/x86_shadow.hpp"
+
+#include <algorithm>
+#include <iterator>
+#include <stdexcept>
+
+#include "models/common/bulk.hpp"
+#include "models/common/costs.hpp"
+#include "models/common/knobs.hpp"
+#include "models/common/slot.hpp"
+
+namespace kvmsim::models {
+namespace x86_shadow {
+
+using engine::Task;
+using engine::Time;
+using vm::Gfn;
+namespace spte = x86_tdp::spte;
+
+namespace {
+
+constexpr Time kSettleQuantum = Time::us(1);  // simulation granularity of bulk walkers
+constexpr std::string_view kModel = "x86_shadow";
+
+// A pte_list_desc's synthetic address: derived from its list's head (the slab placement is not
+// modelled), in a region of its own.
+constexpr std::uint64_t kDescBase = kKernelDataBase + (1ULL << 38);
+constexpr std::uint64_t desc_addr(std::uint64_t head) { return kDescBase + ((head * 16) & ((1ULL << 36) - 64)); }
+
+constexpr bool is_present(std::uint8_t e) { return (e & spte::P) != 0; }
+constexpr bool is_leaf(std::uint8_t e) { return (e & (spte::P | spte::LEAF)) == (spte::P | spte::LEAF); }
+constexpr bool is_table(std::uint8_t e) { return (e & (spte::P | spte::LEAF)) == spte::P; }
+constexpr std::uint64_t pages_at(int level) { return std::uint64_t{1} << (9 * (level - 1)); }
+constexpr Gfn round_gfn(Gfn gfn, int level) { return gfn & ~(pages_at(level) - 1); }
+constexpr unsigned spte_index(Gfn gfn, int level) { return static_cast<unsigned>((gfn >> (9 * (level - 1))) & 511); }
+
+// union kvm_mmu_page_role, the fields the model uses: level, direct, guest_mode (access is
+// always ACC_ALL).
+constexpr std::uint32_t make_role(int level, bool direct, bool guest_mode) {
+    return static_cast<std::uint32_t>(level) | (direct ? 0x10u : 0u) | (guest_mode ? 0x20u : 0u);
+}
+constexpr int role_level(std::uint32_t r) { return static_cast<int>(r & 0xf); }
+constexpr bool role_direct(std::uint32_t r) { return (r & 0x10u) != 0; }
+
+// The alias_percent knob: whether an L1 gfn is also mapped by another L2 gfn or nested root (a
+// deterministic pseudo-random choice per gfn).
+bool aliased(Gfn gfn, std::uint32_t percent) {
+    if (percent == 0) return false;
+    std::uint64_t x = gfn + 0x9E3779B97F4A7C15ULL;  // SplitMix64 finalizer
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    x ^= x >> 31;
+    return x % 100 < percent;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Costs, knobs
+
+const std::vector<std::string>& Costs::names() {
+    static const std::vector<std::string> n = {
+        "shadow_fault_base", "hash_entry_step",   "sp_alloc_base", "account_shadowed",  "rmap_op",
+        "rmap_head_step",    "sp_zap_base",       "rmap_alloc_per_4k", "guest_walk_level", "shadow_root_alloc",
+    };
+    return n;
+}
+
+std::vector<std::string> Costs::all_names() {
+    std::vector<std::string> n = x86_tdp::Costs::names();
+    n.insert(n.end(), names().begin(), names().end());
+    return n;
+}
+
+Costs Costs::from(const vm::CostProfile& p) {
+    require_costs(p, all_names(), "x86_shadow");
+    // In the order of names().
+    static constexpr Time Costs::*kFields[] = {
+        &Costs::shadow_fault_base, &Costs::hash_entry_step, &Costs::sp_alloc_base,     &Costs::account_shadowed,
+        &Costs::rmap_op,           &Costs::rmap_head_step,  &Costs::sp_zap_base,       &Costs::rmap_alloc_per_4k,
+        &Costs::guest_walk_level,  &Costs::shadow_root_alloc,
+    };
+    static_assert(std::size(kFields) == 10);
+    Costs c;
+    for (std::size_t i = 0; i < std::size(kFields); ++i) c.*kFields[i] = p.time(names()[i]);
+    return c;
+}
+
+Config Config::from(const vm::Knobs& knobs) {
+    Config c;
+    c.tdp_mmu = knob_bool(knobs, "tdp_mmu", false, kModel);
+    const std::string l = knob_choice(knobs, "child_sp_lookup", "always", {"always", "skip_bool", "skip_count"}, kModel);
+    c.child_sp_lookup = l == "always" ? ChildSpLookup::Always : l == "skip_bool" ? ChildSpLookup::SkipBool
+                                                                                  : ChildSpLookup::SkipCount;
+    c.root_alloc_lock = knob_choice(knobs, "root_alloc_lock", "first", {"every", "first"}, kModel) == "every"
+                            ? RootAllocLock::Every
+                            : RootAllocLock::First;
+    c.eager_page_split = knob_bool(knobs, "eager_page_split", true, kModel);
+    c.preempt = knob_bool(knobs, "preempt", true, kModel);
+    c.split_desc_cache_capacity = static_cast<std::uint32_t>(
+        knob_int(knobs, "split_desc_cache_capacity", kSplitDescCacheMin + kKvmArchNrObjsPerMemoryCache,
+                 kSplitDescCacheMin, 1 << 20, kModel));
+    c.alias_percent = static_cast<std::uint32_t>(knob_int(knobs, "alias_percent", 0, 0, 100, kModel));
+    c.split_cache_free = knob_choice(knobs, "split_cache_free", "vm_destroy", {"flags_change", "vm_destroy"}, kModel) ==
+                                 "flags_change"
+                             ? SplitCacheFree::FlagsChange
+                             : SplitCacheFree::VmDestroy;
+    return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Internal structures
+
+struct X86ShadowMmu::Sp {
+    Gfn gfn = 0;
+    std::uint32_t role = 0;
+    std::uint32_t hash_next = 0;   // next SP in the bucket (0: end)
+    std::uint32_t parents = 0;     // parent_ptes entries
+    std::uint32_t root_count = 0;
+    std::uint64_t header = 0;      // struct kvm_mmu_page
+    std::uint64_t page = 0;        // sp->spt
+    bool live = false;
+};
+
+
+struct X86ShadowMmu::Slot : SlotState {};  // host_level capped at 2M
+
+struct X86ShadowMmu::VcpuState : VcpuCaches {
+    MmuMemoryCache info;  // mmu_shadowed_info_cache (indirect SPs)
+};
+
+struct X86ShadowMmu::Bulk : BulkWalk {};
+
+struct X86ShadowMmu::ModelCounters {
+    explicit ModelCounters(engine::Counters& c)
+        : find(c.id("kvm_mmu_find_shadow_page")),
+          find_skipped(c.id("kvm_mmu_find_shadow_page_skipped")),
+          find_ps(c.id("kvm_mmu_find_shadow_page_ps")),
+          entries(c.id("mmu_page_hash_entries_walked")),
+          collisions(c.id("mmu_page_hash_collisions")),
+          alloc_sp(c.id("kvm_mmu_alloc_shadow_page")),
+          dropped_large(c.id("drop_large_spte")),
+          splits(c.id("kvm_mmu_split_huge_page")),
+          split_drops(c.id("need_topup_split_caches_or_resched")),
+          split_drops_topup(c.id("need_topup_split_caches")),
+          split_restarts(c.id("shadow_mmu_split_rmap_restart")),
+          topup_objs(c.id("mmu_topup_memory_cache_objs")),
+          split_topup_objs(c.id("topup_split_caches_objs")),
+          descs(c.id("pte_list_desc_alloc")),
+          alloc_atomic(c.id("mmu_memory_cache_alloc_atomic")),
+          shadow_roots(c.id("mmu_alloc_shadow_roots")),
+          first_root_pages(c.id("mmu_first_shadow_root_alloc_pages")),
+          flag_locks(c.id("indirect_mmu_mmu_lock")),
+          host_first_touch(c.id("host_fault_first_touch")),
+          dirty_marked(c.id("mark_page_dirty_in_slot")),
+          wrprot(c.id("spte_write_protected")),
+          indirect_sp(c.id("indirect_shadow_pages", engine::Counters::Kind::Gauge)),
+          used_pages(c.id("n_used_mmu_pages", engine::Counters::Kind::Gauge)),
+          split_bytes(c.id("split_caches_bytes", engine::Counters::Kind::Gauge)),
+          split_leak(c.id("split_caches_leaked_if_vm_destroyed_bytes", engine::Counters::Kind::Gauge)) {}
+    engine::CounterId find, find_skipped, find_ps, entries, collisions, alloc_sp, dropped_large, splits, split_drops,
+        split_drops_topup, split_restarts, topup_objs, split_topup_objs, descs, alloc_atomic, shadow_roots,
+        first_root_pages, flag_locks, host_first_touch, dirty_marked, wrprot, indirect_sp, used_pages, split_bytes,
+        split_leak;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Construction
+
+X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
+    : sim_(env.sim),
+      cache_(env.cache),
+      vm_(env.vm),
+      cfg_(Config::from(env.knobs)),
+      kt_(x86_tdp::Costs::from(env.host.costs)),
+      k_(Costs::from(env.host.costs)),
+      stats_(env.sim.counters()),
+      tlb_(stats_, kt_.tlb_flush_base, kt_.tlb_flush_per_vcpu, env.vm.vcpus),
+      mmu_lock_(env.sim, "mmu_lock"),
+      slots_lock_(env.sim, "slots_lock"),
+      slots_arch_lock_(env.sim, "slots_arch_lock"),
+      kdata_(kKernelDataBase + (1ULL << 37)),    // apart from the embedded TDP MMU's objects
+      pt_alloc_(kPageTableBase + (1ULL << 42)) {
+    mc_ = std::make_unique<ModelCounters>(sim_.counters());
+    site_direct_fault_ = sim_.site("direct_page_fault");
+    site_ept_fault_ = sim_.site("ept_page_fault");
+    site_root_ = sim_.site("mmu_alloc_shadow_roots");
+    site_root_flag_ = sim_.site("mmu_alloc_shadow_roots:indirect_mmu");
+    site_free_roots_ = sim_.site("kvm_mmu_free_roots");
+    site_split_ = sim_.site("kvm_shadow_mmu_try_split_huge_pages");
+    site_wrprot_ = sim_.site("kvm_mmu_slot_remove_write_access");
+    site_memslot_ = sim_.site("kvm_set_memory_region");
+    site_first_root_ = sim_.site("mmu_first_shadow_root_alloc");
+    if (cfg_.tdp_mmu) tdp_ = std::make_unique<x86_tdp::X86TdpMmu>(env, mmu_lock_);
+
+    mmu_lock_addr_ = kdata_.alloc();
+    hash_addr_ = kdata_.alloc(kMmuHashBuckets * 8);
+    sps_.emplace_back();  // id 0: none
+
+    // The span: from the first memslot's 512G-aligned base to the last one's 1G-rounded end.
+    Gfn lo = ~Gfn{0}, hi = 0;
+    for (std::size_t i = 0; i < vm_.memslots.size(); ++i) {
+        const vm::Memslot& m = vm_.memslots[i];
+        if (m.npages == 0) continue;
+        lo = std::min(lo, m.base_gfn);
+        hi = std::max(hi, m.base_gfn + m.npages);
+        auto s = std::make_unique<Slot>();
+        s->index = i;
+        s->id = m.id;
+        s->base = m.base_gfn;
+        s->npages = m.npages;
+        s->host_level = std::min(2, static_cast<int>(vm::host_level(m.backing)));
+        s->populated.assign((s->host_index(m.base_gfn + m.npages - 1) + 64) / 64, 0);
+        s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * (slots_.size() + 32);
+        if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
+        slots_.push_back(std::move(s));
+    }
+    if (slots_.empty()) throw std::invalid_argument("x86_shadow: the VM has no memslot");
+    span_base_ = lo & ~(pages_at(4) - 1);
+    span_ = ((hi - span_base_) + pages_at(3) - 1) & ~(pages_at(3) - 1);
+    if (span_ > (std::uint64_t{1} << 28))
+        throw std::invalid_argument("x86_shadow: memslots span more than 1 TiB of guest physical space");
+    rmap_base_ = kdata_.alloc(span_ * 8 + (span_ >> 9) * 8);
+
+    vcpu_tree_.assign(vm_.vcpus, nullptr);
+    for (std::uint32_t i = 0; i < vm_.vcpus; ++i) {
+        auto v = std::make_unique<VcpuState>();
+        v->desc = MmuMemoryCache("mmu_pte_list_desc_cache", kt_.mmu_cache_alloc_obj);
+        v->page = MmuMemoryCache("mmu_shadow_page_cache", kt_.mmu_cache_alloc_page);
+        v->header = MmuMemoryCache("mmu_page_header_cache", kt_.mmu_cache_alloc_obj);
+        v->info = MmuMemoryCache("mmu_shadowed_info_cache", kt_.mmu_cache_alloc_page);
+        vcpus_.push_back(std::move(v));
+    }
+    split_desc_ = MmuMemoryCache("split_desc_cache", kt_.mmu_cache_alloc_obj);
+    split_header_ = MmuMemoryCache("split_page_header_cache", kt_.mmu_cache_alloc_obj);
+    split_page_ = MmuMemoryCache("split_shadow_page_cache", kt_.mmu_cache_alloc_page);
+
+    if (!cfg_.tdp_mmu) {
+        // Without the TDP MMU, rmaps and write tracking exist from the memslot's creation, and
+        // mmu_alloc_direct_roots gives every vCPU the one direct root (set up before the run).
+        rmaps_ = true;
+        rmap4k_.assign(span_, 0);
+        rmap2m_.assign(span_ >> 9, 0);
+        direct_ = std::make_unique<Tree>();
+        Tree& t = *direct_;
+        t.pte.assign(span_, 0);
+        t.pde.assign(span_ >> 9, 0);
+        t.pt_sp.assign(span_ >> 9, 0);
+        t.pdpte.assign(span_ >> 18, 0);
+        t.pd_sp.assign(span_ >> 18, 0);
+        t.pml4e.assign((span_ >> 27) + 1, 0);
+        t.pdpt_sp.assign((span_ >> 27) + 1, 0);
+        MmuMemoryCache setup;
+        std::uint32_t n = 0;
+        setup.topup(2, &n);
+        Time ignored;
+        t.root = alloc_shadow_page(0, 0, make_role(4, true, false), setup, setup, nullptr, ignored);
+        sps_[t.root].root_count = vm_.vcpus;
+        t.users = vm_.vcpus;
+    }
+}
+
+X86ShadowMmu::~X86ShadowMmu() = default;
+
+Time X86ShadowMmu::fault_lookahead() const { return kt_.fault_entry; }
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+std::uint8_t& X86ShadowMmu::entry(Tree& t, int level, Gfn gfn) {
+    const std::uint64_t i = gfn - span_base_;
+    switch (level) {
+        case 1: return t.pte[i];
+        case 2: return t.pde[i >> 9];
+        case 3: return t.pdpte[i >> 18];
+        default: return t.pml4e[i >> 27];
+    }
+}
+
+std::uint32_t& X86ShadowMmu::child(Tree& t, int level, Gfn gfn) {
+    const std::uint64_t i = gfn - span_base_;
+    switch (level) {
+        case 2: return t.pt_sp[i >> 9];
+        case 3: return t.pd_sp[i >> 18];
+        default: return t.pdpt_sp[i >> 27];
+    }
+}
+
+std::uint64_t X86ShadowMmu::entry_addr(const Tree& t, int level, Gfn gfn) const {
+    const std::uint64_t i = gfn - span_base_;
+    std::uint32_t sp = 0;
+    switch (level) {
+        case 1: sp = t.pt_sp[i >> 9]; break;
+        case 2: sp = t.pd_sp[i >> 18]; break;
+        case 3: sp = t.pdpt_sp[i >> 27]; break;
+        default: sp = t.root; break;
+    }
+    return sps_[sp].page + spte_index(gfn, level) * 8;
+}
+
+X86ShadowMmu::Slot* X86ShadowMmu::slot_of(Gfn gfn) {
+    for (auto& s : slots_)
+        if (s->contains(gfn)) return s.get();
+    return nullptr;
+}
+
+X86ShadowMmu::Slot& X86ShadowMmu::slot_by_id(std::uint32_t id) {
+    for (auto& s : slots_)
+        if (s->id == id) return *s;
+    throw std::invalid_argument("x86_shadow: no memslot with id " + std::to_string(id));
+}
+
+Time X86ShadowMmu::touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes) {
+    return cache_.touch(cpu, addr, bytes, write);
+}
+
+std::uint32_t X86ShadowMmu::bucket_size(std::uint32_t bucket) const {
+    std::uint32_t n = 0;
+    for (std::uint32_t id = hash_[bucket % kMmuHashBuckets]; id; id = sps_[id].hash_next) ++n;
+    return n;
+}
+
+std::uint32_t X86ShadowMmu::rmap_size(Gfn gfn, int level) const {
+    if (!rmaps_ || gfn - span_base_ >= span_) return 0;
+    return level == 1 ? rmap4k_[gfn - span_base_] : rmap2m_[(gfn - span_base_) >> 9];
+}
+
+std::optional<vm::PageLevel> X86ShadowMmu::mapping_level(std::uint32_t vcpu, Gfn gfn) const {
+    const Tree* t = vcpu_tree_.at(vcpu);
+    if (!t) {
+        if (tdp_) return tdp_->mapping_level(gfn);
+        t = direct_.get();
+    }
+    const std::uint64_t i = gfn - span_base_;
+    if (i >= span_) return std::nullopt;
+    if (is_leaf(t->pte[i])) return vm::PageLevel::K4;
+    if (is_leaf(t->pde[i >> 9])) return vm::PageLevel::M2;
+    return std::nullopt;
+}
+
+std::uint64_t X86ShadowMmu::split_caches_bytes() const {
+    return split_desc_.nobjs() * kPteListDescBytes + split_header_.nobjs() * kMmuPageHeaderBytes +
+           split_page_.nobjs() * kHostPageSize;
+}
+
+// The gauges of memory held by the split caches and of what would leak if the VM were destroyed
+// now (only when the caches are freed at a flags change, as the v6 patch did).
+void X86ShadowMmu::split_cache_gauges() {
+    const auto held = static_cast<std::int64_t>(split_caches_bytes());
+    sim_.counters().adjust(mc_->split_bytes, held - split_bytes_reported_);
+    split_bytes_reported_ = held;
+    const std::int64_t leak = cfg_.split_cache_free == SplitCacheFree::FlagsChange ? held : 0;
+    sim_.counters().adjust(mc_->split_leak, leak - split_leak_reported_);
+    split_leak_reported_ = leak;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shadow pages
+
+// kvm_mmu_find_shadow_page: walk the gfn's bucket (one touch of each SP header visited), counting
+// gfn mismatches as collisions; a miss counts mmu_cache_miss. SPs never go unsync in the model
+// (no guest page-table writes), so no sync is needed.
+std::uint32_t X86ShadowMmu::find_shadow_page(std::uint32_t cpu, Gfn gfn, std::uint32_t role, Time& cost) {
+    const std::uint32_t b = page_table_hash(gfn);
+    Time c = touch(cpu, hash_addr_ + b * 8, false);
+    std::uint64_t collisions = 0, walked = 0;
+    std::uint32_t found = 0;
+    for (std::uint32_t id = hash_[b]; id; id = sps_[id].hash_next) {
+        const Sp& sp = sps_[id];
+        c += k_.hash_entry_step + touch(cpu, sp.header, false);
+        ++walked;
+        if (sp.gfn != gfn) {
+            ++collisions;
+            continue;
+        }
+        if (sp.role != role) continue;
+        found = id;
+        break;
+    }
+    engine::Counters& ctr = sim_.counters();
+    ctr.add(mc_->find);
+    ctr.add(mc_->entries, walked);
+    ctr.add(mc_->collisions, collisions);
+    ctr.add(mc_->find_ps, static_cast<std::uint64_t>(c.ps()));
+    if (!found) stats_.add(stats_.mmu_cache_miss);
+    stats_.set_max(stats_.max_mmu_page_hash_collisions, collisions);
+    cost += c;
+    return found;
+}
+
+// kvm_mmu_alloc_shadow_page (+ account_shadowed for an indirect SP): the header, the page and,
+// for an indirect SP, the shadowed-info page come from the caches given.
+std::uint32_t X86ShadowMmu::alloc_shadow_page(std::uint32_t cpu, Gfn gfn, std::uint32_t role, MmuMemoryCache& header,
+                                              MmuMemoryCache& page, MmuMemoryCache* info, Time& cost) {
+    for (MmuMemoryCache* c : {&header, &page, info}) {
+        if (c && !c->alloc()) {
+            sim_.counters().add(mc_->alloc_atomic);
+            cost += c->cost_per_object();
+        }
+    }
+    std::uint32_t id;
+    if (!free_sps_.empty()) {
+        id = free_sps_.back();
+        free_sps_.pop_back();
+    } else {
+        id = static_cast<std::uint32_t>(sps_.size());
+        sps_.emplace_back();
+    }
+    Sp& sp = sps_[id];
+    sp = Sp{};
+    sp.gfn = gfn;
+    sp.role = role;
+    sp.live = true;
+    if (!free_headers_.empty()) {
+        sp.header = free_headers_.back();
+        free_headers_.pop_back();
+    } else {
+        sp.header = kdata_.alloc(kMmuPageHeaderBytes);
+    }
+    sp.page = pt_alloc_.alloc();
+    const std::uint32_t b = page_table_hash(gfn);
+    sp.hash_next = hash_[b];
+    hash_[b] = id;  // hlist_add_head
+    cost += k_.sp_alloc_base + touch(cpu, sp.header, true) + touch(cpu, hash_addr_ + b * 8, true);
+    ++n_used_mmu_pages_;
+    sim_.counters().adjust(mc_->used_pages, 1);
+    sim_.counters().add(mc_->alloc_sp);
+    if (!role_direct(role)) {  // account_shadowed
+        ++indirect_shadow_pages_;
+        sim_.counters().adjust(mc_->indirect_sp, 1);
+        cost += k_.account_shadowed;
+    }
+    return id;
+}
+
+// __kvm_mmu_get_shadow_page; `lookup` false is seed 000's shortcut (allocate without looking).
+std::uint32_t X86ShadowMmu::get_shadow_page(std::uint32_t cpu, Gfn gfn, std::uint32_t role, MmuMemoryCache& header,
+                                            MmuMemoryCache& page, MmuMemoryCache* info, bool lookup, Time& cost) {
+    if (lookup) {
+        if (const std::uint32_t sp = find_shadow_page(cpu, gfn, role, cost)) return sp;
+    } else {
+        sim_.counters().add(mc_->find_skipped);
+        stats_.add(stats_.mmu_cache_miss);  // as the patch: the skip falls through to the miss
+    }
+    return alloc_shadow_page(cpu, gfn, role, header, page, info, cost);
+}
+
+// kvm_mmu_free_shadow_page after kvm_mmu_commit_zap_page.
+void X86ShadowMmu::free_sp(std::uint32_t id) {
+    Sp& sp = sps_[id];
+    const std::uint32_t b = page_table_hash(sp.gfn);
+    for (std::uint32_t* p = &hash_[b]; *p; p = &sps_[*p].hash_next) {
+        if (*p == id) {
+            *p = sp.hash_next;
+            break;
+        }
+    }
+    --n_used_mmu_pages_;
+    sim_.counters().adjust(mc_->used_pages, -1);
+    if (!role_direct(sp.role)) {  // unaccount_shadowed
+        --indirect_shadow_pages_;
+        sim_.counters().adjust(mc_->indirect_sp, -1);
+    }
+    pt_alloc_.free(sp.page);
+    free_headers_.push_back(sp.header);
+    sp = Sp{};
+    free_sps_.push_back(id);
+}
+
+// pte_list_add on a list of n entries at head_addr: a new pte_list_desc when the list turns into
+// descriptors or the head descriptor is full.
+Time X86ShadowMmu::pte_list_add(std::uint32_t cpu, std::uint32_t& n, std::uint64_t head_addr, MmuMemoryCache& cache) {
+    Time c = k_.rmap_op + touch(cpu, head_addr, true);
+    if (pte_list_add_descs(n)) {
+        if (!cache.alloc()) {
+            sim_.counters().add(mc_->alloc_atomic);
+            c += cache.cost_per_object();
+        }
+        ++descs_live_;
+        sim_.counters().add(mc_->descs);
+    }
+    if (n >= 1) c += touch(cpu, desc_addr(head_addr), true);
+    ++n;
+    return c;
+}
+
+// pte_list_remove: a descriptor is freed when the list no longer needs it.
+Time X86ShadowMmu::pte_list_remove(std::uint32_t cpu, std::uint32_t& n, std::uint64_t head_addr) {
+    Time c = k_.rmap_op + touch(cpu, head_addr, true);
+    if (n >= 2) c += touch(cpu, desc_addr(head_addr), true);
+    descs_live_ -= pte_list_descs(n) - pte_list_descs(n - 1);
+    --n;
+    return c;
+}
+
+std::uint64_t X86ShadowMmu::rmap_head_addr(Gfn gfn, int level) const {
+    const std::uint64_t i = gfn - span_base_;
+    return level == 1 ? rmap_base_ + i * 8 : rmap_base_ + span_ * 8 + (i >> 9) * 8;
+}
+
+// rmap_add: max_mmu_rmap_size records the entries found before the add (pte_list_add's count).
+Time X86ShadowMmu::rmap_add(std::uint32_t cpu, Gfn gfn, int level, MmuMemoryCache& cache) {
+    if (!rmaps_) return Time::zero();
+    RmapCount& head = level == 1 ? rmap4k_[gfn - span_base_] : rmap2m_[(gfn - span_base_) >> 9];
+    std::uint32_t n = head;
+    if (n == kRmapCountMax) throw std::logic_error("x86_shadow: rmap entry count overflow");
+    stats_.set_max(stats_.max_mmu_rmap_size, n);
+    const Time c = pte_list_add(cpu, n, rmap_head_addr(gfn, level), cache);
+    head = static_cast<RmapCount>(n);
+    return c;
+}
+
+Time X86ShadowMmu::rmap_remove(std::uint32_t cpu, Gfn gfn, int level) {
+    if (!rmaps_) return Time::zero();
+    RmapCount& head = level == 1 ? rmap4k_[gfn - span_base_] : rmap2m_[(gfn - span_base_) >> 9];
+    std::uint32_t n = head;
+    if (n == 0) return Time::zero();
+    const Time c = pte_list_remove(cpu, n, rmap_head_addr(gfn, level));
+    head = static_cast<RmapCount>(n);
+    return c;
+}
+
+// drop_large_spte of the 2M SPTE covering gfn: clear it, remove it from its rmap, and flush if
+// asked (kvm_flush_remote_tlbs_sptep).
+Time X86ShadowMmu::drop_large_spte(std::uint32_t cpu, Tree& t, Gfn gfn, bool flush) {
+    std::uint8_t& e = entry(t, 2, gfn);
+    Time c = touch(cpu, entry_addr(t, 2, gfn), true) + kt_.spte_update + rmap_remove(cpu, round_gfn(gfn, 2), 2);
+    e = 0;
+    stats_.update_page_stats(vm::PageLevel::M2, -1);
+    sim_.counters().add(mc_->dropped_large);
+    if (flush) c += tlb_.flush();
+    return c;
+}
+
+// __link_shadow_page: a huge SPTE in the way is dropped, the entry links sp, and the entry joins
+// sp's parent_ptes.
+Time X86ShadowMmu::link_shadow_page(std::uint32_t cpu, Tree& t, int level, Gfn gfn, std::uint32_t sp,
+                                    MmuMemoryCache& cache, bool flush) {
+    Time c;
+    std::uint8_t& e = entry(t, level, gfn);
+    if (is_leaf(e)) c += drop_large_spte(cpu, t, gfn, flush);
+    e = spte::TABLE;
+    child(t, level, gfn) = sp;
+    c += touch(cpu, entry_addr(t, level, gfn), true) + kt_.spte_update;
+    c += pte_list_add(cpu, sps_[sp].parents, sps_[sp].header + 64, cache);  // mmu_page_add_parent_pte
+    return c;
+}
+
+// kvm_mmu_prepare_zap_page of the SP linked at (level + 1, base) and, recursively, of its children
+// (kvm_mmu_page_unlink_children, mmu_page_zap_pte): leaves leave their rmaps. An SP another tree
+// still links (a second parent) is only unlinked. Freed at once: the caller commits with one flush.
+Time X86ShadowMmu::prepare_zap_page(std::uint32_t cpu, Tree& t, std::uint32_t id, int level, Gfn base) {
+    Time c = k_.sp_zap_base + touch(cpu, sps_[id].page, false, 4096);
+    Sp& sp = sps_[id];
+    if (sp.parents > 0) c += pte_list_remove(cpu, sp.parents, sp.header + 64);
+    const bool shared = sp.parents > 0;
+    for (unsigned k = 0; k < 512; ++k) {
+        const Gfn g = base + k * pages_at(level);
+        if (g - span_base_ >= span_) break;
+        std::uint8_t& e = entry(t, level, g);
+        if (!is_present(e)) continue;
+        c += kt_.spte_update;
+        if (is_leaf(e)) {
+            c += rmap_remove(cpu, g, level);
+            stats_.update_page_stats(level == 1 ? vm::PageLevel::K4 : vm::PageLevel::M2, -1);
+        } else {
+            const std::uint32_t ch = child(t, level, g);
+            c += prepare_zap_page(cpu, t, ch, level - 1, g);
+            child(t, level, g) = 0;
+        }
+        e = 0;
+    }
+    if (!shared) {
+        stats_.add(stats_.mmu_shadow_zapped);
+        free_sp(id);
+    }
+    return c;
+}
+
+// Zap a whole nested tree (its last root reference went away): every SP, one commit and flush.
+Time X86ShadowMmu::zap_tree(std::uint32_t cpu, Tree& t) {
+    Time c = prepare_zap_page(cpu, t, t.root, 4, span_base_);
+    t.root = 0;
+    return c + tlb_.flush();  // kvm_mmu_commit_zap_page
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults
+
+// mmu_topup_memory_caches(vcpu, maybe_indirect).
+Time X86ShadowMmu::topup_caches(VcpuState& v, bool indirect) {
+    Time cost;
+    std::uint32_t n = 0, total = 0;
+    auto fill = [&](MmuMemoryCache& c, std::uint32_t min) {
+        c.topup(min, &n);
+        cost += c.cost_per_object() * n;
+        total += n;
+    };
+    fill(v.desc, 1 + 5 + 8);  // 1 + PT64_ROOT_MAX_LEVEL + PTE_PREFETCH_NUM
+    fill(v.page, 5);
+    if (indirect) fill(v.info, 5);
+    fill(v.header, 5);
+    if (total) sim_.counters().add(mc_->topup_objs, total);
+    return cost;
+}
+
+// kvm_faultin_pfn: gup_fast for a page the host maps, else a first touch (allocate and zero the
+// host page; concurrent first touches are not modelled: the first one populates it).
+Time X86ShadowMmu::faultin(Slot& s, Gfn gfn) {
+    const std::uint64_t h = s.host_index(gfn);
+    if ((s.populated[h / 64] >> (h % 64)) & 1) return kt_.gup_fast;
+    s.populated[h / 64] |= std::uint64_t{1} << (h % 64);
+    sim_.counters().add(mc_->host_first_touch);
+    return kt_.host_fault_base + kt_.zero_4k * static_cast<std::int64_t>(pages_at(s.host_level));
+}
+
+// kvm_mmu_max_mapping_level: the host level if the huge page lies inside the slot; 4K while
+// the slot logs dirty pages.
+int X86ShadowMmu::max_level(const Slot& s, Gfn gfn) const {
+    if (vm_.memslots[s.index].dirty_logging) return 1;
+    if (s.host_level >= 2) {
+        const Gfn g0 = round_gfn(gfn, 2);
+        if (g0 >= s.base && g0 + 512 <= s.base + s.npages) return 2;
+    }
+    return 1;
+}
+
+// L1's EPT for the L2 guest maps 2M pages where the backing is huge (and the page lies inside
+// the slot), 4K pages otherwise.
+int X86ShadowMmu::guest_leaf_level(const Slot& s) const { return s.host_level; }
+
+Time X86ShadowMmu::mark_page_dirty(Slot& s, Gfn gfn, std::uint32_t cpu) {
+    if (!vm_.memslots[s.index].dirty_logging) return Time::zero();
+    if (s.bitmap.empty()) s.bitmap.assign((s.npages + 63) / 64, 0);
+    const std::uint64_t rel = gfn - s.base;
+    s.bitmap[rel / 64] |= std::uint64_t{1} << (rel % 64);
+    sim_.counters().add(mc_->dirty_marked);
+    return touch(cpu, s.bitmap_addr + (rel / 64) * 8, true);
+}
+
+// direct_map (direct tree) / FNAME(fetch) (nested tree), under mmu_lock write: walk from the
+// root; every missing or huge level gets a child SP (kvm_mmu_get_child_sp) and is linked; then
+// mmu_set_spte installs the leaf at `goal`. Returns the cost; `spurious` when the leaf was there.
+Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gfn, int goal) {
+    Time c = k_.shadow_fault_base;
+    for (int level = 4; level > goal; --level) {
+        c += kt_.tdp_walk_level + touch(cpu, entry_addr(t, level, gfn), false);
+        if (is_table(entry(t, level, gfn))) continue;
+        // kvm_mmu_get_child_sp: the child SP's gfn and role. In a nested tree the levels above
+        // the guest's leaf shadow L1's EPT pages (indirect SPs keyed by the EPT page's gfn); a
+        // guest huge page mapped with smaller pages gets a direct SP keyed by its first gfn.
+        const int cl = level - 1;
+        bool direct = true;
+        Gfn cg = round_gfn(gfn, level);
+        if (t.nested && level > guest_leaf_level(s)) {
+            direct = false;
+            const std::uint64_t rel = gfn - span_base_;
+            cg = cl == 3 ? t.eptp + 1 + (rel >> 27)
+                 : cl == 2 ? t.eptp + 1 + 512 + (rel >> 18)
+                           : t.eptp + 1 + (1u << 20) + (rel >> 9);
+        }
+        const std::uint32_t role = make_role(cl, direct, t.nested);
+        // Seed 000: with no indirect MMU, a non-present (or huge) SPTE's child cannot exist yet.
+        bool lookup = true;
+        if (cfg_.child_sp_lookup == ChildSpLookup::SkipBool) lookup = may_have_multiple_parents_;
+        if (cfg_.child_sp_lookup == ChildSpLookup::SkipCount) lookup = indirect_mmus_ > 0;
+        const std::uint32_t sp = get_shadow_page(cpu, cg, role, v.header, v.page, direct ? nullptr : &v.info, lookup, c);
+        c += link_shadow_page(cpu, t, level, gfn, sp, v.desc, true);
+    }
+    // mmu_set_spte at the goal level.
+    std::uint8_t& e = entry(t, goal, gfn);
+    const std::uint64_t addr = entry_addr(t, goal, gfn);
+    c += kt_.tdp_walk_level + touch(cpu, addr, true) + kt_.spte_update;
+    if (!is_leaf(e)) {
+        c += rmap_add(cpu, round_gfn(gfn, goal), goal, v.desc);
+        stats_.update_page_stats(goal == 1 ? vm::PageLevel::K4 : vm::PageLevel::M2, 1);
+    }
+    e = spte::LEAF_RW;  // make_spte: ACC_ALL, host-writable
+    c += mark_page_dirty(s, gfn, cpu);
+    return c;
+}
+
+Task<void> X86ShadowMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access) {
+    if (cpu_ctx.vcpu < 0 || static_cast<std::size_t>(cpu_ctx.vcpu) >= vcpus_.size())
+        throw std::invalid_argument("x86_shadow: page_fault from '" + cpu_ctx.name + "', which is not a vCPU of the VM");
+    const auto vi = static_cast<std::size_t>(cpu_ctx.vcpu);
+    Tree* t = vcpu_tree_[vi];
+    if (!t && tdp_) {  // kvm_tdp_page_fault
+        co_await tdp_->page_fault(cpu_ctx, gfn, access);
+        co_return;
+    }
+    if (!t) t = direct_.get();
+    const std::uint32_t cpu = cpu_ctx.host_cpu;
+    VcpuState& v = *vcpus_[vi];
+    stats_.add(stats_.pf_taken);
+    Time pre = kt_.fault_entry;
+    Slot* s = slot_of(gfn);
+    if (!s) {
+        stats_.add(stats_.pf_emulate);
+        co_await sim_.delay(pre + kt_.fault_exit);
+        co_return;
+    }
+    const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
+
+    // fast_page_fault: a write to a write-protected but MMU-writable leaf, fixed with a cmpxchg
+    // without mmu_lock (not a huge SPTE while the slot logs dirty pages).
+    if (access == vm::Access::Write) {
+        const int lvl = is_leaf(entry(*t, 1, gfn)) ? 1 : is_leaf(entry(*t, 2, gfn)) ? 2 : 0;
+        const std::uint8_t e = lvl ? entry(*t, lvl, gfn) : 0;
+        if (lvl && (e & spte::MW) && !(e & spte::W) && !(lvl == 2 && vm_.memslots[s->index].dirty_logging)) {
+            pre += kt_.fast_pf_base + kt_.spte_cmpxchg;
+            for (int l = 4; l >= lvl; --l) pre += kt_.tdp_walk_level + touch(cpu, entry_addr(*t, l, gfn), l == lvl);
+            co_await sim_.delay(pre);
+            pre = Time::zero();
+            std::uint8_t& now = entry(*t, lvl, gfn);
+            if (now == e && vcpu_tree_[vi] == (t->nested ? t : nullptr)) {
+                now = static_cast<std::uint8_t>(e | spte::W);
+                const Time d = mark_page_dirty(*s, gfn, cpu);
+                stats_.add(stats_.pf_fast);
+                stats_.add(stats_.pf_fixed);
+                co_await sim_.delay(d + kt_.fault_exit);
+                co_return;
+            }
+        }
+    }
+
+    pre += topup_caches(v, t->nested) + faultin(*s, gfn);
+    if (t->nested) pre += k_.guest_walk_level * 4;  // FNAME(walk_addr) over L1's EPT
+    co_await sim_.delay(pre);
+
+    bool fixed = false;
+    {
+        engine::LockGuard g = co_await mmu_lock_.write(t->nested ? site_ept_fault_ : site_direct_fault_);
+        const engine::TraceScope slice(sim_, t->nested ? "FNAME(fetch)" : "direct_map");
+        Time held = touch(cpu, mmu_lock_addr_, true);
+        const std::uint8_t l1 = entry(*t, 1, gfn), l2 = entry(*t, 2, gfn);
+        const bool ok = (is_leaf(l1) && (l1 & need)) || (is_leaf(l2) && (l2 & need));
+        // The vCPU left L2 (or entered it) while faulting: retry in its current mode.
+        const bool moved = vcpu_tree_[vi] != (t->nested ? t : nullptr) || (t->nested && !t->root);
+        if (!ok && !moved) {  // else another vCPU mapped it meanwhile: spurious
+            int goal = max_level(*s, gfn);
+            if (t->nested) goal = std::min(goal, guest_leaf_level(*s));
+            if (goal == 2 && is_table(l2)) goal = 1;  // huge pages are not rebuilt over a page table
+            held += map(cpu, v, *t, *s, gfn, goal);
+            fixed = true;
+        } else {
+            held += kt_.tdp_walk_level * 4;
+        }
+        co_await sim_.delay(held);
+    }
+    stats_.add(fixed ? stats_.pf_fixed : stats_.pf_spurious);
+    co_await sim_.delay(touch(cpu, mmu_lock_addr_, true) + kt_.fault_exit);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Roots
+
+// mmu_first_shadow_root_alloc: with the TDP MMU on, the first shadow root allocates the rmaps
+// and write-tracking arrays of every memslot (cost proportional to guest memory) under
+// slots_arch_lock; shadow_root_allocated never goes back to false.
+Task<void> X86ShadowMmu::first_shadow_root_alloc(const vm::CpuContext& cpu) {
+    if (shadow_root_allocated_) co_return;
+    engine::LockGuard g = co_await slots_arch_lock_.lock(site_first_root_);
+    if (!shadow_root_allocated_) {
+        if (!rmaps_) {
+            std::uint64_t pages = 0;
+            for (const auto& s : slots_) pages += s->npages;
+            rmap4k_.assign(span_, 0);
+            rmap2m_.assign(span_ >> 9, 0);
+            // Aliased gfns (alias_percent) already have one rmap entry: another L2 gfn or
+            // nested root maps them.
+            if (cfg_.alias_percent)
+                for (const auto& s : slots_)
+                    for (Gfn gfn = s->base; gfn < s->base + s->npages; ++gfn)
+                        if (aliased(gfn, cfg_.alias_percent)) rmap4k_[gfn - span_base_] = 1;
+            rmaps_ = true;
+            sim_.counters().add(mc_->first_root_pages, pages);
+            co_await sim_.delay(k_.rmap_alloc_per_4k * static_cast<std::int64_t>(pages) +
+                                touch(cpu.host_cpu, rmap_base_, true));
+        }
+        shadow_root_allocated_ = true;
+    }
+}
+
+// Seed 000's bookkeeping in mmu_alloc_shadow_roots (add) and when an indirect root is freed
+// (remove): the one-way bool or the indirect MMU count, with mmu_lock taken around the update
+// on every allocation ("every", as the patch) or only when the state first changes ("first", as
+// the review asked).
+Task<void> X86ShadowMmu::note_indirect_mmu(const vm::CpuContext& cpu, bool add) {
+    bool take = false;
+    switch (cfg_.child_sp_lookup) {
+        case ChildSpLookup::Always: co_return;
+        case ChildSpLookup::SkipBool:
+            if (!add) co_return;
+            take = cfg_.root_alloc_lock == RootAllocLock::Every || !may_have_multiple_parents_;
+            break;
+        case ChildSpLookup::SkipCount:
+            take = cfg_.root_alloc_lock == RootAllocLock::Every || (add && indirect_mmus_ == 0);
+            break;
+    }
+    if (!take) {
+        if (cfg_.child_sp_lookup == ChildSpLookup::SkipCount) {
+            if (add) ++indirect_mmus_;
+            else if (indirect_mmus_) --indirect_mmus_;
+        }
+        co_return;
+    }
+    engine::LockGuard g = co_await mmu_lock_.write(site_root_flag_);
+    sim_.counters().add(mc_->flag_locks);
+    if (cfg_.child_sp_lookup == ChildSpLookup::SkipBool) {
+        may_have_multiple_parents_ = true;
+    } else if (add) {
+        ++indirect_mmus_;
+    } else if (indirect_mmus_) {
+        --indirect_mmus_;
+    }
+    co_await sim_.delay(touch(cpu.host_cpu, mmu_lock_addr_, true) * 2);
+}
+
+// VMLAUNCH/VMRESUME of an L2 guest whose EPT root is at eptp: mmu_alloc_shadow_roots for the
+// vCPU's nested MMU (the root SP is found by its gfn and role, or allocated).
+Task<void> X86ShadowMmu::nested_start(const vm::CpuContext& cpu, Gfn eptp) {
+    const auto vi = static_cast<std::size_t>(cpu.vcpu);
+    if (cpu.vcpu < 0 || vi >= vcpus_.size() || vcpu_tree_[vi]) co_return;
+    co_await note_indirect_mmu(cpu, true);
+    co_await first_shadow_root_alloc(cpu);
+    Tree* t = nullptr;
+    for (auto& n : nested_)
+        if (n->eptp == eptp) t = n.get();
+    if (!t) {
+        auto n = std::make_unique<Tree>();
+        n->nested = true;
+        n->eptp = eptp;
+        n->pte.assign(span_, 0);
+        n->pde.assign(span_ >> 9, 0);
+        n->pt_sp.assign(span_ >> 9, 0);
+        n->pdpte.assign(span_ >> 18, 0);
+        n->pd_sp.assign(span_ >> 18, 0);
+        n->pml4e.assign((span_ >> 27) + 1, 0);
+        n->pdpt_sp.assign((span_ >> 27) + 1, 0);
+        t = n.get();
+        nested_.push_back(std::move(n));
+    }
+    VcpuState& v = *vcpus_[vi];
+    Time pre = topup_caches(v, true);
+    co_await sim_.delay(pre);
+    engine::LockGuard g = co_await mmu_lock_.write(site_root_);
+    Time held = touch(cpu.host_cpu, mmu_lock_addr_, true) + k_.shadow_root_alloc;
+    const std::uint32_t role = make_role(4, false, true);
+    if (!t->root) {
+        t->root = get_shadow_page(cpu.host_cpu, eptp, role, v.header, v.page, &v.info, true, held);
+    } else {
+        (void)find_shadow_page(cpu.host_cpu, eptp, role, held);
+    }
+    ++sps_[t->root].root_count;
+    ++t->users;
+    vcpu_tree_[vi] = t;
+    sim_.counters().add(mc_->shadow_roots);
+    co_await sim_.delay(held);
+}
+
+// The L2 guest exits for good: kvm_mmu_free_roots drops the vCPU's root; when no vCPU uses the
+// tree any more, the L2 guest is gone and its shadow pages are zapped (one commit, one flush).
+Task<void> X86ShadowMmu::nested_stop(const vm::CpuContext& cpu, Gfn eptp) {
+    const auto vi = static_cast<std::size_t>(cpu.vcpu);
+    if (cpu.vcpu < 0 || vi >= vcpus_.size() || !vcpu_tree_[vi] || vcpu_tree_[vi]->eptp != eptp) co_return;
+    Tree* t = vcpu_tree_[vi];
+    vcpu_tree_[vi] = nullptr;
+    {
+        engine::LockGuard g = co_await mmu_lock_.write(site_free_roots_);
+        Time held = touch(cpu.host_cpu, mmu_lock_addr_, true);
+        --sps_[t->root].root_count;
+        if (--t->users == 0) {
+            // The tree object stays (a fault of this vCPU may still hold a pointer to it); a
+            // later nested_start with this EPTP gives it a new root.
+            held += zap_tree(cpu.host_cpu, *t);
+        }
+        co_await sim_.delay(held);
+    }
+    co_await note_indirect_mmu(cpu, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bulk operations
+
+X86ShadowMmu::Bulk X86ShadowMmu::make_bulk(const vm::CpuContext& cpu) {
+    Bulk b;
+    b.start(cpu, kt_.sched_timeslice, sim_.now());
+    return b;
+}
+
+Task<void> X86ShadowMmu::settle(Bulk& b) { co_await models::settle(sim_, b); }
+
+Task<void> X86ShadowMmu::lock(Bulk& b, engine::Site site) {
+    co_await lock_walk(sim_, mmu_lock_, b, engine::LockMode::Write, site);
+    b.acc += touch(b.cpu, mmu_lock_addr_, true);
+}
+
+Task<void> X86ShadowMmu::unlock(Bulk& b) {
+    co_await unlock_walk(sim_, b);
+    b.acc += touch(b.cpu, mmu_lock_addr_, true);
+}
+
+bool X86ShadowMmu::need_resched(const Bulk& b) const {
+    return b.clock.need_resched(sim_.now() + b.acc) || (cfg_.preempt && mmu_lock_.needbreak());
+}
+
+// cond_resched_rwlock_write (walk_slot_rmaps with flush_on_yield): flush if asked, drop, yield,
+// retake.
+Task<void> X86ShadowMmu::cond_resched(Bulk& b, bool flush) {
+    if (flush) b.acc += tlb_.flush();
+    const bool resched = b.clock.need_resched(sim_.now() + b.acc);
+    co_await unlock(b);
+    b.acc += kt_.lock_yield;
+    co_await settle(b);
+    if (resched) b.clock.start(sim_.now());
+    co_await lock(b, b.site);
+}
+
+// topup_split_caches (slots_lock held by the caller): the descriptor cache to its capacity when
+// below SPLIT_DESC_CACHE_MIN_NR_OBJECTS, the header and page caches when empty.
+Time X86ShadowMmu::topup_split_caches() {
+    Time c;
+    std::uint32_t n = 0, total = 0;
+    if (split_desc_.topup(cfg_.split_desc_cache_capacity, kSplitDescCacheMin, &n) != MmuMemoryCache::kOk)
+        throw std::logic_error("x86_shadow: split_desc_cache capacity changed");
+    c += split_desc_.cost_per_object() * n;
+    total += n;
+    split_header_.topup(1, &n);
+    c += split_header_.cost_per_object() * n;
+    total += n;
+    split_page_.topup(1, &n);
+    c += split_page_.cost_per_object() * n;
+    total += n;
+    sim_.counters().add(mc_->split_topup_objs, total);
+    split_cache_gauges();
+    return c;
+}
+
+// kvm_mmu_free_eager_page_split_caches.
+std::uint32_t X86ShadowMmu::free_split_caches() {
+    const std::uint32_t n = split_desc_.free_all() + split_header_.free_all() + split_page_.free_all();
+    split_cache_gauges();
+    return n;
+}
+
+// shadow_mmu_split_huge_page of the nested tree's 2M SPTE at gfn (2M-aligned): a direct SP
+// (found, or taken from the split caches), 512 4K SPTEs with the huge SPTE's permissions, each
+// added to its gfn's rmap (a descriptor only where the gfn is already mapped elsewhere), then
+// linked in place of the huge SPTE (no flush: nothing was unmapped).
+Task<void> X86ShadowMmu::split_huge_page(Bulk& b, Slot& s, Tree& t, Gfn gfn) {
+    (void)s;
+    const std::uint8_t huge = entry(t, 2, gfn);
+    Time c;
+    const std::uint32_t sp =
+        get_shadow_page(b.cpu, gfn, make_role(1, true, true), split_header_, split_page_, nullptr, true, c);
+    const std::uint64_t i = gfn - span_base_;
+    const auto ch = static_cast<std::uint8_t>(huge & (spte::P | spte::W | spte::X | spte::MW | spte::LEAF));
+    std::fill_n(t.pte.begin() + static_cast<std::ptrdiff_t>(i), 512, ch);
+    c += kt_.split_spte_fill * 512 + touch(b.cpu, sps_[sp].page, true, 4096);
+    for (unsigned k = 0; k < 512; ++k) {
+        RmapCount& n = rmap4k_[i + k];
+        if (n == kRmapCountMax) throw std::logic_error("x86_shadow: rmap entry count overflow");
+        stats_.set_max(stats_.max_mmu_rmap_size, n);
+        c += k_.rmap_op;
+        if (pte_list_add_descs(n)) {
+            if (!split_desc_.alloc()) {
+                sim_.counters().add(mc_->alloc_atomic);
+                c += split_desc_.cost_per_object();
+            }
+            ++descs_live_;
+            sim_.counters().add(mc_->descs);
+            c += touch(b.cpu, desc_addr(rmap_head_addr(gfn + k, 1)), true);
+        }
+        ++n;
+        if (k % 8 == 0) c += touch(b.cpu, rmap_head_addr(gfn + k, 1), true, 64);
+    }
+    stats_.update_page_stats(vm::PageLevel::K4, 512);
+    c += link_shadow_page(b.cpu, t, 2, gfn, sp, split_desc_, false);
+    sim_.counters().add(mc_->splits);
+    b.acc += c;
+    co_return;
+}
+
+// kvm_shadow_mmu_try_split_huge_pages (mmu_lock write held): walk the slot's 2M rmaps; for every
+// huge SPTE, shadow_mmu_try_split_huge_page: when need_topup_split_caches_or_resched(), drop
+// mmu_lock, cond_resched, topup_split_caches, retake it and restart the rmap walk (-EAGAIN).
+Task<void> X86ShadowMmu::try_split_huge_pages(Bulk& b, Slot& s) {
+    for (Gfn g = round_gfn(s.base + 511, 2); g + 512 <= s.base + s.npages; g += 512) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        b.acc += k_.rmap_head_step;
+        if (((g - span_base_) >> 9) % 8 == 0) b.acc += touch(b.cpu, rmap_head_addr(g, 2), false, 64);
+        if (rmap2m_[(g - span_base_) >> 9] == 0) continue;
+        for (;;) {  // restart: for_each_rmap_spte
+            Tree* huge = nullptr;
+            for (auto& t : nested_)
+                if (is_leaf(t->pde[(g - span_base_) >> 9])) {
+                    huge = t.get();
+                    break;
+                }
+            if (!huge) break;
+            const bool low = split_desc_.nobjs() < kSplitDescCacheMin || split_header_.nobjs() < 1 ||
+                             split_page_.nobjs() < 1;
+            if (low || need_resched(b)) {  // need_topup_split_caches_or_resched
+                sim_.counters().add(mc_->split_drops);
+                if (low) sim_.counters().add(mc_->split_drops_topup);
+                const bool resched = b.clock.need_resched(sim_.now() + b.acc);
+                co_await unlock(b);
+                b.acc += kt_.lock_yield;  // cond_resched
+                co_await settle(b);
+                if (resched) b.clock.start(sim_.now());
+                b.acc += topup_split_caches();
+                co_await lock(b, site_split_);
+                sim_.counters().add(mc_->split_restarts);  // -EAGAIN
+                continue;
+            }
+            co_await split_huge_page(b, s, *huge, g);
+        }
+    }
+    split_cache_gauges();
+}
+
+// kvm_mmu_slot_remove_write_access on the rmaps (slot_rmap_write_protect, 4K and 2M levels):
+// every rmap head of the slot is visited; every writable SPTE in it is write-protected
+// (MMU-writable stays, so the fast path can restore it). Yields with a flush when needed.
+Task<void> X86ShadowMmu::remove_write_access(Bulk& b, Slot& s) {
+    bool flush = false;
+    auto protect = [&](Tree& t, int level, Gfn g) {
+        std::uint8_t& e = entry(t, level, g);
+        if (!is_leaf(e) || !(e & spte::W)) return;
+        e = static_cast<std::uint8_t>(e & ~spte::W);
+        b.acc += touch(b.cpu, entry_addr(t, level, g), true) + kt_.spte_update;
+        sim_.counters().add(mc_->wrprot);
+        flush = true;
+    };
+    for (int level = 1; level <= 2; ++level) {
+        const std::uint64_t step = pages_at(level);
+        for (Gfn g = round_gfn(s.base, level); g < s.base + s.npages; g += step * 8) {
+            if (b.acc >= kSettleQuantum) co_await settle(b);
+            if (need_resched(b)) {
+                co_await cond_resched(b, flush);
+                flush = false;
+            }
+            b.acc += k_.rmap_head_step * 8 + touch(b.cpu, rmap_head_addr(g, level), false, 64);
+            for (Gfn h = g; h < g + step * 8 && h < s.base + s.npages; h += step) {
+                if (rmap_size(h, level) == 0) continue;
+                if (direct_) protect(*direct_, level, h);
+                for (auto& t : nested_) protect(*t, level, h);
+            }
+        }
+    }
+    if (flush) b.acc += tlb_.flush();
+}
+
+// KVM_SET_USER_MEMORY_REGION adding KVM_MEM_LOG_DIRTY_PAGES, then kvm_mmu_slot_apply_flags.
+// With the TDP MMU the embedded model does the memslot update and its own split and
+// write-protection first; the shadow MMU's part follows (the kernel splits the rmaps first).
+Task<void> X86ShadowMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t slot, vm::DirtyLogOptions opts) {
+    Slot& s = slot_by_id(slot);
+    vm::Memslot& m = vm_.memslots[s.index];
+    if (m.dirty_logging) co_return;
+    if (tdp_) {
+        co_await tdp_->dirty_log_enable(cpu, slot, opts);
+    } else {
+        co_await sim_.delay(kt_.memslot_update);
+        m.dirty_logging = true;
+    }
+    s.bitmap.assign((s.npages + 63) / 64, 0);
+    if (opts.manual_protect_initially_set || !rmaps_) co_return;
+    Bulk b = make_bulk(cpu);
+    engine::LockGuard slots = co_await slots_lock_.lock(site_memslot_);
+    // kvm_mmu_slot_try_split_huge_pages: the shadow MMU splits only when the TDP MMU is on.
+    if (tdp_ && cfg_.eager_page_split) {
+        co_await lock(b, site_split_);
+        co_await try_split_huge_pages(b, s);
+        co_await unlock(b);
+    }
+    co_await lock(b, site_wrprot_);
+    co_await remove_write_access(b, s);
+    co_await unlock(b);
+    co_await settle(b);
+}
+
+// KVM_SET_USER_MEMORY_REGION removing KVM_MEM_LOG_DIRTY_PAGES; with split_cache_free =
+// flags_change (the v6 patch) the split caches are freed here.
+Task<void> X86ShadowMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t slot) {
+    Slot& s = slot_by_id(slot);
+    vm::Memslot& m = vm_.memslots[s.index];
+    if (!m.dirty_logging) co_return;
+    if (tdp_) {
+        co_await tdp_->dirty_log_disable(cpu, slot);
+    } else {
+        co_await sim_.delay(kt_.memslot_update);
+        m.dirty_logging = false;
+    }
+    s.bitmap.clear();
+    if (cfg_.split_cache_free == SplitCacheFree::FlagsChange) {
+        engine::LockGuard slots = co_await slots_lock_.lock(site_memslot_);
+        free_split_caches();
+        co_await sim_.delay(kt_.mmu_cache_alloc_obj);  // kmem_cache_free / free_page per object, batched
+    }
+}
+
+}  // namespace x86_shadow
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+
+vm::ModelInfo x86_shadow_model_info() {
+    vm::ModelInfo info = x86_tdp_model_info();  // the TDP MMU's knobs apply to the embedded model
+    info.name = "x86_shadow";
+    info.summary =
+        "x86 shadow MMU (mmu_page_hash, rmaps, direct and nested roots) with the TDP MMU as a knob; "
+        "seed 000 (child SP hash lookup) and seed 001 (eager page splitting for nested MMUs)";
+    info.kernel =
+        "Linux v6.9: arch/x86/kvm/mmu/mmu.c, arch/x86/kvm/mmu/paging_tmpl.h, arch/x86/kvm/mmu/mmu_internal.h, "
+        "arch/x86/kvm/x86.c (kvm_mmu_slot_apply_flags); seed 000 from Peter Feiner's 'kvm: x86 mmu: avoid "
+        "mmu_page_hash lookup for direct_map-only VM' (v5.7, 2020-05-08) and Sean Christopherson's review; seed "
+        "001 from David Matlack's '[PATCH v6 22/22] KVM: x86/mmu: Extend Eager Page Splitting to nested MMUs' "
+        "(2022-05-16) and Sean Christopherson's review";
+    info.knobs.push_back(bool_knob(
+        "tdp_mmu", false,
+        "the kvm.tdp_mmu module parameter: false = the shadow MMU handles L1 (direct) faults and dirty logging "
+        "through rmaps; true = L1 faults and the direct tree's bulk work go to the TDP MMU (x86_tdp) and the "
+        "shadow MMU handles only nested (L2) roots and their rmaps"));
+    info.knobs.push_back(choice_knob(
+        "child_sp_lookup", "always", {"always", "skip_bool", "skip_count"},
+        "seed 000, kvm_mmu_get_child_sp under a non-present or huge SPTE: 'always' = walk the mmu_page_hash bucket "
+        "(v6.9, and before the patch); 'skip_bool' = allocate without a lookup until the first indirect (nested) "
+        "root sets a one-way bool (the patch's shadow_page_may_have_multiple_parents); 'skip_count' = skip while a "
+        "count of indirect MMUs is zero, so lookups stop again once nested guests go away (the review)"));
+    info.knobs.push_back(choice_knob(
+        "root_alloc_lock", "first", {"every", "first"},
+        "seed 000, how mmu_alloc_shadow_roots updates the bool/count: 'every' = take and release mmu_lock (write) "
+        "around the update on every shadow root allocation (and free, for the count), as the patch did; 'first' = "
+        "only when the state changes from none (bool false / count 0 -> 1), as the review asked"));
+    info.knobs.push_back(int_knob(
+        "split_desc_cache_capacity", x86_shadow::kSplitDescCacheMin + kKvmArchNrObjsPerMemoryCache,
+        x86_shadow::kSplitDescCacheMin, 1 << 20,
+        "seed 001: the capacity topup_split_caches fills split_desc_cache to when it holds fewer than "
+        "SPLIT_DESC_CACHE_MIN_NR_OBJECTS = 513: 513 = min (the v6 patch), 1026 = 2*min (the review's suggestion, as first merged), "
+        "553 = min + 40 (the follow-up that buffers for a few aliased gfns, v6.0+)"));
+    info.knobs.push_back(int_knob(
+        "alias_percent", 0, 0, 100,
+        "seed 001: percent of L1 gfns already mapped by another L2 gfn or nested root when the rmaps are created "
+        "(a deterministic pseudo-random choice per gfn); splitting a huge page consumes a pte_list_desc for each "
+        "such gfn"));
+    info.knobs.push_back(choice_knob(
+        "split_cache_free", "vm_destroy", {"flags_change", "vm_destroy"},
+        "seed 001: when the split caches are freed: 'flags_change' = when dirty logging is disabled on a slot "
+        "(the v6 patch; leaks them if the VM is destroyed first), 'vm_destroy' = only at VM destruction "
+        "(kvm_mmu_uninit_vm, merged)"));
+    for (auto& k : info.knobs)
+        if (k.name == "eager_page_split")
+            k.meaning += "; with tdp_mmu on it also splits the nested MMUs' huge pages (kvm_shadow_mmu_try_split_huge_pages)";
+    info.costs = x86_shadow::Costs::all_names();
+    info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogDisable, vm::Operation::NestedStart,
+                       vm::Operation::NestedStop};
+    info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {
+        return std::make_unique<x86_shadow::X86ShadowMmu>(env);
+    };
+    return info;
+}
+
+void register_x86_shadow(vm::ModelRegistry& registry) { registry.add(x86_shadow_model_info()); }
+
+}  // namespace kvmsim::models

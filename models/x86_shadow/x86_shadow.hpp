@@ -1,0 +1,272 @@
+// x86 shadow MMU model ("x86_shadow"): KVM's shadow MMU (arch/x86/kvm/mmu/mmu.c, paging_tmpl.h)
+// for direct (L1) faults when the TDP MMU is off and for nested (L2) guests, following Linux
+// v6.9 (torvalds/linux). The functions followed:
+//   SPs         kvm_mmu_get_child_sp, kvm_mmu_get_shadow_page, __kvm_mmu_get_shadow_page,
+//               kvm_mmu_find_shadow_page (for_each_valid_sp over mmu_page_hash, collisions),
+//               kvm_mmu_alloc_shadow_page, account_shadowed, __link_shadow_page,
+//               drop_large_spte, mmu_page_add_parent_pte
+//   rmaps       pte_list_add / pte_list_remove (pte_list_desc of PTE_LIST_EXT = 14), rmap_add
+//   faults      kvm_mmu_page_fault -> direct_page_fault -> direct_map (tdp_mmu=false) and
+//               FNAME(page_fault) -> FNAME(fetch) for the shadow EPT of a nested guest;
+//               fast_page_fault; mmu_topup_memory_caches(maybe_indirect)
+//   roots       mmu_alloc_direct_roots, mmu_alloc_shadow_roots, mmu_first_shadow_root_alloc,
+//               kvm_mmu_free_roots
+//   zaps        kvm_mmu_prepare_zap_page / kvm_mmu_commit_zap_page (one flush per commit)
+//   dirty log   kvm_mmu_slot_apply_flags, kvm_mmu_slot_try_split_huge_pages ->
+//               kvm_shadow_mmu_try_split_huge_pages -> shadow_mmu_try_split_huge_pages,
+//               shadow_mmu_try_split_huge_page, need_topup_split_caches_or_resched,
+//               topup_split_caches, shadow_mmu_split_huge_page, shadow_mmu_get_sp_for_split,
+//               kvm_mmu_slot_remove_write_access (slot_rmap_write_protect),
+//               kvm_mmu_free_eager_page_split_caches
+// With tdp_mmu on (kvm.tdp_mmu=Y), L1 faults and the TDP half of every bulk operation go to an
+// embedded x86_tdp model sharing mmu_lock. Seed 000 (Peter Feiner's "avoid mmu_page_hash lookup
+// for direct_map-only VM", 2020, and Sean Christopherson's review) and seed 001 (David Matlack's
+// "Extend Eager Page Splitting to nested MMUs", v6 22/22, 2022, and its review) are knobs.
+// See docs/models/x86_shadow.md for the design, the costs and what is left out.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/common/host_memory.hpp"
+#include "models/common/kvm_stats.hpp"
+#include "models/common/memory_cache.hpp"
+#include "models/common/resched.hpp"
+#include "models/common/tlb_flush.hpp"
+#include "models/x86_tdp/x86_tdp.hpp"
+#include "sim/engine/sync.hpp"
+#include "sim/vm/mmu_model.hpp"
+
+namespace kvmsim::models {
+
+void register_x86_shadow(vm::ModelRegistry& registry);
+vm::ModelInfo x86_shadow_model_info();
+
+namespace x86_shadow {
+
+inline constexpr std::uint32_t kMmuHashBuckets = 4096;        // 1 << KVM_MMU_HASH_SHIFT
+inline constexpr std::uint32_t kPteListExt = 14;              // PTE_LIST_EXT
+inline constexpr std::uint32_t kSplitDescCacheMin = 512 + 1;  // SPLIT_DESC_CACHE_MIN_NR_OBJECTS
+inline constexpr std::uint64_t kPteListDescBytes = 128;       // sizeof(struct pte_list_desc)
+inline constexpr std::uint64_t kMmuPageHeaderBytes = 192;     // about sizeof(struct kvm_mmu_page)
+
+// mmu_page_hash's hash: hash_64(gfn, KVM_MMU_HASH_SHIFT) (include/linux/hash.h).
+constexpr std::uint32_t page_table_hash(std::uint64_t gfn) {
+    return static_cast<std::uint32_t>((gfn * 0x61C8864680B583EBULL) >> (64 - 12));
+}
+
+// New descriptors pte_list_add needs when an rmap (or parent_ptes) list of n entries grows to
+// n + 1: one when it turns into a list (n == 1), one whenever the head descriptor is full.
+constexpr std::uint32_t pte_list_add_descs(std::uint32_t n) {
+    return n == 1 || (n >= kPteListExt && n % kPteListExt == 0) ? 1 : 0;
+}
+// Descriptors a list of n entries holds.
+constexpr std::uint32_t pte_list_descs(std::uint32_t n) { return n <= 1 ? 0 : (n + kPteListExt - 1) / kPteListExt; }
+
+// Cost constants the shadow MMU adds to x86_tdp's (which it also reads).
+struct Costs {
+    engine::Time shadow_fault_base, hash_entry_step, sp_alloc_base, account_shadowed, rmap_op, rmap_head_step,
+        sp_zap_base, rmap_alloc_per_4k, guest_walk_level, shadow_root_alloc;
+    static const std::vector<std::string>& names();  // the shadow MMU's own
+    static std::vector<std::string> all_names();      // with x86_tdp's
+    static Costs from(const vm::CostProfile& p);
+};
+
+enum class ChildSpLookup : std::uint8_t { Always, SkipBool, SkipCount };
+enum class RootAllocLock : std::uint8_t { Every, First };
+enum class SplitCacheFree : std::uint8_t { FlagsChange, VmDestroy };
+
+struct Config {
+    bool tdp_mmu = false;
+    ChildSpLookup child_sp_lookup = ChildSpLookup::Always;
+    RootAllocLock root_alloc_lock = RootAllocLock::First;
+    bool eager_page_split = true;
+    bool preempt = true;
+    std::uint32_t split_desc_cache_capacity = kSplitDescCacheMin + kKvmArchNrObjsPerMemoryCache;
+    std::uint32_t alias_percent = 0;
+    SplitCacheFree split_cache_free = SplitCacheFree::VmDestroy;
+    static Config from(const vm::Knobs& knobs);
+};
+
+// One shadow page table: the direct tree (L1 guest physical addresses) or the nested tree of an
+// EPTP. One state byte per SPTE (x86_tdp::spte bits) over the VM's guest physical span, and the
+// SP id linked by every table entry (0: none).
+struct Tree {
+    bool nested = false;
+    vm::Gfn eptp = 0;
+    std::uint32_t root = 0;   // root SP
+    std::uint32_t users = 0;  // vCPUs whose root it is
+    std::vector<std::uint8_t> pte, pde, pdpte, pml4e;
+    std::vector<std::uint32_t> pt_sp, pd_sp, pdpt_sp;
+};
+
+class X86ShadowMmu final : public vm::MmuModel {
+public:
+    explicit X86ShadowMmu(vm::ModelEnv& env);
+    ~X86ShadowMmu() override;
+
+    // O(1): the vCPU's tree (its nested root's, while it runs L2; else the direct tree or the
+    // TDP MMU's), then the 4K entry, then the 2M entry.
+    bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
+        const Tree* t = vcpu_tree_[vcpu];
+        if (!t) {
+            if (tdp_) return tdp_->hits(vcpu, gfn, access);
+            t = direct_.get();
+        }
+        const std::uint64_t i = gfn - span_base_;
+        if (i >= span_) [[unlikely]]
+            return false;
+        const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
+        const std::uint8_t e = t->pte[i];
+        if (e & x86_tdp::spte::P) [[likely]]
+            return (e & need) != 0;
+        const std::uint8_t d = t->pde[i >> 9];
+        return (d & x86_tdp::spte::LEAF) && (d & need) != 0;
+    }
+    engine::Time fault_lookahead() const override;
+
+    engine::Task<void> page_fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access) override;
+    engine::Task<void> dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t slot,
+                                        vm::DirtyLogOptions opts) override;
+    engine::Task<void> dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t slot) override;
+    engine::Task<void> nested_start(const vm::CpuContext& cpu, vm::Gfn eptp) override;
+    engine::Task<void> nested_stop(const vm::CpuContext& cpu, vm::Gfn eptp) override;
+
+    // Introspection for tests (no simulated cost).
+    const Config& config() const { return cfg_; }
+    std::uint64_t indirect_shadow_pages() const { return indirect_shadow_pages_; }
+    std::uint64_t n_used_mmu_pages() const { return n_used_mmu_pages_; }
+    std::uint32_t indirect_mmu_count() const { return indirect_mmus_; }
+    bool shadow_root_allocated() const { return shadow_root_allocated_; }
+    bool rmaps_allocated() const { return rmaps_; }
+    std::uint32_t bucket_size(std::uint32_t bucket) const;
+    // Entries of the rmap of gfn at level (1: 4K, 2: 2M) and descriptors it holds.
+    std::uint32_t rmap_size(vm::Gfn gfn, int level) const;
+    std::uint64_t pte_list_descs_live() const { return descs_live_; }
+    // The level of the leaf mapping gfn for the vCPU (its nested tree while in L2), if any.
+    std::optional<vm::PageLevel> mapping_level(std::uint32_t vcpu, vm::Gfn gfn) const;
+    const MmuMemoryCache& split_desc_cache() const { return split_desc_; }
+    std::uint64_t split_caches_bytes() const;
+    x86_tdp::X86TdpMmu* tdp() { return tdp_.get(); }
+    engine::RwLock& mmu_lock() { return mmu_lock_; }
+
+private:
+    struct Sp;
+    struct Slot;
+    struct VcpuState;
+    struct Bulk;
+    struct ModelCounters;
+
+    static constexpr std::uint8_t kNeed[4] = {x86_tdp::spte::P, x86_tdp::spte::W, x86_tdp::spte::X, 0};
+
+    // --- state ---
+    std::uint8_t& entry(Tree& t, int level, vm::Gfn gfn);
+    std::uint32_t& child(Tree& t, int level, vm::Gfn gfn);  // the SP linked by the entry
+    std::uint64_t entry_addr(const Tree& t, int level, vm::Gfn gfn) const;
+    Slot* slot_of(vm::Gfn gfn);
+    Slot& slot_by_id(std::uint32_t id);
+    engine::Time touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes = 8);
+
+    // --- shadow pages ---
+    std::uint32_t find_shadow_page(std::uint32_t cpu, vm::Gfn gfn, std::uint32_t role, engine::Time& cost);
+    std::uint32_t alloc_shadow_page(std::uint32_t cpu, vm::Gfn gfn, std::uint32_t role, MmuMemoryCache& header,
+                                    MmuMemoryCache& page, MmuMemoryCache* info, engine::Time& cost);
+    std::uint32_t get_shadow_page(std::uint32_t cpu, vm::Gfn gfn, std::uint32_t role, MmuMemoryCache& header,
+                                  MmuMemoryCache& page, MmuMemoryCache* info, bool lookup, engine::Time& cost);
+    engine::Time pte_list_add(std::uint32_t cpu, std::uint32_t& n, std::uint64_t head_addr, MmuMemoryCache& cache);
+    engine::Time pte_list_remove(std::uint32_t cpu, std::uint32_t& n, std::uint64_t head_addr);
+    engine::Time rmap_add(std::uint32_t cpu, vm::Gfn gfn, int level, MmuMemoryCache& cache);
+    engine::Time rmap_remove(std::uint32_t cpu, vm::Gfn gfn, int level);
+    std::uint64_t rmap_head_addr(vm::Gfn gfn, int level) const;
+    engine::Time drop_large_spte(std::uint32_t cpu, Tree& t, vm::Gfn gfn, bool flush);
+    engine::Time link_shadow_page(std::uint32_t cpu, Tree& t, int level, vm::Gfn gfn, std::uint32_t sp,
+                                  MmuMemoryCache& cache, bool flush);
+    engine::Time zap_tree(std::uint32_t cpu, Tree& t);
+    engine::Time prepare_zap_page(std::uint32_t cpu, Tree& t, std::uint32_t sp, int level, vm::Gfn base);
+    void free_sp(std::uint32_t sp);
+
+    // --- faults ---
+    engine::Time map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, vm::Gfn gfn, int goal);
+    engine::Time topup_caches(VcpuState& v, bool indirect);
+    engine::Time faultin(Slot& s, vm::Gfn gfn);
+    int max_level(const Slot& s, vm::Gfn gfn) const;
+    int guest_leaf_level(const Slot& s) const;
+    engine::Time mark_page_dirty(Slot& s, vm::Gfn gfn, std::uint32_t cpu);
+
+    // --- roots ---
+    engine::Task<void> first_shadow_root_alloc(const vm::CpuContext& cpu);
+    engine::Task<void> note_indirect_mmu(const vm::CpuContext& cpu, bool add);
+
+    // --- bulk ---
+    Bulk make_bulk(const vm::CpuContext& cpu);
+    engine::Task<void> settle(Bulk& b);
+    engine::Task<void> lock(Bulk& b, engine::Site site);
+    engine::Task<void> unlock(Bulk& b);
+    engine::Task<void> cond_resched(Bulk& b, bool flush);
+    bool need_resched(const Bulk& b) const;
+    engine::Task<void> try_split_huge_pages(Bulk& b, Slot& s);
+    engine::Task<void> split_huge_page(Bulk& b, Slot& s, Tree& t, vm::Gfn gfn);
+    engine::Task<void> remove_write_access(Bulk& b, Slot& s);
+    engine::Time topup_split_caches();
+    std::uint32_t free_split_caches();
+    void split_cache_gauges();
+
+    engine::Simulator& sim_;
+    engine::CacheModel& cache_;
+    vm::VmConfig& vm_;
+    Config cfg_;
+    x86_tdp::Costs kt_;
+    Costs k_;
+    KvmStats stats_;
+    RemoteTlbFlush tlb_;
+    engine::RwLock mmu_lock_;
+    engine::Mutex slots_lock_;
+    engine::Mutex slots_arch_lock_;
+    KernelDataLayout kdata_;
+    PageTablePageAllocator pt_alloc_;
+    std::unique_ptr<x86_tdp::X86TdpMmu> tdp_;
+    std::uint64_t mmu_lock_addr_ = 0, hash_addr_ = 0, rmap_base_ = 0;
+
+    std::vector<Sp> sps_;  // [0] unused: id 0 is "none"
+    std::vector<std::uint32_t> free_sps_;
+    std::vector<std::uint64_t> free_headers_;
+    std::uint32_t hash_[kMmuHashBuckets] = {};
+    std::uint64_t n_used_mmu_pages_ = 0;
+    std::uint64_t indirect_shadow_pages_ = 0;
+    std::uint64_t descs_live_ = 0;
+
+    // Guest physical span covered by the trees and rmaps: [span_base_, span_base_ + span_).
+    vm::Gfn span_base_ = 0;
+    std::uint64_t span_ = 0;
+    std::unique_ptr<Tree> direct_;                // tdp_mmu off: the direct tree
+    std::vector<std::unique_ptr<Tree>> nested_;   // by EPTP
+    std::vector<Tree*> vcpu_tree_;                // the nested tree a vCPU runs in (L2), else null
+    std::vector<std::unique_ptr<Slot>> slots_;
+    std::vector<std::unique_ptr<VcpuState>> vcpus_;
+
+    // rmaps (kvm_memory_slot.arch.rmap) per 4K and per 2M gfn over the span, allocated up front
+    // with tdp_mmu off and by the first shadow root otherwise; entry counts stand for the lists.
+    bool rmaps_ = false;
+    using RmapCount = std::uint16_t;  // entries; 2 bytes per gfn keeps large VMs affordable
+    static constexpr std::uint32_t kRmapCountMax = 0xffff;
+    std::vector<RmapCount> rmap4k_, rmap2m_;
+
+    // Seed 000: the one-way bool / the indirect MMU count, and v6.9's shadow_root_allocated.
+    bool may_have_multiple_parents_ = false;
+    std::uint32_t indirect_mmus_ = 0;
+    bool shadow_root_allocated_ = false;
+
+    // Seed 001: kvm->arch.split_{desc,page_header,shadow_page}_cache.
+    MmuMemoryCache split_desc_, split_header_, split_page_;
+    std::int64_t split_bytes_reported_ = 0, split_leak_reported_ = 0;
+
+    engine::Site site_direct_fault_, site_ept_fault_, site_root_, site_root_flag_, site_free_roots_, site_split_,
+        site_wrprot_, site_memslot_, site_first_root_;
+    std::unique_ptr<ModelCounters> mc_;
+};
+
+}  // namespace x86_shadow
+}  // namespace kvmsim::models

@@ -1,0 +1,357 @@
+// Unit tests of the x86 shadow MMU model: exact, mechanism-derived outcomes on small VMs.
+#include <catch2/catch.hpp>
+
+#include <map>
+
+#include "models/registry.hpp"
+#include "models/x86_shadow/x86_shadow.hpp"
+#include "tests/models/harness.hpp"
+
+using namespace kvmsim;
+using namespace kvmsim::testing;
+using namespace kvmsim::engine::time_literals;
+using kvmsim::models::x86_shadow::X86ShadowMmu;
+using vm::Access;
+using vm::Backing;
+using vm::Gfn;
+using vm::PageLevel;
+namespace xs = kvmsim::models::x86_shadow;
+
+namespace {
+
+std::unique_ptr<vm::MmuModel> make_shadow(vm::ModelEnv& env) {
+    return models::builtin_models().find("x86_shadow")->create(env);
+}
+
+struct Shadow : Harness {
+    Shadow(Backing b, std::uint64_t npages, std::uint32_t vcpus, vm::Knobs k = {})
+        : Harness(b, npages, vcpus, std::move(k)) {
+        auto ns = [&](const char* n, double v) { host.costs.set(n, v * 1000.0); };
+        ns("shadow_fault_base", 400);
+        ns("hash_entry_step", 2);
+        ns("sp_alloc_base", 50);
+        ns("account_shadowed", 50);
+        ns("rmap_op", 5);
+        ns("rmap_head_step", 1);
+        ns("sp_zap_base", 100);
+        ns("rmap_alloc_per_4k", 1);
+        ns("guest_walk_level", 10);
+        ns("shadow_root_alloc", 100);
+        build(make_shadow);
+        for (std::uint32_t i = 0; i < vcpus; ++i) vctx.push_back(vcpu_ctx(i));
+    }
+    // Contexts outlive the coroutines that take them by reference.
+    std::vector<vm::CpuContext> vctx;
+    vm::CpuContext hctx = host_ctx(3);
+    X86ShadowMmu& sh() { return static_cast<X86ShadowMmu&>(*model); }
+    // Runs the simulator until idle.
+    void run() { REQUIRE(sim.run() == engine::RunStatus::Completed); }
+    void access(std::uint32_t vcpu, std::vector<GuestAccess> acc) {
+        VcpuResult r;
+        sim.spawn("vcpu" + std::to_string(vcpu), vcpu_program(sim, *model, vctx[vcpu], std::move(acc), 0_ns, 10_ns, r));
+        run();
+    }
+    void on_host(std::function<engine::Task<void>()> body) {
+        sim.spawn("host", actor(sim, 0_ns, std::move(body)));
+        run();
+    }
+    void nested_start(std::vector<std::uint32_t> vcpus, Gfn eptp = 1) {
+        for (auto v : vcpus) on_host([this, v, eptp]() { return model->nested_start(vctx[v], eptp); });
+    }
+    void nested_stop(std::vector<std::uint32_t> vcpus, Gfn eptp = 1) {
+        for (auto v : vcpus) on_host([this, v, eptp]() { return model->nested_stop(vctx[v], eptp); });
+    }
+};
+
+constexpr Gfn B = Harness::kBase;  // 4 GiB
+
+vm::Knobs knobs(std::initializer_list<std::pair<const std::string, vm::KnobValue>> k) { return vm::Knobs(k); }
+
+}  // namespace
+
+TEST_CASE("x86_shadow is registered with its knobs, costs and operations", "[x86_shadow]") {
+    const vm::ModelInfo* info = models::builtin_models().find("x86_shadow");
+    REQUIRE(info);
+    CHECK(info->kernel.find("v6.9") != std::string::npos);
+    for (const char* k : {"tdp_mmu", "child_sp_lookup", "root_alloc_lock", "split_desc_cache_capacity", "alias_percent",
+                          "split_cache_free", "eager_page_split", "preempt"})
+        CHECK(info->knob(k));
+    CHECK_FALSE(std::get<bool>(info->knob("tdp_mmu")->default_value));
+    CHECK(std::get<std::string>(info->knob("child_sp_lookup")->default_value) == "always");
+    CHECK(std::get<std::int64_t>(info->knob("split_desc_cache_capacity")->default_value) == 553);
+    CHECK(info->knob("split_desc_cache_capacity")->min == 513);
+    CHECK(info->supports(vm::Operation::NestedStart));
+    CHECK(info->supports(vm::Operation::NestedStop));
+    CHECK(info->supports(vm::Operation::DirtyLogEnable));
+    CHECK_FALSE(info->supports(vm::Operation::SmmEnter));
+    CHECK(info->costs.size() == 30);
+}
+
+TEST_CASE("hash_64 and pte_list_desc arithmetic follow the kernel", "[x86_shadow]") {
+    CHECK(xs::page_table_hash(0) == 0);
+    CHECK(xs::page_table_hash(1) == 0x61C);  // GOLDEN_RATIO_64 >> 52
+    for (Gfn g : {Gfn{12345}, Gfn{1} << 30, Gfn{0xfffff}}) CHECK(xs::page_table_hash(g) < xs::kMmuHashBuckets);
+    // pte_list_add: a descriptor when a single entry becomes a list, then every 14 entries.
+    std::uint32_t descs = 0;
+    for (std::uint32_t n = 0; n < 60; ++n) {
+        descs += xs::pte_list_add_descs(n);
+        CHECK(descs == xs::pte_list_descs(n + 1));
+    }
+    CHECK(xs::pte_list_descs(1) == 0);
+    CHECK(xs::pte_list_descs(2) == 1);
+    CHECK(xs::pte_list_descs(14) == 1);
+    CHECK(xs::pte_list_descs(15) == 2);
+    CHECK(xs::pte_list_descs(29) == 3);
+}
+
+TEST_CASE("a direct 2M fault allocates the PDPT and PD shadow pages and counts mmu_cache_miss", "[x86_shadow]") {
+    Shadow s(Backing::AnonymousThp, 2048, 1);
+    REQUIRE(s.sh().n_used_mmu_pages() == 1);  // the direct root
+    s.access(0, {{B + 5, Access::Read}});
+    CHECK(s.sh().mapping_level(0, B + 5) == PageLevel::M2);
+    CHECK(s.gauge("pages_2m") == 1);
+    CHECK(s.sh().n_used_mmu_pages() == 3);
+    CHECK(s.counter("mmu_cache_miss") == 2);
+    CHECK(s.counter("kvm_mmu_find_shadow_page") == 2);
+    CHECK(s.sh().indirect_shadow_pages() == 0);
+    CHECK(s.sh().rmap_size(B, 2) == 1);
+    CHECK(s.model->hits(0, B + 511, Access::Write));
+    CHECK_FALSE(s.model->hits(0, B + 512, Access::Read));
+    CHECK(s.counter("pf_fixed") == 1);
+}
+
+TEST_CASE("bucket walks visit every SP of the bucket and count gfn mismatches as collisions", "[x86_shadow]") {
+    // 4K faults one per 2M over 512M: a PT SP per 2M (plus PDPT and PD SPs).
+    Shadow s(Backing::Anonymous, 512 * 256, 1);
+    std::vector<GuestAccess> acc = range(B, 256, Access::Read, 512);
+    // Replay the hash: the SPs inserted before each lookup, by bucket, and their gfns.
+    std::map<std::uint32_t, std::vector<Gfn>> buckets;
+    buckets[xs::page_table_hash(0)].push_back(0);  // the direct root
+    std::uint64_t walked = 0, collisions = 0, maxc = 0;
+    auto lookup = [&](Gfn gfn) {
+        std::uint64_t c = 0;
+        for (Gfn g : buckets[xs::page_table_hash(gfn)]) {
+            ++walked;
+            if (g != gfn) ++c;
+        }
+        collisions += c;
+        maxc = std::max(maxc, c);
+        buckets[xs::page_table_hash(gfn)].push_back(gfn);
+    };
+    lookup(0);                    // PDPT SP (gfn 0, role level 3): walks the root
+    lookup(B);                    // PD SP of the first 1G
+    for (const auto& a : acc) {
+        if (a.gfn % (512 * 512) == 0 && a.gfn != B) lookup(a.gfn);  // a new PD SP
+        lookup(a.gfn);            // the PT SP
+    }
+    s.access(0, acc);
+    CHECK(s.counter("mmu_page_hash_entries_walked") == walked);
+    CHECK(s.counter("mmu_page_hash_collisions") == collisions);
+    CHECK(s.counter("max_mmu_page_hash_collisions") == maxc);
+    CHECK(s.counter("mmu_cache_miss") == s.counter("kvm_mmu_find_shadow_page"));
+    CHECK(s.sh().n_used_mmu_pages() == 1 + 1 + 1 + 256);
+    std::uint64_t total = 0;
+    for (std::uint32_t b = 0; b < xs::kMmuHashBuckets; ++b) total += s.sh().bucket_size(b);
+    CHECK(total == s.sh().n_used_mmu_pages());
+}
+
+TEST_CASE("seed 000: child SP lookups are skipped while there is no indirect root", "[x86_shadow][seed000]") {
+    for (const char* mode : {"always", "skip_bool", "skip_count"}) {
+        INFO(mode);
+        Shadow s(Backing::AnonymousThp, 512 * 8, 2, knobs({{"child_sp_lookup", std::string(mode)}}));
+        const bool skip = std::string(mode) != "always";
+        s.access(0, {{B, Access::Read}});                             // PDPT + PD
+        CHECK(s.counter("kvm_mmu_find_shadow_page") == (skip ? 0u : 2u));
+        CHECK(s.counter("kvm_mmu_find_shadow_page_skipped") == (skip ? 2u : 0u));
+        CHECK(s.counter("mmu_cache_miss") == 2);                      // allocated either way
+        s.nested_start({1});
+        CHECK(s.sh().indirect_shadow_pages() == 1);                   // the nested root
+        const auto finds = s.counter("kvm_mmu_find_shadow_page");
+        s.access(0, {{B + 512, Access::Read}, {B + 1024, Access::Read}});  // 2M mappings: no new SP
+        s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+        s.access(0, {{B + 512, Access::Write}});                      // shatters: one PT SP
+        CHECK(s.counter("drop_large_spte") == 1);
+        CHECK(s.counter("kvm_mmu_find_shadow_page") == finds + 1);    // looked up while nested runs
+        s.nested_stop({1});
+        CHECK(s.sh().indirect_shadow_pages() == 0);
+        CHECK(s.counter("mmu_shadow_zapped") == 1);
+        s.access(0, {{B + 1024, Access::Write}});
+        const bool looks = std::string(mode) != "skip_count";         // the bool stays set
+        CHECK(s.counter("kvm_mmu_find_shadow_page") == finds + 1 + (looks ? 1u : 0u));
+        CHECK(s.sh().indirect_mmu_count() == 0);
+    }
+}
+
+TEST_CASE("seed 000: mmu_lock around the indirect-MMU state on every root allocation or the first", "[x86_shadow][seed000]") {
+    struct Case {
+        const char* lookup;
+        const char* lock;
+        std::uint64_t after_start, after_stop;
+    };
+    for (const Case& c : {Case{"always", "every", 0, 0}, Case{"skip_bool", "every", 3, 3}, Case{"skip_bool", "first", 1, 1},
+                          Case{"skip_count", "every", 3, 6}, Case{"skip_count", "first", 1, 1}}) {
+        INFO(c.lookup << " " << c.lock);
+        Shadow s(Backing::AnonymousThp, 512, 3,
+                 knobs({{"child_sp_lookup", std::string(c.lookup)}, {"root_alloc_lock", std::string(c.lock)}}));
+        s.nested_start({0, 1, 2});
+        CHECK(s.counter("indirect_mmu_mmu_lock") == c.after_start);
+        CHECK(s.counter("mmu_alloc_shadow_roots") == 3);
+        CHECK(s.sh().n_used_mmu_pages() == 2);  // direct root + one shared nested root
+        if (std::string(c.lookup) == "skip_count") CHECK(s.sh().indirect_mmu_count() == 3);
+        s.nested_stop({0, 1, 2});
+        CHECK(s.counter("indirect_mmu_mmu_lock") == c.after_stop);
+        CHECK(s.sh().indirect_mmu_count() == 0);
+        CHECK(s.sh().n_used_mmu_pages() == 1);
+    }
+}
+
+TEST_CASE("an L2 fault maps through the vCPU's nested root with indirect SPs; rmaps chain aliases", "[x86_shadow]") {
+    Shadow s(Backing::Anonymous, 1024, 2);
+    s.access(0, {{B + 3, Access::Read}});  // L1 maps gfn B+3 (direct tree)
+    CHECK(s.sh().rmap_size(B + 3, 1) == 1);
+    s.nested_start({1});
+    CHECK_FALSE(s.model->hits(1, B + 3, Access::Read));  // vCPU 1 runs L2: its own tree
+    CHECK(s.model->hits(0, B + 3, Access::Read));
+    s.access(1, {{B + 3, Access::Read}});
+    // Root, PDPT, PD and PT SPs of the nested tree are indirect (L1 maps 4K pages here).
+    CHECK(s.sh().indirect_shadow_pages() == 4);
+    CHECK(s.sh().rmap_size(B + 3, 1) == 2);  // L1's direct SPTE and L2's: a pte_list_desc
+    CHECK(s.sh().pte_list_descs_live() == 1);
+    CHECK(s.counter("pte_list_desc_alloc") == 1);
+    CHECK(s.counter("max_mmu_rmap_size") == 1);
+    s.nested_stop({1});
+    CHECK(s.sh().rmap_size(B + 3, 1) == 1);
+    CHECK(s.sh().pte_list_descs_live() == 0);
+    CHECK(s.counter("mmu_shadow_zapped") == 4);
+    CHECK(s.counter("remote_tlb_flush") == 1);  // one commit
+}
+
+TEST_CASE("tdp_mmu routes L1 faults to the TDP MMU; the first shadow root allocates the rmaps", "[x86_shadow]") {
+    Shadow off(Backing::AnonymousThp, 1024, 1);
+    CHECK(off.sh().tdp() == nullptr);
+    CHECK(off.sh().rmaps_allocated());
+    Shadow on(Backing::AnonymousThp, 1024, 2, knobs({{"tdp_mmu", true}}));
+    REQUIRE(on.sh().tdp() != nullptr);
+    CHECK_FALSE(on.sh().rmaps_allocated());
+    on.access(0, {{B, Access::Write}});
+    CHECK(on.sh().tdp()->mapping_level(B) == PageLevel::M2);
+    CHECK(on.sh().n_used_mmu_pages() == 0);
+    CHECK(&on.sh().tdp()->mmu_lock() == &on.sh().mmu_lock());
+    on.nested_start({1});
+    CHECK(on.sh().rmaps_allocated());
+    CHECK(on.sh().shadow_root_allocated());
+    CHECK(on.counter("mmu_first_shadow_root_alloc_pages") == 1024);
+    on.access(1, {{B, Access::Read}});
+    CHECK(on.sh().mapping_level(1, B) == PageLevel::M2);
+    CHECK(on.sh().indirect_shadow_pages() == 3);  // root, PDPT, PD (L1 maps 2M here)
+    on.nested_stop({1});
+    on.nested_start({1});
+    CHECK(on.counter("mmu_first_shadow_root_alloc_pages") == 1024);  // only the first
+}
+
+namespace {
+// TDP MMU on, a nested guest on vCPU 0 whose 8 2M pages are mapped huge, then dirty logging on.
+struct SplitRun {
+    std::uint64_t splits, drops, restarts, descs, bytes, leak;
+    std::uint32_t desc_nobjs;
+};
+SplitRun split_run(std::int64_t capacity, std::int64_t alias, const char* free_at, bool disable = false) {
+    Shadow s(Backing::AnonymousThp, 512 * 8, 1,
+             knobs({{"tdp_mmu", true}, {"split_desc_cache_capacity", capacity}, {"alias_percent", alias},
+                    {"split_cache_free", std::string(free_at)}}));
+    s.nested_start({0});
+    s.access(0, range(B, 8, Access::Read, 512));
+    REQUIRE(s.gauge("pages_2m") == 8);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    CHECK(s.gauge("pages_2m") == 0);
+    CHECK(s.gauge("pages_4k") == 8 * 512);
+    CHECK(s.sh().mapping_level(0, B + 700) == PageLevel::K4);
+    CHECK_FALSE(s.model->hits(0, B + 700, Access::Write));  // write-protected
+    CHECK(s.model->hits(0, B + 700, Access::Read));
+    if (disable) s.on_host([&]() { return s.model->dirty_log_disable(s.hctx, 0); });
+    return {s.counter("kvm_mmu_split_huge_page"), s.counter("need_topup_split_caches_or_resched"),
+            s.counter("shadow_mmu_split_rmap_restart"), s.counter("pte_list_desc_alloc"),
+            static_cast<std::uint64_t>(s.gauge("split_caches_bytes")),
+            static_cast<std::uint64_t>(s.gauge("split_caches_leaked_if_vm_destroyed_bytes")),
+            s.sh().split_desc_cache().nobjs()};
+}
+}  // namespace
+
+TEST_CASE("seed 001: split cache capacity decides how often mmu_lock is dropped", "[x86_shadow][seed001]") {
+    // No aliasing: no descriptor is consumed, one top-up before the first split.
+    const SplitRun none = split_run(513, 0, "vm_destroy");
+    CHECK(none.splits == 8);
+    CHECK(none.descs == 0);
+    CHECK(none.drops == 1);
+    CHECK(none.restarts == 1);
+    // Every gfn aliased: each split needs 512 descriptors.
+    const SplitRun min = split_run(513, 100, "vm_destroy");
+    CHECK(min.descs == 8 * 512);
+    CHECK(min.drops == 8);  // 513 - 512 < 513: a drop before every split
+    const SplitRun two = split_run(1026, 100, "vm_destroy");
+    CHECK(two.drops == 4);  // 1026 - 512 = 514 lasts one more split
+    const SplitRun plus40 = split_run(553, 100, "vm_destroy");
+    CHECK(plus40.drops == 8);
+    CHECK(plus40.restarts == plus40.drops);
+    // Memory held: descriptors left, and the header and page caches filled to 40 by the first
+    // top-up (kvm_mmu_topup_memory_cache) with 8 used.
+    CHECK(min.desc_nobjs == 1);
+    CHECK(min.bytes == 1 * xs::kPteListDescBytes + 32 * xs::kMmuPageHeaderBytes + 32 * 4096);
+    CHECK(two.bytes == 2 * xs::kPteListDescBytes + 32 * xs::kMmuPageHeaderBytes + 32 * 4096);
+    CHECK(min.leak == 0);
+}
+
+TEST_CASE("seed 001: split caches freed at the flags change, or held until VM destruction", "[x86_shadow][seed001]") {
+    const SplitRun patch_logging = split_run(553, 100, "flags_change");
+    CHECK(patch_logging.bytes > 0);
+    CHECK(patch_logging.leak == patch_logging.bytes);  // the VM dying now would leak them
+    const SplitRun patch = split_run(553, 100, "flags_change", true);
+    CHECK(patch.bytes == 0);
+    CHECK(patch.leak == 0);
+    const SplitRun merged = split_run(553, 100, "vm_destroy", true);
+    CHECK(merged.bytes == patch_logging.bytes);  // kept after the flags change
+    CHECK(merged.leak == 0);
+}
+
+TEST_CASE("seed 001: without eager splitting the L2 write faults split lazily", "[x86_shadow][seed001]") {
+    Shadow s(Backing::AnonymousThp, 512 * 4, 1, knobs({{"tdp_mmu", true}, {"eager_page_split", false}}));
+    s.nested_start({0});
+    s.access(0, range(B, 4, Access::Read, 512));
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    CHECK(s.counter("kvm_mmu_split_huge_page") == 0);
+    CHECK(s.gauge("pages_2m") == 4);
+    s.access(0, range(B, 4, Access::Write, 512));
+    CHECK(s.counter("drop_large_spte") == 4);
+    CHECK(s.gauge("pages_2m") == 0);
+    CHECK(s.gauge("pages_4k") == 4);
+    CHECK(s.counter("remote_tlb_flush") >= 4);  // each dropped large SPTE is flushed
+}
+
+TEST_CASE("x86_shadow runs are deterministic", "[x86_shadow][determinism]") {
+    auto once = [] {
+        Shadow s(Backing::AnonymousThp, 512 * 16, 4, knobs({{"child_sp_lookup", std::string("skip_count")}}));
+        std::vector<VcpuResult> r(4);
+        for (std::uint32_t v = 0; v < 4; ++v)
+            s.sim.spawn("vcpu" + std::to_string(v),
+                        vcpu_program(s.sim, *s.model, s.vctx[v], range(B + v * 512 * 4, 4 * 64, Access::Write, 8),
+                                     0_ns, 10_ns, r[v]));
+        s.run();
+        return std::make_pair(s.sim.fingerprint(), s.counter("pf_fixed"));
+    };
+    CHECK(once() == once());
+}
+
+TEST_CASE("an L2 fault in flight when its vCPU leaves L2 retries in L1", "[x86_shadow]") {
+    Shadow s(Backing::AnonymousThp, 1024, 1);
+    s.nested_start({0});
+    VcpuResult r;
+    s.sim.spawn("vcpu0", vcpu_program(s.sim, *s.model, s.vctx[0], {{B + 7, Access::Read}}, 0_ns, 0_ns, r));
+    // nested_stop lands while the fault is resolving the host page (before it takes mmu_lock).
+    s.sim.spawn("stop", actor(s.sim, 50_ns, [&]() { return s.model->nested_stop(s.vctx[0], 1); }));
+    s.run();
+    CHECK(r.faults == 2);  // the L2 fault gives up; the access faults again in L1
+    CHECK(s.counter("pf_spurious") == 1);
+    CHECK(s.sh().indirect_shadow_pages() == 0);
+    CHECK(s.sh().n_used_mmu_pages() == 3);  // direct root, PDPT, PD
+    CHECK(s.sh().mapping_level(0, B + 7) == PageLevel::M2);
+}
