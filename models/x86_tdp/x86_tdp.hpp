@@ -19,6 +19,9 @@
 //               Christopherson's drop-write-zap-under-read suggestion
 //   notifiers   kvm_mmu_notifier_invalidate_range_start/end -> kvm_unmap_gfn_range ->
 //               kvm_tdp_mmu_unmap_gfn_range
+//   roots, SMM  kvm_tdp_mmu_get_vcpu_root_hpa, kvm_tdp_mmu_put_root (v6.4+; "drop": v5.17/v5.18's
+//               synchronous tdp_mmu_zap_root), kvm_mmu_free_roots, enter_smm, emulator_leave_smm,
+//               kvm_smm_changed, with the MMU context of models/x86_context
 //   shared      kvm_mmu_invalidate_begin/range_add/end, kvm_flush_remote_tlbs,
 //               __kvm_mmu_topup_memory_cache, tdp_iter (tdp_iter_next & co.)
 // See docs/models/x86_tdp.md for what is simplified or left out.
