@@ -11,20 +11,31 @@ namespace kvmsim::models::x86_context {
 using engine::Task;
 using engine::Time;
 
+namespace {
+struct CostName {
+    const char* name;
+    Time Costs::*field;
+};
+constexpr CostName kCostNames[] = {
+    {"kvm_init_mmu_base", &Costs::init_base},     {"mmu_init_field_write", &Costs::field_write},
+    {"mmu_init_loop_step", &Costs::loop_step},    {"kvm_mmu_unload_base", &Costs::unload_base},
+    {"kvm_mmu_load_base", &Costs::load_base},
+};
+}  // namespace
+
 const std::vector<std::string>& Costs::names() {
-    static const std::vector<std::string> n = {"kvm_init_mmu_base", "mmu_init_field_write", "mmu_init_loop_step",
-                                               "kvm_mmu_unload_base", "kvm_mmu_load_base"};
+    static const std::vector<std::string> n = [] {
+        std::vector<std::string> v;
+        for (const CostName& c : kCostNames) v.emplace_back(c.name);
+        return v;
+    }();
     return n;
 }
 
 Costs Costs::from(const vm::CostProfile& p) {
     require_costs(p, names(), "x86_context");
     Costs c;
-    c.init_base = p.time("kvm_init_mmu_base");
-    c.field_write = p.time("mmu_init_field_write");
-    c.loop_step = p.time("mmu_init_loop_step");
-    c.unload_base = p.time("kvm_mmu_unload_base");
-    c.load_base = p.time("kvm_mmu_load_base");
+    for (const CostName& n : kCostNames) c.*n.field = p.time(n.name);
     return c;
 }
 
@@ -56,23 +67,27 @@ const std::vector<FieldWrite>& tdp_init_fields() {
 }
 
 struct MmuContext::Counters {
-    explicit Counters(engine::Counters& c)
-        : init(c.id("kvm_init_mmu")),
-          init_full(c.id("kvm_init_mmu_full")),
-          init_early(c.id("kvm_init_mmu_early_return")),
-          init_ps(c.id("kvm_init_mmu_ps")),
-          field_writes(c.id("mmu_init_field_writes")),
-          lines(c.id("mmu_init_cache_lines")),
-          miss(c.id("mmu_init_cache_miss")),
-          reset(c.id("kvm_mmu_reset_context")),
-          unload(c.id("kvm_mmu_unload")),
-          roots_freed(c.id("kvm_mmu_free_roots_puts")),
-          load(c.id("kvm_mmu_load")),
-          new_pgd(c.id("kvm_mmu_new_pgd")),
-          prev_hit(c.id("prev_roots_hit")),
-          prev_miss(c.id("prev_roots_miss")) {}
     engine::CounterId init, init_full, init_early, init_ps, field_writes, lines, miss, reset, unload, roots_freed,
         load, new_pgd, prev_hit, prev_miss;
+    explicit Counters(engine::Counters& c) {
+        const std::pair<const char*, engine::CounterId Counters::*> names[] = {
+            {"kvm_init_mmu", &Counters::init},
+            {"kvm_init_mmu_full", &Counters::init_full},
+            {"kvm_init_mmu_early_return", &Counters::init_early},
+            {"kvm_init_mmu_ps", &Counters::init_ps},
+            {"mmu_init_field_writes", &Counters::field_writes},
+            {"mmu_init_cache_lines", &Counters::lines},
+            {"mmu_init_cache_miss", &Counters::miss},
+            {"kvm_mmu_reset_context", &Counters::reset},
+            {"kvm_mmu_unload", &Counters::unload},
+            {"kvm_mmu_free_roots_puts", &Counters::roots_freed},
+            {"kvm_mmu_load", &Counters::load},
+            {"kvm_mmu_new_pgd", &Counters::new_pgd},
+            {"prev_roots_hit", &Counters::prev_hit},
+            {"prev_roots_miss", &Counters::prev_miss},
+        };
+        for (const auto& [name, field] : names) this->*field = c.id(name);
+    }
 };
 
 MmuContext::MmuContext(engine::Simulator& sim, engine::CacheModel& cache, KernelDataLayout& kdata,
