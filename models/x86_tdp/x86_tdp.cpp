@@ -340,7 +340,7 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env)
         v->desc = MmuMemoryCache("mmu_pte_list_desc_cache", k_.mmu_cache_alloc_obj);
         v->page = MmuMemoryCache("mmu_shadow_page_cache", k_.mmu_cache_alloc_page);
         v->header = MmuMemoryCache("mmu_page_header_cache", k_.mmu_cache_alloc_obj);
-        v->wake = std::make_unique<engine::Signal>(sim_, "vcpu" + std::to_string(i) + " smm");
+        v->wake = std::make_unique<engine::Signal>(sim_, "vcpu" + std::to_string(i) + " in SMM (until smm_exit)");
         vcpus_.push_back(std::move(v));
     }
     blocked_.assign(vm_.vcpus, 0);
