@@ -137,3 +137,30 @@ TEST_CASE("the seed suite runs: every scenario, every variant", "[golden][seeds]
         }
     }
 }
+
+TEST_CASE("golden: seed 002, SMM storm during a SeaBIOS-like boot", "[golden][seeds]") {
+    const char* f = "scenarios/seeds/002-smm-mmu-context.json";
+    const auto before = run_file(f, "before"), once = run_file(f, "init-constant-once"),
+               kept = run_file(f, "roots-preserved"), both = run_file(f, "both");
+    for (const auto* r : {&before, &once, &kept, &both}) {
+        CHECK(r->status == "completed");
+        CHECK(stat(*r, "kvm_smm_transition_enter") == 300);
+        CHECK(stat(*r, "kvm_init_mmu") == 900);  // two resets per SMI, one per RSM
+        CHECK(stat(*r, "kvm_init_mmu_full") == 600);
+    }
+    // Constant fields once: 19 stores per full init become 3, and init time falls.
+    CHECK(stat(before, "mmu_init_field_writes") == 600 * 19);
+    CHECK(stat(once, "mmu_init_field_writes") == 600 * 3);
+    CHECK(stat(before, "kvm_init_mmu_ps") == 50546200);
+    CHECK(stat(once, "kvm_init_mmu_ps") == 19290000);
+    // Roots dropped: rebuilt by faults after every RSM; preserved: the 1024 first-touch faults only.
+    CHECK(stat(before, "root_rebuild_faults") == 20784);
+    CHECK(stat(before, "tdp_mmu_root_free") == 600);
+    CHECK(stat(kept, "root_rebuild_faults") == 0);
+    CHECK(stat(kept, "pf_fixed") == 1024);
+    CHECK(stat(kept, "tdp_mmu_root_reuse") == 599);
+    CHECK(report::hex64(before.fingerprint) == "4a336330436b1f80");
+    CHECK(report::hex64(once.fingerprint) == "e183499dd3d7df3f");
+    CHECK(report::hex64(kept.fingerprint) == "0b0f9d32105cf1e3");
+    CHECK(report::hex64(both.fingerprint) == "e0344adf1b991174");
+}
