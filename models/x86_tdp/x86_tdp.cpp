@@ -671,7 +671,7 @@ std::uint64_t X86TdpMmu::state_bytes() const {
                       pml4_.size() * sizeof(Pml4e);
     for (const auto& s : slots_)
         b += s->populated.size() * 8 + s->hugetlb_ready.size() * 8 + s->bitmap.size() * 8;
-    b += vcpus_.size() * sizeof(VcpuState);
+    b += vcpus_.size() * sizeof(VcpuState) + was_mapped_.size() * 8 + roots_.size() * sizeof(TdpRoot);
     return b;
 }
 
