@@ -5,14 +5,7 @@
 #include "models/registry.hpp"
 #include "models/x86_context/x86_context.hpp"
 #include "models/x86_tdp/x86_tdp.hpp"
-#include "sim/report/report.hpp"
-#include "sim/runner/runner.hpp"
-#include "sim/scenario/loader.hpp"
 #include "tests/models/harness.hpp"
-
-#ifndef KVMSIM_SOURCE_DIR
-#define KVMSIM_SOURCE_DIR "."
-#endif
 
 using namespace kvmsim;
 using namespace kvmsim::testing;
@@ -319,42 +312,4 @@ TEST_CASE("a root shared by vCPUs is not freed when one of them unloads it", "[x
 
     Smm p(2, "preserve");
     CHECK(p.tdp().root_refcount(p.tdp().root_hpa()) == 3);  // plus the TDP MMU's own (v6.4+)
-}
-
-TEST_CASE("golden: seed 002 storm in small", "[x86_context][golden]") {
-    scenario::LoadOptions o;
-    o.models = &models::builtin_models();
-    o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
-    auto run = [&](const char* variant) {
-        o.variant = variant;
-        return runner::run(scenario::load_scenario(std::string(KVMSIM_SOURCE_DIR) + "/tests/data/context-smm.json", o));
-    };
-    auto stat = [](const runner::Result& r, const char* k) {
-        auto it = r.stats.find(k);
-        return it == r.stats.end() ? std::uint64_t{0} : it->second;
-    };
-    const auto before = run("before"), once = run("constant_once"), kept = run("preserve");
-    for (const auto* r : {&before, &once, &kept}) {
-        CHECK(r->status == "completed");
-        CHECK(stat(*r, "kvm_smm_transition_enter") == 20);
-        CHECK(stat(*r, "kvm_smm_transition_exit") == 20);
-        CHECK(stat(*r, "kvm_init_mmu") == 60);
-        CHECK(stat(*r, "kvm_init_mmu_full") == 40);
-    }
-    CHECK(stat(before, "mmu_init_field_writes") == 40 * 19);
-    // The constants were written when the vCPU was created (not counted): 3 stores per full init.
-    CHECK(stat(once, "mmu_init_field_writes") == 40 * 3);
-    CHECK(stat(once, "kvm_init_mmu_ps") < stat(before, "kvm_init_mmu_ps"));
-    CHECK(stat(before, "root_rebuild_faults") > 0);
-    CHECK(stat(kept, "root_rebuild_faults") == 0);
-    CHECK(stat(kept, "tdp_mmu_root_free") == 0);
-    CHECK(stat(before, "tdp_mmu_root_free") == 40);
-    CHECK(report::hex64(before.fingerprint) == "cc83f48f4088ebff");
-    CHECK(report::hex64(once.fingerprint) == "0c0545e9bfe01e72");
-    CHECK(report::hex64(kept.fingerprint) == "6361f3e2d7df3eb7");
-    CHECK(stat(before, "root_rebuild_faults") == 454);
-    // Determinism: the same run again is bit-identical.
-    const auto again = run("before");
-    CHECK(again.fingerprint == before.fingerprint);
-    CHECK(again.stats == before.stats);
 }
