@@ -73,6 +73,7 @@ const std::vector<std::string>& Costs::names() {
         "split_spte_fill",   "gup_fast",            "host_fault_base",      "zero_4k",
         "mmu_cache_alloc_page", "mmu_cache_alloc_obj", "tlb_flush_base",    "tlb_flush_per_vcpu",
         "sched_timeslice",   "lock_yield",          "dirty_bitmap_word",    "memslot_update",
+        "tdp_root_lookup_step", "smm_transition",
     };
     return n;
 }
@@ -100,6 +101,8 @@ Costs Costs::from(const vm::CostProfile& p) {
     c.lock_yield = p.time("lock_yield");
     c.dirty_bitmap_word = p.time("dirty_bitmap_word");
     c.memslot_update = p.time("memslot_update");
+    c.tdp_root_lookup_step = p.time("tdp_root_lookup_step");
+    c.smm_transition = p.time("smm_transition");
     return c;
 }
 
@@ -111,6 +114,8 @@ Config Config::from(const vm::Knobs& knobs) {
     c.fault_precheck = knob_bool(knobs, "fault_precheck", true, "x86_tdp");
     c.eager_page_split = knob_bool(knobs, "eager_page_split", true, "x86_tdp");
     c.preempt = knob_bool(knobs, "preempt", true, "x86_tdp");
+    c.preserve_roots = knob_choice(knobs, "tdp_root_unload", "preserve", {"preserve", "drop"}, "x86_tdp") == "preserve";
+    c.mmu_init = x86_context::parse_init_mode(knobs);
     return c;
 }
 
@@ -132,7 +137,14 @@ struct X86TdpMmu::Slot : SlotState {
     bool manual_protect = false;               // KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | INITIALLY_SET
 };
 
-struct X86TdpMmu::VcpuState : VcpuCaches {};
+struct X86TdpMmu::VcpuState : VcpuCaches {
+    x86_context::CpuRole role;  // the vCPU's registers as kvm_calc_cpu_role sees them
+    bool in_fault = false;      // inside page_fault (an SMI is taken at the next entry)
+    bool in_transition = false;
+    std::uint64_t smram = 0;    // SMRAM state-save area (512 bytes at smbase + 0xfe00)
+    std::unique_ptr<engine::Signal> wake;  // fault done / SMM left
+};
+
 
 struct X86TdpMmu::EntryRef {
     std::uint8_t* e = nullptr;
@@ -181,10 +193,22 @@ struct X86TdpMmu::ModelCounters {
           host_zeroed_4k(c.id("host_zeroed_4k")),
           dirty_marked(c.id("mark_page_dirty_in_slot")),
           wrprot(c.id("spte_write_protected")),
-          dirty_harvested(c.id("dirty_pages_harvested")) {}
+          dirty_harvested(c.id("dirty_pages_harvested")),
+          smm_enter(c.id("kvm_smm_transition_enter")),
+          smm_exit(c.id("kvm_smm_transition_exit")),
+          smm_ignored(c.id("kvm_smm_transition_ignored")),
+          smm_stall(c.id("smm_stalled_accesses")),
+          root_alloc(c.id("tdp_mmu_root_alloc")),
+          root_reuse(c.id("tdp_mmu_root_reuse")),
+          root_put(c.id("tdp_mmu_root_put")),
+          root_free(c.id("tdp_mmu_root_free")),
+          root_walk(c.id("tdp_mmu_root_lookup_steps")),
+          rebuild_faults(c.id("root_rebuild_faults")) {}
     engine::CounterId retry_precheck, retry_stale, retry_frozen, retry_cmpxchg, fast_retry, yields,
         yields_needbreak, yields_resched, yield_flushes, zap_atomic, zap_leaf, splits, split_allocs,
-        topup_objs, alloc_atomic, host_first_touch, host_zeroed_4k, dirty_marked, wrprot, dirty_harvested;
+        topup_objs, alloc_atomic, host_first_touch, host_zeroed_4k, dirty_marked, wrprot, dirty_harvested,
+        smm_enter, smm_exit, smm_ignored, smm_stall, root_alloc, root_reuse, root_put, root_free, root_walk,
+        rebuild_faults;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -215,6 +239,8 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared)
     site_collapsible_ = sim_.site("kvm_mmu_zap_collapsible_sptes");
     site_mn_start_ = sim_.site("kvm_mmu_notifier_invalidate_range_start");
     site_mn_end_ = sim_.site("kvm_mmu_notifier_invalidate_range_end");
+    site_free_roots_ = sim_.site("kvm_mmu_free_roots");
+    site_alloc_root_ = sim_.site("mmu_alloc_direct_roots");
 
     mmu_lock_addr_ = kdata_.alloc();
     root_hpa_ = pt_alloc_.alloc();  // kvm_tdp_mmu_alloc_root: one root, shared by every vCPU
@@ -274,7 +300,22 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared)
         v->desc = MmuMemoryCache("mmu_pte_list_desc_cache", k_.mmu_cache_alloc_obj);
         v->page = MmuMemoryCache("mmu_shadow_page_cache", k_.mmu_cache_alloc_page);
         v->header = MmuMemoryCache("mmu_page_header_cache", k_.mmu_cache_alloc_obj);
+        v->wake = std::make_unique<engine::Signal>(sim_, "vcpu" + std::to_string(i) + " in SMM (until smm_exit)");
         vcpus_.push_back(std::move(v));
+    }
+    blocked_.assign(vm_.vcpus, 0);
+
+    // Every vCPU starts with the address-space-0 root loaded (a reference each), plus the TDP
+    // MMU's own reference since v6.4. A vCPU's guest is in flat protected mode without paging
+    // (firmware); only SMM changes its role here.
+    ctx_ = std::make_unique<x86_context::MmuContext>(sim_, cache_, kdata_, x86_context::Costs::from(env.host.costs),
+                                                     cfg_.mmu_init, vm_.vcpus,
+                                                     static_cast<x86_context::RootOps&>(*this));
+    const x86_context::CpuRole role0;
+    roots_.push_back(TdpRoot{root_role(role0), root_hpa_, static_cast<int>(vm_.vcpus) + (cfg_.preserve_roots ? 1 : 0)});
+    for (std::uint32_t i = 0; i < vm_.vcpus; ++i) {
+        ctx_->set_loaded_root(i, role0, root_hpa_);
+        vcpus_[i]->smram = kdata_.alloc(512);
     }
 }
 
@@ -590,7 +631,7 @@ std::uint64_t X86TdpMmu::state_bytes() const {
                       pml4_.size() * sizeof(Pml4e);
     for (const auto& s : slots_)
         b += s->populated.size() * 8 + s->hugetlb_ready.size() * 8 + s->bitmap.size() * 8;
-    b += vcpus_.size() * sizeof(VcpuState);
+    b += vcpus_.size() * sizeof(VcpuState) + was_mapped_.size() * 8 + roots_.size() * sizeof(TdpRoot);
     return b;
 }
 
@@ -725,9 +766,27 @@ int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu) {
 }
 
 Task<void> X86TdpMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access) {
-    const std::uint32_t cpu = cpu_ctx.host_cpu;
     if (cpu_ctx.vcpu < 0 || static_cast<std::size_t>(cpu_ctx.vcpu) >= vcpus_.size())
         throw std::invalid_argument("x86_tdp: page_fault from '" + cpu_ctx.name + "', which is not a vCPU of the VM");
+    const auto i = static_cast<std::size_t>(cpu_ctx.vcpu);
+    VcpuState& v = *vcpus_[i];
+    if (blocked_[i]) {
+        // The guest code of this stream does not run during an SMM transition or in SMM (the
+        // SMI handler is not modelled): wait until RSM has been emulated and the root reloaded,
+        // then retry the access. Not an exit: no pf_taken.
+        sim_.counters().add(mc_->smm_stall);
+        while (blocked_[i]) co_await v.wake->wait();
+        co_return;
+    }
+    v.in_fault = true;
+    co_await fault(cpu_ctx, gfn, access);
+    v.in_fault = false;
+    if (v.in_transition) v.wake->notify_all();
+}
+
+// kvm_tdp_mmu_page_fault on the vCPU's loaded address-space-0 root.
+Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access) {
+    const std::uint32_t cpu = cpu_ctx.host_cpu;
     VcpuState& v = *vcpus_[static_cast<std::size_t>(cpu_ctx.vcpu)];
     stats_.add(stats_.pf_taken);
     Time t = k_.fault_entry;
@@ -893,9 +952,17 @@ Task<void> X86TdpMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acc
         g.unlock();
         t += lock_touch(cpu);
     }
-    if (ret == RET_PF_FIXED)
+    if (ret == RET_PF_FIXED) {
         stats_.add(stats_.pf_fixed);
-    else if (ret == RET_PF_SPURIOUS)
+        if (!was_mapped_.empty()) {  // a mapping the freed root had: rebuilt by this fault
+            const std::uint32_t ri = region_of(gfn);
+            const std::size_t bit = (static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff);
+            if (ri != kNoRegion && ((was_mapped_[bit / 64] >> (bit % 64)) & 1)) {
+                was_mapped_[bit / 64] &= ~(std::uint64_t{1} << (bit % 64));
+                sim_.counters().add(mc_->rebuild_faults);
+            }
+        }
+    } else if (ret == RET_PF_SPURIOUS)
         stats_.add(stats_.pf_spurious);
     co_await sim_.delay(t + k_.fault_exit);
 }
@@ -1338,6 +1405,164 @@ Task<void> X86TdpMmu::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn
     co_await settle(b);
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Roots and SMM (see docs/models/x86_context.md)
+
+// kvm_calc_tdp_mmu_root_page_role: direct, 4-level, the CPU role's SMM and guest mode.
+x86_context::RootRole X86TdpMmu::root_role(const x86_context::CpuRole& role) const {
+    x86_context::RootRole r;
+    r.level = kRootLevel;
+    r.direct = true;
+    r.smm = role.smm;
+    r.guest_mode = role.guest_mode;
+    return r;
+}
+
+bool X86TdpMmu::in_smm(std::uint32_t vcpu) const { return vcpus_.at(vcpu)->role.smm; }
+
+int X86TdpMmu::root_refcount(std::uint64_t hpa) const {
+    for (const TdpRoot& r : roots_)
+        if (r.hpa == hpa) return r.refcount;
+    return 0;
+}
+
+// mmu_alloc_direct_roots -> kvm_tdp_mmu_get_vcpu_root_hpa (v6.4-v6.9: a walk of tdp_mmu_roots
+// for a valid root with the same role whose refcount can be raised, else a new root from the
+// vCPU's caches added at the head). Lock: read in v6.9 (preserve), write before v6.4 (drop).
+Task<std::uint64_t> X86TdpMmu::get_root(const vm::CpuContext& cpu, x86_context::RootRole role, Gfn pgd) {
+    (void)pgd;  // direct roots
+    VcpuState& v = *vcpus_.at(static_cast<std::size_t>(cpu.vcpu));
+    Time t = topup_caches(v);  // kvm_mmu_load: mmu_topup_memory_caches
+    co_await sim_.delay(t);
+    t = Time::zero();
+    engine::LockGuard g =
+        co_await (cfg_.preserve_roots ? mmu_lock_.read(site_alloc_root_) : mmu_lock_.write(site_alloc_root_));
+    t += lock_touch(cpu.host_cpu);
+    std::uint64_t hpa = 0;
+    for (TdpRoot& r : roots_) {
+        t += k_.tdp_root_lookup_step + touch(cpu.host_cpu, r.hpa, false);  // the root's header
+        sim_.counters().add(mc_->root_walk);
+        if (r.role.word() == role.word() && r.refcount > 0) {
+            ++r.refcount;
+            hpa = r.hpa;
+            sim_.counters().add(mc_->root_reuse);
+            break;
+        }
+    }
+    if (hpa == 0) {
+        // tdp_mmu_alloc_sp: a header and a page from the vCPU's caches.
+        if (!v.header.alloc()) t += v.header.cost_per_object();
+        if (!v.page.alloc()) t += v.page.cost_per_object();
+        hpa = pt_alloc_.alloc();
+        t += touch(cpu.host_cpu, hpa, true, 4096);
+        roots_.insert(roots_.begin(), TdpRoot{role, hpa, 1 + (cfg_.preserve_roots ? 1 : 0)});
+        sim_.counters().add(mc_->root_alloc);
+        if (role.as_id() == 0) root_hpa_ = hpa;
+    }
+    co_await sim_.delay(t);
+    g.unlock();
+    co_await sim_.delay(lock_touch(cpu.host_cpu));
+    co_return hpa;
+}
+
+// tdp_mmu_zap_root on the address-space-0 tree (the root's last reference is gone): every
+// top-level SPTE's subtree goes through handle_removed_pt. Records what was mapped, so that the
+// faults that map it again count as root_rebuild_faults. Returns the work.
+Time X86TdpMmu::zap_root_tree(std::uint32_t cpu) {
+    if (was_mapped_.empty()) was_mapped_.assign((pte_.size() + 63) / 64, 0);
+    auto mark = [&](std::size_t first, std::size_t n) {
+        for (std::size_t b = first; b < first + n; ++b) was_mapped_[b / 64] |= std::uint64_t{1} << (b % 64);
+    };
+    for (std::size_t r = 0; r < pdpte_.size(); ++r) {
+        const std::size_t base = r << 18;
+        if (is_leaf(pdpte_[r])) {
+            mark(base, std::size_t{1} << 18);
+            continue;
+        }
+        if (!is_table(pdpte_[r])) continue;
+        for (std::size_t d = 0; d < 512; ++d) {
+            const std::uint8_t e = pde_[r * 512 + d];
+            if (is_leaf(e)) {
+                mark(base + d * 512, 512);
+            } else if (is_table(e)) {
+                for (std::size_t k = 0; k < 512; ++k)
+                    if (is_leaf(pte_[base + d * 512 + k])) mark(base + d * 512 + k, 1);
+            }
+        }
+    }
+    Time cost;
+    for (Pml4e& p : pml4_) {
+        cost += k_.tdp_iter_step + touch(cpu, root_hpa_ + (p.g512 & 511) * 8, true);
+        if (!is_table(p.e)) continue;
+        cost += k_.spte_cmpxchg + remove_subtree(4, p.g512 << 27, false, cpu) + k_.spte_update;
+        p.e = 0;
+        p.serial = 0;
+        p.page = 0;
+    }
+    return cost;
+}
+
+// kvm_mmu_free_roots -> kvm_tdp_mmu_put_root for each root: under mmu_lock (read in v6.9, write
+// before v6.4). With preserve (v6.4+) the TDP MMU's own reference keeps a valid root; with drop
+// the last put zaps the root's tree synchronously and frees it (v5.17/v5.18's put_root).
+Task<void> X86TdpMmu::put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) {
+    engine::LockGuard g =
+        co_await (cfg_.preserve_roots ? mmu_lock_.read(site_free_roots_) : mmu_lock_.write(site_free_roots_));
+    Time t = lock_touch(cpu.host_cpu);
+    for (std::uint64_t hpa : roots) {
+        auto it = std::find_if(roots_.begin(), roots_.end(), [&](const TdpRoot& r) { return r.hpa == hpa; });
+        if (it == roots_.end()) throw std::logic_error("x86_tdp: put of an unknown root");
+        sim_.counters().add(mc_->root_put);
+        t += touch(cpu.host_cpu, hpa, true);  // refcount_dec_and_test on the root's header
+        if (--it->refcount > 0) continue;
+        if (it->role.as_id() == 0) t += zap_root_tree(cpu.host_cpu);
+        pt_alloc_.free(hpa);
+        roots_.erase(it);
+        sim_.counters().add(mc_->root_free);
+    }
+    co_await sim_.delay(t);
+    g.unlock();
+    co_await sim_.delay(lock_touch(cpu.host_cpu));
+}
+
+Task<bool> X86TdpMmu::new_pgd(const vm::CpuContext& cpu, Gfn pgd) {
+    const bool hit = co_await ctx_->new_pgd(cpu, pgd);
+    co_await ctx_->reload(cpu);
+    co_return hit;
+}
+
+// An SMI taken (enter_smm) or RSM emulated (emulator_leave_smm), v6.9 arch/x86/kvm/smm.c, then
+// the next entry's kvm_mmu_reload. The guest is in flat protected mode without paging, so the
+// CR0/CR4/EFER writes of both paths change no role bit: enter_smm resets the context twice
+// (kvm_smm_changed, and its end), the second with an unchanged role; RSM resets it once
+// (kvm_smm_changed). The vCPU's guest stream is held from the transition's start until RSM.
+Task<void> X86TdpMmu::smm_transition(const vm::CpuContext& cpu, bool enter) {
+    if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size())
+        throw std::invalid_argument("x86_tdp: smm_transition on '" + cpu.name + "', which is not a vCPU of the VM");
+    const auto i = static_cast<std::size_t>(cpu.vcpu);
+    VcpuState& v = *vcpus_[i];
+    while (v.in_transition) co_await v.wake->wait();
+    // An SMI in SMM is latched, an RSM outside SMM is #UD: nothing for the MMU (counted).
+    if (v.role.smm == enter) {
+        sim_.counters().add(mc_->smm_ignored);
+        co_return;
+    }
+    v.in_transition = true;
+    blocked_[i] = 1;
+    while (v.in_fault) co_await v.wake->wait();  // the SMI is taken at the next entry
+    sim_.counters().add(enter ? mc_->smm_enter : mc_->smm_exit);
+    // State save (enter_smm_save_state_*, kvm_vcpu_write_guest of 512 bytes) or restore.
+    co_await sim_.delay(k_.smm_transition + touch(cpu.host_cpu, v.smram, enter, 512));
+    v.role.smm = enter;
+    co_await ctx_->reset_context(cpu, v.role);  // kvm_smm_changed
+    if (enter) co_await ctx_->reset_context(cpu, v.role);  // end of enter_smm
+    co_await ctx_->reload(cpu);  // vcpu_enter_guest -> kvm_mmu_reload
+    v.in_transition = false;
+    if (!enter) blocked_[i] = 0;
+    v.wake->notify_all();
+}
+
 }  // namespace x86_tdp
 
 // ---------------------------------------------------------------------------------------------
@@ -1375,10 +1600,19 @@ vm::ModelInfo x86_tdp_model_info() {
                 "host kernel with CONFIG_PREEMPTION (preempt=full): rwlock_needbreak() reports mmu_lock "
                 "waiters, so long walks yield to them; false = PREEMPT_NONE/VOLUNTARY, where "
                 "rwlock_needbreak() is always false and walks yield only on need_resched()"),
+        choice_knob("tdp_root_unload", "preserve", {"preserve", "drop"},
+               "what kvm_mmu_unload does to a TDP MMU root (seed 002): 'preserve' = v6.4+ (the TDP MMU "
+               "holds a reference to every valid root, so an unloaded root is found again on reload); "
+               "'drop' = before v6.4 (the last vCPU reference put frees the root and zaps its whole tree, "
+               "synchronously as in v5.17/v5.18, so the vCPU rebuilds it by faults). Also the mmu_lock mode "
+               "of root allocation and kvm_mmu_free_roots: read (preserve, v6.9) or write (drop)"),
+        x86_context::mmu_init_knob(),
     };
     info.costs = x86_tdp::Costs::names();
-    info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet,  vm::Operation::DirtyLogClear,
-                       vm::Operation::DirtyLogDisable, vm::Operation::ZapGfnRange, vm::Operation::Invalidate};
+    for (const std::string& c : x86_context::Costs::names()) info.costs.push_back(c);
+    info.operations = {vm::Operation::DirtyLogEnable,  vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
+                       vm::Operation::DirtyLogDisable, vm::Operation::ZapGfnRange, vm::Operation::Invalidate,
+                       vm::Operation::SmmEnter,        vm::Operation::SmmExit};
     info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {
         return std::make_unique<x86_tdp::X86TdpMmu>(env);
     };

@@ -19,6 +19,9 @@
 //               Christopherson's drop-write-zap-under-read suggestion
 //   notifiers   kvm_mmu_notifier_invalidate_range_start/end -> kvm_unmap_gfn_range ->
 //               kvm_tdp_mmu_unmap_gfn_range
+//   roots, SMM  kvm_tdp_mmu_get_vcpu_root_hpa, kvm_tdp_mmu_put_root (v6.4+; "drop": v5.17/v5.18's
+//               synchronous tdp_mmu_zap_root), kvm_mmu_free_roots, enter_smm, emulator_leave_smm,
+//               kvm_smm_changed, with the MMU context of models/x86_context
 //   shared      kvm_mmu_invalidate_begin/range_add/end, kvm_flush_remote_tlbs,
 //               __kvm_mmu_topup_memory_cache, tdp_iter (tdp_iter_next & co.)
 // See docs/models/x86_tdp.md for what is simplified or left out.
@@ -37,6 +40,7 @@
 #include "models/common/memory_cache.hpp"
 #include "models/common/resched.hpp"
 #include "models/common/tlb_flush.hpp"
+#include "models/x86_context/x86_context.hpp"
 #include "sim/engine/sync.hpp"
 #include "sim/vm/mmu_model.hpp"
 
@@ -53,7 +57,7 @@ struct Costs {
     engine::Time fault_entry, fault_exit, fast_pf_base, tdp_map_base, tdp_walk_level, spte_cmpxchg,
         spte_update, tdp_iter_step, split_spte_fill, gup_fast, host_fault_base, zero_4k,
         mmu_cache_alloc_page, mmu_cache_alloc_obj, tlb_flush_base, tlb_flush_per_vcpu, sched_timeslice,
-        lock_yield, dirty_bitmap_word, memslot_update;
+        lock_yield, dirty_bitmap_word, memslot_update, tdp_root_lookup_step, smm_transition;
     static const std::vector<std::string>& names();
     static Costs from(const vm::CostProfile& p);
 };
@@ -66,6 +70,10 @@ struct Config {
     bool fault_precheck = true;
     bool eager_page_split = true;
     bool preempt = true;  // CONFIG_PREEMPTION: rwlock_needbreak() is live
+    // tdp_root_unload: "preserve" (v6.4+: the TDP MMU holds a reference to every valid root) or
+    // "drop" (before: the last put frees the root and zaps its tree).
+    bool preserve_roots = true;
+    x86_context::InitMode mmu_init = x86_context::InitMode::FullEveryReset;
     static Config from(const vm::Knobs& knobs);
 };
 
@@ -95,7 +103,7 @@ struct TdpIter {
     bool yielded = false;
 };
 
-class X86TdpMmu final : public vm::MmuModel {
+class X86TdpMmu final : public vm::MmuModel, private x86_context::RootOps {
 public:
     explicit X86TdpMmu(vm::ModelEnv& env);
     // Embedded in another model (x86_shadow with tdp_mmu on): the VM's one mmu_lock is the
@@ -104,7 +112,9 @@ public:
     ~X86TdpMmu() override;
 
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
-        (void)vcpu;
+        // No root loaded (an SMM transition) or in SMM: the access must enter the model.
+        if (vcpu < blocked_.size() && blocked_[vcpu]) [[unlikely]]
+            return false;
         const std::uint64_t r = (gfn >> 18) - lut_base_;
         if (r >= lut_.size()) [[unlikely]]
             return false;
@@ -131,6 +141,7 @@ public:
     engine::Task<void> zap_gfn_range(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end,
                                      vm::ZapReason reason) override;
     engine::Task<void> invalidate_range(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
+    engine::Task<void> smm_transition(const vm::CpuContext& cpu, bool enter) override;
 
     // Introspection for tests and drivers (no simulated cost).
     // The level of the present leaf SPTE mapping gfn, if any.
@@ -146,6 +157,14 @@ public:
     const MmuMemoryCache& vcpu_cache(std::uint32_t vcpu, int which) const;  // 0 desc, 1 page, 2 header
     const Config& config() const { return cfg_; }
     const Costs& costs() const { return k_; }
+    const x86_context::MmuContext& context() const { return *ctx_; }
+    bool in_smm(std::uint32_t vcpu) const;
+    // Roots in the list (valid or being freed) and the references of the one with hpa.
+    std::size_t tdp_mmu_roots() const { return roots_.size(); }
+    int root_refcount(std::uint64_t hpa) const;
+    std::uint64_t root_hpa() const { return root_hpa_; }
+    // kvm_mmu_new_pgd on a vCPU (CR3 load); true if a cached root was usable.
+    engine::Task<bool> new_pgd(const vm::CpuContext& cpu, vm::Gfn pgd);
 
     static constexpr std::uint32_t kNoRegion = ~std::uint32_t{0};
 
@@ -159,6 +178,12 @@ private:
     struct EntryRef;
     struct MapPlan;
     struct VcpuState;
+    // A TDP MMU root (struct kvm_mmu_page with tdp_mmu_root_count).
+    struct TdpRoot {
+        x86_context::RootRole role;
+        std::uint64_t hpa = 0;
+        int refcount = 0;
+    };
 
     static constexpr std::uint8_t kNeed[4] = {spte::P, spte::W, spte::X, 0};
 
@@ -191,6 +216,13 @@ private:
     engine::Time topup_caches(VcpuState& v);
     bool host_populated(const Slot& s, vm::Gfn gfn) const;
     void unmap_host(vm::Gfn start, vm::Gfn end);
+
+    // --- roots (x86_context::RootOps) ---
+    x86_context::RootRole root_role(const x86_context::CpuRole& role) const override;
+    engine::Task<std::uint64_t> get_root(const vm::CpuContext& cpu, x86_context::RootRole role, vm::Gfn pgd) override;
+    engine::Task<void> put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) override;
+    engine::Time zap_root_tree(std::uint32_t cpu);
+    engine::Task<void> fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access);
 
     // --- fault path ---
     void map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, vm::Gfn gfn, int goal);
@@ -250,10 +282,17 @@ private:
 
     std::vector<std::unique_ptr<Slot>> slots_;
     std::vector<std::unique_ptr<VcpuState>> vcpus_;
+    std::vector<std::uint8_t> blocked_;  // per vCPU: no root loaded, or in SMM (hits() is false)
+
+    // Roots, newest first (list_add_rcu at the head of tdp_mmu_roots). Only the address-space-0
+    // root has page-table state (the arrays above, rooted at root_hpa_); see x86_context.md.
+    std::vector<TdpRoot> roots_;
+    std::vector<std::uint64_t> was_mapped_;  // 4K bits (pte_ index): mapped by a freed root
+    std::unique_ptr<x86_context::MmuContext> ctx_;
 
     // Sites and model counters.
     engine::Site site_fault_, site_zap_, site_split_, site_split_relock_, site_wrprot_, site_get_,
-        site_clear_, site_collapsible_, site_mn_start_, site_mn_end_;
+        site_clear_, site_collapsible_, site_mn_start_, site_mn_end_, site_free_roots_, site_alloc_root_;
     struct ModelCounters;
     std::unique_ptr<ModelCounters> mc_;
 };

@@ -102,8 +102,9 @@ engine::Task<void> Executor::vcpu_op(const vm::CpuContext& cpu, const HostOp& op
 }
 
 // A per-vCPU operation runs in each named vCPU's context, concurrently, and completes when the
-// last of them does. The vCPU's guest stream is not paused meanwhile (an approximation: in KVM
-// the transition happens inside that vCPU's KVM_RUN).
+// last of them does. The executor does not pause the vCPU's guest stream meanwhile (in KVM the
+// transition happens inside that vCPU's KVM_RUN); a model can hold it by failing hits() for the
+// vCPU and waiting in page_fault, as x86_tdp does from an SMI until RSM.
 engine::Task<void> Executor::on_vcpus(const HostOp& op) {
     std::uint32_t pending = static_cast<std::uint32_t>(op.vcpus.size());
     if (pending == 0) co_return;

@@ -53,6 +53,13 @@ inline vm::CostProfile test_costs() {
     ns("lock_yield", 50);
     ns("dirty_bitmap_word", 2);
     ns("memslot_update", 10'000);
+    ns("tdp_root_lookup_step", 5);
+    ns("smm_transition", 1000);
+    ns("kvm_init_mmu_base", 10);
+    ns("mmu_init_field_write", 1);
+    ns("mmu_init_loop_step", 1);
+    ns("kvm_mmu_unload_base", 20);
+    ns("kvm_mmu_load_base", 100);
     return p;
 }
 

@@ -48,16 +48,21 @@ TEST_CASE("x86_tdp is registered with its knobs, costs and operations", "[x86_td
     const vm::ModelInfo* info = models::builtin_models().find("x86_tdp");
     REQUIRE(info);
     CHECK(info->kernel.find("v6.9") != std::string::npos);
-    for (const char* k : {"fault_lock", "zap_lock", "fault_precheck", "eager_page_split", "preempt"}) CHECK(info->knob(k));
+    for (const char* k : {"fault_lock", "zap_lock", "fault_precheck", "eager_page_split", "preempt", "tdp_root_unload",
+                          "mmu_init"})
+        CHECK(info->knob(k));
+    CHECK(std::get<std::string>(info->knob("tdp_root_unload")->default_value) == "preserve");
+    CHECK(std::get<std::string>(info->knob("mmu_init")->default_value) == "full_every_reset");
     CHECK(std::get<std::string>(info->knob("zap_lock")->default_value) == "write");
     CHECK(std::get<std::string>(info->knob("fault_lock")->default_value) == "read");
     CHECK(std::get<bool>(info->knob("fault_precheck")->default_value));
     CHECK(std::get<bool>(info->knob("eager_page_split")->default_value));
-    CHECK(info->costs.size() == 20);
+    CHECK(info->costs.size() == 27);  // 22 of the TDP MMU, 5 of the MMU context
     CHECK(info->supports(vm::Operation::ZapGfnRange));
     CHECK(info->supports(vm::Operation::Invalidate));
     CHECK(info->supports(vm::Operation::DirtyLogClear));
-    CHECK_FALSE(info->supports(vm::Operation::SmmEnter));
+    CHECK(info->supports(vm::Operation::SmmEnter));
+    CHECK(info->supports(vm::Operation::SmmExit));
     CHECK_FALSE(info->supports(vm::Operation::NestedStart));
 }
 

@@ -263,3 +263,44 @@ TEST_CASE("nested_start/nested_stop are checked at load time", "[scenario][loade
     CHECK_THAT(err(replace(base, "\"x86_shadow\"", "\"x86_shadow\", \"knobs\": {\"split_desc_cache_capacity\": 512}")),
                Catch::StartsWith("FILE: /mmu/knobs/split_desc_cache_capacity: "));
 }
+
+namespace {
+// A scenario on the real x86_tdp model and the x86-server profile, with `events`.
+std::string x86_error_of(Dir& d, const std::string& events, scenario::Scenario* out = nullptr) {
+    const std::string path = d.write("seeds/x.json", R"({
+  "name": "x", "host": {"profile": "x86-server"},
+  "vm": {"vcpus": 2, "memslots": [{"size": "16M"}]},
+  "mmu": {"model": "x86_tdp"},
+  "workload": {"phases": [{"name": "boot", "stream": {"count": 10}}]},
+  "events": )" + events + "}");
+    scenario::LoadOptions o;
+    o.models = &models::builtin_models();
+    o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
+    try {
+        auto sc = scenario::load_scenario(path, o);
+        if (out) *out = std::move(sc);
+    } catch (const scenario::ScenarioError& e) {
+        std::string w = e.what();
+        if (w.compare(0, path.size(), path) == 0) w = "FILE" + w.substr(path.size());
+        return w;
+    }
+    return "";
+}
+}  // namespace
+
+TEST_CASE("SMM and nested events on x86_tdp: support, vCPU lists and defaults", "[scenario][loader]") {
+    Dir d;
+    scenario::Scenario sc;
+    CHECK(x86_error_of(d, R"([{"op": "smm_enter", "at": "1us"}, {"op": "smm_exit", "at": "2us", "vcpus": [1]}])", &sc) == "");
+    REQUIRE(sc.workload.events.size() == 2);
+    CHECK(sc.workload.events[0].host.vcpus == std::vector<std::uint32_t>{0});  // SMM: vCPU 0 by default
+    CHECK(sc.workload.events[1].host.vcpus == std::vector<std::uint32_t>{1});
+    // x86_tdp has no nested MMU: rejected at load time, naming the operation's pointer.
+    CHECK_THAT(x86_error_of(d, R"([{"op": "nested_start", "at": "1us"}])"),
+               Catch::StartsWith("FILE: /events/0/op: model x86_tdp does not support nested_start") &&
+                   Catch::Contains("smm_enter"));
+    CHECK_THAT(x86_error_of(d, R"([{"op": "smm_enter", "at": "1us", "vcpus": [2]}])"),
+               Catch::StartsWith("FILE: /events/0/vcpus/0: expected a vCPU index below 2"));
+    CHECK_THAT(x86_error_of(d, R"([{"op": "zap_gfn_range", "at": "1us", "vcpus": [0]}])"),
+               Catch::StartsWith("FILE: /events/0/vcpus: expected no vcpus for zap_gfn_range"));
+}
