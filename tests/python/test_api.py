@@ -229,3 +229,11 @@ def test_python_dash_m_kvmsim_runs_the_command():
     assert f"fingerprint {kvmsim.run(ZAP, variant='read', seed=3).fingerprint}" in r.stdout
     r = subprocess.run([sys.executable, "-m", "kvmsim", "list"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "x86-server" in r.stdout
+
+
+def test_a_file_with_a_byte_order_mark_loads(tmp_path):
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b"\xef\xbb\xbf" + ZAP.read_bytes())
+    sc = kvmsim.load(bom)
+    assert sc.doc["name"] == "golden-tdp-zap"
+    assert kvmsim.run(sc).fingerprint == kvmsim.run(ZAP).fingerprint
