@@ -8,7 +8,7 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-BUILD = pathlib.Path(os.environ.get("KVMSIM_BUILD", ROOT / "build"))
+BUILD = pathlib.Path(os.environ.get("KVMSIM_BUILD", ROOT / "build")).resolve()
 
 _pkg = str(BUILD / "python")
 if (BUILD / "python" / "kvmsim").is_dir():

@@ -3,6 +3,7 @@ that check the text's claims; they are committed without outputs; every seed sce
 one."""
 
 import json
+import sys
 
 import nbformat
 import pytest
@@ -18,13 +19,27 @@ def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 2
 
 
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    """A kernel spec for this very interpreter (the one with kvmsim's dependencies), found first
+    on JUPYTER_PATH, so a "python3" kernel installed elsewhere on the machine is never used."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec = root / "kernels" / "kvmsim-test"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "kvmsim tests", "language": "python"}))
+    return root, "kvmsim-test"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_executes(path, monkeypatch, tmp_path):
+def test_notebook_executes(path, monkeypatch, kernel):
+    root, name = kernel
+    monkeypatch.setenv("JUPYTER_PATH", str(root))
     monkeypatch.setenv("KVMSIM_NB_SMALL", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(nb, timeout=600, kernel_name=name, resources={"metadata": {"path": str(path.parent)}})
     client.execute()  # raises CellExecutionError, with the cell and the traceback, on any error
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
