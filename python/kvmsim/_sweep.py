@@ -232,6 +232,8 @@ def grid_items(grid: Mapping[str, Iterable[Any]] | None) -> list[tuple[str, str,
     pointers: dict[str, str] = {}
     for path, values in (grid or {}).items():
         pointer = to_pointer(path)
+        if pointer == "/seed":
+            raise GridError(f"grid {path!r}: a sweep chooses its seeds with seeds=N or seeds=[...]", path=path)
         if pointer in pointers:
             raise GridError(f"grid {path!r}: the same path as {pointers[pointer]!r}", path=path)
         pointers[pointer] = path

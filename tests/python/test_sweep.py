@@ -217,6 +217,7 @@ def test_bad_grids_fail_before_any_point_runs(tmp_path, monkeypatch, grid, path,
         ({"vm..vcpus": [2]}, "expected a scenario path"),
         ({"vm.vcpus": [float("nan")]}, "is not a JSON number"),
         ({"variants.0.name": ["x"]}, 'cannot change "variants"'),
+        ({"seed": [1, 2]}, "chooses its seeds with seeds="),
     ],
 )
 def test_malformed_grids(grid, expect):
