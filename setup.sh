@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 source scripts/env.sh
 
 kvmsim_env                                        # Debian + PyPI dependencies, Python choice
-kvmsim_meson_setup build --buildtype=release      # configure the release build once
+kvmsim_meson_setup build --buildtype=release -Dpython=true   # the release build, with the Python package
 meson compile -C build
 
 # ---- main job ---------------------------------------------------------------------------

@@ -36,7 +36,7 @@ unit_tests() {
 }
 
 # 1. Unit tests, release build.
-unit_tests release build --buildtype=release
+unit_tests release build --buildtype=release -Dpython=true
 
 # 2. The same tests with AddressSanitizer + UndefinedBehaviorSanitizer.
 if [ -n "${KVMSIM_SKIP_SANITIZE:-}" ] && [ "${KVMSIM_SKIP_SANITIZE}" != 0 ]; then
@@ -46,12 +46,15 @@ else
         unit_tests sanitize build-asan -Db_sanitize=address,undefined -Dbuildtype=debug -Db_lundef=false
 fi
 
-# 3. Python tests, once tests/python holds any.
+# 3. Python tests (the command, the kvmsim package, the notebooks), once tests/python holds any.
+#    The package is imported from the release build (build/python/kvmsim: the built _core and
+#    the package's .py files beside it), so nothing is installed.
 if [ -n "$(find tests/python -type f -not -path '*/__pycache__/*' -print -quit 2>/dev/null)" ]; then
     echo "== python: pytest tests/python"
     mkdir -p build
     rm -f build/pytest.junit.xml
-    "$KVMSIM_PY" -m pytest tests/python --junitxml=build/pytest.junit.xml || failed_steps+=(python)
+    PYTHONPATH="$PWD/build/python${PYTHONPATH:+:$PYTHONPATH}" \
+        "$KVMSIM_PY" -m pytest tests/python --junitxml=build/pytest.junit.xml || failed_steps+=(python)
     [ -f build/pytest.junit.xml ] && results+=("python=build/pytest.junit.xml")
 else
     echo "== python: no tests yet (tests/python is missing or empty)"

@@ -24,7 +24,12 @@ KVMSIM_VENV="$KVMSIM_ROOT/.venv"
 # Debian packages: the compiler, ninja, and the C++ libraries meson.build looks for.
 KVMSIM_APT_PACKAGES=(g++ ninja-build pkg-config libboost-graph-dev nlohmann-json3-dev catch2 git)
 # PyPI packages (Debian's are too old or missing). "ninja" is added only when no ninja is on PATH.
-KVMSIM_PIP_REQUIREMENTS=("meson>=1.0" "meson-python>=0.15" "pybind11>=2.11" "pytest" "jsonschema>=4")
+# The build: meson, meson-python, pybind11. The tests: pytest, jsonschema. The Python package
+# (python/kvmsim) and its notebooks: pandas, tqdm, matplotlib, dask + distributed (a sweep on a
+# Dask cluster), nbclient + nbformat + ipykernel (test.sh executes the notebooks).
+KVMSIM_PIP_REQUIREMENTS=("meson>=1.0" "meson-python>=0.15" "pybind11>=2.11" "pytest" "jsonschema>=4"
+                         "pandas>=1.5" "tqdm>=4.60" "matplotlib>=3.5" "dask>=2022.1" "distributed>=2022.1"
+                         "nbclient>=0.7" "nbformat>=5.7" "ipykernel>=6")
 
 kvmsim_log() { echo "kvmsim: $*" >&2; }
 kvmsim_die() { echo "kvmsim: error: $*" >&2; exit 1; }
@@ -191,26 +196,42 @@ kvmsim_path_from_probe() {
 }
 
 # kvmsim_meson_setup DIR [meson setup options...]
-# Configures DIR if it is not configured yet. Warnings are errors when $CI is non-empty; an
-# existing DIR is reconfigured only when its werror setting does not match that.
+# Configures DIR if it is not configured yet. Warnings are errors when $CI is non-empty. An
+# existing DIR is reconfigured when its werror setting or any option given here (-Dname=value,
+# --name=value) differs from what it was configured with (e.g. build/ from before -Dpython=true).
 kvmsim_meson_setup() {
-    local dir=$1 want=false current
+    local dir=$1 want=false stale
     shift
     [ -n "${CI:-}" ] && want=true
     if [ ! -f "$dir/meson-private/coredata.dat" ] || [ ! -f "$dir/meson-info/intro-buildoptions.json" ]; then
-        if [ "$want" = true ]; then
-            meson setup "$dir" "$@" -Dwerror=true
-        else
-            meson setup "$dir" "$@"
-        fi
+        meson setup "$dir" "$@" -Dwerror="$want"
         return
     fi
-    current="$("$KVMSIM_PY" -c 'import json, sys
-opts = json.load(open(sys.argv[1]))
-print(str(next((o["value"] for o in opts if o["name"] == "werror"), False)).lower())' \
-        "$dir/meson-info/intro-buildoptions.json")"
-    if [ "$current" != "$want" ]; then
-        kvmsim_log "reconfiguring $dir with werror=$want"
-        meson setup --reconfigure "$dir" -Dwerror="$want"
+    stale="$("$KVMSIM_PY" - "$dir/meson-info/intro-buildoptions.json" -Dwerror="$want" "$@" <<'EOF'
+import json
+import sys
+
+current = {o["name"]: o["value"] for o in json.load(open(sys.argv[1]))}
+
+def norm(v):
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, list):
+        return ",".join(map(str, v))
+    return str(v)
+
+stale = []
+for arg in sys.argv[2:]:
+    if not arg.startswith(("-D", "--")) or "=" not in arg:
+        continue
+    name, _, value = arg[2:].partition("=")
+    if name in current and norm(current[name]) != value:
+        stale.append(f"{name}={value}")
+print(" ".join(stale))
+EOF
+)"
+    if [ -n "$stale" ]; then
+        kvmsim_log "reconfiguring $dir: $stale"
+        meson setup --reconfigure "$dir" "$@" -Dwerror="$want"
     fi
 }

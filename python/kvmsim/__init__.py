@@ -1,9 +1,40 @@
-"""kvmsim: a deterministic discrete-event simulator of the KVM MMU.
+"""kvmsim: a deterministic discrete-event simulator of the KVM MMU, from Python.
 
-Replays JSON workload scenarios against models of KVM's MMUs (x86 TDP MMU, x86 shadow MMU,
-arm64 stage-2) and reports lock contention and cache misses per scenario and phase. This
-package will hold the Python API (run, sweep, compare) over the C++ core; for now it only
-carries the version.
+Replays JSON workload scenarios against models of KVM's MMUs and reports lock contention and
+cache misses per scenario and phase; the same scenario, variant and seed always give the same
+result, bit for bit, in any process.
+
+    import kvmsim
+    sc = kvmsim.load("scenarios/seeds/003-zap-gfn-range.json")
+    r = kvmsim.run(sc, variant="read-lock", overrides={"vm.vcpus": 8})
+    r.stats["pf_fixed"], r.locks_df, r.fingerprint
+    kvmsim.compare(sc, seeds=3)                       # the table of `kvmsim compare`
+    kvmsim.sweep(sc, grid={"vm.vcpus": [4, 8, 16]}, seeds=3,
+                 executor=concurrent.futures.ProcessPoolExecutor(2), results="sweep.jsonl")
+
+See docs/python.md for the whole API.
 """
 
-__version__ = "0.1.0"
+from . import _core
+from ._compare import compare
+from ._errors import GridError, ScenarioError
+from ._result import Result, run
+from ._scenario import Scenario, load, scenarios_dir, to_pointer
+from ._sweep import run_point, sweep
+
+__version__ = _core.__version__
+
+__all__ = [
+    "GridError",
+    "Result",
+    "Scenario",
+    "ScenarioError",
+    "compare",
+    "load",
+    "run",
+    "run_point",
+    "scenarios_dir",
+    "sweep",
+    "to_pointer",
+    "__version__",
+]

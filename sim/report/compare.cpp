@@ -23,22 +23,24 @@ std::vector<MetricValue> metrics_of(const runner::Result& r) {
     return out;
 }
 
-std::vector<MetricValue> metrics_of(const nlohmann::json& r) {
+namespace {
+template <class Json>
+std::vector<MetricValue> metrics_of_document(const Json& r) {
     std::vector<MetricValue> out;
-    auto num = [](const nlohmann::json& j, const char* k) {
-        return j.contains(k) && j[k].is_number() ? j[k].get<double>() : 0.0;
+    auto num = [](const Json& j, const char* k) {
+        return j.contains(k) && j[k].is_number() ? j[k].template get<double>() : 0.0;
     };
     if (r.contains("phases") && r["phases"].is_array())
         for (const auto& p : r["phases"])
             if (p.is_object() && p.contains("name") && p["name"].is_string())
-                out.push_back({"phase " + p["name"].get<std::string>(), "ns", num(p, "sim_time_ns")});
+                out.push_back({"phase " + p["name"].template get<std::string>(), "ns", num(p, "sim_time_ns")});
     if (r.contains("stats") && r["stats"].is_object())
         for (const auto& [k, v] : r["stats"].items())
-            if (v.is_number()) out.push_back({"stat " + k, "count", v.get<double>()});
+            if (v.is_number()) out.push_back({"stat " + k, "count", v.template get<double>()});
     if (r.contains("locks") && r["locks"].is_array())
         for (const auto& l : r["locks"]) {
             if (!l.is_object()) continue;
-            auto str = [&l](const char* k) { return l.contains(k) && l[k].is_string() ? l[k].get<std::string>() : std::string(); };
+            auto str = [&l](const char* k) { return l.contains(k) && l[k].is_string() ? l[k].template get<std::string>() : std::string(); };
             const std::string base = "lock " + str("lock") + " " + str("mode") + " @" + str("site");
             if (l.contains("wait_ns") && l["wait_ns"].is_object()) out.push_back({base + " wait", "ns", num(l["wait_ns"], "sum")});
             if (l.contains("hold_ns") && l["hold_ns"].is_object()) out.push_back({base + " hold", "ns", num(l["hold_ns"], "sum")});
@@ -50,6 +52,10 @@ std::vector<MetricValue> metrics_of(const nlohmann::json& r) {
     }
     return out;
 }
+}  // namespace
+
+std::vector<MetricValue> metrics_of(const nlohmann::json& r) { return metrics_of_document(r); }
+std::vector<MetricValue> metrics_of(const nlohmann::ordered_json& r) { return metrics_of_document(r); }
 
 double t95(std::size_t df) {
     static const double table[] = {0,      12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,

@@ -22,8 +22,11 @@ struct MetricValue {
     double value = 0;
 };
 std::vector<MetricValue> metrics_of(const runner::Result& r);
-// The same metrics from a saved result document (result.schema.json).
+// The same metrics from a saved result document (result.schema.json). Cache levels come in
+// the document's key order: sorted for nlohmann::json, as written for ordered_json (which then
+// gives exactly the order of metrics_of(Result)).
 std::vector<MetricValue> metrics_of(const nlohmann::json& result);
+std::vector<MetricValue> metrics_of(const nlohmann::ordered_json& result);
 
 struct Comparison {
     std::string variant;

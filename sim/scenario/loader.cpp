@@ -487,10 +487,65 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
     return sc;
 }
 
+// Sets one override (LoadOptions::overrides) in the document the variant produced.
+void apply_override(json& doc, const std::string& pointer, const json& value, const std::string& label) {
+    auto fail = [&](const std::string& message) { throw ScenarioError(label, pointer, "cannot override: " + message); };
+    if (pointer.empty() || pointer[0] != '/') fail("expected a JSON pointer such as \"/vm/vcpus\"");
+    std::vector<std::string> tokens;
+    for (std::size_t pos = 1;;) {
+        const std::size_t end = std::min(pointer.find('/', pos), pointer.size());
+        std::string t;
+        for (std::size_t i = pos; i < end; ++i) {
+            if (pointer[i] != '~') t += pointer[i];
+            else if (i + 1 < end && (pointer[i + 1] == '0' || pointer[i + 1] == '1')) t += pointer[++i] == '0' ? '~' : '/';
+            else fail("\"~\" must be followed by 0 or 1 (RFC 6901)");
+        }
+        tokens.push_back(std::move(t));
+        if (end == pointer.size()) break;
+        pos = end + 1;
+    }
+    if (tokens.front() == "variants") fail("overrides apply after the variant and cannot change \"variants\"");
+    json* cur = &doc;
+    std::string at;  // the pointer of *cur
+    for (std::size_t k = 0; k < tokens.size(); ++k) {
+        const std::string& t = tokens[k];
+        const bool last = k + 1 == tokens.size();
+        if (cur->is_object()) {
+            if (last) {
+                if (value.is_null()) cur->erase(t);
+                else (*cur)[t] = value;
+                return;
+            }
+            if (!cur->contains(t) || (*cur)[t].is_null()) (*cur)[t] = json::object();
+            cur = &(*cur)[t];
+        } else if (cur->is_array()) {
+            const bool digits = !t.empty() && t.size() < 10 && t.find_first_not_of("0123456789") == std::string::npos &&
+                                (t == "0" || t[0] != '0');
+            if (!digits || std::stoul(t) >= cur->size())
+                fail((at.empty() ? std::string("(root)") : at) + " is an array of " + std::to_string(cur->size()) +
+                     " elements; expected an index from 0 to " + std::to_string(cur->size() == 0 ? 0 : cur->size() - 1) +
+                     ", got " + quote(t));
+            if (last) {
+                if (value.is_null()) fail("null cannot delete an array element");
+                (*cur)[std::stoul(t)] = value;
+                return;
+            }
+            cur = &(*cur)[std::stoul(t)];
+        } else {
+            fail((at.empty() ? std::string("(root)") : at) + " is " + std::string(json_type_name(*cur)) + " " +
+                 describe_json(*cur) + ", not an object or an array");
+        }
+        at = json_pointer_append(at, t);
+    }
+}
+
 }  // namespace
 
 Scenario load_scenario(const std::string& path, const LoadOptions& opts) {
-    const std::string text = read_file(path);
+    return load_scenario_text(read_file(path), path, opts);
+}
+
+Scenario load_scenario_text(const std::string& text, const std::string& path, const LoadOptions& opts) {
     json doc = parse_json_text(text, path);
     const std::string sha = sha256_hex(text);
     Node root(doc, path);
@@ -528,6 +583,7 @@ Scenario load_scenario(const std::string& path, const LoadOptions& opts) {
     const std::string label = chosen.empty() || chosen == (variants.empty() ? "" : variants.front())
                                   ? path
                                   : path + " (variant \"" + chosen + "\")";
+    for (const auto& [pointer, value] : opts.overrides) apply_override(patched, pointer, value, label);
     Node merged(patched, label);
     Scenario sc = build(merged, path, sha, opts);
     sc.variant = chosen;

@@ -4,8 +4,10 @@
 // was expected.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sim/scenario/error.hpp"
@@ -19,9 +21,17 @@ struct LoadOptions {
     const vm::ModelRegistry* models = nullptr;
     // Where host profiles are looked up (NAME.json), after the scenario's ../hosts and ./hosts.
     std::vector<std::string> host_dirs;
+    // Values set after the variant is applied, each at an RFC 6901 pointer into the scenario
+    // document ("/mmu/knobs/zap_lock"): missing object members on the way are created, an array
+    // element must exist, null deletes the member. The loader then checks the result as usual,
+    // so a bad value is reported at its pointer. (The Python API's overrides and sweep grids.)
+    std::vector<std::pair<std::string, nlohmann::json>> overrides;
 };
 
 Scenario load_scenario(const std::string& path, const LoadOptions& opts);
+// The same from the document's text; `path` names it in errors and locates host profiles
+// (../hosts and ./hosts beside it), and scenario_sha256 is the SHA-256 of `text`.
+Scenario load_scenario_text(const std::string& text, const std::string& path, const LoadOptions& opts);
 // The scenario's variant names, baseline first (empty when it has none).
 std::vector<std::string> scenario_variants(const std::string& path);
 // Host profile names found in the given directories (for `kvmsim list`).

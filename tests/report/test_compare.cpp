@@ -85,3 +85,12 @@ TEST_CASE("metrics come out the same from a run and from its saved JSON", "[repo
     CHECK(by.at("cache L1d misses") == 2);
     CHECK(by.at("cache coherence misses") == 1);
 }
+
+TEST_CASE("metrics of a result document keep its cache-level order when parsed ordered", "[report][compare]") {
+    const std::string text = R"({"caches": {"LLC": {"misses": 1}, "L1d": {"misses": 2}, "coherence_misses": 0}})";
+    std::vector<std::string> ordered, sorted;
+    for (const auto& m : report::metrics_of(nlohmann::ordered_json::parse(text))) ordered.push_back(m.name);
+    for (const auto& m : report::metrics_of(nlohmann::json::parse(text))) sorted.push_back(m.name);
+    CHECK(ordered == std::vector<std::string>{"cache LLC misses", "cache L1d misses", "cache coherence misses"});
+    CHECK(sorted == std::vector<std::string>{"cache L1d misses", "cache LLC misses", "cache coherence misses"});
+}

@@ -304,3 +304,71 @@ TEST_CASE("SMM and nested events on x86_tdp: support, vCPU lists and defaults", 
     CHECK_THAT(x86_error_of(d, R"([{"op": "zap_gfn_range", "at": "1us", "vcpus": [0]}])"),
                Catch::StartsWith("FILE: /events/0/vcpus: expected no vcpus for zap_gfn_range"));
 }
+
+TEST_CASE("a scenario loads from its text as from its file", "[scenario][loader]") {
+    Dir d;
+    const std::string path = d.write("seeds/s.json", kGood);
+    const auto from_file = scenario::load_scenario(path, opts("after"));
+    const auto from_text = scenario::load_scenario_text(kGood, path, opts("after"));
+    CHECK(from_text.sha256 == from_file.sha256);
+    CHECK(from_text.variant == "after");
+    CHECK(std::get<std::string>(from_text.knobs.at("zap_lock")) == "read");
+    CHECK(from_text.host.costs.time("fault_entry") == engine::Time::us(1));  // ../hosts beside `path`
+    try {
+        scenario::load_scenario_text("{\"name\": 1}", path, opts());
+        FAIL("loaded a bad text");
+    } catch (const scenario::ScenarioError& e) {
+        CHECK(e.file() == path);
+        CHECK(e.pointer() == "/name");
+    }
+}
+
+TEST_CASE("overrides apply after the variant, and the loader checks what they set", "[scenario][loader]") {
+    Dir d;
+    const std::string path = d.write("seeds/s.json", kGood);
+    auto with = [&](std::vector<std::pair<std::string, nlohmann::json>> o, std::optional<std::string> v = std::nullopt) {
+        scenario::LoadOptions lo = opts(std::move(v));
+        lo.overrides = std::move(o);
+        return scenario::load_scenario(path, lo);
+    };
+    auto error = [&](std::vector<std::pair<std::string, nlohmann::json>> o) -> std::string {
+        try {
+            with(std::move(o));
+        } catch (const scenario::ScenarioError& e) {
+            return e.pointer() + ": " + e.message();
+        }
+        return "";
+    };
+    SECTION("set values, over the variant's patch") {
+        const auto sc = with({{"/vm/vcpus", 4}, {"/mmu/knobs/zap_lock", "write"}}, "after");
+        CHECK(sc.vm.vcpus == 4);
+        CHECK(std::get<std::string>(sc.knobs.at("zap_lock")) == "write");  // the override wins
+        CHECK(sc.variant == "after");
+    }
+    SECTION("missing members are created; array elements by index; null deletes") {
+        const auto sc = with({{"/mmu/knobs/fault_precheck", false},
+                              {"/host/costs/fault_entry", "2us"},
+                              {"/vm/memslots/0/size", "128M"},
+                              {"/events", nullptr}});
+        CHECK(std::get<bool>(sc.knobs.at("fault_precheck")) == false);
+        CHECK(sc.host.costs.time("fault_entry") == engine::Time::us(2));
+        CHECK(sc.vm.memslots[0].npages == 32768);
+        CHECK(sc.workload.events.empty());
+    }
+    SECTION("bad values are the loader's errors at their pointer") {
+        CHECK(error({{"/vm/vcpus", "many"}}) == "/vm/vcpus: expected an integer between 1 and 4096, got \"many\"");
+        CHECK_THAT(error({{"/vm/vcpu", 4}}), Catch::StartsWith("/vm: unknown key \"vcpu\"") &&
+                                                  Catch::Contains("did you mean \"vcpus\"?"));
+        CHECK_THAT(error({{"/vm/memslots/0/size", "64Q"}}), Catch::StartsWith("/vm/memslots/0/size: "));
+        CHECK_THAT(error({{"/host/costs/fault_entri", "1us"}}), Catch::StartsWith("/host/costs/fault_entri: unknown cost") &&
+                                                                      Catch::Contains("did you mean \"fault_entry\"?"));
+    }
+    SECTION("paths that cannot be set") {
+        CHECK_THAT(error({{"/vm/memslots/3/size", "1G"}}),
+                   Catch::StartsWith("/vm/memslots/3/size: cannot override: /vm/memslots is an array of 1 elements"));
+        CHECK_THAT(error({{"/vm/vcpus/x", 1}}), Catch::StartsWith("/vm/vcpus/x: cannot override: /vm/vcpus is integer 2"));
+        CHECK_THAT(error({{"vm.vcpus", 1}}), Catch::StartsWith("vm.vcpus: cannot override: expected a JSON pointer"));
+        CHECK_THAT(error({{"/variants/0/name", "x"}}), Catch::Contains("cannot change \"variants\""));
+        CHECK_THAT(error({{"/a~2b", 1}}), Catch::Contains("\"~\" must be followed by 0 or 1"));
+    }
+}

@@ -1,0 +1,247 @@
+"""kvmsim.sweep: the tidy frame, identical fingerprints on every executor (in process, process
+pool, Dask LocalCluster), resuming an interrupted sweep from its results file, and bad grids
+refused before anything runs."""
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import kvmsim
+import kvmsim._sweep
+from test_cli_schemas import ROOT
+
+ZAP = ROOT / "tests" / "data" / "tdp-zap.json"
+# 2 x 2 x 2 variants x 2 seeds = 16 small points (~0.05 s each).
+GRID = {"vm.vcpus": [2, 4], "mmu.knobs.fault_precheck": [False, True]}
+VARIANTS = ["write", "read"]
+
+
+def tiny_sweep(**kw):
+    kw.setdefault("variants", VARIANTS)
+    kw.setdefault("seeds", 2)
+    return kvmsim.sweep(ZAP, grid=GRID, progress=False, **kw)
+
+
+def comparable(df):
+    """Everything but the wall time (which is measured, not simulated)."""
+    return df.drop(columns=["wall_time_s"])
+
+
+@pytest.fixture(scope="module")
+def serial():
+    return tiny_sweep()
+
+
+def test_the_frame_has_one_row_per_point_and_seed(serial):
+    df = serial
+    assert len(df) == 2 * 2 * 2 * 2
+    assert list(df.columns[:4]) == ["vm.vcpus", "mmu.knobs.fault_precheck", "variant", "seed"]
+    assert list(df.columns[-5:]) == ["fingerprint", "status", "events", "sim_time_ns", "wall_time_s"]
+    # Grid order, then variant, then seed; seeds=2 is the scenario's seed (1) and the next.
+    assert df[["vm.vcpus", "mmu.knobs.fault_precheck", "variant", "seed"]].head(4).values.tolist() == [
+        [2, False, "write", 1], [2, False, "write", 2], [2, False, "read", 1], [2, False, "read", 2]]
+    assert (df.status == "completed").all()
+    assert df.fingerprint.nunique() == len(df)  # every point is a different run
+    assert df.attrs["units"]["phase boot"] == "ns" and df.attrs["units"]["stat pf_fixed"] == "count"
+    assert set(df.attrs["metrics"]) <= set(df.columns)
+    assert not df[df.attrs["metrics"]].isna().any().any()
+
+
+def test_a_point_is_the_run_of_its_values(serial):
+    row = serial.iloc[13]
+    r = kvmsim.run(ZAP, variant=row["variant"], seed=int(row["seed"]),
+                   overrides={"vm.vcpus": row["vm.vcpus"], "mmu.knobs.fault_precheck": row["mmu.knobs.fault_precheck"]})
+    assert row["fingerprint"] == r.fingerprint
+    for name, value in r.metrics.items():
+        assert row[name] == value, name
+
+
+def test_numpy_values_and_seed_lists():
+    df = kvmsim.sweep(ZAP, grid={"vm.vcpus": np.array([2, 3])}, variants="read", seeds=[7, 5], progress=False)
+    assert df["vm.vcpus"].tolist() == [2, 2, 3, 3] and df["seed"].tolist() == [7, 5, 7, 5]
+    assert df.variant.unique().tolist() == ["read"]
+    assert df.fingerprint.iloc[0] == kvmsim.run(ZAP, variant="read", seed=7, overrides={"vm.vcpus": 2}).fingerprint
+
+
+def test_process_pool_gives_identical_results(serial):
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as ex:
+        pooled = tiny_sweep(executor=ex)
+    pd.testing.assert_frame_equal(comparable(pooled), comparable(serial))
+
+
+def test_dask_local_cluster_gives_identical_results(serial):
+    import distributed  # a dependency (scripts/env.sh): missing is a failure, not a skip
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        worker_pids = set(client.run(os.getpid).values())
+        assert os.getpid() not in worker_pids  # the points really run elsewhere
+        dasked = tiny_sweep(executor=client.get_executor())
+    pd.testing.assert_frame_equal(comparable(dasked), comparable(serial))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def stop_after(k):
+    seen = []
+
+    def callback(row):
+        seen.append(row["key"])
+        if len(seen) == k:
+            raise Interrupt(f"stopped after {k} points")
+    return callback, seen
+
+
+def counting():
+    seen = []
+    return (lambda row: seen.append(row["key"])), seen
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["serial", "process-pool"])
+def test_an_interrupted_sweep_resumes_where_it_stopped(tmp_path, serial, pool):
+    results = tmp_path / "sweep.jsonl"
+    stop, first = stop_after(5)
+    ex = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) if pool else None
+    try:
+        with pytest.raises(Interrupt):
+            tiny_sweep(results=results, callback=stop, executor=ex)
+    finally:
+        if ex:
+            ex.shutdown(cancel_futures=True)
+    lines = results.read_text().splitlines()
+    assert len(lines) == 5 and [json.loads(x)["key"] for x in lines] == first
+
+    count, second = counting()
+    resumed = tiny_sweep(results=results, callback=count)
+    assert len(second) == 16 - 5 and not set(second) & set(first)  # only the missing points ran
+    pd.testing.assert_frame_equal(comparable(resumed), comparable(serial))
+    assert len(results.read_text().splitlines()) == 16
+
+    count, third = counting()
+    again = tiny_sweep(results=results, callback=count)
+    assert third == []  # nothing left to run
+    pd.testing.assert_frame_equal(again, resumed)  # wall times too: all from the file
+
+
+def test_a_killed_sweep_with_a_torn_last_line_resumes(tmp_path, serial):
+    """The process dies (SIGKILL, no cleanup) after 3 points, then a half-written line is left at
+    the end of the file, as a kill in the middle of a write would."""
+    results = tmp_path / "sweep.jsonl"
+    script = textwrap.dedent(f"""
+        import os, signal, kvmsim
+        done = []
+        def callback(row):
+            done.append(row)
+            if len(done) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+        kvmsim.sweep({str(ZAP)!r}, grid={GRID!r}, variants={VARIANTS!r}, seeds=2, results={str(results)!r},
+                     callback=callback, progress=False)
+    """)
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    assert len(results.read_text().splitlines()) == 3
+    with open(results, "ab") as f:
+        f.write(b'{"key":"0123","params":{"vm.vcp')
+    count, ran = counting()
+    with pytest.warns(UserWarning, match="dropping an unfinished last line"):
+        resumed = tiny_sweep(results=results, callback=count)
+    assert len(ran) == 13
+    pd.testing.assert_frame_equal(comparable(resumed), comparable(serial))
+    assert all(json.loads(line) for line in results.read_text().splitlines())
+
+
+def test_a_damaged_line_in_the_middle_is_an_error(tmp_path):
+    results = tmp_path / "sweep.jsonl"
+    results.write_text('{"key": "a", "metrics": []}\nnot json\n{"key": "b", "metrics": []}\n')
+    with pytest.raises(ValueError, match=r"sweep\.jsonl:2: expected a sweep point"):
+        tiny_sweep(results=results)
+
+
+def test_a_changed_scenario_is_run_again(tmp_path):
+    results = tmp_path / "sweep.jsonl"
+    doc = json.loads(ZAP.read_text())
+    grid = {"vm.vcpus": [2]}
+    kvmsim.sweep(doc, grid=grid, variants="read", results=results, progress=False)
+    doc["events"][0]["count"] = 2
+    count, ran = counting()
+    kvmsim.sweep(doc, grid=grid, variants="read", results=results, progress=False, callback=count)
+    assert len(ran) == 1 and len(results.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    "grid, path, value, expect",
+    [
+        ({"vm.vcpu": [2]}, "vm.vcpu", 2, 'unknown key "vcpu" (did you mean "vcpus"?)'),
+        ({"vm.vcpus": [2, "many"]}, "vm.vcpus", "many", '/vm/vcpus: expected an integer between 1 and 4096, got "many"'),
+        ({"vm.memslots.0.size": ["16M", "16Q"]}, "vm.memslots.0.size", "16Q", "/vm/memslots/0/size: expected a size"),
+        ({"mmu.knobs.zap_lok": ["read"]}, "mmu.knobs.zap_lok", "read", 'unknown knob "zap_lok" of model x86_tdp (did you mean "zap_lock"?)'),
+        ({"events.0.interval": ["40us", "40"]}, "events.0.interval", "40", "/events/0/interval: expected a time"),
+        ({"vm.vcpus": [4, 1000]}, "vm.vcpus", 1000, "(root): expected at most 4 vCPUs per host CPU"),
+        ({"vm.vcpus": [2, 300], "host.cpus": [96, 64]}, None, None, "grid point 'vm.vcpus' = 300, 'host.cpus' = 64"),
+    ],
+)
+def test_bad_grids_fail_before_any_point_runs(tmp_path, monkeypatch, grid, path, value, expect):
+    def must_not_run(task):
+        raise AssertionError("a point ran")
+    monkeypatch.setattr(kvmsim._sweep, "run_point", must_not_run)
+    results = tmp_path / "sweep.jsonl"
+    with pytest.raises(kvmsim.GridError) as info:
+        kvmsim.sweep(ZAP, grid=grid, results=results, progress=False)
+    e = info.value
+    assert expect in str(e)
+    assert (e.path, e.value) == (path, value)
+    if path is not None:
+        assert str(e).startswith(f"grid {path!r} = {value!r}: {ZAP}")
+    assert e.file.startswith(str(ZAP))
+    assert not results.exists() or results.read_text() == ""
+
+
+@pytest.mark.parametrize(
+    "grid, expect",
+    [
+        ({"vm.vcpus": 4}, "expected a list of values"),
+        ({"vm.vcpus": "48"}, "expected a list of values"),
+        ({"vm.vcpus": []}, "expected at least one value"),
+        ({"vm.vcpus": [2, 2]}, "listed twice"),
+        ({"vm.vcpus": [2], "/vm/vcpus": [4]}, "the same path as 'vm.vcpus'"),
+        ({"vm..vcpus": [2]}, "expected a scenario path"),
+        ({"vm.vcpus": [float("nan")]}, "is not a JSON number"),
+        ({"variants.0.name": ["x"]}, 'cannot change "variants"'),
+        ({"seed": [1, 2]}, "chooses its seeds with seeds="),
+    ],
+)
+def test_malformed_grids(grid, expect):
+    with pytest.raises(kvmsim.GridError, match=expect.replace("(", r"\(").replace(")", r"\)")):
+        kvmsim.sweep(ZAP, grid=grid, progress=False)
+
+
+def test_every_bad_value_is_listed():
+    with pytest.raises(kvmsim.GridError) as info:
+        kvmsim.sweep(ZAP, grid={"vm.vcpus": [0, 2, "x"], "mmu.knobs.zap_lock": ["up"]}, progress=False)
+    lines = str(info.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["grid 'vm.vcpus' = 0", "grid 'vm.vcpus' = 'x'",
+                                                      "grid 'mmu.knobs.zap_lock' = 'up'"]
+
+
+def test_bad_variants_and_seeds():
+    with pytest.raises(kvmsim.ScenarioError, match="did you mean 'read'"):
+        kvmsim.sweep(ZAP, variants=["reed"], progress=False)
+    for seeds, expect in [(0, "at least 1"), ([1, 1], "twice"), ([-1], "seed"), ([], "at least one")]:
+        with pytest.raises(ValueError, match=expect):
+            kvmsim.sweep(ZAP, seeds=seeds, progress=False)
+
+
+def test_a_sweep_without_a_grid_runs_the_variants():
+    df = kvmsim.sweep(ZAP, seeds=1, progress=False)
+    assert df.variant.tolist() == ["write", "write+precheck", "read", "drop_write_zap_read"]
+    assert df.fingerprint.tolist() == [kvmsim.run(ZAP, variant=v).fingerprint for v in df.variant]
