@@ -24,6 +24,14 @@ from ._sweep import run_point, sweep
 
 __version__ = _core.__version__
 
+
+def __getattr__(name: str):
+    """kvmsim.plot and kvmsim.study load on first use (matplotlib is needed only for plots)."""
+    if name in ("plot", "study"):
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'kvmsim' has no attribute {name!r}")
+
 __all__ = [
     "GridError",
     "Result",
@@ -37,4 +45,6 @@ __all__ = [
     "sweep",
     "to_pointer",
     "__version__",
+    "plot",
+    "study",
 ]

@@ -237,3 +237,13 @@ def test_a_file_with_a_byte_order_mark_loads(tmp_path):
     sc = kvmsim.load(bom)
     assert sc.doc["name"] == "golden-tdp-zap"
     assert kvmsim.run(sc).fingerprint == kvmsim.run(ZAP).fingerprint
+
+
+def test_plot_and_study_load_on_first_use():
+    code = ("import sys, kvmsim; assert 'matplotlib' not in sys.modules; "
+            "print(kvmsim.plot.before_after.__name__, kvmsim.study.SeedStudy.__name__)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["before_after", "SeedStudy"]
+    with pytest.raises(AttributeError, match="no attribute 'nonesuch'"):
+        kvmsim.nonesuch
