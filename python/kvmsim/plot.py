@@ -73,7 +73,8 @@ def before_after(cmp: pd.DataFrame, metrics: Sequence[str] | None = None, *, nco
             if math.isnan(lo) or math.isnan(hi):
                 continue
             centre = means[i] / div
-            err = [[centre - (base + lo) / div], [(base + hi) / div - centre]]
+            # A zero-width interval (every seed the same run) can round to a hair below zero.
+            err = [[max(0.0, centre - (base + lo) / div)], [max(0.0, (base + hi) / div - centre)]]
             ax.errorbar([i], [centre], yerr=err, fmt="none", ecolor="black", capsize=4, lw=1.2)
             if bool(row[("significant", v)]):
                 ax.annotate("*", (i, (base + hi) / div), ha="center", va="bottom")

@@ -45,6 +45,21 @@ def test_before_after_bars_and_intervals(cmp, tmp_path):
     assert (tmp_path / "bars.png").stat().st_size > 1000
 
 
+def test_before_after_draws_a_zero_width_interval_that_rounds_below_zero(cmp):
+    # Every seed the same run: the paired difference's interval is [d, d], and base + d may
+    # round to either side of the variant's own mean. Here it rounds below on one side.
+    c = cmp.copy()
+    metric, v = "phase boot", cmp.attrs["variants"][1]
+    base = c.loc[metric, ("mean", cmp.attrs["variants"][0])]
+    mean = c.loc[metric, ("mean", v)]
+    d = (mean - base) + abs(base) * 1e-12
+    c.loc[metric, ("ci95_low", v)] = d
+    c.loc[metric, ("ci95_high", v)] = d
+    assert (mean - (base + d)) / 1e6 < 0
+    fig = kvmsim.plot.before_after(c, [metric])
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == [metric]
+
+
 def test_before_after_names_a_missing_metric(cmp):
     with pytest.raises(KeyError, match="stat no_such"):
         kvmsim.plot.before_after(cmp, ["stat no_such"])
