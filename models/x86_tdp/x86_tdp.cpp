@@ -27,6 +27,7 @@
 #include <stdexcept>
 
 #include "models/common/costs.hpp"
+#include "models/common/knobs.hpp"
 
 namespace kvmsim::models {
 namespace x86_tdp {
@@ -57,29 +58,6 @@ constexpr bool is_table(std::uint8_t e) { return (e & (spte::P | spte::LEAF)) ==
 
 int level_of(vm::PageLevel l) { return static_cast<int>(l); }
 vm::PageLevel page_level(int l) { return static_cast<vm::PageLevel>(l); }
-
-const vm::KnobValue* find_knob(const vm::Knobs& knobs, std::string_view name) {
-    auto it = knobs.find(name);
-    return it == knobs.end() ? nullptr : &it->second;
-}
-
-bool knob_bool(const vm::Knobs& knobs, std::string_view name, bool def) {
-    const vm::KnobValue* v = find_knob(knobs, name);
-    if (!v) return def;
-    if (const bool* b = std::get_if<bool>(v)) return *b;
-    throw std::invalid_argument("x86_tdp: knob '" + std::string(name) + "' must be a bool");
-}
-
-std::string knob_choice(const vm::Knobs& knobs, std::string_view name, const std::string& def,
-                        std::initializer_list<const char*> choices) {
-    const vm::KnobValue* v = find_knob(knobs, name);
-    if (!v) return def;
-    const std::string* s = std::get_if<std::string>(v);
-    if (!s) throw std::invalid_argument("x86_tdp: knob '" + std::string(name) + "' must be a string");
-    for (const char* c : choices)
-        if (*s == c) return *s;
-    throw std::invalid_argument("x86_tdp: knob '" + std::string(name) + "' has no choice '" + *s + "'");
-}
 
 }  // namespace
 
@@ -125,12 +103,12 @@ Costs Costs::from(const vm::CostProfile& p) {
 
 Config Config::from(const vm::Knobs& knobs) {
     Config c;
-    c.fault_lock_write = knob_choice(knobs, "fault_lock", "read", {"read", "write"}) == "write";
-    const std::string z = knob_choice(knobs, "zap_lock", "write", {"write", "read", "drop_write_zap_read"});
+    c.fault_lock_write = knob_choice(knobs, "x86_tdp", "fault_lock", "read", {"read", "write"}) == "write";
+    const std::string z = knob_choice(knobs, "x86_tdp", "zap_lock", "write", {"write", "read", "drop_write_zap_read"});
     c.zap_lock = z == "write" ? ZapLock::Write : z == "read" ? ZapLock::Read : ZapLock::DropWriteZapRead;
-    c.fault_precheck = knob_bool(knobs, "fault_precheck", true);
-    c.eager_page_split = knob_bool(knobs, "eager_page_split", true);
-    c.preempt = knob_bool(knobs, "preempt", true);
+    c.fault_precheck = knob_bool(knobs, "x86_tdp", "fault_precheck", true);
+    c.eager_page_split = knob_bool(knobs, "x86_tdp", "eager_page_split", true);
+    c.preempt = knob_bool(knobs, "x86_tdp", "preempt", true);
     return c;
 }
 
@@ -1411,41 +1389,24 @@ vm::ModelInfo x86_tdp_model_info() {
         "(kvm_mmu_slot_apply_flags), virt/kvm/kvm_main.c; zap_lock alternatives from Yan Zhao's "
         "'[PATCH v4 12/12] KVM: x86/mmu: convert kvm_zap_gfn_range() to use shared mmu_lock in TDP MMU' "
         "(2023-07-14) and Sean Christopherson's reply of 2023-09-05";
-    auto choice = [](std::string name, std::string def, std::vector<std::string> choices, std::string meaning) {
-        KnobSpec k;
-        k.name = std::move(name);
-        k.type = KnobSpec::Type::Choice;
-        k.default_value = std::move(def);
-        k.choices = std::move(choices);
-        k.meaning = std::move(meaning);
-        return k;
-    };
-    auto boolean = [](std::string name, bool def, std::string meaning) {
-        KnobSpec k;
-        k.name = std::move(name);
-        k.type = KnobSpec::Type::Bool;
-        k.default_value = def;
-        k.meaning = std::move(meaning);
-        return k;
-    };
     info.knobs = {
-        choice("fault_lock", "read", {"read", "write"},
+        choice_knob("fault_lock", "read", {"read", "write"},
                "mmu_lock mode of the TDP MMU fault path: 'read' (parallel faults, v5.12+) or 'write' "
                "(exclusive, before v5.12). Other paths keep their v6.9 lock modes."),
-        choice("zap_lock", "write", {"write", "read", "drop_write_zap_read"},
+        choice_knob("zap_lock", "write", {"write", "read", "drop_write_zap_read"},
                "kvm_zap_gfn_range (seed 003): 'write' = v6.x (write lock, 4K-granular leaf zap, yield on "
                "need_resched/rwlock_needbreak with a flush before each yield, one flush at the end); "
                "'read' = Yan Zhao's v4 12/12 (write lock for the invalidation, zap under the read lock with "
                "tdp_mmu_zap_spte_atomic: freeze, flush, clear, for every SPTE <= 1G fully in the range); "
                "'drop_write_zap_read' = Sean Christopherson's suggestion (take write, drop it, zap leaves "
                "under read with cmpxchg and batched flushes, retake write)"),
-        boolean("fault_precheck", true,
+        bool_knob("fault_precheck", true,
                 "v6.8+: kvm_faultin_pfn retries the fault before taking mmu_lock while an invalidation "
                 "covers the gfn (mmu_invalidate_retry_gfn_unsafe); false = the earlier behaviour"),
-        boolean("eager_page_split", true,
+        bool_knob("eager_page_split", true,
                 "kvm.eager_page_split: split huge pages when dirty logging is enabled (or, with "
                 "initially-all-set, on KVM_CLEAR_DIRTY_LOG) instead of on the first write fault"),
-        boolean("preempt", true,
+        bool_knob("preempt", true,
                 "host kernel with CONFIG_PREEMPTION (preempt=full): rwlock_needbreak() reports mmu_lock "
                 "waiters, so long walks yield to them; false = PREEMPT_NONE/VOLUNTARY, where "
                 "rwlock_needbreak() is always false and walks yield only on need_resched()"),
