@@ -25,8 +25,11 @@
 #include <bit>
 #include <stdexcept>
 
+#include "models/common/bulk.hpp"
 #include "models/common/costs.hpp"
 #include "models/common/knobs.hpp"
+#include "models/common/memslots.hpp"
+#include "models/common/regions.hpp"
 
 namespace kvmsim::models {
 namespace arm64_stage2 {
@@ -38,9 +41,6 @@ using vm::Gfn;
 
 namespace {
 
-// Bulk walkers let their accumulated work elapse at least this often (a property of the
-// simulation, not of the host).
-constexpr Time kSettleQuantum = Time::us(1);
 constexpr std::int64_t kNever = INT64_MAX;
 constexpr std::uint32_t kMinCachePages = 2;  // kvm_mmu_cache_min_pages: kvm_stage2_levels - 1
 constexpr std::uint64_t kMaxDvmOps = 512;    // MAX_DVM_OPS (PTRS_PER_PTE): lines per ranged I-cache op
@@ -59,47 +59,53 @@ enum Ret : std::uint8_t { kFixed, kSpurious, kAgain, kRetry };
 // ---------------------------------------------------------------------------------------------
 // Costs, knobs
 
+namespace {
+// Every time cost, by its profile name (dcache_clean_byte and icache_line are plain numbers).
+constexpr std::pair<const char*, Time Costs::*> kTimes[] = {
+    {"fault_entry", &Costs::fault_entry},
+    {"fault_exit", &Costs::fault_exit},
+    {"user_mem_abort", &Costs::user_mem_abort},
+    {"gup_fast", &Costs::gup_fast},
+    {"host_fault_base", &Costs::host_fault_base},
+    {"zero_4k", &Costs::zero_4k},
+    {"mmu_cache_alloc_page", &Costs::mmu_cache_alloc_page},
+    {"mmu_lock_op", &Costs::mmu_lock_op},
+    {"stage2_map_base", &Costs::stage2_map_base},
+    {"stage2_walk_level", &Costs::stage2_walk_level},
+    {"stage2_pte_update", &Costs::stage2_pte_update},
+    {"stage2_free_entry", &Costs::stage2_free_entry},
+    {"relax_perms_base", &Costs::relax_perms_base},
+    {"tlbi_ipa", &Costs::tlbi_ipa},
+    {"tlbi_vmid", &Costs::tlbi_vmid},
+    {"icache_inval_line", &Costs::icache_inval_line},
+    {"icache_inval_all", &Costs::icache_inval_all},
+    {"mark_page_dirty", &Costs::mark_page_dirty},
+    {"host_entry", &Costs::host_entry},
+    {"memslot_update", &Costs::memslot_update},
+    {"stage2_walk_step", &Costs::stage2_walk_step},
+    {"dirty_bitmap_word", &Costs::dirty_bitmap_word},
+    {"sched_timeslice", &Costs::sched_timeslice},
+    {"lock_yield", &Costs::lock_yield},
+};
+}  // namespace
+
 const std::vector<std::string>& Costs::names() {
-    static const std::vector<std::string> n = {
-        "fault_entry",      "fault_exit",        "user_mem_abort",    "gup_fast",         "host_fault_base",
-        "zero_4k",          "mmu_cache_alloc_page", "mmu_lock_op",    "stage2_map_base",  "stage2_walk_level",
-        "stage2_pte_update", "stage2_free_entry", "relax_perms_base", "tlbi_ipa",         "tlbi_vmid",
-        "dcache_clean_byte", "icache_line",      "icache_inval_line", "icache_inval_all", "mark_page_dirty",
-        "host_entry",       "memslot_update",    "stage2_walk_step",  "dirty_bitmap_word", "sched_timeslice",
-        "lock_yield",
-    };
+    static const std::vector<std::string> n = [] {
+        std::vector<std::string> v;
+        for (const auto& [name, member] : kTimes) v.emplace_back(name);
+        v.emplace_back("dcache_clean_byte");
+        v.emplace_back("icache_line");
+        return v;
+    }();
     return n;
 }
 
 Costs Costs::from(const vm::CostProfile& p) {
     require_costs(p, names(), "arm64_stage2");
     Costs c;
-    c.fault_entry = p.time("fault_entry");
-    c.fault_exit = p.time("fault_exit");
-    c.user_mem_abort = p.time("user_mem_abort");
-    c.gup_fast = p.time("gup_fast");
-    c.host_fault_base = p.time("host_fault_base");
-    c.zero_4k = p.time("zero_4k");
-    c.mmu_cache_alloc_page = p.time("mmu_cache_alloc_page");
-    c.mmu_lock_op = p.time("mmu_lock_op");
-    c.stage2_map_base = p.time("stage2_map_base");
-    c.stage2_walk_level = p.time("stage2_walk_level");
-    c.stage2_pte_update = p.time("stage2_pte_update");
-    c.stage2_free_entry = p.time("stage2_free_entry");
-    c.relax_perms_base = p.time("relax_perms_base");
-    c.tlbi_ipa = p.time("tlbi_ipa");
-    c.tlbi_vmid = p.time("tlbi_vmid");
+    for (const auto& [name, member] : kTimes) c.*member = p.time(name);
     c.dcache_clean_byte = p.number("dcache_clean_byte");
     c.icache_line = static_cast<std::uint64_t>(p.number("icache_line"));
-    c.icache_inval_line = p.time("icache_inval_line");
-    c.icache_inval_all = p.time("icache_inval_all");
-    c.mark_page_dirty = p.time("mark_page_dirty");
-    c.host_entry = p.time("host_entry");
-    c.memslot_update = p.time("memslot_update");
-    c.stage2_walk_step = p.time("stage2_walk_step");
-    c.dirty_bitmap_word = p.time("dirty_bitmap_word");
-    c.sched_timeslice = p.time("sched_timeslice");
-    c.lock_yield = p.time("lock_yield");
     if (c.icache_line == 0 || (c.icache_line & (c.icache_line - 1)))
         throw std::invalid_argument("arm64_stage2: icache_line must be a power of two");
     if (c.dcache_clean_byte < 0) throw std::invalid_argument("arm64_stage2: dcache_clean_byte must not be negative");
@@ -178,13 +184,9 @@ struct Arm64Stage2::Walk {
     bool ok = false;  // the kernel's ret == 0
 };
 
-struct Arm64Stage2::Bulk {
-    std::uint32_t cpu = 0;
+struct Arm64Stage2::Bulk : BulkWork {
     engine::LockGuard guard;
     engine::Site site;
-    Time acc;
-    ReschedClock clock;
-    std::uint64_t last_line = ~std::uint64_t{0};
 };
 
 struct Arm64Stage2::Publish {
@@ -219,39 +221,31 @@ namespace {
 enum TraceKind : std::uint8_t { kHoldEnd, kWaitEnd, kHoldBegin, kWaitBegin };
 }
 
+// The model's counters (besides KVM's stats), registered by name in this order.
 struct Arm64Stage2::ModelCounters {
-    explicit ModelCounters(engine::Counters& c)
-        : map(c.id("kvm_pgtable_stage2_map")),
-          map_same(c.id("stage2_map_same_pte")),
-          relax(c.id("kvm_pgtable_stage2_relax_perms")),
-          relax_again(c.id("stage2_relax_perms_no_leaf")),
-          locked(c.id("stage2_pte_locked")),
-          retry_inv(c.id("mmu_invalidate_retry")),
-          bbm(c.id("stage2_break_before_make")),
-          tlbi_ipa(c.id("__kvm_tlb_flush_vmid_ipa")),
-          tlbi_vmid(c.id("__kvm_tlb_flush_vmid")),
-          dc_bytes(c.id("dcache_clean_poc_bytes")),
-          dc_calls(c.id("dcache_clean_poc")),
-          ic_range(c.id("icache_inval_pou")),
-          ic_bytes(c.id("icache_inval_pou_bytes")),
-          ic_all(c.id("icache_inval_all_pou")),
-          block_to_table(c.id("stage2_block_to_table")),
-          table_to_block(c.id("stage2_table_to_block")),
-          tables_linked(c.id("stage2_table_pages_linked")),
-          tables_freed(c.id("stage2_table_pages_freed")),
-          tables_rcu(c.id("stage2_free_removed_table_rcu")),
-          topup_objs(c.id("mmu_topup_memory_cache_objs")),
-          alloc_atomic(c.id("mmu_memory_cache_alloc_atomic")),
-          first_touch(c.id("host_fault_first_touch")),
-          zeroed_4k(c.id("host_zeroed_4k")),
-          dirty_marked(c.id("mark_page_dirty_in_slot")),
-          wp(c.id("stage2_wp_ptes")),
-          unmapped(c.id("stage2_unmap_ptes")),
-          harvested(c.id("dirty_pages_harvested")),
-          resched(c.id("mmu_lock_cond_resched")) {}
-    engine::CounterId map, map_same, relax, relax_again, locked, retry_inv, bbm, tlbi_ipa, tlbi_vmid, dc_bytes,
-        dc_calls, ic_range, ic_bytes, ic_all, block_to_table, table_to_block, tables_linked, tables_freed, tables_rcu,
-        topup_objs, alloc_atomic, first_touch, zeroed_4k, dirty_marked, wp, unmapped, harvested, resched;
+    enum Id : std::uint8_t {
+        map, map_same, relax, relax_again, locked, retry_inv, bbm, tlbi_ipa, tlbi_vmid, dc_bytes, dc_calls, ic_range,
+        ic_bytes, ic_all, block_to_table, table_to_block, tables_linked, tables_freed, tables_rcu, topup_objs,
+        alloc_atomic, first_touch, zeroed_4k, dirty_marked, wp, unmapped, harvested, resched, kCount
+    };
+    static constexpr const char* kNames[kCount] = {
+        "kvm_pgtable_stage2_map", "stage2_map_same_pte", "kvm_pgtable_stage2_relax_perms", "stage2_relax_perms_no_leaf",
+        "stage2_pte_locked", "mmu_invalidate_retry", "stage2_break_before_make", "__kvm_tlb_flush_vmid_ipa",
+        "__kvm_tlb_flush_vmid", "dcache_clean_poc_bytes", "dcache_clean_poc", "icache_inval_pou",
+        "icache_inval_pou_bytes", "icache_inval_all_pou", "stage2_block_to_table", "stage2_table_to_block",
+        "stage2_table_pages_linked", "stage2_table_pages_freed", "stage2_free_removed_table_rcu",
+        "mmu_topup_memory_cache_objs", "mmu_memory_cache_alloc_atomic", "host_fault_first_touch", "host_zeroed_4k",
+        "mark_page_dirty_in_slot", "stage2_wp_ptes", "stage2_unmap_ptes", "dirty_pages_harvested",
+        "mmu_lock_cond_resched",
+    };
+    explicit ModelCounters(engine::Counters& c) : c_(c) {
+        for (std::size_t i = 0; i < kCount; ++i) ids_[i] = c.id(kNames[i]);
+    }
+    void add(Id id, std::uint64_t n = 1) { c_.add(ids_[id], n); }
+
+private:
+    engine::Counters& c_;
+    std::array<engine::CounterId, kCount> ids_{};
 };
 
 class Arm64Stage2::Publisher : public engine::EventTarget {
@@ -325,7 +319,6 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
     min_fault_pre_ = k_.fault_entry + k_.user_mem_abort + k_.gup_fast;
     min_arrival_ = std::min(min_fault_pre_, k_.host_entry);
 
-    std::vector<std::uint64_t> g1s;
     for (std::size_t i = 0; i < vm_.memslots.size(); ++i) {
         const vm::Memslot& m = vm_.memslots[i];
         if (m.npages == 0) continue;
@@ -339,25 +332,15 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
         s->ready.assign(s->host_index(m.base_gfn + m.npages - 1) + 1, kNever);
         s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * slots_.size();
         if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
-        for (std::uint64_t g = m.base_gfn >> 18; g <= (m.base_gfn + m.npages - 1) >> 18; ++g) g1s.push_back(g);
         slots_.push_back(std::move(s));
     }
-    std::sort(g1s.begin(), g1s.end());
-    g1s.erase(std::unique(g1s.begin(), g1s.end()), g1s.end());
-    const std::size_t nr = g1s.size();
+    regions_ = GibRegions(vm_.memslots, "arm64_stage2");
+    const std::size_t nr = regions_.size();
     for (auto* v : {&vis1_, &plan1_}) v->assign(nr, 0);
     for (auto* v : {&vis2_, &plan2_}) v->assign(nr * 512, 0);
     for (auto* v : {&vis3_, &plan3_}) v->assign(nr << 18, 0);
     t2_page_.assign(nr, 0);
     t3_page_.assign(nr * 512, 0);
-    if (nr > 0) {
-        lut_base_ = g1s.front();
-        const std::uint64_t span = g1s.back() - g1s.front() + 1;
-        if (span > (std::uint64_t{1} << 24))
-            throw std::invalid_argument("arm64_stage2: memslots span more than 16 PiB of IPA space");
-        lut_.assign(span, kNoRegion);
-        for (std::size_t r = 0; r < nr; ++r) lut_[g1s[r] - lut_base_] = static_cast<std::uint32_t>(r);
-    }
     vcpus_.reserve(vm_.vcpus);
     for (std::uint32_t i = 0; i < vm_.vcpus; ++i) {
         auto v = std::make_unique<VcpuState>();
@@ -415,7 +398,7 @@ std::uint64_t Arm64Stage2::free_subtree(int level, std::uint32_t ri, Gfn gfn) {
     zero_below(false, level, ri, gfn);
     if (leaves2) stats_.update_page_stats(vm::PageLevel::M2, -static_cast<std::int64_t>(leaves2));
     if (leaves3) stats_.update_page_stats(vm::PageLevel::K4, -static_cast<std::int64_t>(leaves3));
-    sim_.counters().add(mc_->tables_freed, pages);
+    mc_->add(ModelCounters::tables_freed, pages);
     return pages * 512;
 }
 
@@ -430,23 +413,11 @@ void Arm64Stage2::set_both(int level, std::uint32_t ri, Gfn gfn, std::uint8_t va
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-Arm64Stage2::Slot* Arm64Stage2::slot_of(Gfn gfn) {
-    for (auto& s : slots_)
-        if (s->contains(gfn)) return s.get();
-    return nullptr;
-}
+Arm64Stage2::Slot* Arm64Stage2::slot_of(Gfn gfn) { return slot_containing(slots_, gfn); }
 
-const Arm64Stage2::Slot* Arm64Stage2::slot_of(Gfn gfn) const {
-    for (const auto& s : slots_)
-        if (s->contains(gfn)) return s.get();
-    return nullptr;
-}
+const Arm64Stage2::Slot* Arm64Stage2::slot_of(Gfn gfn) const { return slot_containing(slots_, gfn); }
 
-Arm64Stage2::Slot& Arm64Stage2::slot_by_id(std::uint32_t id) {
-    for (auto& s : slots_)
-        if (s->id == id) return *s;
-    throw std::invalid_argument("arm64_stage2: no memslot with id " + std::to_string(id));
-}
+Arm64Stage2::Slot& Arm64Stage2::slot_by_id(std::uint32_t id) { return slot_with_id(slots_, id, "arm64_stage2"); }
 
 Time Arm64Stage2::touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes) {
     return cache_.touch(cpu, addr, bytes, write);
@@ -503,8 +474,8 @@ int Arm64Stage2::max_mapping_level(const Slot& s, Gfn gfn) const {
 // clean_dcache_guest_page: DC CIVAC over the range to the point of coherency; nothing with FWB.
 Time Arm64Stage2::dcache_clean(std::uint64_t bytes) {
     if (cfg_.fwb) return Time::zero();
-    sim_.counters().add(mc_->dc_calls);
-    sim_.counters().add(mc_->dc_bytes, bytes);
+    mc_->add(ModelCounters::dc_calls);
+    mc_->add(ModelCounters::dc_bytes, bytes);
     return Time::ps(static_cast<std::int64_t>(static_cast<double>(bytes) * k_.dcache_clean_byte + 0.5));
 }
 
@@ -512,11 +483,11 @@ Time Arm64Stage2::dcache_clean(std::uint64_t bytes) {
 Time Arm64Stage2::icache_inval(std::uint64_t bytes) {
     const std::uint64_t lines = std::max<std::uint64_t>(1, bytes / k_.icache_line);
     if (lines > kMaxDvmOps) {
-        sim_.counters().add(mc_->ic_all);
+        mc_->add(ModelCounters::ic_all);
         return k_.icache_inval_all;
     }
-    sim_.counters().add(mc_->ic_range);
-    sim_.counters().add(mc_->ic_bytes, bytes);
+    mc_->add(ModelCounters::ic_range);
+    mc_->add(ModelCounters::ic_bytes, bytes);
     return k_.icache_inval_line * static_cast<std::int64_t>(lines);
 }
 
@@ -525,7 +496,7 @@ Time Arm64Stage2::mark_page_dirty(Slot& s, Gfn gfn, std::uint32_t cpu) {
     if (!vm_.memslots[s.index].dirty_logging || s.bitmap.empty()) return k_.mark_page_dirty;
     const std::uint64_t rel = gfn - s.base;
     s.bitmap[rel / 64] |= std::uint64_t{1} << (rel % 64);
-    sim_.counters().add(mc_->dirty_marked);
+    mc_->add(ModelCounters::dirty_marked);
     return k_.mark_page_dirty + touch(cpu, s.bitmap_addr + (rel / 64) * 8, true);
 }
 
@@ -548,15 +519,7 @@ std::uint8_t Arm64Stage2::leaf(Gfn gfn) const {
     return is_leaf(vis1_[ri]) ? vis1_[ri] : 0;
 }
 
-bool Arm64Stage2::dirty(std::uint32_t slot, Gfn gfn) const {
-    for (const auto& s : slots_) {
-        if (s->id != slot) continue;
-        if (s->bitmap.empty() || !s->contains(gfn)) return false;
-        const std::uint64_t rel = gfn - s->base;
-        return (s->bitmap[rel / 64] >> (rel % 64)) & 1;
-    }
-    return false;
-}
+bool Arm64Stage2::dirty(std::uint32_t slot, Gfn gfn) const { return page_dirty(slots_, slot, gfn); }
 
 // ---------------------------------------------------------------------------------------------
 // Visible-state publications and lock traces (spinlock)
@@ -621,6 +584,7 @@ void Arm64Stage2::trace_flush() {
 // min_arrival_ after an event not yet processed (so after the next event time), and those already
 // waiting for their event are in arrivals_.
 bool Arm64Stage2::arrival_now(Time t1) const {
+    if (!early_) return false;
     if (!arrivals_.empty() && t1.ps() >= arrivals_.front()) return false;
     const Time next = sim_.next_event_time();
     return next == Time::max() || t1 < next + min_arrival_;
@@ -768,11 +732,11 @@ void Arm64Stage2::commit(Fault& f) {
     if (f.topup) {
         std::uint32_t n = 0;
         f.v->mc.topup(kMinCachePages, &n);
-        sim_.counters().add(mc_->topup_objs, n);
+        mc_->add(ModelCounters::topup_objs, n);
     }
     if (f.zeroed) {
-        sim_.counters().add(mc_->first_touch);
-        sim_.counters().add(mc_->zeroed_4k, f.zeroed);
+        mc_->add(ModelCounters::first_touch);
+        mc_->add(ModelCounters::zeroed_4k, f.zeroed);
     }
     f.s->ready[f.s->host_index(f.gfn)] = f.ready;
     f.mmu_seq = inv_.seq();
@@ -825,13 +789,22 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
     if (sim_.tracer()) trace_flush();
 }
 
-// The work under mmu_lock from g; returns its length (lock taken to lock released).
+// The work under mmu_lock from g (spinlock: all of it at once); returns its length.
 Time Arm64Stage2::hold(Fault& f, Time g) {
-    Walk w{f, g, lock_line(f.cpu) + k_.mmu_lock_op};
+    Walk w{f, g, Time::zero()};
+    if (hold_head(w)) hold_walk(w);
+    return w.h;
+}
+
+// The hold up to the walk: the lock word, mmu_invalidate_retry, v5.12's CMOs. False when the fault
+// must go back to the guest.
+bool Arm64Stage2::hold_head(Walk& w) {
+    Fault& f = w.f;
+    w.h = lock_line(f.cpu) + k_.mmu_lock_op;
     w.ri = region_of(f.gfn);
     if (inv_.retry(f.mmu_seq)) {  // the host mapping changed meanwhile: back to the guest
-        sim_.counters().add(mc_->retry_inv);
-        return w.h;
+        mc_->add(ModelCounters::retry_inv);
+        return false;
     }
     const std::uint64_t bytes = pages_at(f.level) * vm::kPageSize;
     if (!cfg_.cmo_in_walker) {  // v5.12: on every fault but a permission fault, mapped or not
@@ -839,6 +812,12 @@ Time Arm64Stage2::hold(Fault& f, Time g) {
         if (f.exec) w.h += icache_inval(bytes);
     }
     w.prot = static_cast<std::uint8_t>(pte::V | pte::R | (f.writable ? pte::W : 0) | (f.exec ? pte::X : 0));
+    return true;
+}
+
+// kvm_pgtable_stage2_relax_perms or kvm_pgtable_stage2_map, then marking the page dirty.
+void Arm64Stage2::hold_walk(Walk& w) {
+    Fault& f = w.f;
     if (f.perm && f.level == f.fault_level)
         relax_perms(w);
     else
@@ -848,7 +827,6 @@ Time Arm64Stage2::hold(Fault& f, Time g) {
     else if (w.ret == kSpurious)
         stats_.add(stats_.pf_spurious);
     if (f.writable && w.ok) w.h += mark_page_dirty(*f.s, f.gfn, f.cpu);
-    return w.h;
 }
 
 // A change of a descriptor at the walk's current time. Spinlock: the planned copy now, the
@@ -872,7 +850,7 @@ void Arm64Stage2::emit(Walk& w, int level, Gfn gfn, std::uint8_t value, bool lea
 // kvm_pgtable_stage2_map(vma_pagesize): the walk from level 1 to the mapping level.
 void Arm64Stage2::map(Walk& w) {
     Fault& f = w.f;
-    sim_.counters().add(mc_->map);
+    mc_->add(ModelCounters::map);
     w.h += k_.stage2_map_base;
     for (int level = 1; level <= f.level; ++level) {
         const std::uint8_t e = plan_entry(level, w.ri, f.gfn);
@@ -883,14 +861,14 @@ void Arm64Stage2::map(Walk& w) {
         }
         if (is_table(e)) continue;
         if (e & pte::LOCKED) {  // another walker is breaking it
-            sim_.counters().add(mc_->locked);
+            mc_->add(ModelCounters::locked);
             w.ret = kAgain;
             return;
         }
         // stage2_map_walk_leaf: no table here, or a block in the way (force_pte): link a table
         // page from the vCPU's cache, breaking the block first.
         if (!f.v->mc.alloc()) {
-            sim_.counters().add(mc_->alloc_atomic);
+            mc_->add(ModelCounters::alloc_atomic);
             w.h += k_.mmu_cache_alloc_page;
         }
         const std::uint64_t page = pt_alloc_.alloc();
@@ -898,9 +876,9 @@ void Arm64Stage2::map(Walk& w) {
             emit(w, level, f.gfn, pte::LOCKED, false);
             w.h += touch(f.cpu, entry_addr(level, w.ri, f.gfn), true) + k_.tlbi_ipa;
             stats_.update_page_stats(page_level(level), -1);
-            sim_.counters().add(mc_->bbm);
-            sim_.counters().add(mc_->tlbi_ipa);
-            sim_.counters().add(mc_->block_to_table);
+            mc_->add(ModelCounters::bbm);
+            mc_->add(ModelCounters::tlbi_ipa);
+            mc_->add(ModelCounters::block_to_table);
         }
         if (level == 1)
             t2_page_[w.ri] = page;
@@ -908,7 +886,7 @@ void Arm64Stage2::map(Walk& w) {
             t3_page_[(static_cast<std::size_t>(w.ri) << 9) | idx2(f.gfn)] = page;
         emit(w, level, f.gfn, pte::TABLE, false);
         w.h += k_.stage2_pte_update + touch(f.cpu, entry_addr(level, w.ri, f.gfn), true);
-        sim_.counters().add(mc_->tables_linked);
+        mc_->add(ModelCounters::tables_linked);
     }
 }
 
@@ -916,12 +894,12 @@ void Arm64Stage2::map(Walk& w) {
 void Arm64Stage2::try_leaf(Walk& w, int level, std::uint8_t old) {
     Fault& f = w.f;
     if (is_leaf(old)) {  // stage2_pte_needs_update: the same output, at most permissions differ
-        sim_.counters().add(mc_->map_same);
+        mc_->add(ModelCounters::map_same);
         w.ret = kSpurious;
         return;
     }
     if (old & pte::LOCKED) {
-        sim_.counters().add(mc_->locked);
+        mc_->add(ModelCounters::locked);
         w.ret = kAgain;
         return;
     }
@@ -929,13 +907,13 @@ void Arm64Stage2::try_leaf(Walk& w, int level, std::uint8_t old) {
         const std::uint64_t entries = free_subtree(level, w.ri, f.gfn);
         emit(w, level, f.gfn, pte::LOCKED, false);
         w.h += touch(f.cpu, entry_addr(level, w.ri, f.gfn), true) + k_.tlbi_vmid;
-        sim_.counters().add(mc_->bbm);
-        sim_.counters().add(mc_->tlbi_vmid);
-        sim_.counters().add(mc_->table_to_block);
+        mc_->add(ModelCounters::bbm);
+        mc_->add(ModelCounters::tlbi_vmid);
+        mc_->add(ModelCounters::table_to_block);
         if (cfg_.spinlock)  // before v6.2 the removed table is walked and freed under the lock
             w.h += k_.stage2_free_entry * static_cast<std::int64_t>(entries);
         else  // since v6.2 by an RCU callback (free_removed_table)
-            sim_.counters().add(mc_->tables_rcu);
+            mc_->add(ModelCounters::tables_rcu);
     }
     if (cfg_.cmo_in_walker) {  // only when a PTE is really installed
         const std::uint64_t bytes = pages_at(level) * vm::kPageSize;
@@ -952,7 +930,7 @@ void Arm64Stage2::try_leaf(Walk& w, int level, std::uint8_t old) {
 // kvm_pgtable_stage2_relax_perms: add the fault's permissions to the leaf, then TLBI by IPA.
 void Arm64Stage2::relax_perms(Walk& w) {
     Fault& f = w.f;
-    sim_.counters().add(mc_->relax);
+    mc_->add(ModelCounters::relax);
     w.h += k_.relax_perms_base;
     int level = 1;
     std::uint8_t e = 0;
@@ -962,7 +940,7 @@ void Arm64Stage2::relax_perms(Walk& w) {
         if (!is_table(e) || level == 3) break;
     }
     if (!(e & pte::V)) {  // gone or locked meanwhile: -EAGAIN, no TLBI
-        sim_.counters().add(mc_->relax_again);
+        mc_->add(ModelCounters::relax_again);
         w.ret = kAgain;
         return;
     }
@@ -977,22 +955,27 @@ void Arm64Stage2::relax_perms(Walk& w) {
         w.ret = kSpurious;
     }
     w.h += k_.tlbi_ipa;
-    sim_.counters().add(mc_->tlbi_ipa);
+    mc_->add(ModelCounters::tlbi_ipa);
     w.ok = true;
 }
 
-// The fault under mmu_lock as an rwlock (v6.2): read lock, concurrent walkers.
+// The fault under mmu_lock as an rwlock (v6.2): read lock, concurrent walkers. The walk reads the
+// descriptors when it gets there (after any CMOs user_mem_abort does first); a leaf it installs
+// stays locked through its TLBI and CMOs.
 Task<void> Arm64Stage2::fault_rw(Fault& f) {
     if (f.t1 > sim_.now()) co_await sim_.delay(f.t1 - sim_.now());
     engine::LockGuard guard = co_await rw_->read(site_fault_);
-    const Time g = sim_.now();
-    const Time h = hold(f, g);
+    Walk w{f, sim_.now(), Time::zero()};
+    if (hold_head(w)) {
+        if (w.h > Time::zero()) co_await sim_.delay(w.h);
+        hold_walk(w);
+    }
     if (f.deferred) {
         co_await sim_.delay(f.d_at - sim_.now());
         const std::uint32_t ri = region_of(f.gfn);
         if (plan_entry(f.d_level, ri, f.gfn) == pte::LOCKED) set_both(f.d_level, ri, f.gfn, f.d_value);
     }
-    if (g + h > sim_.now()) co_await sim_.delay(g + h - sim_.now());
+    if (w.g + w.h > sim_.now()) co_await sim_.delay(w.g + w.h - sim_.now());
     guard.unlock();
     co_await sim_.delay(k_.fault_exit);
 }
@@ -1002,20 +985,11 @@ Task<void> Arm64Stage2::fault_rw(Fault& f) {
 
 Arm64Stage2::Bulk Arm64Stage2::make_bulk(const vm::CpuContext& cpu) {
     Bulk b;
-    b.cpu = cpu.host_cpu;
-    b.clock = ReschedClock(k_.sched_timeslice);
-    b.clock.start(sim_.now());
+    b.start(cpu, k_.sched_timeslice, sim_.now());
     return b;
 }
 
-Task<void> Arm64Stage2::settle(Bulk& b) {
-    if (b.acc > Time::zero()) {
-        const Time d = b.acc;
-        b.acc = Time::zero();
-        co_await sim_.delay(d);
-    }
-    b.last_line = ~std::uint64_t{0};
-}
+Task<void> Arm64Stage2::settle(Bulk& b) { co_await models::settle(sim_, b); }
 
 // mmu_lock for write (spin_lock before v6.2), after host_entry (the ioctl's or the notifier's way
 // to the lock: no host arrival comes sooner after its last event).
@@ -1038,7 +1012,7 @@ Task<void> Arm64Stage2::lock(Bulk& b, engine::Site site) {
     }
     b.acc += touch(b.cpu, mmu_lock_addr_, true);
     lock_cpu_ = b.cpu;
-    b.last_line = ~std::uint64_t{0};
+    b.last_line = BulkWork::kNoLine;
 }
 
 Task<void> Arm64Stage2::unlock(Bulk& b) {
@@ -1059,7 +1033,7 @@ bool Arm64Stage2::needbreak() const {
 Task<void> Arm64Stage2::cond_resched(Bulk& b) {
     const bool resched = b.clock.need_resched(sim_.now() + b.acc);
     if (!needbreak() && !resched) co_return;
-    sim_.counters().add(mc_->resched);
+    mc_->add(ModelCounters::resched);
     const engine::Site site = b.site;
     co_await unlock(b);
     b.acc += k_.lock_yield;
@@ -1076,7 +1050,7 @@ void Arm64Stage2::wp_entry(Bulk& b, int level, std::uint32_t ri, Gfn gfn) {
     if (!is_leaf(e) || !(e & pte::W)) return;
     set_both(level, ri, gfn, static_cast<std::uint8_t>(e & ~pte::W));
     b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(level, ri, gfn), true);
-    sim_.counters().add(mc_->wp);
+    mc_->add(ModelCounters::wp);
 }
 
 // stage2_wp_range -> stage2_apply_range_resched(kvm_pgtable_stage2_wrprotect), 1 GiB at a time,
@@ -1128,8 +1102,7 @@ Task<void> Arm64Stage2::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_
     Bulk b = make_bulk(cpu);
     co_await sim_.delay(k_.memslot_update);
     s.manual_protect = opts.manual_protect_initially_set;
-    s.bitmap.assign((s.npages + 63) / 64, s.manual_protect ? ~std::uint64_t{0} : 0);
-    if (s.manual_protect && (s.npages % 64)) s.bitmap.back() = (std::uint64_t{1} << (s.npages % 64)) - 1;
+    s.bitmap = make_dirty_bitmap(s.npages, s.manual_protect);
     m.dirty_logging = true;
     if (s.manual_protect) co_return;
     b.clock.start(sim_.now());
@@ -1139,7 +1112,7 @@ Task<void> Arm64Stage2::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_
     b.acc += k_.tlbi_vmid;  // kvm_flush_remote_tlbs: TLBI VMALLS12E1IS, broadcast
     stats_.add(stats_.remote_tlb_flush_requests);
     stats_.add(stats_.remote_tlb_flush);
-    sim_.counters().add(mc_->tlbi_vmid);
+    mc_->add(ModelCounters::tlbi_vmid);
     co_await settle(b);
 }
 
@@ -1165,7 +1138,7 @@ Task<std::uint64_t> Arm64Stage2::dirty_log_get(const vm::CpuContext& cpu, std::u
             harvested += static_cast<std::uint64_t>(std::popcount(s.bitmap[i]));
         }
         co_await settle(b);
-        sim_.counters().add(mc_->harvested, harvested);
+        mc_->add(ModelCounters::harvested, harvested);
         co_return harvested;
     }
     bool flush = false;
@@ -1185,10 +1158,10 @@ Task<std::uint64_t> Arm64Stage2::dirty_log_get(const vm::CpuContext& cpu, std::u
         b.acc += k_.tlbi_vmid;
         stats_.add(stats_.remote_tlb_flush_requests);
         stats_.add(stats_.remote_tlb_flush);
-        sim_.counters().add(mc_->tlbi_vmid);
+        mc_->add(ModelCounters::tlbi_vmid);
     }
     co_await settle(b);
-    sim_.counters().add(mc_->harvested, harvested);
+    mc_->add(ModelCounters::harvested, harvested);
     co_return harvested;
 }
 
@@ -1207,10 +1180,7 @@ Task<void> Arm64Stage2::dirty_log_clear(const vm::CpuContext& cpu, std::uint32_t
         const std::size_t i = off / 64;
         b.acc += k_.dirty_bitmap_word;
         if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
-        const std::uint64_t lo = std::max(off, first - s.base) - off;
-        const std::uint64_t hi = std::min(off + 64, last) - off;
-        const std::uint64_t user =
-            (hi == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << hi) - 1) & ~((std::uint64_t{1} << lo) - 1);
+        const std::uint64_t user = dirty_word_range(off, first - s.base, last);
         const std::uint64_t mask = user & s.bitmap[i];
         if (!mask) continue;
         s.bitmap[i] &= ~user;
@@ -1223,7 +1193,7 @@ Task<void> Arm64Stage2::dirty_log_clear(const vm::CpuContext& cpu, std::uint32_t
         b.acc += k_.tlbi_vmid;
         stats_.add(stats_.remote_tlb_flush_requests);
         stats_.add(stats_.remote_tlb_flush);
-        sim_.counters().add(mc_->tlbi_vmid);
+        mc_->add(ModelCounters::tlbi_vmid);
     }
     co_await settle(b);
 }
@@ -1251,8 +1221,8 @@ Task<void> Arm64Stage2::unmap_range(Bulk& b, Gfn start, Gfn end) {
         stats_.update_page_stats(page_level(level), -1);
         b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(level, ri, g), true) + k_.tlbi_ipa +
                  dcache_clean(pages_at(level) * vm::kPageSize);
-        sim_.counters().add(mc_->tlbi_ipa);
-        sim_.counters().add(mc_->unmapped);
+        mc_->add(ModelCounters::tlbi_ipa);
+        mc_->add(ModelCounters::unmapped);
     };
     for (Gfn a = start; a < end;) {
         const Gfn next = std::min(round_gfn(a, 1) + pages_at(1), end);

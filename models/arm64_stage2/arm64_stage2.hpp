@@ -37,6 +37,7 @@
 #include "models/common/invalidation.hpp"
 #include "models/common/kvm_stats.hpp"
 #include "models/common/memory_cache.hpp"
+#include "models/common/regions.hpp"
 #include "models/common/resched.hpp"
 #include "sim/engine/sync.hpp"
 #include "sim/vm/mmu_model.hpp"
@@ -90,10 +91,7 @@ public:
     // level-1 block (entries below anything but a linked table are kept zero).
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
         (void)vcpu;
-        const std::uint64_t r = (gfn >> 18) - lut_base_;
-        if (r >= lut_.size()) [[unlikely]]
-            return false;
-        const std::uint32_t ri = lut_[r];
+        const std::uint32_t ri = regions_.of(gfn);
         if (ri == kNoRegion) [[unlikely]]
             return false;
         const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
@@ -129,8 +127,11 @@ public:
     bool dirty(std::uint32_t slot, vm::Gfn gfn) const;
     const Config& config() const { return cfg_; }
     const Costs& costs() const { return k_; }
+    // For tests: every spinlock arrival waits for its own event (the reference for the arrivals
+    // taken ahead of events, which must give the same run).
+    void set_early_arrivals(bool on) { early_ = on; }
 
-    static constexpr std::uint32_t kNoRegion = ~std::uint32_t{0};
+    static constexpr std::uint32_t kNoRegion = GibRegions::kNone;
 
 private:
     struct Slot;
@@ -164,10 +165,7 @@ private:
         if (level == 2) return t2_page_[ri] + ((gfn >> 9) & 511) * 8;
         return t3_page_[i2(ri, gfn)] + (gfn & 511) * 8;
     }
-    std::uint32_t region_of(vm::Gfn gfn) const {
-        const std::uint64_t r = (gfn >> 18) - lut_base_;
-        return r < lut_.size() ? lut_[r] : kNoRegion;
-    }
+    std::uint32_t region_of(vm::Gfn gfn) const { return regions_.of(gfn); }
     void zero_below(bool vis, int level, std::uint32_t ri, vm::Gfn gfn);
     std::uint64_t free_subtree(int level, std::uint32_t ri, vm::Gfn gfn);
     void set_both(int level, std::uint32_t ri, vm::Gfn gfn, std::uint8_t value);
@@ -179,6 +177,8 @@ private:
     std::uint32_t topup_objects(const VcpuState& v) const;
     int max_mapping_level(const Slot& s, vm::Gfn gfn) const;
     engine::Time hold(Fault& f, engine::Time g);  // the work under mmu_lock from g; returns its length
+    bool hold_head(Walk& w);
+    void hold_walk(Walk& w);
     void map(Walk& w);
     void relax_perms(Walk& w);
     void try_leaf(Walk& w, int level, std::uint8_t old);
@@ -232,6 +232,7 @@ private:
     engine::Time lock_transfer_, lock_hit_;
     engine::Time min_fault_pre_;  // the least time from a fault's start to mmu_lock
     engine::Time min_arrival_;    // ... from any event to any arrival at mmu_lock
+    bool early_ = true;
 
     // Descriptors: one region per 1 GiB of IPA space overlapping a memslot: its level-1 entry, its
     // level-2 table (512) and the level-3 tables below (262144). vis*: what the guest sees (hits);
@@ -239,8 +240,7 @@ private:
     std::vector<std::uint8_t> vis1_, vis2_, vis3_, plan1_, plan2_, plan3_;
     std::vector<std::uint64_t> t2_page_;  // per region: the level-2 table page linked from level 1
     std::vector<std::uint64_t> t3_page_;  // per region * 512: the level-3 table pages
-    std::vector<std::uint32_t> lut_;      // (gfn >> 18) - lut_base_ -> region
-    std::uint64_t lut_base_ = 0;
+    GibRegions regions_;
 
     std::vector<std::unique_ptr<Slot>> slots_;
     std::vector<std::unique_ptr<VcpuState>> vcpus_;

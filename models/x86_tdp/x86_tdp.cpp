@@ -26,8 +26,11 @@
 #include <map>
 #include <stdexcept>
 
+#include "models/common/bulk.hpp"
 #include "models/common/costs.hpp"
 #include "models/common/knobs.hpp"
+#include "models/common/memslots.hpp"
+#include "models/common/regions.hpp"
 
 namespace kvmsim::models {
 namespace x86_tdp {
@@ -38,11 +41,6 @@ using engine::Time;
 using vm::Gfn;
 
 namespace {
-
-// Simulation granularity of bulk walkers: accumulated work is turned into simulated time at least
-// every kSettleQuantum, so a lock waiter arriving meanwhile is noticed at most this late. A
-// property of the simulation, not of the host.
-constexpr Time kSettleQuantum = Time::us(1);
 
 constexpr int kRootLevel = 4;
 constexpr std::uint64_t kNoLine = ~std::uint64_t{0};
@@ -157,14 +155,10 @@ struct X86TdpMmu::EntryRef {
     std::uint64_t addr = 0;
 };
 
-struct X86TdpMmu::Bulk {
-    std::uint32_t cpu = 0;
+struct X86TdpMmu::Bulk : BulkWork {
     engine::LockGuard guard;
     LockMode mode = LockMode::Write;
     engine::Site site;
-    Time acc;
-    ReschedClock clock;
-    std::uint64_t last_line = kNoLine;
 };
 
 struct X86TdpMmu::MapPlan {
@@ -239,7 +233,6 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env)
     root_hpa_ = pt_alloc_.alloc();  // kvm_tdp_mmu_alloc_root: one root, shared by every vCPU
 
     // Memslots and the regions they overlap.
-    std::vector<std::uint64_t> g1s;
     for (std::size_t i = 0; i < vm_.memslots.size(); ++i) {
         const vm::Memslot& m = vm_.memslots[i];
         if (m.npages == 0) continue;
@@ -258,13 +251,11 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env)
             s->populated.assign((hp + 63) / 64, 0);
         s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * slots_.size();
         if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
-        for (std::uint64_t g = m.base_gfn >> 18; g <= (m.base_gfn + m.npages - 1) >> 18; ++g) g1s.push_back(g);
         slots_.push_back(std::move(s));
     }
-    std::sort(g1s.begin(), g1s.end());
-    g1s.erase(std::unique(g1s.begin(), g1s.end()), g1s.end());
+    regions_ = GibRegions(vm_.memslots, "x86_tdp");
+    const std::vector<std::uint64_t>& g1s = regions_.g1();
     const std::size_t nr = g1s.size();
-    region_g1_ = g1s;
     region_pml4_.assign(nr, 0);
     for (std::size_t r = 0; r < nr; ++r) {
         const std::uint64_t g512 = g1s[r] >> 9;
@@ -278,14 +269,6 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env)
     pt_serial_.assign(nr * 512, 0);
     pt_page_.assign(nr * 512, 0);
     pte_.assign(nr << 18, 0);
-    if (nr > 0) {
-        lut_base_ = g1s.front();
-        const std::uint64_t span = g1s.back() - g1s.front() + 1;
-        if (span > (std::uint64_t{1} << 24))
-            throw std::invalid_argument("x86_tdp: memslots span more than 16 PiB of guest physical space");
-        lut_.assign(span, kNoRegion);
-        for (std::size_t r = 0; r < nr; ++r) lut_[g1s[r] - lut_base_] = static_cast<std::uint32_t>(r);
-    }
 
     vcpus_.reserve(vm_.vcpus);
     for (std::uint32_t i = 0; i < vm_.vcpus; ++i) {
@@ -302,10 +285,7 @@ X86TdpMmu::~X86TdpMmu() = default;
 // ---------------------------------------------------------------------------------------------
 // Page-table state
 
-std::uint32_t X86TdpMmu::region_of(Gfn gfn) const {
-    const std::uint64_t r = (gfn >> 18) - lut_base_;
-    return r < lut_.size() ? lut_[r] : kNoRegion;
-}
+std::uint32_t X86TdpMmu::region_of(Gfn gfn) const { return regions_.of(gfn); }
 
 X86TdpMmu::EntryRef X86TdpMmu::ref(int level, Gfn gfn) const {
     auto* self = const_cast<X86TdpMmu*>(this);
@@ -496,23 +476,11 @@ void X86TdpMmu::iter_next(TdpIter& it) const {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-X86TdpMmu::Slot* X86TdpMmu::slot_of(Gfn gfn) {
-    for (auto& s : slots_)
-        if (s->contains(gfn)) return s.get();
-    return nullptr;
-}
+X86TdpMmu::Slot* X86TdpMmu::slot_of(Gfn gfn) { return slot_containing(slots_, gfn); }
 
-const X86TdpMmu::Slot* X86TdpMmu::slot_of(Gfn gfn) const {
-    for (const auto& s : slots_)
-        if (s->contains(gfn)) return s.get();
-    return nullptr;
-}
+const X86TdpMmu::Slot* X86TdpMmu::slot_of(Gfn gfn) const { return slot_containing(slots_, gfn); }
 
-X86TdpMmu::Slot& X86TdpMmu::slot_by_id(std::uint32_t id) {
-    for (auto& s : slots_)
-        if (s->id == id) return *s;
-    throw std::invalid_argument("x86_tdp: no memslot with id " + std::to_string(id));
-}
+X86TdpMmu::Slot& X86TdpMmu::slot_by_id(std::uint32_t id) { return slot_with_id(slots_, id, "x86_tdp"); }
 
 bool X86TdpMmu::host_populated(const Slot& s, Gfn gfn) const {
     const std::uint64_t h = s.host_index(gfn);
@@ -593,19 +561,11 @@ std::uint8_t X86TdpMmu::leaf_spte(Gfn gfn) const {
     return 0;
 }
 
-bool X86TdpMmu::dirty(std::uint32_t slot, Gfn gfn) const {
-    for (const auto& s : slots_) {
-        if (s->id != slot) continue;
-        if (s->bitmap.empty() || !s->contains(gfn)) return false;
-        const std::uint64_t rel = gfn - s->base;
-        return (s->bitmap[rel / 64] >> (rel % 64)) & 1;
-    }
-    return false;
-}
+bool X86TdpMmu::dirty(std::uint32_t slot, Gfn gfn) const { return page_dirty(slots_, slot, gfn); }
 
 std::uint64_t X86TdpMmu::state_bytes() const {
     std::uint64_t b = pte_.size() + pde_.size() + pdpte_.size() + pt_serial_.size() * 4 + pt_page_.size() * 8 +
-                      pd_serial_.size() * 4 + pd_page_.size() * 8 + lut_.size() * 4 + region_g1_.size() * 12 +
+                      pd_serial_.size() * 4 + pd_page_.size() * 8 + regions_.bytes() + region_pml4_.size() * 4 +
                       pml4_.size() * sizeof(Pml4e);
     for (const auto& s : slots_)
         b += s->populated.size() * 8 + s->hugetlb_ready.size() * 8 + s->bitmap.size() * 8;
@@ -936,21 +896,12 @@ std::uint64_t X86TdpMmu::entry_addr(int level, Gfn gfn) const {
 
 X86TdpMmu::Bulk X86TdpMmu::make_bulk(const vm::CpuContext& cpu) {
     Bulk b;
-    b.cpu = cpu.host_cpu;
-    b.clock = ReschedClock(k_.sched_timeslice);
-    b.clock.start(sim_.now());
+    b.start(cpu, k_.sched_timeslice, sim_.now());
     return b;
 }
 
 // Lets the accumulated work elapse.
-Task<void> X86TdpMmu::settle(Bulk& b) {
-    if (b.acc > Time::zero()) {
-        const Time d = b.acc;
-        b.acc = Time::zero();
-        co_await sim_.delay(d);
-    }
-    b.last_line = kNoLine;
-}
+Task<void> X86TdpMmu::settle(Bulk& b) { co_await models::settle(sim_, b); }
 
 Task<void> X86TdpMmu::lock(Bulk& b, LockMode mode, engine::Site site) {
     co_await settle(b);
@@ -1208,8 +1159,7 @@ Task<void> X86TdpMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t 
     Bulk b = make_bulk(cpu);
     co_await sim_.delay(k_.memslot_update);
     s.manual_protect = opts.manual_protect_initially_set;
-    s.bitmap.assign((s.npages + 63) / 64, s.manual_protect ? ~std::uint64_t{0} : 0);
-    if (s.manual_protect && (s.npages % 64)) s.bitmap.back() = (std::uint64_t{1} << (s.npages % 64)) - 1;
+    s.bitmap = make_dirty_bitmap(s.npages, s.manual_protect);
     m.dirty_logging = true;
     if (s.manual_protect) co_return;  // initially-all-set: nothing is write-protected now
     b.clock.start(sim_.now());
@@ -1281,10 +1231,7 @@ Task<void> X86TdpMmu::dirty_log_clear(const vm::CpuContext& cpu, std::uint32_t s
         const std::size_t i = off / 64;
         b.acc += k_.dirty_bitmap_word;
         if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
-        const std::uint64_t lo = std::max(off, first - s.base) - off;
-        const std::uint64_t hi = std::min(off + 64, last) - off;
-        const std::uint64_t user = (hi == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << hi) - 1) &
-                                   ~((std::uint64_t{1} << lo) - 1);
+        const std::uint64_t user = dirty_word_range(off, first - s.base, last);
         const std::uint64_t mask = user & s.bitmap[i];  // atomic_long_fetch_andnot
         if (!mask) continue;
         s.bitmap[i] &= ~user;

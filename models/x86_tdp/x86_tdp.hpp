@@ -35,6 +35,7 @@
 #include "models/common/invalidation.hpp"
 #include "models/common/kvm_stats.hpp"
 #include "models/common/memory_cache.hpp"
+#include "models/common/regions.hpp"
 #include "models/common/resched.hpp"
 #include "models/common/tlb_flush.hpp"
 #include "sim/engine/sync.hpp"
@@ -102,10 +103,7 @@ public:
 
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
         (void)vcpu;
-        const std::uint64_t r = (gfn >> 18) - lut_base_;
-        if (r >= lut_.size()) [[unlikely]]
-            return false;
-        const std::uint32_t ri = lut_[r];
+        const std::uint32_t ri = regions_.of(gfn);
         if (ri == kNoRegion) [[unlikely]]
             return false;
         const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
@@ -144,7 +142,7 @@ public:
     const Config& config() const { return cfg_; }
     const Costs& costs() const { return k_; }
 
-    static constexpr std::uint32_t kNoRegion = ~std::uint32_t{0};
+    static constexpr std::uint32_t kNoRegion = GibRegions::kNone;
 
 private:
     struct Slot;
@@ -230,7 +228,7 @@ private:
     // Page-table state: one Region per 1 GiB of guest physical space overlapping a memslot; the
     // PML4 entries per 512 GiB. Arrays are indexed by region (see x86_tdp.cpp).
     std::vector<Pml4e> pml4_;
-    std::vector<std::uint64_t> region_g1_;      // 1G index (gfn >> 18) per region, sorted
+    GibRegions regions_;                        // 1 GiB regions overlapping a memslot
     std::vector<std::uint32_t> region_pml4_;    // index into pml4_
     std::vector<std::uint8_t> pdpte_;           // per region
     std::vector<std::uint32_t> pd_serial_;      // per region: the PD page linked by the PDPTE
@@ -239,8 +237,6 @@ private:
     std::vector<std::uint32_t> pt_serial_;
     std::vector<std::uint64_t> pt_page_;
     std::vector<std::uint8_t> pte_;             // region * 262144 + index
-    std::vector<std::uint32_t> lut_;            // (gfn >> 18) - lut_base_ -> region
-    std::uint64_t lut_base_ = 0;
 
     std::vector<std::unique_ptr<Slot>> slots_;
     std::vector<std::unique_ptr<VcpuState>> vcpus_;

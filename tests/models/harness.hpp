@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include <catch2/catch.hpp>
+
 #include "sim/engine/cache.hpp"
 #include "sim/engine/simulator.hpp"
 #include "sim/engine/sync.hpp"
@@ -90,55 +92,6 @@ inline vm::CostProfile arm64_test_costs() {
     return p;
 }
 
-struct Harness {
-    engine::Simulator sim;
-    engine::CacheModel cache;
-    vm::HostConfig host;
-    vm::VmConfig vm;
-    vm::Knobs knobs;
-    std::unique_ptr<vm::ModelEnv> env;
-    std::unique_ptr<vm::MmuModel> model;
-
-    static constexpr vm::Gfn kBase = 0x100000;  // slot at 4 GiB
-
-    Harness(vm::Backing backing, std::uint64_t npages, std::uint32_t vcpus, vm::Knobs k = {},
-            std::uint64_t seed = 1, std::uint32_t cpus = 4)
-        : sim(seed), cache(small_cache(cpus)), knobs(std::move(k)) {
-        host.profile = "test";
-        host.cpus = cpus;
-        host.cache = small_cache(cpus);
-        host.costs = test_costs();
-        vm.vcpus = vcpus;
-        vm::Memslot m;
-        m.id = 0;
-        m.base_gfn = kBase;
-        m.npages = npages;
-        m.backing = backing;
-        vm.memslots.push_back(m);
-    }
-
-    template <class Factory>
-    void build(Factory&& create) {
-        env = std::make_unique<vm::ModelEnv>(vm::ModelEnv{sim, cache, host, vm, knobs});
-        model = create(*env);
-    }
-
-    vm::CpuContext vcpu_ctx(std::uint32_t i) const {
-        return vm::CpuContext{"vcpu" + std::to_string(i), i % host.cpus, static_cast<std::int32_t>(i)};
-    }
-    vm::CpuContext host_ctx(std::uint32_t cpu) const { return vm::CpuContext{"vmm", cpu, -1}; }
-
-    std::uint64_t counter(std::string_view name) const { return sim.counters().total(name); }
-    std::int64_t gauge(std::string_view name) const { return static_cast<std::int64_t>(sim.counters().total(name)); }
-
-    std::optional<engine::LockRecord> lock(const std::string& lock, engine::LockMode mode, const std::string& site) const {
-        for (const auto& r : sim.lock_stats().totals())
-            if (sim.lock_stats().lock_name(r.lock) == lock && r.mode == mode && sim.lock_stats().site_name(r.site) == site)
-                return r;
-        return std::nullopt;
-    }
-};
-
 struct GuestAccess {
     vm::Gfn gfn;
     vm::Access access;
@@ -180,5 +133,75 @@ inline engine::Task<void> actor(engine::Simulator& sim, engine::Time start, std:
     co_await body();
     if (done) *done = sim.now();
 }
+
+struct Harness {
+    engine::Simulator sim;
+    engine::CacheModel cache;
+    vm::HostConfig host;
+    vm::VmConfig vm;
+    vm::Knobs knobs;
+    std::unique_ptr<vm::ModelEnv> env;
+    std::unique_ptr<vm::MmuModel> model;
+
+    static constexpr vm::Gfn kBase = 0x100000;  // slot at 4 GiB
+
+    Harness(vm::Backing backing, std::uint64_t npages, std::uint32_t vcpus, vm::Knobs k = {},
+            std::uint64_t seed = 1, std::uint32_t cpus = 4)
+        : sim(seed), cache(small_cache(cpus)), knobs(std::move(k)) {
+        host.profile = "test";
+        host.cpus = cpus;
+        host.cache = small_cache(cpus);
+        host.costs = test_costs();
+        vm.vcpus = vcpus;
+        vm::Memslot m;
+        m.id = 0;
+        m.base_gfn = kBase;
+        m.npages = npages;
+        m.backing = backing;
+        vm.memslots.push_back(m);
+    }
+
+    template <class Factory>
+    void build(Factory&& create) {
+        env = std::make_unique<vm::ModelEnv>(vm::ModelEnv{sim, cache, host, vm, knobs});
+        model = create(*env);
+    }
+
+    vm::CpuContext vcpu_ctx(std::uint32_t i) const {
+        return vm::CpuContext{"vcpu" + std::to_string(i), i % host.cpus, static_cast<std::int32_t>(i)};
+    }
+    vm::CpuContext host_ctx(std::uint32_t cpu) const { return vm::CpuContext{"vmm", cpu, -1}; }
+
+    std::uint64_t counter(std::string_view name) const { return sim.counters().total(name); }
+    std::int64_t gauge(std::string_view name) const { return static_cast<std::int64_t>(sim.counters().total(name)); }
+
+    // vCPU i runs `acc` from `start` (vcpu_program); a host actor runs `body` from `start`.
+    void spawn_vcpu(std::uint32_t i, std::vector<GuestAccess> acc, engine::Time start, VcpuResult& out,
+                    engine::Time think = engine::Time::ns(10)) {
+        sim.spawn("vcpu" + std::to_string(i), vcpu_program(sim, *model, vcpu_ctx(i), std::move(acc), start, think, out));
+    }
+    void spawn_actor(std::string name, engine::Time start, std::function<engine::Task<void>()> body,
+                     engine::Time* done = nullptr) {
+        sim.spawn(std::move(name), actor(sim, start, std::move(body), done));
+    }
+
+    // Runs to completion; one vCPU took one fault that mapped one 4K page.
+    void check_one_4k_fault(const VcpuResult& r) {
+        REQUIRE(sim.run() == engine::RunStatus::Completed);
+        CHECK(r.faults == 1);
+        CHECK(counter("pf_taken") == 1);
+        CHECK(counter("pf_fixed") == 1);
+        CHECK(counter("pf_spurious") == 0);
+        CHECK(gauge("pages_4k") == 1);
+        CHECK(gauge("pages_2m") == 0);
+    }
+
+    std::optional<engine::LockRecord> lock(const std::string& lock, engine::LockMode mode, const std::string& site) const {
+        for (const auto& r : sim.lock_stats().totals())
+            if (sim.lock_stats().lock_name(r.lock) == lock && r.mode == mode && sim.lock_stats().site_name(r.site) == site)
+                return r;
+        return std::nullopt;
+    }
+};
 
 }  // namespace kvmsim::testing

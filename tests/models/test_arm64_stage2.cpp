@@ -40,14 +40,6 @@ struct A64 : Harness {
         build(make_a64);
     }
     Arm64Stage2& m() { return static_cast<Arm64Stage2&>(*model); }
-    void spawn_vcpu(std::uint32_t i, std::vector<R> acc, engine::Time start, VcpuResult& out,
-                    engine::Time think = 10_ns) {
-        sim.spawn("vcpu" + std::to_string(i), vcpu_program(sim, *model, vcpu_ctx(i), std::move(acc), start, think, out));
-    }
-    void spawn_actor(std::string name, engine::Time start, std::function<engine::Task<void>()> body,
-                     engine::Time* done = nullptr) {
-        sim.spawn(std::move(name), actor(sim, start, std::move(body), done));
-    }
     engine::LockMode fault_mode() const {
         return std::get<std::string>(knobs.at("mmu_lock")) == "spinlock" ? engine::LockMode::Exclusive
                                                                        : engine::LockMode::Read;
@@ -106,11 +98,7 @@ TEST_CASE("a 4K fault maps one page read-write, not executable, cleaning 4 KiB",
             A64 t(Backing::Anonymous, 1024, 1, knobs(lock, cmo));
             VcpuResult r;
             t.spawn_vcpu(0, {{B + 7, Access::Read}}, 0_ns, r);
-            REQUIRE(t.sim.run() == engine::RunStatus::Completed);
-            CHECK(r.faults == 1);
-            CHECK(t.counter("pf_taken") == 1);
-            CHECK(t.counter("pf_fixed") == 1);
-            CHECK(t.gauge("pages_4k") == 1);
+            t.check_one_4k_fault(r);
             CHECK(t.m().mapping_level(B + 7) == PageLevel::K4);
             CHECK_FALSE(t.m().mapping_level(B + 8));
             // Host pages are writable, so a read fault maps read-write; no exec fault: XN.
