@@ -3,6 +3,10 @@
 //   kvmsim-bench tdp [--json] [--sizes 5G,10G,20G] [--vcpus 40]
 //     kvm_page_table_test -s anonymous -b SIZE -v VCPUS on the x86_tdp model, all three stages;
 //     wall time and peak memory of each size, each run in a child process.
+//   kvmsim-bench arm64 [--json] [--scenario FILE] [--jobs N]
+//     seed 004's kvm_page_table_test -m 4 -s anonymous_thp -b 20G -v 40 on arm64_stage2, every
+//     variant (before, after) in a child process, N at a time (default 1): wall and CPU time and
+//     peak memory of each, and the wall time of all.
 // The hold model keeps N events pending: each event is a process resuming from a delay drawn
 // from an exponential distribution and scheduling its next one. The ceiling is a bare
 // std::priority_queue loop over the same items with the same random draws.
@@ -114,8 +118,59 @@ double rwlock_contention(std::size_t processes, std::int64_t iterations) {
 
 int usage() {
     std::cerr << "usage: kvmsim-bench engine [--json] [--events N]\n"
-                 "       kvmsim-bench tdp [--json] [--sizes 5G,10G,20G] [--vcpus 40]\n";
+                 "       kvmsim-bench tdp [--json] [--sizes 5G,10G,20G] [--vcpus 40]\n"
+                 "       kvmsim-bench arm64 [--json] [--scenario FILE] [--jobs N]\n";
     return 2;
+}
+
+// A child running this program with `args`; its stdout is read by finish().
+struct Child {
+    pid_t pid = -1;
+    int fd = -1;
+};
+
+Child start_child(char** argv, const std::vector<std::string>& args) {
+    int fds[2];
+    if (pipe(fds) != 0) return {};
+    const pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        std::vector<char*> av = {argv[0]};
+        for (const auto& a : args) av.push_back(const_cast<char*>(a.c_str()));
+        av.push_back(nullptr);
+        execv("/proc/self/exe", av.data());
+        _exit(127);
+    }
+    close(fds[1]);
+    return Child{pid, fds[0]};
+}
+
+// The child's JSON line with its peak RSS (MiB) and CPU time (s); null if it failed.
+nlohmann::json finish_child(const Child& c) {
+    if (c.pid < 0) return nullptr;
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(c.fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+    close(c.fd);
+    int status = 0;
+    struct rusage ru {};
+    wait4(c.pid, &status, 0, &ru);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || text.empty()) return nullptr;
+    nlohmann::json j = nlohmann::json::parse(text);
+    j["peak_rss_mib"] = static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB
+    j["cpu_s"] = static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                 static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    return j;
+}
+
+kvmsim::runner::Result run_scenario_file(const std::string& file, const std::string& variant) {
+    kvmsim::scenario::LoadOptions o;
+    o.models = &kvmsim::models::builtin_models();
+    o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
+    if (!variant.empty()) o.variant = variant;
+    return kvmsim::runner::run(kvmsim::scenario::load_scenario(file, o));
 }
 
 // One kvm_page_table_test run in this process; prints a JSON line for the parent.
@@ -126,12 +181,8 @@ int tdp_child(const std::string& size, unsigned vcpus) {
     const fs::path file = dir / "ptt.json";
     std::ofstream(file) << R"({"name": "bench-ptt", "host": {"profile": "x86-server"}, "mmu": {"model": "x86_tdp"},
       "workload": {"preset": "kvm_page_table_test", "args": "-s anonymous -b )" << size << " -v " << vcpus << R"("}})";
-    kvmsim::scenario::LoadOptions o;
-    o.models = &kvmsim::models::builtin_models();
-    o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
-    const auto sc = kvmsim::scenario::load_scenario(file.string(), o);
+    const auto r = run_scenario_file(file.string(), "");
     fs::remove_all(dir);
-    const auto r = kvmsim::runner::run(sc);
     nlohmann::json j = {{"size", size},
                         {"vcpus", vcpus},
                         {"wall_s", r.wall_time_s},
@@ -171,31 +222,12 @@ int tdp(int argc, char** argv) {
     }
     nlohmann::json out = nlohmann::json::array();
     for (const auto& size : sizes) {
-        int fds[2];
-        if (pipe(fds) != 0) return 1;
-        const pid_t pid = fork();
-        if (pid == 0) {
-            dup2(fds[1], STDOUT_FILENO);
-            close(fds[0]);
-            std::string v = std::to_string(vcpus);
-            execl("/proc/self/exe", argv[0], "tdp", "--vcpus", v.c_str(), "--child", size.c_str(), nullptr);
-            _exit(127);
-        }
-        close(fds[1]);
-        std::string text;
-        char buf[4096];
-        ssize_t n;
-        while ((n = read(fds[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
-        close(fds[0]);
-        int status = 0;
-        struct rusage ru {};
-        wait4(pid, &status, 0, &ru);
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || text.empty()) {
+        nlohmann::json j =
+            finish_child(start_child(argv, {"tdp", "--vcpus", std::to_string(vcpus), "--child", size}));
+        if (j.is_null()) {
             std::cerr << "kvmsim-bench: the " << size << " run failed\n";
             return 1;
         }
-        nlohmann::json j = nlohmann::json::parse(text);
-        j["peak_rss_mib"] = static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB
         out.push_back(j);
         if (!json)
             std::printf("kvm_page_table_test -s anonymous -b %-4s -v %u: wall %6.2f s, peak %7.1f MiB, %.0f M accesses, %.2f M exits, %.1f M events\n",
@@ -207,10 +239,90 @@ int tdp(int argc, char** argv) {
     return 0;
 }
 
+// One variant of the arm64 scenario in this process: a JSON line for the parent.
+int arm64_child(const std::string& file, const std::string& variant) {
+    const auto r = run_scenario_file(file, variant);
+    if (r.status != "completed") return 1;
+    auto stat = [&r](const char* k) {
+        auto it = r.stats.find(k);
+        return it == r.stats.end() ? std::uint64_t{0} : it->second;
+    };
+    nlohmann::json j = {{"variant", variant},
+                        {"wall_s", r.wall_time_s},
+                        {"guest_accesses", r.guest_accesses},
+                        {"guest_exits", r.guest_exits},
+                        {"events", r.events},
+                        {"dcache_clean_poc_bytes", stat("dcache_clean_poc_bytes")},
+                        {"fingerprint", r.fingerprint},
+                        {"stages", nlohmann::json::array()}};
+    for (const auto& p : r.phases)
+        if (p.selftest_metric) j["stages"].push_back({{"name", p.name}, {"s", p.sim_time_ns / 1e9}});
+    std::cout << j.dump() << std::endl;
+    return 0;
+}
+
+int arm64(int argc, char** argv) {
+    bool json = false;
+    std::string file = std::string(KVMSIM_SOURCE_DIR) + "/scenarios/seeds/004-arm64-cmo-thp-2m.json";
+    unsigned jobs = 1;
+    for (int i = 2; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "--json") {
+            json = true;
+        } else if (a == "--scenario" && i + 1 < argc) {
+            file = argv[++i];
+        } else if (a == "--jobs" && i + 1 < argc) {
+            jobs = static_cast<unsigned>(std::strtoul(argv[++i], nullptr, 10));
+            if (jobs == 0) return usage();
+        } else if (a == "--child" && i + 1 < argc) {
+            return arm64_child(file, argv[i + 1]);
+        } else {
+            return usage();
+        }
+    }
+    const std::vector<std::string> variants = kvmsim::scenario::scenario_variants(file);
+    if (variants.empty()) {
+        std::cerr << "kvmsim-bench: " << file << " has no variants\n";
+        return 1;
+    }
+    nlohmann::json out = nlohmann::json::array();
+    const auto t0 = Clock::now();
+    for (std::size_t first = 0; first < variants.size(); first += jobs) {
+        std::vector<Child> running;
+        for (std::size_t v = first; v < std::min(variants.size(), first + jobs); ++v)
+            running.push_back(start_child(argv, {"arm64", "--scenario", file, "--child", variants[v]}));
+        for (std::size_t k = 0; k < running.size(); ++k) {
+            nlohmann::json j = finish_child(running[k]);
+            if (j.is_null()) {
+                std::cerr << "kvmsim-bench: variant " << variants[first + k] << " failed\n";
+                return 1;
+            }
+            out.push_back(j);
+        }
+    }
+    const double total = seconds_since(t0);
+    if (json) {
+        std::cout << nlohmann::json{{"arm64_seed004", out}, {"jobs", jobs}, {"total_wall_s", total}}.dump(2) << "\n";
+        return 0;
+    }
+    std::printf("%s\n", file.c_str());
+    for (const auto& j : out) {
+        std::printf("  %-8s wall %6.2f s, cpu %6.2f s, peak %6.1f MiB, %.1f M exits, %.1f M events, %.0f ns wall per exit\n",
+                    j["variant"].get<std::string>().c_str(), j["wall_s"].get<double>(), j["cpu_s"].get<double>(),
+                    j["peak_rss_mib"].get<double>(), j["guest_exits"].get<double>() / 1e6,
+                    j["events"].get<double>() / 1e6, j["wall_s"].get<double>() * 1e9 / j["guest_exits"].get<double>());
+        for (const auto& st : j["stages"])
+            std::printf("           %s: %.6f s\n", st["name"].get<std::string>().c_str(), st["s"].get<double>());
+    }
+    std::printf("  all variants, %u at a time: wall %.2f s\n", jobs, total);
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     if (argc >= 2 && std::string(argv[1]) == "tdp") return tdp(argc, argv);
+    if (argc >= 2 && std::string(argv[1]) == "arm64") return arm64(argc, argv);
     if (argc < 2 || std::string(argv[1]) != "engine") return usage();
     bool json = false;
     std::int64_t events = 4'000'000;

@@ -1,11 +1,13 @@
 #include "models/registry.hpp"
 
+#include "models/arm64_stage2/arm64_stage2.hpp"
 #include "models/x86_shadow/x86_shadow.hpp"
 #include "models/x86_tdp/x86_tdp.hpp"
 
 namespace kvmsim::models {
 
 void register_builtin_models(vm::ModelRegistry& registry) {
+    register_arm64_stage2(registry);
     register_x86_tdp(registry);
     register_x86_shadow(registry);
 }

@@ -57,6 +57,9 @@ public:
         }
         return seq_ != mmu_seq;
     }
+    // mmu_invalidate_retry (under mmu_lock; arm64 and older x86 kernels): any invalidation in
+    // progress, or the sequence moved since the snapshot.
+    bool retry(std::uint64_t mmu_seq) const { return in_progress_ != 0 || seq_ != mmu_seq; }
     // mmu_invalidate_retry_gfn_unsafe (the v6.8+ pre-check, without mmu_lock).
     bool retry_gfn_unsafe(std::uint64_t mmu_seq, vm::Gfn gfn) const {
         if (in_progress_ != 0 && gfn >= range_start_ && gfn < range_end_) return true;

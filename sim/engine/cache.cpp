@@ -199,15 +199,12 @@ inline std::size_t CacheModel::find(const Level& l, std::size_t base, std::uint6
     return kNotFound;
 }
 
-// First empty way, else the least recently used (valid stamps are >= 1, so an empty way keyed 0
-// wins; the minimum of (key, way) also breaks ties towards the lowest way). Branch-free: which way
-// wins is data-dependent and would mispredict.
+// First empty way, else the least recently used (valid stamps are >= 1 and an empty way's is 0,
+// so it wins; the minimum of (stamp, way) also breaks ties towards the lowest way). Branch-free:
+// which way wins is data-dependent and would mispredict.
 std::size_t CacheModel::victim(const Level& l, std::size_t base) {
-    const std::uint32_t* hi = l.tag_hi.data() + base;
     const std::uint32_t* a = l.ages.data() + base;
-    auto key = [&](std::uint32_t w) -> std::uint64_t {
-        return (std::uint64_t{hi[w] == kEmptyHi ? 0 : a[w]} << 32) | w;
-    };
+    auto key = [&](std::uint32_t w) -> std::uint64_t { return (std::uint64_t{a[w]} << 32) | w; };
     // Two independent min chains (even and odd ways) halve the dependency chain.
     std::uint64_t best0 = ~std::uint64_t{0}, best1 = ~std::uint64_t{0};
     std::uint32_t w = 0;

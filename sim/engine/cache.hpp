@@ -112,7 +112,7 @@ private:
         Time hit;
         std::vector<std::uint32_t> tag_lo;    // low half of the line number
         std::vector<std::uint32_t> tag_hi;    // high half, kEmptyHi when the way is empty
-        std::vector<std::uint32_t> ages;      // LRU stamp of the last use (>= 1 when valid)
+        std::vector<std::uint32_t> ages;      // LRU stamp of the last use (>= 1 when valid, 0 when empty)
         std::vector<std::uint32_t> llc_slot;  // private levels: slot of the line in the shared level
 
         std::size_t set_offset(std::uint64_t line) const {
@@ -127,6 +127,7 @@ private:
         void clear(std::size_t s) {
             tag_lo[s] = kEmptyHi;
             tag_hi[s] = kEmptyHi;
+            ages[s] = 0;  // an empty way is the oldest (victim() relies on it)
         }
     };
 

@@ -63,59 +63,78 @@ private:
 // as a min-heap by `order` so priority and insertion order break ties. Pushes are O(1); each
 // event moves to a lower bucket a few times at most, over memory read in sequence - several
 // times fewer cache misses and branch mispredictions than a binary or 4-ary heap.
+// With few pending events (a VM's vCPUs, a handful of actors) a plain binary heap over (time,
+// order) is cheaper than the buckets' moves: the queue is one while it holds at most
+// kToRadix events, and goes back to one below kToHeap. Either way events come out in (time,
+// order) order, so the choice never changes a run.
 class EventQueue {
 public:
+    static constexpr std::size_t kToRadix = 512;
+    static constexpr std::size_t kToHeap = 128;
+
     bool empty() const { return size_ == 0; }
     std::size_t size() const { return size_; }
     void push(const Event& e) {
-        const int k = bucket(e.time);
-        if (k == 0) {
-            b_[0].push_back(e);
-            std::push_heap(b_[0].begin(), b_[0].end(), later);
-        } else {
-            b_[k].push_back(e);
-            mask_ |= 1ULL << (k - 1);
-        }
         ++size_;
+        if (heap_mode_) {
+            h_.push_back(e);
+            std::push_heap(h_.begin(), h_.end(), After{});
+            if (size_ > kToRadix) to_radix();
+            return;
+        }
+        push_radix(e);
     }
     // The smallest event; the queue must not be empty. Moves the base to its time, so the
     // caller must dispatch it, or rebase() to a time no later than it.
     const Event& top() {
+        if (heap_mode_) return h_.front();
         if (b_[0].empty()) refill();
         return b_[0].front();
     }
     // Events at exactly the base time, without moving the base.
-    bool has_at_base() const { return !b_[0].empty(); }
-    const Event& top_at_base() const { return b_[0].front(); }
+    bool has_at_base() const { return heap_mode_ ? !h_.empty() && h_.front().time == last_ : !b_[0].empty(); }
+    const Event& top_at_base() const { return heap_mode_ ? h_.front() : b_[0].front(); }
     // Re-buckets everything around base t (every event must be at t or later).
     void rebase(std::int64_t t) {
-        std::vector<Event> all;
-        all.reserve(size_);
-        for (auto& v : b_) {
-            all.insert(all.end(), v.begin(), v.end());
-            v.clear();
-        }
-        mask_ = 0;
-        size_ = 0;
         last_ = t;
-        for (const Event& e : all) push(e);
+        if (heap_mode_) return;
+        std::vector<Event> all = take_buckets();
+        min_known_ = false;
+        for (const Event& e : all) push_radix(e);
     }
     Event pop() {
+        --size_;
+        if (heap_mode_) {
+            std::pop_heap(h_.begin(), h_.end(), After{});
+            const Event e = h_.back();
+            h_.pop_back();
+            last_ = e.time;
+            return e;
+        }
         if (b_[0].empty()) refill();
         std::pop_heap(b_[0].begin(), b_[0].end(), later);
         const Event e = b_[0].back();
         b_[0].pop_back();
-        --size_;
+        min_known_ = false;
+        if (size_ < kToHeap) to_heap();
         return e;
     }
-    // Smallest time without changing anything (a scan of one bucket).
+    // Smallest time without changing anything (a scan of one bucket, remembered until a pop).
     std::int64_t min_time() const {
+        if (heap_mode_) return h_.front().time;
         if (!b_[0].empty()) return b_[0].front().time;
-        return min_of(b_[__builtin_ctzll(mask_) + 1]);
+        if (!min_known_) {
+            min_ = min_of(b_[__builtin_ctzll(mask_) + 1]);
+            min_known_ = true;
+        }
+        return min_;
     }
 
 private:
     static bool later(const Event& a, const Event& b) { return a.order > b.order; }
+    struct After {  // a functor, so that the heap algorithms inline it
+        bool operator()(const Event& a, const Event& b) const { return b < a; }
+    };
     static std::int64_t min_of(const std::vector<Event>& v) {
         std::int64_t m = v.front().time;
         for (const Event& e : v) m = e.time < m ? e.time : m;
@@ -124,6 +143,17 @@ private:
     int bucket(std::int64_t t) const {
         const auto x = static_cast<std::uint64_t>(t ^ last_);
         return x == 0 ? 0 : 64 - __builtin_clzll(x);
+    }
+    void push_radix(const Event& e) {
+        if (min_known_ && e.time < min_) min_ = e.time;
+        const int k = bucket(e.time);
+        if (k == 0) {
+            b_[0].push_back(e);
+            std::push_heap(b_[0].begin(), b_[0].end(), later);
+        } else {
+            b_[k].push_back(e);
+            mask_ |= 1ULL << (k - 1);
+        }
     }
     void refill() {
         const int k = __builtin_ctzll(mask_) + 1;
@@ -138,11 +168,36 @@ private:
         mask_ &= ~(1ULL << (k - 1));
         if (b_[0].size() > 1) std::make_heap(b_[0].begin(), b_[0].end(), later);
     }
+    std::vector<Event> take_buckets() {
+        std::vector<Event> all;
+        all.reserve(size_);
+        for (auto& v : b_) {
+            all.insert(all.end(), v.begin(), v.end());
+            v.clear();
+        }
+        mask_ = 0;
+        return all;
+    }
+    void to_radix() {
+        heap_mode_ = false;
+        min_known_ = false;
+        for (const Event& e : h_) push_radix(e);
+        h_.clear();
+    }
+    void to_heap() {
+        heap_mode_ = true;
+        h_ = take_buckets();
+        std::make_heap(h_.begin(), h_.end(), After{});
+    }
 
+    bool heap_mode_ = true;
+    std::vector<Event> h_;  // heap mode: a min-heap by (time, order)
     std::vector<Event> b_[65];
     std::uint64_t mask_ = 0;  // bit k-1 set: bucket k non-empty
     std::int64_t last_ = 0;
     std::size_t size_ = 0;
+    mutable std::int64_t min_ = 0;  // min_time() of a non-empty queue, while min_known_
+    mutable bool min_known_ = false;
 };
 
 enum class RunStatus : std::uint8_t {
@@ -259,6 +314,14 @@ public:
     }
     void trace_end() {
         if (tracer_ && current_pid_ != kNoPid) tracer_->slice_end(current_pid_, now());
+    }
+    // The same at a later time `t` of the current process (one that runs ahead of events, e.g.
+    // a vCPU's hits); slices on a track must still be given in time order.
+    void trace_begin_at(std::string_view name, Time t) {
+        if (tracer_ && current_pid_ != kNoPid) tracer_->slice_begin(current_pid_, name, t);
+    }
+    void trace_end_at(Time t) {
+        if (tracer_ && current_pid_ != kNoPid) tracer_->slice_end(current_pid_, t);
     }
     void trace_counter(std::string_view name, double value) {
         if (tracer_) tracer_->counter(name, value, now());

@@ -126,7 +126,7 @@ void print_summary(std::ostream& os, const runner::Result& r) {
     for (const auto& [k, v] : r.stats)
         if (v) os << "  " << std::left << std::setw(44) << k << v << "\n";
     os << "\nmmu_lock contention (whole run):\n";
-    os << "  " << std::left << std::setw(7) << "mode" << std::setw(34) << "site" << std::right << std::setw(12)
+    os << "  " << std::left << std::setw(10) << "mode" << std::setw(34) << "site" << std::right << std::setw(12)
        << "acquired" << std::setw(11) << "contended" << std::setw(11) << "wait p50" << std::setw(11) << "wait p99"
        << std::setw(12) << "wait total" << std::setw(12) << "hold total" << "\n";
     for (const auto& l : r.locks) {
@@ -134,7 +134,7 @@ void print_summary(std::ostream& os, const runner::Result& r) {
         const double pct = l.acquisitions ? 100.0 * static_cast<double>(l.contended) / static_cast<double>(l.acquisitions) : 0;
         std::ostringstream c;
         c << std::fixed << std::setprecision(1) << pct << "%";
-        os << "  " << std::left << std::setw(7) << l.mode << std::setw(34) << l.site << std::right << std::setw(12)
+        os << "  " << std::left << std::setw(10) << l.mode << std::setw(34) << l.site << std::right << std::setw(12)
            << l.acquisitions << std::setw(11) << c.str() << std::setw(11) << pretty_ns(ns(l.wait_ps.percentile(0.5)))
            << std::setw(11) << pretty_ns(ns(l.wait_ps.percentile(0.99))) << std::setw(12)
            << pretty_ns(l.wait_ps.sum_double() / 1e3) << std::setw(12) << pretty_ns(l.hold_ps.sum_double() / 1e3)

@@ -96,7 +96,7 @@ engine::CacheConfig parse_caches(const Node& c, std::uint32_t cpus) {
 }
 
 vm::HostConfig load_host(const Node& host, const std::string& scenario_path, const std::vector<std::string>& dirs) {
-    host.check_keys({"profile", "cpus", "costs", "caches"});
+    host.check_keys({"profile", "cpus", "costs", "features", "caches"});
     const std::string name = host.get_string("profile");
     std::vector<std::string> searched;
     const fs::path p = find_profile(name, scenario_path, dirs, searched);
@@ -108,7 +108,7 @@ vm::HostConfig load_host(const Node& host, const std::string& scenario_path, con
     const std::string profile_file = p.lexically_normal().string();
     json prof_doc = parse_json_file(p);
     Node prof(prof_doc, profile_file);
-    prof.check_keys({"$schema", "name", "description", "cpus", "caches", "costs"});
+    prof.check_keys({"$schema", "name", "description", "cpus", "caches", "costs", "features"});
 
     vm::HostConfig h;
     h.profile = name;
@@ -128,6 +128,23 @@ vm::HostConfig load_host(const Node& host, const std::string& scenario_path, con
             if (!h.costs.has(k))
                 v.fail("unknown cost \"" + k + "\" (not in host profile " + name + ")" + did_you_mean_suffix(k, cost_names));
             parse_cost(v, k, h.costs);
+        }
+    }
+    // Profile features: {"value": true|false, "source": "..."}, overridable by the scenario.
+    std::vector<std::string> feature_names;
+    if (auto feats = prof.opt_object("features")) {
+        for (const auto& [k, v] : feats->members()) {
+            v.check_keys({"value", "source"});
+            if (v.get_string("source").empty()) v["source"].fail("expected a source: a document, or \"estimate\"");
+            h.features[k] = v.get_bool("value");
+            feature_names.push_back(k);
+        }
+    }
+    if (auto over = host.opt_object("features")) {
+        for (const auto& [k, v] : over->members()) {
+            if (!h.features.count(k))
+                v.fail("unknown feature \"" + k + "\" (not in host profile " + name + ")" + did_you_mean_suffix(k, feature_names));
+            h.features[k] = v.as_bool();
         }
     }
     json caches = prof.object("caches").json();
@@ -454,6 +471,10 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
     for (const auto& c : info->costs)
         if (!sc.host.costs.has(c))
             doc["host"]["profile"].fail("host profile " + sc.host.profile + " lacks cost \"" + c + "\", which model " +
+                                        model + " needs");
+    for (const auto& f : info->features)
+        if (!sc.host.features.count(f))
+            doc["host"]["profile"].fail("host profile " + sc.host.profile + " lacks feature \"" + f + "\", which model " +
                                         model + " needs");
     const Time guest_time = sc.host.costs.has("guest_access") ? sc.host.costs.time("guest_access") : Time::ns(10);
 

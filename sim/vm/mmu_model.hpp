@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -73,6 +74,21 @@ public:
     // The exit for an access that did not hit (EPT violation, stage-2 abort). Returns when the
     // guest may retry the access (which may fault again).
     virtual engine::Task<void> page_fault(const CpuContext& cpu, Gfn gfn, Access access) = 0;
+    // The same exit for an access at `start` (>= now) when no engine event is due before
+    // `start` (the guest scheduler knows): a model may then take the fault at that later time
+    // without waiting for it in an event. The default lets the time pass and calls page_fault().
+    virtual engine::Task<void> page_fault_at(engine::Simulator& sim, const CpuContext& cpu, Gfn gfn, Access access,
+                                             Time start);
+    // The same exit done at once, when the model can tell everything it does without waiting for
+    // another event: returns when the guest may retry, and the caller lets that time pass.
+    // Otherwise (the default) nothing has happened and the caller awaits page_fault_at().
+    virtual std::optional<Time> page_fault_now(const CpuContext& cpu, Gfn gfn, Access access, Time start) {
+        (void)cpu;
+        (void)gfn;
+        (void)access;
+        (void)start;
+        return std::nullopt;
+    }
     // The least simulated time between page_fault() being called and its first change to
     // anything hits() reads (typically the VM-exit and fault-entry cost it pays first). The
     // workload lets vCPUs that only hit run ahead of each other by this much, exactly.
@@ -103,6 +119,7 @@ struct ModelInfo {
     std::string kernel;   // which kernel code and version it follows
     std::vector<KnobSpec> knobs;
     std::vector<std::string> costs;  // cost names it reads from the host profile
+    std::vector<std::string> features;  // host feature names it reads (HostConfig::features)
     std::vector<Operation> operations;
     std::function<std::unique_ptr<MmuModel>(ModelEnv&)> create;
 

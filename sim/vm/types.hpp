@@ -68,6 +68,11 @@ struct HostConfig {
     std::uint32_t cpus = 1;
     engine::CacheConfig cache;
     CostProfile costs;
+    // CPU features that change what the kernel does (arm64 "fwb": FEAT_S2FWB), by name; a model
+    // lists the ones it reads (ModelInfo::features), found missing at load time.
+    std::map<std::string, bool, std::less<>> features;
+    // std::out_of_range names a missing feature.
+    bool feature(std::string_view name) const;
 };
 
 // Who is executing: a vCPU (vcpu >= 0) or a host-side actor (the VMM's ioctl thread, an MMU

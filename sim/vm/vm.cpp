@@ -44,6 +44,12 @@ PageLevel host_level(Backing b) {
     return PageLevel::K4;
 }
 
+bool HostConfig::feature(std::string_view name) const {
+    auto it = features.find(name);
+    if (it == features.end()) throw std::out_of_range("host profile has no feature '" + std::string(name) + "'");
+    return it->second;
+}
+
 double CostProfile::number(std::string_view name) const {
     auto it = values_.find(name);
     if (it == values_.end()) throw std::out_of_range("host profile has no cost '" + std::string(name) + "'");
@@ -86,6 +92,12 @@ namespace {
     throw std::logic_error(std::string("the MMU model does not support ") + what);
 }
 }  // namespace
+
+engine::Task<void> MmuModel::page_fault_at(engine::Simulator& sim, const CpuContext& cpu, Gfn gfn, Access access,
+                                           Time start) {
+    if (start > sim.now()) co_await sim.delay(start - sim.now());
+    co_await page_fault(cpu, gfn, access);
+}
 
 engine::Task<void> MmuModel::dirty_log_enable(const CpuContext&, std::uint32_t, DirtyLogOptions) {
     unsupported("dirty_log_enable");

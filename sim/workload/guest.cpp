@@ -30,13 +30,43 @@ void StreamCursor::compute() {
         case AccessStream::Pattern::BlockSplit: {
             const std::uint64_t per_block = 1 + s_.block_pages / 2;
             const std::uint64_t block = (i_ / per_block) % (s_.npages / s_.block_pages);
-            const std::uint64_t k = i_ % per_block;
+            k_ = i_ % per_block;
             const Gfn start = s_.base + block * s_.block_pages;
-            gfn_ = k == 0 ? start : start + s_.block_pages / 2 + (k - 1);
-            access_ = k == 0 ? Access::Write : Access::Read;
+            gfn_ = k_ == 0 ? start : start + s_.block_pages / 2 + (k_ - 1);
+            access_ = k_ == 0 ? Access::Write : Access::Read;
             return;
         }
     }
+    set_access();
+}
+
+// compute() without divisions, for the common steps (millions of accesses per stage).
+void StreamCursor::next() {
+    switch (s_.pattern) {
+        case AccessStream::Pattern::Sequential:
+            if (s_.stride >= s_.npages) {
+                compute();
+                return;
+            }
+            gfn_ += s_.stride;
+            if (gfn_ >= s_.base + s_.npages) gfn_ -= s_.npages;
+            break;
+        case AccessStream::Pattern::Random:
+            gfn_ = s_.base + rng_.uniform(s_.npages);
+            break;
+        case AccessStream::Pattern::BlockSplit:
+            if (++k_ == 1 + s_.block_pages / 2) {
+                compute();  // the next block (wrapping around the region)
+                return;
+            }
+            gfn_ = k_ == 1 ? gfn_ + s_.block_pages / 2 : gfn_ + 1;
+            access_ = Access::Read;
+            return;
+    }
+    set_access();
+}
+
+void StreamCursor::set_access() {
     if (s_.mix) {
         const double u = rng_.uniform01();
         access_ = u < s_.write_fraction ? Access::Write
@@ -70,15 +100,58 @@ engine::Task<void> GuestScheduler::run(const vm::CpuContext& cpu, const AccessSt
     while (!cursor.done()) {
         v.t = sim_.now();
         sim_.trace_begin("guest");
-        co_await Enter{*this, v};
-        sim_.trace_end();
-        if (!v.fault) break;
+        // First in time order (nothing else due now): run ahead here, without the scheduler's
+        // event; hand over to the scheduler at the horizon.
+        const Time next = sim_.next_event_time();
+        Ahead r = next > v.t ? run_ahead(v, next) : Ahead::Horizon;
+        if (r == Ahead::Horizon) {
+            co_await Enter{*this, v};
+            sim_.trace_end();
+            r = v.fault ? Ahead::Miss : Ahead::Done;
+        } else {
+            sim_.trace_end_at(v.t);
+        }
+        if (r == Ahead::Done) {
+            if (v.t > sim_.now()) co_await sim_.delay(v.t - sim_.now());  // the last access completes
+            break;
+        }
         ++stats.faults;
-        sim_.trace_begin("kvm_page_fault");
-        co_await model_.page_fault(cpu, cursor.gfn(), cursor.access());
+        sim_.trace_begin_at("kvm_page_fault", v.t);
+        if (const std::optional<Time> back = model_.page_fault_now(cpu, cursor.gfn(), cursor.access(), v.t))
+            co_await sim_.delay(*back - sim_.now());
+        else
+            co_await model_.page_fault_at(sim_, cpu, cursor.gfn(), cursor.access(), v.t);
         sim_.trace_end();
         if (sim_.tracer()) trace_counters(sim_);
     }
+}
+
+// The batch of fire() for a vCPU at the current time with no event due before it, so first in
+// time order: hits up to the next event (which bounds every hitting vCPU's time too, as the
+// scheduler is armed no later than its earliest vCPU).
+GuestScheduler::Ahead GuestScheduler::run_ahead(Vcpu& v, Time next_event) {
+    Time horizon = next_event;
+    if (!heap_.empty()) horizon = std::min(horizon, heap_.front()->t + lookahead_);
+    ++batches_;
+    StreamCursor& c = *v.cursor;
+    const auto vcpu = static_cast<std::uint32_t>(v.cpu->vcpu);
+    std::uint64_t n = 0;
+    Ahead r = Ahead::Horizon;
+    do {
+        if (!model_.hits(vcpu, c.gfn(), c.access())) {
+            r = Ahead::Miss;
+            break;
+        }
+        ++n;
+        v.t += v.guest_time;
+        c.advance();
+        if (c.done()) {
+            r = Ahead::Done;
+            break;
+        }
+    } while (v.t < horizon);
+    v.stats->accesses += n;
+    return r;
 }
 
 void GuestScheduler::enter(Vcpu& v) {

@@ -7,7 +7,10 @@
 //   - the local time of any other hitting vCPU plus the model's fault_lookahead() (that vCPU
 //     may fault at its local time, but cannot change what hits() sees sooner than that).
 // An access that does not hit hands the vCPU back to its own process, at the access's time,
-// to take the fault; it re-enters the scheduler afterwards.
+// to take the fault. After the fault, a vCPU that is first in time order runs its hits in its
+// own process (no scheduler event) and, on a miss, takes the next fault at the access's time
+// through MmuModel::page_fault_at (no event either, if the model can); otherwise it re-enters
+// the scheduler.
 #pragma once
 
 #include <cstdint>
@@ -54,18 +57,21 @@ public:
     Access access() const { return access_; }
     void advance() {
         ++i_;
-        if (i_ < total_) compute();
+        if (i_ < total_) next();
     }
     std::uint64_t index() const { return i_; }
 
 private:
-    void compute();
+    void compute();  // the access at i_, from scratch
+    void next();     // the access at i_ from the one at i_ - 1
+    void set_access();
     AccessStream s_;
     engine::RandomStream rng_;
     std::uint64_t total_ = 0;
     std::uint64_t i_ = 0;
     Gfn gfn_ = 0;
     Access access_ = Access::Read;
+    std::uint64_t k_ = 0;  // BlockSplit: the access's index within its block
 };
 
 struct VcpuStats {
@@ -118,6 +124,8 @@ private:
     };
     void enter(Vcpu& v);
     void release(Vcpu& v);
+    enum class Ahead : std::uint8_t { Miss, Done, Horizon };
+    Ahead run_ahead(Vcpu& v, Time next_event);
 
     engine::Simulator& sim_;
     vm::MmuModel& model_;

@@ -30,14 +30,6 @@ struct Tdp : Harness {
         build(make_tdp);
     }
     X86TdpMmu& tdp() { return static_cast<X86TdpMmu&>(*model); }
-    void spawn_vcpu(std::uint32_t i, std::vector<R> acc, engine::Time start, VcpuResult& out,
-                    engine::Time think = 10_ns) {
-        sim.spawn("vcpu" + std::to_string(i), vcpu_program(sim, *model, vcpu_ctx(i), std::move(acc), start, think, out));
-    }
-    void spawn_actor(std::string name, engine::Time start, std::function<engine::Task<void>()> body,
-                     engine::Time* done = nullptr) {
-        sim.spawn(std::move(name), actor(sim, start, std::move(body), done));
-    }
 };
 
 constexpr Gfn B = Harness::kBase;
@@ -84,13 +76,7 @@ TEST_CASE("a 4K fault maps one page, counts pf_fixed and pages_4k, then hits", "
     Tdp t(Backing::Anonymous, 1024, 1);
     VcpuResult r;
     t.spawn_vcpu(0, {{B + 7, Access::Read}}, 0_ns, r);
-    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
-    CHECK(r.faults == 1);
-    CHECK(t.counter("pf_taken") == 1);
-    CHECK(t.counter("pf_fixed") == 1);
-    CHECK(t.counter("pf_spurious") == 0);
-    CHECK(t.gauge("pages_4k") == 1);
-    CHECK(t.gauge("pages_2m") == 0);
+    t.check_one_4k_fault(r);
     CHECK(t.tdp().mapping_level(B + 7) == PageLevel::K4);
     CHECK_FALSE(t.tdp().mapping_level(B + 8));
     // make_spte installs a writable SPTE for a host-writable page, even on a read fault.

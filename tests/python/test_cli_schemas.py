@@ -36,6 +36,9 @@ def test_host_profiles_cite_a_source_for_every_cost(path):
     assert profile["costs"], "a host profile without costs"
     for name, cost in profile["costs"].items():
         assert cost.get("source", "").strip(), f"{name} has no source"
+    for name, feature in profile.get("features", {}).items():
+        assert isinstance(feature["value"], bool), f"feature {name} is not a bool"
+        assert feature.get("source", "").strip(), f"feature {name} has no source"
 
 
 def test_a_run_writes_a_result_that_matches_the_schema(tmp_path):

@@ -288,6 +288,59 @@ std::string x86_error_of(Dir& d, const std::string& events, scenario::Scenario* 
 }
 }  // namespace
 
+TEST_CASE("arm64_stage2 rejects SMM and nested operations at load time, naming the pointer", "[scenario][loader]") {
+    Dir d;
+    const char* arm = R"({
+  "name": "a", "host": {"profile": "kunpeng-920"},
+  "vm": {"vcpus": 2, "memslots": [{"size": "64M", "backing": "anonymous_thp"}]},
+  "mmu": {"model": "arm64_stage2"},
+  "workload": {"phases": [{"name": "boot", "stream": {"count": 10}}]},
+  "events": [{"op": "invalidate", "at": "5us", "size": "2M"}, {"op": "smm_enter", "at": "9us"}]
+})";
+    scenario::LoadOptions o;
+    o.models = &models::builtin_models();
+    o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
+    auto err = [&](const std::string& text) -> std::string {
+        const std::string path = d.write("seeds/arm.json", text);
+        try {
+            scenario::load_scenario(path, o);
+        } catch (const scenario::ScenarioError& e) {
+            std::string w = e.what();
+            return w.compare(0, path.size(), path) == 0 ? "FILE" + w.substr(path.size()) : w;
+        }
+        return "";
+    };
+    CHECK(err(arm) ==
+          "FILE: /events/1/op: model arm64_stage2 does not support smm_enter (it supports: dirty_log_enable, "
+          "dirty_log_get, dirty_log_clear, dirty_log_disable, invalidate)");
+    CHECK_THAT(err(replace(arm, "\"smm_enter\"", "\"nested_start\"")),
+               Catch::StartsWith("FILE: /events/1/op: model arm64_stage2 does not support nested_start"));
+    CHECK_THAT(err(replace(arm, "\"smm_enter\"", "\"zap_gfn_range\"")),
+               Catch::StartsWith("FILE: /events/1/op: model arm64_stage2 does not support zap_gfn_range"));
+    // Without the event it loads; the host's fwb feature is the profile's unless overridden.
+    const std::string ok = replace(arm, R"(, {"op": "smm_enter", "at": "9us"})", "");
+    CHECK(err(ok) == "");
+    const auto sc = scenario::load_scenario(d.write("seeds/ok.json", ok), o);
+    CHECK(sc.host.features.at("fwb") == false);
+    const std::string with_fwb = replace(ok, R"("profile": "kunpeng-920")", R"("profile": "kunpeng-920", "features": {"fwb": true})");
+    CHECK(scenario::load_scenario(d.write("seeds/fwb.json", with_fwb), o).host.features.at("fwb") == true);
+    CHECK_THAT(err(replace(ok, R"("profile": "kunpeng-920")", R"("profile": "kunpeng-920", "features": {"fbw": true})")),
+               Catch::StartsWith("FILE: /host/features/fbw: unknown feature \"fbw\"") && Catch::Contains("did you mean \"fwb\"?"));
+    CHECK_THAT(err(replace(ok, R"("profile": "kunpeng-920")", R"("profile": "kunpeng-920", "features": {"fwb": 1})")),
+               Catch::StartsWith("FILE: /host/features/fwb: expected"));
+}
+
+namespace {
+std::string load_error(const std::string& path, const scenario::LoadOptions& o) {
+    try {
+        scenario::load_scenario(path, o);
+    } catch (const scenario::ScenarioError& e) {
+        return e.what();
+    }
+    return "";
+}
+}  // namespace
+
 TEST_CASE("SMM and nested events on x86_tdp: support, vCPU lists and defaults", "[scenario][loader]") {
     Dir d;
     scenario::Scenario sc;
@@ -371,4 +424,32 @@ TEST_CASE("overrides apply after the variant, and the loader checks what they se
         CHECK_THAT(error({{"/variants/0/name", "x"}}), Catch::Contains("cannot change \"variants\""));
         CHECK_THAT(error({{"/a~2b", 1}}), Catch::Contains("\"~\" must be followed by 0 or 1"));
     }
+}
+
+TEST_CASE("a model's host feature missing from the profile is a load error", "[scenario][loader]") {
+    Dir d;
+    d.write("hosts/nofwb.json", R"({"name": "nofwb", "cpus": 4,
+  "caches": {"memory_latency": "90ns", "remote_latency": "60ns", "levels": [{"name": "LLC", "size": "1M", "ways": 16, "latency": "20ns", "shared": true}]},
+  "costs": {"fault_entry": {"value": "1us", "source": "estimate"}}})");
+    vm::ModelRegistry reg;
+    vm::ModelInfo m;
+    m.name = "needs_fwb";
+    m.costs = {"fault_entry"};
+    m.features = {"fwb"};
+    m.create = [](vm::ModelEnv&) -> std::unique_ptr<vm::MmuModel> { return nullptr; };
+    reg.add(m);
+    scenario::LoadOptions o;
+    o.models = &reg;
+    const std::string path = d.write("seeds/n.json", R"({"name": "n", "host": {"profile": "nofwb"},
+  "vm": {"vcpus": 1, "memslots": [{"size": "2M"}]}, "mmu": {"model": "needs_fwb"},
+  "workload": {"phases": [{"name": "p", "stream": {"count": 1}}]}})");
+    CHECK_THAT(load_error(path, o), Catch::EndsWith(": /host/profile: host profile nofwb lacks feature \"fwb\", which model needs_fwb needs"));
+    d.write("hosts/badfeat.json", R"({"name": "badfeat", "cpus": 4,
+  "caches": {"memory_latency": "90ns", "remote_latency": "60ns", "levels": [{"name": "LLC", "size": "1M", "ways": 16, "latency": "20ns", "shared": true}]},
+  "costs": {"fault_entry": {"value": "1us", "source": "estimate"}},
+  "features": {"fwb": {"value": false, "source": ""}}})");
+    const std::string p2 = d.write("seeds/b.json", R"({"name": "b", "host": {"profile": "badfeat"},
+  "vm": {"vcpus": 1, "memslots": [{"size": "2M"}]}, "mmu": {"model": "needs_fwb"},
+  "workload": {"phases": [{"name": "p", "stream": {"count": 1}}]}})");
+    CHECK_THAT(load_error(p2, o), Catch::Contains("badfeat.json: /features/fwb/source: expected a source"));
 }

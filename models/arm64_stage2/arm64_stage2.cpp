@@ -1,0 +1,1323 @@
+// arm64 stage-2 model: see arm64_stage2.hpp for the kernel functions followed and
+// docs/models/arm64_stage2.md for the design, the costs and what is left out.
+//
+// Descriptors. The stage-2 tables of a 40-bit IPA space with 4 KiB pages have three levels
+// (kvm_pgtable levels 1, 2 and 3: 1 GiB blocks, 2 MiB blocks, 4 KiB pages; the level-1 table is
+// two concatenated pages). One state byte per descriptor (pte:: bits) in flat arrays, one region
+// per 1 GiB of IPA space overlapping a memslot. Invariant: the entries below anything but a
+// linked table are zero, so hits() reads bottom-up.
+//
+// Two copies. vis*: what the guest's accesses see (hits). plan*: what walkers under mmu_lock
+// read and write. With mmu_lock as a spinlock every walker runs alone, so a fault's whole hold
+// is worked out when the lock is granted: plan* changes at once and each change reaches vis* at
+// its simulated time (break, install) through a queue of timed publications. With the rwlock,
+// walkers run concurrently and both copies change together at the simulated time of the change.
+//
+// Time, spinlock. mmu_lock is a FIFO lock, so a fault's grant time is the end of the holds
+// reserved before it, and its hold's length follows from the state it finds then: the lock is a
+// timeline of reserved holds (busy_until_). A fault takes at most two events: its arrival at the
+// lock (skipped when no other arrival can come first: see arrival_now) and its return to the
+// guest. A host operation holds the lock for an open-ended time; arrivals meanwhile queue and are
+// given their holds when it releases the lock.
+#include "models/arm64_stage2/arm64_stage2.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <stdexcept>
+
+#include "models/common/bulk.hpp"
+#include "models/common/costs.hpp"
+#include "models/common/knobs.hpp"
+#include "models/common/memslots.hpp"
+#include "models/common/regions.hpp"
+
+namespace kvmsim::models {
+namespace arm64_stage2 {
+
+using engine::LockMode;
+using engine::Task;
+using engine::Time;
+using vm::Gfn;
+
+namespace {
+
+constexpr std::int64_t kNever = INT64_MAX;
+constexpr std::uint32_t kMinCachePages = 2;  // kvm_mmu_cache_min_pages: kvm_stage2_levels - 1
+constexpr std::uint64_t kMaxDvmOps = 512;    // MAX_DVM_OPS (PTRS_PER_PTE): lines per ranged I-cache op
+
+constexpr std::uint64_t pages_at(int level) { return std::uint64_t{1} << (9 * (3 - level)); }
+constexpr Gfn round_gfn(Gfn gfn, int level) { return gfn & ~(pages_at(level) - 1); }
+constexpr std::uint32_t idx2(Gfn gfn) { return static_cast<std::uint32_t>((gfn >> 9) & 511); }
+constexpr bool is_table(std::uint8_t e) { return (e & pte::TABLE) == pte::TABLE; }
+constexpr bool is_leaf(std::uint8_t e) { return (e & pte::TABLE) == pte::V; }
+vm::PageLevel page_level(int level) { return static_cast<vm::PageLevel>(4 - level); }
+
+enum Ret : std::uint8_t { kFixed, kSpurious, kAgain, kRetry };
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Costs, knobs
+
+namespace {
+// Every time cost, by its profile name (dcache_clean_byte and icache_line are plain numbers).
+constexpr std::pair<const char*, Time Costs::*> kTimes[] = {
+    {"fault_entry", &Costs::fault_entry},
+    {"fault_exit", &Costs::fault_exit},
+    {"user_mem_abort", &Costs::user_mem_abort},
+    {"gup_fast", &Costs::gup_fast},
+    {"host_fault_base", &Costs::host_fault_base},
+    {"zero_4k", &Costs::zero_4k},
+    {"mmu_cache_alloc_page", &Costs::mmu_cache_alloc_page},
+    {"mmu_lock_op", &Costs::mmu_lock_op},
+    {"stage2_map_base", &Costs::stage2_map_base},
+    {"stage2_walk_level", &Costs::stage2_walk_level},
+    {"stage2_pte_update", &Costs::stage2_pte_update},
+    {"stage2_free_entry", &Costs::stage2_free_entry},
+    {"relax_perms_base", &Costs::relax_perms_base},
+    {"tlbi_ipa", &Costs::tlbi_ipa},
+    {"tlbi_vmid", &Costs::tlbi_vmid},
+    {"icache_inval_line", &Costs::icache_inval_line},
+    {"icache_inval_all", &Costs::icache_inval_all},
+    {"mark_page_dirty", &Costs::mark_page_dirty},
+    {"host_entry", &Costs::host_entry},
+    {"memslot_update", &Costs::memslot_update},
+    {"stage2_walk_step", &Costs::stage2_walk_step},
+    {"dirty_bitmap_word", &Costs::dirty_bitmap_word},
+    {"sched_timeslice", &Costs::sched_timeslice},
+    {"lock_yield", &Costs::lock_yield},
+};
+}  // namespace
+
+const std::vector<std::string>& Costs::names() {
+    static const std::vector<std::string> n = [] {
+        std::vector<std::string> v;
+        for (const auto& [name, member] : kTimes) v.emplace_back(name);
+        v.emplace_back("dcache_clean_byte");
+        v.emplace_back("icache_line");
+        return v;
+    }();
+    return n;
+}
+
+Costs Costs::from(const vm::CostProfile& p) {
+    require_costs(p, names(), "arm64_stage2");
+    Costs c;
+    for (const auto& [name, member] : kTimes) c.*member = p.time(name);
+    c.dcache_clean_byte = p.number("dcache_clean_byte");
+    c.icache_line = static_cast<std::uint64_t>(p.number("icache_line"));
+    if (c.icache_line == 0 || (c.icache_line & (c.icache_line - 1)))
+        throw std::invalid_argument("arm64_stage2: icache_line must be a power of two");
+    if (c.dcache_clean_byte < 0) throw std::invalid_argument("arm64_stage2: dcache_clean_byte must not be negative");
+    return c;
+}
+
+Config Config::from(const vm::Knobs& knobs, const vm::HostConfig& host) {
+    Config c;
+    c.spinlock = knob_choice(knobs, "mmu_lock", "rwlock", {"rwlock", "spinlock"}, "arm64_stage2") == "spinlock";
+    c.cmo_in_walker =
+        knob_choice(knobs, "cmo", "map_walker", {"map_walker", "user_mem_abort"}, "arm64_stage2") == "map_walker";
+    c.preempt = knob_bool(knobs, "preempt", true, "arm64_stage2");
+    if (!host.features.count("fwb")) throw std::invalid_argument("arm64_stage2: the host profile lacks feature 'fwb'");
+    c.fwb = host.feature("fwb");
+    return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Internal structures
+
+struct Arm64Stage2::Slot {
+    std::size_t index = 0;  // in vm_.memslots
+    std::uint32_t id = 0;
+    Gfn base = 0;
+    std::uint64_t npages = 0;
+    int host_level = 3;     // the backing's page: 3 (4K), 2 (2M), 1 (1G)
+    bool hugetlb = false;
+    std::vector<std::int64_t> ready;  // per host page: when it is populated (ps), kNever if not
+    std::vector<std::uint64_t> bitmap;
+    std::uint64_t bitmap_addr = 0;
+    bool manual_protect = false;
+    bool contains(Gfn g) const { return g >= base && g - base < npages; }
+    std::uint64_t host_index(Gfn g) const {
+        const unsigned sh = 9 * static_cast<unsigned>(3 - host_level);
+        return (g >> sh) - (base >> sh);
+    }
+};
+
+struct Arm64Stage2::VcpuState {
+    MmuMemoryCache mc;  // vcpu->arch.mmu_page_cache
+};
+
+// One stage-2 fault, from the exit to the return to the guest.
+struct Arm64Stage2::Fault {
+    VcpuState* v = nullptr;
+    Slot* s = nullptr;
+    engine::Process* proc = nullptr;
+    std::uint32_t cpu = 0;
+    Gfn gfn = 0;
+    bool write = false, exec = false;
+    bool perm = false;       // ESR_ELx_FSC_PERM: the hardware found a valid leaf lacking the access
+    int fault_level = 0;     // that leaf's level (fault_granule)
+    int level = 3;           // vma_pagesize as a level
+    bool writable = true;
+    std::uint64_t mmu_seq = 0;
+    std::uint32_t topup = 0;           // objects the memory-cache top-up allocates
+    std::int64_t ready = kNever;       // the host page's population time after this fault's GUP
+    std::uint64_t zeroed = 0;          // 4 KiB pages this fault's GUP zeroes (a first touch)
+    Time t1;                 // arrival at mmu_lock
+    Time r;                  // return to the guest
+    // rwlock: the leaf install that waits for the break's TLBI and the CMOs.
+    bool deferred = false;
+    int d_level = 0;
+    std::uint8_t d_value = 0;
+    Time d_at;
+};
+
+// The work of a fault under mmu_lock, from the grant g; h is the time so far.
+struct Arm64Stage2::Walk {
+    Fault& f;
+    Time g;
+    Time h;
+    std::uint32_t ri = 0;
+    std::uint8_t prot = 0;
+    Ret ret = kFixed;
+    bool ok = false;  // the kernel's ret == 0
+};
+
+struct Arm64Stage2::Bulk : BulkWork {
+    engine::LockGuard guard;
+    engine::Site site;
+};
+
+struct Arm64Stage2::Publish {
+    std::int64_t time;
+    std::uint32_t ri;
+    Gfn gfn;
+    std::uint8_t level;
+    std::uint8_t value;
+};
+
+// An arrival at the spinlock while a host operation holds it: a fault (fault != nullptr) or a
+// host operation.
+struct Arm64Stage2::TlWaiter {
+    Fault* fault = nullptr;
+    engine::Site site;
+    std::coroutine_handle<> h;
+    engine::Process* proc = nullptr;
+    Time arrival;
+};
+
+struct Arm64Stage2::TraceItem {
+    std::int64_t t;
+    std::uint8_t kind;  // order among items at the same time: ends before begins
+    std::uint64_t seq;
+    std::uint32_t pid;
+    std::uint32_t site;
+    bool operator>(const TraceItem& o) const {
+        return t != o.t ? t > o.t : kind != o.kind ? kind > o.kind : seq > o.seq;
+    }
+};
+namespace {
+enum TraceKind : std::uint8_t { kHoldEnd, kWaitEnd, kHoldBegin, kWaitBegin };
+}
+
+// The model's counters (besides KVM's stats), registered by name in this order.
+struct Arm64Stage2::ModelCounters {
+    enum Id : std::uint8_t {
+        map, map_same, relax, relax_again, locked, retry_inv, bbm, tlbi_ipa, tlbi_vmid, dc_bytes, dc_calls, ic_range,
+        ic_bytes, ic_all, block_to_table, table_to_block, tables_linked, tables_freed, tables_rcu, topup_objs,
+        alloc_atomic, first_touch, zeroed_4k, dirty_marked, wp, unmapped, harvested, resched, kCount
+    };
+    static constexpr const char* kNames[kCount] = {
+        "kvm_pgtable_stage2_map", "stage2_map_same_pte", "kvm_pgtable_stage2_relax_perms", "stage2_relax_perms_no_leaf",
+        "stage2_pte_locked", "mmu_invalidate_retry", "stage2_break_before_make", "__kvm_tlb_flush_vmid_ipa",
+        "__kvm_tlb_flush_vmid", "dcache_clean_poc_bytes", "dcache_clean_poc", "icache_inval_pou",
+        "icache_inval_pou_bytes", "icache_inval_all_pou", "stage2_block_to_table", "stage2_table_to_block",
+        "stage2_table_pages_linked", "stage2_table_pages_freed", "stage2_free_removed_table_rcu",
+        "mmu_topup_memory_cache_objs", "mmu_memory_cache_alloc_atomic", "host_fault_first_touch", "host_zeroed_4k",
+        "mark_page_dirty_in_slot", "stage2_wp_ptes", "stage2_unmap_ptes", "dirty_pages_harvested",
+        "mmu_lock_cond_resched",
+    };
+    explicit ModelCounters(engine::Counters& c) : c_(c) {
+        for (std::size_t i = 0; i < kCount; ++i) ids_[i] = c.id(kNames[i]);
+    }
+    void add(Id id, std::uint64_t n = 1) { c_.add(ids_[id], n); }
+
+private:
+    engine::Counters& c_;
+    std::array<engine::CounterId, kCount> ids_{};
+};
+
+class Arm64Stage2::Publisher : public engine::EventTarget {
+public:
+    explicit Publisher(Arm64Stage2& m) : m_(m) {}
+    void fire(engine::Simulator&) override { m_.publish_due(); }
+
+private:
+    Arm64Stage2& m_;
+};
+
+// What a process queued on the spinlock waits for, for the deadlock report.
+struct Arm64Stage2::SpinTarget : engine::WaitTarget {
+    const Arm64Stage2& m;
+    explicit SpinTarget(const Arm64Stage2& mm) : m(mm) {}
+    std::string wait_name() const override { return "mmu_lock"; }
+    void holders(std::vector<std::pair<const engine::Process*, std::string>>& out) const override {
+        if (m.open_holder_) out.emplace_back(m.open_holder_, "exclusive");
+    }
+};
+
+// Suspends an arrival (a fault: `f`; a host operation: `f` null) queued behind a host operation
+// until spin_release_host() schedules it.
+struct Arm64Stage2::SpinWaitAwaiter {
+    Arm64Stage2& m;
+    Fault* f;
+    engine::Site site;
+    Time arrival;
+    bool await_ready() const noexcept { return false; }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+        engine::Process* p = h.promise().process;
+        m.waiters_.push_back(TlWaiter{f, site, h, p, arrival});
+        p->block_on(m.spin_target_.get(), "exclusive");
+    }
+    void await_resume() const noexcept {}
+};
+
+// ---------------------------------------------------------------------------------------------
+// Construction
+
+Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
+    : sim_(env.sim),
+      cache_(env.cache),
+      vm_(env.vm),
+      cfg_(Config::from(env.knobs, env.host)),
+      k_(Costs::from(env.host.costs)),
+      stats_(env.sim.counters()) {
+    mc_ = std::make_unique<ModelCounters>(sim_.counters());
+    publisher_ = std::make_unique<Publisher>(*this);
+    spin_target_ = std::make_unique<SpinTarget>(*this);
+    site_fault_ = sim_.site("user_mem_abort");
+    site_wp_ = sim_.site("kvm_mmu_wp_memory_region");
+    site_get_ = sim_.site("kvm_get_dirty_log_protect");
+    site_clear_ = sim_.site("kvm_clear_dirty_log_protect");
+    site_mn_start_ = sim_.site("kvm_mmu_notifier_invalidate_range_start");
+    site_mn_end_ = sim_.site("kvm_mmu_notifier_invalidate_range_end");
+    if (cfg_.spinlock)
+        spin_id_ = sim_.lock_stats().lock_id("mmu_lock");
+    else
+        rw_.emplace(sim_, "mmu_lock");
+
+    mmu_lock_addr_ = kdata_.alloc();
+    records_.push_back(RecordSlot{~std::uint64_t{0}, nullptr});
+    lock_transfer_ = env.cache.config().remote_latency;
+    lock_hit_ = env.cache.config().levels.front().hit_latency;
+    root_hpa_ = pt_alloc_.alloc();  // the level-1 table: two concatenated pages (40-bit IPA)
+    pt_alloc_.alloc();
+    // Every fault pays the exit, user_mem_abort and at least a GUP before mmu_lock; every host
+    // operation pays host_entry. No arrival at the lock comes sooner after any event.
+    min_fault_pre_ = k_.fault_entry + k_.user_mem_abort + k_.gup_fast;
+    min_arrival_ = std::min(min_fault_pre_, k_.host_entry);
+
+    for (std::size_t i = 0; i < vm_.memslots.size(); ++i) {
+        const vm::Memslot& m = vm_.memslots[i];
+        if (m.npages == 0) continue;
+        auto s = std::make_unique<Slot>();
+        s->index = i;
+        s->id = m.id;
+        s->base = m.base_gfn;
+        s->npages = m.npages;
+        s->host_level = 4 - static_cast<int>(vm::host_level(m.backing));
+        s->hugetlb = m.backing == vm::Backing::Hugetlb2M || m.backing == vm::Backing::Hugetlb1G;
+        s->ready.assign(s->host_index(m.base_gfn + m.npages - 1) + 1, kNever);
+        s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * slots_.size();
+        if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
+        slots_.push_back(std::move(s));
+    }
+    regions_ = GibRegions(vm_.memslots, "arm64_stage2");
+    const std::size_t nr = regions_.size();
+    for (auto* v : {&vis1_, &plan1_}) v->assign(nr, 0);
+    for (auto* v : {&vis2_, &plan2_}) v->assign(nr * 512, 0);
+    for (auto* v : {&vis3_, &plan3_}) v->assign(nr << 18, 0);
+    t2_page_.assign(nr, 0);
+    t3_page_.assign(nr * 512, 0);
+    vcpus_.reserve(vm_.vcpus);
+    for (std::uint32_t i = 0; i < vm_.vcpus; ++i) {
+        auto v = std::make_unique<VcpuState>();
+        v->mc = MmuMemoryCache("mmu_page_cache", k_.mmu_cache_alloc_page);
+        vcpus_.push_back(std::move(v));
+    }
+}
+
+Arm64Stage2::~Arm64Stage2() {
+    if (publisher_) sim_.cancel(*publisher_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Descriptors
+
+// Clears every entry below (level, gfn) in one copy (the table it linked is gone).
+void Arm64Stage2::zero_below(bool vis, int level, std::uint32_t ri, Gfn gfn) {
+    auto& l2 = vis ? vis2_ : plan2_;
+    auto& l3 = vis ? vis3_ : plan3_;
+    const std::size_t r = ri;
+    if (level == 1) {
+        std::fill_n(l2.begin() + static_cast<std::ptrdiff_t>(r << 9), 512, std::uint8_t{0});
+        std::fill_n(l3.begin() + static_cast<std::ptrdiff_t>(r << 18), 1 << 18, std::uint8_t{0});
+    } else if (level == 2) {
+        std::fill_n(l3.begin() + static_cast<std::ptrdiff_t>((r << 18) | (round_gfn(gfn, 2) & 0x3ffff)), 512,
+                    std::uint8_t{0});
+    }
+}
+
+// A table replaced by a block: frees every table page below (level, gfn), unaccounts the
+// leaves, clears the planned entries. Returns the entries the kernel's walk of the removed table
+// visits (512 per page freed).
+std::uint64_t Arm64Stage2::free_subtree(int level, std::uint32_t ri, Gfn gfn) {
+    std::uint64_t pages = 0, leaves2 = 0, leaves3 = 0;
+    auto free_t3 = [&](std::uint32_t i2) {
+        std::uint64_t& p = t3_page_[(static_cast<std::size_t>(ri) << 9) | i2];
+        const std::size_t b = (static_cast<std::size_t>(ri) << 18) | (std::size_t{i2} << 9);
+        for (std::size_t k = 0; k < 512; ++k) leaves3 += is_leaf(plan3_[b + k]);
+        pt_alloc_.free(p);
+        p = 0;
+        ++pages;
+    };
+    if (level == 1) {
+        for (std::uint32_t i2 = 0; i2 < 512; ++i2) {
+            const std::uint8_t e = plan2_[(static_cast<std::size_t>(ri) << 9) | i2];
+            if (is_table(e)) free_t3(i2);
+            leaves2 += is_leaf(e);
+        }
+        pt_alloc_.free(t2_page_[ri]);
+        t2_page_[ri] = 0;
+        ++pages;
+    } else {
+        free_t3(idx2(gfn));
+    }
+    zero_below(false, level, ri, gfn);
+    if (leaves2) stats_.update_page_stats(vm::PageLevel::M2, -static_cast<std::int64_t>(leaves2));
+    if (leaves3) stats_.update_page_stats(vm::PageLevel::K4, -static_cast<std::int64_t>(leaves3));
+    mc_->add(ModelCounters::tables_freed, pages);
+    return pages * 512;
+}
+
+// Both copies now (rwlock walkers, host operations).
+void Arm64Stage2::set_both(int level, std::uint32_t ri, Gfn gfn, std::uint8_t value) {
+    plan_entry(level, ri, gfn) = value;
+    std::uint8_t& e = vis_entry(level, ri, gfn);
+    if (is_table(e) && !is_table(value)) zero_below(true, level, ri, gfn);
+    e = value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+Arm64Stage2::Slot* Arm64Stage2::slot_of(Gfn gfn) { return slot_containing(slots_, gfn); }
+
+const Arm64Stage2::Slot* Arm64Stage2::slot_of(Gfn gfn) const { return slot_containing(slots_, gfn); }
+
+Arm64Stage2::Slot& Arm64Stage2::slot_by_id(std::uint32_t id) { return slot_with_id(slots_, id, "arm64_stage2"); }
+
+Time Arm64Stage2::touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes) {
+    return cache_.touch(cpu, addr, bytes, write);
+}
+
+// The lock word's line for a fault taking mmu_lock: a cache-to-cache transfer when the last
+// holder ran on another CPU, else a hit. Kept out of the cache model: a fault's cache-model work
+// is its walk (see the docs).
+Time Arm64Stage2::lock_line(std::uint32_t cpu) {
+    const bool moved = cpu != lock_cpu_;
+    lock_cpu_ = cpu;
+    return moved ? lock_transfer_ : lock_hit_;
+}
+
+// __gfn_to_pfn_memslot at time `at`: the page is there (GUP fast), or this is a first touch
+// (handle_mm_fault allocates and zeroes the host page: concurrent first touches of an anonymous
+// or THP page each zero one, as do_anonymous_page / do_huge_pmd_anonymous_page do before they
+// find the PTE taken; those of a hugetlb page wait for the first, behind the hugetlb fault mutex).
+// Host pages are always writable (no zero page, no CoW). Sets f.ready and f.zeroed for
+// commit(); changes nothing.
+Time Arm64Stage2::host_page(Fault& f, Time at) const {
+    const Slot& s = *f.s;
+    const std::int64_t ready = s.ready[s.host_index(f.gfn)];
+    f.ready = ready;
+    f.zeroed = 0;
+    if (ready <= at.ps()) return k_.gup_fast;
+    if (s.hugetlb && ready != kNever) return Time::ps(ready - at.ps()) + k_.gup_fast;
+    const std::uint64_t pages = pages_at(s.host_level);
+    const Time zero = k_.host_fault_base + k_.zero_4k * static_cast<std::int64_t>(pages);
+    f.ready = std::min(ready, (at + zero).ps());
+    f.zeroed = pages;
+    return zero;
+}
+
+// kvm_mmu_topup_memory_cache(memcache, kvm_mmu_cache_min_pages(kvm)): how many objects it would
+// allocate (below the minimum, it fills the cache to KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE).
+std::uint32_t Arm64Stage2::topup_objects(const VcpuState& v) const {
+    if (v.mc.nobjs() >= kMinCachePages) return 0;
+    return (v.mc.capacity() ? v.mc.capacity() : kKvmArchNrObjsPerMemoryCache) - v.mc.nobjs();
+}
+
+// The backing's page size, down to the largest block lying inside the slot
+// (fault_supports_stage2_huge_mapping; userspace addresses are aligned like the IPAs).
+int Arm64Stage2::max_mapping_level(const Slot& s, Gfn gfn) const {
+    int level = s.host_level;
+    while (level < 3) {
+        const Gfn g0 = round_gfn(gfn, level);
+        if (g0 >= s.base && g0 + pages_at(level) <= s.base + s.npages) break;
+        ++level;
+    }
+    return level;
+}
+
+// clean_dcache_guest_page: DC CIVAC over the range to the point of coherency; nothing with FWB.
+Time Arm64Stage2::dcache_clean(std::uint64_t bytes) {
+    if (cfg_.fwb) return Time::zero();
+    mc_->add(ModelCounters::dc_calls);
+    mc_->add(ModelCounters::dc_bytes, bytes);
+    return Time::ps(static_cast<std::int64_t>(static_cast<double>(bytes) * k_.dcache_clean_byte + 0.5));
+}
+
+// invalidate_icache_guest_page: IC IVAU per line up to MAX_DVM_OPS lines, else the whole I-cache.
+Time Arm64Stage2::icache_inval(std::uint64_t bytes) {
+    const std::uint64_t lines = std::max<std::uint64_t>(1, bytes / k_.icache_line);
+    if (lines > kMaxDvmOps) {
+        mc_->add(ModelCounters::ic_all);
+        return k_.icache_inval_all;
+    }
+    mc_->add(ModelCounters::ic_range);
+    mc_->add(ModelCounters::ic_bytes, bytes);
+    return k_.icache_inval_line * static_cast<std::int64_t>(lines);
+}
+
+// kvm_set_pfn_dirty + mark_page_dirty_in_slot.
+Time Arm64Stage2::mark_page_dirty(Slot& s, Gfn gfn, std::uint32_t cpu) {
+    if (!vm_.memslots[s.index].dirty_logging || s.bitmap.empty()) return k_.mark_page_dirty;
+    const std::uint64_t rel = gfn - s.base;
+    s.bitmap[rel / 64] |= std::uint64_t{1} << (rel % 64);
+    mc_->add(ModelCounters::dirty_marked);
+    return k_.mark_page_dirty + touch(cpu, s.bitmap_addr + (rel / 64) * 8, true);
+}
+
+std::optional<vm::PageLevel> Arm64Stage2::mapping_level(Gfn gfn) const {
+    const std::uint32_t ri = region_of(gfn);
+    if (ri == kNoRegion) return std::nullopt;
+    if (vis3_[(static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff)] & pte::V) return vm::PageLevel::K4;
+    if (is_leaf(vis2_[(static_cast<std::size_t>(ri) << 9) | idx2(gfn)])) return vm::PageLevel::M2;
+    if (is_leaf(vis1_[ri])) return vm::PageLevel::G1;
+    return std::nullopt;
+}
+
+std::uint8_t Arm64Stage2::leaf(Gfn gfn) const {
+    const std::uint32_t ri = region_of(gfn);
+    if (ri == kNoRegion) return 0;
+    const std::uint8_t e3 = vis3_[(static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff)];
+    if (e3 & pte::V) return e3;
+    const std::uint8_t e2 = vis2_[(static_cast<std::size_t>(ri) << 9) | idx2(gfn)];
+    if (is_leaf(e2)) return e2;
+    return is_leaf(vis1_[ri]) ? vis1_[ri] : 0;
+}
+
+bool Arm64Stage2::dirty(std::uint32_t slot, Gfn gfn) const { return page_dirty(slots_, slot, gfn); }
+
+// ---------------------------------------------------------------------------------------------
+// Visible-state publications and lock traces (spinlock)
+
+void Arm64Stage2::publish(Time at, int level, std::uint32_t ri, Gfn gfn, std::uint8_t value) {
+    if (!pub_.empty() && at.ps() < pub_.back().time) throw std::logic_error("arm64_stage2: publication out of order");
+    pub_.push_back(Publish{at.ps(), ri, gfn, static_cast<std::uint8_t>(level), value});
+    if (pub_.size() == 1) sim_.schedule(at, *publisher_);
+}
+
+void Arm64Stage2::publish_due() {
+    const std::int64_t now = sim_.now().ps();
+    while (!pub_.empty() && pub_.front().time <= now) {
+        const Publish& p = pub_.front();
+        std::uint8_t& e = vis_entry(p.level, p.ri, p.gfn);
+        if (is_table(e) && !is_table(p.value)) zero_below(true, p.level, p.ri, p.gfn);
+        e = p.value;
+        pub_.pop_front();
+    }
+    if (pub_.empty())
+        sim_.cancel(*publisher_);
+    else if (!publisher_->pending())
+        sim_.schedule(Time::ps(pub_.front().time), *publisher_);
+}
+
+void Arm64Stage2::trace_add(Time t, std::uint8_t kind, std::uint32_t pid, engine::Site site) {
+    trace_.push_back(TraceItem{t.ps(), kind, trace_seq_++, pid, site.id});
+    std::push_heap(trace_.begin(), trace_.end(), std::greater<>{});
+}
+
+// Lock records are kept at their simulated times, which a reserved hold knows ahead of the
+// engine's clock: they wait here until it gets there (a track's records must come in order).
+void Arm64Stage2::trace_flush() {
+    engine::Tracer* tr = sim_.tracer();
+    if (!tr) {
+        trace_.clear();
+        return;
+    }
+    const std::int64_t now = sim_.now().ps();
+    const std::string& lock = sim_.lock_stats().lock_name(spin_id_);
+    while (!trace_.empty() && trace_.front().t <= now) {
+        std::pop_heap(trace_.begin(), trace_.end(), std::greater<>{});
+        const TraceItem it = trace_.back();
+        trace_.pop_back();
+        const Time t = Time::ps(it.t);
+        switch (it.kind) {
+            case kWaitBegin: tr->lock_wait_begin(spin_id_, lock, it.pid, "exclusive", t); break;
+            case kWaitEnd: tr->lock_wait_end(spin_id_, it.pid, t); break;
+            case kHoldBegin:
+                tr->lock_hold_begin(spin_id_, lock, it.pid, "exclusive", sim_.lock_stats().site_name(it.site), t);
+                break;
+            default: tr->lock_hold_end(spin_id_, it.pid, "exclusive", t); break;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// mmu_lock as a spinlock
+
+// May an arrival at logical time t1 (>= now) take its place in the FIFO now, without an event?
+// Yes if no other arrival can come before it: every arrival still to come is at least
+// min_arrival_ after an event not yet processed (so after the next event time), and those already
+// waiting for their event are in arrivals_.
+bool Arm64Stage2::arrival_now(Time t1) const {
+    if (!early_) return false;
+    if (!arrivals_.empty() && t1.ps() >= arrivals_.front()) return false;
+    const Time next = sim_.next_event_time();
+    return next == Time::max() || t1 < next + min_arrival_;
+}
+
+engine::LockRecord& Arm64Stage2::spin_record(engine::Site site) {
+    const std::uint64_t key = (static_cast<std::uint64_t>(sim_.phase()) << 32) | site.id;
+    if (key == records_.back().key) return *records_.back().rec;
+    for (RecordSlot& s : records_)
+        if (s.key == key) {
+            std::swap(s, records_.back());  // the last one used is looked at first
+            return *records_.back().rec;
+        }
+    engine::LockRecord& r =
+        sim_.lock_stats().record(spin_id_, LockMode::Exclusive, site.id, static_cast<std::uint32_t>(sim_.phase()));
+    records_.push_back(RecordSlot{key, &r});
+    return r;
+}
+
+// Statistics and trace records of a grant at g of an arrival at t1 (as the engine's locks keep
+// them: waits of contended acquisitions only).
+void Arm64Stage2::spin_granted(engine::Process* p, engine::Site site, Time t1, Time g) {
+    engine::LockRecord& rec = spin_record(site);
+    ++rec.acquisitions;
+    if (g > t1) {
+        ++rec.contended;
+        rec.wait_ps.record(static_cast<std::uint64_t>((g - t1).ps()));
+    }
+    if (!sim_.tracer() || !p) return;
+    if (g > t1) {
+        trace_add(t1, kWaitBegin, p->id(), site);
+        trace_add(g, kWaitEnd, p->id(), site);
+    }
+    trace_add(g, kHoldBegin, p->id(), site);
+}
+
+// A host operation holds the lock from g, for as long as it takes.
+void Arm64Stage2::spin_open(engine::Process* p, engine::Site site, Time t1, Time g) {
+    open_ = true;
+    open_since_ = g;
+    open_site_ = site;
+    open_holder_ = p;
+    spin_granted(p, site, t1, g);
+}
+
+// A fault granted at g (>= its arrival f.t1): works out its hold, reserves it on the timeline and
+// returns when the vCPU is back in the guest.
+Time Arm64Stage2::spin_reserve(Fault& f, Time g) {
+    const Time h = hold(f, g);
+    busy_until_ = g + h;
+    if (fault_rec_phase_ != sim_.phase()) {
+        fault_rec_ = &spin_record(site_fault_);
+        fault_rec_phase_ = sim_.phase();
+    }
+    engine::LockRecord& rec = *fault_rec_;
+    ++rec.acquisitions;
+    if (g > f.t1) {
+        ++rec.contended;
+        rec.wait_ps.record(static_cast<std::uint64_t>((g - f.t1).ps()));
+    }
+    rec.hold_ps.record(static_cast<std::uint64_t>(h.ps()));
+    if (sim_.tracer() && f.proc) {
+        const std::uint32_t pid = f.proc->id();
+        if (g > f.t1) {
+            trace_add(f.t1, kWaitBegin, pid, site_fault_);
+            trace_add(g, kWaitEnd, pid, site_fault_);
+        }
+        trace_add(g, kHoldBegin, pid, site_fault_);
+        trace_add(g + h, kHoldEnd, pid, site_fault_);
+    }
+    return g + h + k_.fault_exit;
+}
+
+// spin_unlock by a host operation: the arrivals queued meanwhile get their places in order; a
+// fault's hold is worked out now, a host operation holds the lock open again.
+void Arm64Stage2::spin_release_host() {
+    spin_record(open_site_).hold_ps.record(static_cast<std::uint64_t>((sim_.now() - open_since_).ps()));
+    if (sim_.tracer() && open_holder_) trace_add(sim_.now(), kHoldEnd, open_holder_->id(), open_site_);
+    open_ = false;
+    open_holder_ = nullptr;
+    busy_until_ = sim_.now();
+    while (!waiters_.empty()) {
+        const TlWaiter w = waiters_.front();
+        waiters_.pop_front();
+        w.proc->unblock();
+        const Time g = std::max(w.arrival, busy_until_);
+        if (w.fault) {
+            w.fault->r = spin_reserve(*w.fault, g);
+            sim_.schedule_resume(w.fault->r, w.h, w.proc, engine::EventKind::LockGrant);
+            continue;
+        }
+        spin_open(w.proc, w.site, w.arrival, g);
+        sim_.schedule_resume(g, w.h, w.proc, engine::EventKind::LockGrant);
+        break;
+    }
+    trace_flush();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fault path: kvm_handle_guest_abort -> user_mem_abort
+
+Task<void> Arm64Stage2::page_fault(const vm::CpuContext& cpu, Gfn gfn, vm::Access access) {
+    co_await page_fault_at(sim_, cpu, gfn, access, sim_.now());
+}
+
+// user_mem_abort up to mmu_lock, worked out for a fault at `start` without changing anything:
+// false for an access outside every memslot (an MMIO access, emulated).
+bool Arm64Stage2::prepare(Fault& f, const vm::CpuContext& ctx, Gfn gfn, vm::Access access, Time start) {
+    if (ctx.vcpu < 0 || static_cast<std::size_t>(ctx.vcpu) >= vcpus_.size())
+        throw std::invalid_argument("arm64_stage2: page_fault from '" + ctx.name + "', which is not a vCPU of the VM");
+    f.v = vcpus_[static_cast<std::size_t>(ctx.vcpu)].get();
+    f.cpu = ctx.host_cpu;
+    f.gfn = gfn;
+    f.write = access == vm::Access::Write;
+    f.exec = access == vm::Access::Exec;
+    f.s = slot_of(gfn);
+    if (!f.s) return false;
+    // What the hardware reported: a permission fault on the valid leaf it found, or a
+    // translation fault (kvm_vcpu_trap_get_fault_type / _level).
+    const std::uint32_t ri = region_of(gfn);
+    if (vis3_[(static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff)] & pte::V)
+        f.fault_level = 3;
+    else if (is_leaf(vis2_[(static_cast<std::size_t>(ri) << 9) | idx2(gfn)]))
+        f.fault_level = 2;
+    else if (is_leaf(vis1_[ri]))
+        f.fault_level = 1;
+    f.perm = f.fault_level != 0;
+    const bool logging = vm_.memslots[f.s->index].dirty_logging;
+    Time t = start + k_.fault_entry + k_.user_mem_abort;
+    // Permission faults need no page-table page, but a dirty-logged write may split a block.
+    if (!f.perm || (logging && f.write)) {
+        f.topup = topup_objects(*f.v);
+        t += k_.mmu_cache_alloc_page * f.topup;
+    }
+    t += host_page(f, t);
+    f.level = logging ? 3 : max_mapping_level(*f.s, gfn);  // force_pte while logging
+    f.writable = !(logging && !f.write);                    // only a write fault maps writable then
+    f.t1 = t;
+    return true;
+}
+
+// What prepare() decided happens: the top-up, the GUP's first touch, the sequence snapshot.
+void Arm64Stage2::commit(Fault& f) {
+    stats_.add(stats_.pf_taken);
+    if (f.topup) {
+        std::uint32_t n = 0;
+        f.v->mc.topup(kMinCachePages, &n);
+        mc_->add(ModelCounters::topup_objs, n);
+    }
+    if (f.zeroed) {
+        mc_->add(ModelCounters::first_touch);
+        mc_->add(ModelCounters::zeroed_4k, f.zeroed);
+    }
+    f.s->ready[f.s->host_index(f.gfn)] = f.ready;
+    f.mmu_seq = inv_.seq();
+}
+
+std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn gfn, vm::Access access, Time start) {
+    // Lock records of a traced run are flushed when the fault returns: the coroutine does it.
+    if (!cfg_.spinlock || sim_.tracer()) return std::nullopt;
+    Fault f;
+    if (!prepare(f, ctx, gfn, access, start)) {
+        stats_.add(stats_.pf_taken);
+        stats_.add(stats_.pf_emulate);
+        return start + k_.fault_entry + k_.fault_exit;
+    }
+    if (open_ || !arrival_now(f.t1)) return std::nullopt;
+    commit(f);
+    f.proc = sim_.current();
+    return spin_reserve(f, std::max(f.t1, busy_until_));
+}
+
+Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& ctx, Gfn gfn, vm::Access access,
+                                      Time start) {
+    Fault f;
+    f.proc = sim_.current();
+    if (!prepare(f, ctx, gfn, access, start)) {
+        stats_.add(stats_.pf_taken);
+        stats_.add(stats_.pf_emulate);
+        co_await sim_.delay(start + k_.fault_entry + k_.fault_exit - sim_.now());
+        co_return;
+    }
+    commit(f);
+    if (!cfg_.spinlock) {
+        co_await fault_rw(f);
+        co_return;
+    }
+    const Time t = f.t1;
+    if (!arrival_now(t)) {
+        arrivals_.push_back(t.ps());
+        std::push_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
+        co_await sim_.delay(t - sim_.now());
+        std::pop_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
+        arrivals_.pop_back();
+    }
+    if (open_) {
+        co_await SpinWaitAwaiter{*this, &f, site_fault_, t};  // resumed at f.r
+    } else {
+        f.r = spin_reserve(f, std::max(t, busy_until_));
+        co_await sim_.delay(f.r - sim_.now());
+    }
+    if (sim_.tracer()) trace_flush();
+}
+
+// The work under mmu_lock from g (spinlock: all of it at once); returns its length.
+Time Arm64Stage2::hold(Fault& f, Time g) {
+    Walk w{f, g, Time::zero()};
+    if (hold_head(w)) hold_walk(w);
+    return w.h;
+}
+
+// The hold up to the walk: the lock word, mmu_invalidate_retry, v5.12's CMOs. False when the fault
+// must go back to the guest.
+bool Arm64Stage2::hold_head(Walk& w) {
+    Fault& f = w.f;
+    w.h = lock_line(f.cpu) + k_.mmu_lock_op;
+    w.ri = region_of(f.gfn);
+    if (inv_.retry(f.mmu_seq)) {  // the host mapping changed meanwhile: back to the guest
+        mc_->add(ModelCounters::retry_inv);
+        return false;
+    }
+    const std::uint64_t bytes = pages_at(f.level) * vm::kPageSize;
+    if (!cfg_.cmo_in_walker) {  // v5.12: on every fault but a permission fault, mapped or not
+        if (!f.perm) w.h += dcache_clean(bytes);
+        if (f.exec) w.h += icache_inval(bytes);
+    }
+    w.prot = static_cast<std::uint8_t>(pte::V | pte::R | (f.writable ? pte::W : 0) | (f.exec ? pte::X : 0));
+    return true;
+}
+
+// kvm_pgtable_stage2_relax_perms or kvm_pgtable_stage2_map, then marking the page dirty.
+void Arm64Stage2::hold_walk(Walk& w) {
+    Fault& f = w.f;
+    if (f.perm && f.level == f.fault_level)
+        relax_perms(w);
+    else
+        map(w);
+    if (w.ret == kFixed)
+        stats_.add(stats_.pf_fixed);
+    else if (w.ret == kSpurious)
+        stats_.add(stats_.pf_spurious);
+    if (f.writable && w.ok) w.h += mark_page_dirty(*f.s, f.gfn, f.cpu);
+}
+
+// A change of a descriptor at the walk's current time. Spinlock: the planned copy now, the
+// visible one then. Rwlock: both now, but a leaf installed after its CMOs stays locked until then
+// (stage2_try_break_pte's KVM_INVALID_PTE_LOCKED), when fault_rw() installs it.
+void Arm64Stage2::emit(Walk& w, int level, Gfn gfn, std::uint8_t value, bool leaf) {
+    if (cfg_.spinlock) {
+        plan_entry(level, w.ri, gfn) = value;
+        publish(w.g + w.h, level, w.ri, gfn, value);
+    } else if (!leaf) {
+        set_both(level, w.ri, gfn, value);
+    } else {
+        set_both(level, w.ri, gfn, pte::LOCKED);
+        w.f.deferred = true;
+        w.f.d_level = level;
+        w.f.d_value = value;
+        w.f.d_at = w.g + w.h;
+    }
+}
+
+// kvm_pgtable_stage2_map(vma_pagesize): the walk from level 1 to the mapping level.
+void Arm64Stage2::map(Walk& w) {
+    Fault& f = w.f;
+    mc_->add(ModelCounters::map);
+    w.h += k_.stage2_map_base;
+    for (int level = 1; level <= f.level; ++level) {
+        const std::uint8_t e = plan_entry(level, w.ri, f.gfn);
+        w.h += k_.stage2_walk_level + touch(f.cpu, entry_addr(level, w.ri, f.gfn), false);
+        if (level == f.level) {
+            try_leaf(w, level, e);
+            return;
+        }
+        if (is_table(e)) continue;
+        if (e & pte::LOCKED) {  // another walker is breaking it
+            mc_->add(ModelCounters::locked);
+            w.ret = kAgain;
+            return;
+        }
+        // stage2_map_walk_leaf: no table here, or a block in the way (force_pte): link a table
+        // page from the vCPU's cache, breaking the block first.
+        if (!f.v->mc.alloc()) {
+            mc_->add(ModelCounters::alloc_atomic);
+            w.h += k_.mmu_cache_alloc_page;
+        }
+        const std::uint64_t page = pt_alloc_.alloc();
+        if (e & pte::V) {
+            emit(w, level, f.gfn, pte::LOCKED, false);
+            w.h += touch(f.cpu, entry_addr(level, w.ri, f.gfn), true) + k_.tlbi_ipa;
+            stats_.update_page_stats(page_level(level), -1);
+            mc_->add(ModelCounters::bbm);
+            mc_->add(ModelCounters::tlbi_ipa);
+            mc_->add(ModelCounters::block_to_table);
+        }
+        if (level == 1)
+            t2_page_[w.ri] = page;
+        else
+            t3_page_[(static_cast<std::size_t>(w.ri) << 9) | idx2(f.gfn)] = page;
+        emit(w, level, f.gfn, pte::TABLE, false);
+        w.h += k_.stage2_pte_update + touch(f.cpu, entry_addr(level, w.ri, f.gfn), true);
+        mc_->add(ModelCounters::tables_linked);
+    }
+}
+
+// stage2_map_walker_try_leaf at the mapping level (a table there: stage2_map_walk_table_pre).
+void Arm64Stage2::try_leaf(Walk& w, int level, std::uint8_t old) {
+    Fault& f = w.f;
+    if (is_leaf(old)) {  // stage2_pte_needs_update: the same output, at most permissions differ
+        mc_->add(ModelCounters::map_same);
+        w.ret = kSpurious;
+        return;
+    }
+    if (old & pte::LOCKED) {
+        mc_->add(ModelCounters::locked);
+        w.ret = kAgain;
+        return;
+    }
+    if (is_table(old)) {  // a block replaces the table: break it, flush the VMID, free the table
+        const std::uint64_t entries = free_subtree(level, w.ri, f.gfn);
+        emit(w, level, f.gfn, pte::LOCKED, false);
+        w.h += touch(f.cpu, entry_addr(level, w.ri, f.gfn), true) + k_.tlbi_vmid;
+        mc_->add(ModelCounters::bbm);
+        mc_->add(ModelCounters::tlbi_vmid);
+        mc_->add(ModelCounters::table_to_block);
+        if (cfg_.spinlock)  // before v6.2 the removed table is walked and freed under the lock
+            w.h += k_.stage2_free_entry * static_cast<std::int64_t>(entries);
+        else  // since v6.2 by an RCU callback (free_removed_table)
+            mc_->add(ModelCounters::tables_rcu);
+    }
+    if (cfg_.cmo_in_walker) {  // only when a PTE is really installed
+        const std::uint64_t bytes = pages_at(level) * vm::kPageSize;
+        w.h += dcache_clean(bytes);
+        if (w.prot & pte::X) w.h += icache_inval(bytes);
+    }
+    emit(w, level, f.gfn, w.prot, true);
+    w.h += k_.stage2_pte_update + touch(f.cpu, entry_addr(level, w.ri, f.gfn), true);
+    stats_.update_page_stats(page_level(level), 1);
+    w.ret = kFixed;
+    w.ok = true;
+}
+
+// kvm_pgtable_stage2_relax_perms: add the fault's permissions to the leaf, then TLBI by IPA.
+void Arm64Stage2::relax_perms(Walk& w) {
+    Fault& f = w.f;
+    mc_->add(ModelCounters::relax);
+    w.h += k_.relax_perms_base;
+    int level = 1;
+    std::uint8_t e = 0;
+    for (;; ++level) {
+        e = plan_entry(level, w.ri, f.gfn);
+        w.h += k_.stage2_walk_level + touch(f.cpu, entry_addr(level, w.ri, f.gfn), false);
+        if (!is_table(e) || level == 3) break;
+    }
+    if (!(e & pte::V)) {  // gone or locked meanwhile: -EAGAIN, no TLBI
+        mc_->add(ModelCounters::relax_again);
+        w.ret = kAgain;
+        return;
+    }
+    const auto ne = static_cast<std::uint8_t>(e | (w.prot & (pte::R | pte::W | pte::X)));
+    if (ne != e) {
+        if (cfg_.cmo_in_walker && (ne & pte::X) && !(e & pte::X))
+            w.h += icache_inval(pages_at(level) * vm::kPageSize);
+        emit(w, level, f.gfn, ne, false);
+        w.h += k_.stage2_pte_update + touch(f.cpu, entry_addr(level, w.ri, f.gfn), true);
+        w.ret = kFixed;
+    } else {
+        w.ret = kSpurious;
+    }
+    w.h += k_.tlbi_ipa;
+    mc_->add(ModelCounters::tlbi_ipa);
+    w.ok = true;
+}
+
+// The fault under mmu_lock as an rwlock (v6.2): read lock, concurrent walkers. The walk reads the
+// descriptors when it gets there (after any CMOs user_mem_abort does first); a leaf it installs
+// stays locked through its TLBI and CMOs.
+Task<void> Arm64Stage2::fault_rw(Fault& f) {
+    if (f.t1 > sim_.now()) co_await sim_.delay(f.t1 - sim_.now());
+    engine::LockGuard guard = co_await rw_->read(site_fault_);
+    Walk w{f, sim_.now(), Time::zero()};
+    if (hold_head(w)) {
+        if (w.h > Time::zero()) co_await sim_.delay(w.h);
+        hold_walk(w);
+    }
+    if (f.deferred) {
+        co_await sim_.delay(f.d_at - sim_.now());
+        const std::uint32_t ri = region_of(f.gfn);
+        if (plan_entry(f.d_level, ri, f.gfn) == pte::LOCKED) set_both(f.d_level, ri, f.gfn, f.d_value);
+    }
+    if (w.g + w.h > sim_.now()) co_await sim_.delay(w.g + w.h - sim_.now());
+    guard.unlock();
+    co_await sim_.delay(k_.fault_exit);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host-side operations
+
+Arm64Stage2::Bulk Arm64Stage2::make_bulk(const vm::CpuContext& cpu) {
+    Bulk b;
+    b.start(cpu, k_.sched_timeslice, sim_.now());
+    return b;
+}
+
+Task<void> Arm64Stage2::settle(Bulk& b) { co_await models::settle(sim_, b); }
+
+// mmu_lock for write (spin_lock before v6.2), after host_entry (the ioctl's or the notifier's way
+// to the lock: no host arrival comes sooner after its last event).
+Task<void> Arm64Stage2::lock(Bulk& b, engine::Site site) {
+    co_await settle(b);
+    co_await sim_.delay(k_.host_entry);
+    b.site = site;
+    if (!cfg_.spinlock) {
+        b.guard = co_await rw_->write(site);
+    } else if (open_ || !waiters_.empty()) {
+        co_await SpinWaitAwaiter{*this, nullptr, site, sim_.now()};
+    } else {
+        const Time g = std::max(sim_.now(), busy_until_);
+        spin_open(sim_.current(), site, sim_.now(), g);
+        if (g > sim_.now()) co_await sim_.delay(g - sim_.now());
+    }
+    if (cfg_.spinlock) {
+        publish_due();  // every reserved hold has ended: the guest sees all of it
+        trace_flush();
+    }
+    b.acc += touch(b.cpu, mmu_lock_addr_, true);
+    lock_cpu_ = b.cpu;
+    b.last_line = BulkWork::kNoLine;
+}
+
+Task<void> Arm64Stage2::unlock(Bulk& b) {
+    co_await settle(b);
+    if (cfg_.spinlock)
+        spin_release_host();
+    else
+        b.guard.unlock();
+    b.acc += touch(b.cpu, mmu_lock_addr_, true);
+}
+
+bool Arm64Stage2::needbreak() const {
+    if (!cfg_.preempt) return false;
+    return cfg_.spinlock ? !waiters_.empty() : rw_->needbreak();
+}
+
+// cond_resched_rwlock_write / cond_resched_lock between chunks of stage2_apply_range.
+Task<void> Arm64Stage2::cond_resched(Bulk& b) {
+    const bool resched = b.clock.need_resched(sim_.now() + b.acc);
+    if (!needbreak() && !resched) co_return;
+    mc_->add(ModelCounters::resched);
+    const engine::Site site = b.site;
+    co_await unlock(b);
+    b.acc += k_.lock_yield;
+    if (resched) {
+        co_await settle(b);
+        b.clock.start(sim_.now());
+    }
+    co_await lock(b, site);
+}
+
+// kvm_pgtable_stage2_wrprotect on one descriptor (stage2_attr_walker, clearing S2AP_W).
+void Arm64Stage2::wp_entry(Bulk& b, int level, std::uint32_t ri, Gfn gfn) {
+    const std::uint8_t e = plan_entry(level, ri, gfn);
+    if (!is_leaf(e) || !(e & pte::W)) return;
+    set_both(level, ri, gfn, static_cast<std::uint8_t>(e & ~pte::W));
+    b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(level, ri, gfn), true);
+    mc_->add(ModelCounters::wp);
+}
+
+// stage2_wp_range -> stage2_apply_range_resched(kvm_pgtable_stage2_wrprotect), 1 GiB at a time,
+// with a cond_resched between chunks. Every descriptor visited costs a walker step; every new
+// line of descriptors a touch.
+Task<void> Arm64Stage2::wp_range(Bulk& b, Gfn start, Gfn end) {
+    for (Gfn a = start; a < end;) {
+        const Gfn next = std::min(round_gfn(a, 1) + pages_at(1), end);
+        const std::uint32_t ri = region_of(a);
+        if (ri != kNoRegion) {
+            auto step = [&](int level, Gfn g) {
+                const std::uint64_t addr = entry_addr(level, ri, g);
+                b.acc += k_.stage2_walk_step;
+                if ((addr >> 6) != b.last_line) {
+                    b.acc += touch(b.cpu, addr, false);
+                    b.last_line = addr >> 6;
+                }
+                return plan_entry(level, ri, g);
+            };
+            const std::uint8_t e1 = step(1, a);
+            if (is_leaf(e1)) {
+                wp_entry(b, 1, ri, a);
+            } else if (is_table(e1)) {
+                for (Gfn g2 = round_gfn(a, 2); g2 < next; g2 += pages_at(2)) {
+                    const std::uint8_t e2 = step(2, g2);
+                    if (is_leaf(e2)) {
+                        wp_entry(b, 2, ri, g2);
+                    } else if (is_table(e2)) {
+                        for (Gfn g3 = std::max(g2, a); g3 < std::min(g2 + pages_at(2), next); ++g3)
+                            if (is_leaf(step(3, g3))) wp_entry(b, 3, ri, g3);
+                    }
+                }
+            }
+        }
+        a = next;
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        if (a < end) co_await cond_resched(b);
+    }
+}
+
+// KVM_SET_USER_MEMORY_REGION adding KVM_MEM_LOG_DIRTY_PAGES: the memslot update, then
+// kvm_arch_commit_memory_region -> kvm_mmu_wp_memory_region (unless initially-all-set):
+// write-protect every leaf under mmu_lock (blocks stay blocks: no eager splitting by default),
+// then kvm_flush_remote_tlbs.
+Task<void> Arm64Stage2::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t slot, vm::DirtyLogOptions opts) {
+    Slot& s = slot_by_id(slot);
+    vm::Memslot& m = vm_.memslots[s.index];
+    if (m.dirty_logging) co_return;
+    Bulk b = make_bulk(cpu);
+    co_await sim_.delay(k_.memslot_update);
+    s.manual_protect = opts.manual_protect_initially_set;
+    s.bitmap = make_dirty_bitmap(s.npages, s.manual_protect);
+    m.dirty_logging = true;
+    if (s.manual_protect) co_return;
+    b.clock.start(sim_.now());
+    co_await lock(b, site_wp_);
+    co_await wp_range(b, s.base, s.base + s.npages);
+    co_await unlock(b);
+    b.acc += k_.tlbi_vmid;  // kvm_flush_remote_tlbs: TLBI VMALLS12E1IS, broadcast
+    stats_.add(stats_.remote_tlb_flush_requests);
+    stats_.add(stats_.remote_tlb_flush);
+    mc_->add(ModelCounters::tlbi_vmid);
+    co_await settle(b);
+}
+
+// kvm_arch_mmu_enable_log_dirty_pt_masked: write-protect from the first to the last page of the
+// mask.
+Task<void> Arm64Stage2::harvest(Bulk& b, Slot& s, std::uint64_t word, std::uint64_t mask) {
+    const Gfn base = s.base + word * 64;
+    co_await wp_range(b, base + static_cast<unsigned>(std::countr_zero(mask)),
+                      base + 64 - static_cast<unsigned>(std::countl_zero(mask)));
+}
+
+// KVM_GET_DIRTY_LOG: kvm_get_dirty_log_protect.
+Task<std::uint64_t> Arm64Stage2::dirty_log_get(const vm::CpuContext& cpu, std::uint32_t slot) {
+    Slot& s = slot_by_id(slot);
+    if (!vm_.memslots[s.index].dirty_logging || s.bitmap.empty()) co_return 0;
+    Bulk b = make_bulk(cpu);
+    std::uint64_t harvested = 0;
+    const std::size_t nw = s.bitmap.size();
+    if (s.manual_protect) {  // the bitmap is copied as is; KVM_CLEAR_DIRTY_LOG protects
+        for (std::size_t i = 0; i < nw; ++i) {
+            b.acc += k_.dirty_bitmap_word;
+            if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
+            harvested += static_cast<std::uint64_t>(std::popcount(s.bitmap[i]));
+        }
+        co_await settle(b);
+        mc_->add(ModelCounters::harvested, harvested);
+        co_return harvested;
+    }
+    bool flush = false;
+    co_await lock(b, site_get_);
+    for (std::size_t i = 0; i < nw; ++i) {
+        b.acc += k_.dirty_bitmap_word;
+        if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
+        if (!s.bitmap[i]) continue;
+        flush = true;
+        const std::uint64_t mask = std::exchange(s.bitmap[i], 0);
+        b.acc += touch(b.cpu, s.bitmap_addr + i * 8, true);
+        harvested += static_cast<std::uint64_t>(std::popcount(mask));
+        co_await harvest(b, s, i, mask);
+    }
+    co_await unlock(b);
+    if (flush) {  // kvm_flush_remote_tlbs_memslot
+        b.acc += k_.tlbi_vmid;
+        stats_.add(stats_.remote_tlb_flush_requests);
+        stats_.add(stats_.remote_tlb_flush);
+        mc_->add(ModelCounters::tlbi_vmid);
+    }
+    co_await settle(b);
+    mc_->add(ModelCounters::harvested, harvested);
+    co_return harvested;
+}
+
+// KVM_CLEAR_DIRTY_LOG: kvm_clear_dirty_log_protect over [first, first + npages), rounded down to
+// 64 pages of the slot.
+Task<void> Arm64Stage2::dirty_log_clear(const vm::CpuContext& cpu, std::uint32_t slot, Gfn first, std::uint64_t npages) {
+    Slot& s = slot_by_id(slot);
+    if (!vm_.memslots[s.index].dirty_logging || !s.manual_protect || s.bitmap.empty()) co_return;
+    if (first < s.base || first - s.base >= s.npages || npages == 0) co_return;
+    const std::uint64_t off0 = (first - s.base) & ~std::uint64_t{63};
+    const std::uint64_t last = std::min(first - s.base + npages, s.npages);
+    Bulk b = make_bulk(cpu);
+    bool flush = false;
+    co_await lock(b, site_clear_);
+    for (std::uint64_t off = off0; off < last; off += 64) {
+        const std::size_t i = off / 64;
+        b.acc += k_.dirty_bitmap_word;
+        if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
+        const std::uint64_t user = dirty_word_range(off, first - s.base, last);
+        const std::uint64_t mask = user & s.bitmap[i];
+        if (!mask) continue;
+        s.bitmap[i] &= ~user;
+        b.acc += touch(b.cpu, s.bitmap_addr + i * 8, true);
+        flush = true;
+        co_await harvest(b, s, i, mask);
+    }
+    co_await unlock(b);
+    if (flush) {
+        b.acc += k_.tlbi_vmid;
+        stats_.add(stats_.remote_tlb_flush_requests);
+        stats_.add(stats_.remote_tlb_flush);
+        mc_->add(ModelCounters::tlbi_vmid);
+    }
+    co_await settle(b);
+}
+
+// KVM_SET_USER_MEMORY_REGION removing KVM_MEM_LOG_DIRTY_PAGES: only the memslot update on arm64;
+// later faults map blocks again (a table replaced by a block, freeing the table).
+Task<void> Arm64Stage2::dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t slot) {
+    (void)cpu;
+    Slot& s = slot_by_id(slot);
+    vm::Memslot& m = vm_.memslots[s.index];
+    if (!m.dirty_logging) co_return;
+    co_await sim_.delay(k_.memslot_update);
+    m.dirty_logging = false;
+    s.bitmap.clear();
+    s.bitmap.shrink_to_fit();
+    s.manual_protect = false;
+}
+
+// kvm_pgtable_stage2_unmap over [start, end): every leaf overlapping it goes (a block entirely),
+// with a TLBI by IPA each and, without FWB, a clean of what it mapped (stage2_unmap_walker).
+// Emptied table pages stay linked (the kernel frees them).
+Task<void> Arm64Stage2::unmap_range(Bulk& b, Gfn start, Gfn end) {
+    auto unmap = [&](int level, std::uint32_t ri, Gfn g) {
+        set_both(level, ri, g, 0);
+        stats_.update_page_stats(page_level(level), -1);
+        b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(level, ri, g), true) + k_.tlbi_ipa +
+                 dcache_clean(pages_at(level) * vm::kPageSize);
+        mc_->add(ModelCounters::tlbi_ipa);
+        mc_->add(ModelCounters::unmapped);
+    };
+    for (Gfn a = start; a < end;) {
+        const Gfn next = std::min(round_gfn(a, 1) + pages_at(1), end);
+        const std::uint32_t ri = region_of(a);
+        if (ri != kNoRegion) {
+            b.acc += k_.stage2_walk_step;
+            const std::uint8_t e1 = plan_entry(1, ri, a);
+            if (is_leaf(e1)) {
+                unmap(1, ri, a);
+            } else if (is_table(e1)) {
+                for (Gfn g2 = round_gfn(a, 2); g2 < next; g2 += pages_at(2)) {
+                    b.acc += k_.stage2_walk_step;
+                    const std::uint8_t e2 = plan_entry(2, ri, g2);
+                    if (is_leaf(e2)) {
+                        unmap(2, ri, g2);
+                    } else if (is_table(e2)) {
+                        for (Gfn g3 = std::max(g2, a); g3 < std::min(g2 + pages_at(2), next); ++g3) {
+                            b.acc += k_.stage2_walk_step;
+                            if (is_leaf(plan_entry(3, ri, g3))) unmap(3, ri, g3);
+                        }
+                    }
+                }
+            }
+        }
+        a = next;
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        if (a < end) co_await cond_resched(b);
+    }
+}
+
+// An MMU-notifier invalidation (a host unmap): invalidate_range_start (begin, kvm_unmap_gfn_range)
+// and invalidate_range_end (end), each under mmu_lock; the host drops its pages in between.
+Task<void> Arm64Stage2::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn end) {
+    if (end <= start) co_return;
+    Bulk b = make_bulk(cpu);
+    co_await lock(b, site_mn_start_);
+    inv_.begin();
+    inv_.range_add(start, end);
+    co_await unmap_range(b, start, end);
+    co_await unlock(b);
+    co_await settle(b);
+    for (auto& sp : slots_) {
+        Slot& s = *sp;
+        const Gfn a = std::max(start, s.base), z = std::min(end, s.base + s.npages);
+        if (a >= z) continue;
+        for (std::uint64_t h = s.host_index(a); h <= s.host_index(z - 1); ++h) s.ready[h] = kNever;
+    }
+    co_await lock(b, site_mn_end_);
+    inv_.end();
+    co_await unlock(b);
+    co_await settle(b);
+}
+
+}  // namespace arm64_stage2
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+
+vm::ModelInfo arm64_stage2_model_info() {
+    vm::ModelInfo info;
+    info.name = "arm64_stage2";
+    info.summary =
+        "arm64 stage-2 (KVM/arm64): user_mem_abort, the stage-2 map walker with break-before-make, TLBIs, "
+        "cache maintenance (seed 004), dirty logging with lazy block splitting and rebuilding";
+    info.kernel =
+        "Linux v6.2: arch/arm64/kvm/mmu.c (user_mem_abort, kvm_mmu_wp_memory_region), arch/arm64/kvm/hyp/pgtable.c "
+        "(stage2_map_walker, stage2_map_walker_try_leaf, stage2_try_break_pte, kvm_pgtable_stage2_relax_perms), "
+        "virt/kvm/kvm_main.c; mmu_lock = spinlock and cmo = user_mem_abort give v5.12 (before Yanan Wang's "
+        "'KVM: arm64: Move guest CMOs to the fault handlers', v5.14)";
+    info.knobs = {
+        choice_knob("mmu_lock", "rwlock", {"rwlock", "spinlock"},
+                    "kvm->mmu_lock: 'rwlock' (v6.2, parallel stage-2 faults: faults take it for read and install "
+                    "with cmpxchg, locking a PTE through its break-before-make; removed tables are freed by RCU) or "
+                    "'spinlock' (before v6.2: every fault and walk exclusive; a removed table is freed under the "
+                    "lock)"),
+        choice_knob("cmo", "map_walker", {"map_walker", "user_mem_abort"},
+                    "where the cache maintenance runs (seed 004): 'user_mem_abort' (before v5.14: D-cache clean "
+                    "to PoC of the whole mapping on every non-permission fault and I-cache invalidation on every "
+                    "exec fault, under mmu_lock, whether or not the walker then installs anything) or "
+                    "'map_walker' (v5.14+: kvm_pgtable_mm_ops callbacks, only when a PTE is installed or exec "
+                    "permission added)"),
+        bool_knob("preempt", true,
+                  "host kernel with CONFIG_PREEMPTION: spin/rwlock_needbreak() report mmu_lock waiters, so "
+                  "stage2_apply_range yields to them between 1 GiB chunks; false: it yields only on need_resched()"),
+    };
+    info.costs = arm64_stage2::Costs::names();
+    info.features = {"fwb"};
+    info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
+                       vm::Operation::DirtyLogDisable, vm::Operation::Invalidate};
+    info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {
+        return std::make_unique<arm64_stage2::Arm64Stage2>(env);
+    };
+    return info;
+}
+
+void register_arm64_stage2(vm::ModelRegistry& registry) { registry.add(arm64_stage2_model_info()); }
+
+}  // namespace kvmsim::models

@@ -1,0 +1,277 @@
+// arm64 stage-2 MMU model ("arm64_stage2"): KVM/arm64's guest stage-2 page tables, following
+// Linux v6.2 (torvalds/linux; arch/arm64/kvm/mmu.c, arch/arm64/kvm/hyp/pgtable.c,
+// virt/kvm/kvm_main.c), with knobs for the older behaviour seed 004 measured (v5.12):
+//   faults      kvm_handle_guest_abort -> user_mem_abort: vma_pagesize (PAGE_SIZE while dirty
+//               logging, else the backing's, limited by fault_supports_stage2_huge_mapping and
+//               transparent_hugepage_adjust), kvm_mmu_topup_memory_cache unless a permission
+//               fault, the mmu_invalidate_seq snapshot, __gfn_to_pfn_memslot, mmu_lock (spin_lock
+//               before v6.2, read_lock since), mmu_invalidate_retry, then
+//               kvm_pgtable_stage2_relax_perms (permission fault at the mapped size) or
+//               kvm_pgtable_stage2_map, mark_page_dirty_in_slot
+//   map walker  stage2_map_walker: stage2_map_walk_table_pre (table -> block, freeing the table),
+//               stage2_map_walk_leaf (block -> table on a dirty-logged write),
+//               stage2_map_walker_try_leaf (stage2_pte_needs_update, stage2_try_break_pte with
+//               __kvm_tlb_flush_vmid_ipa / __kvm_tlb_flush_vmid, CMOs, stage2_make_pte),
+//               stage2_attr_walker
+//   CMOs        clean_dcache_guest_page (dcache_clean_inval_poc; nothing with FWB),
+//               invalidate_icache_guest_page (by line up to a bound, else the whole I-cache);
+//               in user_mem_abort (v5.12) or as kvm_pgtable_mm_ops callbacks in the walker
+//               (Yanan Wang, "KVM: arm64: Move guest CMOs to the fault handlers", v5.14)
+//   dirty log   kvm_mmu_wp_memory_region -> stage2_wp_range, kvm_get_dirty_log_protect,
+//               kvm_clear_dirty_log_protect, kvm_arch_mmu_enable_log_dirty_pt_masked; disabling
+//               only swaps the memslot (blocks are rebuilt by later faults)
+//   notifiers   kvm_mmu_notifier_invalidate_range_start/end -> kvm_unmap_gfn_range ->
+//               kvm_pgtable_stage2_unmap
+// See docs/models/arm64_stage2.md for the design, the costs and what is left out.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/common/host_memory.hpp"
+#include "models/common/invalidation.hpp"
+#include "models/common/kvm_stats.hpp"
+#include "models/common/memory_cache.hpp"
+#include "models/common/regions.hpp"
+#include "models/common/resched.hpp"
+#include "sim/engine/sync.hpp"
+#include "sim/vm/mmu_model.hpp"
+
+namespace kvmsim::models {
+
+// Adds "arm64_stage2" to the registry.
+void register_arm64_stage2(vm::ModelRegistry& registry);
+vm::ModelInfo arm64_stage2_model_info();
+
+namespace arm64_stage2 {
+
+// Cost constants read from the host profile (picoseconds; dcache_clean_byte in ps per byte,
+// icache_line in bytes), by their profile names.
+struct Costs {
+    engine::Time fault_entry, fault_exit, user_mem_abort, gup_fast, host_fault_base, zero_4k, mmu_cache_alloc_page,
+        mmu_lock_op, stage2_map_base, stage2_walk_level, stage2_pte_update, stage2_free_entry, relax_perms_base,
+        tlbi_ipa, tlbi_vmid, icache_inval_line, icache_inval_all, mark_page_dirty, host_entry, memslot_update,
+        stage2_walk_step, dirty_bitmap_word, sched_timeslice, lock_yield;
+    double dcache_clean_byte = 0;  // ps per byte cleaned to the point of coherency
+    std::uint64_t icache_line = 64;
+    static const std::vector<std::string>& names();
+    static Costs from(const vm::CostProfile& p);
+};
+
+struct Config {
+    bool spinlock = false;        // mmu_lock = "spinlock": before v6.2, everything exclusive
+    bool cmo_in_walker = true;    // cmo = "map_walker" (v5.14+) or "user_mem_abort" (before)
+    bool preempt = true;          // CONFIG_PREEMPTION: spin/rwlock_needbreak() is live
+    bool fwb = false;             // host feature FEAT_S2FWB (stage2_has_fwb)
+    static Config from(const vm::Knobs& knobs, const vm::HostConfig& host);
+};
+
+// Stage-2 descriptor state bits, one byte per entry (see arm64_stage2.cpp).
+namespace pte {
+inline constexpr std::uint8_t V = 0x01;       // valid
+inline constexpr std::uint8_t R = 0x02;       // S2AP read
+inline constexpr std::uint8_t W = 0x04;       // S2AP write
+inline constexpr std::uint8_t X = 0x08;       // executable (XN clear)
+inline constexpr std::uint8_t T = 0x10;       // table descriptor (with V)
+inline constexpr std::uint8_t LOCKED = 0x20;  // KVM_INVALID_PTE_LOCKED (not valid)
+inline constexpr std::uint8_t TABLE = V | T;
+}  // namespace pte
+
+class Arm64Stage2 final : public vm::MmuModel {
+public:
+    explicit Arm64Stage2(vm::ModelEnv& env);
+    ~Arm64Stage2() override;
+
+    // Reads the visible descriptors bottom-up: a valid level-3 page, else a level-2 block, else a
+    // level-1 block (entries below anything but a linked table are kept zero).
+    bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
+        (void)vcpu;
+        const std::uint32_t ri = regions_.of(gfn);
+        if (ri == kNoRegion) [[unlikely]]
+            return false;
+        const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
+        const std::uint8_t e3 = vis3_[(static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff)];
+        if (e3 & pte::V) [[likely]]
+            return (e3 & need) != 0;
+        const std::uint8_t e2 = vis2_[(static_cast<std::size_t>(ri) << 9) | ((gfn >> 9) & 511)];
+        if ((e2 & pte::TABLE) == pte::V) return (e2 & need) != 0;
+        const std::uint8_t e1 = vis1_[ri];
+        return (e1 & pte::TABLE) == pte::V && (e1 & need) != 0;
+    }
+
+    engine::Task<void> page_fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access) override;
+    engine::Task<void> page_fault_at(engine::Simulator& sim, const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access,
+                                     engine::Time start) override;
+    std::optional<engine::Time> page_fault_now(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access,
+                                               engine::Time start) override;
+    engine::Time fault_lookahead() const override { return min_fault_pre_; }
+
+    engine::Task<void> dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t slot,
+                                        vm::DirtyLogOptions opts) override;
+    engine::Task<std::uint64_t> dirty_log_get(const vm::CpuContext& cpu, std::uint32_t slot) override;
+    engine::Task<void> dirty_log_clear(const vm::CpuContext& cpu, std::uint32_t slot, vm::Gfn first,
+                                       std::uint64_t npages) override;
+    engine::Task<void> dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t slot) override;
+    engine::Task<void> invalidate_range(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
+
+    // Introspection for tests (no simulated cost; the visible state, as the guest sees it).
+    std::optional<vm::PageLevel> mapping_level(vm::Gfn gfn) const;
+    std::uint8_t leaf(vm::Gfn gfn) const;  // the visible leaf descriptor mapping gfn (0 if none)
+    std::int64_t pages(vm::PageLevel level) const { return stats_.pages(level); }
+    std::uint64_t table_pages() const { return pt_alloc_.live(); }  // including the 2 root pages
+    bool dirty(std::uint32_t slot, vm::Gfn gfn) const;
+    const Config& config() const { return cfg_; }
+    const Costs& costs() const { return k_; }
+    // For tests: every spinlock arrival waits for its own event (the reference for the arrivals
+    // taken ahead of events, which must give the same run).
+    void set_early_arrivals(bool on) { early_ = on; }
+
+    static constexpr std::uint32_t kNoRegion = GibRegions::kNone;
+
+private:
+    struct Slot;
+    struct VcpuState;
+    struct Fault;
+    struct Walk;
+    struct Bulk;
+    struct Publish;
+    struct TlWaiter;
+    struct TraceItem;
+    struct ModelCounters;
+    class Publisher;
+    struct SpinWaitAwaiter;
+    struct SpinTarget;
+
+    static constexpr std::uint8_t kNeed[4] = {pte::R, pte::W, pte::X, 0};
+
+    // --- descriptors ---
+    static std::size_t i2(std::uint32_t ri, vm::Gfn gfn) { return (std::size_t{ri} << 9) | ((gfn >> 9) & 511); }
+    static std::size_t i3(std::uint32_t ri, vm::Gfn gfn) { return (std::size_t{ri} << 18) | (gfn & 0x3ffff); }
+    std::uint8_t& plan_entry(int level, std::uint32_t ri, vm::Gfn gfn) {
+        return level == 1 ? plan1_[ri] : level == 2 ? plan2_[i2(ri, gfn)] : plan3_[i3(ri, gfn)];
+    }
+    std::uint8_t& vis_entry(int level, std::uint32_t ri, vm::Gfn gfn) {
+        return level == 1 ? vis1_[ri] : level == 2 ? vis2_[i2(ri, gfn)] : vis3_[i3(ri, gfn)];
+    }
+    // The descriptor's address in the synthetic host-physical space (what the cache model sees).
+    // The walk reaches a level only through a linked table, so the table page exists.
+    std::uint64_t entry_addr(int level, std::uint32_t ri, vm::Gfn gfn) const {
+        if (level == 1) return root_hpa_ + ((gfn >> 18) & 1023) * 8;
+        if (level == 2) return t2_page_[ri] + ((gfn >> 9) & 511) * 8;
+        return t3_page_[i2(ri, gfn)] + (gfn & 511) * 8;
+    }
+    std::uint32_t region_of(vm::Gfn gfn) const { return regions_.of(gfn); }
+    void zero_below(bool vis, int level, std::uint32_t ri, vm::Gfn gfn);
+    std::uint64_t free_subtree(int level, std::uint32_t ri, vm::Gfn gfn);
+    void set_both(int level, std::uint32_t ri, vm::Gfn gfn, std::uint8_t value);
+
+    // --- the fault path ---
+    bool prepare(Fault& f, const vm::CpuContext& ctx, vm::Gfn gfn, vm::Access access, engine::Time start);
+    void commit(Fault& f);
+    engine::Time host_page(Fault& f, engine::Time at) const;
+    std::uint32_t topup_objects(const VcpuState& v) const;
+    int max_mapping_level(const Slot& s, vm::Gfn gfn) const;
+    engine::Time hold(Fault& f, engine::Time g);  // the work under mmu_lock from g; returns its length
+    bool hold_head(Walk& w);
+    void hold_walk(Walk& w);
+    void map(Walk& w);
+    void relax_perms(Walk& w);
+    void try_leaf(Walk& w, int level, std::uint8_t old);
+    void emit(Walk& w, int level, vm::Gfn gfn, std::uint8_t value, bool leaf);
+    engine::Time dcache_clean(std::uint64_t bytes);
+    engine::Time icache_inval(std::uint64_t bytes);
+    engine::Time mark_page_dirty(Slot& s, vm::Gfn gfn, std::uint32_t cpu);
+    engine::Time touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes = 8);
+    engine::Time lock_line(std::uint32_t cpu);
+    engine::Task<void> fault_rw(Fault& f);
+
+    // --- mmu_lock as a spinlock: a FIFO timeline of reserved holds (see arm64_stage2.cpp) ---
+    bool arrival_now(engine::Time t1) const;
+    engine::Time spin_reserve(Fault& f, engine::Time g);
+    void spin_granted(engine::Process* p, engine::Site site, engine::Time t1, engine::Time g);
+    void spin_open(engine::Process* p, engine::Site site, engine::Time t1, engine::Time g);
+    void spin_release_host();
+    engine::LockRecord& spin_record(engine::Site site);
+    void publish(engine::Time at, int level, std::uint32_t ri, vm::Gfn gfn, std::uint8_t value);
+    void publish_due();
+    void trace_add(engine::Time t, std::uint8_t kind, std::uint32_t pid, engine::Site site);
+    void trace_flush();
+
+    // --- host-side operations ---
+    Bulk make_bulk(const vm::CpuContext& cpu);
+    engine::Task<void> settle(Bulk& b);
+    engine::Task<void> lock(Bulk& b, engine::Site site);
+    engine::Task<void> unlock(Bulk& b);
+    engine::Task<void> cond_resched(Bulk& b);
+    bool needbreak() const;
+    engine::Task<void> wp_range(Bulk& b, vm::Gfn start, vm::Gfn end);
+    void wp_entry(Bulk& b, int level, std::uint32_t ri, vm::Gfn gfn);
+    engine::Task<void> harvest(Bulk& b, Slot& s, std::uint64_t word, std::uint64_t mask);
+    engine::Task<void> unmap_range(Bulk& b, vm::Gfn start, vm::Gfn end);
+    Slot* slot_of(vm::Gfn gfn);
+    const Slot* slot_of(vm::Gfn gfn) const;
+    Slot& slot_by_id(std::uint32_t id);
+
+    engine::Simulator& sim_;
+    engine::CacheModel& cache_;
+    vm::VmConfig& vm_;
+    Config cfg_;
+    Costs k_;
+    KvmStats stats_;
+    MmuInvalidation inv_;
+    KernelDataLayout kdata_;
+    PageTablePageAllocator pt_alloc_;
+    std::uint64_t root_hpa_ = 0;
+    std::uint64_t mmu_lock_addr_ = 0;
+    std::uint32_t lock_cpu_ = ~std::uint32_t{0};  // the CPU whose cache holds the lock word
+    engine::Time lock_transfer_, lock_hit_;
+    engine::Time min_fault_pre_;  // the least time from a fault's start to mmu_lock
+    engine::Time min_arrival_;    // ... from any event to any arrival at mmu_lock
+    bool early_ = true;
+
+    // Descriptors: one region per 1 GiB of IPA space overlapping a memslot: its level-1 entry, its
+    // level-2 table (512) and the level-3 tables below (262144). vis*: what the guest sees (hits);
+    // plan*: what walkers under mmu_lock read and write (ahead of vis by the reserved holds).
+    std::vector<std::uint8_t> vis1_, vis2_, vis3_, plan1_, plan2_, plan3_;
+    std::vector<std::uint64_t> t2_page_;  // per region: the level-2 table page linked from level 1
+    std::vector<std::uint64_t> t3_page_;  // per region * 512: the level-3 table pages
+    GibRegions regions_;
+
+    std::vector<std::unique_ptr<Slot>> slots_;
+    std::vector<std::unique_ptr<VcpuState>> vcpus_;
+
+    // mmu_lock: the engine's rwlock (mmu_lock = "rwlock"), or the spinlock timeline.
+    std::optional<engine::RwLock> rw_;
+    std::uint32_t spin_id_ = 0;            // lock-statistics id of the timeline
+    engine::Time busy_until_;              // end of the last reserved hold
+    bool open_ = false;                    // a host operation holds (or is next to hold) the lock
+    std::deque<TlWaiter> waiters_;         // arrivals while open_, FIFO
+    std::vector<std::int64_t> arrivals_;   // min-heap: arrival times still waiting for their event
+    struct RecordSlot {
+        std::uint64_t key;
+        engine::LockRecord* rec;
+    };
+    std::vector<RecordSlot> records_;
+    engine::LockRecord* fault_rec_ = nullptr;  // the faults' record in phase fault_rec_phase_
+    std::size_t fault_rec_phase_ = ~std::size_t{0};
+    engine::Time open_since_;
+    engine::Site open_site_;
+    engine::Process* open_holder_ = nullptr;
+    std::unique_ptr<SpinTarget> spin_target_;
+
+    std::deque<Publish> pub_;              // visible-state changes, in time order
+    std::unique_ptr<Publisher> publisher_;
+    std::vector<TraceItem> trace_;         // min-heap of trace records not yet due
+    std::uint64_t trace_seq_ = 0;
+
+    engine::Site site_fault_, site_wp_, site_get_, site_clear_, site_mn_start_, site_mn_end_;
+    std::unique_ptr<ModelCounters> mc_;
+};
+
+}  // namespace arm64_stage2
+}  // namespace kvmsim::models
