@@ -200,6 +200,8 @@ def variant_list(sc: Scenario, variants: str | Iterable[str] | None) -> list[str
     chosen = [variants] if isinstance(variants, str) else list(variants)
     if not chosen:
         raise ValueError("variants: expected at least one variant name")
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"variants: {chosen!r} lists a variant twice")
     for v in chosen:
         if v not in names and not (v == "" and not names):
             raise ScenarioError(

@@ -236,6 +236,8 @@ def test_every_bad_value_is_listed():
 def test_bad_variants_and_seeds():
     with pytest.raises(kvmsim.ScenarioError, match="did you mean 'read'"):
         kvmsim.sweep(ZAP, variants=["reed"], progress=False)
+    with pytest.raises(ValueError, match="lists a variant twice"):
+        kvmsim.sweep(ZAP, variants=["read", "read"], progress=False)
     for seeds, expect in [(0, "at least 1"), ([1, 1], "twice"), ([-1], "seed"), ([], "at least one")]:
         with pytest.raises(ValueError, match=expect):
             kvmsim.sweep(ZAP, seeds=seeds, progress=False)
