@@ -68,7 +68,7 @@ SEEDS = [(p, v) for p in sorted((ROOT / "scenarios" / "seeds").glob("*.json")) f
 def test_traces_of_every_seed_scenario_are_well_formed(tmp_path, path, variant):
     out = tmp_path / "trace.json"
     # 1 GiB pages: the first fault reaches mmu_lock after zeroing its page (about 50 ms).
-    window = "200ms" if "anonymous_hugetlb_1gb" in path.read_text() else "300us"
+    window = "200ms" if "anonymous_hugetlb_1gb" in path.read_text() else "2ms"
     args = ["run", path, "--quiet", "--trace", out, "--trace-to", window, "--until", window]
     if variant:
         args += ["--variant", variant]
