@@ -815,14 +815,16 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
                 parent_serial = *r.serial;
             }
         };
-        int level = 0;
-        std::uint8_t e = 0;
-        std::uint32_t parent_serial = 0;
-        Time wcost;
-        walk(level, e, parent_serial, wcost);
-        // page_fault_can_be_fast: fault->present && fault->write (A/D bits enabled).
-        if (is_leaf(e) && write) {
+        // page_fault_can_be_fast: fault->present && fault->write (A/D bits enabled). `present`
+        // is the exit qualification's, i.e. the SPTE the guest access saw: no walk before the
+        // check, so a not-present fault reads no SPTE here.
+        if (write && is_leaf(leaf_spte(gfn))) {
             const engine::TraceScope slice(sim_, "fast_page_fault");
+            int level = 0;
+            std::uint8_t e = 0;
+            std::uint32_t parent_serial = 0;
+            Time wcost;
+            walk(level, e, parent_serial, wcost);
             int retries = 0;
             for (;;) {
                 t += k_.fast_pf_base + wcost;
