@@ -6,6 +6,7 @@
 //   0x0000_4000_0000_0000  kernel data (struct kvm, locks, per-vCPU fields): kKernelDataBase
 //   0x0000_5000_0000_0000  dirty bitmaps, one 1 TiB window per memslot:      kDirtyBitmapBase
 //   0x0000_6000_0000_0000  page-table pages (PageTablePageAllocator):        kPageTableBase
+//   0x0100_0000_0000_0000  guest memory (the memslots' backing), at base + GPA: kGuestMemoryBase
 #pragma once
 
 #include <cstdint>
@@ -17,7 +18,14 @@ inline constexpr std::uint64_t kKernelDataBase = 0x0000'4000'0000'0000ULL;
 inline constexpr std::uint64_t kDirtyBitmapBase = 0x0000'5000'0000'0000ULL;
 inline constexpr std::uint64_t kDirtyBitmapWindow = 1ULL << 40;
 inline constexpr std::uint64_t kPageTableBase = 0x0000'6000'0000'0000ULL;
+inline constexpr std::uint64_t kGuestMemoryBase = 0x0100'0000'0000'0000ULL;
 inline constexpr std::uint64_t kHostPageSize = 4096;
+
+// The host address of guest physical address gpa: where the host's copy_to_user /
+// copy_from_user on the memslot's userspace mapping (kvm_vcpu_write_guest, kvm_vcpu_read_guest),
+// and the guest itself through its EPT, reach that byte. One fixed offset: the backing's page
+// frames are not modelled; every kernel region lies below kGuestMemoryBase.
+inline constexpr std::uint64_t guest_memory_addr(std::uint64_t gpa) { return kGuestMemoryBase + gpa; }
 
 // Kernel data lines handed out in order (a 64-byte line per object unless asked otherwise).
 class KernelDataLayout {

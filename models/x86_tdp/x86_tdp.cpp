@@ -141,7 +141,8 @@ struct X86TdpMmu::VcpuState : VcpuCaches {
     x86_context::CpuRole role;  // the vCPU's registers as kvm_calc_cpu_role sees them
     bool in_fault = false;      // inside page_fault (an SMI is taken at the next entry)
     bool in_transition = false;
-    std::uint64_t smram = 0;    // SMRAM state-save area (512 bytes at smbase + 0xfe00)
+    std::uint64_t smram_buf = 0;  // enter_smm's / emulator_leave_smm's union kvm_smram on the kernel stack
+    std::uint64_t smbase = 0;     // vcpu->arch.smbase (GPA) of the SMI being handled
     std::unique_ptr<engine::Signal> wake;  // fault done / SMM left
 };
 
@@ -198,6 +199,8 @@ struct X86TdpMmu::ModelCounters {
           smm_exit(c.id("kvm_smm_transition_exit")),
           smm_ignored(c.id("kvm_smm_transition_ignored")),
           smm_stall(c.id("smm_stalled_accesses")),
+          smi_handler_lines(c.id("smi_handler_lines")),
+          smram_lines(c.id("smram_state_save_lines")),
           root_alloc(c.id("tdp_mmu_root_alloc")),
           root_reuse(c.id("tdp_mmu_root_reuse")),
           root_put(c.id("tdp_mmu_root_put")),
@@ -207,8 +210,8 @@ struct X86TdpMmu::ModelCounters {
     engine::CounterId retry_precheck, retry_stale, retry_frozen, retry_cmpxchg, fast_retry, yields,
         yields_needbreak, yields_resched, yield_flushes, zap_atomic, zap_leaf, splits, split_allocs,
         topup_objs, alloc_atomic, host_first_touch, host_zeroed_4k, dirty_marked, wrprot, dirty_harvested,
-        smm_enter, smm_exit, smm_ignored, smm_stall, root_alloc, root_reuse, root_put, root_free, root_walk,
-        rebuild_faults;
+        smm_enter, smm_exit, smm_ignored, smm_stall, smi_handler_lines, smram_lines, root_alloc, root_reuse,
+        root_put, root_free, root_walk, rebuild_faults;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -315,7 +318,7 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared)
     roots_.push_back(TdpRoot{root_role(role0), root_hpa_, static_cast<int>(vm_.vcpus) + (cfg_.preserve_roots ? 1 : 0)});
     for (std::uint32_t i = 0; i < vm_.vcpus; ++i) {
         ctx_->set_loaded_root(i, role0, root_hpa_);
-        vcpus_[i]->smram = kdata_.alloc(512);
+        vcpus_[i]->smram_buf = kdata_.alloc(512);
     }
 }
 
@@ -1534,12 +1537,43 @@ Task<bool> X86TdpMmu::new_pgd(const vm::CpuContext& cpu, Gfn pgd) {
     co_return hit;
 }
 
+// The cache lines [addr, addr + bytes) covers.
+std::uint64_t X86TdpMmu::lines_of(std::uint64_t addr, std::uint64_t bytes) const {
+    if (bytes == 0) return 0;
+    const std::uint64_t line = cache_.config().line_bytes;
+    return (addr + bytes - 1) / line - addr / line + 1;
+}
+
+// kvm_vcpu_write_guest / kvm_vcpu_read_guest of [gpa, gpa + bytes), page by page
+// (kvm_vcpu_write_guest_page): the memslot's userspace mapping through copy_to_user /
+// copy_from_user, then, for a write, mark_page_dirty_in_slot. A GPA outside every memslot makes
+// the kernel's call fail (enter_smm then kills the VM); the scenario loader rejects such an
+// SMBASE, so it is a logic error here.
+Time X86TdpMmu::guest_copy(std::uint32_t cpu, std::uint64_t gpa, std::uint64_t bytes, bool write) {
+    Time t;
+    for (std::uint64_t a = gpa; a < gpa + bytes;) {
+        const Gfn gfn = a / vm::kPageSize;
+        const std::uint64_t n = std::min(gpa + bytes, (gfn + 1) * vm::kPageSize) - a;
+        Slot* s = slot_of(gfn);
+        if (!s) throw std::logic_error("x86_tdp: kvm_vcpu_" + std::string(write ? "write" : "read") +
+                                       "_guest outside every memslot (the SMRAM state-save area)");
+        sim_.counters().add(mc_->smram_lines, lines_of(a, n));
+        t += touch(cpu, guest_memory_addr(a), write, n);
+        if (write) t += mark_page_dirty(*s, gfn, cpu);
+        a += n;
+    }
+    return t;
+}
+
 // An SMI taken (enter_smm) or RSM emulated (emulator_leave_smm), v6.9 arch/x86/kvm/smm.c, then
 // the next entry's kvm_mmu_reload. The guest is in flat protected mode without paging, so the
 // CR0/CR4/EFER writes of both paths change no role bit: enter_smm resets the context twice
 // (kvm_smm_changed, and its end), the second with an unchanged role; RSM resets it once
-// (kvm_smm_changed). The vCPU's guest stream is held from the transition's start until RSM.
-Task<void> X86TdpMmu::smm_transition(const vm::CpuContext& cpu, bool enter) {
+// (kvm_smm_changed). The state-save image goes through the kernel stack (union kvm_smram) and
+// guest memory at smbase + 0xfe00, in the kernel's order. After an SMI the guest's SMI handler
+// runs on the vCPU's host CPU and touches its working set (handler) before RSM can be executed.
+// The vCPU's guest stream is held from the transition's start until RSM.
+Task<void> X86TdpMmu::smm_transition(const vm::CpuContext& cpu, bool enter, const vm::SmiHandler& handler) {
     if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size())
         throw std::invalid_argument("x86_tdp: smm_transition on '" + cpu.name + "', which is not a vCPU of the VM");
     const auto i = static_cast<std::size_t>(cpu.vcpu);
@@ -1554,12 +1588,37 @@ Task<void> X86TdpMmu::smm_transition(const vm::CpuContext& cpu, bool enter) {
     blocked_[i] = 1;
     while (v.in_fault) co_await v.wake->wait();  // the SMI is taken at the next entry
     sim_.counters().add(enter ? mc_->smm_enter : mc_->smm_exit);
-    // State save (enter_smm_save_state_*, kvm_vcpu_write_guest of 512 bytes) or restore.
-    co_await sim_.delay(k_.smm_transition + touch(cpu.host_cpu, v.smram, enter, 512));
-    v.role.smm = enter;
-    co_await ctx_->reset_context(cpu, v.role);  // kvm_smm_changed
-    if (enter) co_await ctx_->reset_context(cpu, v.role);  // end of enter_smm
-    co_await ctx_->reload(cpu);  // vcpu_enter_guest -> kvm_mmu_reload
+    constexpr std::uint64_t kSmram = 512;  // sizeof(union kvm_smram), at smbase + 0xfe00
+    const std::uint32_t hc = cpu.host_cpu;
+    if (enter) {
+        v.smbase = handler.smbase;
+        // memset and enter_smm_save_state_64/32 into the on-stack image; the vendor callbacks.
+        co_await sim_.delay(k_.smm_transition + touch(hc, v.smram_buf, true, kSmram));
+        v.role.smm = true;
+        co_await ctx_->reset_context(cpu, v.role);  // kvm_smm_changed(vcpu, true)
+        // kvm_vcpu_write_guest(vcpu, smbase + 0xfe00, &smram, sizeof(smram)).
+        co_await sim_.delay(touch(hc, v.smram_buf, false, kSmram) + guest_copy(hc, v.smbase + 0xfe00, kSmram, true));
+        co_await ctx_->reset_context(cpu, v.role);  // end of enter_smm
+        co_await ctx_->reload(cpu);                 // vcpu_enter_guest -> kvm_mmu_reload
+        // The guest's SMI handler (code, stack, data): reads, then writes, through the caches of
+        // the vCPU's host CPU. RSM is its last instruction, so RSM waits for it.
+        if (handler.read_bytes + handler.write_bytes > 0) {
+            sim_.counters().add(mc_->smi_handler_lines, lines_of(handler.start, handler.read_bytes) +
+                                                            lines_of(handler.start + handler.read_bytes, handler.write_bytes));
+            co_await sim_.delay(
+                touch(hc, guest_memory_addr(handler.start), false, handler.read_bytes) +
+                touch(hc, guest_memory_addr(handler.start + handler.read_bytes), true, handler.write_bytes));
+        }
+    } else {
+        // kvm_vcpu_read_guest(vcpu, smbase + 0xfe00, smram.bytes, sizeof(smram)) into the stack.
+        co_await sim_.delay(k_.smm_transition + guest_copy(hc, v.smbase + 0xfe00, kSmram, false) +
+                            touch(hc, v.smram_buf, true, kSmram));
+        v.role.smm = false;
+        co_await ctx_->reset_context(cpu, v.role);  // kvm_smm_changed(vcpu, false)
+        // rsm_load_state_64/32 reads the image back.
+        co_await sim_.delay(touch(hc, v.smram_buf, false, kSmram));
+        co_await ctx_->reload(cpu);
+    }
     v.in_transition = false;
     if (!enter) blocked_[i] = 0;
     v.wake->notify_all();

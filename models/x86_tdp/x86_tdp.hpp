@@ -141,7 +141,7 @@ public:
     engine::Task<void> zap_gfn_range(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end,
                                      vm::ZapReason reason) override;
     engine::Task<void> invalidate_range(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
-    engine::Task<void> smm_transition(const vm::CpuContext& cpu, bool enter) override;
+    engine::Task<void> smm_transition(const vm::CpuContext& cpu, bool enter, const vm::SmiHandler& handler) override;
 
     // Introspection for tests and drivers (no simulated cost).
     // The level of the present leaf SPTE mapping gfn, if any.
@@ -223,6 +223,8 @@ private:
     engine::Task<void> put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) override;
     engine::Time zap_root_tree(std::uint32_t cpu);
     engine::Task<void> fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access);
+    engine::Time guest_copy(std::uint32_t cpu, std::uint64_t gpa, std::uint64_t bytes, bool write);
+    std::uint64_t lines_of(std::uint64_t addr, std::uint64_t bytes) const;
 
     // --- fault path ---
     void map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, vm::Gfn gfn, int goal);

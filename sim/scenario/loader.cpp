@@ -261,10 +261,55 @@ void require_op(const Node& at, const vm::ModelInfo& info, vm::Operation op) {
     }
 }
 
+// The memslot holding guest physical address gpa, if any.
+const vm::Memslot* slot_at(const vm::VmConfig& vm, std::uint64_t gpa) {
+    for (const auto& s : vm.memslots)
+        if (s.contains(gpa / vm::kPageSize)) return &s;
+    return nullptr;
+}
+
+// The guest around an SMI (smm_enter's "smi_handler"). Defaults: SeaBIOS's relocated SMBASE
+// (BUILD_SMM_ADDR, src/fw/smm.c) and an estimated SMI-handler working set of tens of KiB from
+// SMBASE on (docs/models/x86_context.md says what it stands for).
+constexpr std::uint64_t kDefaultSmbase = 0xa0000;
+constexpr std::uint64_t kDefaultSmiRead = 32 * 1024;
+constexpr std::uint64_t kDefaultSmiWrite = 8 * 1024;
+
+vm::SmiHandler parse_smi_handler(const Node& ev, const vm::VmConfig& vm) {
+    vm::SmiHandler h{kDefaultSmbase, kDefaultSmbase, kDefaultSmiRead, kDefaultSmiWrite};
+    const std::optional<Node> o = ev.opt_object("smi_handler");
+    if (o) {
+        o->check_keys({"smbase", "start", "read", "write"});
+        constexpr std::uint64_t kMaxGpa = std::uint64_t{1} << 52, kMaxBytes = std::uint64_t{1} << 40;
+        h.smbase = o->opt_size("smbase", kDefaultSmbase, 0, kMaxGpa);
+        h.start = o->opt_size("start", h.smbase, 0, kMaxGpa);
+        h.read_bytes = o->opt_size("read", kDefaultSmiRead, 0, kMaxBytes);
+        h.write_bytes = o->opt_size("write", kDefaultSmiWrite, 0, kMaxBytes);
+    }
+    // enter_smm's kvm_vcpu_write_guest of the 512-byte state-save area at SMBASE + 0xfe00 must
+    // land in guest memory (else KVM kills the VM).
+    const std::uint64_t save = h.smbase + 0xfe00;
+    if (!slot_at(vm, save) || !slot_at(vm, save + 511)) {
+        const std::string what = "expected an SMBASE whose state-save area (SMBASE + 0xfe00, 512 bytes) lies in a memslot";
+        if (o && o->has("smbase")) (*o)["smbase"].fail(what);
+        throw (o ? *o : ev).error(what + " (the default SMBASE is 0xa0000; give smi_handler.smbase)");
+    }
+    const std::uint64_t bytes = h.read_bytes + h.write_bytes;
+    if (bytes > 0) {
+        const vm::Memslot* s = slot_at(vm, h.start);
+        if (!s || bytes > (s->base_gfn + s->npages) * vm::kPageSize - h.start) {
+            const std::string what = "expected the SMI handler's working set [start, start + read + write) inside one memslot";
+            if (o && o->has("start")) (*o)["start"].fail(what);
+            throw (o ? *o : ev).error(what + " (start defaults to SMBASE)");
+        }
+    }
+    return h;
+}
+
 workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::ModelInfo& info,
                                std::initializer_list<std::string_view> extra_keys) {
     std::vector<std::string_view> keys = {"op",           "slots", "start", "size", "reason",
-                                          "initially_set", "chunk", "vcpus", "eptp"};
+                                          "initially_set", "chunk", "vcpus", "eptp", "smi_handler"};
     keys.insert(keys.end(), extra_keys.begin(), extra_keys.end());
     n.check_keys(keys);
     workload::HostOp h;
@@ -294,6 +339,11 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
         h.eptp = eptp / vm::kPageSize;
     } else if (n.has("eptp")) {
         n["eptp"].fail("expected eptp only for nested_start and nested_stop");
+    }
+    if (h.op == vm::Operation::SmmEnter) {
+        h.smi_handler = parse_smi_handler(n, vm);
+    } else if (n.has("smi_handler")) {
+        n["smi_handler"].fail("expected smi_handler only for smm_enter");
     }
     h.dirty.manual_protect_initially_set = n.opt_bool("initially_set", false);
     h.clear_chunk_pages = n.opt_uint("chunk", 0);

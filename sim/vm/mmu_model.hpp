@@ -55,6 +55,16 @@ struct DirtyLogOptions {
     bool manual_protect_initially_set = false;  // KVM_DIRTY_LOG_INITIALLY_SET
 };
 
+// What the guest does around an SMI (smm_enter): where its SMRAM is and what its SMI handler
+// touches while the vCPU is in SMM. Guest physical addresses, bytes; all zero-footprint by
+// default (the scenario loader supplies the documented default).
+struct SmiHandler {
+    std::uint64_t smbase = 0x30000;  // vcpu->arch.smbase: the state-save area is at smbase + 0xfe00
+    std::uint64_t start = 0;         // first byte of the handler's working set
+    std::uint64_t read_bytes = 0;    // read from start on
+    std::uint64_t write_bytes = 0;   // written from start + read_bytes on
+};
+
 // Everything a model is built from.
 struct ModelEnv {
     engine::Simulator& sim;
@@ -104,8 +114,9 @@ public:
     virtual engine::Task<void> zap_gfn_range(const CpuContext& cpu, Gfn start, Gfn end, ZapReason reason);
     virtual engine::Task<void> invalidate_range(const CpuContext& cpu, Gfn start, Gfn end);
     // An SMM transition of the vCPU cpu.vcpu: SMI taken (enter) or RSM (leave). Runs in that
-    // vCPU's context (kvm_smm_transition).
-    virtual engine::Task<void> smm_transition(const CpuContext& cpu, bool enter);
+    // vCPU's context (kvm_smm_transition). An SMI also runs the guest's SMI handler (`handler`;
+    // ignored for RSM, which uses the SMBASE of the SMI it leaves).
+    virtual engine::Task<void> smm_transition(const CpuContext& cpu, bool enter, const SmiHandler& handler);
     // The vCPU cpu.vcpu starts running a nested (L2) guest whose EPT root is the L1 page at
     // guest frame eptp (VMLAUNCH/VMRESUME: an indirect root is allocated), or stops (L2 exits
     // for good: the root is released).

@@ -123,7 +123,7 @@ engine::Task<void> MmuModel::invalidate_range(const CpuContext&, Gfn, Gfn) {
     unsupported("invalidate_range");
     co_return;
 }
-engine::Task<void> MmuModel::smm_transition(const CpuContext&, bool) {
+engine::Task<void> MmuModel::smm_transition(const CpuContext&, bool, const SmiHandler&) {
     unsupported("smm_transition");
     co_return;
 }

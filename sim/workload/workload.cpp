@@ -92,8 +92,8 @@ engine::Task<void> Executor::vcpu_op(const vm::CpuContext& cpu, const HostOp& op
                                       engine::Signal& done) {
     using vm::Operation;
     switch (op.op) {
-        case Operation::SmmEnter: co_await model_.smm_transition(cpu, true); break;
-        case Operation::SmmExit: co_await model_.smm_transition(cpu, false); break;
+        case Operation::SmmEnter: co_await model_.smm_transition(cpu, true, op.smi_handler); break;
+        case Operation::SmmExit: co_await model_.smm_transition(cpu, false, op.smi_handler); break;
         case Operation::NestedStart: co_await model_.nested_start(cpu, op.eptp); break;
         case Operation::NestedStop: co_await model_.nested_stop(cpu, op.eptp); break;
         default: throw std::logic_error(std::string("not a per-vCPU operation: ") + vm::to_string(op.op));

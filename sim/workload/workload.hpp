@@ -25,6 +25,7 @@ struct HostOp {
     // context and concurrently; nested: the L1 frame holding the L2 guest's EPT root.
     std::vector<std::uint32_t> vcpus;
     Gfn eptp = 0;
+    vm::SmiHandler smi_handler;  // smm_enter: SMBASE and the guest SMI handler's working set
 };
 
 struct Step {

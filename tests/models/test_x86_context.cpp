@@ -211,8 +211,12 @@ struct Smm : Harness {
     }
     std::vector<vm::CpuContext> ctxs;  // outlive the transitions that refer to them
     X86TdpMmu& tdp() { return static_cast<X86TdpMmu&>(*model); }
+    // SMBASE at the slot's start (the state-save area at +0xfe00 is in guest memory); no handler
+    // working set unless a test gives one.
+    vm::SmiHandler handler{kBase * vm::kPageSize, kBase * vm::kPageSize, 0, 0};
     void transition(std::uint32_t v, engine::Time at, bool enter) {
-        sim.spawn(enter ? "smi" : "rsm", actor(sim, at, [this, v, enter]() { return model->smm_transition(ctxs[v], enter); }));
+        sim.spawn(enter ? "smi" : "rsm",
+                  actor(sim, at, [this, v, enter]() { return model->smm_transition(ctxs[v], enter, handler); }));
     }
     void vcpu(std::uint32_t v, std::vector<GuestAccess> acc, engine::Time start, VcpuResult& out,
               engine::Time think = 10_ns) {
@@ -312,4 +316,71 @@ TEST_CASE("a root shared by vCPUs is not freed when one of them unloads it", "[x
 
     Smm p(2, "preserve");
     CHECK(p.tdp().root_refcount(p.tdp().root_hpa()) == 3);  // plus the TDP MMU's own (v6.4+)
+}
+
+// enter_smm writes the 512-byte state-save image to guest memory at SMBASE + 0xfe00
+// (kvm_vcpu_write_guest, which marks the page dirty); emulator_leave_smm reads it back.
+TEST_CASE("the SMRAM state-save image goes to guest memory at SMBASE + 0xfe00", "[x86_context][x86_tdp]") {
+    Smm s(1, "preserve");
+    s.spawn_actor("enable", 0_ns, [&]() { return s.model->dirty_log_enable(s.host_ctx(3), 0, {}); });
+    s.transition(0, 1_ms, true);
+    s.transition(0, 2_ms, false);
+    REQUIRE(s.sim.run() == engine::RunStatus::Completed);
+    CHECK(s.counter("smram_state_save_lines") == 16);  // 8 lines written at the SMI, 8 read at RSM
+    CHECK(s.counter("mark_page_dirty_in_slot") == 1);  // the write only
+    CHECK(s.tdp().dirty(0, B + 0xf));
+    CHECK_FALSE(s.tdp().dirty(0, B + 0xe));
+}
+
+// The guest's SMI handler touches its working set on the vCPU's host CPU while in SMM. 40 KiB
+// fill the 32 KiB L1 of small_cache, so struct kvm_mmu is cold in L1 (warm in the LLC) at RSM:
+// kvm_mmu_unload's two lines (root, prev_roots) miss, then a full init's stores to lines 2 and 3
+// (shadow_zero_check) miss too; with constant_once the init never touches them.
+TEST_CASE("the SMI handler's working set makes RSM's MMU re-initialization miss the cache", "[x86_context][x86_tdp]") {
+    struct Run {
+        std::uint64_t miss, init_ps, handler_lines;
+    };
+    auto run = [](const char* init, std::uint64_t read, std::uint64_t write) {
+        Smm s(1, "preserve", init);
+        s.handler.read_bytes = read;
+        s.handler.write_bytes = write;
+        s.transition(0, 1_us, true);
+        s.transition(0, 200_us, false);
+        REQUIRE(s.sim.run() == engine::RunStatus::Completed);
+        CHECK(s.counter("kvm_init_mmu_full") == 2);
+        return Run{s.counter("mmu_init_cache_miss"), s.counter("kvm_init_mmu_ps"), s.counter("smi_handler_lines")};
+    };
+    const Run full0 = run("full_every_reset", 0, 0), full = run("full_every_reset", 32 * 1024, 8 * 1024);
+    const Run once0 = run("constant_once", 0, 0), once = run("constant_once", 32 * 1024, 8 * 1024);
+    CHECK(full.handler_lines == 640);
+    CHECK(full0.handler_lines == 0);
+    // The SMI finds struct kvm_mmu cold (never touched): full init 4 misses (unload's lines 0 and
+    // 1, the init's lines 2 and 3), constant_once 2. Without a handler RSM hits everything.
+    CHECK(full0.miss == 4);
+    CHECK(once0.miss == 2);
+    CHECK(full.miss == 4 + 4);
+    CHECK(once.miss == 2 + 2);
+    // RSM's full init pays two LLC hits (10 ns) instead of L1 hits (1 ns); constant_once's init
+    // touches only lines the unload has just brought back.
+    CHECK(full.init_ps - full0.init_ps == 2 * 9000);
+    CHECK(once.init_ps == once0.init_ps);
+}
+
+TEST_CASE("RSM waits for the SMI handler, whose time is its memory accesses", "[x86_context][x86_tdp]") {
+    auto done = [](std::uint64_t read) {
+        Smm s(1, "preserve");
+        s.handler.read_bytes = read;
+        VcpuResult out;
+        s.vcpu(0, range(B, 1, Access::Read), 3_us, out);
+        s.transition(0, 1_us, true);
+        s.transition(0, 2_us, false);  // executed when the handler reaches RSM
+        REQUIRE(s.sim.run() == engine::RunStatus::Completed);
+        CHECK(s.counter("smm_stalled_accesses") == 1);
+        return out.done;
+    };
+    // 512 cold lines at 50 ns (small_cache's memory latency) keep the vCPU in SMM 25.6 us longer;
+    // RSM's own touches of lines the handler evicted from L1 add a little.
+    const engine::Time extra = done(32 * 1024) - done(0);
+    CHECK(extra >= 25600_ns);
+    CHECK(extra < 25600_ns + 500_ns);
 }

@@ -269,7 +269,7 @@ namespace {
 std::string x86_error_of(Dir& d, const std::string& events, scenario::Scenario* out = nullptr) {
     const std::string path = d.write("seeds/x.json", R"({
   "name": "x", "host": {"profile": "x86-server"},
-  "vm": {"vcpus": 2, "memslots": [{"size": "16M"}]},
+  "vm": {"vcpus": 2, "memslots": [{"base": "0", "size": "16M"}]},
   "mmu": {"model": "x86_tdp"},
   "workload": {"phases": [{"name": "boot", "stream": {"count": 10}}]},
   "events": )" + events + "}");
@@ -356,6 +356,48 @@ TEST_CASE("SMM and nested events on x86_tdp: support, vCPU lists and defaults", 
                Catch::StartsWith("FILE: /events/0/vcpus/0: expected a vCPU index below 2"));
     CHECK_THAT(x86_error_of(d, R"([{"op": "zap_gfn_range", "at": "1us", "vcpus": [0]}])"),
                Catch::StartsWith("FILE: /events/0/vcpus: expected no vcpus for zap_gfn_range"));
+}
+
+TEST_CASE("smm_enter's SMI handler: SeaBIOS-like defaults, given values, and errors at load time", "[scenario][loader]") {
+    Dir d;
+    scenario::Scenario sc;
+    REQUIRE(x86_error_of(d, R"([{"op": "smm_enter", "at": "1us"}, {"op": "smm_exit", "at": "2us"}])", &sc) == "");
+    const vm::SmiHandler& h = sc.workload.events[0].host.smi_handler;
+    CHECK(h.smbase == 0xa0000);  // SeaBIOS's relocated SMBASE
+    CHECK(h.start == 0xa0000);
+    CHECK(h.read_bytes == 32 * 1024);
+    CHECK(h.write_bytes == 8 * 1024);
+    REQUIRE(x86_error_of(d, R"([{"op": "smm_enter", "at": "1us", "smi_handler": {"smbase": "192K", "read": "4K", "write": "0"}}])",
+                         &sc) == "");
+    const vm::SmiHandler& g = sc.workload.events[0].host.smi_handler;
+    CHECK(g.smbase == 0x30000);
+    CHECK(g.start == 0x30000);  // start defaults to SMBASE
+    CHECK(g.read_bytes == 4096);
+    CHECK(g.write_bytes == 0);
+
+    CHECK(x86_error_of(d, R"([{"op": "smm_exit", "at": "1us", "smi_handler": {}}])") ==
+          "FILE: /events/0/smi_handler: expected smi_handler only for smm_enter");
+    CHECK_THAT(x86_error_of(d, R"([{"op": "smm_enter", "at": "1us", "smi_handler": {"smbase": "16M"}}])"),
+               Catch::StartsWith("FILE: /events/0/smi_handler/smbase: expected an SMBASE whose state-save area"));
+    CHECK_THAT(x86_error_of(d, R"([{"op": "smm_enter", "at": "1us", "smi_handler": {"start": "16320K", "read": "64K"}}])"),
+               Catch::StartsWith("FILE: /events/0/smi_handler/start: expected the SMI handler's working set"));
+    CHECK_THAT(x86_error_of(d, R"([{"op": "smm_enter", "at": "1us", "smi_handler": {"read": "4KB"}}])"),
+               Catch::StartsWith("FILE: /events/0/smi_handler/read: "));
+    CHECK_THAT(x86_error_of(d, R"([{"op": "smm_enter", "at": "1us", "smi_handler": {"bytes": "4K"}}])"),
+               Catch::StartsWith("FILE: /events/0/smi_handler") && Catch::Contains("bytes"));
+    // A VM without guest memory at the default SMBASE must say where SMRAM is.
+    const std::string path = d.write("seeds/high.json", R"({
+  "name": "high", "host": {"profile": "x86-server"},
+  "vm": {"vcpus": 1, "memslots": [{"size": "16M"}]},
+  "mmu": {"model": "x86_tdp"},
+  "workload": {"phases": [{"name": "boot", "stream": {"count": 10}}]},
+  "events": [{"op": "smm_enter", "at": "1us"}]
+})");
+    scenario::LoadOptions o;
+    o.models = &models::builtin_models();
+    o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
+    CHECK_THAT(load_error(path, o), Catch::Contains("/events/0: expected an SMBASE whose state-save area") &&
+                                        Catch::Contains("give smi_handler.smbase"));
 }
 
 TEST_CASE("a scenario loads from its text as from its file", "[scenario][loader]") {
