@@ -1164,9 +1164,55 @@ vm::ModelInfo x86_shadow_model_info() {
         "seed 001: when the split caches are freed: 'flags_change' = when dirty logging is disabled on a slot "
         "(the v6 patch; leaks them if the VM is destroyed first), 'vm_destroy' = only at VM destruction "
         "(kvm_mmu_uninit_vm, merged)"));
-    for (auto& k : info.knobs)
-        if (k.name == "eager_page_split")
+    // The TDP MMU's knobs that can never act here: x86_shadow lists no zap_gfn_range, invalidate or
+    // SMM operation, and never reloads the embedded TDP MMU's root.
+    const std::vector<std::pair<std::string, std::string>> inert = {
+        {"zap_lock", "it selects the lock mode of kvm_zap_gfn_range, and x86_shadow has no zap_gfn_range operation"},
+        {"fault_precheck",
+         "it only matters while an MMU-notifier invalidation is in progress, and x86_shadow has no invalidate "
+         "operation"},
+        {"tdp_root_unload",
+         "it changes what kvm_mmu_unload does to TDP MMU roots on SMM transitions, and x86_shadow has no SMM "
+         "(no smm_enter/smm_exit) and never unloads the TDP MMU's root"},
+        {"mmu_init",
+         "seed 002's knob acts on kvm_init_mmu after SMM role changes, and x86_shadow has no SMM; its nested "
+         "MMU (guest_mmu, kvm_init_shadow_ept_mmu) is initialized once per vCPU"},
+    };
+    for (const auto& [name, why] : inert) {
+        info.knobs.erase(std::remove_if(info.knobs.begin(), info.knobs.end(),
+                                        [&](const vm::KnobSpec& k) { return k.name == name; }),
+                         info.knobs.end());
+        info.inert_knobs.push_back(vm::InertKnob{name, why});
+    }
+    const vm::KnobSpec::AppliesWhen with_tdp{
+        "tdp_mmu", {true}, "the nested MMUs' huge pages are split eagerly only with the TDP MMU on "
+                           "(kvm_mmu_slot_try_split_huge_pages returns at once otherwise)"};
+    const vm::KnobSpec::AppliesWhen with_eager{
+        "eager_page_split", {true}, "the split caches are used only by eager page splitting"};
+    for (auto& k : info.knobs) {
+        if (k.name == "eager_page_split") {
             k.meaning += "; with tdp_mmu on it also splits the nested MMUs' huge pages (kvm_shadow_mmu_try_split_huge_pages)";
+            k.applies_when.push_back({"tdp_mmu", {true},
+                                      "kvm_mmu_slot_try_split_huge_pages returns at once unless the TDP MMU is on "
+                                      "(v6.9), so nothing is split eagerly with tdp_mmu false"});
+        } else if (k.name == "fault_lock") {
+            k.applies_when.push_back({"tdp_mmu", {true},
+                                      "it is the mmu_lock mode of the TDP MMU's fault path; the shadow MMU's faults "
+                                      "always take mmu_lock for write, and tdp_mmu false turns the TDP MMU off"});
+        } else if (k.name == "split_desc_cache_capacity" || k.name == "split_cache_free") {
+            k.applies_when.push_back(with_tdp);
+            k.applies_when.push_back(with_eager);
+        } else if (k.name == "alias_percent") {
+            k.applies_when.push_back({"tdp_mmu", {true},
+                                      "the aliased rmap entries are laid down when the first shadow root allocates "
+                                      "the rmaps, which happens only with the TDP MMU on; with tdp_mmu false the "
+                                      "rmaps exist from the memslot's creation and nothing splits eagerly"});
+        } else if (k.name == "root_alloc_lock") {
+            k.applies_when.push_back({"child_sp_lookup", {std::string("skip_bool"), std::string("skip_count")},
+                                      "the lock guards the indirect-MMU bool or count, which child_sp_lookup "
+                                      "\"always\" (v6.9) does not keep"});
+        }
+    }
     info.costs = x86_shadow::Costs::all_names();
     info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogDisable, vm::Operation::NestedStart,
                        vm::Operation::NestedStop};

@@ -161,6 +161,10 @@ vm::HostConfig load_host(const Node& host, const std::string& scenario_path, con
 
 // ---- model -----------------------------------------------------------------------------------
 
+std::string knob_value_text(const vm::KnobValue& v) {
+    return std::holds_alternative<std::string>(v) ? "\"" + vm::to_string(v) + "\"" : vm::to_string(v);
+}
+
 vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info) {
     vm::Knobs knobs;
     for (const auto& k : info.knobs) knobs[k.name] = k.default_value;
@@ -169,12 +173,26 @@ vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info) {
     std::vector<std::string> names;
     for (const auto& k : info.knobs) names.push_back(k.name);
     for (const auto& [key, v] : given->members()) {
+        if (const vm::InertKnob* inert = info.inert_knob(key))
+            v.fail("knob \"" + key + "\" has no effect on model " + info.name + ": " + inert->why);
         const vm::KnobSpec* spec = info.knob(key);
         if (!spec) v.fail("unknown knob \"" + key + "\" of model " + info.name + did_you_mean_suffix(key, names));
         switch (spec->type) {
             case vm::KnobSpec::Type::Bool: knobs[key] = v.as_bool(); break;
             case vm::KnobSpec::Type::Int: knobs[key] = v.as_int(spec->min, spec->max); break;
             case vm::KnobSpec::Type::Choice: knobs[key] = v.as_enum(spec->choices); break;
+        }
+    }
+    // A knob set in the scenario must be able to act, given the other knobs' final values.
+    for (const auto& [key, v] : given->members()) {
+        for (const auto& cond : info.knob(key)->applies_when) {
+            const vm::KnobValue& other = knobs.at(cond.knob);
+            if (std::find(cond.values.begin(), cond.values.end(), other) != cond.values.end()) continue;
+            std::string wanted;
+            for (std::size_t i = 0; i < cond.values.size(); ++i)
+                wanted += (i ? " or " : "") + knob_value_text(cond.values[i]);
+            v.fail("knob \"" + key + "\" has no effect while " + mmu.pointer() + "/knobs/" + cond.knob + " is " +
+                   knob_value_text(other) + " (it acts only when that is " + wanted + "): " + cond.why);
         }
     }
     return knobs;

@@ -24,12 +24,27 @@ std::string to_string(const KnobValue& v);
 
 struct KnobSpec {
     enum class Type : std::uint8_t { Bool, Int, Choice };
+    // A knob that acts only when another knob of the model has one of `values`: setting it in a
+    // scenario while the other does not is a load-time error that says `why`.
+    struct AppliesWhen {
+        std::string knob;
+        std::vector<KnobValue> values;
+        std::string why;
+    };
     std::string name;
     Type type = Type::Bool;
     KnobValue default_value;
     std::string meaning;
     std::vector<std::string> choices;  // Choice
     std::int64_t min = 0, max = 0;     // Int, inclusive
+    std::vector<AppliesWhen> applies_when;
+};
+
+// A knob name the model knows but that can never act on it (a knob of a model it embeds, or of a
+// mechanism it does not have): setting it in a scenario is a load-time error that says `why`.
+struct InertKnob {
+    std::string name;
+    std::string why;
 };
 
 // What a scenario's timed events ask of a model. A model lists the operations it supports and
@@ -118,12 +133,14 @@ struct ModelInfo {
     std::string summary;  // one line
     std::string kernel;   // which kernel code and version it follows
     std::vector<KnobSpec> knobs;
+    std::vector<InertKnob> inert_knobs;
     std::vector<std::string> costs;  // cost names it reads from the host profile
     std::vector<std::string> features;  // host feature names it reads (HostConfig::features)
     std::vector<Operation> operations;
     std::function<std::unique_ptr<MmuModel>(ModelEnv&)> create;
 
     const KnobSpec* knob(std::string_view n) const;
+    const InertKnob* inert_knob(std::string_view n) const;
     bool supports(Operation op) const;
 };
 

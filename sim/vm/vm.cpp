@@ -142,6 +142,12 @@ const KnobSpec* ModelInfo::knob(std::string_view n) const {
     return nullptr;
 }
 
+const InertKnob* ModelInfo::inert_knob(std::string_view n) const {
+    for (const auto& k : inert_knobs)
+        if (k.name == n) return &k;
+    return nullptr;
+}
+
 bool ModelInfo::supports(Operation op) const {
     return std::find(operations.begin(), operations.end(), op) != operations.end();
 }

@@ -264,6 +264,74 @@ TEST_CASE("nested_start/nested_stop are checked at load time", "[scenario][loade
                Catch::StartsWith("FILE: /mmu/knobs/split_desc_cache_capacity: "));
 }
 
+// x86_shadow embeds the TDP MMU's knobs: the ones that cannot act on it are rejected at load time,
+// at the knob's pointer, with the reason (and the other knob's pointer when it depends on one).
+TEST_CASE("x86_shadow rejects knobs that cannot act, naming the knob and why", "[scenario][loader][x86_shadow]") {
+    Dir d;
+    const std::string base = R"({
+  "name": "k", "host": {"profile": "x86-server"},
+  "vm": {"vcpus": 2, "memslots": [{"size": "64M", "backing": "anonymous_thp"}]},
+  "mmu": {"model": "x86_shadow", "knobs": {KNOBS}},
+  "workload": {"phases": [{"name": "run", "stream": {"count": 10}}]},
+  "variants": [{"name": "a"}, {"name": "b", "patch": {"mmu": {"knobs": {"tdp_mmu": false}}}}]
+})";
+    auto err = [&](const std::string& knobs, std::optional<std::string> variant = std::nullopt) {
+        const std::string path = d.write("seeds/k.json", replace(base, "KNOBS", knobs));
+        scenario::LoadOptions o;
+        o.models = &models::builtin_models();
+        o.variant = std::move(variant);
+        o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
+        try {
+            scenario::load_scenario(path, o);
+        } catch (const scenario::ScenarioError& e) {
+            std::string w = e.what();
+            if (w.compare(0, path.size(), path) == 0) w = "FILE" + w.substr(path.size());
+            return w;
+        }
+        return std::string();
+    };
+    // Knobs of mechanisms x86_shadow does not have.
+    for (const char* k : {R"("zap_lock": "read")", R"("fault_precheck": false)", R"("tdp_root_unload": "drop")",
+                          R"("mmu_init": "constant_once")"}) {
+        INFO(k);
+        const std::string name = std::string(k).substr(1, std::string(k).find('"', 1) - 1);
+        CHECK_THAT(err(k), Catch::StartsWith("FILE: /mmu/knobs/" + name + ": knob \"" + name +
+                                             "\" has no effect on model x86_shadow: "));
+    }
+    CHECK_THAT(err(R"("zap_lock": "read")"), Catch::Contains("no zap_gfn_range operation"));
+    CHECK_THAT(err(R"("mmu_init": "constant_once")"), Catch::Contains("no SMM"));
+    // TDP-only knobs with tdp_mmu false (the default): the other knob's pointer and the reason.
+    CHECK(err(R"("fault_lock": "write")") ==
+          "FILE: /mmu/knobs/fault_lock: knob \"fault_lock\" has no effect while /mmu/knobs/tdp_mmu is false (it acts "
+          "only when that is true): it is the mmu_lock mode of the TDP MMU's fault path; the shadow MMU's faults "
+          "always take mmu_lock for write, and tdp_mmu false turns the TDP MMU off");
+    CHECK(err(R"("tdp_mmu": true, "fault_lock": "write")").empty());
+    CHECK_THAT(err(R"("eager_page_split": false)"),
+               Catch::StartsWith("FILE: /mmu/knobs/eager_page_split: ") && Catch::Contains("/mmu/knobs/tdp_mmu is false"));
+    CHECK_THAT(err(R"("alias_percent": 2)"),
+               Catch::StartsWith("FILE: /mmu/knobs/alias_percent: ") && Catch::Contains("/mmu/knobs/tdp_mmu is false"));
+    CHECK(err(R"("tdp_mmu": true, "alias_percent": 2)").empty());
+    // The split caches' knobs need eager splitting too.
+    CHECK(err(R"("tdp_mmu": true, "split_desc_cache_capacity": 1026, "split_cache_free": "flags_change")").empty());
+    CHECK_THAT(err(R"("tdp_mmu": true, "eager_page_split": false, "split_desc_cache_capacity": 1026)"),
+               Catch::StartsWith("FILE: /mmu/knobs/split_desc_cache_capacity: ") &&
+                   Catch::Contains("/mmu/knobs/eager_page_split is false"));
+    CHECK_THAT(err(R"("tdp_mmu": true, "eager_page_split": false, "split_cache_free": "flags_change")"),
+               Catch::StartsWith("FILE: /mmu/knobs/split_cache_free: "));
+    // Seed 000's lock knob needs a lookup mode that keeps the bool or count.
+    CHECK_THAT(err(R"("root_alloc_lock": "every")"),
+               Catch::StartsWith("FILE: /mmu/knobs/root_alloc_lock: ") &&
+                   Catch::Contains("/mmu/knobs/child_sp_lookup is \"always\" (it acts only when that is \"skip_bool\" or "
+                                   "\"skip_count\")"));
+    CHECK(err(R"("child_sp_lookup": "skip_count", "root_alloc_lock": "every")").empty());
+    // Found in the variant that makes it inert, naming the variant.
+    CHECK(err(R"("tdp_mmu": true, "fault_lock": "write")", "a").empty());
+    CHECK_THAT(err(R"("tdp_mmu": true, "fault_lock": "write")", "b"),
+               Catch::StartsWith("FILE (variant \"b\"): /mmu/knobs/fault_lock: "));
+    // Knobs that act with tdp_mmu false are accepted.
+    CHECK(err(R"("preempt": false, "child_sp_lookup": "skip_bool")").empty());
+}
+
 namespace {
 // A scenario on the real x86_tdp model and the x86-server profile, with `events`.
 std::string x86_error_of(Dir& d, const std::string& events, scenario::Scenario* out = nullptr) {
