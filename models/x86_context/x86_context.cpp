@@ -299,7 +299,8 @@ Task<bool> MmuContext::new_pgd(const vm::CpuContext& cpu, vm::Gfn pgd) {
     std::uint64_t evicted = kInvalidPage;
     const bool hit = fast_pgd_switch(m, pgd, m.root_role, evicted);
     sim_.counters().add(hit ? c_->prev_hit : c_->prev_miss);
-    if (evicted != kInvalidPage) {
+    if (evicted != kInvalidPage) {  // kvm_mmu_free_roots(KVM_MMU_ROOT_CURRENT)
+        sim_.counters().add(c_->roots_freed);
         std::vector<std::uint64_t> put{evicted};
         co_await ops_.put_roots(cpu, std::move(put));
     }

@@ -74,6 +74,8 @@ const char* to_string(Operation op) {
         case Operation::SmmExit: return "smm_exit";
         case Operation::NestedStart: return "nested_start";
         case Operation::NestedStop: return "nested_stop";
+        case Operation::NestedEptpSwitch: return "nested_eptp_switch";
+        case Operation::NestedEptWrite: return "nested_ept_write";
     }
     return "?";
 }
@@ -133,6 +135,14 @@ engine::Task<void> MmuModel::nested_start(const CpuContext&, Gfn) {
 }
 engine::Task<void> MmuModel::nested_stop(const CpuContext&, Gfn) {
     unsupported("nested_stop");
+    co_return;
+}
+engine::Task<void> MmuModel::nested_eptp_switch(const CpuContext&, const std::vector<Gfn>&) {
+    unsupported("nested_eptp_switch");
+    co_return;
+}
+engine::Task<void> MmuModel::nested_ept_write(const CpuContext&, const NestedEptWrite&) {
+    unsupported("nested_ept_write");
     co_return;
 }
 
