@@ -209,12 +209,14 @@ struct X86ShadowMmu::ModelCounters {
           invept(c.id("handle_invept")),
           switches(c.id("nested_eptp_switch")),
           switch_ignored(c.id("nested_eptp_switch_ignored")),
-          vm_entries(c.id("nested_vm_entry")) {}
+          vm_entries(c.id("nested_vm_entry")),
+          vm_entry_ps(c.id("nested_vm_entry_ps")) {}
     engine::CounterId find, find_skipped, find_ps, entries, collisions, alloc_sp, dropped_large, splits, split_drops,
         split_drops_topup, split_restarts, topup_objs, split_topup_objs, descs, alloc_atomic, shadow_roots,
         first_root_pages, flag_locks, host_first_touch, dirty_marked, wrprot, indirect_sp, used_pages, split_bytes,
         split_leak, unsync_page, sync_page, sync_page_ps, sync_dropped, sync_children, sync_children_ps, sync_roots,
-        gfn_wrprot, ept_writes, ept_write_faults, ept_write_emulated, invept, switches, switch_ignored, vm_entries;
+        gfn_wrprot, ept_writes, ept_write_faults, ept_write_emulated, invept, switches, switch_ignored, vm_entries,
+        vm_entry_ps;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1027,6 +1029,7 @@ bool X86ShadowMmu::l1_ept_page_writable(Gfn gfn) const {
 // loaded. The vCPU then runs L2 in that root's tree.
 Task<void> X86ShadowMmu::nested_enter(const vm::CpuContext& cpu, Gfn eptp) {
     const auto vi = static_cast<std::size_t>(cpu.vcpu);
+    const Time start = sim_.now();
     x86_context::CpuRole ept;
     ept.guest_mode = true;
     co_await sim_.delay(guest_mmu_->init_mmu(cpu.host_cpu, static_cast<std::uint32_t>(vi), ept));
@@ -1037,6 +1040,7 @@ Task<void> X86ShadowMmu::nested_enter(const vm::CpuContext& cpu, Gfn eptp) {
     if (hit) sps_[t->root].write_flooding = 0;  // kvm_mmu_new_pgd: __clear_sp_write_flooding_count
     vcpu_tree_[vi] = t;
     sim_.counters().add(mc_->vm_entries);
+    sim_.counters().add(mc_->vm_entry_ps, static_cast<std::uint64_t>((sim_.now() - start).ps()));
 }
 
 // VMLAUNCH/VMRESUME of an L2 guest whose EPT root is at eptp on a vCPU running L1.
