@@ -1734,8 +1734,9 @@ vm::ModelInfo x86_shadow_model_info() {
     vm::ModelInfo info = x86_tdp_model_info();  // the TDP MMU's knobs apply to the embedded model
     info.name = "x86_shadow";
     info.summary =
-        "x86 shadow MMU (mmu_page_hash, rmaps, direct and nested roots) with the TDP MMU as a knob; "
-        "seed 000 (child SP hash lookup) and seed 001 (eager page splitting for nested MMUs)";
+        "x86 shadow MMU (mmu_page_hash, rmaps, direct and nested roots through the guest_mmu's prev_roots, "
+        "unsync/sync and write tracking of L1's EPT pages) with the TDP MMU as a knob; seed 000 (child SP hash "
+        "lookup, the lock at root allocation) and seed 001 (eager page splitting for nested MMUs)";
     info.kernel =
         "Linux v6.9: arch/x86/kvm/mmu/mmu.c, arch/x86/kvm/mmu/paging_tmpl.h, arch/x86/kvm/mmu/mmu_internal.h, "
         "arch/x86/kvm/x86.c (kvm_mmu_slot_apply_flags); seed 000 from Peter Feiner's 'kvm: x86 mmu: avoid "
@@ -1756,8 +1757,10 @@ vm::ModelInfo x86_shadow_model_info() {
     info.knobs.push_back(choice_knob(
         "root_alloc_lock", "first", {"every", "first"},
         "seed 000, how mmu_alloc_shadow_roots updates the bool/count: 'every' = take and release mmu_lock (write) "
-        "around the update on every shadow root allocation (and free, for the count), as the patch did; 'first' = "
-        "only when the state changes from none (bool false / count 0 -> 1), as the review asked"));
+        "around the update on every shadow root allocation (every nested VM-entry that finds no usable root in "
+        "the guest_mmu's current root and prev_roots), as the patch did; 'first' = only when the state changes "
+        "from none (bool false / count 0 -> 1), as the review asked. The count goes down when kvm_mmu_free_roots "
+        "puts an indirect root, under the mmu_lock it holds"));
     info.knobs.push_back(int_knob(
         "split_desc_cache_capacity", x86_shadow::kSplitDescCacheMin + kKvmArchNrObjsPerMemoryCache,
         x86_shadow::kSplitDescCacheMin, 1 << 20,
