@@ -16,7 +16,7 @@ KvmStats::KvmStats(engine::Counters& counters) : c_(counters) {
     mmu_pde_zapped = c_.id(stat::mmu_pde_zapped);
     mmu_flooded = c_.id(stat::mmu_flooded);
     mmu_recycled = c_.id(stat::mmu_recycled);
-    mmu_unsync = c_.id(stat::mmu_unsync);
+    mmu_unsync = c_.id(stat::mmu_unsync, K::Gauge);  // an instantaneous count in debugfs
     remote_tlb_flush = c_.id(stat::remote_tlb_flush);
     remote_tlb_flush_requests = c_.id(stat::remote_tlb_flush_requests);
     pages_4k = c_.id(stat::pages_4k, K::Gauge);

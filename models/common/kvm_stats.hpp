@@ -3,8 +3,8 @@
 // model reports the same names. VM-wide and per-vCPU stats are summed over the VM, as debugfs
 // shows them.
 //
-// Gauges: pages_4k, pages_2m and pages_1g are gauges in KVM (kvm_update_page_stats adds and
-// subtracts). The engine's counters only add, so a gauge is kept as a running sum of signed
+// Gauges: pages_4k, pages_2m, pages_1g and mmu_unsync are gauges in KVM (kvm_update_page_stats
+// and kvm_unsync_page/kvm_unlink_unsync_page add and subtract). The engine's counters only add, so a gauge is kept as a running sum of signed
 // deltas in two's complement: the whole-run total is the current value, and a phase's value is
 // the net change during that phase (read it as int64_t: a decrease shows as 2^64 - n). Use
 // KvmStats::gauge() for the current value.

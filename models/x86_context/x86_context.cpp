@@ -66,18 +66,43 @@ const std::vector<FieldWrite>& tdp_init_fields() {
     return f;
 }
 
+// kvm_init_shadow_ept_mmu (v6.9) when the nested EPT role changes: the callbacks
+// (ept_page_fault, ept_gva_to_gpa, ept_sync_spte), update_permission_bitmask(context, true) (a
+// 16-entry loop), pkru_mask = 0, reset_rsvds_bits_mask_ept on guest_rsvd_check and
+// reset_ept_shadow_zero_bits_mask on shadow_zero_check (__reset_rsvds_bits_mask_ept: ten masks
+// and bad_mt_xwr each, built with REPEAT_BYTE, no loop). The callbacks and shadow_zero_check are
+// the same on every init of this MMU. (nested_ept_init_mmu_context's get_guest_pgd,
+// inject_page_fault and get_pdptr stores on every nested VM-entry are not counted here.)
+const std::vector<FieldWrite>& shadow_ept_init_fields() {
+    static const std::vector<FieldWrite> f = {
+        {"cpu_role", 64, 1, 0, false, false},
+        {"root_role", 72, 1, 0, false, false},
+        {"page_fault", 16, 1, 0, true, false},
+        {"gva_to_gpa", 32, 1, 0, true, false},
+        {"sync_spte", 40, 1, 0, true, false},
+        {"permissions", 128, 16, 16, false, false},
+        {"pkru_mask", 76, 1, 0, false, false},
+        {"guest_rsvd_check", 256, 11, 0, false, false},
+        {"shadow_zero_check", 168, 11, 0, true, false},
+    };
+    return f;
+}
+
 struct MmuContext::Counters {
     engine::CounterId init, init_full, init_early, init_ps, field_writes, lines, miss, reset, unload, roots_freed,
         load, new_pgd, prev_hit, prev_miss;
-    explicit Counters(engine::Counters& c) {
+    Counters(engine::Counters& c, Which which) {
+        // The init counters are named after the function: kvm_init_mmu or kvm_init_shadow_ept_mmu.
+        const std::string f = which == Which::RootMmu ? "kvm_init_mmu" : "kvm_init_shadow_ept_mmu";
+        const std::string p = which == Which::RootMmu ? "mmu_init" : "guest_mmu_init";
+        init = c.id(f);
+        init_full = c.id(f + "_full");
+        init_early = c.id(f + "_early_return");
+        init_ps = c.id(f + "_ps");
+        field_writes = c.id(p + "_field_writes");
+        lines = c.id(p + "_cache_lines");
+        miss = c.id(p + "_cache_miss");
         const std::pair<const char*, engine::CounterId Counters::*> names[] = {
-            {"kvm_init_mmu", &Counters::init},
-            {"kvm_init_mmu_full", &Counters::init_full},
-            {"kvm_init_mmu_early_return", &Counters::init_early},
-            {"kvm_init_mmu_ps", &Counters::init_ps},
-            {"mmu_init_field_writes", &Counters::field_writes},
-            {"mmu_init_cache_lines", &Counters::lines},
-            {"mmu_init_cache_miss", &Counters::miss},
             {"kvm_mmu_reset_context", &Counters::reset},
             {"kvm_mmu_unload", &Counters::unload},
             {"kvm_mmu_free_roots_puts", &Counters::roots_freed},
@@ -91,9 +116,9 @@ struct MmuContext::Counters {
 };
 
 MmuContext::MmuContext(engine::Simulator& sim, engine::CacheModel& cache, KernelDataLayout& kdata,
-                       const Costs& costs, InitMode mode, std::uint32_t vcpus, RootOps& ops)
-    : sim_(sim), cache_(cache), k_(costs), mode_(mode), ops_(ops), mmus_(vcpus) {
-    c_ = std::make_unique<Counters>(sim_.counters());
+                       const Costs& costs, InitMode mode, std::uint32_t vcpus, RootOps& ops, Which which)
+    : sim_(sim), cache_(cache), k_(costs), mode_(mode), ops_(ops), which_(which), mmus_(vcpus) {
+    c_ = std::make_unique<Counters>(sim_.counters(), which);
     for (KvmMmu& m : mmus_) m.addr = kdata.alloc(kKvmMmuBytes);
     const auto& levels = cache_.config().levels;
     l1_hit_ = levels.empty() ? Time::zero() : levels.front().hit_latency;
@@ -142,7 +167,7 @@ Time MmuContext::init_mmu(std::uint32_t host_cpu, std::uint32_t vcpu, const CpuR
     const bool skip_constants = mode_ == InitMode::ConstantOnce && m.constants_written;
     std::uint64_t last_line = ~std::uint64_t{0};
     std::uint64_t writes = 0, lines = 0;
-    for (const FieldWrite& f : tdp_init_fields()) {
+    for (const FieldWrite& f : which_ == Which::RootMmu ? tdp_init_fields() : shadow_ept_init_fields()) {
         if (f.paging_only && !role.cr0_pg) continue;
         if (f.constant && skip_constants) continue;
         const std::uint32_t loop = f.name == std::string_view("pkru_mask") && !role.cr4_pke ? 0 : f.loop;
@@ -167,31 +192,50 @@ Time MmuContext::init_mmu(std::uint32_t host_cpu, std::uint32_t vcpu, const CpuR
 }
 
 namespace {
-// kvm_mmu_free_roots(KVM_MMU_ROOTS_ALL)'s bookkeeping: every valid root, all set to INVALID_PAGE.
-// (Outside the coroutine: GCC 12 mis-warns on the array fill in a coroutine frame.)
-std::vector<std::uint64_t> take_roots(KvmMmu& m) {
+// kvm_mmu_free_roots' bookkeeping: the valid roots named by the mask (the current one first), each
+// set to INVALID_PAGE. (Outside the coroutine: GCC 12 mis-warns on the array fill in a coroutine
+// frame.)
+std::vector<std::uint64_t> take_roots(KvmMmu& m, unsigned mask) {
     std::vector<std::uint64_t> roots;
-    if (m.root.valid()) roots.push_back(m.root.hpa);
-    for (RootInfo& r : m.prev_roots) {
-        if (r.valid()) roots.push_back(r.hpa);
-        r = RootInfo{};
+    if (mask & kRootCurrent) {
+        if (m.root.valid()) roots.push_back(m.root.hpa);
+        m.root = RootInfo{};
     }
-    m.root = RootInfo{};
+    for (std::size_t i = 0; i < kNumPrevRoots; ++i) {
+        if (!(mask & root_previous(i))) continue;
+        if (m.prev_roots[i].valid()) roots.push_back(m.prev_roots[i].hpa);
+        m.prev_roots[i] = RootInfo{};
+    }
     return roots;
 }
 }  // namespace
 
-Task<void> MmuContext::unload(const vm::CpuContext& cpu) {
+Task<std::size_t> MmuContext::free_roots(const vm::CpuContext& cpu, unsigned roots_to_free) {
     KvmMmu& m = at(cpu);
-    sim_.counters().add(c_->unload);
-    std::vector<std::uint64_t> roots = take_roots(m);
+    std::vector<std::uint64_t> roots = take_roots(m, roots_to_free);
     Time t = k_.unload_base;
     for (std::uint32_t line = 0; line < 2; ++line) t += touch(cpu.host_cpu, m.addr + 48 + line * 64, true);
     co_await sim_.delay(t);
-    if (!roots.empty()) {
-        sim_.counters().add(c_->roots_freed, roots.size());
+    const std::size_t n = roots.size();
+    if (n) {
+        sim_.counters().add(c_->roots_freed, n);
         co_await ops_.put_roots(cpu, std::move(roots));
     }
+    co_return n;
+}
+
+unsigned MmuContext::roots_matching(std::uint32_t vcpu, vm::Gfn pgd) const {
+    const KvmMmu& m = mmus_.at(vcpu);
+    unsigned mask = 0;
+    if (m.root.valid() && m.root.pgd == pgd) mask |= kRootCurrent;
+    for (std::size_t i = 0; i < kNumPrevRoots; ++i)
+        if (m.prev_roots[i].valid() && m.prev_roots[i].pgd == pgd) mask |= root_previous(i);
+    return mask;
+}
+
+Task<void> MmuContext::unload(const vm::CpuContext& cpu) {
+    sim_.counters().add(c_->unload);
+    (void)co_await free_roots(cpu, kRootsAll);
 }
 
 Task<void> MmuContext::reset_context(const vm::CpuContext& cpu, const CpuRole& role) {
@@ -201,15 +245,16 @@ Task<void> MmuContext::reset_context(const vm::CpuContext& cpu, const CpuRole& r
     co_await sim_.delay(t);
 }
 
-Task<void> MmuContext::reload(const vm::CpuContext& cpu) {
+Task<bool> MmuContext::reload(const vm::CpuContext& cpu) {
     KvmMmu& m = at(cpu);
-    if (m.root.valid()) co_return;
+    if (m.root.valid()) co_return false;
     sim_.counters().add(c_->load);
     co_await sim_.delay(k_.load_base + touch(cpu.host_cpu, m.addr + 48, true));
     const RootRole role = m.root_role;
     const vm::Gfn pgd = m.root.pgd;
     const std::uint64_t hpa = co_await ops_.get_root(cpu, role, pgd);
     m.root = RootInfo{hpa, pgd, role};
+    co_return true;
 }
 
 namespace {
@@ -254,7 +299,8 @@ Task<bool> MmuContext::new_pgd(const vm::CpuContext& cpu, vm::Gfn pgd) {
     std::uint64_t evicted = kInvalidPage;
     const bool hit = fast_pgd_switch(m, pgd, m.root_role, evicted);
     sim_.counters().add(hit ? c_->prev_hit : c_->prev_miss);
-    if (evicted != kInvalidPage) {
+    if (evicted != kInvalidPage) {  // kvm_mmu_free_roots(KVM_MMU_ROOT_CURRENT)
+        sim_.counters().add(c_->roots_freed);
         std::vector<std::uint64_t> put{evicted};
         co_await ops_.put_roots(cpu, std::move(put));
     }

@@ -111,6 +111,17 @@ struct FieldWrite {
 };
 // init_kvm_tdp_mmu's writes in order, with the layout estimate (docs/models/x86_context.md).
 const std::vector<FieldWrite>& tdp_init_fields();
+// kvm_init_shadow_ept_mmu's writes (the nested EPT MMU, vcpu->arch.guest_mmu) when its role changes.
+const std::vector<FieldWrite>& shadow_ept_init_fields();
+
+// Which struct kvm_mmu of the vCPU a context stands for: root_mmu (kvm_init_mmu ->
+// init_kvm_tdp_mmu) or guest_mmu (the shadow of L1's EPT for L2: kvm_init_shadow_ept_mmu).
+enum class Which : std::uint8_t { RootMmu, GuestMmu };
+
+// kvm_mmu_free_roots' roots_to_free bits (KVM_MMU_ROOT_CURRENT, KVM_MMU_ROOT_PREVIOUS(i)).
+inline constexpr unsigned kRootCurrent = 1;
+constexpr unsigned root_previous(std::size_t i) { return 2u << i; }
+inline constexpr unsigned kRootsAll = 0xf;  // KVM_MMU_ROOTS_ALL
 inline constexpr std::uint64_t kKvmMmuBytes = 384;  // six lines
 
 // struct kvm_mmu (root_mmu) of one vCPU.
@@ -127,17 +138,25 @@ struct KvmMmu {
 class MmuContext {
 public:
     MmuContext(engine::Simulator& sim, engine::CacheModel& cache, KernelDataLayout& kdata, const Costs& costs,
-               InitMode mode, std::uint32_t vcpus, RootOps& ops);
+               InitMode mode, std::uint32_t vcpus, RootOps& ops, Which which = Which::RootMmu);
     ~MmuContext();
 
-    // kvm_init_mmu: returns the time it takes (no lock, no event).
+    // kvm_init_mmu (root_mmu) or kvm_init_shadow_ept_mmu's role check and init (guest_mmu):
+    // returns the time it takes (no lock, no event).
     engine::Time init_mmu(std::uint32_t host_cpu, std::uint32_t vcpu, const CpuRole& role);
     // kvm_mmu_reset_context.
     engine::Task<void> reset_context(const vm::CpuContext& cpu, const CpuRole& role);
     // kvm_mmu_unload (every root: current and prev_roots).
     engine::Task<void> unload(const vm::CpuContext& cpu);
-    // kvm_mmu_reload: loads a root if none is.
-    engine::Task<void> reload(const vm::CpuContext& cpu);
+    // kvm_mmu_free_roots(mmu, roots_to_free): the valid roots among those named by the mask
+    // (kRootCurrent, root_previous(i)) are put in one mmu_lock section; nothing when none is valid.
+    // Returns how many were put.
+    engine::Task<std::size_t> free_roots(const vm::CpuContext& cpu, unsigned roots_to_free);
+    // The roots_to_free mask of the vCPU's valid roots whose pgd is `pgd` (handle_invept's
+    // single-context nested_ept_root_matches).
+    unsigned roots_matching(std::uint32_t vcpu, vm::Gfn pgd) const;
+    // kvm_mmu_reload: loads a root if none is; true if it loaded one (kvm_mmu_load ran).
+    engine::Task<bool> reload(const vm::CpuContext& cpu);
     // kvm_mmu_new_pgd: true if the current root or a prev_root was usable (no free, no load).
     engine::Task<bool> new_pgd(const vm::CpuContext& cpu, vm::Gfn pgd);
 
@@ -157,6 +176,7 @@ private:
     Costs k_;
     InitMode mode_;
     RootOps& ops_;
+    Which which_;
     std::vector<KvmMmu> mmus_;
     engine::Time l1_hit_;
     struct Counters;

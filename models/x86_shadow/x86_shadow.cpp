@@ -22,6 +22,7 @@
 #include "models/common/costs.hpp"
 #include "models/common/knobs.hpp"
 #include "models/common/slot.hpp"
+#include "models/x86_context/x86_context.hpp"
 
 namespace kvmsim::models {
 namespace x86_shadow {
@@ -40,6 +41,15 @@ constexpr std::string_view kModel = "x86_shadow";
 // modelled), in a region of its own.
 constexpr std::uint64_t kDescBase = kKernelDataBase + (1ULL << 38);
 constexpr std::uint64_t desc_addr(std::uint64_t head) { return kDescBase + ((head * 16) & ((1ULL << 36) - 64)); }
+
+// L1's rmap head and SPTE for one of its EPT pages (kvm_mmu_slot_gfn_write_protect's work): a line
+// derived from the page's gfn, in a region of its own.
+constexpr std::uint64_t kEptMetaBase = kKernelDataBase + (1ULL << 39);
+constexpr std::uint64_t ept_meta_addr(Gfn gfn) { return kEptMetaBase + ((gfn * 64) & ((1ULL << 38) - 64)); }
+// The host memory of L1's EPT pages (guest memory KVM reads when it syncs an SP): synthetic.
+constexpr std::uint64_t kEptPageHostBase = 0x0000'7000'0000'0000ULL;
+constexpr std::uint64_t ept_page_addr(Gfn gfn) { return kEptPageHostBase + (((gfn - kEptPageGfnBase) << 12) & ((1ULL << 44) - 1)); }
+constexpr int kFloodThreshold = 3;  // detect_write_flooding: write_flooding_count >= 3
 
 constexpr bool is_present(std::uint8_t e) { return (e & spte::P) != 0; }
 constexpr bool is_leaf(std::uint8_t e) { return (e & (spte::P | spte::LEAF)) == (spte::P | spte::LEAF); }
@@ -76,6 +86,7 @@ const std::vector<std::string>& Costs::names() {
     static const std::vector<std::string> n = {
         "shadow_fault_base", "hash_entry_step",   "sp_alloc_base", "account_shadowed",  "rmap_op",
         "rmap_head_step",    "sp_zap_base",       "rmap_alloc_per_4k", "guest_walk_level", "shadow_root_alloc",
+        "nested_transition", "sync_spte",         "emulate_write",
     };
     return n;
 }
@@ -83,6 +94,8 @@ const std::vector<std::string>& Costs::names() {
 std::vector<std::string> Costs::all_names() {
     std::vector<std::string> n = x86_tdp::Costs::names();
     n.insert(n.end(), names().begin(), names().end());
+    const auto& ctx = x86_context::Costs::names();
+    n.insert(n.end(), ctx.begin(), ctx.end());
     return n;
 }
 
@@ -92,9 +105,10 @@ Costs Costs::from(const vm::CostProfile& p) {
     static constexpr Time Costs::*kFields[] = {
         &Costs::shadow_fault_base, &Costs::hash_entry_step, &Costs::sp_alloc_base,     &Costs::account_shadowed,
         &Costs::rmap_op,           &Costs::rmap_head_step,  &Costs::sp_zap_base,       &Costs::rmap_alloc_per_4k,
-        &Costs::guest_walk_level,  &Costs::shadow_root_alloc,
+        &Costs::guest_walk_level,  &Costs::shadow_root_alloc, &Costs::nested_transition, &Costs::sync_spte,
+        &Costs::emulate_write,
     };
-    static_assert(std::size(kFields) == 10);
+    static_assert(std::size(kFields) == 13);
     Costs c;
     for (std::size_t i = 0; i < std::size(kFields); ++i) c.*kFields[i] = p.time(names()[i]);
     return c;
@@ -134,6 +148,14 @@ struct X86ShadowMmu::Sp {
     std::uint64_t header = 0;      // struct kvm_mmu_page
     std::uint64_t page = 0;        // sp->spt
     bool live = false;
+    // An indirect SP of a nested tree (and its root): the tree, and the first L2 gfn it maps.
+    Tree* tree = nullptr;
+    Gfn base = 0;
+    bool unsync = false;                 // sp->unsync
+    std::uint8_t write_flooding = 0;     // sp->write_flooding_count
+    std::uint32_t unsync_children = 0;   // sp->unsync_children
+    std::array<std::uint64_t, 8> unsync_child_bitmap{};
+    bool unsync_child(unsigned i) const { return (unsync_child_bitmap[i / 64] >> (i % 64)) & 1; }
 };
 
 
@@ -141,6 +163,7 @@ struct X86ShadowMmu::Slot : SlotState {};  // host_level capped at 2M
 
 struct X86ShadowMmu::VcpuState : VcpuCaches {
     MmuMemoryCache info;  // mmu_shadowed_info_cache (indirect SPs)
+    bool freeing_nested = false;  // free_nested is putting the guest_mmu's roots (the L2 guests are gone)
 };
 
 struct X86ShadowMmu::Bulk : BulkWalk {};
@@ -171,11 +194,29 @@ struct X86ShadowMmu::ModelCounters {
           indirect_sp(c.id("indirect_shadow_pages", engine::Counters::Kind::Gauge)),
           used_pages(c.id("n_used_mmu_pages", engine::Counters::Kind::Gauge)),
           split_bytes(c.id("split_caches_bytes", engine::Counters::Kind::Gauge)),
-          split_leak(c.id("split_caches_leaked_if_vm_destroyed_bytes", engine::Counters::Kind::Gauge)) {}
+          split_leak(c.id("split_caches_leaked_if_vm_destroyed_bytes", engine::Counters::Kind::Gauge)),
+          unsync_page(c.id("kvm_unsync_page")),
+          sync_page(c.id("kvm_sync_page")),
+          sync_page_ps(c.id("kvm_sync_page_ps")),
+          sync_dropped(c.id("kvm_sync_page_sptes_dropped")),
+          sync_children(c.id("mmu_sync_children")),
+          sync_children_ps(c.id("mmu_sync_children_ps")),
+          sync_roots(c.id("kvm_mmu_sync_roots")),
+          gfn_wrprot(c.id("kvm_vcpu_write_protect_gfn")),
+          ept_writes(c.id("nested_ept_entries_written")),
+          ept_write_faults(c.id("nested_ept_write_faults")),
+          ept_write_emulated(c.id("nested_ept_write_emulated")),
+          invept(c.id("handle_invept")),
+          switches(c.id("nested_eptp_switch")),
+          switch_ignored(c.id("nested_eptp_switch_ignored")),
+          vm_entries(c.id("nested_vm_entry")),
+          vm_entry_ps(c.id("nested_vm_entry_ps")) {}
     engine::CounterId find, find_skipped, find_ps, entries, collisions, alloc_sp, dropped_large, splits, split_drops,
         split_drops_topup, split_restarts, topup_objs, split_topup_objs, descs, alloc_atomic, shadow_roots,
         first_root_pages, flag_locks, host_first_touch, dirty_marked, wrprot, indirect_sp, used_pages, split_bytes,
-        split_leak;
+        split_leak, unsync_page, sync_page, sync_page_ps, sync_dropped, sync_children, sync_children_ps, sync_roots,
+        gfn_wrprot, ept_writes, ept_write_faults, ept_write_emulated, invept, switches, switch_ignored, vm_entries,
+        vm_entry_ps;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -194,7 +235,8 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
       slots_lock_(env.sim, "slots_lock"),
       slots_arch_lock_(env.sim, "slots_arch_lock"),
       kdata_(kKernelDataBase + (1ULL << 37)),    // apart from the embedded TDP MMU's objects
-      pt_alloc_(kPageTableBase + (1ULL << 42)) {
+      pt_alloc_(kPageTableBase + (1ULL << 42)),
+      unsync_pages_lock_(env.sim, "mmu_unsync_pages_lock") {
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
     site_direct_fault_ = sim_.site("direct_page_fault");
     site_ept_fault_ = sim_.site("ept_page_fault");
@@ -205,6 +247,10 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
     site_wrprot_ = sim_.site("kvm_mmu_slot_remove_write_access");
     site_memslot_ = sim_.site("kvm_set_memory_region");
     site_first_root_ = sim_.site("mmu_first_shadow_root_alloc");
+    site_sync_roots_ = sim_.site("kvm_mmu_sync_roots");
+    site_track_write_ = sim_.site("kvm_mmu_track_write");
+    site_tdp_fault_ = sim_.site("kvm_tdp_mmu_page_fault");
+    site_unsync_ = sim_.site("mmu_try_to_unsync_pages");
     if (cfg_.tdp_mmu) tdp_ = std::make_unique<x86_tdp::X86TdpMmu>(env, mmu_lock_);
 
     mmu_lock_addr_ = kdata_.alloc();
@@ -245,6 +291,11 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
         v->info = MmuMemoryCache("mmu_shadowed_info_cache", kt_.mmu_cache_alloc_page);
         vcpus_.push_back(std::move(v));
     }
+    // Every vCPU's nested EPT MMU (vcpu->arch.guest_mmu), its roots owned by this model.
+    guest_mmu_ = std::make_unique<x86_context::MmuContext>(sim_, cache_, kdata_, x86_context::Costs::from(env.host.costs),
+                                                          x86_context::InitMode::FullEveryReset, vm_.vcpus,
+                                                          static_cast<x86_context::RootOps&>(*this),
+                                                          x86_context::Which::GuestMmu);
     split_desc_ = MmuMemoryCache("split_desc_cache", kt_.mmu_cache_alloc_obj);
     split_header_ = MmuMemoryCache("split_page_header_cache", kt_.mmu_cache_alloc_obj);
     split_page_ = MmuMemoryCache("split_shadow_page_cache", kt_.mmu_cache_alloc_page);
@@ -270,7 +321,6 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
         Time ignored;
         t.root = alloc_shadow_page(0, 0, make_role(4, true, false), setup, setup, nullptr, ignored);
         sps_[t.root].root_count = vm_.vcpus;
-        t.users = vm_.vcpus;
     }
 }
 
@@ -372,8 +422,9 @@ void X86ShadowMmu::split_cache_gauges() {
 // Shadow pages
 
 // kvm_mmu_find_shadow_page: walk the gfn's bucket (one touch of each SP header visited), counting
-// gfn mismatches as collisions; a miss counts mmu_cache_miss. SPs never go unsync in the model
-// (no guest page-table writes), so no sync is needed.
+// gfn mismatches as collisions; a miss counts mmu_cache_miss. An unsync match is synced with
+// kvm_sync_page (without marking it synchronized: it stays unsync) and a flush if that changed an
+// SPTE; a match's write-flooding count is cleared.
 std::uint32_t X86ShadowMmu::find_shadow_page(std::uint32_t cpu, Gfn gfn, std::uint32_t role, Time& cost) {
     const std::uint32_t b = page_table_hash(gfn);
     Time c = touch(cpu, hash_addr_ + b * 8, false);
@@ -398,6 +449,14 @@ std::uint32_t X86ShadowMmu::find_shadow_page(std::uint32_t cpu, Gfn gfn, std::ui
     ctr.add(mc_->find_ps, static_cast<std::uint64_t>(c.ps()));
     if (!found) stats_.add(stats_.mmu_cache_miss);
     stats_.set_max(stats_.max_mmu_page_hash_collisions, collisions);
+    if (found && !role_direct(role)) {
+        if (sps_[found].unsync) {
+            bool changed = false;
+            c += sync_page(cpu, found, changed);
+            if (changed) c += tlb_.flush();
+        }
+        sps_[found].write_flooding = 0;  // __clear_sp_write_flooding_count
+    }
     cost += c;
     return found;
 }
@@ -442,16 +501,21 @@ std::uint32_t X86ShadowMmu::alloc_shadow_page(std::uint32_t cpu, Gfn gfn, std::u
     if (!role_direct(role)) {  // account_shadowed
         ++indirect_shadow_pages_;
         sim_.counters().adjust(mc_->indirect_sp, 1);
-        cost += k_.account_shadowed;
+        cost += account_ept_page(cpu, sp);
     }
     return id;
 }
 
 // __kvm_mmu_get_shadow_page; `lookup` false is seed 000's shortcut (allocate without looking).
 std::uint32_t X86ShadowMmu::get_shadow_page(std::uint32_t cpu, Gfn gfn, std::uint32_t role, MmuMemoryCache& header,
-                                            MmuMemoryCache& page, MmuMemoryCache* info, bool lookup, Time& cost) {
+                                            MmuMemoryCache& page, MmuMemoryCache* info, bool lookup, Time& cost,
+                                            bool* found) {
+    if (found) *found = false;
     if (lookup) {
-        if (const std::uint32_t sp = find_shadow_page(cpu, gfn, role, cost)) return sp;
+        if (const std::uint32_t sp = find_shadow_page(cpu, gfn, role, cost)) {
+            if (found) *found = true;
+            return sp;
+        }
     } else {
         sim_.counters().add(mc_->find_skipped);
         stats_.add(stats_.mmu_cache_miss);  // as the patch: the skip falls through to the miss
@@ -474,7 +538,13 @@ void X86ShadowMmu::free_sp(std::uint32_t id) {
     if (!role_direct(sp.role)) {  // unaccount_shadowed
         --indirect_shadow_pages_;
         sim_.counters().adjust(mc_->indirect_sp, -1);
+        if (role_level(sp.role) > 1) {
+            auto it = write_track_.find(sp.gfn);
+            if (it != write_track_.end() && --it->second == 0) write_track_.erase(it);
+        }
     }
+    if (sp.unsync) unlink_unsync_page(sp);  // kvm_unlink_unsync_page in __kvm_mmu_prepare_zap_page
+    gpte_written_.erase(id);
     pt_alloc_.free(sp.page);
     free_headers_.push_back(sp.header);
     sp = Sp{};
@@ -557,6 +627,10 @@ Time X86ShadowMmu::link_shadow_page(std::uint32_t cpu, Tree& t, int level, Gfn g
     child(t, level, gfn) = sp;
     c += touch(cpu, entry_addr(t, level, gfn), true) + kt_.spte_update;
     c += pte_list_add(cpu, sps_[sp].parents, sps_[sp].header + 64, cache);  // mmu_page_add_parent_pte
+    if (sps_[sp].unsync || sps_[sp].unsync_children) {  // mark_unsync(sptep)
+        unsigned idx = 0;
+        if (const std::uint32_t parent = parent_of(sps_[sp], idx)) c += mark_unsync(cpu, parent, idx);
+    }
     return c;
 }
 
@@ -591,11 +665,11 @@ Time X86ShadowMmu::prepare_zap_page(std::uint32_t cpu, Tree& t, std::uint32_t id
     return c;
 }
 
-// Zap a whole nested tree (its last root reference went away): every SP, one commit and flush.
-Time X86ShadowMmu::zap_tree(std::uint32_t cpu, Tree& t) {
+// Zap a whole nested tree (the L2 guest is gone): every SP, then (flush) the commit's flush.
+Time X86ShadowMmu::zap_tree(std::uint32_t cpu, Tree& t, bool flush) {
     Time c = prepare_zap_page(cpu, t, t.root, 4, span_base_);
     t.root = 0;
-    return c + tlb_.flush();  // kvm_mmu_commit_zap_page
+    return flush ? c + tlb_.flush() : c;  // kvm_mmu_commit_zap_page
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -659,6 +733,10 @@ Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gf
     Time c = k_.shadow_fault_base;
     for (int level = 4; level > goal; --level) {
         c += kt_.tdp_walk_level + touch(cpu, entry_addr(t, level, gfn), false);
+        if (t.nested) {  // FNAME(fetch): clear_sp_write_flooding_count on every SP walked
+            const std::uint32_t walked = level == 4 ? t.root : child(t, level + 1, gfn);
+            if (walked) sps_[walked].write_flooding = 0;
+        }
         if (is_table(entry(t, level, gfn))) continue;
         // kvm_mmu_get_child_sp: the child SP's gfn and role. In a nested tree the levels above
         // the guest's leaf shadow L1's EPT pages (indirect SPs keyed by the EPT page's gfn); a
@@ -668,19 +746,26 @@ Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gf
         Gfn cg = round_gfn(gfn, level);
         if (t.nested && level > guest_leaf_level(s)) {
             direct = false;
-            const std::uint64_t rel = gfn - span_base_;
-            cg = cl == 3 ? t.eptp + 1 + (rel >> 27)
-                 : cl == 2 ? t.eptp + 1 + 512 + (rel >> 18)
-                           : t.eptp + 1 + (1u << 20) + (rel >> 9);
+            cg = ept_page_gfn(t.eptp, cl, gfn - span_base_);
         }
         const std::uint32_t role = make_role(cl, direct, t.nested);
         // Seed 000: with no indirect MMU, a non-present (or huge) SPTE's child cannot exist yet.
         bool lookup = true;
         if (cfg_.child_sp_lookup == ChildSpLookup::SkipBool) lookup = may_have_multiple_parents_;
         if (cfg_.child_sp_lookup == ChildSpLookup::SkipCount) lookup = indirect_mmus_ > 0;
-        const std::uint32_t sp = get_shadow_page(cpu, cg, role, v.header, v.page, direct ? nullptr : &v.info, lookup, c);
+        bool found = false;
+        const std::uint32_t sp =
+            get_shadow_page(cpu, cg, role, v.header, v.page, direct ? nullptr : &v.info, lookup, c, &found);
+        if (!direct) {
+            sps_[sp].tree = &t;
+            sps_[sp].base = round_gfn(gfn, level);
+            // FNAME(fetch): an upper-level page found with unsync children is synced before it is
+            // linked (mmu_sync_children, without yielding).
+            if (found && cl > 1 && sps_[sp].unsync_children) c += sync_children_now(cpu, sp);
+        }
         c += link_shadow_page(cpu, t, level, gfn, sp, v.desc, true);
     }
+    if (t.nested) sps_[child(t, goal + 1, gfn)].write_flooding = 0;  // the leaf's SP too
     // mmu_set_spte at the goal level.
     std::uint8_t& e = entry(t, goal, gfn);
     const std::uint64_t addr = entry_addr(t, goal, gfn);
@@ -688,6 +773,13 @@ Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gf
     if (!is_leaf(e)) {
         c += rmap_add(cpu, round_gfn(gfn, goal), goal, v.desc);
         stats_.update_page_stats(goal == 1 ? vm::PageLevel::K4 : vm::PageLevel::M2, 1);
+    }
+    if (t.nested) {  // the leaf now follows L1's current entry: nothing left to sync for it
+        const std::uint32_t leaf_sp = child(t, goal + 1, gfn);
+        if (auto it = gpte_written_.find(leaf_sp); it != gpte_written_.end()) {
+            const unsigned i = spte_index(gfn, goal);
+            it->second[i / 64] &= ~(std::uint64_t{1} << (i % 64));
+        }
     }
     e = spte::LEAF_RW;  // make_spte: ACC_ALL, host-writable
     c += mark_page_dirty(s, gfn, cpu);
@@ -796,102 +888,620 @@ Task<void> X86ShadowMmu::first_shadow_root_alloc(const vm::CpuContext& cpu) {
     }
 }
 
-// Seed 000's bookkeeping in mmu_alloc_shadow_roots (add) and when an indirect root is freed
-// (remove): the one-way bool or the indirect MMU count, with mmu_lock taken around the update
-// on every allocation ("every", as the patch) or only when the state first changes ("first", as
-// the review asked).
-Task<void> X86ShadowMmu::note_indirect_mmu(const vm::CpuContext& cpu, bool add) {
+// Seed 000's bookkeeping at the top of mmu_alloc_shadow_roots, on every shadow root allocation:
+// the one-way bool or the indirect MMU count, with mmu_lock taken around the update on every
+// allocation ("every", as the patch did) or only when the state first changes ("first", as the
+// review asked). The count goes down when an indirect root is freed (put_roots), under the
+// mmu_lock that kvm_mmu_free_roots holds anyway.
+Task<void> X86ShadowMmu::note_indirect_mmu(const vm::CpuContext& cpu) {
     bool take = false;
     switch (cfg_.child_sp_lookup) {
         case ChildSpLookup::Always: co_return;
         case ChildSpLookup::SkipBool:
-            if (!add) co_return;
             take = cfg_.root_alloc_lock == RootAllocLock::Every || !may_have_multiple_parents_;
             break;
         case ChildSpLookup::SkipCount:
-            take = cfg_.root_alloc_lock == RootAllocLock::Every || (add && indirect_mmus_ == 0);
+            take = cfg_.root_alloc_lock == RootAllocLock::Every || indirect_mmus_ == 0;
             break;
     }
     if (!take) {
-        if (cfg_.child_sp_lookup == ChildSpLookup::SkipCount) {
-            if (add) ++indirect_mmus_;
-            else if (indirect_mmus_) --indirect_mmus_;
-        }
+        if (cfg_.child_sp_lookup == ChildSpLookup::SkipCount) ++indirect_mmus_;
         co_return;
     }
     engine::LockGuard g = co_await mmu_lock_.write(site_root_flag_);
     sim_.counters().add(mc_->flag_locks);
-    if (cfg_.child_sp_lookup == ChildSpLookup::SkipBool) {
-        may_have_multiple_parents_ = true;
-    } else if (add) {
-        ++indirect_mmus_;
-    } else if (indirect_mmus_) {
-        --indirect_mmus_;
-    }
+    if (cfg_.child_sp_lookup == ChildSpLookup::SkipBool) may_have_multiple_parents_ = true;
+    else ++indirect_mmus_;
     co_await sim_.delay(touch(cpu.host_cpu, mmu_lock_addr_, true) * 2);
 }
 
-// VMLAUNCH/VMRESUME of an L2 guest whose EPT root is at eptp: mmu_alloc_shadow_roots for the
-// vCPU's nested MMU (the root SP is found by its gfn and role, or allocated).
-Task<void> X86ShadowMmu::nested_start(const vm::CpuContext& cpu, Gfn eptp) {
-    const auto vi = static_cast<std::size_t>(cpu.vcpu);
-    if (cpu.vcpu < 0 || vi >= vcpus_.size() || vcpu_tree_[vi]) co_return;
-    co_await note_indirect_mmu(cpu, true);
-    co_await first_shadow_root_alloc(cpu);
-    Tree* t = nullptr;
+// The nested EPT MMU's root role (kvm_calc_shadow_ept_root_page_role): 4-level, indirect,
+// guest_mode.
+x86_context::RootRole X86ShadowMmu::root_role(const x86_context::CpuRole& role) const {
+    (void)role;
+    x86_context::RootRole r;
+    r.level = 4;
+    r.direct = false;
+    r.guest_mode = true;
+    return r;
+}
+
+Tree& X86ShadowMmu::tree_for(Gfn eptp) {
     for (auto& n : nested_)
-        if (n->eptp == eptp) t = n.get();
-    if (!t) {
-        auto n = std::make_unique<Tree>();
-        n->nested = true;
-        n->eptp = eptp;
-        n->pte.assign(span_, 0);
-        n->pde.assign(span_ >> 9, 0);
-        n->pt_sp.assign(span_ >> 9, 0);
-        n->pdpte.assign(span_ >> 18, 0);
-        n->pd_sp.assign(span_ >> 18, 0);
-        n->pml4e.assign((span_ >> 27) + 1, 0);
-        n->pdpt_sp.assign((span_ >> 27) + 1, 0);
-        t = n.get();
-        nested_.push_back(std::move(n));
-    }
-    VcpuState& v = *vcpus_[vi];
-    Time pre = topup_caches(v, true);
-    co_await sim_.delay(pre);
+        if (n->eptp == eptp) return *n;
+    auto n = std::make_unique<Tree>();
+    n->nested = true;
+    n->eptp = eptp;
+    n->pte.assign(span_, 0);
+    n->pde.assign(span_ >> 9, 0);
+    n->pt_sp.assign(span_ >> 9, 0);
+    n->pdpte.assign(span_ >> 18, 0);
+    n->pd_sp.assign(span_ >> 18, 0);
+    n->pml4e.assign((span_ >> 27) + 1, 0);
+    n->pdpt_sp.assign((span_ >> 27) + 1, 0);
+    nested_.push_back(std::move(n));
+    return *nested_.back();
+}
+
+Tree* X86ShadowMmu::tree_of_root(std::uint64_t hpa) {
+    for (auto& n : nested_)
+        if (n->root && sps_[n->root].page == hpa) return n.get();
+    return nullptr;
+}
+
+// kvm_mmu_load for the nested MMU: mmu_topup_memory_caches, then mmu_alloc_shadow_roots (seed
+// 000's update; mmu_first_shadow_root_alloc; mmu_lock write; mmu_alloc_root: the root SP for the
+// EPTP is looked up in mmu_page_hash and found again if it still exists, else allocated).
+Task<std::uint64_t> X86ShadowMmu::get_root(const vm::CpuContext& cpu, x86_context::RootRole role, Gfn eptp) {
+    (void)role;
+    VcpuState& v = *vcpus_.at(static_cast<std::size_t>(cpu.vcpu));
+    co_await sim_.delay(topup_caches(v, true));
+    co_await note_indirect_mmu(cpu);
+    co_await first_shadow_root_alloc(cpu);
+    Tree& t = tree_for(eptp);
     engine::LockGuard g = co_await mmu_lock_.write(site_root_);
     Time held = touch(cpu.host_cpu, mmu_lock_addr_, true) + k_.shadow_root_alloc;
-    const std::uint32_t role = make_role(4, false, true);
-    if (!t->root) {
-        t->root = get_shadow_page(cpu.host_cpu, eptp, role, v.header, v.page, &v.info, true, held);
-    } else {
-        (void)find_shadow_page(cpu.host_cpu, eptp, role, held);
-    }
-    ++sps_[t->root].root_count;
-    ++t->users;
-    vcpu_tree_[vi] = t;
+    const std::uint32_t sp = get_shadow_page(cpu.host_cpu, eptp, make_role(4, false, true), v.header, v.page, &v.info,
+                                             true, held);
+    t.root = sp;
+    sps_[sp].tree = &t;
+    sps_[sp].base = span_base_;
+    ++sps_[sp].root_count;
     sim_.counters().add(mc_->shadow_roots);
+    co_await sim_.delay(held);
+    co_return sps_[sp].page;
+}
+
+// kvm_mmu_free_roots' puts (mmu_free_root_page, mmu_lock write): a valid root SP only loses the
+// reference (it stays in mmu_page_hash, found again by a later mmu_alloc_root). Seed 000's count
+// goes down. When free_nested puts them (the L1 hypervisor is done with its L2 guests), every
+// nested tree no vCPU holds any more is zapped, with one commit flush.
+Task<void> X86ShadowMmu::put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) {
+    engine::LockGuard g = co_await mmu_lock_.write(site_free_roots_);
+    Time held = touch(cpu.host_cpu, mmu_lock_addr_, true);
+    for (std::uint64_t hpa : roots) {
+        Tree* t = tree_of_root(hpa);
+        if (!t) throw std::logic_error("x86_shadow: put of an unknown root");
+        Sp& sp = sps_[t->root];
+        held += touch(cpu.host_cpu, sp.header, true);
+        if (sp.root_count) --sp.root_count;
+        if (cfg_.child_sp_lookup == ChildSpLookup::SkipCount && indirect_mmus_) --indirect_mmus_;
+    }
+    if (vcpus_.at(static_cast<std::size_t>(cpu.vcpu))->freeing_nested) {
+        bool zapped = false;
+        for (auto& n : nested_) {
+            if (!n->root || sps_[n->root].root_count) continue;
+            held += zap_tree(cpu.host_cpu, *n, false);
+            zapped = true;
+        }
+        if (zapped) held += tlb_.flush();  // kvm_mmu_commit_zap_page
+    }
     co_await sim_.delay(held);
 }
 
-// The L2 guest exits for good: kvm_mmu_free_roots drops the vCPU's root; when no vCPU uses the
-// tree any more, the L2 guest is gone and its shadow pages are zapped (one commit, one flush).
+std::optional<Gfn> X86ShadowMmu::running_eptp(std::uint32_t vcpu) const {
+    const Tree* t = vcpu_tree_.at(vcpu);
+    return t ? std::optional<Gfn>(t->eptp) : std::nullopt;
+}
+
+std::uint32_t X86ShadowMmu::root_count(Gfn eptp) const {
+    for (const auto& n : nested_)
+        if (n->eptp == eptp) return n->root ? sps_[n->root].root_count : 0;
+    return 0;
+}
+
+std::uint32_t X86ShadowMmu::root_unsync_children(Gfn eptp) const {
+    for (const auto& n : nested_)
+        if (n->eptp == eptp) return n->root ? sps_[n->root].unsync_children : 0;
+    return 0;
+}
+
+bool X86ShadowMmu::l1_ept_page_writable(Gfn gfn) const {
+    auto it = l1_ept_spte_.find(gfn);
+    return it != l1_ept_spte_.end() && (it->second & spte::W);
+}
+
+// A nested VM-entry with EPT root eptp (nested_vmx_enter_non_root_mode ->
+// nested_ept_init_mmu_context -> kvm_init_shadow_ept_mmu): the guest_mmu's role check (a full
+// init the first time), kvm_mmu_new_pgd (fast_pgd_switch over the current root and prev_roots; a
+// miss with a current root frees the least recently used one), then vcpu_enter_guest's
+// kvm_mmu_reload (kvm_mmu_load: mmu_alloc_shadow_roots, kvm_mmu_sync_roots) when no root is
+// loaded. The vCPU then runs L2 in that root's tree.
+Task<void> X86ShadowMmu::nested_enter(const vm::CpuContext& cpu, Gfn eptp) {
+    const auto vi = static_cast<std::size_t>(cpu.vcpu);
+    const Time start = sim_.now();
+    x86_context::CpuRole ept;
+    ept.guest_mode = true;
+    co_await sim_.delay(guest_mmu_->init_mmu(cpu.host_cpu, static_cast<std::uint32_t>(vi), ept));
+    const bool hit = co_await guest_mmu_->new_pgd(cpu, eptp);
+    if (co_await guest_mmu_->reload(cpu)) co_await sync_roots(cpu);
+    Tree* t = tree_of_root(guest_mmu_->mmu(static_cast<std::uint32_t>(vi)).root.hpa);
+    if (!t) throw std::logic_error("x86_shadow: nested VM-entry without a root");
+    if (hit) sps_[t->root].write_flooding = 0;  // kvm_mmu_new_pgd: __clear_sp_write_flooding_count
+    vcpu_tree_[vi] = t;
+    sim_.counters().add(mc_->vm_entries);
+    sim_.counters().add(mc_->vm_entry_ps, static_cast<std::uint64_t>((sim_.now() - start).ps()));
+}
+
+// VMLAUNCH/VMRESUME of an L2 guest whose EPT root is at eptp on a vCPU running L1.
+Task<void> X86ShadowMmu::nested_start(const vm::CpuContext& cpu, Gfn eptp) {
+    const auto vi = static_cast<std::size_t>(cpu.vcpu);
+    if (cpu.vcpu < 0 || vi >= vcpus_.size() || vcpu_tree_[vi]) co_return;
+    co_await nested_enter(cpu, eptp);
+}
+
+// The L2 guest exits for good and L1 is done with nested guests on this vCPU (free_nested:
+// kvm_mmu_free_roots(guest_mmu, KVM_MMU_ROOTS_ALL)); trees no vCPU holds any more are zapped.
 Task<void> X86ShadowMmu::nested_stop(const vm::CpuContext& cpu, Gfn eptp) {
     const auto vi = static_cast<std::size_t>(cpu.vcpu);
     if (cpu.vcpu < 0 || vi >= vcpus_.size() || !vcpu_tree_[vi] || vcpu_tree_[vi]->eptp != eptp) co_return;
-    Tree* t = vcpu_tree_[vi];
     vcpu_tree_[vi] = nullptr;
-    {
-        engine::LockGuard g = co_await mmu_lock_.write(site_free_roots_);
-        Time held = touch(cpu.host_cpu, mmu_lock_addr_, true);
-        --sps_[t->root].root_count;
-        if (--t->users == 0) {
-            // The tree object stays (a fault of this vCPU may still hold a pointer to it); a
-            // later nested_start with this EPTP gives it a new root.
-            held += zap_tree(cpu.host_cpu, *t);
+    VcpuState& v = *vcpus_[vi];
+    v.freeing_nested = true;
+    (void)co_await guest_mmu_->free_roots(cpu, x86_context::kRootsAll);
+    v.freeing_nested = false;
+}
+
+// L1 switches the vCPU's L2 guest: a nested VM-exit, VMPTRLD of the next vmcs12, VMRESUME
+// (nested_transition), then the nested VM-entry with the new EPTP (nested_enter).
+Task<void> X86ShadowMmu::nested_eptp_switch(const vm::CpuContext& cpu, const std::vector<Gfn>& eptps) {
+    const auto vi = static_cast<std::size_t>(cpu.vcpu);
+    if (cpu.vcpu < 0 || vi >= vcpus_.size() || eptps.empty())
+        throw std::invalid_argument("x86_shadow: nested_eptp_switch on '" + cpu.name + "'");
+    const Tree* cur = vcpu_tree_[vi];
+    if (!cur) {  // the vCPU runs L1: nothing to switch
+        sim_.counters().add(mc_->switch_ignored);
+        co_return;
+    }
+    auto it = std::find(eptps.begin(), eptps.end(), cur->eptp);
+    const Gfn next = it == eptps.end() || std::next(it) == eptps.end() ? eptps.front() : *std::next(it);
+    sim_.counters().add(mc_->switches);
+    co_await sim_.delay(k_.nested_transition);
+    co_await nested_enter(cpu, next);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unsync and sync (nested indirect SPs)
+
+// The SP holding the SPTE that links sp (its parent) and that SPTE's index; 0 for a root, or an SP
+// no longer linked in its tree.
+std::uint32_t X86ShadowMmu::parent_of(const Sp& sp, unsigned& idx) const {
+    const int level = role_level(sp.role);
+    if (level >= 4 || !sp.tree) return 0;
+    Tree& t = *sp.tree;
+    const std::uint64_t i = sp.base - span_base_;
+    const std::uint32_t linked = level == 1 ? t.pt_sp[i >> 9] : level == 2 ? t.pd_sp[i >> 18] : t.pdpt_sp[i >> 27];
+    if (!linked || &sps_[linked] != &sp) return 0;
+    idx = spte_index(sp.base, level + 1);
+    return level + 1 == 4 ? t.root : level + 1 == 3 ? t.pdpt_sp[i >> 27] : t.pd_sp[i >> 18];
+}
+
+// mark_unsync: set the SPTE's bit in its SP's unsync_child_bitmap; the first unsync child of an SP
+// marks its own parents (kvm_mmu_mark_parents_unsync).
+Time X86ShadowMmu::mark_unsync(std::uint32_t cpu, std::uint32_t parent, unsigned idx) {
+    Time c;
+    while (parent) {
+        Sp& p = sps_[parent];
+        c += touch(cpu, p.header + 128, true);
+        if (p.unsync_child(idx)) break;
+        p.unsync_child_bitmap[idx / 64] |= std::uint64_t{1} << (idx % 64);
+        if (p.unsync_children++) break;
+        parent = parent_of(p, idx);
+    }
+    return c;
+}
+
+// kvm_unsync_page: ++mmu_unsync, sp->unsync = 1, kvm_mmu_mark_parents_unsync.
+Time X86ShadowMmu::unsync_page(std::uint32_t cpu, std::uint32_t id) {
+    Sp& sp = sps_[id];
+    sp.unsync = true;
+    ++unsync_sps_;
+    stats_.gauge_add(stats_.mmu_unsync, 1);
+    sim_.counters().add(mc_->unsync_page);
+    Time c = touch(cpu, sp.header, true);
+    unsigned idx = 0;
+    if (const std::uint32_t parent = parent_of(sp, idx)) c += mark_unsync(cpu, parent, idx);
+    return c;
+}
+
+// kvm_unlink_unsync_page: sp->unsync = 0, --mmu_unsync.
+void X86ShadowMmu::unlink_unsync_page(Sp& sp) {
+    sp.unsync = false;
+    --unsync_sps_;
+    stats_.gauge_add(stats_.mmu_unsync, -1);
+}
+
+// kvm_sync_page -> __kvm_sync_page: ept_sync_spte for each of the 512 SPTEs (the SP's page read
+// through the cache model); a present SPTE costs sync_spte and the read of its guest entry (L1's
+// EPT page); an entry L1 rewrote since the SP went unsync maps another frame now: the SPTE is
+// dropped (drop_spte) and a flush is needed. `changed` says whether one was.
+Time X86ShadowMmu::sync_page(std::uint32_t cpu, std::uint32_t id, bool& changed) {
+    Sp& sp = sps_[id];
+    Tree& t = *sp.tree;
+    Time c = touch(cpu, sp.page, false, 4096);
+    const std::uint64_t i0 = sp.base - span_base_;
+    std::uint32_t present = 0, dropped = 0;
+    const auto written = gpte_written_.find(id);
+    for (unsigned k = 0; k < 512 && i0 + k < span_; ++k) {
+        std::uint8_t& e = t.pte[i0 + k];
+        if (!is_present(e)) continue;
+        ++present;
+        if (written != gpte_written_.end() && ((written->second[k / 64] >> (k % 64)) & 1)) {
+            c += kt_.spte_update + rmap_remove(cpu, sp.base + k, 1);
+            stats_.update_page_stats(vm::PageLevel::K4, -1);
+            e = 0;
+            ++dropped;
+        }
+    }
+    if (written != gpte_written_.end()) gpte_written_.erase(written);  // the shadow follows L1 again
+    if (present) c += touch(cpu, ept_page_addr(sp.gfn), false, 4096) + k_.sync_spte * static_cast<std::int64_t>(present);
+    changed = dropped > 0;
+    engine::Counters& ctr = sim_.counters();
+    ctr.add(mc_->sync_page);
+    ctr.add(mc_->sync_dropped, dropped);
+    ctr.add(mc_->sync_page_ps, static_cast<std::uint64_t>(c.ps()));
+    return c;
+}
+
+// __mmu_unsync_walk: the SPs reachable through unsync_child_bitmap, depth first, into pvec (SP,
+// index in its parent) up to KVM_PAGE_ARRAY_NR entries; stale bits are cleared on the way.
+// Returns the unsync leaves found, or -1 when pvec filled up (-ENOSPC).
+int X86ShadowMmu::unsync_walk(std::uint32_t cpu, std::uint32_t id, std::vector<std::pair<std::uint32_t, int>>& pvec,
+                              Time& cost) {
+    auto add = [&](std::uint32_t sp, int idx) {
+        if (sps_[sp].unsync)
+            for (const auto& e : pvec)
+                if (e.first == sp) return false;
+        pvec.emplace_back(sp, idx);
+        return pvec.size() == kPageArrayNr;
+    };
+    auto clear = [&](std::uint32_t sp, unsigned i) {
+        Sp& s = sps_[sp];
+        --s.unsync_children;
+        s.unsync_child_bitmap[i / 64] &= ~(std::uint64_t{1} << (i % 64));
+    };
+    const int level = role_level(sps_[id].role);
+    Tree& t = *sps_[id].tree;
+    const Gfn base = sps_[id].base;
+    int nr = 0;
+    for (unsigned w = 0; w < 8; ++w) {
+        std::uint64_t word = sps_[id].unsync_child_bitmap[w];
+        if (!word) continue;
+        cost += touch(cpu, sps_[id].header + 128, false);
+        for (; word; word &= word - 1) {
+            const unsigned i = w * 64 + static_cast<unsigned>(__builtin_ctzll(word));
+            const Gfn g = base + i * pages_at(level);
+            cost += touch(cpu, sps_[id].page + i * 8, false);
+            if (g - span_base_ >= span_ || !is_table(entry(t, level, g))) {
+                clear(id, i);
+                continue;
+            }
+            const std::uint32_t ch = child(t, level, g);
+            cost += touch(cpu, sps_[ch].header, false);
+            if (sps_[ch].unsync_children) {
+                if (add(ch, static_cast<int>(i))) return -1;
+                const int r = unsync_walk(cpu, ch, pvec, cost);
+                if (r == 0) clear(id, i);
+                else if (r > 0) nr += r;
+                else return r;
+            } else if (sps_[ch].unsync) {
+                ++nr;
+                if (add(ch, static_cast<int>(i))) return -1;
+            } else {
+                clear(id, i);
+            }
+        }
+    }
+    return nr;
+}
+
+// One round of mmu_sync_children's loop: mmu_unsync_walk from parent; write-protect every unsync
+// leaf's gfn (kvm_vcpu_write_protect_gfn), flush if that protected anything; then each leaf is
+// marked synchronized (kvm_unlink_unsync_page), synced (kvm_sync_page) and its parents' bits are
+// cleared (mmu_pages_clear_parents). `found`: the walk found something; `flush`: a sync changed
+// an SPTE and no flush has covered it yet.
+Time X86ShadowMmu::sync_children_batch(std::uint32_t cpu, std::uint32_t parent, bool& found, bool& flush) {
+    Time c;
+    std::vector<std::pair<std::uint32_t, int>> pvec;
+    found = false;
+    if (!sps_[parent].unsync_children) return c;
+    pvec.emplace_back(parent, -1);
+    const int r = unsync_walk(cpu, parent, pvec, c);
+    found = r != 0;
+    if (!found) return c;
+    // for_each_sp: the leaves of pvec, with the path of parents (mmu_pages_first/next).
+    std::array<std::uint32_t, 5> par{};
+    std::array<int, 5> pidx{};
+    auto next = [&](std::size_t i) {
+        std::size_t n = i + 1;
+        for (; n < pvec.size(); ++n) {
+            const int level = role_level(sps_[pvec[n].first].role);
+            pidx[static_cast<std::size_t>(level - 1)] = pvec[n].second;
+            if (level == 1) break;
+            par[static_cast<std::size_t>(level - 2)] = pvec[n].first;
+        }
+        return n;
+    };
+    auto first = [&]() {
+        const int level = role_level(sps_[pvec[0].first].role);
+        par[static_cast<std::size_t>(level - 2)] = pvec[0].first;
+        par[static_cast<std::size_t>(level - 1)] = 0;
+        return next(0);
+    };
+    bool protected_ = false;
+    for (std::size_t i = first(); i < pvec.size(); i = next(i)) c += write_protect_gfn(cpu, sps_[pvec[i].first].gfn, protected_);
+    if (protected_) {
+        c += tlb_.flush();
+        flush = false;
+    }
+    for (std::size_t i = first(); i < pvec.size(); i = next(i)) {
+        Sp& sp = sps_[pvec[i].first];
+        if (sp.unsync) unlink_unsync_page(sp);
+        bool changed = false;
+        c += sync_page(cpu, pvec[i].first, changed);
+        flush |= changed;
+        // mmu_pages_clear_parents
+        for (std::size_t level = 0;; ++level) {
+            const std::uint32_t p = par[level];
+            if (!p) break;
+            Sp& ps = sps_[p];
+            const auto bit = static_cast<unsigned>(pidx[level]);
+            if (ps.unsync_child(bit)) {
+                --ps.unsync_children;
+                ps.unsync_child_bitmap[bit / 64] &= ~(std::uint64_t{1} << (bit % 64));
+            }
+            if (ps.unsync_children) break;
+        }
+    }
+    return c;
+}
+
+// mmu_sync_children(vcpu, parent, can_yield = false), as FNAME(fetch) calls it under mmu_lock.
+Time X86ShadowMmu::sync_children_now(std::uint32_t cpu, std::uint32_t parent) {
+    sim_.counters().add(mc_->sync_children);
+    Time c;
+    bool found = true, flush = false;
+    while (found) c += sync_children_batch(cpu, parent, found, flush);
+    if (flush) c += tlb_.flush();
+    sim_.counters().add(mc_->sync_children_ps, static_cast<std::uint64_t>(c.ps()));
+    return c;
+}
+
+// kvm_mmu_sync_roots: nothing unless the root is unsync or has unsync children (is_unsync_root,
+// read without the lock); else mmu_lock write and mmu_sync_children(can_yield = true), which
+// flushes and yields between rounds when need_resched() or rwlock_needbreak().
+Task<void> X86ShadowMmu::sync_roots(const vm::CpuContext& cpu) {
+    Tree* t = tree_of_root(guest_mmu_->mmu(static_cast<std::uint32_t>(cpu.vcpu)).root.hpa);
+    if (!t || !(sps_[t->root].unsync || sps_[t->root].unsync_children)) co_return;
+    sim_.counters().add(mc_->sync_roots);
+    sim_.counters().add(mc_->sync_children);
+    Bulk b = make_bulk(cpu);
+    co_await lock(b, site_sync_roots_);
+    const Time start = sim_.now();
+    bool found = true, flush = false;
+    while (found && t->root) {
+        b.acc += sync_children_batch(b.cpu, t->root, found, flush);
+        if (found && need_resched(b)) {
+            co_await cond_resched(b, flush);  // kvm_mmu_remote_flush_or_zap, cond_resched_rwlock_write
+            flush = false;
+        }
+    }
+    if (flush) b.acc += tlb_.flush();
+    co_await unlock(b);
+    sim_.counters().add(mc_->sync_children_ps, static_cast<std::uint64_t>((sim_.now() - start).ps()));
+}
+
+// kvm_vcpu_write_protect_gfn -> kvm_mmu_slot_gfn_write_protect on L1's mapping of gfn (its rmap,
+// and with the TDP MMU its TDP SPTE): a writable SPTE loses W (and MMU-writable, pt_protect).
+Time X86ShadowMmu::write_protect_gfn(std::uint32_t cpu, Gfn gfn, bool& protected_) {
+    Time c = k_.rmap_op + touch(cpu, ept_meta_addr(gfn), false);
+    if (tdp_) c += kt_.tdp_walk_level * 4;  // kvm_tdp_mmu_write_protect_gfn
+    auto it = l1_ept_spte_.find(gfn);
+    if (it != l1_ept_spte_.end() && (it->second & spte::W)) {
+        it->second = spte::P;
+        c += touch(cpu, ept_meta_addr(gfn) + 8, true) + kt_.spte_update;
+        protected_ = true;
+        sim_.counters().add(mc_->gfn_wrprot);
+    }
+    return c;
+}
+
+// account_shadowed for an indirect SP: an upper-level page is write-tracked
+// (__kvm_write_track_add_gfn), and L1's mapping of the gfn is write-protected (with a flush if it
+// was writable).
+Time X86ShadowMmu::account_ept_page(std::uint32_t cpu, const Sp& sp) {
+    Time c = k_.account_shadowed;
+    if (role_level(sp.role) > 1) ++write_track_[sp.gfn];
+    bool protected_ = false;
+    c += write_protect_gfn(cpu, sp.gfn, protected_);
+    if (protected_) c += tlb_.flush();  // kvm_flush_remote_tlbs_gfn
+    return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// L1 writing its EPT for an L2 guest (EPT12)
+
+// Zaps the SP linked at (level + 1, base) of tree t and clears that SPTE (kvm_mmu_prepare_zap_page
+// with its parent unlinked; the caller flushes).
+Time X86ShadowMmu::zap_nested_sp(std::uint32_t cpu, Tree& t, int level, Gfn base) {
+    std::uint32_t& link = child(t, level + 1, base);
+    const std::uint32_t id = link;
+    if (!id) return Time::zero();
+    Time c = touch(cpu, entry_addr(t, level + 1, base), true) + kt_.spte_update;
+    c += prepare_zap_page(cpu, t, id, level, base);
+    entry(t, level + 1, base) = 0;
+    link = 0;
+    return c;
+}
+
+// kvm_mmu_track_write (mmu_lock write): ++mmu_pte_write; for every SP shadowing the page
+// (for_each_gfn_valid_sp_with_gptes): a third write to an upper-level SP without a fault using it
+// in between zaps it (detect_write_flooding, mmu_flooded); else the written SPTE is zapped
+// (mmu_page_zap_pte; mmu_pde_zapped above 4K); one flush (kvm_mmu_remote_flush_or_zap). An SPTE
+// linking a child SP is dropped with its child, which no other SPTE links (the kernel leaves the
+// child unlinked in the hash until something zaps it).
+Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsigned idx) {
+    if (!indirect_shadow_pages_) co_return;
+    engine::LockGuard g = co_await mmu_lock_.write(site_track_write_);
+    const std::uint32_t hc = cpu.host_cpu;
+    Time held = touch(hc, mmu_lock_addr_, true) + k_.guest_walk_level;  // mmu_pte_write_fetch_gpte
+    stats_.add(stats_.mmu_pte_write);
+    const std::uint32_t b = page_table_hash(page);
+    held += touch(hc, hash_addr_ + b * 8, false);
+    std::vector<std::uint32_t> shadowing;
+    for (std::uint32_t id = hash_[b]; id; id = sps_[id].hash_next) {
+        held += k_.hash_entry_step + touch(hc, sps_[id].header, false);
+        if (sps_[id].gfn == page && !role_direct(sps_[id].role) && sps_[id].tree) shadowing.push_back(id);
+    }
+    bool flush = false;
+    for (std::uint32_t id : shadowing) {
+        Sp& sp = sps_[id];
+        if (!sp.live || sp.gfn != page) continue;  // zapped by an earlier one
+        const int level = role_level(sp.role);
+        Tree& t = *sp.tree;
+        if (level > 1 && ++sp.write_flooding >= kFloodThreshold) {  // detect_write_flooding
+            held += zap_nested_sp(hc, t, level, sp.base);
+            stats_.add(stats_.mmu_flooded);
+            flush = true;
+            continue;
+        }
+        const Gfn gl = sp.base + idx * pages_at(level);
+        if (gl - span_base_ >= span_) continue;
+        std::uint8_t& e = entry(t, level, gl);
+        held += touch(hc, sp.page + idx * 8, true);
+        if (!is_present(e)) continue;
+        if (is_leaf(e)) {  // drop_spte
+            held += kt_.spte_update + rmap_remove(hc, gl, level);
+            stats_.update_page_stats(level == 1 ? vm::PageLevel::K4 : vm::PageLevel::M2, -1);
+            e = 0;
+        } else {  // drop_parent_pte
+            held += zap_nested_sp(hc, t, level - 1, gl);
+        }
+        if (level > 1) stats_.add(stats_.mmu_pde_zapped);
+        flush = true;
+    }
+    if (flush) held += tlb_.flush();
+    co_await sim_.delay(held);
+}
+
+// One write by L1 to entry idx of its EPT page `page` (an L1 frame), through L1's own mapping of
+// it. Writable: no exit (the write is recorded for the unsync SPs that shadow the page). Present
+// and write-tracked (an upper-level SP shadows it): page_fault_handle_page_track sends the fault
+// to the emulator at once. Otherwise a write fault (direct_page_fault under mmu_lock write, or
+// kvm_tdp_mmu_page_fault under mmu_lock read): make_spte -> mmu_try_to_unsync_pages: a
+// write-tracked page stays read-only and the write is emulated (RET_PF_EMULATE); else every SP
+// shadowing it goes unsync (kvm_unsync_page, under mmu_unsync_pages_lock with the TDP MMU) and
+// the mapping becomes writable. Emulation (emulate_write) ends in kvm_mmu_track_write.
+Task<void> X86ShadowMmu::l1_ept_write(const vm::CpuContext& cpu, Gfn page, unsigned idx) {
+    const std::uint32_t hc = cpu.host_cpu;
+    sim_.counters().add(mc_->ept_writes);
+    std::uint8_t& st = l1_ept_spte_[page];
+    auto record = [&] {
+        const std::uint32_t b = page_table_hash(page);
+        for (std::uint32_t id = hash_[b]; id; id = sps_[id].hash_next)
+            if (sps_[id].gfn == page && sps_[id].unsync) gpte_written_[id][idx / 64] |= std::uint64_t{1} << (idx % 64);
+    };
+    if (st & spte::W) {
+        record();
+        co_return;
+    }
+    sim_.counters().add(mc_->ept_write_faults);
+    stats_.add(stats_.pf_taken);
+    const bool tracked = write_track_.count(page) > 0;
+    Time pre = kt_.fault_entry + touch(hc, ept_meta_addr(page) + 16, false);  // kvm_gfn_is_write_tracked
+    if ((st & spte::P) && tracked) {  // page_fault_handle_page_track
+        co_await sim_.delay(pre);
+    } else {
+        co_await sim_.delay(pre + kt_.gup_fast);
+        engine::LockGuard g = co_await (tdp_ ? mmu_lock_.read(site_tdp_fault_) : mmu_lock_.write(site_direct_fault_));
+        Time held = touch(hc, mmu_lock_addr_, true) + kt_.tdp_walk_level * 4 + touch(hc, ept_meta_addr(page) + 8, true) +
+                    kt_.spte_update;
+        if (!tracked) {
+            // for_each_gfn_valid_sp_with_gptes: every SP shadowing the page goes unsync.
+            const std::uint32_t b = page_table_hash(page);
+            held += touch(hc, hash_addr_ + b * 8, false);
+            std::vector<std::uint32_t> to_unsync;
+            for (std::uint32_t id = hash_[b]; id; id = sps_[id].hash_next) {
+                held += k_.hash_entry_step + touch(hc, sps_[id].header, false);
+                if (sps_[id].gfn == page && !role_direct(sps_[id].role) && !sps_[id].unsync) to_unsync.push_back(id);
+            }
+            if (!to_unsync.empty() && tdp_) {  // TDP MMU faults hold mmu_lock for read only
+                co_await sim_.delay(held);
+                held = Time::zero();
+                engine::LockGuard u = co_await unsync_pages_lock_.lock(site_unsync_);
+                Time in = Time::zero();
+                for (std::uint32_t id : to_unsync)
+                    if (!sps_[id].unsync) in += unsync_page(hc, id);
+                co_await sim_.delay(in);
+            } else {
+                for (std::uint32_t id : to_unsync) held += unsync_page(hc, id);
+            }
+            st = spte::P | spte::W;
+        } else {
+            st = spte::P;  // -EPERM: the SPTE stays read-only, the write is emulated
         }
         co_await sim_.delay(held);
     }
-    co_await note_indirect_mmu(cpu, false);
+    if (!(st & spte::W)) {
+        stats_.add(stats_.pf_emulate);
+        sim_.counters().add(mc_->ept_write_emulated);
+        co_await sim_.delay(k_.emulate_write);  // x86_emulate_instruction up to kvm_page_track_write
+        co_await track_write(cpu, page, idx);
+    } else {
+        stats_.add(stats_.pf_fixed);
+        record();
+    }
+    co_await sim_.delay(kt_.fault_exit);
+}
+
+// L1 rewrites w.entries leaf entries of its EPT for the L2 guest at w.eptp, for L2 frames spread
+// evenly over [w.start, w.end) (a 4K entry of a PT page where L1 maps 4K, a 2M entry of a PD page
+// where it maps 2M), then INVEPT (handle_invept, single context: kvm_mmu_free_roots of the
+// guest_mmu roots whose pgd is the EPTP). A vCPU running L2 exits to L1 first and resumes L2
+// afterwards (nested_transition, then the nested VM-entry: with its root freed by INVEPT, the root
+// is loaded again and kvm_mmu_sync_roots syncs what went unsync).
+Task<void> X86ShadowMmu::nested_ept_write(const vm::CpuContext& cpu, const vm::NestedEptWrite& w) {
+    const auto vi = static_cast<std::size_t>(cpu.vcpu);
+    if (cpu.vcpu < 0 || vi >= vcpus_.size() || w.entries == 0 || w.end <= w.start)
+        throw std::invalid_argument("x86_shadow: nested_ept_write on '" + cpu.name + "'");
+    const Tree* running = vcpu_tree_[vi];
+    const Gfn resume = running ? running->eptp : 0;
+    if (running) co_await sim_.delay(k_.nested_transition);
+    const std::uint64_t step = (w.end - w.start) / w.entries;
+    for (std::uint32_t j = 0; j < w.entries; ++j) {
+        const Gfn g = w.start + j * step;
+        const Slot* s = slot_of(g);
+        if (!s || g - span_base_ >= span_) continue;
+        const int leaf = std::min(2, guest_leaf_level(*s));
+        co_await l1_ept_write(cpu, ept_page_gfn(w.eptp, leaf, g - span_base_), spte_index(g, leaf));
+    }
+    if (w.invept) {
+        sim_.counters().add(mc_->invept);
+        co_await sim_.delay(kt_.fault_entry);  // the INVEPT exit
+        (void)co_await guest_mmu_->free_roots(cpu, guest_mmu_->roots_matching(static_cast<std::uint32_t>(vi), w.eptp));
+        co_await sim_.delay(kt_.fault_exit);
+    }
+    if (running) co_await nested_enter(cpu, resume);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1124,8 +1734,9 @@ vm::ModelInfo x86_shadow_model_info() {
     vm::ModelInfo info = x86_tdp_model_info();  // the TDP MMU's knobs apply to the embedded model
     info.name = "x86_shadow";
     info.summary =
-        "x86 shadow MMU (mmu_page_hash, rmaps, direct and nested roots) with the TDP MMU as a knob; "
-        "seed 000 (child SP hash lookup) and seed 001 (eager page splitting for nested MMUs)";
+        "x86 shadow MMU (mmu_page_hash, rmaps, direct and nested roots through the guest_mmu's prev_roots, "
+        "unsync/sync and write tracking of L1's EPT pages) with the TDP MMU as a knob; seed 000 (child SP hash "
+        "lookup, the lock at root allocation) and seed 001 (eager page splitting for nested MMUs)";
     info.kernel =
         "Linux v6.9: arch/x86/kvm/mmu/mmu.c, arch/x86/kvm/mmu/paging_tmpl.h, arch/x86/kvm/mmu/mmu_internal.h, "
         "arch/x86/kvm/x86.c (kvm_mmu_slot_apply_flags); seed 000 from Peter Feiner's 'kvm: x86 mmu: avoid "
@@ -1146,8 +1757,10 @@ vm::ModelInfo x86_shadow_model_info() {
     info.knobs.push_back(choice_knob(
         "root_alloc_lock", "first", {"every", "first"},
         "seed 000, how mmu_alloc_shadow_roots updates the bool/count: 'every' = take and release mmu_lock (write) "
-        "around the update on every shadow root allocation (and free, for the count), as the patch did; 'first' = "
-        "only when the state changes from none (bool false / count 0 -> 1), as the review asked"));
+        "around the update on every shadow root allocation (every nested VM-entry that finds no usable root in "
+        "the guest_mmu's current root and prev_roots), as the patch did; 'first' = only when the state changes "
+        "from none (bool false / count 0 -> 1), as the review asked. The count goes down when kvm_mmu_free_roots "
+        "puts an indirect root, under the mmu_lock it holds"));
     info.knobs.push_back(int_knob(
         "split_desc_cache_capacity", x86_shadow::kSplitDescCacheMin + kKvmArchNrObjsPerMemoryCache,
         x86_shadow::kSplitDescCacheMin, 1 << 20,
@@ -1164,12 +1777,58 @@ vm::ModelInfo x86_shadow_model_info() {
         "seed 001: when the split caches are freed: 'flags_change' = when dirty logging is disabled on a slot "
         "(the v6 patch; leaks them if the VM is destroyed first), 'vm_destroy' = only at VM destruction "
         "(kvm_mmu_uninit_vm, merged)"));
-    for (auto& k : info.knobs)
-        if (k.name == "eager_page_split")
+    // The TDP MMU's knobs that can never act here: x86_shadow lists no zap_gfn_range, invalidate or
+    // SMM operation, and never reloads the embedded TDP MMU's root.
+    const std::vector<std::pair<std::string, std::string>> inert = {
+        {"zap_lock", "it selects the lock mode of kvm_zap_gfn_range, and x86_shadow has no zap_gfn_range operation"},
+        {"fault_precheck",
+         "it only matters while an MMU-notifier invalidation is in progress, and x86_shadow has no invalidate "
+         "operation"},
+        {"tdp_root_unload",
+         "it changes what kvm_mmu_unload does to TDP MMU roots on SMM transitions, and x86_shadow has no SMM "
+         "(no smm_enter/smm_exit) and never unloads the TDP MMU's root"},
+        {"mmu_init",
+         "seed 002's knob acts on kvm_init_mmu after SMM role changes, and x86_shadow has no SMM; its nested "
+         "MMU (guest_mmu, kvm_init_shadow_ept_mmu) is initialized once per vCPU"},
+    };
+    for (const auto& [name, why] : inert) {
+        info.knobs.erase(std::remove_if(info.knobs.begin(), info.knobs.end(),
+                                        [&](const vm::KnobSpec& k) { return k.name == name; }),
+                         info.knobs.end());
+        info.inert_knobs.push_back(vm::InertKnob{name, why});
+    }
+    const vm::KnobSpec::AppliesWhen with_tdp{
+        "tdp_mmu", {true}, "the nested MMUs' huge pages are split eagerly only with the TDP MMU on "
+                           "(kvm_mmu_slot_try_split_huge_pages returns at once otherwise)"};
+    const vm::KnobSpec::AppliesWhen with_eager{
+        "eager_page_split", {true}, "the split caches are used only by eager page splitting"};
+    for (auto& k : info.knobs) {
+        if (k.name == "eager_page_split") {
             k.meaning += "; with tdp_mmu on it also splits the nested MMUs' huge pages (kvm_shadow_mmu_try_split_huge_pages)";
+            k.applies_when.push_back({"tdp_mmu", {true},
+                                      "kvm_mmu_slot_try_split_huge_pages returns at once unless the TDP MMU is on "
+                                      "(v6.9), so nothing is split eagerly with tdp_mmu false"});
+        } else if (k.name == "fault_lock") {
+            k.applies_when.push_back({"tdp_mmu", {true},
+                                      "it is the mmu_lock mode of the TDP MMU's fault path; the shadow MMU's faults "
+                                      "always take mmu_lock for write, and tdp_mmu false turns the TDP MMU off"});
+        } else if (k.name == "split_desc_cache_capacity" || k.name == "split_cache_free") {
+            k.applies_when.push_back(with_tdp);
+            k.applies_when.push_back(with_eager);
+        } else if (k.name == "alias_percent") {
+            k.applies_when.push_back({"tdp_mmu", {true},
+                                      "the aliased rmap entries are laid down when the first shadow root allocates "
+                                      "the rmaps, which happens only with the TDP MMU on; with tdp_mmu false the "
+                                      "rmaps exist from the memslot's creation and nothing splits eagerly"});
+        } else if (k.name == "root_alloc_lock") {
+            k.applies_when.push_back({"child_sp_lookup", {std::string("skip_bool"), std::string("skip_count")},
+                                      "the lock guards the indirect-MMU bool or count, which child_sp_lookup "
+                                      "\"always\" (v6.9) does not keep"});
+        }
+    }
     info.costs = x86_shadow::Costs::all_names();
-    info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogDisable, vm::Operation::NestedStart,
-                       vm::Operation::NestedStop};
+    info.operations = {vm::Operation::DirtyLogEnable,  vm::Operation::DirtyLogDisable,  vm::Operation::NestedStart,
+                       vm::Operation::NestedStop,      vm::Operation::NestedEptpSwitch, vm::Operation::NestedEptWrite};
     info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {
         return std::make_unique<x86_shadow::X86ShadowMmu>(env);
     };

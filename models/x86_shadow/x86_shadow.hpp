@@ -10,7 +10,14 @@
 //               FNAME(page_fault) -> FNAME(fetch) for the shadow EPT of a nested guest;
 //               fast_page_fault; mmu_topup_memory_caches(maybe_indirect)
 //   roots       mmu_alloc_direct_roots, mmu_alloc_shadow_roots, mmu_first_shadow_root_alloc,
-//               kvm_mmu_free_roots
+//               kvm_mmu_free_roots; the nested MMU (guest_mmu) through x86_context:
+//               kvm_init_shadow_ept_mmu, kvm_mmu_new_pgd (prev_roots), kvm_mmu_reload/kvm_mmu_load,
+//               free_nested, handle_invept
+//   sync        kvm_unsync_page, kvm_mmu_mark_parents_unsync, mark_unsync, mmu_try_to_unsync_pages
+//               (from make_spte), kvm_mmu_sync_roots, mmu_sync_children, mmu_unsync_walk,
+//               kvm_sync_page (ept_sync_spte), kvm_vcpu_write_protect_gfn, account_shadowed's
+//               write protection and write tracking, page_fault_handle_page_track,
+//               kvm_mmu_track_write (detect_write_flooding, mmu_page_zap_pte)
 //   zaps        kvm_mmu_prepare_zap_page / kvm_mmu_commit_zap_page (one flush per commit)
 //   dirty log   kvm_mmu_slot_apply_flags, kvm_mmu_slot_try_split_huge_pages ->
 //               kvm_shadow_mmu_try_split_huge_pages -> shadow_mmu_try_split_huge_pages,
@@ -25,7 +32,9 @@
 // See docs/models/x86_shadow.md for the design, the costs and what is left out.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,6 +45,7 @@
 #include "models/common/memory_cache.hpp"
 #include "models/common/resched.hpp"
 #include "models/common/tlb_flush.hpp"
+#include "models/x86_context/x86_context.hpp"
 #include "models/x86_tdp/x86_tdp.hpp"
 #include "sim/engine/sync.hpp"
 #include "sim/vm/mmu_model.hpp"
@@ -52,6 +62,16 @@ inline constexpr std::uint32_t kPteListExt = 14;              // PTE_LIST_EXT
 inline constexpr std::uint32_t kSplitDescCacheMin = 512 + 1;  // SPLIT_DESC_CACHE_MIN_NR_OBJECTS
 inline constexpr std::uint64_t kPteListDescBytes = 128;       // sizeof(struct pte_list_desc)
 inline constexpr std::uint64_t kMmuPageHeaderBytes = 192;     // about sizeof(struct kvm_mmu_page)
+inline constexpr std::size_t kPageArrayNr = 16;                // KVM_PAGE_ARRAY_NR (mmu_unsync_walk's batch)
+
+// L1's EPT pages for the L2 guest whose EPT root is at eptp (its EPT12): synthetic L1 frames,
+// one region of 2^20 frames per EPTP above every memslot (so EPTPs never share a page): the PDPT
+// pages first, then the PD pages, then the PT pages, in L2 guest-physical order.
+inline constexpr vm::Gfn kEptPageGfnBase = vm::Gfn{1} << 44;
+constexpr vm::Gfn ept_page_gfn(vm::Gfn eptp, int level, std::uint64_t rel) {
+    const std::uint64_t off = level == 3 ? (rel >> 27) : level == 2 ? 4 + (rel >> 18) : 4 + 1024 + (rel >> 9);
+    return kEptPageGfnBase + (eptp << 20) + 1 + off;
+}
 
 // mmu_page_hash's hash: hash_64(gfn, KVM_MMU_HASH_SHIFT) (include/linux/hash.h).
 constexpr std::uint32_t page_table_hash(std::uint64_t gfn) {
@@ -69,9 +89,10 @@ constexpr std::uint32_t pte_list_descs(std::uint32_t n) { return n <= 1 ? 0 : (n
 // Cost constants the shadow MMU adds to x86_tdp's (which it also reads).
 struct Costs {
     engine::Time shadow_fault_base, hash_entry_step, sp_alloc_base, account_shadowed, rmap_op, rmap_head_step,
-        sp_zap_base, rmap_alloc_per_4k, guest_walk_level, shadow_root_alloc;
+        sp_zap_base, rmap_alloc_per_4k, guest_walk_level, shadow_root_alloc, nested_transition, sync_spte,
+        emulate_write;
     static const std::vector<std::string>& names();  // the shadow MMU's own
-    static std::vector<std::string> all_names();      // with x86_tdp's
+    static std::vector<std::string> all_names();      // with x86_tdp's and x86_context's
     static Costs from(const vm::CostProfile& p);
 };
 
@@ -97,13 +118,12 @@ struct Config {
 struct Tree {
     bool nested = false;
     vm::Gfn eptp = 0;
-    std::uint32_t root = 0;   // root SP
-    std::uint32_t users = 0;  // vCPUs whose root it is
+    std::uint32_t root = 0;  // root SP (its root_count: the vCPUs' current and prev_roots references)
     std::vector<std::uint8_t> pte, pde, pdpte, pml4e;
     std::vector<std::uint32_t> pt_sp, pd_sp, pdpt_sp;
 };
 
-class X86ShadowMmu final : public vm::MmuModel {
+class X86ShadowMmu final : public vm::MmuModel, private x86_context::RootOps {
 public:
     explicit X86ShadowMmu(vm::ModelEnv& env);
     ~X86ShadowMmu() override;
@@ -134,6 +154,8 @@ public:
     engine::Task<void> dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t slot) override;
     engine::Task<void> nested_start(const vm::CpuContext& cpu, vm::Gfn eptp) override;
     engine::Task<void> nested_stop(const vm::CpuContext& cpu, vm::Gfn eptp) override;
+    engine::Task<void> nested_eptp_switch(const vm::CpuContext& cpu, const std::vector<vm::Gfn>& eptps) override;
+    engine::Task<void> nested_ept_write(const vm::CpuContext& cpu, const vm::NestedEptWrite& w) override;
 
     // Introspection for tests (no simulated cost).
     const Config& config() const { return cfg_; }
@@ -152,6 +174,17 @@ public:
     std::uint64_t split_caches_bytes() const;
     x86_tdp::X86TdpMmu* tdp() { return tdp_.get(); }
     engine::RwLock& mmu_lock() { return mmu_lock_; }
+    // The vCPUs' nested EPT MMUs (vcpu->arch.guest_mmu): current root and prev_roots.
+    const x86_context::MmuContext& guest_mmu() const { return *guest_mmu_; }
+    // The EPTP of the L2 guest the vCPU runs (nullopt: it runs L1).
+    std::optional<vm::Gfn> running_eptp(std::uint32_t vcpu) const;
+    // The root SP's root_count of the nested tree for eptp (0 if it has no root).
+    std::uint32_t root_count(vm::Gfn eptp) const;
+    // SPs with sp->unsync (KVM's mmu_unsync) and the root's unsync_children for eptp.
+    std::uint64_t mmu_unsync() const { return unsync_sps_; }
+    std::uint32_t root_unsync_children(vm::Gfn eptp) const;
+    // Whether L1's mapping of its EPT page at gfn is writable (mmu_try_to_unsync_pages let it).
+    bool l1_ept_page_writable(vm::Gfn gfn) const;
 
 private:
     struct Sp;
@@ -175,7 +208,8 @@ private:
     std::uint32_t alloc_shadow_page(std::uint32_t cpu, vm::Gfn gfn, std::uint32_t role, MmuMemoryCache& header,
                                     MmuMemoryCache& page, MmuMemoryCache* info, engine::Time& cost);
     std::uint32_t get_shadow_page(std::uint32_t cpu, vm::Gfn gfn, std::uint32_t role, MmuMemoryCache& header,
-                                  MmuMemoryCache& page, MmuMemoryCache* info, bool lookup, engine::Time& cost);
+                                  MmuMemoryCache& page, MmuMemoryCache* info, bool lookup, engine::Time& cost,
+                                  bool* found = nullptr);
     engine::Time pte_list_add(std::uint32_t cpu, std::uint32_t& n, std::uint64_t head_addr, MmuMemoryCache& cache);
     engine::Time pte_list_remove(std::uint32_t cpu, std::uint32_t& n, std::uint64_t head_addr);
     engine::Time rmap_add(std::uint32_t cpu, vm::Gfn gfn, int level, MmuMemoryCache& cache);
@@ -184,7 +218,7 @@ private:
     engine::Time drop_large_spte(std::uint32_t cpu, Tree& t, vm::Gfn gfn, bool flush);
     engine::Time link_shadow_page(std::uint32_t cpu, Tree& t, int level, vm::Gfn gfn, std::uint32_t sp,
                                   MmuMemoryCache& cache, bool flush);
-    engine::Time zap_tree(std::uint32_t cpu, Tree& t);
+    engine::Time zap_tree(std::uint32_t cpu, Tree& t, bool flush = true);
     engine::Time prepare_zap_page(std::uint32_t cpu, Tree& t, std::uint32_t sp, int level, vm::Gfn base);
     void free_sp(std::uint32_t sp);
 
@@ -196,9 +230,32 @@ private:
     int guest_leaf_level(const Slot& s) const;
     engine::Time mark_page_dirty(Slot& s, vm::Gfn gfn, std::uint32_t cpu);
 
-    // --- roots ---
+    // --- roots (the nested ones through x86_context: RootOps) ---
     engine::Task<void> first_shadow_root_alloc(const vm::CpuContext& cpu);
-    engine::Task<void> note_indirect_mmu(const vm::CpuContext& cpu, bool add);
+    engine::Task<void> note_indirect_mmu(const vm::CpuContext& cpu);
+    x86_context::RootRole root_role(const x86_context::CpuRole& role) const override;
+    engine::Task<std::uint64_t> get_root(const vm::CpuContext& cpu, x86_context::RootRole role, vm::Gfn pgd) override;
+    engine::Task<void> put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) override;
+    Tree& tree_for(vm::Gfn eptp);
+    Tree* tree_of_root(std::uint64_t hpa);
+    engine::Task<void> nested_enter(const vm::CpuContext& cpu, vm::Gfn eptp);
+
+    // --- unsync / sync ---
+    std::uint32_t parent_of(const Sp& sp, unsigned& idx) const;
+    engine::Time mark_unsync(std::uint32_t cpu, std::uint32_t parent, unsigned idx);
+    engine::Time unsync_page(std::uint32_t cpu, std::uint32_t sp);
+    void unlink_unsync_page(Sp& sp);
+    engine::Time sync_page(std::uint32_t cpu, std::uint32_t sp, bool& changed);
+    int unsync_walk(std::uint32_t cpu, std::uint32_t sp, std::vector<std::pair<std::uint32_t, int>>& pvec,
+                    engine::Time& cost);
+    engine::Time sync_children_batch(std::uint32_t cpu, std::uint32_t parent, bool& found, bool& flush);
+    engine::Time sync_children_now(std::uint32_t cpu, std::uint32_t parent);
+    engine::Task<void> sync_roots(const vm::CpuContext& cpu);
+    engine::Time write_protect_gfn(std::uint32_t cpu, vm::Gfn gfn, bool& protected_);
+    engine::Time account_ept_page(std::uint32_t cpu, const Sp& sp);
+    engine::Task<void> l1_ept_write(const vm::CpuContext& cpu, vm::Gfn page, unsigned idx);
+    engine::Task<void> track_write(const vm::CpuContext& cpu, vm::Gfn page, unsigned idx);
+    engine::Time zap_nested_sp(std::uint32_t cpu, Tree& t, int level, vm::Gfn base);
 
     // --- bulk ---
     Bulk make_bulk(const vm::CpuContext& cpu);
@@ -244,6 +301,16 @@ private:
     std::unique_ptr<Tree> direct_;                // tdp_mmu off: the direct tree
     std::vector<std::unique_ptr<Tree>> nested_;   // by EPTP
     std::vector<Tree*> vcpu_tree_;                // the nested tree a vCPU runs in (L2), else null
+    std::unique_ptr<x86_context::MmuContext> guest_mmu_;  // every vCPU's vcpu->arch.guest_mmu
+
+    // Unsync state (KVM's mmu_unsync), L1's mappings of its EPT pages (by L1 gfn: P/W bits; absent
+    // = not present) and write tracking (upper-level indirect SPs per gfn), and the entries L1
+    // rewrote in an unsync SP's guest page since it went unsync (by SP id).
+    std::uint64_t unsync_sps_ = 0;
+    std::map<vm::Gfn, std::uint8_t> l1_ept_spte_;
+    std::map<vm::Gfn, std::uint32_t> write_track_;
+    std::map<std::uint32_t, std::array<std::uint64_t, 8>> gpte_written_;
+    engine::SpinLock unsync_pages_lock_;
     std::vector<std::unique_ptr<Slot>> slots_;
     std::vector<std::unique_ptr<VcpuState>> vcpus_;
 
@@ -264,7 +331,8 @@ private:
     std::int64_t split_bytes_reported_ = 0, split_leak_reported_ = 0;
 
     engine::Site site_direct_fault_, site_ept_fault_, site_root_, site_root_flag_, site_free_roots_, site_split_,
-        site_wrprot_, site_memslot_, site_first_root_;
+        site_wrprot_, site_memslot_, site_first_root_, site_sync_roots_, site_track_write_, site_tdp_fault_,
+        site_unsync_;
     std::unique_ptr<ModelCounters> mc_;
 };
 

@@ -460,7 +460,13 @@ int cmd_list() {
                 std::cout << ")";
             }
             std::cout << "\n        " << k.meaning << "\n";
+            for (const auto& c : k.applies_when) {
+                std::cout << "        acts only when " << c.knob << " is ";
+                for (std::size_t i = 0; i < c.values.size(); ++i) std::cout << (i ? " or " : "") << vm::to_string(c.values[i]);
+                std::cout << "\n";
+            }
         }
+        for (const auto& k : m->inert_knobs) std::cout << "      (" << k.name << ": rejected, " << k.why << ")\n";
         std::cout << "    operations:";
         for (auto op : m->operations) std::cout << " " << vm::to_string(op);
         std::cout << "\n";

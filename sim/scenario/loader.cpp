@@ -161,6 +161,10 @@ vm::HostConfig load_host(const Node& host, const std::string& scenario_path, con
 
 // ---- model -----------------------------------------------------------------------------------
 
+std::string knob_value_text(const vm::KnobValue& v) {
+    return std::holds_alternative<std::string>(v) ? "\"" + vm::to_string(v) + "\"" : vm::to_string(v);
+}
+
 vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info) {
     vm::Knobs knobs;
     for (const auto& k : info.knobs) knobs[k.name] = k.default_value;
@@ -169,12 +173,26 @@ vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info) {
     std::vector<std::string> names;
     for (const auto& k : info.knobs) names.push_back(k.name);
     for (const auto& [key, v] : given->members()) {
+        if (const vm::InertKnob* inert = info.inert_knob(key))
+            v.fail("knob \"" + key + "\" has no effect on model " + info.name + ": " + inert->why);
         const vm::KnobSpec* spec = info.knob(key);
         if (!spec) v.fail("unknown knob \"" + key + "\" of model " + info.name + did_you_mean_suffix(key, names));
         switch (spec->type) {
             case vm::KnobSpec::Type::Bool: knobs[key] = v.as_bool(); break;
             case vm::KnobSpec::Type::Int: knobs[key] = v.as_int(spec->min, spec->max); break;
             case vm::KnobSpec::Type::Choice: knobs[key] = v.as_enum(spec->choices); break;
+        }
+    }
+    // A knob set in the scenario must be able to act, given the other knobs' final values.
+    for (const auto& [key, v] : given->members()) {
+        for (const auto& cond : info.knob(key)->applies_when) {
+            const vm::KnobValue& other = knobs.at(cond.knob);
+            if (std::find(cond.values.begin(), cond.values.end(), other) != cond.values.end()) continue;
+            std::string wanted;
+            for (std::size_t i = 0; i < cond.values.size(); ++i)
+                wanted += (i ? " or " : "") + knob_value_text(cond.values[i]);
+            v.fail("knob \"" + key + "\" has no effect while " + mmu.pointer() + "/knobs/" + cond.knob + " is " +
+                   knob_value_text(other) + " (it acts only when that is " + wanted + "): " + cond.why);
         }
     }
     return knobs;
@@ -241,6 +259,7 @@ const std::vector<std::pair<std::string_view, vm::Operation>> kOps = {
     {"zap_gfn_range", vm::Operation::ZapGfnRange},       {"invalidate", vm::Operation::Invalidate},
     {"smm_enter", vm::Operation::SmmEnter},              {"smm_exit", vm::Operation::SmmExit},
     {"nested_start", vm::Operation::NestedStart},        {"nested_stop", vm::Operation::NestedStop},
+    {"nested_eptp_switch", vm::Operation::NestedEptpSwitch}, {"nested_ept_write", vm::Operation::NestedEptWrite},
 };
 
 vm::Operation parse_op(const Node& n) {
@@ -308,8 +327,9 @@ vm::SmiHandler parse_smi_handler(const Node& ev, const vm::VmConfig& vm) {
 
 workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::ModelInfo& info,
                                std::initializer_list<std::string_view> extra_keys) {
-    std::vector<std::string_view> keys = {"op",           "slots", "start", "size", "reason",
-                                          "initially_set", "chunk", "vcpus", "eptp", "smi_handler"};
+    std::vector<std::string_view> keys = {"op",    "slots", "start", "size",    "reason",  "initially_set",
+                                          "chunk", "vcpus", "eptp",  "eptps",   "entries", "invept",
+                                          "smi_handler"};
     keys.insert(keys.end(), extra_keys.begin(), extra_keys.end());
     n.check_keys(keys);
     workload::HostOp h;
@@ -326,19 +346,60 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
             "reason", vm::ZapReason::Mtrr,
             {{"mtrr", vm::ZapReason::Mtrr}, {"cr0_cd", vm::ZapReason::Cr0Cd}, {"other", vm::ZapReason::Other}});
     }
-    const bool per_vcpu = h.op == vm::Operation::SmmEnter || h.op == vm::Operation::SmmExit ||
-                          h.op == vm::Operation::NestedStart || h.op == vm::Operation::NestedStop;
+    const bool nested = h.op == vm::Operation::NestedStart || h.op == vm::Operation::NestedStop ||
+                        h.op == vm::Operation::NestedEptpSwitch || h.op == vm::Operation::NestedEptWrite;
+    const bool per_vcpu = h.op == vm::Operation::SmmEnter || h.op == vm::Operation::SmmExit || nested;
     if (per_vcpu) {
         h.vcpus = vcpus_of(n, vm, h.op);
     } else if (n.has("vcpus")) {
         n["vcpus"].fail(std::string("expected no vcpus for ") + vm::to_string(h.op) + " (it runs on a host thread)");
     }
-    if (h.op == vm::Operation::NestedStart || h.op == vm::Operation::NestedStop) {
-        const std::uint64_t eptp = n.opt_size("eptp", 0x1000);
-        if (eptp % vm::kPageSize) n["eptp"].fail("expected a 4K-aligned guest physical address");
-        h.eptp = eptp / vm::kPageSize;
+    auto eptp_at = [](const Node& e, std::uint64_t bytes) {
+        if (bytes % vm::kPageSize) e.fail("expected a 4K-aligned guest physical address");
+        return static_cast<vm::Gfn>(bytes / vm::kPageSize);
+    };
+    if (nested && h.op != vm::Operation::NestedEptpSwitch) {
+        h.eptp = eptp_at(n.has("eptp") ? n["eptp"] : n, n.opt_size("eptp", 0x1000));
     } else if (n.has("eptp")) {
-        n["eptp"].fail("expected eptp only for nested_start and nested_stop");
+        n["eptp"].fail(h.op == vm::Operation::NestedEptpSwitch
+                           ? "expected \"eptps\" (the EPTPs to switch among), not \"eptp\", for nested_eptp_switch"
+                           : "expected eptp only for nested_start, nested_stop and nested_ept_write");
+    }
+    if (h.op == vm::Operation::NestedEptpSwitch) {
+        const Node list = n.array("eptps");
+        if (list.size() < 2) list.fail("expected at least two EPTPs to switch among");
+        for (const auto& e : list.elements()) {
+            const vm::Gfn g = eptp_at(e, e.as_size());
+            if (std::find(h.eptps.begin(), h.eptps.end(), g) != h.eptps.end()) e.fail("expected each EPTP once");
+            h.eptps.push_back(g);
+        }
+    } else if (n.has("eptps")) {
+        n["eptps"].fail("expected eptps only for nested_eptp_switch");
+    }
+    if (h.op == vm::Operation::NestedEptWrite) {
+        // The L2 guest frames whose EPT12 entries L1 rewrites: L1's EPT maps L1 memory, so the
+        // range lies inside one memslot.
+        const vm::Memslot& first = vm.memslots.front();
+        const std::uint64_t start = n.opt_size("start", first.base_gfn * vm::kPageSize);
+        if (start % vm::kPageSize) n["start"].fail("expected a 4K-aligned guest physical address");
+        const vm::Memslot* slot = nullptr;
+        for (const auto& m : vm.memslots)
+            if (m.contains(start / vm::kPageSize)) slot = &m;
+        if (!slot) (n.has("start") ? n["start"] : n).fail("expected an L2 guest physical address inside a memslot");
+        const std::uint64_t size =
+            n.opt_size("size", (slot->base_gfn + slot->npages) * vm::kPageSize - start, vm::kPageSize);
+        if (size % vm::kPageSize || start / vm::kPageSize + size / vm::kPageSize > slot->base_gfn + slot->npages)
+            (n.has("size") ? n["size"] : n)
+                .fail("expected a multiple of 4K ending inside memslot " + std::to_string(slot->id));
+        h.ept.eptp = h.eptp;
+        h.ept.start = start / vm::kPageSize;
+        h.ept.end = h.ept.start + size / vm::kPageSize;
+        const std::uint64_t pages = h.ept.end - h.ept.start;
+        h.ept.entries = static_cast<std::uint32_t>(n.get_uint("entries", 1, std::min<std::uint64_t>(pages, 1u << 20)));
+        h.ept.invept = n.opt_bool("invept", true);
+    } else {
+        for (const char* k : {"entries", "invept"})
+            if (n.has(k)) n[k].fail(std::string("expected ") + k + " only for nested_ept_write");
     }
     if (h.op == vm::Operation::SmmEnter) {
         h.smi_handler = parse_smi_handler(n, vm);
@@ -461,7 +522,12 @@ void parse_phases(const Node& wl, Scenario& sc, const vm::ModelInfo& info, Time 
         const bool has_host = p.has("host");
         if (has_host) {
             step.kind = workload::Step::Kind::Host;
-            step.host = parse_host_op(p["host"], sc.vm, info, {});
+            const Node h = p["host"];
+            step.host = parse_host_op(h, sc.vm, info, {"count", "interval"});
+            step.count = static_cast<std::uint32_t>(h.opt_uint("count", 1, 1, 100000000));
+            step.interval = h.opt_time("interval", Time::zero());
+            if (step.count > 1 && step.interval == Time::zero())
+                throw h.error_at("interval", "expected an interval when count > 1");
         } else {
             step.kind = workload::Step::Kind::Stage;
         }

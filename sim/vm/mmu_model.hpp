@@ -24,12 +24,27 @@ std::string to_string(const KnobValue& v);
 
 struct KnobSpec {
     enum class Type : std::uint8_t { Bool, Int, Choice };
+    // A knob that acts only when another knob of the model has one of `values`: setting it in a
+    // scenario while the other does not is a load-time error that says `why`.
+    struct AppliesWhen {
+        std::string knob;
+        std::vector<KnobValue> values;
+        std::string why;
+    };
     std::string name;
     Type type = Type::Bool;
     KnobValue default_value;
     std::string meaning;
     std::vector<std::string> choices;  // Choice
     std::int64_t min = 0, max = 0;     // Int, inclusive
+    std::vector<AppliesWhen> applies_when;
+};
+
+// A knob name the model knows but that can never act on it (a knob of a model it embeds, or of a
+// mechanism it does not have): setting it in a scenario is a load-time error that says `why`.
+struct InertKnob {
+    std::string name;
+    std::string why;
 };
 
 // What a scenario's timed events ask of a model. A model lists the operations it supports and
@@ -45,11 +60,23 @@ enum class Operation : std::uint8_t {
     SmmExit,
     NestedStart,
     NestedStop,
+    NestedEptpSwitch,  // L1 switches a vCPU's L2 to another EPTP (VMPTRLD + VMRESUME)
+    NestedEptWrite,    // L1 rewrites leaf entries of its EPT for an L2 (EPT12), then INVEPT
 };
 const char* to_string(Operation op);
 
 enum class ZapReason : std::uint8_t { Mtrr, Cr0Cd, Other };
 const char* to_string(ZapReason r);
+
+// nested_ept_write: L1 rewrites `entries` leaf entries of the EPT it keeps for the L2 guest whose
+// EPT root is at `eptp` (its EPT12), for L2 guest frames spread evenly over [start, end), then
+// executes INVEPT (single context, that EPTP) when `invept`.
+struct NestedEptWrite {
+    Gfn eptp = 0;
+    Gfn start = 0, end = 0;
+    std::uint32_t entries = 0;
+    bool invept = true;
+};
 
 struct DirtyLogOptions {
     bool manual_protect_initially_set = false;  // KVM_DIRTY_LOG_INITIALLY_SET
@@ -122,6 +149,13 @@ public:
     // for good: the root is released).
     virtual engine::Task<void> nested_start(const CpuContext& cpu, Gfn eptp);
     virtual engine::Task<void> nested_stop(const CpuContext& cpu, Gfn eptp);
+    // The vCPU cpu.vcpu, running an L2 guest, is switched by L1 to the next of `eptps` after the
+    // EPTP it runs (the first if it runs none of them): a nested VM-exit, L1's VMPTRLD of another
+    // vmcs12 and a VMRESUME, i.e. a nested VM-entry with a new EPTP.
+    virtual engine::Task<void> nested_eptp_switch(const CpuContext& cpu, const std::vector<Gfn>& eptps);
+    // The L1 hypervisor on vCPU cpu.vcpu (after a nested VM-exit if the vCPU runs L2, which it
+    // resumes afterwards) rewrites leaf entries of its EPT for an L2 guest (see NestedEptWrite).
+    virtual engine::Task<void> nested_ept_write(const CpuContext& cpu, const NestedEptWrite& w);
 };
 
 struct ModelInfo {
@@ -129,12 +163,14 @@ struct ModelInfo {
     std::string summary;  // one line
     std::string kernel;   // which kernel code and version it follows
     std::vector<KnobSpec> knobs;
+    std::vector<InertKnob> inert_knobs;
     std::vector<std::string> costs;  // cost names it reads from the host profile
     std::vector<std::string> features;  // host feature names it reads (HostConfig::features)
     std::vector<Operation> operations;
     std::function<std::unique_ptr<MmuModel>(ModelEnv&)> create;
 
     const KnobSpec* knob(std::string_view n) const;
+    const InertKnob* inert_knob(std::string_view n) const;
     bool supports(Operation op) const;
 };
 

@@ -74,6 +74,8 @@ const char* to_string(Operation op) {
         case Operation::SmmExit: return "smm_exit";
         case Operation::NestedStart: return "nested_start";
         case Operation::NestedStop: return "nested_stop";
+        case Operation::NestedEptpSwitch: return "nested_eptp_switch";
+        case Operation::NestedEptWrite: return "nested_ept_write";
     }
     return "?";
 }
@@ -135,9 +137,23 @@ engine::Task<void> MmuModel::nested_stop(const CpuContext&, Gfn) {
     unsupported("nested_stop");
     co_return;
 }
+engine::Task<void> MmuModel::nested_eptp_switch(const CpuContext&, const std::vector<Gfn>&) {
+    unsupported("nested_eptp_switch");
+    co_return;
+}
+engine::Task<void> MmuModel::nested_ept_write(const CpuContext&, const NestedEptWrite&) {
+    unsupported("nested_ept_write");
+    co_return;
+}
 
 const KnobSpec* ModelInfo::knob(std::string_view n) const {
     for (const auto& k : knobs)
+        if (k.name == n) return &k;
+    return nullptr;
+}
+
+const InertKnob* ModelInfo::inert_knob(std::string_view n) const {
+    for (const auto& k : inert_knobs)
         if (k.name == n) return &k;
     return nullptr;
 }

@@ -103,9 +103,9 @@ Expanded kvm_page_table_test(const std::vector<std::string>& args, Time gt) {
     w.preset_args = args;
 
     // Every vCPU walks the whole region in every stage; even vCPUs write, odd ones read.
-    Step create{Step::Kind::Stage, "KVM_CREATE_MAPPINGS", true, {}, {}};
-    Step update{Step::Kind::Stage, "KVM_UPDATE_MAPPINGS", true, {}, {}};
-    Step adjust{Step::Kind::Stage, "KVM_ADJUST_MAPPINGS", true, {}, {}};
+    Step create{Step::Kind::Stage, "KVM_CREATE_MAPPINGS", true, {}, {}, 1, {}};
+    Step update{Step::Kind::Stage, "KVM_UPDATE_MAPPINGS", true, {}, {}, 1, {}};
+    Step adjust{Step::Kind::Stage, "KVM_ADJUST_MAPPINGS", true, {}, {}, 1, {}};
     for (std::uint32_t v = 0; v < vcpus; ++v) {
         create.streams.push_back(seq(kTestBaseGfn, npages, large_pages, v % 2 == 0 ? Access::Write : Access::Read, gt));
         if (backing == vm::Backing::Anonymous) {
@@ -118,10 +118,10 @@ Expanded kvm_page_table_test(const std::vector<std::string>& args, Time gt) {
         }
         adjust.streams.push_back(seq(kTestBaseGfn, npages, 1, Access::Read, gt));
     }
-    Step enable{Step::Kind::Host, "enable dirty logging", false, {}, {}};
+    Step enable{Step::Kind::Host, "enable dirty logging", false, {}, {}, 1, {}};
     enable.host.op = vm::Operation::DirtyLogEnable;
     enable.host.slots = {1};
-    Step disable{Step::Kind::Host, "disable dirty logging", false, {}, {}};
+    Step disable{Step::Kind::Host, "disable dirty logging", false, {}, {}, 1, {}};
     disable.host.op = vm::Operation::DirtyLogDisable;
     disable.host.slots = {1};
     w.steps = {create, enable, update, disable, adjust};
@@ -163,28 +163,28 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
         s.write_every = wr_fract;
         pass.push_back(s);
     }
-    w.steps.push_back(Step{Step::Kind::Stage, "Populate memory", true, pass, {}});
-    Step enable{Step::Kind::Host, "Enabling dirty logging", true, {}, {}};
+    w.steps.push_back(Step{Step::Kind::Stage, "Populate memory", true, pass, {}, 1, {}});
+    Step enable{Step::Kind::Host, "Enabling dirty logging", true, {}, {}, 1, {}};
     enable.host.op = vm::Operation::DirtyLogEnable;
     enable.host.slots = slot_ids;
     enable.host.dirty.manual_protect_initially_set = manual;
     w.steps.push_back(enable);
     for (std::uint32_t i = 1; i <= iterations; ++i) {
         const std::string it = "Iteration " + std::to_string(i);
-        w.steps.push_back(Step{Step::Kind::Stage, it + " dirty memory", true, pass, {}});
-        Step get{Step::Kind::Host, it + " get dirty log", true, {}, {}};
+        w.steps.push_back(Step{Step::Kind::Stage, it + " dirty memory", true, pass, {}, 1, {}});
+        Step get{Step::Kind::Host, it + " get dirty log", true, {}, {}, 1, {}};
         get.host.op = vm::Operation::DirtyLogGet;
         get.host.slots = slot_ids;
         get.host.dirty.manual_protect_initially_set = manual;
         w.steps.push_back(get);
         if (manual) {
-            Step clear{Step::Kind::Host, it + " clear dirty log", true, {}, {}};
+            Step clear{Step::Kind::Host, it + " clear dirty log", true, {}, {}, 1, {}};
             clear.host.op = vm::Operation::DirtyLogClear;
             clear.host.slots = slot_ids;
             w.steps.push_back(clear);
         }
     }
-    Step disable{Step::Kind::Host, "Disabling dirty logging", true, {}, {}};
+    Step disable{Step::Kind::Host, "Disabling dirty logging", true, {}, {}, 1, {}};
     disable.host.op = vm::Operation::DirtyLogDisable;
     disable.host.slots = slot_ids;
     if (run_while_disabling) disable.streams = pass;

@@ -82,7 +82,9 @@ engine::Task<void> Executor::host_op(const vm::CpuContext& cpu, const HostOp& op
         case Operation::SmmEnter:
         case Operation::SmmExit:
         case Operation::NestedStart:
-        case Operation::NestedStop: co_await on_vcpus(op); break;
+        case Operation::NestedStop:
+        case Operation::NestedEptpSwitch:
+        case Operation::NestedEptWrite: co_await on_vcpus(op); break;
     }
     sim_.trace_end();
     if (sim_.tracer()) trace_counters(sim_);
@@ -96,6 +98,8 @@ engine::Task<void> Executor::vcpu_op(const vm::CpuContext& cpu, const HostOp& op
         case Operation::SmmExit: co_await model_.smm_transition(cpu, false, op.smi_handler); break;
         case Operation::NestedStart: co_await model_.nested_start(cpu, op.eptp); break;
         case Operation::NestedStop: co_await model_.nested_stop(cpu, op.eptp); break;
+        case Operation::NestedEptpSwitch: co_await model_.nested_eptp_switch(cpu, op.eptps); break;
+        case Operation::NestedEptWrite: co_await model_.nested_ept_write(cpu, op.ept); break;
         default: throw std::logic_error(std::string("not a per-vCPU operation: ") + vm::to_string(op.op));
     }
     if (--pending == 0) done.notify_all();
@@ -127,7 +131,11 @@ engine::Task<void> Executor::vmm() {
         } else {
             const bool with_vcpus = !step.streams.empty();
             if (with_vcpus) release_vcpus(&step.streams);
-            co_await host_op(vmm_cpu_, step.host);
+            for (std::uint32_t k = 0; k < step.count; ++k) {
+                const Time at = t0 + step.interval * static_cast<std::int64_t>(k);
+                if (at > sim_.now()) co_await sim_.delay(at - sim_.now());
+                co_await host_op(vmm_cpu_, step.host);
+            }
             phases_.push_back(PhaseResult{step.name, sim_.now() - t0, step.selftest_metric});
             // The vCPUs may all have finished while the operation ran: all_done_ has fired then.
             if (with_vcpus && running_ > 0) co_await all_done_.wait();

@@ -26,6 +26,8 @@ struct HostOp {
     std::vector<std::uint32_t> vcpus;
     Gfn eptp = 0;
     vm::SmiHandler smi_handler;  // smm_enter: SMBASE and the guest SMI handler's working set
+    std::vector<Gfn> eptps;     // nested_eptp_switch: the L2 guests' EPTPs L1 switches among
+    vm::NestedEptWrite ept;     // nested_ept_write
 };
 
 struct Step {
@@ -38,6 +40,10 @@ struct Step {
     // while the operation runs (dirty_log_perf_test -e); the step's time is the operation's.
     std::vector<AccessStream> streams;
     HostOp host;
+    // Host: the operation runs `count` times, `interval` apart from the step's start (a storm
+    // within the step); the step lasts until the last one completes and the vCPUs are done.
+    std::uint32_t count = 1;
+    Time interval;
 };
 
 struct TimedEvent {

@@ -54,8 +54,9 @@ struct Ctx {
     models::KernelDataLayout kdata;
     FakeRoots roots;
     MmuContext ctx;
-    explicit Ctx(InitMode mode, bool direct = true, std::uint32_t vcpus = 1)
-        : ctx(sim, cache, kdata, ctx_costs(), mode, vcpus, (roots.direct = direct, roots)) {}
+    explicit Ctx(InitMode mode, bool direct = true, std::uint32_t vcpus = 1,
+                 models::x86_context::Which which = models::x86_context::Which::RootMmu)
+        : ctx(sim, cache, kdata, ctx_costs(), mode, vcpus, (roots.direct = direct, roots), which) {}
     std::uint64_t n(std::string_view c) const { return sim.counters().total(c); }
     vm::CpuContext cpu(std::uint32_t v = 0) const { return {"vcpu" + std::to_string(v), v, static_cast<std::int32_t>(v)}; }
     // Runs one coroutine to completion.
@@ -183,6 +184,62 @@ TEST_CASE("kvm_mmu_new_pgd: the prev_roots LRU hits, misses and evicts the least
     CHECK(m.prev_roots[0].pgd == 2);
     CHECK(m.prev_roots[1].pgd == 5);
     CHECK(m.prev_roots[2].pgd == 4);
+}
+
+TEST_CASE("kvm_mmu_free_roots frees only the roots named; INVEPT's single-context match", "[x86_context]") {
+    namespace xc = models::x86_context;
+    Ctx c(InitMode::FullEveryReset, /*direct=*/false);
+    (void)c.ctx.init_mmu(0, 0, CpuRole{});
+    std::size_t freed_none = 9, freed_two = 9;
+    bool loaded_again = false, hit_again = true;
+    c.run([&]() -> engine::Task<void> {
+        for (Gfn pgd : {1, 2, 3}) {
+            (void)co_await c.ctx.new_pgd(c.cpu(), pgd);
+            (void)co_await c.ctx.reload(c.cpu());
+        }
+        // Current 3, prev_roots 2 1.
+        CHECK(c.ctx.roots_matching(0, 3) == xc::kRootCurrent);
+        CHECK(c.ctx.roots_matching(0, 2) == xc::root_previous(0));
+        CHECK(c.ctx.roots_matching(0, 1) == xc::root_previous(1));
+        CHECK(c.ctx.roots_matching(0, 9) == 0);
+        freed_none = co_await c.ctx.free_roots(c.cpu(), c.ctx.roots_matching(0, 9));
+        freed_two = co_await c.ctx.free_roots(c.cpu(), c.ctx.roots_matching(0, 2));
+        // pgd 2's root is gone: switching back misses and loads a new root.
+        hit_again = co_await c.ctx.new_pgd(c.cpu(), 2);
+        loaded_again = co_await c.ctx.reload(c.cpu());
+    });
+    CHECK(freed_none == 0);
+    CHECK(freed_two == 1);
+    CHECK_FALSE(hit_again);
+    CHECK(loaded_again);
+    REQUIRE(c.roots.puts.size() == 1);
+    CHECK(c.roots.puts[0] == c.roots.gets[1].first);  // pgd 2's
+    CHECK(c.roots.gets.size() == 4);
+    CHECK(c.n("kvm_mmu_free_roots_puts") == 1);
+    // A reload with a root loaded does nothing.
+    bool loaded = true;
+    c.run([&]() -> engine::Task<void> { loaded = co_await c.ctx.reload(c.cpu()); });
+    CHECK_FALSE(loaded);
+}
+
+TEST_CASE("guest_mmu: kvm_init_shadow_ept_mmu's writes on a role change, counted apart from kvm_init_mmu",
+          "[x86_context]") {
+    Ctx g(InitMode::FullEveryReset, /*direct=*/false, 1, models::x86_context::Which::GuestMmu);
+    CpuRole ept;
+    ept.guest_mode = true;
+    (void)g.ctx.init_mmu(0, 0, ept);
+    CHECK(g.n("kvm_init_shadow_ept_mmu_full") == 1);
+    CHECK(g.n("kvm_init_mmu") == 0);
+    // Roles 2, callbacks 3, permissions 16 (a 16-entry loop), pkru_mask 1, guest_rsvd_check 11,
+    // shadow_zero_check 11: 44 stores in runs on lines 1 0 2 1 4 5 2 3.
+    CHECK(g.n("guest_mmu_init_field_writes") == 44);
+    CHECK(g.n("guest_mmu_init_cache_lines") == 8);
+    CHECK(g.n("mmu_init_field_writes") == 0);
+    (void)g.ctx.init_mmu(0, 0, ept);  // the next nested VM-entry: same role
+    CHECK(g.n("kvm_init_shadow_ept_mmu_early_return") == 1);
+    CHECK(g.n("guest_mmu_init_field_writes") == 44);
+    CHECK_FALSE(g.ctx.mmu(0).root_role.direct);
+    CHECK(g.ctx.mmu(0).root_role.guest_mode);
 }
 
 TEST_CASE("a direct root is usable whatever the pgd: CR3 loads under TDP keep the root", "[x86_context]") {

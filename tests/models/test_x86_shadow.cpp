@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <map>
+#include <optional>
 
 #include "models/registry.hpp"
 #include "models/x86_shadow/x86_shadow.hpp"
@@ -38,6 +39,9 @@ struct Shadow : Harness {
         ns("rmap_alloc_per_4k", 1);
         ns("guest_walk_level", 10);
         ns("shadow_root_alloc", 100);
+        ns("nested_transition", 1000);
+        ns("sync_spte", 10);
+        ns("emulate_write", 500);
         build(make_shadow);
         for (std::uint32_t i = 0; i < vcpus; ++i) vctx.push_back(vcpu_ctx(i));
     }
@@ -61,6 +65,21 @@ struct Shadow : Harness {
     }
     void nested_stop(std::vector<std::uint32_t> vcpus, Gfn eptp = 1) {
         for (auto v : vcpus) on_host([this, v, eptp]() { return model->nested_stop(vctx[v], eptp); });
+    }
+    // A lock's record merged over phases, for a mode ("read", "write", "exclusive") and site.
+    std::optional<engine::LockRecord> lock_record(const std::string& mode, const std::string& site,
+                                                  const std::string& lock = "mmu_lock") const {
+        const auto& t = sim.lock_stats();
+        for (const auto& r : t.totals())
+            if (t.lock_name(r.lock) == lock && engine::to_string(r.mode) == mode && t.site_name(r.site) == site) return r;
+        return std::nullopt;
+    }
+    void eptp_switch(std::uint32_t v, std::vector<Gfn> eptps) {
+        on_host([this, v, eptps]() { return model->nested_eptp_switch(vctx[v], eptps); });
+    }
+    void ept_write(std::uint32_t v, Gfn start, Gfn end, std::uint32_t entries, bool invept, Gfn eptp = 1) {
+        const vm::NestedEptWrite w{eptp, start, end, entries, invept};
+        on_host([this, v, w]() { return model->nested_ept_write(vctx[v], w); });
     }
 };
 
@@ -193,8 +212,10 @@ TEST_CASE("seed 000: mmu_lock around the indirect-MMU state on every root alloca
         const char* lock;
         std::uint64_t after_start, after_stop;
     };
-    for (const Case& c : {Case{"always", "every", 0, 0}, Case{"skip_bool", "every", 3, 3}, Case{"skip_bool", "first", 1, 1},
-                          Case{"skip_count", "every", 3, 6}, Case{"skip_count", "first", 1, 1}}) {
+    // The count goes down when a root is freed, under the mmu_lock kvm_mmu_free_roots holds anyway:
+    // no acquisition of its own at nested_stop.
+    for (const Case& c : {Case{"skip_bool", "every", 3, 3}, Case{"skip_bool", "first", 1, 1},
+                          Case{"skip_count", "every", 3, 3}, Case{"skip_count", "first", 1, 1}}) {
         INFO(c.lookup << " " << c.lock);
         Shadow s(Backing::AnonymousThp, 512, 3,
                  knobs({{"child_sp_lookup", std::string(c.lookup)}, {"root_alloc_lock", std::string(c.lock)}}));
@@ -359,4 +380,195 @@ TEST_CASE("an L2 fault in flight when its vCPU leaves L2 retries in L1", "[x86_s
     CHECK(s.sh().indirect_shadow_pages() == 0);
     CHECK(s.sh().n_used_mmu_pages() == 3);  // direct root, PDPT, PD
     CHECK(s.sh().mapping_level(0, B + 7) == PageLevel::M2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nested EPTP switches through the guest_mmu context (kvm_mmu_new_pgd, prev_roots)
+
+TEST_CASE("EPTP switches: a prev_roots hit reuses the root; a miss frees the LRU root and loads another",
+          "[x86_shadow][eptp]") {
+    for (const char* lock : {"every", "first"}) {
+        INFO(lock);
+        Shadow s(Backing::Anonymous, 512 * 8, 2,
+                 knobs({{"child_sp_lookup", std::string("skip_count")}, {"root_alloc_lock", std::string(lock)}}));
+        const bool every = std::string(lock) == "every";
+        s.nested_start({0}, 1);
+        CHECK(s.sh().running_eptp(0) == Gfn{1});
+        CHECK(s.counter("mmu_alloc_shadow_roots") == 1);
+        CHECK(s.counter("prev_roots_miss") == 1);
+        CHECK(s.counter("kvm_init_shadow_ept_mmu_full") == 1);
+        // Round robin over six EPTPs: every switch misses (the LRU keeps four roots).
+        const std::vector<Gfn> six = {1, 2, 3, 4, 5, 6};
+        for (int k = 0; k < 5; ++k) s.eptp_switch(0, six);
+        CHECK(s.sh().running_eptp(0) == Gfn{6});
+        CHECK(s.counter("nested_eptp_switch") == 5);
+        CHECK(s.counter("prev_roots_miss") == 6);
+        CHECK(s.counter("mmu_alloc_shadow_roots") == 6);
+        CHECK(s.counter("kvm_init_shadow_ept_mmu_early_return") == 5);
+        // The switches to 5 and 6 freed the least recently used roots, 1 then 2: their SPs stay.
+        CHECK(s.counter("kvm_mmu_free_roots_puts") == 2);
+        CHECK(s.sh().root_count(1) == 0);
+        CHECK(s.sh().root_count(2) == 0);
+        CHECK(s.sh().root_count(3) == 1);
+        CHECK(s.sh().n_used_mmu_pages() == 1 + 6);  // the direct root and six nested roots
+        CHECK(s.sh().indirect_mmu_count() == 4);     // current + three prev_roots
+        const auto& m = s.sh().guest_mmu().mmu(0);
+        CHECK(m.root.pgd == 6);
+        CHECK(m.prev_roots[0].pgd == 5);
+        CHECK(m.prev_roots[1].pgd == 4);
+        CHECK(m.prev_roots[2].pgd == 3);
+        // 6 -> 3: a hit in prev_roots, no free, no load.
+        s.eptp_switch(0, {6, 3});
+        CHECK(s.sh().running_eptp(0) == Gfn{3});
+        CHECK(s.counter("prev_roots_hit") == 1);
+        CHECK(s.counter("mmu_alloc_shadow_roots") == 6);
+        CHECK(s.counter("kvm_mmu_free_roots_puts") == 2);
+        // 3 -> 1: a miss; root 1's SP is found again in mmu_page_hash (no new SP).
+        const auto allocs = s.counter("kvm_mmu_alloc_shadow_page");
+        s.eptp_switch(0, {3, 1});
+        CHECK(s.counter("mmu_alloc_shadow_roots") == 7);
+        CHECK(s.counter("kvm_mmu_alloc_shadow_page") == allocs);
+        CHECK(s.sh().root_count(1) == 1);
+        // root_alloc_lock: mmu_lock on every mmu_alloc_shadow_roots, or only for the count's 0 -> 1.
+        CHECK(s.counter("indirect_mmu_mmu_lock") == (every ? 7u : 1u));
+        const auto site = s.lock_record("write", "mmu_alloc_shadow_roots:indirect_mmu");
+        REQUIRE(site);
+        CHECK(site->acquisitions == (every ? 7u : 1u));
+        // A vCPU running L1 has nothing to switch.
+        s.eptp_switch(1, six);
+        CHECK(s.counter("nested_eptp_switch_ignored") == 1);
+        // free_nested: the four roots held are put; every tree no vCPU holds is zapped.
+        s.nested_stop({0}, 1);
+        CHECK(s.sh().indirect_mmu_count() == 0);
+        CHECK(s.sh().n_used_mmu_pages() == 1);
+        CHECK(s.sh().indirect_shadow_pages() == 0);
+    }
+}
+
+TEST_CASE("an L2 fault maps into the tree of the EPTP the vCPU runs now", "[x86_shadow][eptp]") {
+    Shadow s(Backing::Anonymous, 1024, 1);
+    s.nested_start({0}, 1);
+    s.access(0, {{B + 3, Access::Read}});
+    CHECK(s.model->hits(0, B + 3, Access::Read));
+    s.eptp_switch(0, {1, 2});
+    CHECK_FALSE(s.model->hits(0, B + 3, Access::Read));  // EPTP 2's tree is empty
+    s.access(0, {{B + 3, Access::Read}});
+    CHECK(s.model->hits(0, B + 3, Access::Read));
+    CHECK(s.sh().rmap_size(B + 3, 1) == 2);  // both trees map it: the rmap chains them
+    s.eptp_switch(0, {1, 2});                // back to 1: a prev_roots hit, its tree intact
+    CHECK(s.counter("prev_roots_hit") == 1);
+    CHECK(s.model->hits(0, B + 3, Access::Read));
+}
+
+// ---------------------------------------------------------------------------------------------
+// L1 writing its EPT (EPT12): unsync, sync, write tracking and emulation
+
+TEST_CASE("L1 writes to a 4K EPT12 page unsync its SP; INVEPT and the next VM-entry sync it", "[x86_shadow][unsync]") {
+    Shadow s(Backing::Anonymous, 512 * 4, 1);
+    s.nested_start({0}, 1);
+    s.access(0, range(B, 16, Access::Read, 1));  // L2 maps B..B+15: root, PDPT, PD and PT SPs
+    REQUIRE(s.sh().indirect_shadow_pages() == 4);
+    const Gfn pt = xs::ept_page_gfn(1, 1, B - 0);  // L1's EPT page holding B's entry (span base 0)
+    CHECK_FALSE(s.sh().l1_ept_page_writable(pt));
+    // Four entries of that page (indexes 0, 128, 256, 384), no INVEPT: the first write faults and
+    // the SP goes unsync (its parents are marked); the others need no exit.
+    s.ept_write(0, B, B + 512, 4, false);
+    CHECK(s.counter("nested_ept_entries_written") == 4);
+    CHECK(s.counter("nested_ept_write_faults") == 1);
+    CHECK(s.counter("kvm_unsync_page") == 1);
+    CHECK(s.gauge("mmu_unsync") == 1);
+    CHECK(s.sh().mmu_unsync() == 1);
+    CHECK(s.sh().root_unsync_children(1) == 1);
+    CHECK(s.sh().l1_ept_page_writable(pt));
+    CHECK(s.counter("mmu_pte_write") == 0);  // nothing emulated
+    CHECK(s.counter("kvm_sync_page") == 0);
+    // The stale SPTE is still used until the sync.
+    CHECK(s.model->hits(0, B, Access::Read));
+    // One more write, then INVEPT: the root is freed; the VM-entry loads it again (found in the
+    // hash) and kvm_mmu_sync_roots syncs the SP: write-protect the page (flush), 16 present
+    // SPTEs read, the rewritten one (B) dropped (flush).
+    const auto flushes = s.counter("remote_tlb_flush");
+    s.ept_write(0, B, B + 1, 1, true);
+    CHECK(s.counter("nested_ept_write_faults") == 1);
+    CHECK(s.counter("handle_invept") == 1);
+    CHECK(s.counter("kvm_mmu_sync_roots") == 1);
+    CHECK(s.counter("mmu_sync_children") == 1);
+    CHECK(s.counter("kvm_sync_page") == 1);
+    CHECK(s.counter("kvm_sync_page_sptes_dropped") == 1);
+    CHECK(s.counter("kvm_vcpu_write_protect_gfn") == 1);
+    CHECK(s.counter("kvm_sync_page_ps") > 0);
+    CHECK(s.counter("mmu_sync_children_ps") >= s.counter("kvm_sync_page_ps"));
+    CHECK(s.counter("remote_tlb_flush") == flushes + 2);
+    CHECK(s.gauge("mmu_unsync") == 0);
+    CHECK(s.sh().root_unsync_children(1) == 0);
+    CHECK_FALSE(s.sh().l1_ept_page_writable(pt));
+    CHECK(s.counter("mmu_alloc_shadow_roots") == 2);
+    CHECK(s.sh().root_count(1) == 1);
+    CHECK(s.sh().running_eptp(0) == Gfn{1});
+    CHECK_FALSE(s.model->hits(0, B, Access::Read));  // dropped: L2 faults it in again
+    CHECK(s.model->hits(0, B + 1, Access::Read));
+    CHECK(s.gauge("pages_4k") == 15);
+    // The page is protected again: the next write faults and unsyncs it again.
+    s.ept_write(0, B + 8, B + 9, 1, false);
+    CHECK(s.counter("nested_ept_write_faults") == 2);
+    CHECK(s.gauge("mmu_unsync") == 1);
+    // Zapping the tree takes the unsync SP with it.
+    s.nested_stop({0}, 1);
+    CHECK(s.gauge("mmu_unsync") == 0);
+}
+
+TEST_CASE("without INVEPT the nested VM-entry finds its root in prev_roots and nothing is synced", "[x86_shadow][unsync]") {
+    Shadow s(Backing::Anonymous, 512 * 4, 1);
+    s.nested_start({0}, 1);
+    s.access(0, range(B, 4, Access::Read, 1));
+    s.ept_write(0, B, B + 4, 2, false);
+    CHECK(s.counter("nested_vm_entry") == 2);  // VMLAUNCH, then the VMRESUME after the writes
+    CHECK(s.counter("prev_roots_hit") == 1);   // the current root: kvm_mmu_new_pgd keeps it
+    CHECK(s.counter("kvm_mmu_sync_roots") == 0);
+    CHECK(s.gauge("mmu_unsync") == 1);
+}
+
+TEST_CASE("L1 writes to a 2M EPT12 page are emulated; the third in a row floods the SP", "[x86_shadow][unsync]") {
+    Shadow s(Backing::AnonymousThp, 512 * 4, 1);
+    s.nested_start({0}, 1);
+    s.access(0, {{B, Access::Read}, {B + 512, Access::Read}, {B + 1024, Access::Read}});
+    REQUIRE(s.gauge("pages_2m") == 3);
+    REQUIRE(s.sh().indirect_shadow_pages() == 3);  // root, PDPT, PD (the PD page holds the 2M entries)
+    // Entries 0, 1, 2 of L1's PD page: write-tracked (an upper-level SP shadows it), so every
+    // write is emulated; each zaps the written SPTE, the third zaps the whole PD SP.
+    s.ept_write(0, B, B + 1536, 3, false);
+    CHECK(s.counter("nested_ept_write_faults") == 3);
+    CHECK(s.counter("nested_ept_write_emulated") == 3);
+    CHECK(s.counter("pf_emulate") == 3);
+    CHECK(s.counter("mmu_pte_write") == 3);
+    CHECK(s.counter("mmu_pde_zapped") == 2);
+    CHECK(s.counter("mmu_flooded") == 1);
+    CHECK(s.counter("kvm_unsync_page") == 0);
+    CHECK(s.gauge("pages_2m") == 0);
+    CHECK(s.sh().indirect_shadow_pages() == 2);
+    const auto tw = s.lock_record("write", "kvm_mmu_track_write");
+    REQUIRE(tw);
+    CHECK(tw->acquisitions == 3);
+    // An L2 fault in between clears the count: two writes, a fault, two writes flood nothing.
+    s.access(0, {{B, Access::Read}, {B + 512, Access::Read}});
+    s.ept_write(0, B, B + 1024, 2, false);
+    s.access(0, {{B, Access::Read}});
+    s.ept_write(0, B, B + 1024, 2, false);
+    CHECK(s.counter("mmu_flooded") == 1);
+    CHECK(s.counter("mmu_pte_write") == 7);
+}
+
+TEST_CASE("with the TDP MMU, L1's write fault unsyncs under mmu_lock read and mmu_unsync_pages_lock", "[x86_shadow][unsync]") {
+    Shadow s(Backing::Anonymous, 512 * 4, 1, knobs({{"tdp_mmu", true}}));
+    s.nested_start({0}, 1);
+    s.access(0, range(B, 4, Access::Read, 1));
+    s.ept_write(0, B, B + 4, 1, false);
+    CHECK(s.gauge("mmu_unsync") == 1);
+    const auto read = s.lock_record("read", "kvm_tdp_mmu_page_fault");
+    REQUIRE(read);
+    CHECK(read->acquisitions == 1);
+    CHECK_FALSE(s.lock_record("write", "direct_page_fault"));
+    const auto spin = s.lock_record("exclusive", "mmu_try_to_unsync_pages", "mmu_unsync_pages_lock");
+    REQUIRE(spin);
+    CHECK(spin->acquisitions == 1);
 }

@@ -255,13 +255,151 @@ TEST_CASE("nested_start/nested_stop are checked at load time", "[scenario][loade
     CHECK_THAT(err(replace(base, "\"eptp\": \"8K\"", "\"eptp\": \"6K\"")),
                Catch::StartsWith("FILE: /events/0/eptp: expected a 4K-aligned"));
     const std::string enable = replace(replace(base, "\"nested_start\"", "\"dirty_log_enable\""), "\"vcpus\": [1], ", "");
-    CHECK_THAT(err(enable), Catch::StartsWith("FILE: /events/0/eptp: expected eptp only for nested_start and nested_stop"));
+    CHECK_THAT(err(enable), Catch::StartsWith("FILE: /events/0/eptp: expected eptp only for nested_start, nested_stop and nested_ept_write"));
     CHECK_THAT(err(replace(replace(base, "\"nested_start\"", "\"dirty_log_enable\""), ", \"eptp\": \"8K\"", "")),
                Catch::StartsWith("FILE: /events/0/vcpus: expected no vcpus for dirty_log_enable"));
     CHECK_THAT(err(replace(base, "\"x86_shadow\"", "\"x86_shadow\", \"knobs\": {\"child_sp_lookup\": \"sometimes\"}")),
                Catch::StartsWith("FILE: /mmu/knobs/child_sp_lookup: expected one of"));
     CHECK_THAT(err(replace(base, "\"x86_shadow\"", "\"x86_shadow\", \"knobs\": {\"split_desc_cache_capacity\": 512}")),
                Catch::StartsWith("FILE: /mmu/knobs/split_desc_cache_capacity: "));
+}
+
+TEST_CASE("nested_eptp_switch and nested_ept_write are checked at load time", "[scenario][loader][x86_shadow]") {
+    Dir d;
+    const std::string base = R"({
+  "name": "n", "host": {"profile": "x86-server"},
+  "vm": {"vcpus": 2, "memslots": [{"id": 1, "base": "4G", "size": "64M"}]},
+  "mmu": {"model": "x86_shadow"},
+  "workload": {"phases": [{"name": "run", "stream": {"count": 10}},
+                          {"name": "storm", "after": ["run"], "host": HOST}]},
+  "events": [EVENT]
+})";
+    auto load = [&](const std::string& host, const std::string& event, scenario::Scenario* out = nullptr) {
+        const std::string path = d.write("seeds/e.json", replace(replace(base, "HOST", host), "EVENT", event));
+        scenario::LoadOptions o;
+        o.models = &models::builtin_models();
+        o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
+        try {
+            auto sc = scenario::load_scenario(path, o);
+            if (out) *out = std::move(sc);
+        } catch (const scenario::ScenarioError& e) {
+            std::string w = e.what();
+            if (w.compare(0, path.size(), path) == 0) w = "FILE" + w.substr(path.size());
+            return w;
+        }
+        return std::string();
+    };
+    const std::string sw = R"({"op": "nested_eptp_switch", "vcpus": [0], "eptps": ["4K", "8K", "12K"], "count": 3, "interval": "10us"})";
+    const std::string wr =
+        R"({"op": "nested_ept_write", "at": "5us", "vcpus": [1], "eptp": "8K", "start": "4G", "size": "2M", "entries": 16})";
+    scenario::Scenario sc;
+    REQUIRE(load(sw, wr, &sc).empty());
+    const auto& step = sc.workload.steps[1];
+    CHECK(step.host.op == vm::Operation::NestedEptpSwitch);
+    CHECK(step.host.eptps == std::vector<vm::Gfn>{1, 2, 3});
+    CHECK(step.count == 3);
+    CHECK(step.interval == engine::Time::us(10));
+    const auto& ev = sc.workload.events[0].host;
+    CHECK(ev.op == vm::Operation::NestedEptWrite);
+    CHECK(ev.ept.eptp == 2);
+    CHECK(ev.ept.start == (4ULL << 30) / 4096);
+    CHECK(ev.ept.end == ev.ept.start + 512);
+    CHECK(ev.ept.entries == 16);
+    CHECK(ev.ept.invept);
+    CHECK(ev.vcpus == std::vector<std::uint32_t>{1});
+    // The switch's EPTP list.
+    CHECK_THAT(load(replace(sw, R"(["4K", "8K", "12K"])", R"(["4K"])"), wr),
+               Catch::StartsWith("FILE: /workload/phases/1/host/eptps: expected at least two EPTPs"));
+    CHECK_THAT(load(replace(sw, R"(["4K", "8K", "12K"])", R"(["4K", "8K", "4K"])"), wr),
+               Catch::StartsWith("FILE: /workload/phases/1/host/eptps/2: expected each EPTP once"));
+    CHECK_THAT(load(replace(sw, R"(["4K", "8K", "12K"])", R"(["4K", "6K"])"), wr),
+               Catch::StartsWith("FILE: /workload/phases/1/host/eptps/1: expected a 4K-aligned"));
+    CHECK_THAT(load(replace(sw, R"("eptps")", R"("eptp": "4K", "eptps")"), wr),
+               Catch::StartsWith("FILE: /workload/phases/1/host/eptp: expected \"eptps\""));
+    CHECK_THAT(load(replace(sw, R"("count": 3, "interval": "10us")", R"("count": 3)"), wr),
+               Catch::StartsWith("FILE: /workload/phases/1/host/interval: expected an interval when count > 1"));
+    CHECK_THAT(load(replace(sw, "nested_eptp_switch", "nested_start"), wr),
+               Catch::StartsWith("FILE: /workload/phases/1/host/eptps: expected eptps only for nested_eptp_switch"));
+    // The EPT12 write: its range lies in a memslot, its entry count fits it.
+    CHECK_THAT(load(sw, replace(wr, R"("start": "4G")", R"("start": "2G")")),
+               Catch::StartsWith("FILE: /events/0/start: expected an L2 guest physical address inside a memslot"));
+    CHECK_THAT(load(sw, replace(wr, R"("size": "2M")", R"("size": "128M")")),
+               Catch::StartsWith("FILE: /events/0/size: expected a multiple of 4K ending inside memslot 1"));
+    CHECK_THAT(load(sw, replace(wr, R"("entries": 16)", R"("entries": 1000)")),
+               Catch::StartsWith("FILE: /events/0/entries: expected an integer between 1 and 512"));
+    CHECK_THAT(load(sw, replace(wr, R"(, "entries": 16)", "")), Catch::StartsWith("FILE: /events/0: ") &&
+                                                                   Catch::Contains("entries"));
+    CHECK_THAT(load(sw, replace(wr, "nested_ept_write", "nested_stop")),
+               Catch::StartsWith("FILE: /events/0/entries: expected entries only for nested_ept_write"));
+    CHECK(load(sw, replace(wr, R"("entries": 16)", R"("entries": 16, "invept": false)")).empty());
+}
+
+// x86_shadow embeds the TDP MMU's knobs: the ones that cannot act on it are rejected at load time,
+// at the knob's pointer, with the reason (and the other knob's pointer when it depends on one).
+TEST_CASE("x86_shadow rejects knobs that cannot act, naming the knob and why", "[scenario][loader][x86_shadow]") {
+    Dir d;
+    const std::string base = R"({
+  "name": "k", "host": {"profile": "x86-server"},
+  "vm": {"vcpus": 2, "memslots": [{"size": "64M", "backing": "anonymous_thp"}]},
+  "mmu": {"model": "x86_shadow", "knobs": {KNOBS}},
+  "workload": {"phases": [{"name": "run", "stream": {"count": 10}}]},
+  "variants": [{"name": "a"}, {"name": "b", "patch": {"mmu": {"knobs": {"tdp_mmu": false}}}}]
+})";
+    auto err = [&](const std::string& knobs, std::optional<std::string> variant = std::nullopt) {
+        const std::string path = d.write("seeds/k.json", replace(base, "KNOBS", knobs));
+        scenario::LoadOptions o;
+        o.models = &models::builtin_models();
+        o.variant = std::move(variant);
+        o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
+        try {
+            scenario::load_scenario(path, o);
+        } catch (const scenario::ScenarioError& e) {
+            std::string w = e.what();
+            if (w.compare(0, path.size(), path) == 0) w = "FILE" + w.substr(path.size());
+            return w;
+        }
+        return std::string();
+    };
+    // Knobs of mechanisms x86_shadow does not have.
+    for (const char* k : {R"("zap_lock": "read")", R"("fault_precheck": false)", R"("tdp_root_unload": "drop")",
+                          R"("mmu_init": "constant_once")"}) {
+        INFO(k);
+        const std::string name = std::string(k).substr(1, std::string(k).find('"', 1) - 1);
+        CHECK_THAT(err(k), Catch::StartsWith("FILE: /mmu/knobs/" + name + ": knob \"" + name +
+                                             "\" has no effect on model x86_shadow: "));
+    }
+    CHECK_THAT(err(R"("zap_lock": "read")"), Catch::Contains("no zap_gfn_range operation"));
+    CHECK_THAT(err(R"("mmu_init": "constant_once")"), Catch::Contains("no SMM"));
+    // TDP-only knobs with tdp_mmu false (the default): the other knob's pointer and the reason.
+    CHECK(err(R"("fault_lock": "write")") ==
+          "FILE: /mmu/knobs/fault_lock: knob \"fault_lock\" has no effect while /mmu/knobs/tdp_mmu is false (it acts "
+          "only when that is true): it is the mmu_lock mode of the TDP MMU's fault path; the shadow MMU's faults "
+          "always take mmu_lock for write, and tdp_mmu false turns the TDP MMU off");
+    CHECK(err(R"("tdp_mmu": true, "fault_lock": "write")").empty());
+    CHECK_THAT(err(R"("eager_page_split": false)"),
+               Catch::StartsWith("FILE: /mmu/knobs/eager_page_split: ") && Catch::Contains("/mmu/knobs/tdp_mmu is false"));
+    CHECK_THAT(err(R"("alias_percent": 2)"),
+               Catch::StartsWith("FILE: /mmu/knobs/alias_percent: ") && Catch::Contains("/mmu/knobs/tdp_mmu is false"));
+    CHECK(err(R"("tdp_mmu": true, "alias_percent": 2)").empty());
+    // The split caches' knobs need eager splitting too.
+    CHECK(err(R"("tdp_mmu": true, "split_desc_cache_capacity": 1026, "split_cache_free": "flags_change")").empty());
+    CHECK_THAT(err(R"("tdp_mmu": true, "eager_page_split": false, "split_desc_cache_capacity": 1026)"),
+               Catch::StartsWith("FILE: /mmu/knobs/split_desc_cache_capacity: ") &&
+                   Catch::Contains("/mmu/knobs/eager_page_split is false"));
+    CHECK_THAT(err(R"("tdp_mmu": true, "eager_page_split": false, "split_cache_free": "flags_change")"),
+               Catch::StartsWith("FILE: /mmu/knobs/split_cache_free: "));
+    // Seed 000's lock knob needs a lookup mode that keeps the bool or count.
+    CHECK_THAT(err(R"("root_alloc_lock": "every")"),
+               Catch::StartsWith("FILE: /mmu/knobs/root_alloc_lock: ") &&
+                   Catch::Contains("/mmu/knobs/child_sp_lookup is \"always\" (it acts only when that is \"skip_bool\" or "
+                                   "\"skip_count\")"));
+    CHECK(err(R"("child_sp_lookup": "skip_count", "root_alloc_lock": "every")").empty());
+    // Found in the variant that makes it inert, naming the variant.
+    CHECK(err(R"("tdp_mmu": true, "fault_lock": "write")", "a").empty());
+    CHECK_THAT(err(R"("tdp_mmu": true, "fault_lock": "write")", "b"),
+               Catch::StartsWith("FILE (variant \"b\"): /mmu/knobs/fault_lock: "));
+    // Knobs that act with tdp_mmu false are accepted.
+    CHECK(err(R"("preempt": false, "child_sp_lookup": "skip_bool")").empty());
 }
 
 namespace {

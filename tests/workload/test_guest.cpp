@@ -323,3 +323,46 @@ TEST_CASE("a host step that outlasts its vCPU streams completes", "[workload][ex
     CHECK(ex.phases()[0].duration == 100_us);
     CHECK(ex.accesses() == 4 * 8);
 }
+
+// A host step with count and interval runs its operation that many times, `interval` apart from
+// the step's start, on each vCPU named; the step lasts until the last run completes.
+TEST_CASE("a host step's storm: count runs, interval apart, on every vCPU named", "[workload][executor]") {
+    engine::Simulator sim(1);
+    struct Switcher : ToyModel {
+        using ToyModel::ToyModel;
+        std::vector<std::pair<std::int32_t, Time>> calls;
+        Task<void> nested_eptp_switch(const vm::CpuContext& cpu, const std::vector<vm::Gfn>& eptps) override {
+            CHECK(eptps == std::vector<vm::Gfn>{1, 2});
+            calls.emplace_back(cpu.vcpu, sim.now());
+            co_await sim.delay(3_us);
+        }
+    };
+    Switcher m(sim, 64, 10_ns, 10_ns);
+    vm::VmConfig vmc;
+    vmc.vcpus = 2;
+    vm::Memslot slot;
+    slot.npages = 64;
+    vmc.memslots.push_back(slot);
+    vm::HostConfig host;
+    host.cpus = 4;
+    workload::Workload w;
+    workload::Step storm;
+    storm.kind = workload::Step::Kind::Host;
+    storm.name = "storm";
+    storm.host.op = vm::Operation::NestedEptpSwitch;
+    storm.host.vcpus = {0, 1};
+    storm.host.eptps = {1, 2};
+    storm.count = 3;
+    storm.interval = 10_us;
+    w.steps.push_back(storm);
+    workload::Executor ex(sim, m, vmc, host, w);
+    ex.start();
+    CHECK(sim.run() == engine::RunStatus::Completed);
+    REQUIRE(m.calls.size() == 6);
+    for (std::size_t k = 0; k < 3; ++k) {
+        CHECK(m.calls[2 * k].second == 10_us * static_cast<std::int64_t>(k));
+        CHECK(m.calls[2 * k + 1].second == 10_us * static_cast<std::int64_t>(k));
+    }
+    REQUIRE(ex.phases().size() == 1);
+    CHECK(ex.phases()[0].duration == 23_us);
+}
