@@ -190,6 +190,30 @@ class ResultsFile:
 
 # ---- running points -----------------------------------------------------------------------------------
 
+def in_jupyter() -> bool:
+    """True in a Jupyter kernel (a notebook, JupyterLab, VS Code): its stderr is no terminal,
+    yet someone is watching."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+        return shell is not None and "IPKernelApp" in shell.config
+    except Exception:  # an IPython too old or too new to ask
+        return False
+
+
+def show_progress() -> bool:
+    """The default of ``progress=None``: a bar when someone is watching (stderr is a terminal,
+    or a Jupyter kernel outside CI); none in pipes, batch jobs and CI."""
+    try:
+        if sys.stderr is not None and sys.stderr.isatty():
+            return True
+    except (AttributeError, ValueError):
+        pass
+    return in_jupyter() and not os.environ.get("CI")
+
+
 def execute(sc: Scenario, points: Sequence[Point], *, executor: Executor | None = None,
             results: str | os.PathLike[str] | None = None, progress: bool | None = None,
             callback: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, dict[str, Any]]:
@@ -212,8 +236,8 @@ def execute(sc: Scenario, points: Sequence[Point], *, executor: Executor | None 
                 warnings.warn(f"{store.path}: {stale} of its points were run by another build of kvmsim (other "
                               f"model code, or an older results format); they are not reused", stacklevel=3)
         if progress is None:
-            progress = sys.stderr.isatty()
-        from tqdm import tqdm
+            progress = show_progress()
+        from tqdm.auto import tqdm  # a widget in Jupyter (text if ipywidgets is missing), else text
         bar = tqdm(total=len(wanted), initial=len(wanted) - len({p.key for p in todo}), disable=not progress,
                    desc=sc.name, unit="point", file=sys.stderr, dynamic_ncols=True)
         dirs = host_dirs()
@@ -432,7 +456,8 @@ def sweep(scenario: ScenarioLike, grid: Mapping[str, Iterable[Any]] | None = Non
     point is appended (and fsynced) as it completes, and points already in it are not run
     again, so an interrupted sweep resumes where it stopped (a point is rerun when what decides
     it changed: the scenario as it runs, its host profile, the seed, or kvmsim's build).
-    ``progress``: a tqdm bar (default: when stderr is a terminal). ``callback(row)`` is called after each finished point.
+    ``progress``: a tqdm bar (default: when stderr is a terminal, or in a Jupyter notebook
+    unless $CI is set). ``callback(row)`` is called after each finished point.
 
     Returns a tidy DataFrame, one row per point: a column per grid path, ``variant``, ``seed``,
     one column per metric (as :attr:`Result.metrics`; ``df.attrs["units"]`` gives units),
