@@ -16,7 +16,7 @@ import pytest
 
 from test_cli_schemas import ROOT
 
-pytestmark = pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="the apt path needs Debian")
+debian = pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="the apt path needs Debian")
 
 
 def debian_header_package():
@@ -84,6 +84,7 @@ def test_the_probe_reports_missing_headers(tmp_path):
     assert any(line.startswith("headers ok ") for line in r.stdout.splitlines())
 
 
+@debian
 def test_debians_python_without_headers_gets_them_from_apt(tmp_path):
     wrapper, include = fake_debian_python(tmp_path)
     r, apt = run_env(tmp_path, str(wrapper), FAKE_INCLUDE=str(include))
@@ -93,15 +94,26 @@ def test_debians_python_without_headers_gets_them_from_apt(tmp_path):
     assert f"chose {wrapper}" in r.stdout
 
 
+@debian
 def test_an_interpreter_with_headers_needs_no_package(tmp_path):
     r, apt = run_env(tmp_path, sys.executable)
     assert r.returncode == 0, r.stderr
     assert not any("-dev" in p and p.startswith("python") for line in apt for p in line.split()), apt
 
 
+@debian
 def test_another_interpreter_without_headers_is_an_error_naming_it(tmp_path):
     wrapper, include = fake_debian_python(tmp_path, base_prefix="/opt/somepython")
     r, apt = run_env(tmp_path, str(wrapper), FAKE_INCLUDE=str(include))
     assert r.returncode != 0
     assert f"{wrapper} has no Python.h (in {include})" in r.stderr
     assert "KVMSIM_PYTHON" in r.stderr
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/python.md"])
+def test_the_docs_install_into_the_venv_setup_made(doc):
+    """After ./setup.sh made .venv (Debian's python3 is externally managed, PEP 668), a plain
+    `pip install .` fails: the docs say `.venv/bin/pip install .`."""
+    text = (ROOT / doc).read_text()
+    assert ".venv/bin/pip install ." in text
+    assert "python3-dev" in text
