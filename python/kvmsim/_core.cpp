@@ -81,13 +81,18 @@ py::dict load(const std::string& text, const std::string& file, const std::optio
     py::dict knobs;
     for (const auto& [k, v] : sc.knobs) knobs[py::str(k)] = knob_value(v);
     py::list steps, events;
-    for (const auto& s : sc.workload.steps) steps.append(s.name);
+    std::uint64_t accesses = 0;  // the guest accesses of every stream: how big the run is
+    for (const auto& s : sc.workload.steps) {
+        steps.append(s.name);
+        for (const auto& st : s.streams) accesses += st.total();
+    }
     for (const auto& e : sc.workload.events) events.append(e.name);
     return py::dict("name"_a = sc.name, "description"_a = sc.description, "file"_a = sc.file,
                     "sha256"_a = sc.sha256, "resolved_sha256"_a = sc.resolved_sha256, "seed"_a = sc.seed, "variant"_a = sc.variant,
                     "variants"_a = sc.variants, "model"_a = sc.model, "knobs"_a = knobs,
                     "host_profile"_a = sc.host.profile, "host_cpus"_a = sc.host.cpus, "vcpus"_a = sc.vm.vcpus,
-                    "preset"_a = sc.workload.preset, "steps"_a = steps, "events"_a = events);
+                    "preset"_a = sc.workload.preset, "steps"_a = steps, "events"_a = events,
+                    "accesses"_a = accesses);
 }
 
 std::string run(const std::string& text, const std::string& file, const std::optional<std::string>& variant,

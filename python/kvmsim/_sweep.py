@@ -76,6 +76,7 @@ class Point:
     pairs: list[tuple[str, Any]] = field(repr=False)
     key: str = ""
     resolved: str = field(default="", repr=False)
+    accesses: int = field(default=0, repr=False)  # the run's guest accesses: its size, roughly
 
 
 def resolved_sha256(sc: Scenario, pairs: Sequence[tuple[str, Any]], variant: str,
@@ -114,22 +115,24 @@ class Keys:
     def __init__(self, sc: Scenario) -> None:
         self.sc = sc
         self.dirs = host_dirs()
-        self.resolved: dict[tuple[str, str], str] = {}
+        self.loaded: dict[tuple[str, str], tuple[str, int]] = {}  # -> (resolved_sha256, accesses)
 
     @staticmethod
     def _id(pairs: Sequence[tuple[str, Any]], variant: str) -> tuple[str, str]:
         return json.dumps([[p, v] for p, v in pairs], sort_keys=True), variant
 
     def remember(self, pairs: Sequence[tuple[str, Any]], variant: str, info: Mapping[str, Any]) -> None:
-        self.resolved[self._id(pairs, variant)] = str(info["resolved_sha256"])
+        self.loaded[self._id(pairs, variant)] = (str(info["resolved_sha256"]), int(info["accesses"]))
 
     def point(self, params: dict[str, Any], pairs: list[tuple[str, Any]], variant: str, seed: int) -> Point:
         k = self._id(pairs, variant)
-        if k not in self.resolved:
-            self.resolved[k] = resolved_sha256(self.sc, pairs, variant, self.dirs)
-        resolved = self.resolved[k]
+        if k not in self.loaded:
+            self.remember(pairs, variant, _core.load(self.sc.text, self.sc.file, variant=variant or None,
+                                                     seed=self.sc.seed, overrides=core_overrides(pairs),
+                                                     host_dirs=self.dirs))
+        resolved, accesses = self.loaded[k]
         return Point(params, variant, seed, pairs, point_key(self.sc, pairs, variant, seed, resolved=resolved),
-                     resolved)
+                     resolved, accesses)
 
 
 # ---- the results file ---------------------------------------------------------------------------------
@@ -268,6 +271,10 @@ def execute(sc: Scenario, points: Sequence[Point], *, executor: Executor | None 
         try:
             seen: set[str] = set()
             unique = [p for p in todo if not (p.key in seen or seen.add(p.key))]
+            if executor is not None:
+                # Largest first (by guest accesses; ties in grid order): a pool's last points are
+                # then short, instead of a sweep's largest values (grid order) finishing alone.
+                unique.sort(key=lambda p: -p.accesses)
             if executor is None:
                 for p in unique:
                     finish(run_point(task(p)))
