@@ -208,13 +208,15 @@ def in_jupyter() -> bool:
 
 def show_progress() -> bool:
     """The default of ``progress=None``: a bar when someone is watching (stderr is a terminal,
-    or a Jupyter kernel outside CI); none in pipes, batch jobs and CI."""
+    or a Jupyter kernel); none in pipes, batch jobs and CI ($CI set)."""
+    if os.environ.get("CI"):
+        return False
     try:
         if sys.stderr is not None and sys.stderr.isatty():
             return True
     except (AttributeError, ValueError):
         pass
-    return in_jupyter() and not os.environ.get("CI")
+    return in_jupyter()
 
 
 def execute(sc: Scenario, points: Sequence[Point], *, executor: Executor | None = None,
@@ -463,7 +465,7 @@ def sweep(scenario: ScenarioLike, grid: Mapping[str, Iterable[Any]] | None = Non
     point is appended (and fsynced) as it completes, and points already in it are not run
     again, so an interrupted sweep resumes where it stopped (a point is rerun when what decides
     it changed: the scenario as it runs, its host profile, the seed, or kvmsim's build).
-    ``progress``: a tqdm bar (default: when stderr is a terminal, or in a Jupyter notebook
+    ``progress``: a tqdm bar (default: when stderr is a terminal or in a Jupyter notebook,
     unless $CI is set). ``callback(row)`` is called after each finished point.
 
     Returns a tidy DataFrame, one row per point: a column per grid path, ``variant``, ``seed``,

@@ -43,11 +43,11 @@ def test_no_bar_in_a_pipe_unless_asked():
     assert BAR in r.stderr and "golden-tdp-zap" in r.stderr
 
 
-def test_a_bar_on_a_terminal():
+def run_on_a_terminal(**kw):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
     p = subprocess.Popen([sys.executable, "-c", sweep_code()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=slave, env=env())
+                         stderr=slave, env=env(**kw))
     os.close(slave)
     out = b""
     while True:
@@ -60,7 +60,12 @@ def test_a_bar_on_a_terminal():
         out += chunk
     os.close(master)
     assert p.wait(timeout=300) == 0
-    assert BAR in out.decode(errors="replace")
+    return out.decode(errors="replace")
+
+
+def test_a_bar_on_a_terminal_but_not_in_ci():
+    assert BAR in run_on_a_terminal()
+    assert BAR not in run_on_a_terminal(CI="true")
 
 
 def run_in_kernel(kernel, monkeypatch, ci):
