@@ -21,15 +21,17 @@
 KVMSIM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KVMSIM_VENV="$KVMSIM_ROOT/.venv"
 
-# Debian packages: the compiler, ninja, and the C++ libraries meson.build looks for.
+# Debian packages: the compiler, ninja, and the C++ libraries meson.build looks for. Debian's
+# python3 also gets python3-venv and python3-dev (Python.h) when it is the interpreter used.
 KVMSIM_APT_PACKAGES=(g++ ninja-build pkg-config libboost-graph-dev nlohmann-json3-dev catch2 git)
 # PyPI packages (Debian's are too old or missing). "ninja" is added only when no ninja is on PATH.
 # The build: meson, meson-python, pybind11. The tests: pytest, jsonschema. The Python package
 # (python/kvmsim) and its notebooks: pandas, tqdm, matplotlib, dask + distributed (a sweep on a
-# Dask cluster), nbclient + nbformat + ipykernel (test.sh executes the notebooks).
+# Dask cluster), nbclient + nbformat + ipykernel (test.sh executes the notebooks), ipywidgets
+# (a sweep's progress bar as a notebook widget).
 KVMSIM_PIP_REQUIREMENTS=("meson>=1.0" "meson-python>=0.15" "pybind11>=2.11" "pytest" "jsonschema>=4"
                          "pandas>=1.5" "tqdm>=4.60" "matplotlib>=3.5" "dask>=2022.1" "distributed>=2022.1"
-                         "nbclient>=0.7" "nbformat>=5.7" "ipykernel>=6")
+                         "nbclient>=0.7" "nbformat>=5.7" "ipykernel>=6" "ipywidgets>=8")
 
 kvmsim_log() { echo "kvmsim: $*" >&2; }
 kvmsim_die() { echo "kvmsim: error: $*" >&2; exit 1; }
@@ -68,6 +70,11 @@ kvmsim_apt_ensure() {
 #   executable PATH                     the interpreter itself (resolves pyenv shims etc.)
 #   scripts DIR                         where its console scripts (meson, ninja) go
 #   userscripts DIR                     same for `pip install --user`
+#   headers ok|missing DIR              whether DIR (its include directory) has Python.h, which
+#                                       building kvmsim's _core needs
+#   version X.Y                         its version
+#   base_prefix DIR                     the prefix of the installation (a venv's base): /usr
+#                                       for Debian's own Python
 #   missing REQ                         each requirement REQ (name or name>=version) not satisfied
 kvmsim_py_probe() {
     "$1" - "${@:2}" <<'EOF'
@@ -105,6 +112,10 @@ else:
 print("executable", sys.executable)
 print("scripts", sysconfig.get_path("scripts"))
 print("userscripts", sysconfig.get_path("scripts", f"{os.name}_user"))
+include = sysconfig.get_paths()["include"]
+print("headers", "ok" if os.path.isfile(os.path.join(include, "Python.h")) else "missing", include)
+print("version", "%d.%d" % sys.version_info[:2])
+print("base_prefix", sys.base_prefix)
 for req in sys.argv[1:]:
     name, _, minimum = req.partition(">=")
     try:
@@ -117,6 +128,31 @@ for req in sys.argv[1:]:
 EOF
 }
 
+# The Debian package with the Python.h an interpreter lacks, from its probe: nothing when it has
+# its headers (a pyenv, conda or python.org build ships its own), python3-dev for Debian's
+# default python3, pythonX.Y-dev for another Debian python3.X. Fails (status 1) for an
+# interpreter without headers that is not Debian's.
+kvmsim_header_package() {
+    local probe=$1 version default
+    grep -q "^headers ok" <<<"$probe" && return 0
+    [ "$(sed -n 's/^base_prefix //p' <<<"$probe")" = /usr ] && command -v dpkg-query >/dev/null 2>&1 || return 1
+    version="$(sed -n 's/^version //p' <<<"$probe")"
+    default="$(readlink -f /usr/bin/python3 2>/dev/null || true)"
+    if [ "$default" = "/usr/bin/python$version" ]; then echo python3-dev; else echo "python$version-dev"; fi
+}
+
+# Makes sure the chosen interpreter (probe: its kvmsim_py_probe output) has Python.h.
+kvmsim_python_headers() {
+    local py=$1 probe=$2 pkg include
+    grep -q "^headers ok" <<<"$probe" && return 0
+    include="$(sed -n 's/^headers missing //p' <<<"$probe")"
+    pkg="$(kvmsim_header_package "$probe")" ||
+        kvmsim_die "$py has no Python.h (in $include), which building kvmsim's Python package needs: install" \
+                   "that interpreter's development headers, or pick another with KVMSIM_PYTHON=/path/to/python3"
+    kvmsim_apt_ensure "$pkg"
+    [ -f "$include/Python.h" ] || kvmsim_die "$py still has no $include/Python.h after installing $pkg"
+}
+
 kvmsim_make_venv() {
     local base=$1
     kvmsim_log "creating the project venv $KVMSIM_VENV (pip may not install into $base)"
@@ -125,13 +161,20 @@ kvmsim_make_venv() {
 }
 
 kvmsim_env() {
-    local base="${KVMSIM_PYTHON:-python3}" apt=("${KVMSIM_APT_PACKAGES[@]}") resolved=""
-    # Debian's python3 (or none at all): make sure it exists and can create the fallback venv.
+    local base="${KVMSIM_PYTHON:-python3}" apt=("${KVMSIM_APT_PACKAGES[@]}") resolved="" pkg
+    # Debian's python3 (or none at all): make sure it exists, can create the fallback venv and
+    # has the headers _core is built with (python3-dev), in one apt-get run.
     if [ ! -x "$KVMSIM_VENV/bin/python" ]; then
         resolved="$(command -v "$base" 2>/dev/null || true)"
         [ -n "$resolved" ] && resolved="$(readlink -f "$resolved")"
         case "$resolved" in
-            "" | /usr/bin/python3*) apt+=(python3 python3-venv) ;;
+            "") apt+=(python3 python3-venv python3-dev) ;;
+            /usr/bin/python3*)
+                apt+=(python3 python3-venv)
+                if pkg="$(kvmsim_header_package "$(kvmsim_py_probe "$resolved")")" && [ -n "$pkg" ]; then
+                    apt+=("$pkg")
+                fi
+                ;;
         esac
     fi
     kvmsim_apt_ensure "${apt[@]}"
@@ -151,6 +194,7 @@ kvmsim_env() {
 
     local reqs=("${KVMSIM_PIP_REQUIREMENTS[@]}") missing=() line log
     probe="$(kvmsim_py_probe "$py" "${reqs[@]}")"
+    kvmsim_python_headers "$py" "$probe"   # (a venv's are its base interpreter's)
     kvmsim_path_from_probe "$probe"
     command -v ninja >/dev/null 2>&1 || { reqs+=(ninja); missing+=(ninja); }
     while read -r line; do

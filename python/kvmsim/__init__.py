@@ -23,6 +23,9 @@ from ._scenario import Scenario, load, scenarios_dir, to_pointer
 from ._sweep import run_point, sweep
 
 __version__ = _core.__version__
+#: SHA-256 of the sources (and compiler) the C++ core was built from: two builds with the same
+#: build_id run every scenario identically. Sweeps key their results files on it.
+build_id = _core.build_id
 
 
 def __getattr__(name: str):
@@ -45,6 +48,7 @@ __all__ = [
     "sweep",
     "to_pointer",
     "__version__",
+    "build_id",
     "plot",
     "study",
 ]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from . import _core
 from ._result import Result
 from ._scenario import Scenario, ScenarioLike, load, override_list
-from ._sweep import Point, execute, point_key, seed_list, variant_list
+from ._sweep import Keys, execute, seed_list, variant_list
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,12 +100,22 @@ def _compare_scenario(scenario: ScenarioLike, *, seeds: int | Iterable[int], var
     names = variant_list(sc, variants)
     seed_values = seed_list(sc, seeds)
     pairs = override_list(sc.overrides)
-    points = [Point({}, v, s, pairs, point_key(sc, pairs, v, s)) for v in names for s in seed_values]
+    keys = Keys(sc)
+    points = [keys.point({}, pairs, v, s) for v in names for s in seed_values]
     rows = execute(sc, points, executor=executor, results=results, progress=progress)
-    for p in points:
-        row = rows[p.key]
-        if row["status"] != "completed":
-            raise RuntimeError(f"{sc.file} [{p.variant}] seed {p.seed}: {row['status']}\n{row.get('deadlock', '')}")
+    failed = [p for p in points if rows[p.key]["status"] != "completed"]
+    if failed:
+        # Every run that did not complete, each named by scenario, variant and seed (and the
+        # overrides), with the engine's report: enough to rerun it alone with kvmsim.run().
+        where = f"scenario {sc.name!r} ({sc.file})"
+        if sc.overrides:
+            where += f" with overrides {sc.overrides!r}"
+        lines = [f"{where}: {len(failed)} of {len(points)} runs did not complete, so there is nothing to compare"]
+        for p in failed:
+            row = rows[p.key]
+            lines.append(f"  variant {p.variant!r}, seed {p.seed}: {row['status']}")
+            lines += [f"    {line}" for line in str(row.get("deadlock", "")).splitlines()]
+        raise RuntimeError("\n".join(lines))
     values = [[[tuple(m) for m in rows[p.key]["metrics"]] for p in points if p.variant == v] for v in names]
     first = rows[points[0].key]
     text, js = _core.compare_values(first["scenario"], first["selftest"], names, seed_values, values)

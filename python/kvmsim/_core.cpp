@@ -32,6 +32,9 @@
 #define KVMSIM_BUILD_DIR "."
 #endif
 
+// Generated at build time (scripts/source_id.py): SHA-256 of the sources this core is built from.
+extern const char kvmsim_build_id[];
+
 namespace py = pybind11;
 using namespace kvmsim;
 using namespace pybind11::literals;
@@ -78,13 +81,18 @@ py::dict load(const std::string& text, const std::string& file, const std::optio
     py::dict knobs;
     for (const auto& [k, v] : sc.knobs) knobs[py::str(k)] = knob_value(v);
     py::list steps, events;
-    for (const auto& s : sc.workload.steps) steps.append(s.name);
+    std::uint64_t accesses = 0;  // the guest accesses of every stream: how big the run is
+    for (const auto& s : sc.workload.steps) {
+        steps.append(s.name);
+        for (const auto& st : s.streams) accesses += st.total();
+    }
     for (const auto& e : sc.workload.events) events.append(e.name);
     return py::dict("name"_a = sc.name, "description"_a = sc.description, "file"_a = sc.file,
-                    "sha256"_a = sc.sha256, "seed"_a = sc.seed, "variant"_a = sc.variant,
+                    "sha256"_a = sc.sha256, "resolved_sha256"_a = sc.resolved_sha256, "seed"_a = sc.seed, "variant"_a = sc.variant,
                     "variants"_a = sc.variants, "model"_a = sc.model, "knobs"_a = knobs,
                     "host_profile"_a = sc.host.profile, "host_cpus"_a = sc.host.cpus, "vcpus"_a = sc.vm.vcpus,
-                    "preset"_a = sc.workload.preset, "steps"_a = steps, "events"_a = events);
+                    "preset"_a = sc.workload.preset, "steps"_a = steps, "events"_a = events,
+                    "accesses"_a = accesses);
 }
 
 std::string run(const std::string& text, const std::string& file, const std::optional<std::string>& variant,
@@ -167,6 +175,7 @@ void raise_scenario_error(const scenario::ScenarioError& e) {
 PYBIND11_MODULE(_core, m) {
     m.doc() = "kvmsim's C++ core: scenario loading, runs, result JSON and before/after statistics";
     m.attr("__version__") = KVMSIM_VERSION;
+    m.attr("build_id") = py::str(static_cast<const char*>(kvmsim_build_id));
     m.attr("source_dir") = KVMSIM_SOURCE_DIR;
     m.attr("build_dir") = KVMSIM_BUILD_DIR;
 

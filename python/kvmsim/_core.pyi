@@ -1,5 +1,6 @@
 # Type stubs for kvmsim._core, the C++ core (python/kvmsim/_core.cpp).
 __version__: str
+build_id: str  # SHA-256 of the sources and compiler the core was built from (scripts/source_id.py)
 source_dir: str
 build_dir: str
 

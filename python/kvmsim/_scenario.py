@@ -165,7 +165,14 @@ class Scenario:
 
     @property
     def sha256(self) -> str:
+        """SHA-256 of the scenario's bytes (the results' ``scenario_sha256``)."""
         return self.info["sha256"]
+
+    @property
+    def resolved_sha256(self) -> str:
+        """SHA-256 of the scenario as it runs (default variant): its document with the variant's
+        patch and the overrides applied, and its host profile's document; the seed aside."""
+        return self.info["resolved_sha256"]
 
     def with_overrides(self, overrides: Mapping[str, Any] | None = None, **kw: Any) -> Scenario:
         """A copy with more overrides (paths as in :func:`kvmsim.run`), validated now."""

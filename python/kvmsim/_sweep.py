@@ -56,6 +56,11 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
         "wall_time_s": doc["wall_time_s"],
         "selftest": [p["name"] for p in doc["phases"] if p["selftest_metric"]],
         "metrics": [list(m) for m in _core.metrics(text, ordered=True)],
+        # What the key was made of (a results file says why a row is, or is not, reused) and
+        # the build of the core that ran it (a Dask worker's may differ from the caller's).
+        "key_version": _KEY_VERSION,
+        "resolved_sha256": task.get("resolved_sha256", ""),
+        "build_id": _core.build_id,
     }
     if doc["status"] != "completed":
         row["deadlock"] = doc.get("deadlock", "")
@@ -70,14 +75,64 @@ class Point:
     seed: int
     pairs: list[tuple[str, Any]] = field(repr=False)
     key: str = ""
+    resolved: str = field(default="", repr=False)
+    accesses: int = field(default=0, repr=False)  # the run's guest accesses: its size, roughly
 
 
-def point_key(sc: Scenario, pairs: Sequence[tuple[str, Any]], variant: str, seed: int) -> str:
-    """What identifies a run: the scenario's bytes, the overrides as applied, variant, seed and
-    the kvmsim version. A results file is matched on it, so a changed scenario is run again."""
-    ident = {"key_version": _KEY_VERSION, "kvmsim": _core.__version__, "scenario_sha256": sc.sha256,
-             "overrides": [[p, v] for p, v in pairs], "variant": variant, "seed": seed}
+def resolved_sha256(sc: Scenario, pairs: Sequence[tuple[str, Any]], variant: str,
+                    dirs: Sequence[str] | None = None) -> str:
+    """The loader's ``resolved_sha256`` of a point: a hash of the scenario as it runs (the
+    variant's patch and the overrides applied) and of its host profile's document."""
+    info = _core.load(sc.text, sc.file, variant=variant or None, seed=sc.seed, overrides=core_overrides(pairs),
+                      host_dirs=list(dirs) if dirs is not None else host_dirs())
+    return str(info["resolved_sha256"])
+
+
+def point_ident(resolved: str, variant: str, seed: int) -> dict[str, Any]:
+    """What identifies a run, hashed into its key (and stored with each row of a results file)."""
+    return {"key_version": _KEY_VERSION, "kvmsim": _core.__version__, "build_id": _core.build_id,
+            "resolved_sha256": resolved, "variant": variant, "seed": seed}
+
+
+def point_key(sc: Scenario, pairs: Sequence[tuple[str, Any]], variant: str, seed: int, *,
+              resolved: str | None = None) -> str:
+    """What identifies a run: everything that decides its result. That is the scenario as it
+    runs (its document with the variant's patch and the overrides applied, and the host
+    profile it names, by content: ``resolved_sha256``), the seed, and the compiled core (its
+    version and ``_core.build_id``, a hash of the sources it was built from). A results file is
+    matched on it, so a changed scenario, host profile or model runs again; an edit elsewhere
+    (another variant's patch, whitespace) does not."""
+    if resolved is None:
+        resolved = resolved_sha256(sc, pairs, variant)
+    ident = point_ident(resolved, variant, seed)
     return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class Keys:
+    """Point keys of one sweep, loading each (overrides, variant) once (host profiles are read
+    again by the next sweep, so an edited profile is seen)."""
+
+    def __init__(self, sc: Scenario) -> None:
+        self.sc = sc
+        self.dirs = host_dirs()
+        self.loaded: dict[tuple[str, str], tuple[str, int]] = {}  # -> (resolved_sha256, accesses)
+
+    @staticmethod
+    def _id(pairs: Sequence[tuple[str, Any]], variant: str) -> tuple[str, str]:
+        return json.dumps([[p, v] for p, v in pairs], sort_keys=True), variant
+
+    def remember(self, pairs: Sequence[tuple[str, Any]], variant: str, info: Mapping[str, Any]) -> None:
+        self.loaded[self._id(pairs, variant)] = (str(info["resolved_sha256"]), int(info["accesses"]))
+
+    def point(self, params: dict[str, Any], pairs: list[tuple[str, Any]], variant: str, seed: int) -> Point:
+        k = self._id(pairs, variant)
+        if k not in self.loaded:
+            self.remember(pairs, variant, _core.load(self.sc.text, self.sc.file, variant=variant or None,
+                                                     seed=self.sc.seed, overrides=core_overrides(pairs),
+                                                     host_dirs=self.dirs))
+        resolved, accesses = self.loaded[k]
+        return Point(params, variant, seed, pairs, point_key(self.sc, pairs, variant, seed, resolved=resolved),
+                     resolved, accesses)
 
 
 # ---- the results file ---------------------------------------------------------------------------------
@@ -138,51 +193,116 @@ class ResultsFile:
 
 # ---- running points -----------------------------------------------------------------------------------
 
+def in_jupyter() -> bool:
+    """True in a Jupyter kernel (a notebook, JupyterLab, VS Code): its stderr is no terminal,
+    yet someone is watching."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+        return shell is not None and "IPKernelApp" in shell.config
+    except Exception:  # an IPython too old or too new to ask
+        return False
+
+
+def show_progress() -> bool:
+    """The default of ``progress=None``: a bar when someone is watching (stderr is a terminal,
+    or a Jupyter kernel); none in pipes, batch jobs and CI ($CI set)."""
+    if os.environ.get("CI"):
+        return False
+    try:
+        if sys.stderr is not None and sys.stderr.isatty():
+            return True
+    except (AttributeError, ValueError):
+        pass
+    return in_jupyter()
+
+
 def execute(sc: Scenario, points: Sequence[Point], *, executor: Executor | None = None,
             results: str | os.PathLike[str] | None = None, progress: bool | None = None,
             callback: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Runs the points not already in ``results``; returns every point's row by key."""
+    """Runs the points not already in ``results``; returns every point's row by key.
+
+    Each finished point is appended to ``results`` as it completes. If anything stops the
+    sweep (a point's error, ``callback`` raising, Ctrl-C), the points not started are
+    cancelled, every point that has finished meanwhile is appended too, and the error is
+    raised: only the points still running are lost.
+    """
     store = ResultsFile(results) if results is not None else None
     try:
         done = dict(store.rows) if store else {}
         todo = [p for p in points if p.key not in done]
         wanted = {p.key for p in points}
+        if store and todo:
+            stale = sum(1 for r in store.rows.values()
+                        if r.get("key_version") != _KEY_VERSION or r.get("build_id") != _core.build_id)
+            if stale:
+                warnings.warn(f"{store.path}: {stale} of its points were run by another build of kvmsim (other "
+                              f"model code, or an older results format); they are not reused", stacklevel=3)
         if progress is None:
-            progress = sys.stderr.isatty()
-        from tqdm import tqdm
+            progress = show_progress()
+        from tqdm.auto import tqdm  # a widget in Jupyter (text if ipywidgets is missing), else text
         bar = tqdm(total=len(wanted), initial=len(wanted) - len({p.key for p in todo}), disable=not progress,
                    desc=sc.name, unit="point", file=sys.stderr, dynamic_ncols=True)
         dirs = host_dirs()
+        other_builds: set[str] = set()
 
         def task(p: Point) -> dict[str, Any]:
             return {"text": sc.text, "file": sc.file, "variant": p.variant, "seed": p.seed,
-                    "overrides": core_overrides(p.pairs), "host_dirs": dirs, "key": p.key, "params": p.params}
+                    "overrides": core_overrides(p.pairs), "host_dirs": dirs, "key": p.key, "params": p.params,
+                    "resolved_sha256": p.resolved}
 
-        def finish(row: dict[str, Any]) -> None:
+        def record(row: dict[str, Any]) -> dict[str, Any]:
             row = json.loads(json.dumps(row))  # exactly what a results file gives back on resume
+            if row.get("build_id") != _core.build_id and row.get("build_id") not in other_builds:
+                other_builds.add(row.get("build_id"))
+                warnings.warn(f"a point ran on another build of kvmsim's core ({row.get('build_id')}, here "
+                              f"{_core.build_id}): the workers' kvmsim differs from this one", stacklevel=4)
             if store:
                 store.append(row)
             done[row["key"]] = row
             bar.update(1)
+            return row
+
+        def finish(row: dict[str, Any]) -> None:
+            row = record(row)
             if callback is not None:
                 callback(row)
 
         try:
             seen: set[str] = set()
             unique = [p for p in todo if not (p.key in seen or seen.add(p.key))]
+            if executor is not None:
+                # Largest first (by guest accesses; ties in grid order): a pool's last points are
+                # then short, instead of a sweep's largest values (grid order) finishing alone.
+                unique.sort(key=lambda p: -p.accesses)
             if executor is None:
                 for p in unique:
                     finish(run_point(task(p)))
             else:
                 futures: list[Future[dict[str, Any]]] = []
+                taken: set[Future[dict[str, Any]]] = set()
                 try:
                     for p in unique:
                         futures.append(executor.submit(run_point, task(p)))
                     for f in as_completed(futures):
+                        taken.add(f)
                         finish(f.result())
-                finally:
+                except BaseException:
+                    # Stop what has not started, then keep what finished meanwhile (without
+                    # calling back: the sweep is stopping); the points still running are lost.
                     for f in futures:
                         f.cancel()
+                    for f in futures:
+                        if f in taken or not f.done() or f.cancelled() or f.exception() is not None:
+                            continue
+                        try:
+                            record(f.result())
+                        except Exception as e:  # keep the error that stopped the sweep
+                            warnings.warn(f"could not keep a finished point: {e}", stacklevel=3)
+                            break
+                    raise
         finally:
             bar.close()
         return done
@@ -253,18 +373,21 @@ def grid_items(grid: Mapping[str, Iterable[Any]] | None) -> list[tuple[str, str,
 
 
 def check_grid(sc: Scenario, items: list[tuple[str, str, list[Any]]], variants: list[str],
-               base: list[tuple[str, Any]]) -> None:
+               base: list[tuple[str, Any]], keys: Keys | None = None) -> None:
     """Loads every value of every path alone, then every point, under every variant: a bad path
-    or value raises a GridError naming it (every one found, one per line) before anything runs."""
+    or value raises a GridError naming it (every one found, one per line) before anything runs.
+    ``keys`` remembers what each load resolved to."""
     errors: list[GridError] = []
-    dirs = host_dirs()
+    dirs = keys.dirs if keys is not None else host_dirs()
 
     def attempt(pairs: list[tuple[str, Any]], variant: str) -> ScenarioError | None:
         try:
-            _core.load(sc.text, sc.file, variant=variant or None, seed=sc.seed, overrides=core_overrides(pairs),
-                       host_dirs=dirs)
+            info = _core.load(sc.text, sc.file, variant=variant or None, seed=sc.seed,
+                              overrides=core_overrides(pairs), host_dirs=dirs)
         except ScenarioError as e:
             return e
+        if keys is not None:
+            keys.remember(pairs, variant, info)
         return None
 
     for path, pointer, values in items:
@@ -340,8 +463,10 @@ def sweep(scenario: ScenarioLike, grid: Mapping[str, Iterable[Any]] | None = Non
     ``Client.get_executor()``); None runs the points here, one after the other. Results are
     the same bit for bit whichever runs them. ``results``: a JSON-lines file; each finished
     point is appended (and fsynced) as it completes, and points already in it are not run
-    again, so an interrupted sweep resumes where it stopped. ``progress``: a tqdm bar (default:
-    when stderr is a terminal). ``callback(row)`` is called after each finished point.
+    again, so an interrupted sweep resumes where it stopped (a point is rerun when what decides
+    it changed: the scenario as it runs, its host profile, the seed, or kvmsim's build).
+    ``progress``: a tqdm bar (default: when stderr is a terminal or in a Jupyter notebook,
+    unless $CI is set). ``callback(row)`` is called after each finished point.
 
     Returns a tidy DataFrame, one row per point: a column per grid path, ``variant``, ``seed``,
     one column per metric (as :attr:`Result.metrics`; ``df.attrs["units"]`` gives units),
@@ -354,13 +479,14 @@ def sweep(scenario: ScenarioLike, grid: Mapping[str, Iterable[Any]] | None = Non
     names = variant_list(sc, variants)
     seed_values = seed_list(sc, seeds)
     items = grid_items(grid)
-    check_grid(sc, items, names, base)
+    keys = Keys(sc)
+    check_grid(sc, items, names, base, keys)
     points: list[Point] = []
     for combo in itertools.product(*[vals for _, _, vals in items]):
         params = {path: value for (path, _, _), value in zip(items, combo)}
         pairs = base + [(pointer, value) for (_, pointer, _), value in zip(items, combo)]
         for v in names:
             for s in seed_values:
-                points.append(Point(params, v, s, pairs, point_key(sc, pairs, v, s)))
+                points.append(keys.point(params, pairs, v, s))
     rows = execute(sc, points, executor=executor, results=results, progress=progress, callback=callback)
     return frame(points, rows, [path for path, _, _ in items], sc.name)

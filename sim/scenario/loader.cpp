@@ -95,7 +95,9 @@ engine::CacheConfig parse_caches(const Node& c, std::uint32_t cpus) {
     return cfg;
 }
 
-vm::HostConfig load_host(const Node& host, const std::string& scenario_path, const std::vector<std::string>& dirs) {
+// The profile's document is stored in *profile_doc (for Scenario::resolved_sha256).
+vm::HostConfig load_host(const Node& host, const std::string& scenario_path, const std::vector<std::string>& dirs,
+                         json* profile_doc) {
     host.check_keys({"profile", "cpus", "costs", "features", "caches"});
     const std::string name = host.get_string("profile");
     std::vector<std::string> searched;
@@ -106,7 +108,8 @@ vm::HostConfig load_host(const Node& host, const std::string& scenario_path, con
                              "; profiles are NAME.json in " + (searched.empty() ? std::string("?") : searched.front()));
     }
     const std::string profile_file = p.lexically_normal().string();
-    json prof_doc = parse_json_file(p);
+    json& prof_doc = *profile_doc;
+    prof_doc = parse_json_file(p);
     Node prof(prof_doc, profile_file);
     prof.check_keys({"$schema", "name", "description", "cpus", "caches", "costs", "features"});
 
@@ -570,7 +573,8 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
     sc.seed = doc.opt_uint("seed", 1);
     if (opts.seed) sc.seed = *opts.seed;
 
-    sc.host = load_host(doc.object("host"), path, opts.host_dirs);
+    json profile_doc;
+    sc.host = load_host(doc.object("host"), path, opts.host_dirs, &profile_doc);
 
     const Node mmu = doc.object("mmu");
     mmu.check_keys({"model", "knobs"});
@@ -621,6 +625,11 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
         doc.fail("expected at most 4 vCPUs per host CPU (" + std::to_string(sc.vm.vcpus) + " vCPUs on " +
                  std::to_string(sc.host.cpus) + " CPUs)");
     if (auto evs = doc.opt_array("events")) parse_events(*evs, sc, *info);
+
+    json resolved = doc.json();  // the variant's patch and the overrides applied; no "variants"
+    resolved.erase("seed");
+    sc.resolved_sha256 = sha256_hex(canonical_json(json{{"scenario", std::move(resolved)},
+                                                        {"host_profile", std::move(profile_doc)}}));
     return sc;
 }
 

@@ -3,9 +3,12 @@
 test.sh does with PYTHONPATH; KVMSIM_BUILD=DIR picks another build directory. Child processes
 (process pools, Dask workers, notebook kernels) inherit the same path."""
 
+import json
 import os
 import pathlib
 import sys
+
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUILD = pathlib.Path(os.environ.get("KVMSIM_BUILD", ROOT / "build")).resolve()
@@ -17,3 +20,17 @@ if (BUILD / "python" / "kvmsim").is_dir():
     parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if _pkg not in parts:
         os.environ["PYTHONPATH"] = os.pathsep.join([_pkg, *parts])
+
+
+@pytest.fixture(scope="session")
+def kernel(tmp_path_factory):
+    """A Jupyter kernel spec for this very interpreter (the one with kvmsim's dependencies),
+    found first on JUPYTER_PATH, so a "python3" kernel installed elsewhere on the machine is
+    never used. Returns (JUPYTER_PATH directory, kernel name)."""
+    root = tmp_path_factory.mktemp("jupyter")
+    spec = root / "kernels" / "kvmsim-test"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "kvmsim tests", "language": "python"}))
+    return root, "kvmsim-test"

@@ -86,3 +86,24 @@ def test_compare_needs_something_to_compare():
         kvmsim.compare()
     with pytest.raises(kvmsim.ScenarioError, match="did you mean"):
         kvmsim.compare(ZAP, variants=["wrte"], progress=False)
+
+
+def test_a_run_that_did_not_complete_is_named_by_scenario_variant_and_seed(monkeypatch):
+    """compare() refuses to compare a deadlocked run, after all runs, naming each such run."""
+    import kvmsim._sweep
+    real = kvmsim._sweep.run_point
+
+    def deadlock_some(task):
+        row = real(task)
+        if task["variant"] == "read" and task["seed"] == 2:
+            row["status"] = "deadlock"
+            row["deadlock"] = "deadlock at 12 us:\nvcpu0 waits for mmu_lock (write), held by vcpu1"
+        return row
+    monkeypatch.setattr(kvmsim._sweep, "run_point", deadlock_some)
+    with pytest.raises(RuntimeError) as info:
+        kvmsim.compare(ZAP, seeds=2, variants=["write", "read"], overrides={"vm.vcpus": 2}, progress=False)
+    text = str(info.value)
+    assert "scenario 'golden-tdp-zap'" in text and str(ZAP) in text and "'vm.vcpus': 2" in text
+    assert "1 of 4 runs did not complete" in text
+    assert "variant 'read', seed 2: deadlock" in text
+    assert "vcpu0 waits for mmu_lock" in text

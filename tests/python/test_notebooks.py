@@ -3,7 +3,6 @@ that check the text's claims; they are committed without outputs; every seed sce
 one."""
 
 import json
-import sys
 
 import nbformat
 import pytest
@@ -17,19 +16,6 @@ MARKER = "TODO(seed notebook)"
 
 def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 2
-
-
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory):
-    """A kernel spec for this very interpreter (the one with kvmsim's dependencies), found first
-    on JUPYTER_PATH, so a "python3" kernel installed elsewhere on the machine is never used."""
-    root = tmp_path_factory.mktemp("jupyter")
-    spec = root / "kernels" / "kvmsim-test"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "kvmsim tests", "language": "python"}))
-    return root, "kvmsim-test"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

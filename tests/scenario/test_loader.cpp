@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "models/registry.hpp"
 #include "sim/scenario/loader.hpp"
@@ -604,6 +605,46 @@ TEST_CASE("overrides apply after the variant, and the loader checks what they se
         CHECK_THAT(error({{"/variants/0/name", "x"}}), Catch::Contains("cannot change \"variants\""));
         CHECK_THAT(error({{"/a~2b", 1}}), Catch::Contains("\"~\" must be followed by 0 or 1"));
     }
+}
+
+TEST_CASE("resolved_sha256 changes exactly with what decides a run: the document as run and its host profile",
+          "[scenario][loader]") {
+    Dir d;
+    const std::string path = d.write("seeds/s.json", kGood);
+    auto load = [&](std::optional<std::string> v = std::nullopt,
+                    std::vector<std::pair<std::string, nlohmann::json>> o = {}, std::optional<std::uint64_t> seed = {}) {
+        scenario::LoadOptions lo = opts(std::move(v));
+        lo.overrides = std::move(o);
+        lo.seed = seed;
+        return scenario::load_scenario(path, lo);
+    };
+    const auto base = load();
+    REQUIRE(base.resolved_sha256.size() == 64);
+    CHECK(base.resolved_sha256 != base.sha256);
+    CHECK(load("before").resolved_sha256 == base.resolved_sha256);
+    CHECK(load(std::nullopt, {}, 42).resolved_sha256 == base.resolved_sha256);  // the seed is keyed apart
+    const auto after = load("after");
+    CHECK(after.resolved_sha256 != base.resolved_sha256);
+    // The same run reached another way: the baseline with the "after" patch as an override.
+    CHECK(load("before", {{"/mmu/knobs/zap_lock", "read"}}).resolved_sha256 == after.resolved_sha256);
+    CHECK(load(std::nullopt, {{"/vm/vcpus", 4}}).resolved_sha256 != base.resolved_sha256);
+    // Another variant's patch and the file's layout do not change this variant's run.
+    std::string other = replace(kGood, R"("patch": {"mmu": {"knobs": {"zap_lock": "read"}}})",
+                                R"("patch": {"vm": {"vcpus": 4}})");
+    other = replace(other, R"("name": "t", "seed": 3,)", "\"name\":  \"t\",\n \"seed\": 3,");
+    d.write("seeds/s.json", other);
+    const auto edited = load();
+    CHECK(edited.sha256 != base.sha256);
+    CHECK(edited.resolved_sha256 == base.resolved_sha256);
+    // The host profile's contents: a changed memory latency is a different run.
+    const std::string prof = (d.root / "hosts" / "test-host.json").string();
+    std::ifstream in(prof);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    in.close();
+    d.write("hosts/test-host.json", replace(text, R"("memory_latency": "90ns")", R"("memory_latency": "95ns")"));
+    const auto slower = load();
+    CHECK(slower.sha256 == edited.sha256);
+    CHECK(slower.resolved_sha256 != base.resolved_sha256);
 }
 
 TEST_CASE("a model's host feature missing from the profile is a load error", "[scenario][loader]") {
