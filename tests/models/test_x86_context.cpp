@@ -379,7 +379,7 @@ TEST_CASE("a root shared by vCPUs is not freed when one of them unloads it", "[x
 // (kvm_vcpu_write_guest, which marks the page dirty); emulator_leave_smm reads it back.
 TEST_CASE("the SMRAM state-save image goes to guest memory at SMBASE + 0xfe00", "[x86_context][x86_tdp]") {
     Smm s(1, "preserve");
-    s.spawn_actor("enable", 0_ns, [&]() { return s.model->dirty_log_enable(s.host_ctx(3), 0, {}); });
+    s.spawn_actor("enable", 0_ns, [&]() -> engine::Task<void> { co_await s.model->dirty_log_enable(s.host_ctx(3), 0, {}); });
     s.transition(0, 1_ms, true);
     s.transition(0, 2_ms, false);
     REQUIRE(s.sim.run() == engine::RunStatus::Completed);

@@ -90,18 +90,33 @@ scenario::LoadOptions opts(std::optional<std::string> variant = std::nullopt) {
     return o;
 }
 
-// The error message of loading `text` (with `from`/`to` replaced), or "" if it loads.
-std::string error_of(Dir& d, std::string text, std::optional<std::string> variant = std::nullopt) {
-    const std::string path = d.write("seeds/s.json", text);
+// Load `path` with `o`: "" if it loads (the scenario goes to *out), else the error text with the
+// path written as FILE.
+std::string load_error_text(const std::string& path, const scenario::LoadOptions& o, scenario::Scenario* out = nullptr) {
     try {
-        scenario::load_scenario(path, opts(std::move(variant)));
+        auto sc = scenario::load_scenario(path, o);
+        if (out) *out = std::move(sc);
     } catch (const scenario::ScenarioError& e) {
         std::string w = e.what();
-        const std::string prefix = path;
-        if (w.compare(0, prefix.size(), prefix) == 0) w = "FILE" + w.substr(prefix.size());
+        if (w.compare(0, path.size(), path) == 0) w = "FILE" + w.substr(path.size());
         return w;
     }
     return "";
+}
+
+// Options for the built-in models and the project's host profiles.
+scenario::LoadOptions builtin_opts(std::optional<std::string> variant = std::nullopt) {
+    scenario::LoadOptions o;
+    o.models = &models::builtin_models();
+    o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
+    o.variant = std::move(variant);
+    return o;
+}
+
+// The error message of loading `text` (with `from`/`to` replaced), or "" if it loads.
+std::string error_of(Dir& d, std::string text, std::optional<std::string> variant = std::nullopt) {
+    const std::string path = d.write("seeds/s.json", text);
+    return load_error_text(path, opts(std::move(variant)));
 }
 
 std::string replace(std::string s, const std::string& from, const std::string& to) {
@@ -232,21 +247,14 @@ TEST_CASE("nested_start/nested_stop are checked at load time", "[scenario][loade
   "events": [{"op": "nested_start", "at": "1us", "vcpus": [1], "eptp": "8K"}]
 })";
     auto err = [&](const std::string& text) {
-        const std::string path = d.write("seeds/n.json", text);
-        scenario::LoadOptions o;
-        o.models = &models::builtin_models();
-        o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
-        try {
-            const auto sc = scenario::load_scenario(path, o);
+        scenario::Scenario sc;
+        const std::string w = load_error_text(d.write("seeds/n.json", text), builtin_opts(), &sc);
+        if (w.empty()) {
             REQUIRE(sc.workload.events.size() == 1);
             CHECK(sc.workload.events[0].host.vcpus == std::vector<std::uint32_t>{1});
             CHECK(sc.workload.events[0].host.eptp == 2);
-        } catch (const scenario::ScenarioError& e) {
-            std::string w = e.what();
-            if (w.compare(0, path.size(), path) == 0) w = "FILE" + w.substr(path.size());
-            return w;
         }
-        return std::string();
+        return w;
     };
     CHECK(err(base).empty());
     CHECK_THAT(err(replace(base, "\"x86_shadow\"", "\"x86_tdp\"")),
@@ -276,19 +284,8 @@ TEST_CASE("nested_eptp_switch and nested_ept_write are checked at load time", "[
   "events": [EVENT]
 })";
     auto load = [&](const std::string& host, const std::string& event, scenario::Scenario* out = nullptr) {
-        const std::string path = d.write("seeds/e.json", replace(replace(base, "HOST", host), "EVENT", event));
-        scenario::LoadOptions o;
-        o.models = &models::builtin_models();
-        o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
-        try {
-            auto sc = scenario::load_scenario(path, o);
-            if (out) *out = std::move(sc);
-        } catch (const scenario::ScenarioError& e) {
-            std::string w = e.what();
-            if (w.compare(0, path.size(), path) == 0) w = "FILE" + w.substr(path.size());
-            return w;
-        }
-        return std::string();
+        return load_error_text(d.write("seeds/e.json", replace(replace(base, "HOST", host), "EVENT", event)),
+                               builtin_opts(), out);
     };
     const std::string sw = R"({"op": "nested_eptp_switch", "vcpus": [0], "eptps": ["4K", "8K", "12K"], "count": 3, "interval": "10us"})";
     const std::string wr =
@@ -347,19 +344,7 @@ TEST_CASE("x86_shadow rejects knobs that cannot act, naming the knob and why", "
   "variants": [{"name": "a"}, {"name": "b", "patch": {"mmu": {"knobs": {"tdp_mmu": false}}}}]
 })";
     auto err = [&](const std::string& knobs, std::optional<std::string> variant = std::nullopt) {
-        const std::string path = d.write("seeds/k.json", replace(base, "KNOBS", knobs));
-        scenario::LoadOptions o;
-        o.models = &models::builtin_models();
-        o.variant = std::move(variant);
-        o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
-        try {
-            scenario::load_scenario(path, o);
-        } catch (const scenario::ScenarioError& e) {
-            std::string w = e.what();
-            if (w.compare(0, path.size(), path) == 0) w = "FILE" + w.substr(path.size());
-            return w;
-        }
-        return std::string();
+        return load_error_text(d.write("seeds/k.json", replace(base, "KNOBS", knobs)), builtin_opts(std::move(variant)));
     };
     // Knobs of mechanisms x86_shadow does not have.
     for (const char* k : {R"("zap_lock": "read")", R"("fault_precheck": false)", R"("tdp_root_unload": "drop")",
@@ -412,18 +397,7 @@ std::string x86_error_of(Dir& d, const std::string& events, scenario::Scenario* 
   "mmu": {"model": "x86_tdp"},
   "workload": {"phases": [{"name": "boot", "stream": {"count": 10}}]},
   "events": )" + events + "}");
-    scenario::LoadOptions o;
-    o.models = &models::builtin_models();
-    o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
-    try {
-        auto sc = scenario::load_scenario(path, o);
-        if (out) *out = std::move(sc);
-    } catch (const scenario::ScenarioError& e) {
-        std::string w = e.what();
-        if (w.compare(0, path.size(), path) == 0) w = "FILE" + w.substr(path.size());
-        return w;
-    }
-    return "";
+    return load_error_text(path, builtin_opts(), out);
 }
 }  // namespace
 
@@ -436,19 +410,7 @@ TEST_CASE("arm64_stage2 rejects SMM and nested operations at load time, naming t
   "workload": {"phases": [{"name": "boot", "stream": {"count": 10}}]},
   "events": [{"op": "invalidate", "at": "5us", "size": "2M"}, {"op": "smm_enter", "at": "9us"}]
 })";
-    scenario::LoadOptions o;
-    o.models = &models::builtin_models();
-    o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
-    auto err = [&](const std::string& text) -> std::string {
-        const std::string path = d.write("seeds/arm.json", text);
-        try {
-            scenario::load_scenario(path, o);
-        } catch (const scenario::ScenarioError& e) {
-            std::string w = e.what();
-            return w.compare(0, path.size(), path) == 0 ? "FILE" + w.substr(path.size()) : w;
-        }
-        return "";
-    };
+    auto err = [&](const std::string& text) { return load_error_text(d.write("seeds/arm.json", text), builtin_opts()); };
     CHECK(err(arm) ==
           "FILE: /events/1/op: model arm64_stage2 does not support smm_enter (it supports: dirty_log_enable, "
           "dirty_log_get, dirty_log_clear, dirty_log_disable, invalidate)");
@@ -459,26 +421,16 @@ TEST_CASE("arm64_stage2 rejects SMM and nested operations at load time, naming t
     // Without the event it loads; the host's fwb feature is the profile's unless overridden.
     const std::string ok = replace(arm, R"(, {"op": "smm_enter", "at": "9us"})", "");
     CHECK(err(ok) == "");
-    const auto sc = scenario::load_scenario(d.write("seeds/ok.json", ok), o);
+    const auto sc = scenario::load_scenario(d.write("seeds/ok.json", ok), builtin_opts());
     CHECK(sc.host.features.at("fwb") == false);
     const std::string with_fwb = replace(ok, R"("profile": "kunpeng-920")", R"("profile": "kunpeng-920", "features": {"fwb": true})");
-    CHECK(scenario::load_scenario(d.write("seeds/fwb.json", with_fwb), o).host.features.at("fwb") == true);
+    CHECK(scenario::load_scenario(d.write("seeds/fwb.json", with_fwb), builtin_opts()).host.features.at("fwb") == true);
     CHECK_THAT(err(replace(ok, R"("profile": "kunpeng-920")", R"("profile": "kunpeng-920", "features": {"fbw": true})")),
                Catch::StartsWith("FILE: /host/features/fbw: unknown feature \"fbw\"") && Catch::Contains("did you mean \"fwb\"?"));
     CHECK_THAT(err(replace(ok, R"("profile": "kunpeng-920")", R"("profile": "kunpeng-920", "features": {"fwb": 1})")),
                Catch::StartsWith("FILE: /host/features/fwb: expected"));
 }
 
-namespace {
-std::string load_error(const std::string& path, const scenario::LoadOptions& o) {
-    try {
-        scenario::load_scenario(path, o);
-    } catch (const scenario::ScenarioError& e) {
-        return e.what();
-    }
-    return "";
-}
-}  // namespace
 
 TEST_CASE("SMM and nested events on x86_tdp: support, vCPU lists and defaults", "[scenario][loader]") {
     Dir d;
@@ -532,10 +484,7 @@ TEST_CASE("smm_enter's SMI handler: SeaBIOS-like defaults, given values, and err
   "workload": {"phases": [{"name": "boot", "stream": {"count": 10}}]},
   "events": [{"op": "smm_enter", "at": "1us"}]
 })");
-    scenario::LoadOptions o;
-    o.models = &models::builtin_models();
-    o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
-    CHECK_THAT(load_error(path, o), Catch::Contains("/events/0: expected an SMBASE whose state-save area") &&
+    CHECK_THAT(load_error_text(path, builtin_opts()), Catch::Contains("/events/0: expected an SMBASE whose state-save area") &&
                                         Catch::Contains("give smi_handler.smbase"));
 }
 
@@ -664,7 +613,7 @@ TEST_CASE("a model's host feature missing from the profile is a load error", "[s
     const std::string path = d.write("seeds/n.json", R"({"name": "n", "host": {"profile": "nofwb"},
   "vm": {"vcpus": 1, "memslots": [{"size": "2M"}]}, "mmu": {"model": "needs_fwb"},
   "workload": {"phases": [{"name": "p", "stream": {"count": 1}}]}})");
-    CHECK_THAT(load_error(path, o), Catch::EndsWith(": /host/profile: host profile nofwb lacks feature \"fwb\", which model needs_fwb needs"));
+    CHECK_THAT(load_error_text(path, o), Catch::EndsWith(": /host/profile: host profile nofwb lacks feature \"fwb\", which model needs_fwb needs"));
     d.write("hosts/badfeat.json", R"({"name": "badfeat", "cpus": 4,
   "caches": {"memory_latency": "90ns", "remote_latency": "60ns", "levels": [{"name": "LLC", "size": "1M", "ways": 16, "latency": "20ns", "shared": true}]},
   "costs": {"fault_entry": {"value": "1us", "source": "estimate"}},
@@ -672,5 +621,5 @@ TEST_CASE("a model's host feature missing from the profile is a load error", "[s
     const std::string p2 = d.write("seeds/b.json", R"({"name": "b", "host": {"profile": "badfeat"},
   "vm": {"vcpus": 1, "memslots": [{"size": "2M"}]}, "mmu": {"model": "needs_fwb"},
   "workload": {"phases": [{"name": "p", "stream": {"count": 1}}]}})");
-    CHECK_THAT(load_error(p2, o), Catch::Contains("badfeat.json: /features/fwb/source: expected a source"));
+    CHECK_THAT(load_error_text(p2, o), Catch::Contains("badfeat.json: /features/fwb/source: expected a source"));
 }
