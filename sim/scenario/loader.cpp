@@ -385,9 +385,7 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
         const vm::Memslot& first = vm.memslots.front();
         const std::uint64_t start = n.opt_size("start", first.base_gfn * vm::kPageSize);
         if (start % vm::kPageSize) n["start"].fail("expected a 4K-aligned guest physical address");
-        const vm::Memslot* slot = nullptr;
-        for (const auto& m : vm.memslots)
-            if (m.contains(start / vm::kPageSize)) slot = &m;
+        const vm::Memslot* slot = slot_at(vm, start);
         if (!slot) (n.has("start") ? n["start"] : n).fail("expected an L2 guest physical address inside a memslot");
         const std::uint64_t size =
             n.opt_size("size", (slot->base_gfn + slot->npages) * vm::kPageSize - start, vm::kPageSize);
@@ -499,6 +497,24 @@ vm::VmConfig parse_vm(const Node& v) {
     return cfg;
 }
 
+// A storm's "count" and "interval" (count > 1 needs an interval). The last run starts at
+// first + interval * (count - 1), which must lie within kMaxStormStart: a simulated time far
+// beyond any run, that keeps the arithmetic exact.
+constexpr Time kMaxStormStart = Time::s(1'000'000);
+
+workload::Repeat parse_repeat(const Node& n, Time first, const char* first_name) {
+    workload::Repeat r;
+    r.count = static_cast<std::uint32_t>(n.opt_uint("count", 1, 1, 100000000));
+    r.interval = n.opt_time("interval", Time::zero());
+    if (r.count > 1 && r.interval == Time::zero()) throw n.error_at("interval", "expected an interval when count > 1");
+    if (first > kMaxStormStart ||
+        (r.count > 1 && r.interval.ps() > (kMaxStormStart - first).ps() / static_cast<std::int64_t>(r.count - 1)))
+        throw n.error_at(r.count > 1 ? "interval" : "at",
+                         std::string("expected the last run, at ") + first_name +
+                             " + interval * (count - 1), to start within 1000000 s");
+    return r;
+}
+
 void parse_phases(const Node& wl, Scenario& sc, const vm::ModelInfo& info, Time guest_time) {
     const Node phases = wl.array("phases");
     const auto els = phases.elements();
@@ -527,10 +543,7 @@ void parse_phases(const Node& wl, Scenario& sc, const vm::ModelInfo& info, Time 
             step.kind = workload::Step::Kind::Host;
             const Node h = p["host"];
             step.host = parse_host_op(h, sc.vm, info, {"count", "interval"});
-            step.count = static_cast<std::uint32_t>(h.opt_uint("count", 1, 1, 100000000));
-            step.interval = h.opt_time("interval", Time::zero());
-            if (step.count > 1 && step.interval == Time::zero())
-                throw h.error_at("interval", "expected an interval when count > 1");
+            step.repeat = parse_repeat(h, Time::zero(), "the phase's start");
         } else {
             step.kind = workload::Step::Kind::Stage;
         }
@@ -555,9 +568,7 @@ void parse_events(const Node& evs, Scenario& sc, const vm::ModelInfo& info) {
         workload::TimedEvent t;
         t.name = e.opt_string("name", "event" + std::to_string(i++));
         t.at = e.get_time("at");
-        t.count = static_cast<std::uint32_t>(e.opt_uint("count", 1, 1, 100000000));
-        t.interval = e.opt_time("interval", Time::zero());
-        if (t.count > 1 && t.interval == Time::zero()) throw e.error_at("interval", "expected an interval when count > 1");
+        t.repeat = parse_repeat(e, t.at, "at");
         t.host = parse_host_op(e, sc.vm, info, {"name", "at", "count", "interval"});
         sc.workload.events.push_back(std::move(t));
     }

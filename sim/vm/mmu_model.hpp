@@ -86,7 +86,9 @@ struct DirtyLogOptions {
 // touches while the vCPU is in SMM. Guest physical addresses, bytes; all zero-footprint by
 // default (the scenario loader supplies the documented default).
 struct SmiHandler {
-    std::uint64_t smbase = 0x30000;  // vcpu->arch.smbase: the state-save area is at smbase + 0xfe00
+    // vcpu->arch.smbase, where the state-save area is at smbase + 0xfe00: 0x30000 is its reset
+    // value (kvm_vcpu_reset); the loader's default is SeaBIOS's relocated 0xa0000.
+    std::uint64_t smbase = 0x30000;
     std::uint64_t start = 0;         // first byte of the handler's working set
     std::uint64_t read_bytes = 0;    // read from start on
     std::uint64_t write_bytes = 0;   // written from start + read_bytes on

@@ -19,7 +19,7 @@ Executor::Executor(engine::Simulator& sim, vm::MmuModel& model, const vm::VmConf
 void Executor::start() {
     for (std::uint32_t i = 0; i < vm_.vcpus; ++i) sim_.spawn(vcpus_[i].name, vcpu(i));
     sim_.spawn("vmm", vmm());
-    for (std::size_t i = 0; i < w_.events.size(); ++i) sim_.spawn(w_.events[i].name, actor(w_.events[i], actor_cpus_[i]));
+    for (std::size_t i = 0; i < w_.events.size(); ++i) sim_.spawn(w_.events[i].name, repeated(w_.events[i].at, w_.events[i].repeat, actor_cpus_[i], w_.events[i].host));
 }
 
 std::uint64_t Executor::accesses() const {
@@ -131,11 +131,7 @@ engine::Task<void> Executor::vmm() {
         } else {
             const bool with_vcpus = !step.streams.empty();
             if (with_vcpus) release_vcpus(&step.streams);
-            for (std::uint32_t k = 0; k < step.count; ++k) {
-                const Time at = t0 + step.interval * static_cast<std::int64_t>(k);
-                if (at > sim_.now()) co_await sim_.delay(at - sim_.now());
-                co_await host_op(vmm_cpu_, step.host);
-            }
+            co_await repeated(t0, step.repeat, vmm_cpu_, step.host);
             phases_.push_back(PhaseResult{step.name, sim_.now() - t0, step.selftest_metric});
             // The vCPUs may all have finished while the operation ran: all_done_ has fired then.
             if (with_vcpus && running_ > 0) co_await all_done_.wait();
@@ -147,11 +143,11 @@ engine::Task<void> Executor::vmm() {
     go_.notify_all();
 }
 
-engine::Task<void> Executor::actor(const TimedEvent& e, vm::CpuContext& cpu) {
-    for (std::uint32_t k = 0; k < e.count; ++k) {
-        const Time at = e.at + e.interval * static_cast<std::int64_t>(k);
+engine::Task<void> Executor::repeated(Time first, const Repeat& r, vm::CpuContext& cpu, const HostOp& op) {
+    for (std::uint32_t k = 0; k < r.count; ++k) {
+        const Time at = first + r.interval * static_cast<std::int64_t>(k);
         if (at > sim_.now()) co_await sim_.delay(at - sim_.now());
-        co_await host_op(cpu, e.host);
+        co_await host_op(cpu, op);
     }
 }
 

@@ -30,6 +30,13 @@ struct HostOp {
     vm::NestedEptWrite ept;     // nested_ept_write
 };
 
+// An operation that runs `count` times, `interval` apart from its first start (a storm); a run
+// that outlasts the interval delays the next one.
+struct Repeat {
+    std::uint32_t count = 1;
+    Time interval;
+};
+
 struct Step {
     enum class Kind : std::uint8_t { Stage, Host };
     Kind kind = Kind::Stage;
@@ -40,17 +47,15 @@ struct Step {
     // while the operation runs (dirty_log_perf_test -e); the step's time is the operation's.
     std::vector<AccessStream> streams;
     HostOp host;
-    // Host: the operation runs `count` times, `interval` apart from the step's start (a storm
-    // within the step); the step lasts until the last one completes and the vCPUs are done.
-    std::uint32_t count = 1;
-    Time interval;
+    // Host: the operation's storm within the step, from the step's start; the step lasts until
+    // the last run completes and the vCPUs are done.
+    Repeat repeat;
 };
 
 struct TimedEvent {
     std::string name;
     Time at;
-    Time interval;
-    std::uint32_t count = 1;
+    Repeat repeat;  // from `at`
     HostOp host;
 };
 
@@ -82,7 +87,7 @@ public:
 private:
     engine::Task<void> vmm();
     engine::Task<void> vcpu(std::uint32_t index);
-    engine::Task<void> actor(const TimedEvent& e, vm::CpuContext& cpu);
+    engine::Task<void> repeated(Time first, const Repeat& r, vm::CpuContext& cpu, const HostOp& op);
     engine::Task<void> host_op(const vm::CpuContext& cpu, const HostOp& op);
     engine::Task<void> on_vcpus(const HostOp& op);
     engine::Task<void> vcpu_op(const vm::CpuContext& cpu, const HostOp& op, std::uint32_t& pending,

@@ -142,7 +142,7 @@ TEST_CASE("a good scenario loads with defaults, order and variants", "[scenario]
     CHECK(sc.workload.steps[0].name == "boot");
     CHECK(sc.workload.steps[0].streams.size() == 2);
     CHECK(sc.workload.steps[0].streams[1].base == sc.vm.memslots[0].base_gfn + 8192);  // partitioned
-    CHECK(sc.workload.events[0].count == 3);
+    CHECK(sc.workload.events[0].repeat.count == 3);
     CHECK(sc.workload.events[0].host.end - sc.workload.events[0].host.start == 512);
     CHECK(sc.host.costs.time("fault_entry") == engine::Time::us(1));
     CHECK(sc.host.cache.levels.size() == 2);
@@ -295,8 +295,8 @@ TEST_CASE("nested_eptp_switch and nested_ept_write are checked at load time", "[
     const auto& step = sc.workload.steps[1];
     CHECK(step.host.op == vm::Operation::NestedEptpSwitch);
     CHECK(step.host.eptps == std::vector<vm::Gfn>{1, 2, 3});
-    CHECK(step.count == 3);
-    CHECK(step.interval == engine::Time::us(10));
+    CHECK(step.repeat.count == 3);
+    CHECK(step.repeat.interval == engine::Time::us(10));
     const auto& ev = sc.workload.events[0].host;
     CHECK(ev.op == vm::Operation::NestedEptWrite);
     CHECK(ev.ept.eptp == 2);
@@ -316,6 +316,16 @@ TEST_CASE("nested_eptp_switch and nested_ept_write are checked at load time", "[
                Catch::StartsWith("FILE: /workload/phases/1/host/eptp: expected \"eptps\""));
     CHECK_THAT(load(replace(sw, R"("count": 3, "interval": "10us")", R"("count": 3)"), wr),
                Catch::StartsWith("FILE: /workload/phases/1/host/interval: expected an interval when count > 1"));
+    // A storm whose last run would start past 10^6 s of simulated time (the product would
+    // overflow the picosecond clock): the interval, or a lone event's time, is named.
+    CHECK_THAT(load(replace(sw, R"("count": 3, "interval": "10us")", R"("count": 100000000, "interval": "9000000s")"), wr),
+               Catch::StartsWith("FILE: /workload/phases/1/host/interval: expected the last run, at the phase's start + "
+                                 "interval * (count - 1), to start within 1000000 s"));
+    CHECK(load(replace(sw, R"("count": 3, "interval": "10us")", R"("count": 100001, "interval": "10s")"), wr) == "");
+    CHECK_THAT(load(sw, replace(wr, R"("at": )", R"("count": 100002, "interval": "10s", "at": )")),
+               Catch::StartsWith("FILE: /events/0/interval: expected the last run, at at + interval"));
+    CHECK_THAT(load(sw, replace(replace(wr, R"("at": ")", R"("at": "2000000s", "x": ")"), R"("x": ")", R"("name": ")")),
+               Catch::StartsWith("FILE: /events/0/at: expected the last run"));
     CHECK_THAT(load(replace(sw, "nested_eptp_switch", "nested_start"), wr),
                Catch::StartsWith("FILE: /workload/phases/1/host/eptps: expected eptps only for nested_eptp_switch"));
     // The EPT12 write: its range lies in a memslot, its entry count fits it.

@@ -352,8 +352,8 @@ TEST_CASE("a host step's storm: count runs, interval apart, on every vCPU named"
     storm.host.op = vm::Operation::NestedEptpSwitch;
     storm.host.vcpus = {0, 1};
     storm.host.eptps = {1, 2};
-    storm.count = 3;
-    storm.interval = 10_us;
+    storm.repeat.count = 3;
+    storm.repeat.interval = 10_us;
     w.steps.push_back(storm);
     workload::Executor ex(sim, m, vmc, host, w);
     ex.start();
