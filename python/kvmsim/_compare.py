@@ -102,7 +102,7 @@ def _compare_scenario(scenario: ScenarioLike, *, seeds: int | Iterable[int], var
     pairs = override_list(sc.overrides)
     keys = Keys(sc)
     points = [keys.point({}, pairs, v, s) for v in names for s in seed_values]
-    rows = execute(sc, points, executor=executor, results=results, progress=progress)
+    rows = execute(sc, points, executor=executor, results=results, progress=progress, dirs=keys.dirs)
     failed = [p for p in points if rows[p.key]["status"] != "completed"]
     if failed:
         # Every run that did not complete, each named by scenario, variant and seed (and the

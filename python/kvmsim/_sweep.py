@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 POINT_COLUMNS = ["variant", "seed"]
 RUN_COLUMNS = ["fingerprint", "status", "events", "sim_time_ns", "wall_time_s"]
 
-_KEY_VERSION = 1
+_KEY_VERSION = 2  # 1: the scenario's bytes, overrides, variant, seed, version
 
 
 def run_point(task: dict[str, Any]) -> dict[str, Any]:
@@ -79,31 +79,19 @@ class Point:
     accesses: int = field(default=0, repr=False)  # the run's guest accesses: its size, roughly
 
 
-def resolved_sha256(sc: Scenario, pairs: Sequence[tuple[str, Any]], variant: str,
-                    dirs: Sequence[str] | None = None) -> str:
-    """The loader's ``resolved_sha256`` of a point: a hash of the scenario as it runs (the
-    variant's patch and the overrides applied) and of its host profile's document."""
-    info = _core.load(sc.text, sc.file, variant=variant or None, seed=sc.seed, overrides=core_overrides(pairs),
-                      host_dirs=list(dirs) if dirs is not None else host_dirs())
-    return str(info["resolved_sha256"])
-
-
 def point_ident(resolved: str, variant: str, seed: int) -> dict[str, Any]:
     """What identifies a run, hashed into its key (and stored with each row of a results file)."""
     return {"key_version": _KEY_VERSION, "kvmsim": _core.__version__, "build_id": _core.build_id,
             "resolved_sha256": resolved, "variant": variant, "seed": seed}
 
 
-def point_key(sc: Scenario, pairs: Sequence[tuple[str, Any]], variant: str, seed: int, *,
-              resolved: str | None = None) -> str:
+def point_key(resolved: str, variant: str, seed: int) -> str:
     """What identifies a run: everything that decides its result. That is the scenario as it
     runs (its document with the variant's patch and the overrides applied, and the host
     profile it names, by content: ``resolved_sha256``), the seed, and the compiled core (its
     version and ``_core.build_id``, a hash of the sources it was built from). A results file is
     matched on it, so a changed scenario, host profile or model runs again; an edit elsewhere
     (another variant's patch, whitespace) does not."""
-    if resolved is None:
-        resolved = resolved_sha256(sc, pairs, variant)
     ident = point_ident(resolved, variant, seed)
     return hashlib.sha256(json.dumps(ident, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -131,7 +119,7 @@ class Keys:
                                                      seed=self.sc.seed, overrides=core_overrides(pairs),
                                                      host_dirs=self.dirs))
         resolved, accesses = self.loaded[k]
-        return Point(params, variant, seed, pairs, point_key(self.sc, pairs, variant, seed, resolved=resolved),
+        return Point(params, variant, seed, pairs, point_key(resolved, variant, seed),
                      resolved, accesses)
 
 
@@ -221,7 +209,8 @@ def show_progress() -> bool:
 
 def execute(sc: Scenario, points: Sequence[Point], *, executor: Executor | None = None,
             results: str | os.PathLike[str] | None = None, progress: bool | None = None,
-            callback: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, dict[str, Any]]:
+            callback: Callable[[dict[str, Any]], Any] | None = None,
+            dirs: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     """Runs the points not already in ``results``; returns every point's row by key.
 
     Each finished point is appended to ``results`` as it completes. If anything stops the
@@ -245,12 +234,12 @@ def execute(sc: Scenario, points: Sequence[Point], *, executor: Executor | None 
         from tqdm.auto import tqdm  # a widget in Jupyter (text if ipywidgets is missing), else text
         bar = tqdm(total=len(wanted), initial=len(wanted) - len({p.key for p in todo}), disable=not progress,
                    desc=sc.name, unit="point", file=sys.stderr, dynamic_ncols=True)
-        dirs = host_dirs()
+        run_dirs = list(dirs) if dirs is not None else host_dirs()  # those the keys were made with
         other_builds: set[str] = set()
 
         def task(p: Point) -> dict[str, Any]:
             return {"text": sc.text, "file": sc.file, "variant": p.variant, "seed": p.seed,
-                    "overrides": core_overrides(p.pairs), "host_dirs": dirs, "key": p.key, "params": p.params,
+                    "overrides": core_overrides(p.pairs), "host_dirs": run_dirs, "key": p.key, "params": p.params,
                     "resolved_sha256": p.resolved}
 
         def record(row: dict[str, Any]) -> dict[str, Any]:
@@ -488,5 +477,6 @@ def sweep(scenario: ScenarioLike, grid: Mapping[str, Iterable[Any]] | None = Non
         for v in names:
             for s in seed_values:
                 points.append(keys.point(params, pairs, v, s))
-    rows = execute(sc, points, executor=executor, results=results, progress=progress, callback=callback)
+    rows = execute(sc, points, executor=executor, results=results, progress=progress, callback=callback,
+                   dirs=keys.dirs)
     return frame(points, rows, [path for path, _, _ in items], sc.name)
