@@ -163,7 +163,6 @@ struct X86ShadowMmu::Slot : SlotState {};  // host_level capped at 2M
 
 struct X86ShadowMmu::VcpuState : VcpuCaches {
     MmuMemoryCache info;  // mmu_shadowed_info_cache (indirect SPs)
-    bool freeing_nested = false;  // free_nested is putting the guest_mmu's roots (the L2 guests are gone)
 };
 
 struct X86ShadowMmu::Bulk : BulkWalk {};
@@ -251,6 +250,7 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
     site_track_write_ = sim_.site("kvm_mmu_track_write");
     site_tdp_fault_ = sim_.site("kvm_tdp_mmu_page_fault");
     site_unsync_ = sim_.site("mmu_try_to_unsync_pages");
+    site_zap_trees_ = sim_.site("free_nested:zap_unheld_trees");
     if (cfg_.tdp_mmu) tdp_ = std::make_unique<x86_tdp::X86TdpMmu>(env, mmu_lock_);
 
     mmu_lock_addr_ = kdata_.alloc();
@@ -973,9 +973,8 @@ Task<std::uint64_t> X86ShadowMmu::get_root(const vm::CpuContext& cpu, x86_contex
 }
 
 // kvm_mmu_free_roots' puts (mmu_free_root_page, mmu_lock write): a valid root SP only loses the
-// reference (it stays in mmu_page_hash, found again by a later mmu_alloc_root). Seed 000's count
-// goes down. When free_nested puts them (the L1 hypervisor is done with its L2 guests), every
-// nested tree no vCPU holds any more is zapped, with one commit flush.
+// reference (it stays in mmu_page_hash, found again by a later mmu_alloc_root); nested roots are
+// never invalid here, so nothing is zapped. Seed 000's count goes down.
 Task<void> X86ShadowMmu::put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) {
     engine::LockGuard g = co_await mmu_lock_.write(site_free_roots_);
     Time held = touch(cpu.host_cpu, mmu_lock_addr_, true);
@@ -987,15 +986,26 @@ Task<void> X86ShadowMmu::put_roots(const vm::CpuContext& cpu, std::vector<std::u
         if (sp.root_count) --sp.root_count;
         if (cfg_.child_sp_lookup == ChildSpLookup::SkipCount && indirect_mmus_) --indirect_mmus_;
     }
-    if (vcpus_.at(static_cast<std::size_t>(cpu.vcpu))->freeing_nested) {
-        bool zapped = false;
-        for (auto& n : nested_) {
-            if (!n->root || sps_[n->root].root_count) continue;
-            held += zap_tree(cpu.host_cpu, *n, false);
-            zapped = true;
-        }
-        if (zapped) held += tlb_.flush();  // kvm_mmu_commit_zap_page
+    co_await sim_.delay(held);
+}
+
+// The simplification after free_nested (the L1 hypervisor is done with its L2 guests): every
+// nested tree no vCPU holds any more is zapped (kvm_mmu_prepare_zap_page from its root, one
+// kvm_mmu_commit_zap_page flush) in a mmu_lock write section of its own; the kernel keeps them
+// until make_mmu_pages_available or a zap of everything reclaims them.
+Task<void> X86ShadowMmu::zap_unheld_trees(const vm::CpuContext& cpu) {
+    bool any = false;
+    for (auto& n : nested_) any |= n->root && !sps_[n->root].root_count;
+    if (!any) co_return;
+    engine::LockGuard g = co_await mmu_lock_.write(site_zap_trees_);
+    Time held = touch(cpu.host_cpu, mmu_lock_addr_, true);
+    bool zapped = false;
+    for (auto& n : nested_) {
+        if (!n->root || sps_[n->root].root_count) continue;
+        held += zap_tree(cpu.host_cpu, *n, false);
+        zapped = true;
     }
+    if (zapped) held += tlb_.flush();  // kvm_mmu_commit_zap_page
     co_await sim_.delay(held);
 }
 
@@ -1051,15 +1061,14 @@ Task<void> X86ShadowMmu::nested_start(const vm::CpuContext& cpu, Gfn eptp) {
 }
 
 // The L2 guest exits for good and L1 is done with nested guests on this vCPU (free_nested:
-// kvm_mmu_free_roots(guest_mmu, KVM_MMU_ROOTS_ALL)); trees no vCPU holds any more are zapped.
+// kvm_mmu_free_roots(guest_mmu, KVM_MMU_ROOTS_ALL), which only drops the roots' references);
+// then, the simplification, the trees no vCPU holds any more are zapped.
 Task<void> X86ShadowMmu::nested_stop(const vm::CpuContext& cpu, Gfn eptp) {
     const auto vi = static_cast<std::size_t>(cpu.vcpu);
     if (cpu.vcpu < 0 || vi >= vcpus_.size() || !vcpu_tree_[vi] || vcpu_tree_[vi]->eptp != eptp) co_return;
     vcpu_tree_[vi] = nullptr;
-    VcpuState& v = *vcpus_[vi];
-    v.freeing_nested = true;
     (void)co_await guest_mmu_->free_roots(cpu, x86_context::kRootsAll);
-    v.freeing_nested = false;
+    co_await zap_unheld_trees(cpu);
 }
 
 // L1 switches the vCPU's L2 guest: a nested VM-exit, VMPTRLD of the next vmcs12, VMRESUME

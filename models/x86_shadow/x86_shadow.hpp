@@ -236,6 +236,7 @@ private:
     x86_context::RootRole root_role(const x86_context::CpuRole& role) const override;
     engine::Task<std::uint64_t> get_root(const vm::CpuContext& cpu, x86_context::RootRole role, vm::Gfn pgd) override;
     engine::Task<void> put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) override;
+    engine::Task<void> zap_unheld_trees(const vm::CpuContext& cpu);
     Tree& tree_for(vm::Gfn eptp);
     Tree* tree_of_root(std::uint64_t hpa);
     engine::Task<void> nested_enter(const vm::CpuContext& cpu, vm::Gfn eptp);
@@ -332,7 +333,7 @@ private:
 
     engine::Site site_direct_fault_, site_ept_fault_, site_root_, site_root_flag_, site_free_roots_, site_split_,
         site_wrprot_, site_memslot_, site_first_root_, site_sync_roots_, site_track_write_, site_tdp_fault_,
-        site_unsync_;
+        site_unsync_, site_zap_trees_;
     std::unique_ptr<ModelCounters> mc_;
 };
 

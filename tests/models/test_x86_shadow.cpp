@@ -445,6 +445,41 @@ TEST_CASE("EPTP switches: a prev_roots hit reuses the root; a miss frees the LRU
     }
 }
 
+TEST_CASE("free_nested only drops the roots' references; the unheld trees are zapped in a section of their own",
+          "[x86_shadow][eptp]") {
+    Shadow s(Backing::Anonymous, 1024, 2);
+    s.nested_start({0, 1}, 1);
+    s.access(0, {{B + 3, Access::Read}});
+    s.eptp_switch(0, {1, 2});  // vCPU 0: EPTP 2 current, 1 in prev_roots
+    s.access(0, {{B + 5, Access::Read}});
+    const auto used = s.sh().n_used_mmu_pages();
+    const auto puts = s.lock_record("write", "kvm_mmu_free_roots");
+    // vCPU 0 stops: both its roots are put (one kvm_mmu_free_roots section); tree 2 is held by no
+    // vCPU any more and is zapped in a section of its own; tree 1 is still vCPU 1's.
+    s.nested_stop({0}, 2);
+    CHECK(s.sh().root_count(1) == 1);
+    CHECK(s.sh().root_count(2) == 0);
+    const auto free_roots = s.lock_record("write", "kvm_mmu_free_roots");
+    REQUIRE(free_roots);
+    CHECK(free_roots->acquisitions == (puts ? puts->acquisitions : 0) + 1);
+    const auto zap = s.lock_record("write", "free_nested:zap_unheld_trees");
+    REQUIRE(zap);
+    CHECK(zap->acquisitions == 1);
+    CHECK(s.sh().n_used_mmu_pages() == used - 4);  // tree 2: root, PDPT, PD and PT SPs
+    CHECK(s.model->hits(1, B + 3, Access::Read));   // tree 1 intact
+    // vCPU 1 stops: tree 1 is zapped too; nothing nested is left.
+    s.nested_stop({1}, 1);
+    CHECK(s.lock_record("write", "free_nested:zap_unheld_trees")->acquisitions == 2);
+    CHECK(s.sh().indirect_shadow_pages() == 0);
+    // A vCPU that stops holding nothing unheld zaps nothing (no section).
+    s.nested_start({0}, 3);
+    s.eptp_switch(0, {3, 4});
+    s.nested_start({1}, 3);
+    s.nested_stop({0}, 4);  // tree 4 zapped; tree 3 (prev_roots of vCPU 0, now put) is vCPU 1's
+    CHECK(s.lock_record("write", "free_nested:zap_unheld_trees")->acquisitions == 3);
+    CHECK(s.sh().root_count(3) == 1);
+}
+
 TEST_CASE("an L2 fault maps into the tree of the EPTP the vCPU runs now", "[x86_shadow][eptp]") {
     Shadow s(Backing::Anonymous, 1024, 1);
     s.nested_start({0}, 1);
