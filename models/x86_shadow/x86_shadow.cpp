@@ -209,13 +209,14 @@ struct X86ShadowMmu::ModelCounters {
           switches(c.id("nested_eptp_switch")),
           switch_ignored(c.id("nested_eptp_switch_ignored")),
           vm_entries(c.id("nested_vm_entry")),
-          vm_entry_ps(c.id("nested_vm_entry_ps")) {}
+          vm_entry_ps(c.id("nested_vm_entry_ps")),
+          stalled(c.id("nested_stalled_accesses")) {}
     engine::CounterId find, find_skipped, find_ps, entries, collisions, alloc_sp, dropped_large, splits, split_drops,
         split_drops_topup, split_restarts, topup_objs, split_topup_objs, descs, alloc_atomic, shadow_roots,
         first_root_pages, flag_locks, host_first_touch, dirty_marked, wrprot, indirect_sp, used_pages, split_bytes,
         split_leak, unsync_page, sync_page, sync_page_ps, sync_dropped, sync_children, sync_children_ps, sync_roots,
         gfn_wrprot, ept_writes, ept_write_faults, ept_write_emulated, invept, switches, switch_ignored, vm_entries,
-        vm_entry_ps;
+        vm_entry_ps, stalled;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -235,6 +236,7 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
       slots_arch_lock_(env.sim, "slots_arch_lock"),
       kdata_(kKernelDataBase + (1ULL << 37)),    // apart from the embedded TDP MMU's objects
       pt_alloc_(kPageTableBase + (1ULL << 42)),
+      hold_(env.sim, env.vm.vcpus, "in a nested transition (until its VM-entry)"),
       unsync_pages_lock_(env.sim, "mmu_unsync_pages_lock") {
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
     site_direct_fault_ = sim_.site("direct_page_fault");
@@ -789,6 +791,23 @@ Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gf
 Task<void> X86ShadowMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access) {
     if (cpu_ctx.vcpu < 0 || static_cast<std::size_t>(cpu_ctx.vcpu) >= vcpus_.size())
         throw std::invalid_argument("x86_shadow: page_fault from '" + cpu_ctx.name + "', which is not a vCPU of the VM");
+    const auto vi = static_cast<std::uint32_t>(cpu_ctx.vcpu);
+    if (hold_.held(vi)) {
+        // The vCPU is in KVM or L1 for a nested operation (its guest code does not run): wait until
+        // the nested VM-entry is done (or L1 resumes), then retry the access. Not an exit.
+        sim_.counters().add(mc_->stalled);
+        co_await hold_.wait_released(vi);
+        co_return;
+    }
+    hold_.fault_begin(vi);
+    co_await fault(cpu_ctx, gfn, access);
+    hold_.fault_end(vi);
+}
+
+// kvm_mmu_page_fault in the vCPU's current mode: the nested tree (FNAME(page_fault) of the
+// guest_mmu) while it runs L2, else the direct tree (direct_page_fault) or the TDP MMU. No nested
+// operation starts on the vCPU while this runs, so the mode cannot change under it.
+Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access) {
     const auto vi = static_cast<std::size_t>(cpu_ctx.vcpu);
     Tree* t = vcpu_tree_[vi];
     if (!t && tdp_) {  // kvm_tdp_page_fault
@@ -819,7 +838,7 @@ Task<void> X86ShadowMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::
             co_await sim_.delay(pre);
             pre = Time::zero();
             std::uint8_t& now = entry(*t, lvl, gfn);
-            if (now == e && vcpu_tree_[vi] == (t->nested ? t : nullptr)) {
+            if (now == e) {
                 now = static_cast<std::uint8_t>(e | spte::W);
                 const Time d = mark_page_dirty(*s, gfn, cpu);
                 stats_.add(stats_.pf_fast);
@@ -841,9 +860,7 @@ Task<void> X86ShadowMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::
         Time held = touch(cpu, mmu_lock_addr_, true);
         const std::uint8_t l1 = entry(*t, 1, gfn), l2 = entry(*t, 2, gfn);
         const bool ok = (is_leaf(l1) && (l1 & need)) || (is_leaf(l2) && (l2 & need));
-        // The vCPU left L2 (or entered it) while faulting: retry in its current mode.
-        const bool moved = vcpu_tree_[vi] != (t->nested ? t : nullptr) || (t->nested && !t->root);
-        if (!ok && !moved) {  // else another vCPU mapped it meanwhile: spurious
+        if (!ok) {  // else another vCPU mapped it meanwhile: spurious
             int goal = max_level(*s, gfn);
             if (t->nested) goal = std::min(goal, guest_leaf_level(*s));
             if (goal == 2 && is_table(l2)) goal = 1;  // huge pages are not rebuilt over a page table
@@ -1053,40 +1070,54 @@ Task<void> X86ShadowMmu::nested_enter(const vm::CpuContext& cpu, Gfn eptp) {
     sim_.counters().add(mc_->vm_entry_ps, static_cast<std::uint64_t>((sim_.now() - start).ps()));
 }
 
-// VMLAUNCH/VMRESUME of an L2 guest whose EPT root is at eptp on a vCPU running L1.
+// VMLAUNCH/VMRESUME of an L2 guest whose EPT root is at eptp on a vCPU running L1. The vCPU's
+// guest stream is held until the VM-entry is done.
 Task<void> X86ShadowMmu::nested_start(const vm::CpuContext& cpu, Gfn eptp) {
-    const auto vi = static_cast<std::size_t>(cpu.vcpu);
-    if (cpu.vcpu < 0 || vi >= vcpus_.size() || vcpu_tree_[vi]) co_return;
+    if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size()) co_return;
+    const auto vi = static_cast<std::uint32_t>(cpu.vcpu);
+    co_await hold_.serialize(vi);
+    if (vcpu_tree_[vi]) co_return;
+    co_await hold_.hold(vi);
     co_await nested_enter(cpu, eptp);
+    hold_.end(vi, true);
 }
 
 // The L2 guest exits for good and L1 is done with nested guests on this vCPU (free_nested:
 // kvm_mmu_free_roots(guest_mmu, KVM_MMU_ROOTS_ALL), which only drops the roots' references);
-// then, the simplification, the trees no vCPU holds any more are zapped.
+// then, the simplification, the trees no vCPU holds any more are zapped. The vCPU's guest stream
+// is held meanwhile.
 Task<void> X86ShadowMmu::nested_stop(const vm::CpuContext& cpu, Gfn eptp) {
-    const auto vi = static_cast<std::size_t>(cpu.vcpu);
-    if (cpu.vcpu < 0 || vi >= vcpus_.size() || !vcpu_tree_[vi] || vcpu_tree_[vi]->eptp != eptp) co_return;
+    if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size()) co_return;
+    const auto vi = static_cast<std::uint32_t>(cpu.vcpu);
+    co_await hold_.serialize(vi);
+    if (!vcpu_tree_[vi] || vcpu_tree_[vi]->eptp != eptp) co_return;
+    co_await hold_.hold(vi);
     vcpu_tree_[vi] = nullptr;
     (void)co_await guest_mmu_->free_roots(cpu, x86_context::kRootsAll);
     co_await zap_unheld_trees(cpu);
+    hold_.end(vi, true);
 }
 
 // L1 switches the vCPU's L2 guest: a nested VM-exit, VMPTRLD of the next vmcs12, VMRESUME
-// (nested_transition), then the nested VM-entry with the new EPTP (nested_enter).
+// (nested_transition), then the nested VM-entry with the new EPTP (nested_enter). The vCPU's
+// guest stream is held from the VM-exit to the end of the VM-entry.
 Task<void> X86ShadowMmu::nested_eptp_switch(const vm::CpuContext& cpu, const std::vector<Gfn>& eptps) {
-    const auto vi = static_cast<std::size_t>(cpu.vcpu);
-    if (cpu.vcpu < 0 || vi >= vcpus_.size() || eptps.empty())
+    if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size() || eptps.empty())
         throw std::invalid_argument("x86_shadow: nested_eptp_switch on '" + cpu.name + "'");
+    const auto vi = static_cast<std::uint32_t>(cpu.vcpu);
+    co_await hold_.serialize(vi);
     const Tree* cur = vcpu_tree_[vi];
     if (!cur) {  // the vCPU runs L1: nothing to switch
         sim_.counters().add(mc_->switch_ignored);
         co_return;
     }
+    co_await hold_.hold(vi);  // the nested VM-exit is taken at the next exit of L2
     auto it = std::find(eptps.begin(), eptps.end(), cur->eptp);
     const Gfn next = it == eptps.end() || std::next(it) == eptps.end() ? eptps.front() : *std::next(it);
     sim_.counters().add(mc_->switches);
     co_await sim_.delay(k_.nested_transition);
     co_await nested_enter(cpu, next);
+    hold_.end(vi, true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1490,9 +1521,11 @@ Task<void> X86ShadowMmu::l1_ept_write(const vm::CpuContext& cpu, Gfn page, unsig
 // afterwards (nested_transition, then the nested VM-entry: with its root freed by INVEPT, the root
 // is loaded again and kvm_mmu_sync_roots syncs what went unsync).
 Task<void> X86ShadowMmu::nested_ept_write(const vm::CpuContext& cpu, const vm::NestedEptWrite& w) {
-    const auto vi = static_cast<std::size_t>(cpu.vcpu);
-    if (cpu.vcpu < 0 || vi >= vcpus_.size() || w.entries == 0 || w.end <= w.start)
+    if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size() || w.entries == 0 || w.end <= w.start)
         throw std::invalid_argument("x86_shadow: nested_ept_write on '" + cpu.name + "'");
+    const auto vi = static_cast<std::uint32_t>(cpu.vcpu);
+    co_await hold_.serialize(vi);
+    co_await hold_.hold(vi);  // L2 exits to L1 at its next exit; L1's writes are this vCPU's work
     const Tree* running = vcpu_tree_[vi];
     const Gfn resume = running ? running->eptp : 0;
     if (running) co_await sim_.delay(k_.nested_transition);
@@ -1507,10 +1540,11 @@ Task<void> X86ShadowMmu::nested_ept_write(const vm::CpuContext& cpu, const vm::N
     if (w.invept) {
         sim_.counters().add(mc_->invept);
         co_await sim_.delay(kt_.fault_entry);  // the INVEPT exit
-        (void)co_await guest_mmu_->free_roots(cpu, guest_mmu_->roots_matching(static_cast<std::uint32_t>(vi), w.eptp));
+        (void)co_await guest_mmu_->free_roots(cpu, guest_mmu_->roots_matching(vi, w.eptp));
         co_await sim_.delay(kt_.fault_exit);
     }
     if (running) co_await nested_enter(cpu, resume);
+    hold_.end(vi, true);
 }
 
 // ---------------------------------------------------------------------------------------------

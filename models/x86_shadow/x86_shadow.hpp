@@ -44,6 +44,7 @@
 #include "models/common/kvm_stats.hpp"
 #include "models/common/memory_cache.hpp"
 #include "models/common/resched.hpp"
+#include "models/common/stream_hold.hpp"
 #include "models/common/tlb_flush.hpp"
 #include "models/x86_context/x86_context.hpp"
 #include "models/x86_tdp/x86_tdp.hpp"
@@ -128,9 +129,12 @@ public:
     explicit X86ShadowMmu(vm::ModelEnv& env);
     ~X86ShadowMmu() override;
 
-    // O(1): the vCPU's tree (its nested root's, while it runs L2; else the direct tree or the
-    // TDP MMU's), then the 4K entry, then the 2M entry.
+    // O(1): false while the vCPU's stream is held (a nested transition runs on it); else the
+    // vCPU's tree (its nested root's, while it runs L2; else the direct tree or the TDP MMU's),
+    // then the 4K entry, then the 2M entry.
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
+        if (hold_.held(vcpu)) [[unlikely]]
+            return false;
         const Tree* t = vcpu_tree_[vcpu];
         if (!t) {
             if (tdp_) return tdp_->hits(vcpu, gfn, access);
@@ -223,6 +227,7 @@ private:
     void free_sp(std::uint32_t sp);
 
     // --- faults ---
+    engine::Task<void> fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access);
     engine::Time map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, vm::Gfn gfn, int goal);
     engine::Time topup_caches(VcpuState& v, bool indirect);
     engine::Time faultin(Slot& s, vm::Gfn gfn);
@@ -303,6 +308,9 @@ private:
     std::vector<std::unique_ptr<Tree>> nested_;   // by EPTP
     std::vector<Tree*> vcpu_tree_;                // the nested tree a vCPU runs in (L2), else null
     std::unique_ptr<x86_context::MmuContext> guest_mmu_;  // every vCPU's vcpu->arch.guest_mmu
+    // A vCPU's guest stream is held while a nested operation runs on it (from the nested VM-exit,
+    // or L1's own work, to the end of the nested VM-entry).
+    GuestStreamHold hold_;
 
     // Unsync state (KVM's mmu_unsync), L1's mappings of its EPT pages (by L1 gfn: P/W bits; absent
     // = not present) and write tracking (upper-level indirect SPs per gfn), and the entries L1

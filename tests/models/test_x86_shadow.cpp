@@ -367,19 +367,72 @@ TEST_CASE("x86_shadow runs are deterministic", "[x86_shadow][determinism]") {
     CHECK(once() == once());
 }
 
-TEST_CASE("an L2 fault in flight when its vCPU leaves L2 retries in L1", "[x86_shadow]") {
+TEST_CASE("nested_stop waits for the vCPU's L2 fault in flight; the held access then faults in L1", "[x86_shadow]") {
     Shadow s(Backing::AnonymousThp, 1024, 1);
     s.nested_start({0});
     VcpuResult r;
     s.sim.spawn("vcpu0", vcpu_program(s.sim, *s.model, s.vctx[0], {{B + 7, Access::Read}}, 0_ns, 0_ns, r));
-    // nested_stop lands while the fault is resolving the host page (before it takes mmu_lock).
-    s.sim.spawn("stop", actor(s.sim, 50_ns, [&]() { return s.model->nested_stop(s.vctx[0], 1); }));
+    // nested_stop lands while the fault is resolving the host page (before it takes mmu_lock):
+    // the stop waits for the fault (the exit is taken at the next entry), which maps B + 7 in L2.
+    engine::Time stopped;
+    s.sim.spawn("stop", actor(s.sim, 50_ns, [&]() { return s.model->nested_stop(s.vctx[0], 1); }, &stopped));
     s.run();
-    CHECK(r.faults == 2);  // the L2 fault gives up; the access faults again in L1
-    CHECK(s.counter("pf_spurious") == 1);
+    // The access retried while the stop ran waited for it (held, not an exit), then faulted in L1.
+    CHECK(r.faults == 3);
+    CHECK(s.counter("nested_stalled_accesses") == 1);
+    CHECK(s.counter("pf_taken") == 2);
+    CHECK(s.counter("pf_fixed") == 2);
+    CHECK(s.counter("pf_spurious") == 0);
+    CHECK(r.done >= stopped);
     CHECK(s.sh().indirect_shadow_pages() == 0);
     CHECK(s.sh().n_used_mmu_pages() == 3);  // direct root, PDPT, PD
     CHECK(s.sh().mapping_level(0, B + 7) == PageLevel::M2);
+}
+
+TEST_CASE("a vCPU's guest stream is held from the nested VM-exit to the end of the VM-entry", "[x86_shadow][eptp]") {
+    Shadow s(Backing::Anonymous, 1024, 1);
+    s.nested_start({0}, 1);
+    s.access(0, {{B + 3, Access::Read}});
+    REQUIRE(s.model->hits(0, B + 3, Access::Read));
+    // An EPTP switch from 1 to 2 (nested_transition 1 us, then the VM-entry): halfway through the
+    // transition the vCPU's stream does not run in EPTP 1's tree any more.
+    bool mid = true;
+    engine::Time switched;
+    const std::vector<Gfn> eptps = {1, 2};
+    s.sim.spawn("switch", actor(s.sim, 0_ns, [&]() { return s.model->nested_eptp_switch(s.vctx[0], eptps); }, &switched));
+    s.sim.spawn("probe", actor(s.sim, 500_ns, [&]() -> engine::Task<void> {
+        mid = s.model->hits(0, B + 3, Access::Read);
+        co_return;
+    }));
+    // The vCPU accesses B + 3 during the transition: it waits for the VM-entry, then faults in
+    // EPTP 2's tree (not served from EPTP 1's).
+    VcpuResult r;
+    s.sim.spawn("vcpu0", vcpu_program(s.sim, *s.model, s.vctx[0], {{B + 3, Access::Read}}, 100_ns, 0_ns, r));
+    s.run();
+    CHECK_FALSE(mid);
+    CHECK(s.counter("nested_stalled_accesses") == 1);
+    CHECK(r.faults == 2);  // the wait, then the EPT violation in EPTP 2's tree
+    CHECK(r.done > switched);
+    CHECK(s.sh().running_eptp(0) == Gfn{2});
+    CHECK(s.sh().rmap_size(B + 3, 1) == 2);  // mapped in both trees now
+    // L1 rewriting EPT12 on a vCPU running L2 holds it likewise, and an L2 fault in flight
+    // finishes before the VM-exit (taken at the next entry); the access's retry waits for the
+    // VM-entry after the writes.
+    VcpuResult r2;
+    engine::Time wrote;
+    s.sim.spawn("vcpu0", vcpu_program(s.sim, *s.model, s.vctx[0], {{B + 9, Access::Read}}, 0_ns, 0_ns, r2));
+    const vm::NestedEptWrite w{2, B + 64, B + 65, 1, false};
+    s.sim.spawn("ept", actor(s.sim, 50_ns, [&]() { return s.model->nested_ept_write(s.vctx[0], w); }, &wrote));
+    s.run();
+    CHECK(r2.faults == 2);  // the EPT violation, then the wait
+    CHECK(s.counter("nested_stalled_accesses") == 2);
+    CHECK(r2.done >= wrote);
+    CHECK(s.model->hits(0, B + 9, Access::Read));
+    const auto ept_fault = s.lock_record("write", "ept_page_fault");
+    const auto l1_fault = s.lock_record("write", "direct_page_fault");
+    REQUIRE(ept_fault);
+    REQUIRE(l1_fault);
+    CHECK(l1_fault->acquisitions == 1);  // L1's write fault on its EPT page
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -441,11 +441,11 @@ TEST_CASE("golden: shipped seed 000 per variant (lookups, root-allocation lock, 
         const char* fingerprint;
     };
     const Pin pins[] = {
-        {"always", 39135, 167125, 11, 2048, 2050, 2048, 0, 0, 0, "b6587a19c28a91e7"},
-        {"skip_bool", 4242, 34931, 11, 0, 2050, 2048, 119, 20, 96, "3f067c2382c3186c"},
-        {"skip_bool,lock_first", 4242, 34931, 11, 0, 2050, 2048, 1, 0, 0, "4cd58c2d4934b278"},
-        {"skip_count", 2194, 17323, 10, 0, 2050, 0, 22, 20, 0, "86e3f8b3e7cbf893"},
-        {"skip_count,lock_every", 2194, 17323, 10, 0, 2050, 0, 119, 20, 96, "20be9d6163d27db1"},
+        {"always", 39135, 167125, 11, 2048, 2050, 2048, 0, 0, 0, "b6dae2a7d0dc1b45"},
+        {"skip_bool", 4242, 34931, 11, 0, 2050, 2048, 119, 20, 96, "7f73214bbc183189"},
+        {"skip_bool,lock_first", 4242, 34931, 11, 0, 2050, 2048, 1, 0, 0, "0f24cce6ff5ea709"},
+        {"skip_count", 2194, 17323, 10, 0, 2050, 0, 22, 20, 0, "417908346a41f20c"},
+        {"skip_count,lock_every", 2194, 17323, 10, 0, 2050, 0, 119, 20, 96, "f7dd1152b1631392"},
     };
     std::map<std::string, runner::Result> r;
     for (const Pin& p : pins) {
@@ -477,7 +477,7 @@ TEST_CASE("golden: shipped seed 000 per variant (lookups, root-allocation lock, 
         CHECK(stat(x, "kvm_unsync_page") == 160);
         CHECK(stat(x, "kvm_sync_page") == 160);
         CHECK(stat(x, "kvm_mmu_sync_roots") == 20);
-        CHECK(stat(x, "kvm_sync_page_sptes_dropped") == 39);
+        CHECK(stat(x, "kvm_sync_page_sptes_dropped") == 32);  // all in round 1 (the held L2 stream re-maps none in time)
         CHECK(stat(x, "nested_ept_write_faults") == 160);
         CHECK(stat(x, "mmu_unsync") == 0);
         CHECK(phase_stat(x, EPT, "kvm_vcpu_write_protect_gfn") == 160);
