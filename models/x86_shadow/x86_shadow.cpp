@@ -1397,7 +1397,8 @@ Time X86ShadowMmu::zap_nested_sp(std::uint32_t cpu, Tree& t, int level, Gfn base
 // kvm_mmu_track_write (mmu_lock write): ++mmu_pte_write; for every SP shadowing the page
 // (for_each_gfn_valid_sp_with_gptes): a third write to an upper-level SP without a fault using it
 // in between zaps it (detect_write_flooding, mmu_flooded); else the written SPTE is zapped
-// (mmu_page_zap_pte; mmu_pde_zapped above 4K); one flush (kvm_mmu_remote_flush_or_zap). An SPTE
+// (mmu_page_zap_pte; mmu_pde_zapped above 4K, as L1's new entry is not zero); one flush if an
+// SPTE was present or an SP zapped (kvm_mmu_remote_flush_or_zap). An SPTE
 // linking a child SP is dropped with its child, which no other SPTE links (the kernel leaves the
 // child unlinked in the hash until something zaps it).
 Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsigned idx) {
@@ -1426,6 +1427,9 @@ Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsign
             continue;
         }
         const Gfn gl = sp.base + idx * pages_at(level);
+        // L1's new entry (gentry) is never zero: mmu_pde_zapped counts every upper-level SPTE the
+        // write reaches, present or not.
+        if (level > 1) stats_.add(stats_.mmu_pde_zapped);
         if (gl - span_base_ >= span_) continue;
         std::uint8_t& e = entry(t, level, gl);
         held += touch(hc, sp.page + idx * 8, true);
@@ -1437,8 +1441,7 @@ Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsign
         } else {  // drop_parent_pte
             held += zap_nested_sp(hc, t, level - 1, gl);
         }
-        if (level > 1) stats_.add(stats_.mmu_pde_zapped);
-        flush = true;
+        flush = true;  // the SPTE was present
     }
     if (flush) held += tlb_.flush();
     co_await sim_.delay(held);
@@ -1450,8 +1453,8 @@ Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsign
 // to the emulator at once. Otherwise a write fault (direct_page_fault under mmu_lock write, or
 // kvm_tdp_mmu_page_fault under mmu_lock read): make_spte -> mmu_try_to_unsync_pages: a
 // write-tracked page stays read-only and the write is emulated (RET_PF_EMULATE); else every SP
-// shadowing it goes unsync (kvm_unsync_page, under mmu_unsync_pages_lock with the TDP MMU) and
-// the mapping becomes writable. Emulation (emulate_write) ends in kvm_mmu_track_write.
+// shadowing it goes unsync (kvm_unsync_page, under mmu_unsync_pages_lock whatever the MMU type)
+// and the mapping becomes writable. Emulation (emulate_write) ends in kvm_mmu_track_write.
 Task<void> X86ShadowMmu::l1_ept_write(const vm::CpuContext& cpu, Gfn page, unsigned idx) {
     const std::uint32_t hc = cpu.host_cpu;
     sim_.counters().add(mc_->ept_writes);
@@ -1485,16 +1488,16 @@ Task<void> X86ShadowMmu::l1_ept_write(const vm::CpuContext& cpu, Gfn page, unsig
                 held += k_.hash_entry_step + touch(hc, sps_[id].header, false);
                 if (sps_[id].gfn == page && !role_direct(sps_[id].role) && !sps_[id].unsync) to_unsync.push_back(id);
             }
-            if (!to_unsync.empty() && tdp_) {  // TDP MMU faults hold mmu_lock for read only
+            if (!to_unsync.empty()) {
+                // mmu_unsync_pages_lock, taken whatever the MMU type (needed by TDP MMU faults,
+                // which hold mmu_lock for read only; uncontended under mmu_lock write).
                 co_await sim_.delay(held);
                 held = Time::zero();
                 engine::LockGuard u = co_await unsync_pages_lock_.lock(site_unsync_);
                 Time in = Time::zero();
                 for (std::uint32_t id : to_unsync)
-                    if (!sps_[id].unsync) in += unsync_page(hc, id);
+                    if (!sps_[id].unsync) in += unsync_page(hc, id);  // rechecked under the spinlock
                 co_await sim_.delay(in);
-            } else {
-                for (std::uint32_t id : to_unsync) held += unsync_page(hc, id);
             }
             st = spte::P | spte::W;
         } else {

@@ -646,6 +646,47 @@ TEST_CASE("L1 writes to a 2M EPT12 page are emulated; the third in a row floods 
     CHECK(s.counter("mmu_pte_write") == 7);
 }
 
+TEST_CASE("kvm_mmu_track_write counts mmu_pde_zapped for L1's new entry whether or not the SPTE was present",
+          "[x86_shadow][unsync]") {
+    Shadow s(Backing::AnonymousThp, 512 * 4, 1);
+    s.nested_start({0}, 1);
+    s.access(0, {{B, Access::Read}});  // only entry 0 of L1's PD page is shadowed
+    REQUIRE(s.gauge("pages_2m") == 1);
+    const auto flushes = s.counter("remote_tlb_flush");
+    // Entry 1 (B + 512): L2 never touched it, its SPTE is not present: nothing to drop, no
+    // flush, but the write (gentry != 0, level 2) counts mmu_pde_zapped as in v6.9.
+    s.ept_write(0, B + 512, B + 1024, 1, false);
+    CHECK(s.counter("mmu_pte_write") == 1);
+    CHECK(s.counter("mmu_pde_zapped") == 1);
+    CHECK(s.counter("remote_tlb_flush") == flushes);
+    CHECK(s.gauge("pages_2m") == 1);
+    // Entry 0: present, dropped, flushed.
+    s.ept_write(0, B, B + 512, 1, false);
+    CHECK(s.counter("mmu_pde_zapped") == 2);
+    CHECK(s.counter("remote_tlb_flush") == flushes + 1);
+    CHECK(s.gauge("pages_2m") == 0);
+}
+
+TEST_CASE("without the TDP MMU, L1's write fault unsyncs under mmu_lock write and mmu_unsync_pages_lock too",
+          "[x86_shadow][unsync]") {
+    Shadow s(Backing::Anonymous, 512 * 4, 1);
+    s.nested_start({0}, 1);
+    s.access(0, range(B, 4, Access::Read, 1));
+    s.ept_write(0, B, B + 4, 1, false);
+    CHECK(s.gauge("mmu_unsync") == 1);
+    const auto write = s.lock_record("write", "direct_page_fault");
+    REQUIRE(write);
+    CHECK(write->acquisitions == 1);
+    // v6.9 mmu_try_to_unsync_pages takes the spinlock regardless of the MMU type.
+    const auto spin = s.lock_record("exclusive", "mmu_try_to_unsync_pages", "mmu_unsync_pages_lock");
+    REQUIRE(spin);
+    CHECK(spin->acquisitions == 1);
+    CHECK(spin->contended == 0);
+    // A page with nothing left to unsync does not take it (no write fault either: writable).
+    s.ept_write(0, B + 1, B + 2, 1, false);
+    CHECK(s.lock_record("exclusive", "mmu_try_to_unsync_pages", "mmu_unsync_pages_lock")->acquisitions == 1);
+}
+
 TEST_CASE("with the TDP MMU, L1's write fault unsyncs under mmu_lock read and mmu_unsync_pages_lock", "[x86_shadow][unsync]") {
     Shadow s(Backing::Anonymous, 512 * 4, 1, knobs({{"tdp_mmu", true}}));
     s.nested_start({0}, 1);
