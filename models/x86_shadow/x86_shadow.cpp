@@ -51,6 +51,12 @@ constexpr std::uint64_t kEptPageHostBase = 0x0000'7000'0000'0000ULL;
 constexpr std::uint64_t ept_page_addr(Gfn gfn) { return kEptPageHostBase + (((gfn - kEptPageGfnBase) << 12) & ((1ULL << 44) - 1)); }
 constexpr int kFloodThreshold = 3;  // detect_write_flooding: write_flooding_count >= 3
 
+void check_eptp(const vm::CpuContext& cpu, Gfn eptp, const char* op) {
+    if (eptp >= kEptpGfnLimit)
+        throw std::invalid_argument(std::string("x86_shadow: ") + op + " on '" + cpu.name + "' with an EPTP at frame " +
+                                    std::to_string(eptp) + ", not below 2^52");
+}
+
 constexpr bool is_present(std::uint8_t e) { return (e & spte::P) != 0; }
 constexpr bool is_leaf(std::uint8_t e) { return (e & (spte::P | spte::LEAF)) == (spte::P | spte::LEAF); }
 constexpr bool is_table(std::uint8_t e) { return (e & (spte::P | spte::LEAF)) == spte::P; }
@@ -1074,6 +1080,7 @@ Task<void> X86ShadowMmu::nested_enter(const vm::CpuContext& cpu, Gfn eptp) {
 // guest stream is held until the VM-entry is done.
 Task<void> X86ShadowMmu::nested_start(const vm::CpuContext& cpu, Gfn eptp) {
     if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size()) co_return;
+    check_eptp(cpu, eptp, "nested_start");
     const auto vi = static_cast<std::uint32_t>(cpu.vcpu);
     co_await hold_.serialize(vi);
     if (vcpu_tree_[vi]) co_return;
@@ -1104,6 +1111,7 @@ Task<void> X86ShadowMmu::nested_stop(const vm::CpuContext& cpu, Gfn eptp) {
 Task<void> X86ShadowMmu::nested_eptp_switch(const vm::CpuContext& cpu, const std::vector<Gfn>& eptps) {
     if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size() || eptps.empty())
         throw std::invalid_argument("x86_shadow: nested_eptp_switch on '" + cpu.name + "'");
+    for (Gfn e : eptps) check_eptp(cpu, e, "nested_eptp_switch");
     const auto vi = static_cast<std::uint32_t>(cpu.vcpu);
     co_await hold_.serialize(vi);
     const Tree* cur = vcpu_tree_[vi];
@@ -1526,6 +1534,7 @@ Task<void> X86ShadowMmu::l1_ept_write(const vm::CpuContext& cpu, Gfn page, unsig
 Task<void> X86ShadowMmu::nested_ept_write(const vm::CpuContext& cpu, const vm::NestedEptWrite& w) {
     if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size() || w.entries == 0 || w.end <= w.start)
         throw std::invalid_argument("x86_shadow: nested_ept_write on '" + cpu.name + "'");
+    check_eptp(cpu, w.eptp, "nested_ept_write");
     const auto vi = static_cast<std::uint32_t>(cpu.vcpu);
     co_await hold_.serialize(vi);
     co_await hold_.hold(vi);  // L2 exits to L1 at its next exit; L1's writes are this vCPU's work

@@ -68,11 +68,16 @@ inline constexpr std::size_t kPageArrayNr = 16;                // KVM_PAGE_ARRAY
 // L1's EPT pages for the L2 guest whose EPT root is at eptp (its EPT12): synthetic L1 frames,
 // one region of 2^20 frames per EPTP above every memslot (so EPTPs never share a page): the PDPT
 // pages first, then the PD pages, then the PT pages, in L2 guest-physical order.
+// EPTPs are page addresses below 2^52 (MAXPHYADDR): frames below kEptpGfnLimit, so that
+// `eptp << 20` cannot overflow; the model rejects others (std::invalid_argument).
 inline constexpr vm::Gfn kEptPageGfnBase = vm::Gfn{1} << 44;
+inline constexpr vm::Gfn kEptpGfnLimit = vm::Gfn{1} << (vm::kMaxPhysAddrBits - 12);
 constexpr vm::Gfn ept_page_gfn(vm::Gfn eptp, int level, std::uint64_t rel) {
     const std::uint64_t off = level == 3 ? (rel >> 27) : level == 2 ? 4 + (rel >> 18) : 4 + 1024 + (rel >> 9);
     return kEptPageGfnBase + (eptp << 20) + 1 + off;
 }
+static_assert(kEptPageGfnBase + ((kEptpGfnLimit - 1) << 20) + (vm::Gfn{1} << 20) > kEptPageGfnBase,
+              "ept_page_gfn fits 64 bits for every EPTP below 2^52");
 
 // mmu_page_hash's hash: hash_64(gfn, KVM_MMU_HASH_SHIFT) (include/linux/hash.h).
 constexpr std::uint32_t page_table_hash(std::uint64_t gfn) {

@@ -533,6 +533,17 @@ TEST_CASE("free_nested only drops the roots' references; the unheld trees are za
     CHECK(s.sh().root_count(3) == 1);
 }
 
+TEST_CASE("EPTPs at or above 2^52 are rejected (ept_page_gfn would overflow)", "[x86_shadow][eptp]") {
+    Shadow s(Backing::Anonymous, 1024, 1);
+    const Gfn top = xs::kEptpGfnLimit - 1;  // the last page below 2^52: fine
+    CHECK(xs::ept_page_gfn(top, 1, 0) > xs::ept_page_gfn(top - 1, 1, 0));
+    s.nested_start({0}, top);
+    CHECK(s.sh().running_eptp(0) == top);
+    const vm::NestedEptWrite w{xs::kEptpGfnLimit, B, B + 1, 1, false};
+    s.sim.spawn("bad", actor(s.sim, 0_ns, [&]() { return s.model->nested_ept_write(s.vctx[0], w); }));
+    CHECK_THROWS_WITH(s.sim.run(), Catch::Contains("not below 2^52"));
+}
+
 TEST_CASE("an L2 fault maps into the tree of the EPTP the vCPU runs now", "[x86_shadow][eptp]") {
     Shadow s(Backing::Anonymous, 1024, 1);
     s.nested_start({0}, 1);
