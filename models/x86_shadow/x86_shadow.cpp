@@ -46,9 +46,11 @@ constexpr std::uint64_t desc_addr(std::uint64_t head) { return kDescBase + ((hea
 // derived from the page's gfn, in a region of its own.
 constexpr std::uint64_t kEptMetaBase = kKernelDataBase + (1ULL << 39);
 constexpr std::uint64_t ept_meta_addr(Gfn gfn) { return kEptMetaBase + ((gfn * 64) & ((1ULL << 38) - 64)); }
-// The host memory of L1's EPT pages (guest memory KVM reads when it syncs an SP): synthetic.
-constexpr std::uint64_t kEptPageHostBase = 0x0000'7000'0000'0000ULL;
-constexpr std::uint64_t ept_page_addr(Gfn gfn) { return kEptPageHostBase + (((gfn - kEptPageGfnBase) << 12) & ((1ULL << 44) - 1)); }
+// The host memory of L1's EPT pages (guest memory KVM reads when it syncs an SP): synthetic, in
+// host_memory.hpp's EPT12 window.
+constexpr std::uint64_t ept_page_addr(Gfn gfn) {
+    return kEptPageHostBase + (((gfn - kEptPageGfnBase) << 12) & (kEptPageHostWindow - 1));
+}
 constexpr int kFloodThreshold = 3;  // detect_write_flooding: write_flooding_count >= 3
 
 void check_eptp(const vm::CpuContext& cpu, Gfn eptp, const char* op) {
@@ -1852,29 +1854,28 @@ vm::ModelInfo x86_shadow_model_info() {
                          info.knobs.end());
         info.inert_knobs.push_back(vm::InertKnob{name, why});
     }
-    const vm::KnobSpec::AppliesWhen with_tdp{
-        "tdp_mmu", {true}, "the nested MMUs' huge pages are split eagerly only with the TDP MMU on "
-                           "(kvm_mmu_slot_try_split_huge_pages returns at once otherwise)"};
+    // The condition "tdp_mmu is true", with the reason it matters for the knob.
+    const auto with_tdp = [](std::string why) { return vm::KnobSpec::AppliesWhen{"tdp_mmu", {true}, std::move(why)}; };
     const vm::KnobSpec::AppliesWhen with_eager{
         "eager_page_split", {true}, "the split caches are used only by eager page splitting"};
     for (auto& k : info.knobs) {
         if (k.name == "eager_page_split") {
             k.meaning += "; with tdp_mmu on it also splits the nested MMUs' huge pages (kvm_shadow_mmu_try_split_huge_pages)";
-            k.applies_when.push_back({"tdp_mmu", {true},
-                                      "kvm_mmu_slot_try_split_huge_pages returns at once unless the TDP MMU is on "
-                                      "(v6.9), so nothing is split eagerly with tdp_mmu false"});
+            k.applies_when.push_back(with_tdp("kvm_mmu_slot_try_split_huge_pages returns at once unless the TDP MMU is "
+                                              "on (v6.9), so nothing is split eagerly with tdp_mmu false"));
         } else if (k.name == "fault_lock") {
-            k.applies_when.push_back({"tdp_mmu", {true},
-                                      "it is the mmu_lock mode of the TDP MMU's fault path; the shadow MMU's faults "
-                                      "always take mmu_lock for write, and tdp_mmu false turns the TDP MMU off"});
+            k.applies_when.push_back(with_tdp("it is the mmu_lock mode of the TDP MMU's fault path; the shadow MMU's "
+                                              "faults always take mmu_lock for write, and tdp_mmu false turns the TDP "
+                                              "MMU off"));
         } else if (k.name == "split_desc_cache_capacity" || k.name == "split_cache_free") {
-            k.applies_when.push_back(with_tdp);
+            k.applies_when.push_back(with_tdp("the nested MMUs' huge pages are split eagerly only with the TDP MMU on "
+                                              "(kvm_mmu_slot_try_split_huge_pages returns at once otherwise)"));
             k.applies_when.push_back(with_eager);
         } else if (k.name == "alias_percent") {
-            k.applies_when.push_back({"tdp_mmu", {true},
-                                      "the aliased rmap entries are laid down when the first shadow root allocates "
-                                      "the rmaps, which happens only with the TDP MMU on; with tdp_mmu false the "
-                                      "rmaps exist from the memslot's creation and nothing splits eagerly"});
+            k.applies_when.push_back(with_tdp("the aliased rmap entries are laid down when the first shadow root "
+                                              "allocates the rmaps, which happens only with the TDP MMU on; with "
+                                              "tdp_mmu false the rmaps exist from the memslot's creation and nothing "
+                                              "splits eagerly"));
         } else if (k.name == "root_alloc_lock") {
             k.applies_when.push_back({"child_sp_lookup", {std::string("skip_bool"), std::string("skip_count")},
                                       "the lock guards the indirect-MMU bool or count, which child_sp_lookup "
