@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <iterator>
 #include <stdexcept>
+#include <tuple>
 
 #include "models/common/bulk.hpp"
 #include "models/common/costs.hpp"
@@ -167,6 +168,15 @@ struct X86ShadowMmu::Sp {
 };
 
 
+// The state of an SP's subtree in one tree while the SP is unlinked from it: the SPTE bytes of its
+// 512 entries and, below a level-2 SP, of its page-table children with their links.
+struct X86ShadowMmu::Unlinked {
+    int level = 0;  // the SP's level (1 or 2)
+    Gfn base = 0;   // its first gfn
+    std::vector<std::uint8_t> pte, pde;
+    std::vector<std::uint32_t> pt_sp;
+};
+
 struct X86ShadowMmu::Slot : SlotState {};  // host_level capped at 2M
 
 struct X86ShadowMmu::VcpuState : VcpuCaches {
@@ -218,13 +228,16 @@ struct X86ShadowMmu::ModelCounters {
           switch_ignored(c.id("nested_eptp_switch_ignored")),
           vm_entries(c.id("nested_vm_entry")),
           vm_entry_ps(c.id("nested_vm_entry_ps")),
-          stalled(c.id("nested_stalled_accesses")) {}
+          stalled(c.id("nested_stalled_accesses")),
+          find_sync(c.id("kvm_mmu_find_shadow_page_sync")),
+          fetch_sync(c.id("fetch_mmu_sync_children")),
+          drop_parent(c.id("drop_parent_pte")) {}
     engine::CounterId find, find_skipped, find_ps, entries, collisions, alloc_sp, dropped_large, splits, split_drops,
         split_drops_topup, split_restarts, topup_objs, split_topup_objs, descs, alloc_atomic, shadow_roots,
         first_root_pages, flag_locks, host_first_touch, dirty_marked, wrprot, indirect_sp, used_pages, split_bytes,
         split_leak, unsync_page, sync_page, sync_page_ps, sync_dropped, sync_children, sync_children_ps, sync_roots,
         gfn_wrprot, ept_writes, ept_write_faults, ept_write_emulated, invept, switches, switch_ignored, vm_entries,
-        vm_entry_ps, stalled;
+        vm_entry_ps, stalled, find_sync, fetch_sync, drop_parent;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -460,7 +473,11 @@ std::uint32_t X86ShadowMmu::find_shadow_page(std::uint32_t cpu, Gfn gfn, std::ui
     if (!found) stats_.add(stats_.mmu_cache_miss);
     stats_.set_max(stats_.max_mmu_page_hash_collisions, collisions);
     if (found && !role_direct(role)) {
+        // An SP kvm_mmu_track_write unlinked is found again: its state comes back to its tree
+        // (the caller links it there), then it is synced like any unsync match.
+        if (sps_[found].tree) restore(found, *sps_[found].tree);
         if (sps_[found].unsync) {
+            sim_.counters().add(mc_->find_sync);
             bool changed = false;
             c += sync_page(cpu, found, changed);
             if (changed) c += tlb_.flush();
@@ -631,6 +648,7 @@ Time X86ShadowMmu::drop_large_spte(std::uint32_t cpu, Tree& t, Gfn gfn, bool flu
 Time X86ShadowMmu::link_shadow_page(std::uint32_t cpu, Tree& t, int level, Gfn gfn, std::uint32_t sp,
                                     MmuMemoryCache& cache, bool flush) {
     Time c;
+    if (t.nested) restore(sp, t);  // unlinked from this tree by kvm_mmu_track_write: linked again
     std::uint8_t& e = entry(t, level, gfn);
     if (is_leaf(e)) c += drop_large_spte(cpu, t, gfn, flush);
     e = spte::TABLE;
@@ -670,16 +688,100 @@ Time X86ShadowMmu::prepare_zap_page(std::uint32_t cpu, Tree& t, std::uint32_t id
     }
     if (!shared) {
         stats_.add(stats_.mmu_shadow_zapped);
+        c += drop_stashes(cpu, id);  // its SPTEs in trees it was unlinked from
         free_sp(id);
     }
     return c;
 }
 
-// Zap a whole nested tree (the L2 guest is gone): every SP, then (flush) the commit's flush.
+// Zap a whole nested tree (the L2 guest is gone): every SP from the root, and the SPs unlinked
+// from it by kvm_mmu_track_write, then (flush) the commit's flush.
 Time X86ShadowMmu::zap_tree(std::uint32_t cpu, Tree& t, bool flush) {
     Time c = prepare_zap_page(cpu, t, t.root, 4, span_base_);
     t.root = 0;
+    std::vector<std::tuple<std::uint32_t, int, Gfn>> orphans;
+    for (const auto& [key, u] : unlinked_)
+        if (key.second == t.eptp) orphans.emplace_back(key.first, u.level, u.base);
+    for (const auto& [id, level, base] : orphans)
+        if (restore(id, t)) c += prepare_zap_page(cpu, t, id, level, base);
     return flush ? c + tlb_.flush() : c;  // kvm_mmu_commit_zap_page
+}
+
+// ---------------------------------------------------------------------------------------------
+// SPs unlinked by kvm_mmu_track_write: mmu_page_zap_pte(kvm, sp, spte, NULL) drops the parent SPTE
+// (drop_parent_pte) and leaves the child in mmu_page_hash with its SPTEs and rmap entries. The
+// model moves the child's subtree state out of the tree's arrays (hits() and walks must not reach
+// it) and back when a fault links the child there again (kvm_mmu_find_shadow_page finds it).
+
+// Moves the state of the subtree of sp, at (level, base) of t, out of t's arrays (sp is at level
+// 1 or 2 and was just unlinked there).
+void X86ShadowMmu::stash(std::uint32_t id, Tree& t, int level, Gfn base) {
+    Unlinked u;
+    u.level = level;
+    u.base = base;
+    const std::uint64_t i = u.base - span_base_;
+    auto take = [](auto& from, std::uint64_t at, std::uint64_t n, auto& to) {
+        to.assign(from.begin() + static_cast<std::ptrdiff_t>(at), from.begin() + static_cast<std::ptrdiff_t>(at + n));
+        std::fill_n(from.begin() + static_cast<std::ptrdiff_t>(at), n, 0);
+    };
+    if (u.level == 1) {
+        take(t.pte, i, 512, u.pte);
+    } else if (u.level == 2) {
+        take(t.pde, i >> 9, 512, u.pde);
+        take(t.pt_sp, i >> 9, 512, u.pt_sp);
+        take(t.pte, i, 512 * 512, u.pte);
+    } else {
+        throw std::logic_error("x86_shadow: unlinking a shadow page above level 2");
+    }
+    if (!unlinked_.emplace(std::make_pair(id, t.eptp), std::move(u)).second)
+        throw std::logic_error("x86_shadow: shadow page unlinked twice from a tree");
+}
+
+// Puts sp's subtree state back into t's arrays if sp was unlinked from t; says whether it was.
+bool X86ShadowMmu::restore(std::uint32_t id, Tree& tree) {
+    auto it = unlinked_.find(std::make_pair(id, tree.eptp));
+    if (it == unlinked_.end()) return false;
+    const Unlinked& u = it->second;
+    const std::uint64_t i = u.base - span_base_;
+    std::copy(u.pte.begin(), u.pte.end(), tree.pte.begin() + static_cast<std::ptrdiff_t>(i));
+    if (u.level == 2) {
+        std::copy(u.pde.begin(), u.pde.end(), tree.pde.begin() + static_cast<std::ptrdiff_t>(i >> 9));
+        std::copy(u.pt_sp.begin(), u.pt_sp.end(), tree.pt_sp.begin() + static_cast<std::ptrdiff_t>(i >> 9));
+    }
+    unlinked_.erase(it);
+    return true;
+}
+
+// The unlinked SP whose stashed subtree holds the SP at (level, base) of t (that SP itself, or
+// the level-2 SP above a level-1 one); 0 if none.
+std::uint32_t X86ShadowMmu::unlinked_covering(const Tree& t, int level, Gfn base) const {
+    for (const auto& [key, u] : unlinked_) {
+        if (key.second != t.eptp || u.level < level) continue;
+        if (round_gfn(base, u.level + 1) == u.base) return key.first;
+    }
+    return 0;
+}
+
+// Freeing sp: its SPTEs stashed for trees it was unlinked from leave their rmaps.
+Time X86ShadowMmu::drop_stashes(std::uint32_t cpu, std::uint32_t id) {
+    Time c;
+    for (auto it = unlinked_.lower_bound(std::make_pair(id, Gfn{0})); it != unlinked_.end() && it->first.first == id;) {
+        const Unlinked& u = it->second;
+        for (std::size_t k = 0; k < u.pte.size(); ++k)
+            if (is_leaf(u.pte[k])) {
+                c += kt_.spte_update + rmap_remove(cpu, u.base + k, 1);
+                stats_.update_page_stats(vm::PageLevel::K4, -1);
+            }
+        for (std::size_t k = 0; k < u.pde.size(); ++k)
+            if (is_leaf(u.pde[k])) {
+                c += kt_.spte_update + rmap_remove(cpu, u.base + k * 512, 2);
+                stats_.update_page_stats(vm::PageLevel::M2, -1);
+            }
+        for (std::uint32_t ch : u.pt_sp)
+            if (ch) throw std::logic_error("x86_shadow: dropping an unlinked subtree with shadow pages in it");
+        it = unlinked_.erase(it);
+    }
+    return c;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -771,7 +873,10 @@ Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gf
             sps_[sp].base = round_gfn(gfn, level);
             // FNAME(fetch): an upper-level page found with unsync children is synced before it is
             // linked (mmu_sync_children, without yielding).
-            if (found && cl > 1 && sps_[sp].unsync_children) c += sync_children_now(cpu, sp);
+            if (found && cl > 1 && sps_[sp].unsync_children) {
+                sim_.counters().add(mc_->fetch_sync);
+                c += sync_children_now(cpu, sp);
+            }
         }
         c += link_shadow_page(cpu, t, level, gfn, sp, v.desc, true);
     }
@@ -1141,7 +1246,19 @@ std::uint32_t X86ShadowMmu::parent_of(const Sp& sp, unsigned& idx) const {
     Tree& t = *sp.tree;
     const std::uint64_t i = sp.base - span_base_;
     const std::uint32_t linked = level == 1 ? t.pt_sp[i >> 9] : level == 2 ? t.pd_sp[i >> 18] : t.pdpt_sp[i >> 27];
-    if (!linked || &sps_[linked] != &sp) return 0;
+    if (!linked || &sps_[linked] != &sp) {
+        // A page table linked by a level-2 SP that kvm_mmu_track_write unlinked: its parent SPTE
+        // is in that SP's subtree, set aside.
+        if (level != 1) return 0;
+        const auto id = static_cast<std::uint32_t>(&sp - sps_.data());
+        for (const auto& [key, u] : unlinked_)
+            if (key.second == t.eptp && u.level == 2 && u.base == round_gfn(sp.base, 3) &&
+                u.pt_sp[(sp.base - u.base) >> 9] == id) {
+                idx = spte_index(sp.base, 2);
+                return key.first;
+            }
+        return 0;
+    }
     idx = spte_index(sp.base, level + 1);
     return level + 1 == 4 ? t.root : level + 1 == 3 ? t.pdpt_sp[i >> 27] : t.pd_sp[i >> 18];
 }
@@ -1404,13 +1521,53 @@ Time X86ShadowMmu::zap_nested_sp(std::uint32_t cpu, Tree& t, int level, Gfn base
     return c;
 }
 
+// kvm_mmu_prepare_zap_page of an indirect SP of a nested tree, linked or unlinked (the caller
+// flushes).
+Time X86ShadowMmu::zap_sp(std::uint32_t cpu, std::uint32_t id) {
+    const Sp& sp = sps_[id];
+    Tree& t = *sp.tree;
+    const int level = role_level(sp.role);
+    const Gfn base = sp.base;
+    if (level < 4 && child(t, level + 1, base) == id) return zap_nested_sp(cpu, t, level, base);
+    const std::uint32_t aside = unlinked_covering(t, level, base);
+    if (aside == id) {
+        restore(id, t);
+        return prepare_zap_page(cpu, t, id, level, base);
+    }
+    if (!aside) throw std::logic_error("x86_shadow: zap of a shadow page neither linked nor unlinked");
+    // Linked under an unlinked SP: zapped in that SP's subtree, which stays aside.
+    const Unlinked& u = unlinked_.at(std::make_pair(aside, t.eptp));
+    const int ul = u.level;
+    const Gfn ub = u.base;
+    restore(aside, t);
+    const Time c = zap_nested_sp(cpu, t, level, base);
+    stash(aside, t, ul, ub);
+    return c;
+}
+
+// drop_parent_pte (mmu_page_zap_pte without an invalid list): the SPTE at (level, gfn) of t that
+// links a child SP is cleared and leaves the child's parent_ptes; the child stays in mmu_page_hash
+// with its SPTEs, unlinked (its subtree's state set aside), until a fault links it again or
+// something zaps it.
+Time X86ShadowMmu::drop_parent_pte(std::uint32_t cpu, Tree& t, int level, Gfn gfn) {
+    std::uint32_t& link = child(t, level, gfn);
+    const std::uint32_t ch = link;
+    Time c = kt_.spte_update;  // mmu_spte_clear_no_track
+    c += pte_list_remove(cpu, sps_[ch].parents, sps_[ch].header + 64);  // mmu_page_remove_parent_pte
+    entry(t, level, gfn) = 0;
+    link = 0;
+    stash(ch, t, level - 1, round_gfn(gfn, level));
+    sim_.counters().add(mc_->drop_parent);
+    return c;
+}
+
 // kvm_mmu_track_write (mmu_lock write): ++mmu_pte_write; for every SP shadowing the page
-// (for_each_gfn_valid_sp_with_gptes): a third write to an upper-level SP without a fault using it
-// in between zaps it (detect_write_flooding, mmu_flooded); else the written SPTE is zapped
-// (mmu_page_zap_pte; mmu_pde_zapped above 4K, as L1's new entry is not zero); one flush if an
-// SPTE was present or an SP zapped (kvm_mmu_remote_flush_or_zap). An SPTE
-// linking a child SP is dropped with its child, which no other SPTE links (the kernel leaves the
-// child unlinked in the hash until something zaps it).
+// (for_each_gfn_valid_sp_with_gptes, unlinked ones too): a third write to an upper-level SP
+// without a fault using it in between zaps it (detect_write_flooding: kvm_mmu_prepare_zap_page,
+// mmu_flooded); else the written SPTE is zapped (mmu_page_zap_pte without an invalid list: a leaf
+// is dropped, a link only unlinks its child, drop_parent_pte; mmu_pde_zapped above 4K, as L1's
+// new entry is not zero); one flush if an SPTE was present or an SP zapped
+// (kvm_mmu_remote_flush_or_zap).
 Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsigned idx) {
     if (!indirect_shadow_pages_) co_return;
     engine::LockGuard g = co_await mmu_lock_.write(site_track_write_);
@@ -1431,7 +1588,7 @@ Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsign
         const int level = role_level(sp.role);
         Tree& t = *sp.tree;
         if (level > 1 && ++sp.write_flooding >= kFloodThreshold) {  // detect_write_flooding
-            held += zap_nested_sp(hc, t, level, sp.base);
+            held += zap_sp(hc, id);
             stats_.add(stats_.mmu_flooded);
             flush = true;
             continue;
@@ -1441,17 +1598,29 @@ Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsign
         // write reaches, present or not.
         if (level > 1) stats_.add(stats_.mmu_pde_zapped);
         if (gl - span_base_ >= span_) continue;
-        std::uint8_t& e = entry(t, level, gl);
         held += touch(hc, sp.page + idx * 8, true);
-        if (!is_present(e)) continue;
-        if (is_leaf(e)) {  // drop_spte
-            held += kt_.spte_update + rmap_remove(hc, gl, level);
-            stats_.update_page_stats(level == 1 ? vm::PageLevel::K4 : vm::PageLevel::M2, -1);
-            e = 0;
-        } else {  // drop_parent_pte
-            held += zap_nested_sp(hc, t, level - 1, gl);
+        // An unlinked SP (or one linked below it) has its SPTEs set aside: back for the write.
+        const std::uint32_t aside = unlinked_covering(t, level, sp.base);
+        int aside_level = 0;
+        Gfn aside_base = 0;
+        if (aside) {
+            const Unlinked& u = unlinked_.at(std::make_pair(aside, t.eptp));
+            aside_level = u.level;
+            aside_base = u.base;
+            restore(aside, t);
         }
-        flush = true;  // the SPTE was present
+        std::uint8_t& e = entry(t, level, gl);
+        if (is_present(e)) {
+            if (is_leaf(e)) {  // drop_spte
+                held += kt_.spte_update + rmap_remove(hc, gl, level);
+                stats_.update_page_stats(level == 1 ? vm::PageLevel::K4 : vm::PageLevel::M2, -1);
+                e = 0;
+            } else {
+                held += drop_parent_pte(hc, t, level, gl);
+            }
+            flush = true;  // the SPTE was present
+        }
+        if (aside) stash(aside, t, aside_level, aside_base);
     }
     if (flush) held += tlb_.flush();
     co_await sim_.delay(held);
@@ -1537,6 +1706,9 @@ Task<void> X86ShadowMmu::nested_ept_write(const vm::CpuContext& cpu, const vm::N
     if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size() || w.entries == 0 || w.end <= w.start)
         throw std::invalid_argument("x86_shadow: nested_ept_write on '" + cpu.name + "'");
     check_eptp(cpu, w.eptp, "nested_ept_write");
+    if (w.level > 3)
+        throw std::invalid_argument("x86_shadow: nested_ept_write on '" + cpu.name + "' at EPT level " +
+                                    std::to_string(w.level) + " (L1 rewrites entries of levels 1 to 3)");
     const auto vi = static_cast<std::uint32_t>(cpu.vcpu);
     co_await hold_.serialize(vi);
     co_await hold_.hold(vi);  // L2 exits to L1 at its next exit; L1's writes are this vCPU's work
@@ -1548,8 +1720,8 @@ Task<void> X86ShadowMmu::nested_ept_write(const vm::CpuContext& cpu, const vm::N
         const Gfn g = w.start + j * step;
         const Slot* s = slot_of(g);
         if (!s || g - span_base_ >= span_) continue;
-        const int leaf = std::min(2, guest_leaf_level(*s));
-        co_await l1_ept_write(cpu, ept_page_gfn(w.eptp, leaf, g - span_base_), spte_index(g, leaf));
+        const int level = std::max(std::min(2, guest_leaf_level(*s)), static_cast<int>(w.level));
+        co_await l1_ept_write(cpu, ept_page_gfn(w.eptp, level, g - span_base_), spte_index(g, level));
     }
     if (w.invept) {
         sim_.counters().add(mc_->invept);
@@ -1636,10 +1808,22 @@ Task<void> X86ShadowMmu::split_huge_page(Bulk& b, Slot& s, Tree& t, Gfn gfn) {
     const std::uint32_t sp =
         get_shadow_page(b.cpu, gfn, make_role(1, true, true), split_header_, split_page_, nullptr, true, c);
     const std::uint64_t i = gfn - span_base_;
+    // A direct SP found with SPTEs in this tree (unlinked from it by kvm_mmu_track_write) keeps
+    // them: they map the same frames; only the others are filled and added to the rmaps.
+    restore(sp, t);
     const auto ch = static_cast<std::uint8_t>(huge & (spte::P | spte::W | spte::X | spte::MW | spte::LEAF));
-    std::fill_n(t.pte.begin() + static_cast<std::ptrdiff_t>(i), 512, ch);
-    c += kt_.split_spte_fill * 512 + touch(b.cpu, sps_[sp].page, true, 4096);
+    std::array<bool, 512> fill{};
+    unsigned filled = 0;
     for (unsigned k = 0; k < 512; ++k) {
+        std::uint8_t& e = t.pte[i + k];
+        if (is_present(e)) continue;
+        e = ch;
+        fill[k] = true;
+        ++filled;
+    }
+    c += kt_.split_spte_fill * filled + touch(b.cpu, sps_[sp].page, true, 4096);
+    for (unsigned k = 0; k < 512; ++k) {
+        if (!fill[k]) continue;  // kept
         RmapCount& n = rmap4k_[i + k];
         if (n == kRmapCountMax) throw std::logic_error("x86_shadow: rmap entry count overflow");
         stats_.set_max(stats_.max_mmu_rmap_size, n);
@@ -1656,7 +1840,7 @@ Task<void> X86ShadowMmu::split_huge_page(Bulk& b, Slot& s, Tree& t, Gfn gfn) {
         ++n;
         if (k % 8 == 0) c += touch(b.cpu, rmap_head_addr(gfn + k, 1), true, 64);
     }
-    stats_.update_page_stats(vm::PageLevel::K4, 512);
+    stats_.update_page_stats(vm::PageLevel::K4, filled);
     c += link_shadow_page(b.cpu, t, 2, gfn, sp, split_desc_, false);
     sim_.counters().add(mc_->splits);
     b.acc += c;
@@ -1729,6 +1913,18 @@ Task<void> X86ShadowMmu::remove_write_access(Bulk& b, Slot& s) {
                 for (auto& t : nested_) protect(*t, level, h);
             }
         }
+    }
+    // The SPTEs of SPs kvm_mmu_track_write unlinked are still in the rmaps: protected too.
+    for (auto& [key, u] : unlinked_) {
+        auto protect_aside = [&](std::uint8_t& e, Gfn g) {
+            if (g < s.base || g >= s.base + s.npages || !is_leaf(e) || !(e & spte::W)) return;
+            e = static_cast<std::uint8_t>(e & ~spte::W);
+            b.acc += kt_.spte_update;
+            sim_.counters().add(mc_->wrprot);
+            flush = true;
+        };
+        for (std::size_t k = 0; k < u.pte.size(); ++k) protect_aside(u.pte[k], u.base + k);
+        for (std::size_t k = 0; k < u.pde.size(); ++k) protect_aside(u.pde[k], u.base + k * 512);
     }
     if (flush) b.acc += tlb_.flush();
 }

@@ -38,6 +38,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/common/host_memory.hpp"
@@ -197,6 +198,7 @@ public:
 
 private:
     struct Sp;
+    struct Unlinked;
     struct Slot;
     struct VcpuState;
     struct Bulk;
@@ -267,6 +269,14 @@ private:
     engine::Task<void> l1_ept_write(const vm::CpuContext& cpu, vm::Gfn page, unsigned idx);
     engine::Task<void> track_write(const vm::CpuContext& cpu, vm::Gfn page, unsigned idx);
     engine::Time zap_nested_sp(std::uint32_t cpu, Tree& t, int level, vm::Gfn base);
+    engine::Time zap_sp(std::uint32_t cpu, std::uint32_t sp);
+    engine::Time drop_parent_pte(std::uint32_t cpu, Tree& t, int level, vm::Gfn gfn);
+
+    // --- SPs unlinked by kvm_mmu_track_write (kept in the hash, their state moved aside) ---
+    void stash(std::uint32_t sp, Tree& t, int level, vm::Gfn base);
+    bool restore(std::uint32_t sp, Tree& t);
+    std::uint32_t unlinked_covering(const Tree& t, int level, vm::Gfn base) const;
+    engine::Time drop_stashes(std::uint32_t cpu, std::uint32_t sp);
 
     // --- bulk ---
     Bulk make_bulk(const vm::CpuContext& cpu);
@@ -324,6 +334,10 @@ private:
     std::map<vm::Gfn, std::uint8_t> l1_ept_spte_;
     std::map<vm::Gfn, std::uint32_t> write_track_;
     std::map<std::uint32_t, std::array<std::uint64_t, 8>> gpte_written_;
+    // SPs kvm_mmu_track_write unlinked from a nested tree (mmu_page_zap_pte without an invalid
+    // list): still in mmu_page_hash with their SPTEs; their subtree's state, moved out of the
+    // tree's arrays until a fault links them there again. By (SP id, the tree's EPTP).
+    std::map<std::pair<std::uint32_t, vm::Gfn>, Unlinked> unlinked_;
     engine::SpinLock unsync_pages_lock_;
     std::vector<std::unique_ptr<Slot>> slots_;
     std::vector<std::unique_ptr<VcpuState>> vcpus_;

@@ -77,8 +77,9 @@ struct Shadow : Harness {
     void eptp_switch(std::uint32_t v, std::vector<Gfn> eptps) {
         on_host([this, v, eptps]() { return model->nested_eptp_switch(vctx[v], eptps); });
     }
-    void ept_write(std::uint32_t v, Gfn start, Gfn end, std::uint32_t entries, bool invept, Gfn eptp = 1) {
-        const vm::NestedEptWrite w{eptp, start, end, entries, invept};
+    void ept_write(std::uint32_t v, Gfn start, Gfn end, std::uint32_t entries, bool invept, Gfn eptp = 1,
+                   std::uint8_t level = 0) {
+        const vm::NestedEptWrite w{eptp, start, end, entries, invept, level};
         on_host([this, v, w]() { return model->nested_ept_write(vctx[v], w); });
     }
 };
@@ -655,6 +656,132 @@ TEST_CASE("L1 writes to a 2M EPT12 page are emulated; the third in a row floods 
     s.ept_write(0, B, B + 1024, 2, false);
     CHECK(s.counter("mmu_flooded") == 1);
     CHECK(s.counter("mmu_pte_write") == 7);
+}
+
+TEST_CASE("kvm_mmu_track_write only unlinks a child SP; a later fault finds it in the hash with its SPTEs",
+          "[x86_shadow][unsync]") {
+    // L1 maps 2M; with dirty logging the shadow maps 4K under a direct SP (guest_mode).
+    Shadow s(Backing::AnonymousThp, 512 * 4, 1);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    s.nested_start({0}, 1);
+    s.access(0, range(B, 8, Access::Write, 1));
+    REQUIRE(s.gauge("pages_4k") == 8);
+    const auto used = s.sh().n_used_mmu_pages();  // direct root; nested root, PDPT, PD; the direct child
+    const auto allocs = s.counter("kvm_mmu_alloc_shadow_page");
+    // L1 rewrites its 2M entry for B (emulated: the PD page is write-tracked): the shadow PD entry
+    // links the direct SP; mmu_page_zap_pte(..., NULL) drops only that link.
+    s.ept_write(0, B, B + 512, 1, false);
+    CHECK(s.counter("mmu_pte_write") == 1);
+    CHECK(s.counter("drop_parent_pte") == 1);
+    CHECK(s.counter("mmu_shadow_zapped") == 0);
+    CHECK(s.sh().n_used_mmu_pages() == used);  // the child is still there, in mmu_page_hash
+    CHECK(s.gauge("pages_4k") == 8);           // with its SPTEs, still in the rmaps
+    CHECK(s.sh().rmap_size(B + 3, 1) == 1);
+    CHECK_FALSE(s.model->hits(0, B + 3, Access::Read));  // but unreachable
+    // An L2 fault under that entry finds it again (no new SP) and links it: its SPTEs are back.
+    const auto misses = s.counter("mmu_cache_miss");
+    s.access(0, {{B + 3, Access::Read}});
+    CHECK(s.counter("kvm_mmu_alloc_shadow_page") == allocs);
+    CHECK(s.counter("mmu_cache_miss") == misses);
+    CHECK(s.model->hits(0, B + 5, Access::Read));
+    CHECK(s.gauge("pages_4k") == 8);
+    CHECK(s.sh().rmap_size(B + 3, 1) == 1);
+    // Stopping the guest zaps its tree with everything in it.
+    s.nested_stop({0}, 1);
+    CHECK(s.gauge("pages_4k") == 0);
+    CHECK(s.sh().n_used_mmu_pages() == 1);
+}
+
+TEST_CASE("an unsync page-table SP unlinked by kvm_mmu_track_write is synced when a fault finds it (kvm_sync_page)",
+          "[x86_shadow][unsync]") {
+    Shadow s(Backing::Anonymous, 512 * 4, 1);
+    s.nested_start({0}, 1);
+    s.access(0, range(B, 16, Access::Read, 1));
+    REQUIRE(s.sh().indirect_shadow_pages() == 4);  // root, PDPT, PD, PT
+    const auto allocs = s.counter("kvm_mmu_alloc_shadow_page");
+    // L1 rewrites the PT entry for B + 4 (its write fault unsyncs the PT SP), then the PD entry
+    // above B (level 2: a table entry, still pointing to the same PT page): emulated, it unlinks
+    // the unsync PT SP, which stays in the hash.
+    s.ept_write(0, B + 4, B + 5, 1, false);
+    REQUIRE(s.gauge("mmu_unsync") == 1);
+    s.ept_write(0, B, B + 512, 1, false, 1, 2);
+    CHECK(s.counter("nested_ept_write_emulated") == 1);
+    CHECK(s.counter("drop_parent_pte") == 1);
+    CHECK(s.counter("mmu_pde_zapped") == 1);
+    CHECK(s.sh().indirect_shadow_pages() == 4);
+    CHECK(s.gauge("mmu_unsync") == 1);
+    CHECK_FALSE(s.model->hits(0, B + 1, Access::Read));
+    // Dirty logging write-protects its SPTEs too: they are still in the rmaps.
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    CHECK(s.counter("spte_write_protected") == 16);
+    // The next L2 fault below that entry: kvm_mmu_find_shadow_page finds the unsync SP and syncs
+    // it (kvm_sync_page: B + 4's SPTE, rewritten, is dropped), without marking it synchronized;
+    // linked again, it marks its parents unsync again.
+    s.access(0, {{B + 1, Access::Read}});
+    CHECK(s.counter("kvm_mmu_find_shadow_page_sync") == 1);
+    CHECK(s.counter("kvm_sync_page") == 1);
+    CHECK(s.counter("kvm_sync_page_sptes_dropped") == 1);
+    CHECK(s.counter("kvm_mmu_alloc_shadow_page") == allocs);  // no new SP
+    CHECK(s.gauge("mmu_unsync") == 1);
+    CHECK(s.sh().root_unsync_children(1) == 1);
+    CHECK(s.model->hits(0, B + 2, Access::Read));
+    CHECK_FALSE(s.model->hits(0, B + 2, Access::Write));  // write-protected while unlinked
+    CHECK_FALSE(s.model->hits(0, B + 4, Access::Read));
+    CHECK(s.gauge("pages_4k") == 15);
+    // INVEPT and the VM-entry sync it for good.
+    s.ept_write(0, B + 8, B + 9, 1, true);
+    CHECK(s.counter("kvm_mmu_sync_roots") == 1);
+    CHECK(s.gauge("mmu_unsync") == 0);
+    // An unlinked SP goes with its tree when the guest stops.
+    s.ept_write(0, B, B + 512, 1, false, 1, 2);
+    CHECK(s.counter("drop_parent_pte") == 2);
+    s.nested_stop({0}, 1);
+    CHECK(s.sh().indirect_shadow_pages() == 0);
+    CHECK(s.sh().n_used_mmu_pages() == 1);
+    CHECK(s.gauge("pages_4k") == 0);
+}
+
+TEST_CASE("an upper-level SP unlinked with unsync children is synced before FNAME(fetch) links it again",
+          "[x86_shadow][unsync]") {
+    Shadow s(Backing::Anonymous, 512 * 4, 1);
+    s.nested_start({0}, 1);
+    s.access(0, range(B, 4, Access::Read, 512));  // four PT SPs under one PD SP
+    REQUIRE(s.sh().indirect_shadow_pages() == 7);
+    const auto allocs = s.counter("kvm_mmu_alloc_shadow_page");
+    // L1 rewrites a PT entry in the first PT page (unsync), then its PDPT entry above B (level
+    // 3): the PD SP is unlinked with its subtree, unsync child included.
+    s.ept_write(0, B + 1, B + 2, 1, false);
+    s.ept_write(0, B, B + 1, 1, false, 1, 3);
+    CHECK(s.counter("drop_parent_pte") == 1);
+    CHECK_FALSE(s.model->hits(0, B + 512, Access::Read));
+    // While it is unlinked, L1 rewrites a PT entry in the second PT page: that SP goes unsync
+    // and marks its parent, the unlinked PD SP.
+    s.ept_write(0, B + 513, B + 514, 1, false);
+    CHECK(s.gauge("mmu_unsync") == 2);
+    // The next L2 fault finds the PD SP with unsync children: mmu_sync_children before linking.
+    s.access(0, {{B + 1024, Access::Read}});
+    CHECK(s.counter("fetch_mmu_sync_children") == 1);
+    CHECK(s.counter("mmu_sync_children") == 1);
+    CHECK(s.counter("kvm_sync_page") == 2);
+    CHECK(s.counter("kvm_sync_page_sptes_dropped") == 0);  // B + 1 and B + 513 were never mapped
+    CHECK(s.gauge("mmu_unsync") == 0);
+    CHECK(s.counter("kvm_mmu_alloc_shadow_page") == allocs);
+    for (Gfn g : {B, B + 512, B + 1024, B + 1536}) CHECK(s.model->hits(0, g, Access::Read));
+    // An unlinked SP floods too: the PD SP is unlinked again, then L1 rewrites three of its own
+    // entries in a row: the first two unlink two PT SPs from it, the third zaps it with the two
+    // PT SPs still linked to it; the two unlinked ones stay in the hash.
+    s.ept_write(0, B, B + 1, 1, false, 1, 3);
+    s.ept_write(0, B, B + 512, 1, false, 1, 2);
+    s.ept_write(0, B + 512, B + 1024, 1, false, 1, 2);
+    s.ept_write(0, B + 1024, B + 1536, 1, false, 1, 2);
+    CHECK(s.counter("mmu_flooded") == 1);
+    CHECK(s.counter("drop_parent_pte") == 4);
+    CHECK(s.sh().indirect_shadow_pages() == 4);  // root, PDPT and the two unlinked PT SPs
+    CHECK(s.gauge("pages_4k") == 2);             // theirs, still in the rmaps
+    s.nested_stop({0}, 1);
+    CHECK(s.sh().indirect_shadow_pages() == 0);
+    CHECK(s.gauge("pages_4k") == 0);
+    CHECK(s.sh().pte_list_descs_live() == 0);
 }
 
 TEST_CASE("kvm_mmu_track_write counts mmu_pde_zapped for L1's new entry whether or not the SPTE was present",
