@@ -752,14 +752,22 @@ bool X86ShadowMmu::restore(std::uint32_t id, Tree& tree) {
     return true;
 }
 
-// The unlinked SP whose stashed subtree holds the SP at (level, base) of t (that SP itself, or
-// the level-2 SP above a level-1 one); 0 if none.
-std::uint32_t X86ShadowMmu::unlinked_covering(const Tree& t, int level, Gfn base) const {
-    for (const auto& [key, u] : unlinked_) {
-        if (key.second != t.eptp || u.level < level) continue;
-        if (round_gfn(base, u.level + 1) == u.base) return key.first;
-    }
+// The unlinked level-2 SP whose subtree, set aside, links the level-1 SP id of t (0 if none).
+std::uint32_t X86ShadowMmu::unlinked_parent(const Tree& t, std::uint32_t id) const {
+    const Sp& sp = sps_[id];
+    if (role_level(sp.role) != 1) return 0;
+    for (const auto& [key, u] : unlinked_)
+        if (key.second == t.eptp && u.level == 2 && u.base == round_gfn(sp.base, 3) &&
+            u.pt_sp[(sp.base - u.base) >> 9] == id)
+            return key.first;
     return 0;
+}
+
+// The unlinked SP whose state set aside holds sp's SPTEs in t: sp itself, or the unlinked
+// level-2 SP that links it; 0 if none.
+std::uint32_t X86ShadowMmu::unlinked_covering(const Tree& t, std::uint32_t id) const {
+    if (unlinked_.count(std::make_pair(id, t.eptp))) return id;
+    return unlinked_parent(t, id);
 }
 
 // Freeing sp: its SPTEs stashed for trees it was unlinked from leave their rmaps.
@@ -1249,15 +1257,9 @@ std::uint32_t X86ShadowMmu::parent_of(const Sp& sp, unsigned& idx) const {
     if (!linked || &sps_[linked] != &sp) {
         // A page table linked by a level-2 SP that kvm_mmu_track_write unlinked: its parent SPTE
         // is in that SP's subtree, set aside.
-        if (level != 1) return 0;
-        const auto id = static_cast<std::uint32_t>(&sp - sps_.data());
-        for (const auto& [key, u] : unlinked_)
-            if (key.second == t.eptp && u.level == 2 && u.base == round_gfn(sp.base, 3) &&
-                u.pt_sp[(sp.base - u.base) >> 9] == id) {
-                idx = spte_index(sp.base, 2);
-                return key.first;
-            }
-        return 0;
+        const std::uint32_t parent = unlinked_parent(t, static_cast<std::uint32_t>(&sp - sps_.data()));
+        if (parent) idx = spte_index(sp.base, 2);
+        return parent;
     }
     idx = spte_index(sp.base, level + 1);
     return level + 1 == 4 ? t.root : level + 1 == 3 ? t.pdpt_sp[i >> 27] : t.pd_sp[i >> 18];
@@ -1529,7 +1531,7 @@ Time X86ShadowMmu::zap_sp(std::uint32_t cpu, std::uint32_t id) {
     const int level = role_level(sp.role);
     const Gfn base = sp.base;
     if (level < 4 && child(t, level + 1, base) == id) return zap_nested_sp(cpu, t, level, base);
-    const std::uint32_t aside = unlinked_covering(t, level, base);
+    const std::uint32_t aside = unlinked_covering(t, id);
     if (aside == id) {
         restore(id, t);
         return prepare_zap_page(cpu, t, id, level, base);
@@ -1600,7 +1602,7 @@ Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsign
         if (gl - span_base_ >= span_) continue;
         held += touch(hc, sp.page + idx * 8, true);
         // An unlinked SP (or one linked below it) has its SPTEs set aside: back for the write.
-        const std::uint32_t aside = unlinked_covering(t, level, sp.base);
+        const std::uint32_t aside = unlinked_covering(t, id);
         int aside_level = 0;
         Gfn aside_base = 0;
         if (aside) {

@@ -275,7 +275,8 @@ private:
     // --- SPs unlinked by kvm_mmu_track_write (kept in the hash, their state moved aside) ---
     void stash(std::uint32_t sp, Tree& t, int level, vm::Gfn base);
     bool restore(std::uint32_t sp, Tree& t);
-    std::uint32_t unlinked_covering(const Tree& t, int level, vm::Gfn base) const;
+    std::uint32_t unlinked_parent(const Tree& t, std::uint32_t sp) const;
+    std::uint32_t unlinked_covering(const Tree& t, std::uint32_t sp) const;
     engine::Time drop_stashes(std::uint32_t cpu, std::uint32_t sp);
 
     // --- bulk ---
