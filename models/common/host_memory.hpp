@@ -6,6 +6,8 @@
 //   0x0000_4000_0000_0000  kernel data (struct kvm, locks, per-vCPU fields): kKernelDataBase
 //   0x0000_5000_0000_0000  dirty bitmaps, one 1 TiB window per memslot:      kDirtyBitmapBase
 //   0x0000_6000_0000_0000  page-table pages (PageTablePageAllocator):        kPageTableBase
+//   0x0000_7000_0000_0000  L1's EPT12 pages (x86_shadow: synthetic L1 frames outside every
+//                          memslot, read when KVM syncs an SP), a 16 TiB window: kEptPageHostBase
 //   0x0100_0000_0000_0000  guest memory (the memslots' backing), at base + GPA: kGuestMemoryBase
 #pragma once
 
@@ -18,6 +20,8 @@ inline constexpr std::uint64_t kKernelDataBase = 0x0000'4000'0000'0000ULL;
 inline constexpr std::uint64_t kDirtyBitmapBase = 0x0000'5000'0000'0000ULL;
 inline constexpr std::uint64_t kDirtyBitmapWindow = 1ULL << 40;
 inline constexpr std::uint64_t kPageTableBase = 0x0000'6000'0000'0000ULL;
+inline constexpr std::uint64_t kEptPageHostBase = 0x0000'7000'0000'0000ULL;
+inline constexpr std::uint64_t kEptPageHostWindow = 1ULL << 44;
 inline constexpr std::uint64_t kGuestMemoryBase = 0x0100'0000'0000'0000ULL;
 inline constexpr std::uint64_t kHostPageSize = 4096;
 

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <iterator>
 #include <stdexcept>
+#include <tuple>
 
 #include "models/common/bulk.hpp"
 #include "models/common/costs.hpp"
@@ -46,10 +47,18 @@ constexpr std::uint64_t desc_addr(std::uint64_t head) { return kDescBase + ((hea
 // derived from the page's gfn, in a region of its own.
 constexpr std::uint64_t kEptMetaBase = kKernelDataBase + (1ULL << 39);
 constexpr std::uint64_t ept_meta_addr(Gfn gfn) { return kEptMetaBase + ((gfn * 64) & ((1ULL << 38) - 64)); }
-// The host memory of L1's EPT pages (guest memory KVM reads when it syncs an SP): synthetic.
-constexpr std::uint64_t kEptPageHostBase = 0x0000'7000'0000'0000ULL;
-constexpr std::uint64_t ept_page_addr(Gfn gfn) { return kEptPageHostBase + (((gfn - kEptPageGfnBase) << 12) & ((1ULL << 44) - 1)); }
+// The host memory of L1's EPT pages (guest memory KVM reads when it syncs an SP): synthetic, in
+// host_memory.hpp's EPT12 window.
+constexpr std::uint64_t ept_page_addr(Gfn gfn) {
+    return kEptPageHostBase + (((gfn - kEptPageGfnBase) << 12) & (kEptPageHostWindow - 1));
+}
 constexpr int kFloodThreshold = 3;  // detect_write_flooding: write_flooding_count >= 3
+
+void check_eptp(const vm::CpuContext& cpu, Gfn eptp, const char* op) {
+    if (eptp >= kEptpGfnLimit)
+        throw std::invalid_argument(std::string("x86_shadow: ") + op + " on '" + cpu.name + "' with an EPTP at frame " +
+                                    std::to_string(eptp) + ", not below 2^52");
+}
 
 constexpr bool is_present(std::uint8_t e) { return (e & spte::P) != 0; }
 constexpr bool is_leaf(std::uint8_t e) { return (e & (spte::P | spte::LEAF)) == (spte::P | spte::LEAF); }
@@ -159,11 +168,19 @@ struct X86ShadowMmu::Sp {
 };
 
 
+// The state of an SP's subtree in one tree while the SP is unlinked from it: the SPTE bytes of its
+// 512 entries and, below a level-2 SP, of its page-table children with their links.
+struct X86ShadowMmu::Unlinked {
+    int level = 0;  // the SP's level (1 or 2)
+    Gfn base = 0;   // its first gfn
+    std::vector<std::uint8_t> pte, pde;
+    std::vector<std::uint32_t> pt_sp;
+};
+
 struct X86ShadowMmu::Slot : SlotState {};  // host_level capped at 2M
 
 struct X86ShadowMmu::VcpuState : VcpuCaches {
     MmuMemoryCache info;  // mmu_shadowed_info_cache (indirect SPs)
-    bool freeing_nested = false;  // free_nested is putting the guest_mmu's roots (the L2 guests are gone)
 };
 
 struct X86ShadowMmu::Bulk : BulkWalk {};
@@ -210,13 +227,17 @@ struct X86ShadowMmu::ModelCounters {
           switches(c.id("nested_eptp_switch")),
           switch_ignored(c.id("nested_eptp_switch_ignored")),
           vm_entries(c.id("nested_vm_entry")),
-          vm_entry_ps(c.id("nested_vm_entry_ps")) {}
+          vm_entry_ps(c.id("nested_vm_entry_ps")),
+          stalled(c.id("nested_stalled_accesses")),
+          find_sync(c.id("kvm_mmu_find_shadow_page_sync")),
+          fetch_sync(c.id("fetch_mmu_sync_children")),
+          drop_parent(c.id("drop_parent_pte")) {}
     engine::CounterId find, find_skipped, find_ps, entries, collisions, alloc_sp, dropped_large, splits, split_drops,
         split_drops_topup, split_restarts, topup_objs, split_topup_objs, descs, alloc_atomic, shadow_roots,
         first_root_pages, flag_locks, host_first_touch, dirty_marked, wrprot, indirect_sp, used_pages, split_bytes,
         split_leak, unsync_page, sync_page, sync_page_ps, sync_dropped, sync_children, sync_children_ps, sync_roots,
         gfn_wrprot, ept_writes, ept_write_faults, ept_write_emulated, invept, switches, switch_ignored, vm_entries,
-        vm_entry_ps;
+        vm_entry_ps, stalled, find_sync, fetch_sync, drop_parent;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -236,6 +257,7 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
       slots_arch_lock_(env.sim, "slots_arch_lock"),
       kdata_(kKernelDataBase + (1ULL << 37)),    // apart from the embedded TDP MMU's objects
       pt_alloc_(kPageTableBase + (1ULL << 42)),
+      hold_(env.sim, env.vm.vcpus, "in a nested transition (until its VM-entry)"),
       unsync_pages_lock_(env.sim, "mmu_unsync_pages_lock") {
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
     site_direct_fault_ = sim_.site("direct_page_fault");
@@ -251,6 +273,7 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
     site_track_write_ = sim_.site("kvm_mmu_track_write");
     site_tdp_fault_ = sim_.site("kvm_tdp_mmu_page_fault");
     site_unsync_ = sim_.site("mmu_try_to_unsync_pages");
+    site_zap_trees_ = sim_.site("free_nested:zap_unheld_trees");
     if (cfg_.tdp_mmu) tdp_ = std::make_unique<x86_tdp::X86TdpMmu>(env, mmu_lock_);
 
     mmu_lock_addr_ = kdata_.alloc();
@@ -450,7 +473,11 @@ std::uint32_t X86ShadowMmu::find_shadow_page(std::uint32_t cpu, Gfn gfn, std::ui
     if (!found) stats_.add(stats_.mmu_cache_miss);
     stats_.set_max(stats_.max_mmu_page_hash_collisions, collisions);
     if (found && !role_direct(role)) {
+        // An SP kvm_mmu_track_write unlinked is found again: its state comes back to its tree
+        // (the caller links it there), then it is synced like any unsync match.
+        if (sps_[found].tree) restore(found, *sps_[found].tree);
         if (sps_[found].unsync) {
+            sim_.counters().add(mc_->find_sync);
             bool changed = false;
             c += sync_page(cpu, found, changed);
             if (changed) c += tlb_.flush();
@@ -621,6 +648,7 @@ Time X86ShadowMmu::drop_large_spte(std::uint32_t cpu, Tree& t, Gfn gfn, bool flu
 Time X86ShadowMmu::link_shadow_page(std::uint32_t cpu, Tree& t, int level, Gfn gfn, std::uint32_t sp,
                                     MmuMemoryCache& cache, bool flush) {
     Time c;
+    if (t.nested) restore(sp, t);  // unlinked from this tree by kvm_mmu_track_write: linked again
     std::uint8_t& e = entry(t, level, gfn);
     if (is_leaf(e)) c += drop_large_spte(cpu, t, gfn, flush);
     e = spte::TABLE;
@@ -660,16 +688,108 @@ Time X86ShadowMmu::prepare_zap_page(std::uint32_t cpu, Tree& t, std::uint32_t id
     }
     if (!shared) {
         stats_.add(stats_.mmu_shadow_zapped);
+        c += drop_stashes(cpu, id);  // its SPTEs in trees it was unlinked from
         free_sp(id);
     }
     return c;
 }
 
-// Zap a whole nested tree (the L2 guest is gone): every SP, then (flush) the commit's flush.
+// Zap a whole nested tree (the L2 guest is gone): every SP from the root, and the SPs unlinked
+// from it by kvm_mmu_track_write, then (flush) the commit's flush.
 Time X86ShadowMmu::zap_tree(std::uint32_t cpu, Tree& t, bool flush) {
     Time c = prepare_zap_page(cpu, t, t.root, 4, span_base_);
     t.root = 0;
+    std::vector<std::tuple<std::uint32_t, int, Gfn>> orphans;
+    for (const auto& [key, u] : unlinked_)
+        if (key.second == t.eptp) orphans.emplace_back(key.first, u.level, u.base);
+    for (const auto& [id, level, base] : orphans)
+        if (restore(id, t)) c += prepare_zap_page(cpu, t, id, level, base);
     return flush ? c + tlb_.flush() : c;  // kvm_mmu_commit_zap_page
+}
+
+// ---------------------------------------------------------------------------------------------
+// SPs unlinked by kvm_mmu_track_write: mmu_page_zap_pte(kvm, sp, spte, NULL) drops the parent SPTE
+// (drop_parent_pte) and leaves the child in mmu_page_hash with its SPTEs and rmap entries. The
+// model moves the child's subtree state out of the tree's arrays (hits() and walks must not reach
+// it) and back when a fault links the child there again (kvm_mmu_find_shadow_page finds it).
+
+// Moves the state of the subtree of sp, at (level, base) of t, out of t's arrays (sp is at level
+// 1 or 2 and was just unlinked there).
+void X86ShadowMmu::stash(std::uint32_t id, Tree& t, int level, Gfn base) {
+    Unlinked u;
+    u.level = level;
+    u.base = base;
+    const std::uint64_t i = u.base - span_base_;
+    auto take = [](auto& from, std::uint64_t at, std::uint64_t n, auto& to) {
+        to.assign(from.begin() + static_cast<std::ptrdiff_t>(at), from.begin() + static_cast<std::ptrdiff_t>(at + n));
+        std::fill_n(from.begin() + static_cast<std::ptrdiff_t>(at), n, 0);
+    };
+    if (u.level == 1) {
+        take(t.pte, i, 512, u.pte);
+    } else if (u.level == 2) {
+        take(t.pde, i >> 9, 512, u.pde);
+        take(t.pt_sp, i >> 9, 512, u.pt_sp);
+        take(t.pte, i, 512 * 512, u.pte);
+    } else {
+        throw std::logic_error("x86_shadow: unlinking a shadow page above level 2");
+    }
+    if (!unlinked_.emplace(std::make_pair(id, t.eptp), std::move(u)).second)
+        throw std::logic_error("x86_shadow: shadow page unlinked twice from a tree");
+}
+
+// Puts sp's subtree state back into t's arrays if sp was unlinked from t; says whether it was.
+bool X86ShadowMmu::restore(std::uint32_t id, Tree& tree) {
+    auto it = unlinked_.find(std::make_pair(id, tree.eptp));
+    if (it == unlinked_.end()) return false;
+    const Unlinked& u = it->second;
+    const std::uint64_t i = u.base - span_base_;
+    std::copy(u.pte.begin(), u.pte.end(), tree.pte.begin() + static_cast<std::ptrdiff_t>(i));
+    if (u.level == 2) {
+        std::copy(u.pde.begin(), u.pde.end(), tree.pde.begin() + static_cast<std::ptrdiff_t>(i >> 9));
+        std::copy(u.pt_sp.begin(), u.pt_sp.end(), tree.pt_sp.begin() + static_cast<std::ptrdiff_t>(i >> 9));
+    }
+    unlinked_.erase(it);
+    return true;
+}
+
+// The unlinked level-2 SP whose subtree, set aside, links the level-1 SP id of t (0 if none).
+std::uint32_t X86ShadowMmu::unlinked_parent(const Tree& t, std::uint32_t id) const {
+    const Sp& sp = sps_[id];
+    if (role_level(sp.role) != 1) return 0;
+    for (const auto& [key, u] : unlinked_)
+        if (key.second == t.eptp && u.level == 2 && u.base == round_gfn(sp.base, 3) &&
+            u.pt_sp[(sp.base - u.base) >> 9] == id)
+            return key.first;
+    return 0;
+}
+
+// The unlinked SP whose state set aside holds sp's SPTEs in t: sp itself, or the unlinked
+// level-2 SP that links it; 0 if none.
+std::uint32_t X86ShadowMmu::unlinked_covering(const Tree& t, std::uint32_t id) const {
+    if (unlinked_.count(std::make_pair(id, t.eptp))) return id;
+    return unlinked_parent(t, id);
+}
+
+// Freeing sp: its SPTEs stashed for trees it was unlinked from leave their rmaps.
+Time X86ShadowMmu::drop_stashes(std::uint32_t cpu, std::uint32_t id) {
+    Time c;
+    for (auto it = unlinked_.lower_bound(std::make_pair(id, Gfn{0})); it != unlinked_.end() && it->first.first == id;) {
+        const Unlinked& u = it->second;
+        for (std::size_t k = 0; k < u.pte.size(); ++k)
+            if (is_leaf(u.pte[k])) {
+                c += kt_.spte_update + rmap_remove(cpu, u.base + k, 1);
+                stats_.update_page_stats(vm::PageLevel::K4, -1);
+            }
+        for (std::size_t k = 0; k < u.pde.size(); ++k)
+            if (is_leaf(u.pde[k])) {
+                c += kt_.spte_update + rmap_remove(cpu, u.base + k * 512, 2);
+                stats_.update_page_stats(vm::PageLevel::M2, -1);
+            }
+        for (std::uint32_t ch : u.pt_sp)
+            if (ch) throw std::logic_error("x86_shadow: dropping an unlinked subtree with shadow pages in it");
+        it = unlinked_.erase(it);
+    }
+    return c;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -761,7 +881,10 @@ Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gf
             sps_[sp].base = round_gfn(gfn, level);
             // FNAME(fetch): an upper-level page found with unsync children is synced before it is
             // linked (mmu_sync_children, without yielding).
-            if (found && cl > 1 && sps_[sp].unsync_children) c += sync_children_now(cpu, sp);
+            if (found && cl > 1 && sps_[sp].unsync_children) {
+                sim_.counters().add(mc_->fetch_sync);
+                c += sync_children_now(cpu, sp);
+            }
         }
         c += link_shadow_page(cpu, t, level, gfn, sp, v.desc, true);
     }
@@ -789,6 +912,23 @@ Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gf
 Task<void> X86ShadowMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access) {
     if (cpu_ctx.vcpu < 0 || static_cast<std::size_t>(cpu_ctx.vcpu) >= vcpus_.size())
         throw std::invalid_argument("x86_shadow: page_fault from '" + cpu_ctx.name + "', which is not a vCPU of the VM");
+    const auto vi = static_cast<std::uint32_t>(cpu_ctx.vcpu);
+    if (hold_.held(vi)) {
+        // The vCPU is in KVM or L1 for a nested operation (its guest code does not run): wait until
+        // the nested VM-entry is done (or L1 resumes), then retry the access. Not an exit.
+        sim_.counters().add(mc_->stalled);
+        co_await hold_.wait_released(vi);
+        co_return;
+    }
+    hold_.fault_begin(vi);
+    co_await fault(cpu_ctx, gfn, access);
+    hold_.fault_end(vi);
+}
+
+// kvm_mmu_page_fault in the vCPU's current mode: the nested tree (FNAME(page_fault) of the
+// guest_mmu) while it runs L2, else the direct tree (direct_page_fault) or the TDP MMU. No nested
+// operation starts on the vCPU while this runs, so the mode cannot change under it.
+Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access) {
     const auto vi = static_cast<std::size_t>(cpu_ctx.vcpu);
     Tree* t = vcpu_tree_[vi];
     if (!t && tdp_) {  // kvm_tdp_page_fault
@@ -819,7 +959,7 @@ Task<void> X86ShadowMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::
             co_await sim_.delay(pre);
             pre = Time::zero();
             std::uint8_t& now = entry(*t, lvl, gfn);
-            if (now == e && vcpu_tree_[vi] == (t->nested ? t : nullptr)) {
+            if (now == e) {
                 now = static_cast<std::uint8_t>(e | spte::W);
                 const Time d = mark_page_dirty(*s, gfn, cpu);
                 stats_.add(stats_.pf_fast);
@@ -841,9 +981,7 @@ Task<void> X86ShadowMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::
         Time held = touch(cpu, mmu_lock_addr_, true);
         const std::uint8_t l1 = entry(*t, 1, gfn), l2 = entry(*t, 2, gfn);
         const bool ok = (is_leaf(l1) && (l1 & need)) || (is_leaf(l2) && (l2 & need));
-        // The vCPU left L2 (or entered it) while faulting: retry in its current mode.
-        const bool moved = vcpu_tree_[vi] != (t->nested ? t : nullptr) || (t->nested && !t->root);
-        if (!ok && !moved) {  // else another vCPU mapped it meanwhile: spurious
+        if (!ok) {  // else another vCPU mapped it meanwhile: spurious
             int goal = max_level(*s, gfn);
             if (t->nested) goal = std::min(goal, guest_leaf_level(*s));
             if (goal == 2 && is_table(l2)) goal = 1;  // huge pages are not rebuilt over a page table
@@ -973,9 +1111,8 @@ Task<std::uint64_t> X86ShadowMmu::get_root(const vm::CpuContext& cpu, x86_contex
 }
 
 // kvm_mmu_free_roots' puts (mmu_free_root_page, mmu_lock write): a valid root SP only loses the
-// reference (it stays in mmu_page_hash, found again by a later mmu_alloc_root). Seed 000's count
-// goes down. When free_nested puts them (the L1 hypervisor is done with its L2 guests), every
-// nested tree no vCPU holds any more is zapped, with one commit flush.
+// reference (it stays in mmu_page_hash, found again by a later mmu_alloc_root); nested roots are
+// never invalid here, so nothing is zapped. Seed 000's count goes down.
 Task<void> X86ShadowMmu::put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) {
     engine::LockGuard g = co_await mmu_lock_.write(site_free_roots_);
     Time held = touch(cpu.host_cpu, mmu_lock_addr_, true);
@@ -987,15 +1124,26 @@ Task<void> X86ShadowMmu::put_roots(const vm::CpuContext& cpu, std::vector<std::u
         if (sp.root_count) --sp.root_count;
         if (cfg_.child_sp_lookup == ChildSpLookup::SkipCount && indirect_mmus_) --indirect_mmus_;
     }
-    if (vcpus_.at(static_cast<std::size_t>(cpu.vcpu))->freeing_nested) {
-        bool zapped = false;
-        for (auto& n : nested_) {
-            if (!n->root || sps_[n->root].root_count) continue;
-            held += zap_tree(cpu.host_cpu, *n, false);
-            zapped = true;
-        }
-        if (zapped) held += tlb_.flush();  // kvm_mmu_commit_zap_page
+    co_await sim_.delay(held);
+}
+
+// The simplification after free_nested (the L1 hypervisor is done with its L2 guests): every
+// nested tree no vCPU holds any more is zapped (kvm_mmu_prepare_zap_page from its root, one
+// kvm_mmu_commit_zap_page flush) in a mmu_lock write section of its own; the kernel keeps them
+// until make_mmu_pages_available or a zap of everything reclaims them.
+Task<void> X86ShadowMmu::zap_unheld_trees(const vm::CpuContext& cpu) {
+    bool any = false;
+    for (auto& n : nested_) any |= n->root && !sps_[n->root].root_count;
+    if (!any) co_return;
+    engine::LockGuard g = co_await mmu_lock_.write(site_zap_trees_);
+    Time held = touch(cpu.host_cpu, mmu_lock_addr_, true);
+    bool zapped = false;
+    for (auto& n : nested_) {
+        if (!n->root || sps_[n->root].root_count) continue;
+        held += zap_tree(cpu.host_cpu, *n, false);
+        zapped = true;
     }
+    if (zapped) held += tlb_.flush();  // kvm_mmu_commit_zap_page
     co_await sim_.delay(held);
 }
 
@@ -1043,41 +1191,56 @@ Task<void> X86ShadowMmu::nested_enter(const vm::CpuContext& cpu, Gfn eptp) {
     sim_.counters().add(mc_->vm_entry_ps, static_cast<std::uint64_t>((sim_.now() - start).ps()));
 }
 
-// VMLAUNCH/VMRESUME of an L2 guest whose EPT root is at eptp on a vCPU running L1.
+// VMLAUNCH/VMRESUME of an L2 guest whose EPT root is at eptp on a vCPU running L1. The vCPU's
+// guest stream is held until the VM-entry is done.
 Task<void> X86ShadowMmu::nested_start(const vm::CpuContext& cpu, Gfn eptp) {
-    const auto vi = static_cast<std::size_t>(cpu.vcpu);
-    if (cpu.vcpu < 0 || vi >= vcpus_.size() || vcpu_tree_[vi]) co_return;
+    if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size()) co_return;
+    check_eptp(cpu, eptp, "nested_start");
+    const auto vi = static_cast<std::uint32_t>(cpu.vcpu);
+    co_await hold_.serialize(vi);
+    if (vcpu_tree_[vi]) co_return;
+    co_await hold_.hold(vi);
     co_await nested_enter(cpu, eptp);
+    hold_.end(vi, true);
 }
 
 // The L2 guest exits for good and L1 is done with nested guests on this vCPU (free_nested:
-// kvm_mmu_free_roots(guest_mmu, KVM_MMU_ROOTS_ALL)); trees no vCPU holds any more are zapped.
+// kvm_mmu_free_roots(guest_mmu, KVM_MMU_ROOTS_ALL), which only drops the roots' references);
+// then, the simplification, the trees no vCPU holds any more are zapped. The vCPU's guest stream
+// is held meanwhile.
 Task<void> X86ShadowMmu::nested_stop(const vm::CpuContext& cpu, Gfn eptp) {
-    const auto vi = static_cast<std::size_t>(cpu.vcpu);
-    if (cpu.vcpu < 0 || vi >= vcpus_.size() || !vcpu_tree_[vi] || vcpu_tree_[vi]->eptp != eptp) co_return;
+    if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size()) co_return;
+    const auto vi = static_cast<std::uint32_t>(cpu.vcpu);
+    co_await hold_.serialize(vi);
+    if (!vcpu_tree_[vi] || vcpu_tree_[vi]->eptp != eptp) co_return;
+    co_await hold_.hold(vi);
     vcpu_tree_[vi] = nullptr;
-    VcpuState& v = *vcpus_[vi];
-    v.freeing_nested = true;
     (void)co_await guest_mmu_->free_roots(cpu, x86_context::kRootsAll);
-    v.freeing_nested = false;
+    co_await zap_unheld_trees(cpu);
+    hold_.end(vi, true);
 }
 
 // L1 switches the vCPU's L2 guest: a nested VM-exit, VMPTRLD of the next vmcs12, VMRESUME
-// (nested_transition), then the nested VM-entry with the new EPTP (nested_enter).
+// (nested_transition), then the nested VM-entry with the new EPTP (nested_enter). The vCPU's
+// guest stream is held from the VM-exit to the end of the VM-entry.
 Task<void> X86ShadowMmu::nested_eptp_switch(const vm::CpuContext& cpu, const std::vector<Gfn>& eptps) {
-    const auto vi = static_cast<std::size_t>(cpu.vcpu);
-    if (cpu.vcpu < 0 || vi >= vcpus_.size() || eptps.empty())
+    if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size() || eptps.empty())
         throw std::invalid_argument("x86_shadow: nested_eptp_switch on '" + cpu.name + "'");
+    for (Gfn e : eptps) check_eptp(cpu, e, "nested_eptp_switch");
+    const auto vi = static_cast<std::uint32_t>(cpu.vcpu);
+    co_await hold_.serialize(vi);
     const Tree* cur = vcpu_tree_[vi];
     if (!cur) {  // the vCPU runs L1: nothing to switch
         sim_.counters().add(mc_->switch_ignored);
         co_return;
     }
+    co_await hold_.hold(vi);  // the nested VM-exit is taken at the next exit of L2
     auto it = std::find(eptps.begin(), eptps.end(), cur->eptp);
     const Gfn next = it == eptps.end() || std::next(it) == eptps.end() ? eptps.front() : *std::next(it);
     sim_.counters().add(mc_->switches);
     co_await sim_.delay(k_.nested_transition);
     co_await nested_enter(cpu, next);
+    hold_.end(vi, true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1091,7 +1254,13 @@ std::uint32_t X86ShadowMmu::parent_of(const Sp& sp, unsigned& idx) const {
     Tree& t = *sp.tree;
     const std::uint64_t i = sp.base - span_base_;
     const std::uint32_t linked = level == 1 ? t.pt_sp[i >> 9] : level == 2 ? t.pd_sp[i >> 18] : t.pdpt_sp[i >> 27];
-    if (!linked || &sps_[linked] != &sp) return 0;
+    if (!linked || &sps_[linked] != &sp) {
+        // A page table linked by a level-2 SP that kvm_mmu_track_write unlinked: its parent SPTE
+        // is in that SP's subtree, set aside.
+        const std::uint32_t parent = unlinked_parent(t, static_cast<std::uint32_t>(&sp - sps_.data()));
+        if (parent) idx = spte_index(sp.base, 2);
+        return parent;
+    }
     idx = spte_index(sp.base, level + 1);
     return level + 1 == 4 ? t.root : level + 1 == 3 ? t.pdpt_sp[i >> 27] : t.pd_sp[i >> 18];
 }
@@ -1354,12 +1523,53 @@ Time X86ShadowMmu::zap_nested_sp(std::uint32_t cpu, Tree& t, int level, Gfn base
     return c;
 }
 
+// kvm_mmu_prepare_zap_page of an indirect SP of a nested tree, linked or unlinked (the caller
+// flushes).
+Time X86ShadowMmu::zap_sp(std::uint32_t cpu, std::uint32_t id) {
+    const Sp& sp = sps_[id];
+    Tree& t = *sp.tree;
+    const int level = role_level(sp.role);
+    const Gfn base = sp.base;
+    if (level < 4 && child(t, level + 1, base) == id) return zap_nested_sp(cpu, t, level, base);
+    const std::uint32_t aside = unlinked_covering(t, id);
+    if (aside == id) {
+        restore(id, t);
+        return prepare_zap_page(cpu, t, id, level, base);
+    }
+    if (!aside) throw std::logic_error("x86_shadow: zap of a shadow page neither linked nor unlinked");
+    // Linked under an unlinked SP: zapped in that SP's subtree, which stays aside.
+    const Unlinked& u = unlinked_.at(std::make_pair(aside, t.eptp));
+    const int ul = u.level;
+    const Gfn ub = u.base;
+    restore(aside, t);
+    const Time c = zap_nested_sp(cpu, t, level, base);
+    stash(aside, t, ul, ub);
+    return c;
+}
+
+// drop_parent_pte (mmu_page_zap_pte without an invalid list): the SPTE at (level, gfn) of t that
+// links a child SP is cleared and leaves the child's parent_ptes; the child stays in mmu_page_hash
+// with its SPTEs, unlinked (its subtree's state set aside), until a fault links it again or
+// something zaps it.
+Time X86ShadowMmu::drop_parent_pte(std::uint32_t cpu, Tree& t, int level, Gfn gfn) {
+    std::uint32_t& link = child(t, level, gfn);
+    const std::uint32_t ch = link;
+    Time c = kt_.spte_update;  // mmu_spte_clear_no_track
+    c += pte_list_remove(cpu, sps_[ch].parents, sps_[ch].header + 64);  // mmu_page_remove_parent_pte
+    entry(t, level, gfn) = 0;
+    link = 0;
+    stash(ch, t, level - 1, round_gfn(gfn, level));
+    sim_.counters().add(mc_->drop_parent);
+    return c;
+}
+
 // kvm_mmu_track_write (mmu_lock write): ++mmu_pte_write; for every SP shadowing the page
-// (for_each_gfn_valid_sp_with_gptes): a third write to an upper-level SP without a fault using it
-// in between zaps it (detect_write_flooding, mmu_flooded); else the written SPTE is zapped
-// (mmu_page_zap_pte; mmu_pde_zapped above 4K); one flush (kvm_mmu_remote_flush_or_zap). An SPTE
-// linking a child SP is dropped with its child, which no other SPTE links (the kernel leaves the
-// child unlinked in the hash until something zaps it).
+// (for_each_gfn_valid_sp_with_gptes, unlinked ones too): a third write to an upper-level SP
+// without a fault using it in between zaps it (detect_write_flooding: kvm_mmu_prepare_zap_page,
+// mmu_flooded); else the written SPTE is zapped (mmu_page_zap_pte without an invalid list: a leaf
+// is dropped, a link only unlinks its child, drop_parent_pte; mmu_pde_zapped above 4K, as L1's
+// new entry is not zero); one flush if an SPTE was present or an SP zapped
+// (kvm_mmu_remote_flush_or_zap).
 Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsigned idx) {
     if (!indirect_shadow_pages_) co_return;
     engine::LockGuard g = co_await mmu_lock_.write(site_track_write_);
@@ -1380,25 +1590,39 @@ Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsign
         const int level = role_level(sp.role);
         Tree& t = *sp.tree;
         if (level > 1 && ++sp.write_flooding >= kFloodThreshold) {  // detect_write_flooding
-            held += zap_nested_sp(hc, t, level, sp.base);
+            held += zap_sp(hc, id);
             stats_.add(stats_.mmu_flooded);
             flush = true;
             continue;
         }
         const Gfn gl = sp.base + idx * pages_at(level);
-        if (gl - span_base_ >= span_) continue;
-        std::uint8_t& e = entry(t, level, gl);
-        held += touch(hc, sp.page + idx * 8, true);
-        if (!is_present(e)) continue;
-        if (is_leaf(e)) {  // drop_spte
-            held += kt_.spte_update + rmap_remove(hc, gl, level);
-            stats_.update_page_stats(level == 1 ? vm::PageLevel::K4 : vm::PageLevel::M2, -1);
-            e = 0;
-        } else {  // drop_parent_pte
-            held += zap_nested_sp(hc, t, level - 1, gl);
-        }
+        // L1's new entry (gentry) is never zero: mmu_pde_zapped counts every upper-level SPTE the
+        // write reaches, present or not.
         if (level > 1) stats_.add(stats_.mmu_pde_zapped);
-        flush = true;
+        if (gl - span_base_ >= span_) continue;
+        held += touch(hc, sp.page + idx * 8, true);
+        // An unlinked SP (or one linked below it) has its SPTEs set aside: back for the write.
+        const std::uint32_t aside = unlinked_covering(t, id);
+        int aside_level = 0;
+        Gfn aside_base = 0;
+        if (aside) {
+            const Unlinked& u = unlinked_.at(std::make_pair(aside, t.eptp));
+            aside_level = u.level;
+            aside_base = u.base;
+            restore(aside, t);
+        }
+        std::uint8_t& e = entry(t, level, gl);
+        if (is_present(e)) {
+            if (is_leaf(e)) {  // drop_spte
+                held += kt_.spte_update + rmap_remove(hc, gl, level);
+                stats_.update_page_stats(level == 1 ? vm::PageLevel::K4 : vm::PageLevel::M2, -1);
+                e = 0;
+            } else {
+                held += drop_parent_pte(hc, t, level, gl);
+            }
+            flush = true;  // the SPTE was present
+        }
+        if (aside) stash(aside, t, aside_level, aside_base);
     }
     if (flush) held += tlb_.flush();
     co_await sim_.delay(held);
@@ -1410,8 +1634,8 @@ Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsign
 // to the emulator at once. Otherwise a write fault (direct_page_fault under mmu_lock write, or
 // kvm_tdp_mmu_page_fault under mmu_lock read): make_spte -> mmu_try_to_unsync_pages: a
 // write-tracked page stays read-only and the write is emulated (RET_PF_EMULATE); else every SP
-// shadowing it goes unsync (kvm_unsync_page, under mmu_unsync_pages_lock with the TDP MMU) and
-// the mapping becomes writable. Emulation (emulate_write) ends in kvm_mmu_track_write.
+// shadowing it goes unsync (kvm_unsync_page, under mmu_unsync_pages_lock whatever the MMU type)
+// and the mapping becomes writable. Emulation (emulate_write) ends in kvm_mmu_track_write.
 Task<void> X86ShadowMmu::l1_ept_write(const vm::CpuContext& cpu, Gfn page, unsigned idx) {
     const std::uint32_t hc = cpu.host_cpu;
     sim_.counters().add(mc_->ept_writes);
@@ -1445,16 +1669,16 @@ Task<void> X86ShadowMmu::l1_ept_write(const vm::CpuContext& cpu, Gfn page, unsig
                 held += k_.hash_entry_step + touch(hc, sps_[id].header, false);
                 if (sps_[id].gfn == page && !role_direct(sps_[id].role) && !sps_[id].unsync) to_unsync.push_back(id);
             }
-            if (!to_unsync.empty() && tdp_) {  // TDP MMU faults hold mmu_lock for read only
+            if (!to_unsync.empty()) {
+                // mmu_unsync_pages_lock, taken whatever the MMU type (needed by TDP MMU faults,
+                // which hold mmu_lock for read only; uncontended under mmu_lock write).
                 co_await sim_.delay(held);
                 held = Time::zero();
                 engine::LockGuard u = co_await unsync_pages_lock_.lock(site_unsync_);
                 Time in = Time::zero();
                 for (std::uint32_t id : to_unsync)
-                    if (!sps_[id].unsync) in += unsync_page(hc, id);
+                    if (!sps_[id].unsync) in += unsync_page(hc, id);  // rechecked under the spinlock
                 co_await sim_.delay(in);
-            } else {
-                for (std::uint32_t id : to_unsync) held += unsync_page(hc, id);
             }
             st = spte::P | spte::W;
         } else {
@@ -1481,9 +1705,15 @@ Task<void> X86ShadowMmu::l1_ept_write(const vm::CpuContext& cpu, Gfn page, unsig
 // afterwards (nested_transition, then the nested VM-entry: with its root freed by INVEPT, the root
 // is loaded again and kvm_mmu_sync_roots syncs what went unsync).
 Task<void> X86ShadowMmu::nested_ept_write(const vm::CpuContext& cpu, const vm::NestedEptWrite& w) {
-    const auto vi = static_cast<std::size_t>(cpu.vcpu);
-    if (cpu.vcpu < 0 || vi >= vcpus_.size() || w.entries == 0 || w.end <= w.start)
+    if (cpu.vcpu < 0 || static_cast<std::size_t>(cpu.vcpu) >= vcpus_.size() || w.entries == 0 || w.end <= w.start)
         throw std::invalid_argument("x86_shadow: nested_ept_write on '" + cpu.name + "'");
+    check_eptp(cpu, w.eptp, "nested_ept_write");
+    if (w.level > 3)
+        throw std::invalid_argument("x86_shadow: nested_ept_write on '" + cpu.name + "' at EPT level " +
+                                    std::to_string(w.level) + " (L1 rewrites entries of levels 1 to 3)");
+    const auto vi = static_cast<std::uint32_t>(cpu.vcpu);
+    co_await hold_.serialize(vi);
+    co_await hold_.hold(vi);  // L2 exits to L1 at its next exit; L1's writes are this vCPU's work
     const Tree* running = vcpu_tree_[vi];
     const Gfn resume = running ? running->eptp : 0;
     if (running) co_await sim_.delay(k_.nested_transition);
@@ -1492,16 +1722,17 @@ Task<void> X86ShadowMmu::nested_ept_write(const vm::CpuContext& cpu, const vm::N
         const Gfn g = w.start + j * step;
         const Slot* s = slot_of(g);
         if (!s || g - span_base_ >= span_) continue;
-        const int leaf = std::min(2, guest_leaf_level(*s));
-        co_await l1_ept_write(cpu, ept_page_gfn(w.eptp, leaf, g - span_base_), spte_index(g, leaf));
+        const int level = std::max(std::min(2, guest_leaf_level(*s)), static_cast<int>(w.level));
+        co_await l1_ept_write(cpu, ept_page_gfn(w.eptp, level, g - span_base_), spte_index(g, level));
     }
     if (w.invept) {
         sim_.counters().add(mc_->invept);
         co_await sim_.delay(kt_.fault_entry);  // the INVEPT exit
-        (void)co_await guest_mmu_->free_roots(cpu, guest_mmu_->roots_matching(static_cast<std::uint32_t>(vi), w.eptp));
+        (void)co_await guest_mmu_->free_roots(cpu, guest_mmu_->roots_matching(vi, w.eptp));
         co_await sim_.delay(kt_.fault_exit);
     }
     if (running) co_await nested_enter(cpu, resume);
+    hold_.end(vi, true);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1579,10 +1810,22 @@ Task<void> X86ShadowMmu::split_huge_page(Bulk& b, Slot& s, Tree& t, Gfn gfn) {
     const std::uint32_t sp =
         get_shadow_page(b.cpu, gfn, make_role(1, true, true), split_header_, split_page_, nullptr, true, c);
     const std::uint64_t i = gfn - span_base_;
+    // A direct SP found with SPTEs in this tree (unlinked from it by kvm_mmu_track_write) keeps
+    // them: they map the same frames; only the others are filled and added to the rmaps.
+    restore(sp, t);
     const auto ch = static_cast<std::uint8_t>(huge & (spte::P | spte::W | spte::X | spte::MW | spte::LEAF));
-    std::fill_n(t.pte.begin() + static_cast<std::ptrdiff_t>(i), 512, ch);
-    c += kt_.split_spte_fill * 512 + touch(b.cpu, sps_[sp].page, true, 4096);
+    std::array<bool, 512> fill{};
+    unsigned filled = 0;
     for (unsigned k = 0; k < 512; ++k) {
+        std::uint8_t& e = t.pte[i + k];
+        if (is_present(e)) continue;
+        e = ch;
+        fill[k] = true;
+        ++filled;
+    }
+    c += kt_.split_spte_fill * filled + touch(b.cpu, sps_[sp].page, true, 4096);
+    for (unsigned k = 0; k < 512; ++k) {
+        if (!fill[k]) continue;  // kept
         RmapCount& n = rmap4k_[i + k];
         if (n == kRmapCountMax) throw std::logic_error("x86_shadow: rmap entry count overflow");
         stats_.set_max(stats_.max_mmu_rmap_size, n);
@@ -1599,7 +1842,7 @@ Task<void> X86ShadowMmu::split_huge_page(Bulk& b, Slot& s, Tree& t, Gfn gfn) {
         ++n;
         if (k % 8 == 0) c += touch(b.cpu, rmap_head_addr(gfn + k, 1), true, 64);
     }
-    stats_.update_page_stats(vm::PageLevel::K4, 512);
+    stats_.update_page_stats(vm::PageLevel::K4, filled);
     c += link_shadow_page(b.cpu, t, 2, gfn, sp, split_desc_, false);
     sim_.counters().add(mc_->splits);
     b.acc += c;
@@ -1672,6 +1915,18 @@ Task<void> X86ShadowMmu::remove_write_access(Bulk& b, Slot& s) {
                 for (auto& t : nested_) protect(*t, level, h);
             }
         }
+    }
+    // The SPTEs of SPs kvm_mmu_track_write unlinked are still in the rmaps: protected too.
+    for (auto& [key, u] : unlinked_) {
+        auto protect_aside = [&](std::uint8_t& e, Gfn g) {
+            if (g < s.base || g >= s.base + s.npages || !is_leaf(e) || !(e & spte::W)) return;
+            e = static_cast<std::uint8_t>(e & ~spte::W);
+            b.acc += kt_.spte_update;
+            sim_.counters().add(mc_->wrprot);
+            flush = true;
+        };
+        for (std::size_t k = 0; k < u.pte.size(); ++k) protect_aside(u.pte[k], u.base + k);
+        for (std::size_t k = 0; k < u.pde.size(); ++k) protect_aside(u.pde[k], u.base + k * 512);
     }
     if (flush) b.acc += tlb_.flush();
 }
@@ -1797,29 +2052,28 @@ vm::ModelInfo x86_shadow_model_info() {
                          info.knobs.end());
         info.inert_knobs.push_back(vm::InertKnob{name, why});
     }
-    const vm::KnobSpec::AppliesWhen with_tdp{
-        "tdp_mmu", {true}, "the nested MMUs' huge pages are split eagerly only with the TDP MMU on "
-                           "(kvm_mmu_slot_try_split_huge_pages returns at once otherwise)"};
+    // The condition "tdp_mmu is true", with the reason it matters for the knob.
+    const auto with_tdp = [](std::string why) { return vm::KnobSpec::AppliesWhen{"tdp_mmu", {true}, std::move(why)}; };
     const vm::KnobSpec::AppliesWhen with_eager{
         "eager_page_split", {true}, "the split caches are used only by eager page splitting"};
     for (auto& k : info.knobs) {
         if (k.name == "eager_page_split") {
             k.meaning += "; with tdp_mmu on it also splits the nested MMUs' huge pages (kvm_shadow_mmu_try_split_huge_pages)";
-            k.applies_when.push_back({"tdp_mmu", {true},
-                                      "kvm_mmu_slot_try_split_huge_pages returns at once unless the TDP MMU is on "
-                                      "(v6.9), so nothing is split eagerly with tdp_mmu false"});
+            k.applies_when.push_back(with_tdp("kvm_mmu_slot_try_split_huge_pages returns at once unless the TDP MMU is "
+                                              "on (v6.9), so nothing is split eagerly with tdp_mmu false"));
         } else if (k.name == "fault_lock") {
-            k.applies_when.push_back({"tdp_mmu", {true},
-                                      "it is the mmu_lock mode of the TDP MMU's fault path; the shadow MMU's faults "
-                                      "always take mmu_lock for write, and tdp_mmu false turns the TDP MMU off"});
+            k.applies_when.push_back(with_tdp("it is the mmu_lock mode of the TDP MMU's fault path; the shadow MMU's "
+                                              "faults always take mmu_lock for write, and tdp_mmu false turns the TDP "
+                                              "MMU off"));
         } else if (k.name == "split_desc_cache_capacity" || k.name == "split_cache_free") {
-            k.applies_when.push_back(with_tdp);
+            k.applies_when.push_back(with_tdp("the nested MMUs' huge pages are split eagerly only with the TDP MMU on "
+                                              "(kvm_mmu_slot_try_split_huge_pages returns at once otherwise)"));
             k.applies_when.push_back(with_eager);
         } else if (k.name == "alias_percent") {
-            k.applies_when.push_back({"tdp_mmu", {true},
-                                      "the aliased rmap entries are laid down when the first shadow root allocates "
-                                      "the rmaps, which happens only with the TDP MMU on; with tdp_mmu false the "
-                                      "rmaps exist from the memslot's creation and nothing splits eagerly"});
+            k.applies_when.push_back(with_tdp("the aliased rmap entries are laid down when the first shadow root "
+                                              "allocates the rmaps, which happens only with the TDP MMU on; with "
+                                              "tdp_mmu false the rmaps exist from the memslot's creation and nothing "
+                                              "splits eagerly"));
         } else if (k.name == "root_alloc_lock") {
             k.applies_when.push_back({"child_sp_lookup", {std::string("skip_bool"), std::string("skip_count")},
                                       "the lock guards the indirect-MMU bool or count, which child_sp_lookup "

@@ -38,12 +38,14 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/common/host_memory.hpp"
 #include "models/common/kvm_stats.hpp"
 #include "models/common/memory_cache.hpp"
 #include "models/common/resched.hpp"
+#include "models/common/stream_hold.hpp"
 #include "models/common/tlb_flush.hpp"
 #include "models/x86_context/x86_context.hpp"
 #include "models/x86_tdp/x86_tdp.hpp"
@@ -67,11 +69,16 @@ inline constexpr std::size_t kPageArrayNr = 16;                // KVM_PAGE_ARRAY
 // L1's EPT pages for the L2 guest whose EPT root is at eptp (its EPT12): synthetic L1 frames,
 // one region of 2^20 frames per EPTP above every memslot (so EPTPs never share a page): the PDPT
 // pages first, then the PD pages, then the PT pages, in L2 guest-physical order.
+// EPTPs are page addresses below 2^52 (MAXPHYADDR): frames below kEptpGfnLimit, so that
+// `eptp << 20` cannot overflow; the model rejects others (std::invalid_argument).
 inline constexpr vm::Gfn kEptPageGfnBase = vm::Gfn{1} << 44;
+inline constexpr vm::Gfn kEptpGfnLimit = vm::Gfn{1} << (vm::kMaxPhysAddrBits - 12);
 constexpr vm::Gfn ept_page_gfn(vm::Gfn eptp, int level, std::uint64_t rel) {
     const std::uint64_t off = level == 3 ? (rel >> 27) : level == 2 ? 4 + (rel >> 18) : 4 + 1024 + (rel >> 9);
     return kEptPageGfnBase + (eptp << 20) + 1 + off;
 }
+static_assert(kEptPageGfnBase + ((kEptpGfnLimit - 1) << 20) + (vm::Gfn{1} << 20) > kEptPageGfnBase,
+              "ept_page_gfn fits 64 bits for every EPTP below 2^52");
 
 // mmu_page_hash's hash: hash_64(gfn, KVM_MMU_HASH_SHIFT) (include/linux/hash.h).
 constexpr std::uint32_t page_table_hash(std::uint64_t gfn) {
@@ -128,9 +135,12 @@ public:
     explicit X86ShadowMmu(vm::ModelEnv& env);
     ~X86ShadowMmu() override;
 
-    // O(1): the vCPU's tree (its nested root's, while it runs L2; else the direct tree or the
-    // TDP MMU's), then the 4K entry, then the 2M entry.
+    // O(1): false while the vCPU's stream is held (a nested transition runs on it); else the
+    // vCPU's tree (its nested root's, while it runs L2; else the direct tree or the TDP MMU's),
+    // then the 4K entry, then the 2M entry.
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
+        if (hold_.held(vcpu)) [[unlikely]]
+            return false;
         const Tree* t = vcpu_tree_[vcpu];
         if (!t) {
             if (tdp_) return tdp_->hits(vcpu, gfn, access);
@@ -188,6 +198,7 @@ public:
 
 private:
     struct Sp;
+    struct Unlinked;
     struct Slot;
     struct VcpuState;
     struct Bulk;
@@ -223,6 +234,7 @@ private:
     void free_sp(std::uint32_t sp);
 
     // --- faults ---
+    engine::Task<void> fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access);
     engine::Time map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, vm::Gfn gfn, int goal);
     engine::Time topup_caches(VcpuState& v, bool indirect);
     engine::Time faultin(Slot& s, vm::Gfn gfn);
@@ -236,6 +248,7 @@ private:
     x86_context::RootRole root_role(const x86_context::CpuRole& role) const override;
     engine::Task<std::uint64_t> get_root(const vm::CpuContext& cpu, x86_context::RootRole role, vm::Gfn pgd) override;
     engine::Task<void> put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) override;
+    engine::Task<void> zap_unheld_trees(const vm::CpuContext& cpu);
     Tree& tree_for(vm::Gfn eptp);
     Tree* tree_of_root(std::uint64_t hpa);
     engine::Task<void> nested_enter(const vm::CpuContext& cpu, vm::Gfn eptp);
@@ -256,6 +269,15 @@ private:
     engine::Task<void> l1_ept_write(const vm::CpuContext& cpu, vm::Gfn page, unsigned idx);
     engine::Task<void> track_write(const vm::CpuContext& cpu, vm::Gfn page, unsigned idx);
     engine::Time zap_nested_sp(std::uint32_t cpu, Tree& t, int level, vm::Gfn base);
+    engine::Time zap_sp(std::uint32_t cpu, std::uint32_t sp);
+    engine::Time drop_parent_pte(std::uint32_t cpu, Tree& t, int level, vm::Gfn gfn);
+
+    // --- SPs unlinked by kvm_mmu_track_write (kept in the hash, their state moved aside) ---
+    void stash(std::uint32_t sp, Tree& t, int level, vm::Gfn base);
+    bool restore(std::uint32_t sp, Tree& t);
+    std::uint32_t unlinked_parent(const Tree& t, std::uint32_t sp) const;
+    std::uint32_t unlinked_covering(const Tree& t, std::uint32_t sp) const;
+    engine::Time drop_stashes(std::uint32_t cpu, std::uint32_t sp);
 
     // --- bulk ---
     Bulk make_bulk(const vm::CpuContext& cpu);
@@ -302,6 +324,9 @@ private:
     std::vector<std::unique_ptr<Tree>> nested_;   // by EPTP
     std::vector<Tree*> vcpu_tree_;                // the nested tree a vCPU runs in (L2), else null
     std::unique_ptr<x86_context::MmuContext> guest_mmu_;  // every vCPU's vcpu->arch.guest_mmu
+    // A vCPU's guest stream is held while a nested operation runs on it (from the nested VM-exit,
+    // or L1's own work, to the end of the nested VM-entry).
+    GuestStreamHold hold_;
 
     // Unsync state (KVM's mmu_unsync), L1's mappings of its EPT pages (by L1 gfn: P/W bits; absent
     // = not present) and write tracking (upper-level indirect SPs per gfn), and the entries L1
@@ -310,6 +335,10 @@ private:
     std::map<vm::Gfn, std::uint8_t> l1_ept_spte_;
     std::map<vm::Gfn, std::uint32_t> write_track_;
     std::map<std::uint32_t, std::array<std::uint64_t, 8>> gpte_written_;
+    // SPs kvm_mmu_track_write unlinked from a nested tree (mmu_page_zap_pte without an invalid
+    // list): still in mmu_page_hash with their SPTEs; their subtree's state, moved out of the
+    // tree's arrays until a fault links them there again. By (SP id, the tree's EPTP).
+    std::map<std::pair<std::uint32_t, vm::Gfn>, Unlinked> unlinked_;
     engine::SpinLock unsync_pages_lock_;
     std::vector<std::unique_ptr<Slot>> slots_;
     std::vector<std::unique_ptr<VcpuState>> vcpus_;
@@ -332,7 +361,7 @@ private:
 
     engine::Site site_direct_fault_, site_ept_fault_, site_root_, site_root_flag_, site_free_roots_, site_split_,
         site_wrprot_, site_memslot_, site_first_root_, site_sync_roots_, site_track_write_, site_tdp_fault_,
-        site_unsync_;
+        site_unsync_, site_zap_trees_;
     std::unique_ptr<ModelCounters> mc_;
 };
 

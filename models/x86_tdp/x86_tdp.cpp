@@ -139,11 +139,8 @@ struct X86TdpMmu::Slot : SlotState {
 
 struct X86TdpMmu::VcpuState : VcpuCaches {
     x86_context::CpuRole role;  // the vCPU's registers as kvm_calc_cpu_role sees them
-    bool in_fault = false;      // inside page_fault (an SMI is taken at the next entry)
-    bool in_transition = false;
     std::uint64_t smram_buf = 0;  // enter_smm's / emulator_leave_smm's union kvm_smram on the kernel stack
     std::uint64_t smbase = 0;     // vcpu->arch.smbase (GPA) of the SMI being handled
-    std::unique_ptr<engine::Signal> wake;  // fault done / SMM left
 };
 
 
@@ -230,7 +227,8 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared)
       stats_(env.sim.counters()),
       tlb_(stats_, k_.tlb_flush_base, k_.tlb_flush_per_vcpu, env.vm.vcpus),
       own_mmu_lock_(shared ? nullptr : std::make_unique<engine::RwLock>(env.sim, "mmu_lock")),
-      mmu_lock_(shared ? *shared : *own_mmu_lock_) {
+      mmu_lock_(shared ? *shared : *own_mmu_lock_),
+      hold_(env.sim, env.vm.vcpus, "in SMM (until smm_exit)") {
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
     site_fault_ = sim_.site("kvm_tdp_mmu_page_fault");
     site_zap_ = sim_.site("kvm_zap_gfn_range");
@@ -303,10 +301,8 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared)
         v->desc = MmuMemoryCache("mmu_pte_list_desc_cache", k_.mmu_cache_alloc_obj);
         v->page = MmuMemoryCache("mmu_shadow_page_cache", k_.mmu_cache_alloc_page);
         v->header = MmuMemoryCache("mmu_page_header_cache", k_.mmu_cache_alloc_obj);
-        v->wake = std::make_unique<engine::Signal>(sim_, "vcpu" + std::to_string(i) + " in SMM (until smm_exit)");
         vcpus_.push_back(std::move(v));
     }
-    blocked_.assign(vm_.vcpus, 0);
 
     // Every vCPU starts with the address-space-0 root loaded (a reference each), plus the TDP
     // MMU's own reference since v6.4. A vCPU's guest is in flat protected mode without paging
@@ -771,20 +767,18 @@ int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu) {
 Task<void> X86TdpMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access) {
     if (cpu_ctx.vcpu < 0 || static_cast<std::size_t>(cpu_ctx.vcpu) >= vcpus_.size())
         throw std::invalid_argument("x86_tdp: page_fault from '" + cpu_ctx.name + "', which is not a vCPU of the VM");
-    const auto i = static_cast<std::size_t>(cpu_ctx.vcpu);
-    VcpuState& v = *vcpus_[i];
-    if (blocked_[i]) {
+    const auto i = static_cast<std::uint32_t>(cpu_ctx.vcpu);
+    if (hold_.held(i)) {
         // The guest code of this stream does not run during an SMM transition or in SMM (the
         // SMI handler is not modelled): wait until RSM has been emulated and the root reloaded,
         // then retry the access. Not an exit: no pf_taken.
         sim_.counters().add(mc_->smm_stall);
-        while (blocked_[i]) co_await v.wake->wait();
+        co_await hold_.wait_released(i);
         co_return;
     }
-    v.in_fault = true;
+    hold_.fault_begin(i);
     co_await fault(cpu_ctx, gfn, access);
-    v.in_fault = false;
-    if (v.in_transition) v.wake->notify_all();
+    hold_.fault_end(i);
 }
 
 // kvm_tdp_mmu_page_fault on the vCPU's loaded address-space-0 root.
@@ -1578,15 +1572,13 @@ Task<void> X86TdpMmu::smm_transition(const vm::CpuContext& cpu, bool enter, cons
         throw std::invalid_argument("x86_tdp: smm_transition on '" + cpu.name + "', which is not a vCPU of the VM");
     const auto i = static_cast<std::size_t>(cpu.vcpu);
     VcpuState& v = *vcpus_[i];
-    while (v.in_transition) co_await v.wake->wait();
+    co_await hold_.serialize(static_cast<std::uint32_t>(i));
     // An SMI in SMM is latched, an RSM outside SMM is #UD: nothing for the MMU (counted).
     if (v.role.smm == enter) {
         sim_.counters().add(mc_->smm_ignored);
         co_return;
     }
-    v.in_transition = true;
-    blocked_[i] = 1;
-    while (v.in_fault) co_await v.wake->wait();  // the SMI is taken at the next entry
+    co_await hold_.hold(static_cast<std::uint32_t>(i));  // the SMI is taken at the next entry
     sim_.counters().add(enter ? mc_->smm_enter : mc_->smm_exit);
     constexpr std::uint64_t kSmram = 512;  // sizeof(union kvm_smram), at smbase + 0xfe00
     const std::uint32_t hc = cpu.host_cpu;
@@ -1619,9 +1611,7 @@ Task<void> X86TdpMmu::smm_transition(const vm::CpuContext& cpu, bool enter, cons
         co_await sim_.delay(touch(hc, v.smram_buf, false, kSmram));
         co_await ctx_->reload(cpu);
     }
-    v.in_transition = false;
-    if (!enter) blocked_[i] = 0;
-    v.wake->notify_all();
+    hold_.end(static_cast<std::uint32_t>(i), !enter);  // an SMI keeps the stream held until RSM
 }
 
 }  // namespace x86_tdp

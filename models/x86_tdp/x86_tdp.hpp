@@ -38,6 +38,7 @@
 #include "models/common/invalidation.hpp"
 #include "models/common/kvm_stats.hpp"
 #include "models/common/memory_cache.hpp"
+#include "models/common/stream_hold.hpp"
 #include "models/common/resched.hpp"
 #include "models/common/tlb_flush.hpp"
 #include "models/x86_context/x86_context.hpp"
@@ -112,8 +113,8 @@ public:
     ~X86TdpMmu() override;
 
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
-        // No root loaded (an SMM transition) or in SMM: the access must enter the model.
-        if (vcpu < blocked_.size() && blocked_[vcpu]) [[unlikely]]
+        // An SMM transition or in SMM (the stream is held): the access must enter the model.
+        if (hold_.held(vcpu)) [[unlikely]]
             return false;
         const std::uint64_t r = (gfn >> 18) - lut_base_;
         if (r >= lut_.size()) [[unlikely]]
@@ -284,7 +285,7 @@ private:
 
     std::vector<std::unique_ptr<Slot>> slots_;
     std::vector<std::unique_ptr<VcpuState>> vcpus_;
-    std::vector<std::uint8_t> blocked_;  // per vCPU: no root loaded, or in SMM (hits() is false)
+    GuestStreamHold hold_;  // per vCPU: from an SMI until RSM is done (hits() is false)
 
     // Roots, newest first (list_add_rcu at the head of tdp_mmu_roots). Only the address-space-0
     // root has page-table state (the arrays above, rooted at root_hpa_); see x86_context.md.

@@ -359,6 +359,8 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
     }
     auto eptp_at = [](const Node& e, std::uint64_t bytes) {
         if (bytes % vm::kPageSize) e.fail("expected a 4K-aligned guest physical address");
+        if (bytes >> vm::kMaxPhysAddrBits)
+            e.fail("expected a guest physical address below 2^52 (4P, MAXPHYADDR), the EPT root's page");
         return static_cast<vm::Gfn>(bytes / vm::kPageSize);
     };
     if (nested && h.op != vm::Operation::NestedEptpSwitch) {

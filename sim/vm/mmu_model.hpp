@@ -70,12 +70,16 @@ const char* to_string(ZapReason r);
 
 // nested_ept_write: L1 rewrites `entries` leaf entries of the EPT it keeps for the L2 guest whose
 // EPT root is at `eptp` (its EPT12), for L2 guest frames spread evenly over [start, end), then
-// executes INVEPT (single context, that EPTP) when `invept`.
+// executes INVEPT (single context, that EPTP) when `invept`. A rewritten leaf entry maps another
+// frame. With `level` 2 or 3 the entries are those at that EPT level above the frames (PD or PDPT
+// entries) where L1 maps below it: table entries that keep pointing to the same page table (L1
+// changes other bits, e.g. clears an accessed flag); 0: the leaf level.
 struct NestedEptWrite {
     Gfn eptp = 0;
     Gfn start = 0, end = 0;
     std::uint32_t entries = 0;
     bool invept = true;
+    std::uint8_t level = 0;
 };
 
 struct DirtyLogOptions {

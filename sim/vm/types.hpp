@@ -17,6 +17,8 @@ namespace kvmsim::vm {
 using engine::Time;
 using Gfn = std::uint64_t;  // 4 KiB guest frame number
 constexpr std::uint64_t kPageSize = 4096;
+// x86 MAXPHYADDR at most: a guest physical address (an EPTP's page address too) is below 2^52.
+constexpr unsigned kMaxPhysAddrBits = 52;
 
 enum class Access : std::uint8_t { Read = 0, Write = 1, Exec = 2 };
 const char* to_string(Access a);

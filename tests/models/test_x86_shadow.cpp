@@ -77,8 +77,9 @@ struct Shadow : Harness {
     void eptp_switch(std::uint32_t v, std::vector<Gfn> eptps) {
         on_host([this, v, eptps]() { return model->nested_eptp_switch(vctx[v], eptps); });
     }
-    void ept_write(std::uint32_t v, Gfn start, Gfn end, std::uint32_t entries, bool invept, Gfn eptp = 1) {
-        const vm::NestedEptWrite w{eptp, start, end, entries, invept};
+    void ept_write(std::uint32_t v, Gfn start, Gfn end, std::uint32_t entries, bool invept, Gfn eptp = 1,
+                   std::uint8_t level = 0) {
+        const vm::NestedEptWrite w{eptp, start, end, entries, invept, level};
         on_host([this, v, w]() { return model->nested_ept_write(vctx[v], w); });
     }
 };
@@ -367,19 +368,72 @@ TEST_CASE("x86_shadow runs are deterministic", "[x86_shadow][determinism]") {
     CHECK(once() == once());
 }
 
-TEST_CASE("an L2 fault in flight when its vCPU leaves L2 retries in L1", "[x86_shadow]") {
+TEST_CASE("nested_stop waits for the vCPU's L2 fault in flight; the held access then faults in L1", "[x86_shadow]") {
     Shadow s(Backing::AnonymousThp, 1024, 1);
     s.nested_start({0});
     VcpuResult r;
     s.sim.spawn("vcpu0", vcpu_program(s.sim, *s.model, s.vctx[0], {{B + 7, Access::Read}}, 0_ns, 0_ns, r));
-    // nested_stop lands while the fault is resolving the host page (before it takes mmu_lock).
-    s.sim.spawn("stop", actor(s.sim, 50_ns, [&]() { return s.model->nested_stop(s.vctx[0], 1); }));
+    // nested_stop lands while the fault is resolving the host page (before it takes mmu_lock):
+    // the stop waits for the fault (the exit is taken at the next entry), which maps B + 7 in L2.
+    engine::Time stopped;
+    s.sim.spawn("stop", actor(s.sim, 50_ns, [&]() { return s.model->nested_stop(s.vctx[0], 1); }, &stopped));
     s.run();
-    CHECK(r.faults == 2);  // the L2 fault gives up; the access faults again in L1
-    CHECK(s.counter("pf_spurious") == 1);
+    // The access retried while the stop ran waited for it (held, not an exit), then faulted in L1.
+    CHECK(r.faults == 3);
+    CHECK(s.counter("nested_stalled_accesses") == 1);
+    CHECK(s.counter("pf_taken") == 2);
+    CHECK(s.counter("pf_fixed") == 2);
+    CHECK(s.counter("pf_spurious") == 0);
+    CHECK(r.done >= stopped);
     CHECK(s.sh().indirect_shadow_pages() == 0);
     CHECK(s.sh().n_used_mmu_pages() == 3);  // direct root, PDPT, PD
     CHECK(s.sh().mapping_level(0, B + 7) == PageLevel::M2);
+}
+
+TEST_CASE("a vCPU's guest stream is held from the nested VM-exit to the end of the VM-entry", "[x86_shadow][eptp]") {
+    Shadow s(Backing::Anonymous, 1024, 1);
+    s.nested_start({0}, 1);
+    s.access(0, {{B + 3, Access::Read}});
+    REQUIRE(s.model->hits(0, B + 3, Access::Read));
+    // An EPTP switch from 1 to 2 (nested_transition 1 us, then the VM-entry): halfway through the
+    // transition the vCPU's stream does not run in EPTP 1's tree any more.
+    bool mid = true;
+    engine::Time switched;
+    const std::vector<Gfn> eptps = {1, 2};
+    s.sim.spawn("switch", actor(s.sim, 0_ns, [&]() { return s.model->nested_eptp_switch(s.vctx[0], eptps); }, &switched));
+    s.sim.spawn("probe", actor(s.sim, 500_ns, [&]() -> engine::Task<void> {
+        mid = s.model->hits(0, B + 3, Access::Read);
+        co_return;
+    }));
+    // The vCPU accesses B + 3 during the transition: it waits for the VM-entry, then faults in
+    // EPTP 2's tree (not served from EPTP 1's).
+    VcpuResult r;
+    s.sim.spawn("vcpu0", vcpu_program(s.sim, *s.model, s.vctx[0], {{B + 3, Access::Read}}, 100_ns, 0_ns, r));
+    s.run();
+    CHECK_FALSE(mid);
+    CHECK(s.counter("nested_stalled_accesses") == 1);
+    CHECK(r.faults == 2);  // the wait, then the EPT violation in EPTP 2's tree
+    CHECK(r.done > switched);
+    CHECK(s.sh().running_eptp(0) == Gfn{2});
+    CHECK(s.sh().rmap_size(B + 3, 1) == 2);  // mapped in both trees now
+    // L1 rewriting EPT12 on a vCPU running L2 holds it likewise, and an L2 fault in flight
+    // finishes before the VM-exit (taken at the next entry); the access's retry waits for the
+    // VM-entry after the writes.
+    VcpuResult r2;
+    engine::Time wrote;
+    s.sim.spawn("vcpu0", vcpu_program(s.sim, *s.model, s.vctx[0], {{B + 9, Access::Read}}, 0_ns, 0_ns, r2));
+    const vm::NestedEptWrite w{2, B + 64, B + 65, 1, false};
+    s.sim.spawn("ept", actor(s.sim, 50_ns, [&]() { return s.model->nested_ept_write(s.vctx[0], w); }, &wrote));
+    s.run();
+    CHECK(r2.faults == 2);  // the EPT violation, then the wait
+    CHECK(s.counter("nested_stalled_accesses") == 2);
+    CHECK(r2.done >= wrote);
+    CHECK(s.model->hits(0, B + 9, Access::Read));
+    const auto ept_fault = s.lock_record("write", "ept_page_fault");
+    const auto l1_fault = s.lock_record("write", "direct_page_fault");
+    REQUIRE(ept_fault);
+    REQUIRE(l1_fault);
+    CHECK(l1_fault->acquisitions == 1);  // L1's write fault on its EPT page
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,6 +497,52 @@ TEST_CASE("EPTP switches: a prev_roots hit reuses the root; a miss frees the LRU
         CHECK(s.sh().n_used_mmu_pages() == 1);
         CHECK(s.sh().indirect_shadow_pages() == 0);
     }
+}
+
+TEST_CASE("free_nested only drops the roots' references; the unheld trees are zapped in a section of their own",
+          "[x86_shadow][eptp]") {
+    Shadow s(Backing::Anonymous, 1024, 2);
+    s.nested_start({0, 1}, 1);
+    s.access(0, {{B + 3, Access::Read}});
+    s.eptp_switch(0, {1, 2});  // vCPU 0: EPTP 2 current, 1 in prev_roots
+    s.access(0, {{B + 5, Access::Read}});
+    const auto used = s.sh().n_used_mmu_pages();
+    const auto puts = s.lock_record("write", "kvm_mmu_free_roots");
+    // vCPU 0 stops: both its roots are put (one kvm_mmu_free_roots section); tree 2 is held by no
+    // vCPU any more and is zapped in a section of its own; tree 1 is still vCPU 1's.
+    s.nested_stop({0}, 2);
+    CHECK(s.sh().root_count(1) == 1);
+    CHECK(s.sh().root_count(2) == 0);
+    const auto free_roots = s.lock_record("write", "kvm_mmu_free_roots");
+    REQUIRE(free_roots);
+    CHECK(free_roots->acquisitions == (puts ? puts->acquisitions : 0) + 1);
+    const auto zap = s.lock_record("write", "free_nested:zap_unheld_trees");
+    REQUIRE(zap);
+    CHECK(zap->acquisitions == 1);
+    CHECK(s.sh().n_used_mmu_pages() == used - 4);  // tree 2: root, PDPT, PD and PT SPs
+    CHECK(s.model->hits(1, B + 3, Access::Read));   // tree 1 intact
+    // vCPU 1 stops: tree 1 is zapped too; nothing nested is left.
+    s.nested_stop({1}, 1);
+    CHECK(s.lock_record("write", "free_nested:zap_unheld_trees")->acquisitions == 2);
+    CHECK(s.sh().indirect_shadow_pages() == 0);
+    // A vCPU that stops holding nothing unheld zaps nothing (no section).
+    s.nested_start({0}, 3);
+    s.eptp_switch(0, {3, 4});
+    s.nested_start({1}, 3);
+    s.nested_stop({0}, 4);  // tree 4 zapped; tree 3 (prev_roots of vCPU 0, now put) is vCPU 1's
+    CHECK(s.lock_record("write", "free_nested:zap_unheld_trees")->acquisitions == 3);
+    CHECK(s.sh().root_count(3) == 1);
+}
+
+TEST_CASE("EPTPs at or above 2^52 are rejected (ept_page_gfn would overflow)", "[x86_shadow][eptp]") {
+    Shadow s(Backing::Anonymous, 1024, 1);
+    const Gfn top = xs::kEptpGfnLimit - 1;  // the last page below 2^52: fine
+    CHECK(xs::ept_page_gfn(top, 1, 0) > xs::ept_page_gfn(top - 1, 1, 0));
+    s.nested_start({0}, top);
+    CHECK(s.sh().running_eptp(0) == top);
+    const vm::NestedEptWrite w{xs::kEptpGfnLimit, B, B + 1, 1, false};
+    s.sim.spawn("bad", actor(s.sim, 0_ns, [&]() { return s.model->nested_ept_write(s.vctx[0], w); }));
+    CHECK_THROWS_WITH(s.sim.run(), Catch::Contains("not below 2^52"));
 }
 
 TEST_CASE("an L2 fault maps into the tree of the EPTP the vCPU runs now", "[x86_shadow][eptp]") {
@@ -556,6 +656,173 @@ TEST_CASE("L1 writes to a 2M EPT12 page are emulated; the third in a row floods 
     s.ept_write(0, B, B + 1024, 2, false);
     CHECK(s.counter("mmu_flooded") == 1);
     CHECK(s.counter("mmu_pte_write") == 7);
+}
+
+TEST_CASE("kvm_mmu_track_write only unlinks a child SP; a later fault finds it in the hash with its SPTEs",
+          "[x86_shadow][unsync]") {
+    // L1 maps 2M; with dirty logging the shadow maps 4K under a direct SP (guest_mode).
+    Shadow s(Backing::AnonymousThp, 512 * 4, 1);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    s.nested_start({0}, 1);
+    s.access(0, range(B, 8, Access::Write, 1));
+    REQUIRE(s.gauge("pages_4k") == 8);
+    const auto used = s.sh().n_used_mmu_pages();  // direct root; nested root, PDPT, PD; the direct child
+    const auto allocs = s.counter("kvm_mmu_alloc_shadow_page");
+    // L1 rewrites its 2M entry for B (emulated: the PD page is write-tracked): the shadow PD entry
+    // links the direct SP; mmu_page_zap_pte(..., NULL) drops only that link.
+    s.ept_write(0, B, B + 512, 1, false);
+    CHECK(s.counter("mmu_pte_write") == 1);
+    CHECK(s.counter("drop_parent_pte") == 1);
+    CHECK(s.counter("mmu_shadow_zapped") == 0);
+    CHECK(s.sh().n_used_mmu_pages() == used);  // the child is still there, in mmu_page_hash
+    CHECK(s.gauge("pages_4k") == 8);           // with its SPTEs, still in the rmaps
+    CHECK(s.sh().rmap_size(B + 3, 1) == 1);
+    CHECK_FALSE(s.model->hits(0, B + 3, Access::Read));  // but unreachable
+    // An L2 fault under that entry finds it again (no new SP) and links it: its SPTEs are back.
+    const auto misses = s.counter("mmu_cache_miss");
+    s.access(0, {{B + 3, Access::Read}});
+    CHECK(s.counter("kvm_mmu_alloc_shadow_page") == allocs);
+    CHECK(s.counter("mmu_cache_miss") == misses);
+    CHECK(s.model->hits(0, B + 5, Access::Read));
+    CHECK(s.gauge("pages_4k") == 8);
+    CHECK(s.sh().rmap_size(B + 3, 1) == 1);
+    // Stopping the guest zaps its tree with everything in it.
+    s.nested_stop({0}, 1);
+    CHECK(s.gauge("pages_4k") == 0);
+    CHECK(s.sh().n_used_mmu_pages() == 1);
+}
+
+TEST_CASE("an unsync page-table SP unlinked by kvm_mmu_track_write is synced when a fault finds it (kvm_sync_page)",
+          "[x86_shadow][unsync]") {
+    Shadow s(Backing::Anonymous, 512 * 4, 1);
+    s.nested_start({0}, 1);
+    s.access(0, range(B, 16, Access::Read, 1));
+    REQUIRE(s.sh().indirect_shadow_pages() == 4);  // root, PDPT, PD, PT
+    const auto allocs = s.counter("kvm_mmu_alloc_shadow_page");
+    // L1 rewrites the PT entry for B + 4 (its write fault unsyncs the PT SP), then the PD entry
+    // above B (level 2: a table entry, still pointing to the same PT page): emulated, it unlinks
+    // the unsync PT SP, which stays in the hash.
+    s.ept_write(0, B + 4, B + 5, 1, false);
+    REQUIRE(s.gauge("mmu_unsync") == 1);
+    s.ept_write(0, B, B + 512, 1, false, 1, 2);
+    CHECK(s.counter("nested_ept_write_emulated") == 1);
+    CHECK(s.counter("drop_parent_pte") == 1);
+    CHECK(s.counter("mmu_pde_zapped") == 1);
+    CHECK(s.sh().indirect_shadow_pages() == 4);
+    CHECK(s.gauge("mmu_unsync") == 1);
+    CHECK_FALSE(s.model->hits(0, B + 1, Access::Read));
+    // Dirty logging write-protects its SPTEs too: they are still in the rmaps.
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    CHECK(s.counter("spte_write_protected") == 16);
+    // The next L2 fault below that entry: kvm_mmu_find_shadow_page finds the unsync SP and syncs
+    // it (kvm_sync_page: B + 4's SPTE, rewritten, is dropped), without marking it synchronized;
+    // linked again, it marks its parents unsync again.
+    s.access(0, {{B + 1, Access::Read}});
+    CHECK(s.counter("kvm_mmu_find_shadow_page_sync") == 1);
+    CHECK(s.counter("kvm_sync_page") == 1);
+    CHECK(s.counter("kvm_sync_page_sptes_dropped") == 1);
+    CHECK(s.counter("kvm_mmu_alloc_shadow_page") == allocs);  // no new SP
+    CHECK(s.gauge("mmu_unsync") == 1);
+    CHECK(s.sh().root_unsync_children(1) == 1);
+    CHECK(s.model->hits(0, B + 2, Access::Read));
+    CHECK_FALSE(s.model->hits(0, B + 2, Access::Write));  // write-protected while unlinked
+    CHECK_FALSE(s.model->hits(0, B + 4, Access::Read));
+    CHECK(s.gauge("pages_4k") == 15);
+    // INVEPT and the VM-entry sync it for good.
+    s.ept_write(0, B + 8, B + 9, 1, true);
+    CHECK(s.counter("kvm_mmu_sync_roots") == 1);
+    CHECK(s.gauge("mmu_unsync") == 0);
+    // An unlinked SP goes with its tree when the guest stops.
+    s.ept_write(0, B, B + 512, 1, false, 1, 2);
+    CHECK(s.counter("drop_parent_pte") == 2);
+    s.nested_stop({0}, 1);
+    CHECK(s.sh().indirect_shadow_pages() == 0);
+    CHECK(s.sh().n_used_mmu_pages() == 1);
+    CHECK(s.gauge("pages_4k") == 0);
+}
+
+TEST_CASE("an upper-level SP unlinked with unsync children is synced before FNAME(fetch) links it again",
+          "[x86_shadow][unsync]") {
+    Shadow s(Backing::Anonymous, 512 * 4, 1);
+    s.nested_start({0}, 1);
+    s.access(0, range(B, 4, Access::Read, 512));  // four PT SPs under one PD SP
+    REQUIRE(s.sh().indirect_shadow_pages() == 7);
+    const auto allocs = s.counter("kvm_mmu_alloc_shadow_page");
+    // L1 rewrites a PT entry in the first PT page (unsync), then its PDPT entry above B (level
+    // 3): the PD SP is unlinked with its subtree, unsync child included.
+    s.ept_write(0, B + 1, B + 2, 1, false);
+    s.ept_write(0, B, B + 1, 1, false, 1, 3);
+    CHECK(s.counter("drop_parent_pte") == 1);
+    CHECK_FALSE(s.model->hits(0, B + 512, Access::Read));
+    // While it is unlinked, L1 rewrites a PT entry in the second PT page: that SP goes unsync
+    // and marks its parent, the unlinked PD SP.
+    s.ept_write(0, B + 513, B + 514, 1, false);
+    CHECK(s.gauge("mmu_unsync") == 2);
+    // The next L2 fault finds the PD SP with unsync children: mmu_sync_children before linking.
+    s.access(0, {{B + 1024, Access::Read}});
+    CHECK(s.counter("fetch_mmu_sync_children") == 1);
+    CHECK(s.counter("mmu_sync_children") == 1);
+    CHECK(s.counter("kvm_sync_page") == 2);
+    CHECK(s.counter("kvm_sync_page_sptes_dropped") == 0);  // B + 1 and B + 513 were never mapped
+    CHECK(s.gauge("mmu_unsync") == 0);
+    CHECK(s.counter("kvm_mmu_alloc_shadow_page") == allocs);
+    for (Gfn g : {B, B + 512, B + 1024, B + 1536}) CHECK(s.model->hits(0, g, Access::Read));
+    // An unlinked SP floods too: the PD SP is unlinked again, then L1 rewrites three of its own
+    // entries in a row: the first two unlink two PT SPs from it, the third zaps it with the two
+    // PT SPs still linked to it; the two unlinked ones stay in the hash.
+    s.ept_write(0, B, B + 1, 1, false, 1, 3);
+    s.ept_write(0, B, B + 512, 1, false, 1, 2);
+    s.ept_write(0, B + 512, B + 1024, 1, false, 1, 2);
+    s.ept_write(0, B + 1024, B + 1536, 1, false, 1, 2);
+    CHECK(s.counter("mmu_flooded") == 1);
+    CHECK(s.counter("drop_parent_pte") == 4);
+    CHECK(s.sh().indirect_shadow_pages() == 4);  // root, PDPT and the two unlinked PT SPs
+    CHECK(s.gauge("pages_4k") == 2);             // theirs, still in the rmaps
+    s.nested_stop({0}, 1);
+    CHECK(s.sh().indirect_shadow_pages() == 0);
+    CHECK(s.gauge("pages_4k") == 0);
+    CHECK(s.sh().pte_list_descs_live() == 0);
+}
+
+TEST_CASE("kvm_mmu_track_write counts mmu_pde_zapped for L1's new entry whether or not the SPTE was present",
+          "[x86_shadow][unsync]") {
+    Shadow s(Backing::AnonymousThp, 512 * 4, 1);
+    s.nested_start({0}, 1);
+    s.access(0, {{B, Access::Read}});  // only entry 0 of L1's PD page is shadowed
+    REQUIRE(s.gauge("pages_2m") == 1);
+    const auto flushes = s.counter("remote_tlb_flush");
+    // Entry 1 (B + 512): L2 never touched it, its SPTE is not present: nothing to drop, no
+    // flush, but the write (gentry != 0, level 2) counts mmu_pde_zapped as in v6.9.
+    s.ept_write(0, B + 512, B + 1024, 1, false);
+    CHECK(s.counter("mmu_pte_write") == 1);
+    CHECK(s.counter("mmu_pde_zapped") == 1);
+    CHECK(s.counter("remote_tlb_flush") == flushes);
+    CHECK(s.gauge("pages_2m") == 1);
+    // Entry 0: present, dropped, flushed.
+    s.ept_write(0, B, B + 512, 1, false);
+    CHECK(s.counter("mmu_pde_zapped") == 2);
+    CHECK(s.counter("remote_tlb_flush") == flushes + 1);
+    CHECK(s.gauge("pages_2m") == 0);
+}
+
+TEST_CASE("without the TDP MMU, L1's write fault unsyncs under mmu_lock write and mmu_unsync_pages_lock too",
+          "[x86_shadow][unsync]") {
+    Shadow s(Backing::Anonymous, 512 * 4, 1);
+    s.nested_start({0}, 1);
+    s.access(0, range(B, 4, Access::Read, 1));
+    s.ept_write(0, B, B + 4, 1, false);
+    CHECK(s.gauge("mmu_unsync") == 1);
+    const auto write = s.lock_record("write", "direct_page_fault");
+    REQUIRE(write);
+    CHECK(write->acquisitions == 1);
+    // v6.9 mmu_try_to_unsync_pages takes the spinlock regardless of the MMU type.
+    const auto spin = s.lock_record("exclusive", "mmu_try_to_unsync_pages", "mmu_unsync_pages_lock");
+    REQUIRE(spin);
+    CHECK(spin->acquisitions == 1);
+    CHECK(spin->contended == 0);
+    // A page with nothing left to unsync does not take it (no write fault either: writable).
+    s.ept_write(0, B + 1, B + 2, 1, false);
+    CHECK(s.lock_record("exclusive", "mmu_try_to_unsync_pages", "mmu_unsync_pages_lock")->acquisitions == 1);
 }
 
 TEST_CASE("with the TDP MMU, L1's write fault unsyncs under mmu_lock read and mmu_unsync_pages_lock", "[x86_shadow][unsync]") {

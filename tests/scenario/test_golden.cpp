@@ -288,9 +288,9 @@ TEST_CASE("golden: seed 000, child SP lookups around a nested guest", "[golden][
     CHECK(stat(a, "indirect_mmu_mmu_lock") == 0);
     CHECK(stat(b, "indirect_mmu_mmu_lock") == 2);
     CHECK(stat(c, "indirect_mmu_mmu_lock") == 1);
-    CHECK(report::hex64(a.fingerprint) == "ef918160d9853dfa");
-    CHECK(report::hex64(b.fingerprint) == "44fd0659a2abba32");
-    CHECK(report::hex64(c.fingerprint) == "66d8a34ea2160e42");
+    CHECK(report::hex64(a.fingerprint) == "91de674c1f9fc6c2");
+    CHECK(report::hex64(b.fingerprint) == "71bbf7abce1b192b");
+    CHECK(report::hex64(c.fingerprint) == "e762a7084770cf57");
 }
 
 TEST_CASE("golden: seed 001, eager page splitting for nested MMUs", "[golden][x86_shadow]") {
@@ -441,11 +441,11 @@ TEST_CASE("golden: shipped seed 000 per variant (lookups, root-allocation lock, 
         const char* fingerprint;
     };
     const Pin pins[] = {
-        {"always", 39135, 167125, 11, 2048, 2050, 2048, 0, 0, 0, "1562cc166544d2e6"},
-        {"skip_bool", 4242, 34931, 11, 0, 2050, 2048, 119, 20, 96, "e683b1ec94294251"},
-        {"skip_bool,lock_first", 4242, 34931, 11, 0, 2050, 2048, 1, 0, 0, "d0bc35e94477cfe5"},
-        {"skip_count", 2194, 17323, 10, 0, 2050, 0, 22, 20, 0, "a85ed85f9997ef4f"},
-        {"skip_count,lock_every", 2194, 17323, 10, 0, 2050, 0, 119, 20, 96, "67409ae777e5ab61"},
+        {"always", 39135, 167125, 11, 2048, 2050, 2048, 0, 0, 0, "55a2a26d2c807b27"},
+        {"skip_bool", 4242, 34931, 11, 0, 2050, 2048, 119, 20, 96, "0492c50bab503ee2"},
+        {"skip_bool,lock_first", 4242, 34931, 11, 0, 2050, 2048, 1, 0, 0, "6b916c927101de43"},
+        {"skip_count", 2194, 17323, 10, 0, 2050, 0, 22, 20, 0, "e22b3bf53504ae4e"},
+        {"skip_count,lock_every", 2194, 17323, 10, 0, 2050, 0, 119, 20, 96, "2c60d27c468a5105"},
     };
     std::map<std::string, runner::Result> r;
     for (const Pin& p : pins) {
@@ -477,7 +477,7 @@ TEST_CASE("golden: shipped seed 000 per variant (lookups, root-allocation lock, 
         CHECK(stat(x, "kvm_unsync_page") == 160);
         CHECK(stat(x, "kvm_sync_page") == 160);
         CHECK(stat(x, "kvm_mmu_sync_roots") == 20);
-        CHECK(stat(x, "kvm_sync_page_sptes_dropped") == 39);
+        CHECK(stat(x, "kvm_sync_page_sptes_dropped") == 32);  // all in round 1 (the held L2 stream re-maps none in time)
         CHECK(stat(x, "nested_ept_write_faults") == 160);
         CHECK(stat(x, "mmu_unsync") == 0);
         CHECK(phase_stat(x, EPT, "kvm_vcpu_write_protect_gfn") == 160);

@@ -312,6 +312,19 @@ TEST_CASE("nested_eptp_switch and nested_ept_write are checked at load time", "[
                Catch::StartsWith("FILE: /workload/phases/1/host/eptps/2: expected each EPTP once"));
     CHECK_THAT(load(replace(sw, R"(["4K", "8K", "12K"])", R"(["4K", "6K"])"), wr),
                Catch::StartsWith("FILE: /workload/phases/1/host/eptps/1: expected a 4K-aligned"));
+    // EPTPs below 2^52 (MAXPHYADDR), at the element's pointer; the largest page below is fine.
+    CHECK_THAT(load(replace(sw, R"(["4K", "8K", "12K"])", R"(["4K", "4P"])"), wr),
+               Catch::StartsWith("FILE: /workload/phases/1/host/eptps/1: expected a guest physical address below 2^52"));
+    CHECK_THAT(load(replace(sw, R"(["4K", "8K", "12K"])", R"(["4K", 18446744073709547520])"), wr),
+               Catch::StartsWith("FILE: /workload/phases/1/host/eptps/1: expected a guest physical address below 2^52"));
+    CHECK_THAT(load(sw, replace(wr, R"("eptp": "8K")", R"("eptp": "4P")")),
+               Catch::StartsWith("FILE: /events/0/eptp: expected a guest physical address below 2^52"));
+    scenario::Scenario top;
+    REQUIRE(load(replace(sw, R"(["4K", "8K", "12K"])", R"(["4K", 4503599627366400])"),
+                 replace(wr, R"("eptp": "8K")", R"("eptp": 4503599627366400)"), &top)
+                .empty());
+    CHECK(top.workload.steps[1].host.eptps.back() == (vm::Gfn{1} << 40) - 1);
+    CHECK(top.workload.events[0].host.ept.eptp == (vm::Gfn{1} << 40) - 1);
     CHECK_THAT(load(replace(sw, R"("eptps")", R"("eptp": "4K", "eptps")"), wr),
                Catch::StartsWith("FILE: /workload/phases/1/host/eptp: expected \"eptps\""));
     CHECK_THAT(load(replace(sw, R"("count": 3, "interval": "10us")", R"("count": 3)"), wr),
