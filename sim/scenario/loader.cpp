@@ -332,7 +332,7 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
                                std::initializer_list<std::string_view> extra_keys) {
     std::vector<std::string_view> keys = {"op",    "slots", "start", "size",    "reason",  "initially_set",
                                           "chunk", "vcpus", "eptp",  "eptps",   "entries", "invept",
-                                          "smi_handler"};
+                                          "smi_handler", "level"};
     keys.insert(keys.end(), extra_keys.begin(), extra_keys.end());
     n.check_keys(keys);
     workload::HostOp h;
@@ -400,8 +400,11 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
         const std::uint64_t pages = h.ept.end - h.ept.start;
         h.ept.entries = static_cast<std::uint32_t>(n.get_uint("entries", 1, std::min<std::uint64_t>(pages, 1u << 20)));
         h.ept.invept = n.opt_bool("invept", true);
+        // 1: the leaf entries; 2 or 3: the PD or PDPT entries above them (table entries L1
+        // rewrites in place where it maps below that level).
+        h.ept.level = static_cast<std::uint8_t>(n.opt_uint("level", 1, 1, 3));
     } else {
-        for (const char* k : {"entries", "invept"})
+        for (const char* k : {"entries", "invept", "level"})
             if (n.has(k)) n[k].fail(std::string("expected ") + k + " only for nested_ept_write");
     }
     if (h.op == vm::Operation::SmmEnter) {

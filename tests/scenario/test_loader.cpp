@@ -304,6 +304,7 @@ TEST_CASE("nested_eptp_switch and nested_ept_write are checked at load time", "[
     CHECK(ev.ept.end == ev.ept.start + 512);
     CHECK(ev.ept.entries == 16);
     CHECK(ev.ept.invept);
+    CHECK(ev.ept.level == 1);  // the leaf entries by default
     CHECK(ev.vcpus == std::vector<std::uint32_t>{1});
     // The switch's EPTP list.
     CHECK_THAT(load(replace(sw, R"(["4K", "8K", "12K"])", R"(["4K"])"), wr),
@@ -353,6 +354,13 @@ TEST_CASE("nested_eptp_switch and nested_ept_write are checked at load time", "[
     CHECK_THAT(load(sw, replace(wr, "nested_ept_write", "nested_stop")),
                Catch::StartsWith("FILE: /events/0/entries: expected entries only for nested_ept_write"));
     CHECK(load(sw, replace(wr, R"("entries": 16)", R"("entries": 16, "invept": false)")).empty());
+    // The EPT12 level L1 rewrites: PD entries here; 1 to 3 only, and only for nested_ept_write.
+    REQUIRE(load(sw, replace(wr, R"("entries": 16)", R"("entries": 16, "level": 2)"), &sc).empty());
+    CHECK(sc.workload.events[0].host.ept.level == 2);
+    CHECK_THAT(load(sw, replace(wr, R"("entries": 16)", R"("entries": 16, "level": 4)")),
+               Catch::StartsWith("FILE: /events/0/level: expected an integer between 1 and 3"));
+    CHECK_THAT(load(sw, replace(replace(wr, "nested_ept_write", "nested_stop"), R"(, "entries": 16)", R"(, "level": 2)")),
+               Catch::StartsWith("FILE: /events/0/level: expected level only for nested_ept_write"));
 }
 
 // x86_shadow embeds the TDP MMU's knobs: the ones that cannot act on it are rejected at load time,
