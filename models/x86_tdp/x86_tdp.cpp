@@ -769,9 +769,9 @@ Task<void> X86TdpMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acc
         throw std::invalid_argument("x86_tdp: page_fault from '" + cpu_ctx.name + "', which is not a vCPU of the VM");
     const auto i = static_cast<std::uint32_t>(cpu_ctx.vcpu);
     if (hold_.held(i)) {
-        // The guest code of this stream does not run during an SMM transition or in SMM (the
-        // SMI handler is not modelled): wait until RSM has been emulated and the root reloaded,
-        // then retry the access. Not an exit: no pf_taken.
+        // The guest code of this stream does not run during an SMM transition or in SMM (the SMI
+        // handler's accesses are smm_transition's): wait until RSM has been emulated and the root
+        // reloaded, then retry the access. Not an exit: no pf_taken.
         sim_.counters().add(mc_->smm_stall);
         co_await hold_.wait_released(i);
         co_return;
