@@ -283,6 +283,21 @@ TEST_CASE("a hitting vCPU never runs past another's possible fault by more than 
     CHECK(first_toucher.size() == 2);
 }
 
+namespace {
+// The executor tests' VM: two vCPUs over one 64-page memslot, on 4 host CPUs.
+struct SmallVm {
+    vm::VmConfig vm;
+    vm::HostConfig host;
+    SmallVm() {
+        vm.vcpus = 2;
+        vm::Memslot slot;
+        slot.npages = 64;
+        vm.memslots.push_back(slot);
+        host.cpus = 4;
+    }
+};
+}  // namespace
+
 // Regression: the vCPUs of a host step may finish before the operation does; the step must still
 // complete (the "stage done" signal has fired before the VMM waits for it).
 TEST_CASE("a host step that outlasts its vCPU streams completes", "[workload][executor]") {
@@ -294,13 +309,7 @@ TEST_CASE("a host step that outlasts its vCPU streams completes", "[workload][ex
         }
     };
     SlowEnable m(sim, 64, 10_ns, 10_ns);
-    vm::VmConfig vmc;
-    vmc.vcpus = 2;
-    vm::Memslot slot;
-    slot.npages = 64;
-    vmc.memslots.push_back(slot);
-    vm::HostConfig host;
-    host.cpus = 4;
+    const SmallVm v;
     AccessStream a;
     a.npages = 8;
     a.guest_time = 10_ns;
@@ -316,7 +325,7 @@ TEST_CASE("a host step that outlasts its vCPU streams completes", "[workload][ex
     after.name = "after";
     after.streams = {a, a};
     w.steps.push_back(after);
-    workload::Executor ex(sim, m, vmc, host, w);
+    workload::Executor ex(sim, m, v.vm, v.host, w);
     ex.start();
     CHECK(sim.run() == engine::RunStatus::Completed);
     REQUIRE(ex.phases().size() == 2);
@@ -338,13 +347,7 @@ TEST_CASE("a host step's storm: count runs, interval apart, on every vCPU named"
         }
     };
     Switcher m(sim, 64, 10_ns, 10_ns);
-    vm::VmConfig vmc;
-    vmc.vcpus = 2;
-    vm::Memslot slot;
-    slot.npages = 64;
-    vmc.memslots.push_back(slot);
-    vm::HostConfig host;
-    host.cpus = 4;
+    const SmallVm v;
     workload::Workload w;
     workload::Step storm;
     storm.kind = workload::Step::Kind::Host;
@@ -355,7 +358,7 @@ TEST_CASE("a host step's storm: count runs, interval apart, on every vCPU named"
     storm.repeat.count = 3;
     storm.repeat.interval = 10_us;
     w.steps.push_back(storm);
-    workload::Executor ex(sim, m, vmc, host, w);
+    workload::Executor ex(sim, m, v.vm, v.host, w);
     ex.start();
     CHECK(sim.run() == engine::RunStatus::Completed);
     REQUIRE(m.calls.size() == 6);
