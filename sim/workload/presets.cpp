@@ -83,7 +83,7 @@ AccessStream seq(Gfn base, std::uint64_t npages, std::uint64_t stride, Access a,
 const char* kPttUsage = "kvm_page_table_test [-m mode] [-s backing] [-b size] [-v vcpus] [-p offset]";
 const char* kDlptUsage =
     "dirty_log_perf_test [-v vcpus] [-b size-per-vcpu] [-s backing] [-i iterations] [-f write-fraction] [-g] [-e] "
-    "[-x memslots] [-m mode]";
+    "[-x memslots] [-o] [-m mode]";
 
 Expanded kvm_page_table_test(const std::vector<std::string>& args, Time gt) {
     const Flags f = parse_flags(args, "msbvp", "", kPttUsage);
@@ -129,7 +129,7 @@ Expanded kvm_page_table_test(const std::vector<std::string>& args, Time gt) {
 }
 
 Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
-    const Flags f = parse_flags(args, "vbsifxm", "ge", kDlptUsage);
+    const Flags f = parse_flags(args, "vbsifxm", "geo", kDlptUsage);
     const auto vcpus = static_cast<std::uint32_t>(int_flag(f, 'v', 1, 1, 4096));
     const vm::Backing backing = backing_flag(f, vm::Backing::Anonymous);
     const std::uint64_t large_pages = vm::pages_per(vm::host_level(backing));
@@ -139,6 +139,10 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
     const auto nslots = static_cast<std::uint32_t>(int_flag(f, 'x', 1, 1, 512));
     const bool manual = !f.switches.count('g');
     const bool run_while_disabling = f.switches.count('e') > 0;
+    // -o: "Overlap guest memory accesses instead of partitioning them into a separate region of
+    // memory for each vCPU" (memstress_setup_vcpus): every vCPU walks the whole region of
+    // vcpus x size-per-vcpu from its start.
+    const bool overlap = f.switches.count('o') > 0;
 
     const std::uint64_t total = per_vcpu * vcpus;
     // Each memslot is aligned up to the backing's page size, as memstress does.
@@ -156,10 +160,12 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
     w.preset = "dirty_log_perf_test";
     w.preset_args = args;
 
-    // Each vCPU owns its partition; access i writes if i % wr_fract == 0, else reads.
+    // Each vCPU owns its partition (or, with -o, walks all of them); access i writes if
+    // i % wr_fract == 0, else reads.
     std::vector<AccessStream> pass;
     for (std::uint32_t v = 0; v < vcpus; ++v) {
-        AccessStream s = seq(kTestBaseGfn + v * per_vcpu, per_vcpu, 1, Access::Write, gt);
+        AccessStream s = overlap ? seq(kTestBaseGfn, total, 1, Access::Write, gt)
+                                 : seq(kTestBaseGfn + v * per_vcpu, per_vcpu, 1, Access::Write, gt);
         s.write_every = wr_fract;
         pass.push_back(s);
     }

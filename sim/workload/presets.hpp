@@ -3,7 +3,7 @@
 //   kvm_page_table_test  -m mode -s backing -b size -v vcpus [-p offset]
 //   dirty_log_perf_test  -v vcpus -b size-per-vcpu -s backing -i iterations -f write-fraction
 //                        -g (no manual protect / initially set) -e (vCPUs run while disabling)
-//                        -x memslots [-m mode]
+//                        -x memslots -o (every vCPU walks the whole region) [-m mode]
 #pragma once
 
 #include <stdexcept>

@@ -211,6 +211,24 @@ TEST_CASE("dirty_log_perf_test expands to its printed steps", "[workload][preset
     CHECK_FALSE(g.workload.steps[1].host.dirty.manual_protect_initially_set);
 }
 
+TEST_CASE("dirty_log_perf_test -o overlaps the vCPUs' accesses", "[workload][presets]") {
+    // memstress_setup_vcpus without partitioning: every vCPU from the region's start over
+    // vcpus x size-per-vcpu.
+    const auto o = workload::expand_preset("dirty_log_perf_test", {"-v", "3", "-b", "64M", "-o", "-i", "1"}, 10_ns);
+    REQUIRE(o.vm.memslots.size() == 1);
+    CHECK(o.vm.memslots[0].npages == 3 * 16384);
+    for (const auto& step : {o.workload.steps[0], o.workload.steps[2]}) {
+        REQUIRE(step.streams.size() == 3);
+        for (const auto& s : step.streams) {
+            CHECK(s.base == o.vm.memslots[0].base_gfn);
+            CHECK(s.npages == 3 * 16384);
+        }
+    }
+    const auto p = workload::expand_preset("dirty_log_perf_test", {"-v", "3", "-b", "64M", "-i", "1"}, 10_ns);
+    CHECK(p.workload.steps[0].streams[2].base == p.vm.memslots[0].base_gfn + 2 * 16384);
+    CHECK(p.workload.steps[0].streams[2].npages == 16384);
+}
+
 TEST_CASE("preset flags are checked", "[workload][presets]") {
     using workload::PresetError;
     auto arg_of = [](std::vector<std::string> args) {
