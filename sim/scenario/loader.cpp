@@ -1,6 +1,7 @@
 #include "sim/scenario/loader.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <cerrno>
@@ -32,7 +33,7 @@ std::string read_file(const std::string& path) {
 }
 
 const std::vector<std::string_view> kTopKeys = {"$schema", "name", "description", "seed", "host", "vm",
-                                                "mmu", "workload", "events", "variants"};
+                                                "mmu", "workload", "events", "variants", "published"};
 
 // ---- host profile --------------------------------------------------------------------------
 
@@ -579,9 +580,129 @@ void parse_events(const Node& evs, Scenario& sc, const vm::ModelInfo& info) {
     }
 }
 
-Scenario build(const Node& doc, const std::string& path, const std::string& sha, const LoadOptions& opts) {
+// ---- published figures (kvmsim check-published) ----------------------------------------------
+
+PublishedValue parse_published_value(const Node& v, const Scenario& sc) {
+    v.check_keys({"variant", "value", "samples"});
+    PublishedValue out;
+    if (sc.variants.empty()) {
+        if (v.has("variant")) v["variant"].fail("expected no \"variant\": the scenario has no \"variants\"");
+    } else {
+        const Node n = v["variant"];
+        out.variant = n.as_string();
+        if (std::find(sc.variants.begin(), sc.variants.end(), out.variant) == sc.variants.end())
+            n.fail("expected one of the scenario's variants, got \"" + out.variant + "\"" +
+                   did_you_mean_suffix(out.variant, sc.variants));
+    }
+    out.value = v["value"].as_number(0);
+    if (!(out.value > 0)) v["value"].fail_expected("a positive number (a published figure)");
+    if (auto s = v.opt_array("samples")) {
+        if (s->size() == 0) s->fail_expected("at least one sample");
+        double sum = 0;
+        for (const auto& e : s->elements()) {
+            const double x = e.as_number(0);
+            if (!(x > 0)) e.fail_expected("a positive number (one published run)");
+            out.samples.push_back(x);
+            sum += x;
+        }
+        const double mean = sum / static_cast<double>(out.samples.size());
+        if (std::abs(mean - out.value) > 1e-6 * out.value)
+            v["value"].fail("expected the mean of \"samples\" (" + describe_json(json(mean)) + "), got " +
+                            describe_json(v["value"].json()));
+    }
+    return out;
+}
+
+// Checked against the variant being loaded: a row's phase must exist in each variant it names.
+Published parse_published(const Node& p, const Scenario& sc) {
+    p.check_keys({"source", "host", "note", "skip", "rows"});
+    Published out;
+    const Node src = p.object("source");
+    src.check_keys({"title", "author", "date", "url"});
+    out.title = src.get_string("title");
+    out.author = src.get_string("author");
+    out.date = src.get_string("date");
+    {
+        const std::string& d = out.date;
+        bool ok = d.size() == 10 && d[4] == '-' && d[7] == '-';
+        for (std::size_t i = 0; ok && i < d.size(); ++i)
+            if (i != 4 && i != 7) ok = d[i] >= '0' && d[i] <= '9';
+        if (!ok) src["date"].fail_expected("a date YYYY-MM-DD");
+    }
+    out.url = src.get_string("url");
+    if (out.url.rfind("https://lore.kernel.org/", 0) != 0)
+        src["url"].fail_expected("a lore.kernel.org address (https://lore.kernel.org/...)");
+    out.host = p.get_string("host");
+    out.note = p.opt_string("note", "");
+    if (p.has("skip")) {
+        out.skip = p.get_string("skip");
+        if (out.skip.empty()) p["skip"].fail_expected("the reason the scenario is not run by default");
+    }
+    const Node rows = p.array("rows");
+    if (rows.size() == 0) rows.fail_expected("at least one row");
+    std::vector<std::string> step_names;
+    for (const auto& s : sc.workload.steps) step_names.push_back(s.name);
+    for (const auto& r : rows.elements()) {
+        r.check_keys({"phase", "aggregate", "stat", "unit", "before", "after", "value", "calibration", "note",
+                      "not_expressible"});
+        PublishedRow row;
+        row.pointer = r.pointer();
+        if (r.has("phase") == r.has("stat")) r.fail("expected exactly one of \"phase\" and \"stat\"");
+        if (r.has("phase")) {
+            row.phase = r.get_string("phase");
+            const bool wild = row.phase.find('*') != std::string::npos;
+            if (r.has("aggregate")) {
+                if (!wild) r["aggregate"].fail("expected no \"aggregate\": phase \"" + row.phase + "\" names one phase (no \"*\")");
+                row.aggregate = r.get_enum("aggregate", {"mean", "sum"});
+            } else if (wild) {
+                row.aggregate = "mean";
+            }
+            row.unit = r.get_enum("unit", {"s", "ms", "us", "ns"});
+        } else {
+            if (r.has("aggregate")) r["aggregate"].fail("expected no \"aggregate\" on a stat row");
+            row.stat = r.get_string("stat");
+            if (row.stat.empty()) r["stat"].fail_expected("a stat name such as \"pf_fixed\"");
+            row.unit = r.get_enum("unit", {"count"});
+        }
+        const bool pair = r.has("before") || r.has("after");
+        if (pair && r.has("value")) r.fail("expected either \"before\" and \"after\" or \"value\", not both");
+        if (pair) {
+            row.before = parse_published_value(r.object("before"), sc);
+            row.after = parse_published_value(r.object("after"), sc);
+            if (!sc.variants.empty() && row.before->variant == row.after->variant)
+                r["after"]["variant"].fail("expected a variant other than the \"before\" one (\"" + row.before->variant + "\")");
+        } else if (r.has("value")) {
+            row.value = parse_published_value(r.object("value"), sc);
+        } else {
+            r.fail("expected \"before\" and \"after\" (a published change) or \"value\" (one run)");
+        }
+        row.calibration = r.get_bool("calibration");
+        row.note = r.opt_string("note", "");
+        if (r.has("not_expressible")) {
+            row.not_expressible = r.get_string("not_expressible");
+            if (row.not_expressible.empty()) r["not_expressible"].fail_expected("why the model cannot reproduce the row");
+        }
+        if (!row.phase.empty() && row.not_expressible.empty()) {
+            bool names_this = sc.variants.empty();
+            for (const auto* v : {&row.before, &row.after, &row.value})
+                if (*v && (*v)->variant == sc.variant) names_this = true;
+            if (names_this && std::none_of(step_names.begin(), step_names.end(),
+                                           [&](const std::string& n) { return phase_matches(row.phase, n); }))
+                r["phase"].fail("expected a phase of the workload" +
+                                std::string(sc.variant.empty() ? "" : " (variant \"" + sc.variant + "\")") + ", got \"" +
+                                row.phase + "\"" + did_you_mean_suffix(row.phase, step_names));
+        }
+        out.rows.push_back(std::move(row));
+    }
+    return out;
+}
+
+Scenario build(const Node& doc, const std::string& path, const std::string& sha, const std::string& variant,
+               const std::vector<std::string>& variants, const LoadOptions& opts) {
     doc.check_keys(kTopKeys);
     Scenario sc;
+    sc.variant = variant;
+    sc.variants = variants;
     sc.file = path;
     sc.sha256 = sha;
     sc.name = doc.get_string("name");
@@ -641,6 +762,7 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
         doc.fail("expected at most 4 vCPUs per host CPU (" + std::to_string(sc.vm.vcpus) + " vCPUs on " +
                  std::to_string(sc.host.cpus) + " CPUs)");
     if (auto evs = doc.opt_array("events")) parse_events(*evs, sc, *info);
+    if (auto p = doc.opt_object("published")) sc.published = parse_published(*p, sc);
 
     json resolved = doc.json();  // the variant's patch and the overrides applied; no "variants"
     resolved.erase("seed");
@@ -736,6 +858,8 @@ Scenario load_scenario_text(const std::string& text, const std::string& path, co
         chosen = selected->get_string("name");
         if (auto p = selected->find("patch")) {
             if (p->json().contains("variants")) p->fail("a variant cannot patch \"variants\"");
+            if (p->json().contains("published"))
+                (*p)["published"].fail("a variant cannot patch \"published\" (the rows name the variants)");
             apply_merge_patch(patched, p->json());
         }
     } else if (opts.variant) {
@@ -747,10 +871,29 @@ Scenario load_scenario_text(const std::string& text, const std::string& path, co
                                   : path + " (variant \"" + chosen + "\")";
     for (const auto& [pointer, value] : opts.overrides) apply_override(patched, pointer, value, label);
     Node merged(patched, label);
-    Scenario sc = build(merged, path, sha, opts);
-    sc.variant = chosen;
-    sc.variants = variants;
+    Scenario sc = build(merged, path, sha, chosen, variants, opts);
     return sc;
+}
+
+bool phase_matches(std::string_view pattern, std::string_view name) {
+    // Iterative glob with one backtrack point (the last "*"): linear in practice.
+    std::size_t p = 0, n = 0, star = std::string_view::npos, mark = 0;
+    while (n < name.size()) {
+        if (p < pattern.size() && pattern[p] == '*') {
+            star = p++;
+            mark = n;
+        } else if (p < pattern.size() && pattern[p] == name[n]) {
+            ++p;
+            ++n;
+        } else if (star != std::string_view::npos) {
+            p = star + 1;
+            n = ++mark;
+        } else {
+            return false;
+        }
+    }
+    while (p < pattern.size() && pattern[p] == '*') ++p;
+    return p == pattern.size();
 }
 
 std::vector<std::string> scenario_variants(const std::string& path) {

@@ -2,13 +2,52 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sim/vm/mmu_model.hpp"
 #include "sim/workload/workload.hpp"
 
 namespace kvmsim::scenario {
+
+// A published figure of one run: the variant that reproduces the run ("" when the scenario has
+// no variants), the value in the row's unit, and the individual runs when the source gives them.
+struct PublishedValue {
+    std::string variant;
+    double value = 0;
+    std::vector<double> samples;
+};
+
+// One row of a published table (`kvmsim check-published`). A row compares two runs (before,
+// after: their ratio is the change the source reports) or gives one run's value (value).
+struct PublishedRow {
+    std::string pointer;     // "/published/rows/3", for messages
+    std::string phase;       // a phase (step) name; "*" matches any text (with aggregate)
+    std::string aggregate;   // "mean" or "sum" over the phases a "*" name matches; "" for one phase
+    std::string stat;        // or a stat of the whole run
+    std::string unit;        // "s", "ms", "us", "ns" for phases, "count" for stats
+    std::optional<PublishedValue> before, after, value;
+    bool calibration = false;  // a host-profile constant was derived from this row
+    std::string note;
+    // Why kvmsim cannot reproduce this row (a phase the model cannot run); kept so the project
+    // holds every published figure. Its phase need not exist in the workload.
+    std::string not_expressible;
+};
+
+// A scenario's "published" block: where the figures come from and its rows. The project keeps
+// its own copy of every figure with its citation.
+struct Published {
+    std::string title, author, date, url;
+    std::string host;
+    std::string note;
+    std::string skip;  // why check-published does not run it by default ("" = it does)
+    std::vector<PublishedRow> rows;
+};
+
+// True if `name` matches `pattern`, where "*" matches any (possibly empty) text.
+bool phase_matches(std::string_view pattern, std::string_view name);
 
 struct Scenario {
     std::string file;         // as given
@@ -28,6 +67,7 @@ struct Scenario {
     std::string model;
     vm::Knobs knobs;          // every knob of the model, defaults filled in
     workload::Workload workload;
+    std::optional<Published> published;  // the "published" block, if any
 };
 
 }  // namespace kvmsim::scenario
