@@ -12,6 +12,9 @@
 //                                        against the baseline, paired 95% intervals; runs in
 //                                        N worker processes (default: one per CPU)
 //   kvmsim compare A.json B.json         two saved results
+//   kvmsim check-published [DIR] [--json OUT] [--jobs N] [--seeds N] [--all] [--only NAME,...]
+//                                        every scenario of DIR (default scenarios/published)
+//                                        against the figures of its "published" block
 // Exit status: 0 success, 1 a run failed (deadlock, internal error), 2 bad input or usage.
 #include <unistd.h>
 
@@ -29,6 +32,7 @@
 #include "models/registry.hpp"
 #include "sim/cli/batch.hpp"
 #include "sim/report/compare.hpp"
+#include "sim/report/published.hpp"
 #include "sim/report/report.hpp"
 #include "sim/report/trace_writer.hpp"
 #include "sim/scenario/json_util.hpp"
@@ -55,7 +59,8 @@ constexpr const char* kUsage =
     "       kvmsim validate FILE...\n"
     "       kvmsim list\n"
     "       kvmsim compare SCENARIO|DIR... [--seeds N] [--jobs N] [--json OUT]\n"
-    "       kvmsim compare RESULT_A.json RESULT_B.json\n";
+    "       kvmsim compare RESULT_A.json RESULT_B.json\n"
+    "       kvmsim check-published [DIR] [--json OUT] [--jobs N] [--seeds N] [--all] [--only NAME,...]\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -381,6 +386,202 @@ int cmd_compare(const std::vector<std::string>& args) {
     return 0;
 }
 
+// The published-results check: each scenario's variants that its "published" rows name, over
+// the same seeds (a run that drew no random number stands for every seed, as in compare), then
+// one line per row and the summary.
+int cmd_check_published(const std::vector<std::string>& args) {
+    std::optional<std::string> dir, json_out;
+    std::uint64_t nseeds = 1;
+    unsigned jobs = cli::default_jobs();
+    bool all = false;
+    std::vector<std::string> only;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= args.size()) throw UsageError(a + " expects a value");
+            return args[++i];
+        };
+        if (a == "--seeds") {
+            nseeds = parse_seed(value());
+            if (nseeds == 0 || nseeds > 10000) throw UsageError("--seeds expects 1 to 10000");
+        } else if (a == "--jobs") {
+            const std::uint64_t j = parse_seed(value());
+            if (j == 0 || j > 1024) throw UsageError("--jobs expects 1 to 1024");
+            jobs = static_cast<unsigned>(j);
+        } else if (a == "--json") {
+            json_out = value();
+        } else if (a == "--all") {
+            all = true;
+        } else if (a == "--only") {
+            const std::string list = value();
+            for (std::size_t pos = 0; pos <= list.size();) {
+                const std::size_t end = std::min(list.find(',', pos), list.size());
+                if (end > pos) only.push_back(list.substr(pos, end - pos));
+                pos = end + 1;
+            }
+            if (only.empty()) throw UsageError("--only expects scenario names separated by commas");
+        } else if (!a.empty() && a[0] == '-') {
+            throw UsageError("unknown option " + a);
+        } else if (dir) {
+            throw UsageError("check-published takes one directory");
+        } else {
+            dir = a;
+        }
+    }
+    if (!dir) {
+        std::error_code ec;
+        dir = fs::is_directory("scenarios/published", ec) ? std::string("scenarios/published")
+                                                          : std::string(KVMSIM_SOURCE_DIR) + "/scenarios/published";
+    }
+    struct Config {
+        std::string file;
+        scenario::Scenario sc;               // the baseline, with the block
+        std::vector<std::string> variants;   // the ones the rows name, in the scenario's order
+        // same[v]: the first variant that runs the same scenario (same resolved document and
+        // seed: bit-identical results), run once for both (e.g. a change the model has no knob
+        // for because it does not touch what the model follows).
+        std::vector<std::size_t> same;
+        bool run = true;
+    };
+    std::vector<Config> configs;
+    for (const auto& f : scenario_files(*dir)) {
+        std::vector<std::string> vs = scenario::scenario_variants(f);
+        if (vs.empty()) vs.push_back("");
+        Config c;
+        c.file = f;
+        // Every variant loads before anything runs: bad input fails first, and alone.
+        std::vector<std::string> shas;
+        for (std::size_t v = 0; v < vs.size(); ++v) {
+            auto sc = scenario::load_scenario(f, load_options(vs[v].empty() ? std::nullopt : std::optional(vs[v]), std::nullopt));
+            shas.push_back(sc.resolved_sha256);
+            if (v == 0) c.sc = std::move(sc);
+        }
+        if (!c.sc.published)
+            throw scenario::ScenarioError(f, "", "expected a \"published\" block: check-published compares a scenario's runs with published figures");
+        for (const auto& v : vs) {
+            bool named = false;
+            for (const auto& r : c.sc.published->rows)
+                if (r.not_expressible.empty())
+                    for (const auto* pv : {&r.before, &r.after, &r.value})
+                        if (*pv && (*pv)->variant == v) named = true;
+            if (named) c.variants.push_back(v);
+        }
+        for (std::size_t i = 0; i < c.variants.size(); ++i) {
+            auto sha = [&](std::size_t k) {
+                return shas[static_cast<std::size_t>(std::find(vs.begin(), vs.end(), c.variants[k]) - vs.begin())];
+            };
+            std::size_t first = i;
+            for (std::size_t k = 0; k < i; ++k)
+                if (sha(k) == sha(i)) {
+                    first = k;
+                    break;
+                }
+            c.same.push_back(first);
+        }
+        c.run = all || c.sc.published->skip.empty();
+        configs.push_back(std::move(c));
+    }
+    if (!only.empty()) {
+        std::vector<std::string> names;
+        for (const auto& c : configs) names.push_back(c.sc.name);
+        for (const auto& n : only)
+            if (std::find(names.begin(), names.end(), n) == names.end())
+                throw UsageError("--only: no scenario named \"" + n + "\" in " + *dir + scenario::did_you_mean_suffix(n, names));
+        for (auto& c : configs) c.run = std::find(only.begin(), only.end(), c.sc.name) != only.end();
+    }
+
+    struct Point {
+        std::size_t config, variant;
+        std::uint64_t seed;
+    };
+    auto run_points = [&](const std::vector<Point>& pts) {
+        auto name = [&](std::size_t i) {
+            const Point& p = pts[i];
+            const std::string& v = configs[p.config].variants[p.variant];
+            return configs[p.config].file + (v.empty() ? "" : " [" + v + "]") + " seed " + std::to_string(p.seed);
+        };
+        const auto texts = cli::parallel_map(
+            pts.size(), jobs,
+            [&](std::size_t i) {
+                const Point& p = pts[i];
+                const std::string& v = configs[p.config].variants[p.variant];
+                const auto r = runner::run(scenario::load_scenario(
+                    configs[p.config].file, load_options(v.empty() ? std::nullopt : std::optional(v), p.seed)));
+                return report::to_json(r).dump();
+            },
+            name);
+        std::vector<nlohmann::json> docs;
+        for (std::size_t i = 0; i < texts.size(); ++i) {
+            docs.push_back(nlohmann::json::parse(texts[i]));
+            if (docs.back().value("status", "") != "completed")
+                throw std::runtime_error(name(i) + ": " + docs.back().value("status", "?") + "\n" +
+                                         docs.back().value("deadlock", ""));
+        }
+        return docs;
+    };
+    std::vector<Point> first;
+    for (std::size_t c = 0; c < configs.size(); ++c)
+        if (configs[c].run)
+            for (std::size_t v = 0; v < configs[c].variants.size(); ++v)
+                if (configs[c].same[v] == v) first.push_back({c, v, configs[c].sc.seed});
+    const auto first_docs = run_points(first);
+    std::vector<Point> rest;
+    for (std::size_t i = 0; i < first.size(); ++i)
+        if (first_docs[i].value("seed_used", true))
+            for (std::uint64_t s = 1; s < nseeds; ++s) rest.push_back({first[i].config, first[i].variant, first[i].seed + s});
+    const auto rest_docs = run_points(rest);
+
+    // docs[config][variant]: the runs over the seeds (a seed-independent run once).
+    std::vector<std::vector<std::vector<const nlohmann::json*>>> docs(configs.size());
+    for (std::size_t c = 0; c < configs.size(); ++c) docs[c].resize(configs[c].variants.size());
+    nlohmann::ordered_json runs = nlohmann::ordered_json::array();
+    auto add = [&](const Point& p, const nlohmann::json& d) {
+        docs[p.config][p.variant].push_back(&d);
+        runs.push_back({{"config", configs[p.config].sc.name}, {"variant", configs[p.config].variants[p.variant]},
+                        {"seed", p.seed}, {"wall_time_s", d.value("wall_time_s", 0.0)},
+                        {"events", d.value("events", std::uint64_t{0})}, {"fingerprint", d.value("fingerprint", "")}});
+    };
+    for (std::size_t i = 0; i < first.size(); ++i) add(first[i], first_docs[i]);
+    for (std::size_t i = 0; i < rest.size(); ++i) add(rest[i], rest_docs[i]);
+    for (std::size_t c = 0; c < configs.size(); ++c)
+        for (std::size_t v = 0; v < configs[c].variants.size(); ++v)
+            if (configs[c].same[v] != v) docs[c][v] = docs[c][configs[c].same[v]];
+
+    std::vector<report::CheckedRow> rows;
+    for (std::size_t c = 0; c < configs.size(); ++c) {
+        const Config& cf = configs[c];
+        for (const auto& row : cf.sc.published->rows) {
+            if (!row.not_expressible.empty()) {
+                rows.push_back(report::skipped_row(cf.sc.name, cf.file, row, row.not_expressible));
+                continue;
+            }
+            if (!cf.run) {
+                rows.push_back(report::skipped_row(cf.sc.name, cf.file, row,
+                                                   cf.sc.published->skip.empty() ? "not selected (--only)" : cf.sc.published->skip));
+                continue;
+            }
+            auto mean = [&](const scenario::PublishedValue& pv) {
+                const auto it = std::find(cf.variants.begin(), cf.variants.end(), pv.variant);
+                const auto& ds = docs[c][static_cast<std::size_t>(it - cf.variants.begin())];
+                double sum = 0;
+                for (const auto* d : ds) sum += report::simulated_value(row, *d, cf.file);
+                return sum / static_cast<double>(ds.size());
+            };
+            if (row.before) rows.push_back(report::check_row(cf.sc.name, cf.file, row, mean(*row.before), mean(*row.after)));
+            else rows.push_back(report::check_row(cf.sc.name, cf.file, row, mean(*row.value), 0));
+        }
+    }
+    for (const auto& r : runs)
+        std::cout << "run " << r["config"].get<std::string>()
+                  << (r["variant"].get<std::string>().empty() ? "" : " [" + r["variant"].get<std::string>() + "]")
+                  << " seed " << r["seed"].get<std::uint64_t>() << ": wall " << r["wall_time_s"].get<double>() << " s, "
+                  << r["events"].get<std::uint64_t>() << " events\n";
+    if (!runs.empty()) std::cout << "\n";
+    report::print_published(std::cout, rows);
+    if (json_out) report::write_file_atomic(*json_out, report::published_json(rows, runs, nseeds).dump(2) + "\n");
+    return 0;
+}
+
 int cmd_diff(const std::vector<std::string>& args) {
     if (args.size() != 2) throw UsageError("diff expects two event files (kvmsim run --events OUT)");
     nlohmann::json doc[2];
@@ -492,6 +693,7 @@ int main(int argc, char** argv) {
         if (cmd == "list") return cmd_list();
         if (cmd == "compare") return cmd_compare(args);
         if (cmd == "diff") return cmd_diff(args);
+        if (cmd == "check-published") return cmd_check_published(args);
         if (cmd == "-h" || cmd == "--help" || cmd == "help") {
             std::cout << kUsage;
             return 0;

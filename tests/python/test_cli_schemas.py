@@ -22,12 +22,21 @@ def kvmsim(*args):
     return subprocess.run([str(KVMSIM), *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
-SCENARIOS = sorted((ROOT / "scenarios" / "seeds").glob("*.json")) + sorted((ROOT / "tests" / "data").glob("*.json"))
+# Every scenario the project ships (scenarios/ but its schemas and host profiles) and the test data.
+SCENARIOS = (sorted(p for p in (ROOT / "scenarios").rglob("*.json") if p.parent.name not in ("schema", "hosts"))
+             + sorted((ROOT / "tests" / "data").rglob("*.json")))
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.name)
 def test_shipped_scenarios_match_the_schema(path):
     jsonschema.validate(json.loads(path.read_text()), schema("scenario.schema.json"))
+
+
+def test_every_shipped_scenario_validates():
+    files = [p for p in SCENARIOS if p.is_relative_to(ROOT / "scenarios")]
+    assert {p.parent.name for p in files} == {"seeds", "selftests", "published"}, "a new folder: document it in README"
+    r = kvmsim("validate", *files)
+    assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "scenarios" / "hosts").glob("*.json")), ids=lambda p: p.name)
