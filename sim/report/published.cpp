@@ -1,5 +1,6 @@
 #include "sim/report/published.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -43,7 +44,9 @@ double error_factor(double a, double b) {
 }
 
 bool same_sign(double r_pub, double r_sim) {
-    if (std::abs(r_pub - 1) <= kSignTolerance && std::abs(r_sim - 1) <= kSignTolerance) return true;
+    // Inclusive, with room for the rounding of a ratio of decimal figures (1.02 - 1 > 0.02).
+    const double tol = kSignTolerance + 1e-12;
+    if (std::abs(r_pub - 1) <= tol && std::abs(r_sim - 1) <= tol) return true;
     auto side = [](double r) { return r > 1 ? 1 : r < 1 ? -1 : 0; };
     return side(r_pub) == side(r_sim);
 }
@@ -151,8 +154,11 @@ std::string summary_line(const Summary& s) {
 }
 
 void print_published(std::ostream& os, const std::vector<CheckedRow>& rows) {
-    char buf[512];
-    std::snprintf(buf, sizeof buf, "%-30s %-34s %-4s %10s %10s %8s %10s %10s %8s %-4s %7s %-6s %s\n", "configuration",
+    // The configuration column as wide as the longest name.
+    int cw = 13;
+    for (const auto& r : rows) cw = std::max(cw, static_cast<int>(r.config.size()));
+    char buf[768];
+    std::snprintf(buf, sizeof buf, "%-*s %-34s %-4s %10s %10s %8s %10s %10s %8s %-4s %7s %-6s %s\n", cw, "configuration",
                   "phase", "unit", "pub before", "pub after", "pub r", "sim before", "sim after", "sim r", "sign",
                   "error", "<=1.5x", "calib");
     os << buf;
@@ -162,21 +168,21 @@ void print_published(std::ostream& os, const std::vector<CheckedRow>& rows) {
         if (!r.run) {
             const char* why = r.row.not_expressible.empty() ? "not run" : "not expressible";
             if (r.is_change())
-                std::snprintf(buf, sizeof buf, "%-30s %-34s %-4s %10s %10s %8s %-10s\n", r.config.c_str(), w.c_str(),
+                std::snprintf(buf, sizeof buf, "%-*s %-34s %-4s %10s %10s %8s %-10s\n", cw, r.config.c_str(), w.c_str(),
                               r.row.unit.c_str(), num(r.pub_before).c_str(), num(r.pub_after).c_str(),
                               num(r.pub_ratio).c_str(), why);
             else
-                std::snprintf(buf, sizeof buf, "%-30s %-34s %-4s %10s %10s %8s %-10s\n", r.config.c_str(), w.c_str(),
+                std::snprintf(buf, sizeof buf, "%-*s %-34s %-4s %10s %10s %8s %-10s\n", cw, r.config.c_str(), w.c_str(),
                               r.row.unit.c_str(), num(r.pub_value).c_str(), "-", "-", why);
         } else if (r.is_change()) {
-            std::snprintf(buf, sizeof buf, "%-30s %-34s %-4s %10s %10s %8s %10s %10s %8s %-4s %7s %-6s %s\n",
-                          r.config.c_str(), w.c_str(), r.row.unit.c_str(), num(r.pub_before).c_str(),
+            std::snprintf(buf, sizeof buf, "%-*s %-34s %-4s %10s %10s %8s %10s %10s %8s %-4s %7s %-6s %s\n",
+                          cw, r.config.c_str(), w.c_str(), r.row.unit.c_str(), num(r.pub_before).c_str(),
                           num(r.pub_after).c_str(), num(r.pub_ratio).c_str(), num(r.sim_before).c_str(),
                           num(r.sim_after).c_str(), num(r.sim_ratio).c_str(), r.sign_right ? "yes" : "NO",
                           (num(r.error) + "x").c_str(), r.within ? "yes" : "NO", calib);
         } else {
-            std::snprintf(buf, sizeof buf, "%-30s %-34s %-4s %10s %10s %8s %10s %10s %8s %-4s %7s %-6s %s\n",
-                          r.config.c_str(), w.c_str(), r.row.unit.c_str(), num(r.pub_value).c_str(), "-", "-",
+            std::snprintf(buf, sizeof buf, "%-*s %-34s %-4s %10s %10s %8s %10s %10s %8s %-4s %7s %-6s %s\n",
+                          cw, r.config.c_str(), w.c_str(), r.row.unit.c_str(), num(r.pub_value).c_str(), "-", "-",
                           num(r.sim_value).c_str(), "-", "-", "-", (num(r.error) + "x").c_str(),
                           r.within ? "yes" : "NO", calib);
         }
