@@ -44,10 +44,11 @@ double error_factor(double a, double b) {
 }
 
 bool same_sign(double r_pub, double r_sim) {
-    // Inclusive, with room for the rounding of a ratio of decimal figures (1.02 - 1 > 0.02).
+    // Three sides: up, down, and "no change" within the tolerance of 1 (inclusive, with room
+    // for the rounding of a ratio of decimal figures: 1.02 - 1 > 0.02). A simulated 1.0003
+    // against a published 1.46 is a missed change, not a right sign.
     const double tol = kSignTolerance + 1e-12;
-    if (std::abs(r_pub - 1) <= tol && std::abs(r_sim - 1) <= tol) return true;
-    auto side = [](double r) { return r > 1 ? 1 : r < 1 ? -1 : 0; };
+    auto side = [tol](double r) { return r > 1 + tol ? 1 : r < 1 - tol ? -1 : 0; };
     return side(r_pub) == side(r_sim);
 }
 

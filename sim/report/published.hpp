@@ -45,7 +45,8 @@ struct Summary {
 
 // max(a/b, b/a); +inf when either is not positive.
 double error_factor(double a, double b);
-// Both ratios on the same side of 1, or both within kSignTolerance of 1.
+// Both ratios on the same side of 1 beyond kSignTolerance, or both within it of 1 (a ratio
+// within 2% of 1 is "no change", on neither side).
 bool same_sign(double r_pub, double r_sim);
 
 // The row's simulated value in its unit from one run's result document: the phase's time (the

@@ -20,7 +20,7 @@ scenario::PublishedRow change_row(double before, double after, bool calibration)
 }
 }  // namespace
 
-TEST_CASE("sign: the same side of 1, or both within 2% of 1", "[report][published]") {
+TEST_CASE("sign: up, down or no change (within 2% of 1) on both sides", "[report][published]") {
     CHECK(report::same_sign(0.5, 0.9));
     CHECK(report::same_sign(3.0, 1.1));
     CHECK_FALSE(report::same_sign(0.5, 1.1));
@@ -29,6 +29,9 @@ TEST_CASE("sign: the same side of 1, or both within 2% of 1", "[report][publishe
     CHECK_FALSE(report::same_sign(1.03, 0.99));  // 3% up against 1% down
     CHECK_FALSE(report::same_sign(0.83, 1.0));   // a change against none
     CHECK(report::same_sign(1.02, 0.98));   // the 2% bound is inclusive
+    CHECK_FALSE(report::same_sign(1.46, 1.0003));  // a missed change: "no change" is not "up"
+    CHECK_FALSE(report::same_sign(0.07, 0.99));
+    CHECK(report::same_sign(0.97, 0.5));
 }
 
 TEST_CASE("error factor and the columns of a change row", "[report][published]") {
