@@ -65,9 +65,6 @@ constexpr std::pair<const char*, Time Costs::*> kTimes[] = {
     {"fault_entry", &Costs::fault_entry},
     {"fault_exit", &Costs::fault_exit},
     {"user_mem_abort", &Costs::user_mem_abort},
-    {"gup_fast", &Costs::gup_fast},
-    {"host_fault_base", &Costs::host_fault_base},
-    {"zero_4k", &Costs::zero_4k},
     {"mmu_cache_alloc_page", &Costs::mmu_cache_alloc_page},
     {"mmu_lock_op", &Costs::mmu_lock_op},
     {"stage2_map_base", &Costs::stage2_map_base},
@@ -133,19 +130,10 @@ struct Arm64Stage2::Slot {
     std::uint64_t npages = 0;
     int host_level = 3;     // the backing's page: 3 (4K), 2 (2M), 1 (1G)
     bool hugetlb = false;
-    std::vector<std::int64_t> ready;  // per host page: when it is populated (ps), kNever if not
     std::vector<std::uint64_t> bitmap;
     std::uint64_t bitmap_addr = 0;
     bool manual_protect = false;
     bool contains(Gfn g) const { return g >= base && g - base < npages; }
-    std::uint64_t host_index(Gfn g) const {
-        const unsigned sh = 9 * static_cast<unsigned>(3 - host_level);
-        return (g >> sh) - (base >> sh);
-    }
-};
-
-struct Arm64Stage2::VcpuState {
-    MmuMemoryCache mc;  // vcpu->arch.mmu_page_cache
 };
 
 // One stage-2 fault, from the exit to the return to the guest.
@@ -162,8 +150,8 @@ struct Arm64Stage2::Fault {
     bool writable = true;
     std::uint64_t mmu_seq = 0;
     std::uint32_t topup = 0;           // objects the memory-cache top-up allocates
-    std::int64_t ready = kNever;       // the host page's population time after this fault's GUP
-    std::uint64_t zeroed = 0;          // 4 KiB pages this fault's GUP zeroes (a first touch)
+    Time t_gup;              // __gfn_to_pfn_memslot starts
+    host::Gup gup;           // what it gave
     Time t1;                 // arrival at mmu_lock
     Time r;                  // return to the guest
     // rwlock: the leaf install that waits for the break's TLBI and the CMOs.
@@ -171,6 +159,13 @@ struct Arm64Stage2::Fault {
     int d_level = 0;
     std::uint8_t d_value = 0;
     Time d_at;
+};
+
+struct Arm64Stage2::VcpuState {
+    MmuMemoryCache mc;  // vcpu->arch.mmu_page_cache
+    // A fault page_fault_now() took up to mmu_lock (its GUP charged) but could not place on the
+    // timeline without an event: page_fault_at(), called next, goes on with it.
+    std::optional<Fault> stash;
 };
 
 // The work of a fault under mmu_lock, from the grant g; h is the time so far.
@@ -226,7 +221,7 @@ struct Arm64Stage2::ModelCounters {
     enum Id : std::uint8_t {
         map, map_same, relax, relax_again, locked, retry_inv, bbm, tlbi_ipa, tlbi_vmid, dc_bytes, dc_calls, ic_range,
         ic_bytes, ic_all, block_to_table, table_to_block, tables_linked, tables_freed, tables_rcu, topup_objs,
-        alloc_atomic, first_touch, zeroed_4k, dirty_marked, wp, unmapped, harvested, resched, kCount
+        alloc_atomic, change_pte_map, dirty_marked, wp, unmapped, harvested, resched, kCount
     };
     static constexpr const char* kNames[kCount] = {
         "kvm_pgtable_stage2_map", "stage2_map_same_pte", "kvm_pgtable_stage2_relax_perms", "stage2_relax_perms_no_leaf",
@@ -234,7 +229,7 @@ struct Arm64Stage2::ModelCounters {
         "__kvm_tlb_flush_vmid", "dcache_clean_poc_bytes", "dcache_clean_poc", "icache_inval_pou",
         "icache_inval_pou_bytes", "icache_inval_all_pou", "stage2_block_to_table", "stage2_table_to_block",
         "stage2_table_pages_linked", "stage2_table_pages_freed", "stage2_free_removed_table_rcu",
-        "mmu_topup_memory_cache_objs", "mmu_memory_cache_alloc_atomic", "host_fault_first_touch", "host_zeroed_4k",
+        "mmu_topup_memory_cache_objs", "mmu_memory_cache_alloc_atomic", "kvm_set_spte_gfn_mapped",
         "mark_page_dirty_in_slot", "stage2_wp_ptes", "stage2_unmap_ptes", "dirty_pages_harvested",
         "mmu_lock_cond_resched",
     };
@@ -293,7 +288,11 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
       vm_(env.vm),
       cfg_(Config::from(env.knobs, env.host)),
       k_(Costs::from(env.host.costs)),
+      host_(std::make_unique<host::HostMm>(env.sim, env.host, env.vm.memslots, host::Costs::from(env.host.costs),
+                                           host::Features::from(env.host))),
       stats_(env.sim.counters()) {
+    host_->set_notifier(this);
+    dcache_rate_ = k_.dcache_clean_byte > 0 ? static_cast<std::uint64_t>(1e12 / k_.dcache_clean_byte + 0.5) : 0;
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
     publisher_ = std::make_unique<Publisher>(*this);
     spin_target_ = std::make_unique<SpinTarget>(*this);
@@ -303,6 +302,7 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
     site_clear_ = sim_.site("kvm_clear_dirty_log_protect");
     site_mn_start_ = sim_.site("kvm_mmu_notifier_invalidate_range_start");
     site_mn_end_ = sim_.site("kvm_mmu_notifier_invalidate_range_end");
+    site_mn_change_ = sim_.site("kvm_mmu_notifier_change_pte");
     if (cfg_.spinlock)
         spin_id_ = sim_.lock_stats().lock_id("mmu_lock");
     else
@@ -316,7 +316,7 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
     pt_alloc_.alloc();
     // Every fault pays the exit, user_mem_abort and at least a GUP before mmu_lock; every host
     // operation pays host_entry. No arrival at the lock comes sooner after any event.
-    min_fault_pre_ = k_.fault_entry + k_.user_mem_abort + k_.gup_fast;
+    min_fault_pre_ = k_.fault_entry + k_.user_mem_abort + host_->costs().gup_fast;
     min_arrival_ = std::min(min_fault_pre_, k_.host_entry);
 
     for (std::size_t i = 0; i < vm_.memslots.size(); ++i) {
@@ -329,7 +329,6 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
         s->npages = m.npages;
         s->host_level = 4 - static_cast<int>(vm::host_level(m.backing));
         s->hugetlb = m.backing == vm::Backing::Hugetlb2M || m.backing == vm::Backing::Hugetlb1G;
-        s->ready.assign(s->host_index(m.base_gfn + m.npages - 1) + 1, kNever);
         s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * slots_.size();
         if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
         slots_.push_back(std::move(s));
@@ -432,26 +431,6 @@ Time Arm64Stage2::lock_line(std::uint32_t cpu) {
     return moved ? lock_transfer_ : lock_hit_;
 }
 
-// __gfn_to_pfn_memslot at time `at`: the page is there (GUP fast), or this is a first touch
-// (handle_mm_fault allocates and zeroes the host page: concurrent first touches of an anonymous
-// or THP page each zero one, as do_anonymous_page / do_huge_pmd_anonymous_page do before they
-// find the PTE taken; those of a hugetlb page wait for the first, behind the hugetlb fault mutex).
-// Host pages are always writable (no zero page, no CoW). Sets f.ready and f.zeroed for
-// commit(); changes nothing.
-Time Arm64Stage2::host_page(Fault& f, Time at) const {
-    const Slot& s = *f.s;
-    const std::int64_t ready = s.ready[s.host_index(f.gfn)];
-    f.ready = ready;
-    f.zeroed = 0;
-    if (ready <= at.ps()) return k_.gup_fast;
-    if (s.hugetlb && ready != kNever) return Time::ps(ready - at.ps()) + k_.gup_fast;
-    const std::uint64_t pages = pages_at(s.host_level);
-    const Time zero = k_.host_fault_base + k_.zero_4k * static_cast<std::int64_t>(pages);
-    f.ready = std::min(ready, (at + zero).ps());
-    f.zeroed = pages;
-    return zero;
-}
-
 // kvm_mmu_topup_memory_cache(memcache, kvm_mmu_cache_min_pages(kvm)): how many objects it would
 // allocate (below the minimum, it fills the cache to KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE).
 std::uint32_t Arm64Stage2::topup_objects(const VcpuState& v) const {
@@ -472,11 +451,14 @@ int Arm64Stage2::max_mapping_level(const Slot& s, Gfn gfn) const {
 }
 
 // clean_dcache_guest_page: DC CIVAC over the range to the point of coherency; nothing with FWB.
-Time Arm64Stage2::dcache_clean(std::uint64_t bytes) {
+// The lines go to memory through the socket's bandwidth, at one core's clean rate at most: priced
+// at the share the clean gets from what else moves memory now (the hold's length must be known
+// when it starts).
+Time Arm64Stage2::dcache_clean(std::uint32_t cpu, std::uint64_t bytes) {
     if (cfg_.fwb) return Time::zero();
     mc_->add(ModelCounters::dc_calls);
     mc_->add(ModelCounters::dc_bytes, bytes);
-    return Time::ps(static_cast<std::int64_t>(static_cast<double>(bytes) * k_.dcache_clean_byte + 0.5));
+    return host_->transfer_time(cpu, bytes, dcache_rate_);
 }
 
 // invalidate_icache_guest_page: IC IVAU per line up to MAX_DVM_OPS lines, else the whole I-cache.
@@ -655,7 +637,8 @@ Time Arm64Stage2::spin_reserve(Fault& f, Time g) {
         trace_add(g, kHoldBegin, pid, site_fault_);
         trace_add(g + h, kHoldEnd, pid, site_fault_);
     }
-    return g + h + k_.fault_exit;
+    // kvm_release_pfn_clean after spin_unlock: put_page on the page's refcount line.
+    return host_->put_page(f.cpu, f.gup, g + h) + k_.fault_exit;
 }
 
 // spin_unlock by a host operation: the arrivals queued meanwhile get their places in order; a
@@ -690,7 +673,7 @@ Task<void> Arm64Stage2::page_fault(const vm::CpuContext& cpu, Gfn gfn, vm::Acces
     co_await page_fault_at(sim_, cpu, gfn, access, sim_.now());
 }
 
-// user_mem_abort up to mmu_lock, worked out for a fault at `start` without changing anything:
+// user_mem_abort up to the GUP, worked out for a fault at `start` without changing anything:
 // false for an access outside every memslot (an MMIO access, emulated).
 bool Arm64Stage2::prepare(Fault& f, const vm::CpuContext& ctx, Gfn gfn, vm::Access access, Time start) {
     if (ctx.vcpu < 0 || static_cast<std::size_t>(ctx.vcpu) >= vcpus_.size())
@@ -719,14 +702,11 @@ bool Arm64Stage2::prepare(Fault& f, const vm::CpuContext& ctx, Gfn gfn, vm::Acce
         f.topup = topup_objects(*f.v);
         t += k_.mmu_cache_alloc_page * f.topup;
     }
-    t += host_page(f, t);
-    f.level = logging ? 3 : max_mapping_level(*f.s, gfn);  // force_pte while logging
-    f.writable = !(logging && !f.write);                    // only a write fault maps writable then
-    f.t1 = t;
+    f.t_gup = t;
     return true;
 }
 
-// What prepare() decided happens: the top-up, the GUP's first touch, the sequence snapshot.
+// What prepare() decided happens: the top-up, the sequence snapshot (before the GUP).
 void Arm64Stage2::commit(Fault& f) {
     stats_.add(stats_.pf_taken);
     if (f.topup) {
@@ -734,12 +714,35 @@ void Arm64Stage2::commit(Fault& f) {
         f.v->mc.topup(kMinCachePages, &n);
         mc_->add(ModelCounters::topup_objs, n);
     }
-    if (f.zeroed) {
-        mc_->add(ModelCounters::first_touch);
-        mc_->add(ModelCounters::zeroed_4k, f.zeroed);
-    }
-    f.s->ready[f.s->host_index(f.gfn)] = f.ready;
     f.mmu_seq = inv_.seq();
+}
+
+// The GUP's answer: the arrival at mmu_lock, vma_pagesize (PAGE_SIZE while logging, else the host
+// mapping's size, transparent_hugepage_adjust's PageTransCompoundMap, within the slot), and
+// whether the mapping may be writable (hva_to_pfn's `writable`; while logging only for a write).
+void Arm64Stage2::after_gup(Fault& f) {
+    const bool logging = vm_.memslots[f.s->index].dirty_logging;
+    f.t1 = f.gup.done;
+    f.level = logging ? 3 : std::max(f.gup.level, max_mapping_level(*f.s, f.gfn));
+    f.writable = f.gup.writable && !(logging && !f.write);
+}
+
+void Arm64Stage2::arrivals_push(std::int64_t t) {
+    arrivals_.push_back(t);
+    std::push_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
+}
+
+void Arm64Stage2::arrivals_erase(std::int64_t t) {
+    if (arrivals_.front() == t) {
+        std::pop_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
+        arrivals_.pop_back();
+        return;
+    }
+    auto it = std::find(arrivals_.begin(), arrivals_.end(), t);
+    if (it == arrivals_.end()) throw std::logic_error("arm64_stage2: arrival not registered");
+    *it = arrivals_.back();
+    arrivals_.pop_back();
+    std::make_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
 }
 
 std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn gfn, vm::Access access, Time start) {
@@ -751,34 +754,60 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
         stats_.add(stats_.pf_emulate);
         return start + k_.fault_entry + k_.fault_exit;
     }
-    if (open_ || !arrival_now(f.t1)) return std::nullopt;
+    // A GUP that changes the host's page tables waits for events (bandwidth, invalidations).
+    if (open_ || !host_->gup_analytic(gfn, f.write)) return std::nullopt;
     commit(f);
+    f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
+    after_gup(f);
     f.proc = sim_.current();
+    if (!arrival_now(f.t1)) {
+        f.v->stash = f;
+        return std::nullopt;
+    }
     return spin_reserve(f, std::max(f.t1, busy_until_));
 }
 
 Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& ctx, Gfn gfn, vm::Access access,
                                       Time start) {
     Fault f;
+    VcpuState* v = ctx.vcpu >= 0 && static_cast<std::size_t>(ctx.vcpu) < vcpus_.size()
+                       ? vcpus_[static_cast<std::size_t>(ctx.vcpu)].get()
+                       : nullptr;
+    if (v && v->stash) {  // page_fault_now() got it to mmu_lock
+        f = *v->stash;
+        v->stash.reset();
+    } else {
+        if (!prepare(f, ctx, gfn, access, start)) {
+            stats_.add(stats_.pf_taken);
+            stats_.add(stats_.pf_emulate);
+            co_await sim_.delay(start + k_.fault_entry + k_.fault_exit - sim_.now());
+            co_return;
+        }
+        commit(f);
+        if (!cfg_.spinlock) {
+            f.proc = sim_.current();
+            co_await fault_rw(f, ctx);
+            co_return;
+        }
+        if (host_->gup_analytic(gfn, f.write)) {
+            f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
+        } else {
+            // The GUP changes the host's page tables, as it goes. Until it reaches mmu_lock no
+            // arrival after its start is taken ahead of its event (see arrival_now).
+            const std::int64_t from = f.t_gup.ps();
+            arrivals_push(from);
+            if (f.t_gup > sim_.now()) co_await sim_.delay(f.t_gup - sim_.now());
+            f.gup = co_await host_->gup(ctx, gfn, f.write);
+            arrivals_erase(from);
+        }
+        after_gup(f);
+    }
     f.proc = sim_.current();
-    if (!prepare(f, ctx, gfn, access, start)) {
-        stats_.add(stats_.pf_taken);
-        stats_.add(stats_.pf_emulate);
-        co_await sim_.delay(start + k_.fault_entry + k_.fault_exit - sim_.now());
-        co_return;
-    }
-    commit(f);
-    if (!cfg_.spinlock) {
-        co_await fault_rw(f);
-        co_return;
-    }
     const Time t = f.t1;
     if (!arrival_now(t)) {
-        arrivals_.push_back(t.ps());
-        std::push_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
+        arrivals_push(t.ps());
         co_await sim_.delay(t - sim_.now());
-        std::pop_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
-        arrivals_.pop_back();
+        arrivals_erase(t.ps());
     }
     if (open_) {
         co_await SpinWaitAwaiter{*this, &f, site_fault_, t};  // resumed at f.r
@@ -808,7 +837,7 @@ bool Arm64Stage2::hold_head(Walk& w) {
     }
     const std::uint64_t bytes = pages_at(f.level) * vm::kPageSize;
     if (!cfg_.cmo_in_walker) {  // v5.12: on every fault but a permission fault, mapped or not
-        if (!f.perm) w.h += dcache_clean(bytes);
+        if (!f.perm) w.h += dcache_clean(f.cpu, bytes);
         if (f.exec) w.h += icache_inval(bytes);
     }
     w.prot = static_cast<std::uint8_t>(pte::V | pte::R | (f.writable ? pte::W : 0) | (f.exec ? pte::X : 0));
@@ -917,7 +946,7 @@ void Arm64Stage2::try_leaf(Walk& w, int level, std::uint8_t old) {
     }
     if (cfg_.cmo_in_walker) {  // only when a PTE is really installed
         const std::uint64_t bytes = pages_at(level) * vm::kPageSize;
-        w.h += dcache_clean(bytes);
+        w.h += dcache_clean(f.cpu, bytes);
         if (w.prot & pte::X) w.h += icache_inval(bytes);
     }
     emit(w, level, f.gfn, w.prot, true);
@@ -962,7 +991,14 @@ void Arm64Stage2::relax_perms(Walk& w) {
 // The fault under mmu_lock as an rwlock (v6.2): read lock, concurrent walkers. The walk reads the
 // descriptors when it gets there (after any CMOs user_mem_abort does first); a leaf it installs
 // stays locked through its TLBI and CMOs.
-Task<void> Arm64Stage2::fault_rw(Fault& f) {
+Task<void> Arm64Stage2::fault_rw(Fault& f, const vm::CpuContext& ctx) {
+    if (host_->gup_analytic(f.gfn, f.write)) {
+        f.gup = host_->try_gup(f.cpu, f.gfn, f.write, f.t_gup);
+    } else {
+        if (f.t_gup > sim_.now()) co_await sim_.delay(f.t_gup - sim_.now());
+        f.gup = co_await host_->gup(ctx, f.gfn, f.write);
+    }
+    after_gup(f);
     if (f.t1 > sim_.now()) co_await sim_.delay(f.t1 - sim_.now());
     engine::LockGuard guard = co_await rw_->read(site_fault_);
     Walk w{f, sim_.now(), Time::zero()};
@@ -977,7 +1013,8 @@ Task<void> Arm64Stage2::fault_rw(Fault& f) {
     }
     if (w.g + w.h > sim_.now()) co_await sim_.delay(w.g + w.h - sim_.now());
     guard.unlock();
-    co_await sim_.delay(k_.fault_exit);
+    const Time rel = host_->put_page(f.cpu, f.gup, sim_.now());
+    co_await sim_.delay(rel - sim_.now() + k_.fault_exit);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1220,7 +1257,7 @@ Task<void> Arm64Stage2::unmap_range(Bulk& b, Gfn start, Gfn end) {
         set_both(level, ri, g, 0);
         stats_.update_page_stats(page_level(level), -1);
         b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(level, ri, g), true) + k_.tlbi_ipa +
-                 dcache_clean(pages_at(level) * vm::kPageSize);
+                 dcache_clean(b.cpu, pages_at(level) * vm::kPageSize);
         mc_->add(ModelCounters::tlbi_ipa);
         mc_->add(ModelCounters::unmapped);
     };
@@ -1253,10 +1290,9 @@ Task<void> Arm64Stage2::unmap_range(Bulk& b, Gfn start, Gfn end) {
     }
 }
 
-// An MMU-notifier invalidation (a host unmap): invalidate_range_start (begin, kvm_unmap_gfn_range)
-// and invalidate_range_end (end), each under mmu_lock; the host drops its pages in between.
-Task<void> Arm64Stage2::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn end) {
-    if (end <= start) co_return;
+// kvm_mmu_notifier_invalidate_range_start: under mmu_lock for write, kvm_mmu_invalidate_begin
+// and range_add, then kvm_unmap_gfn_range (unmap_range).
+Task<void> Arm64Stage2::invalidate_range_start(const vm::CpuContext& cpu, Gfn start, Gfn end) {
     Bulk b = make_bulk(cpu);
     co_await lock(b, site_mn_start_);
     inv_.begin();
@@ -1264,16 +1300,51 @@ Task<void> Arm64Stage2::invalidate_range(const vm::CpuContext& cpu, Gfn start, G
     co_await unmap_range(b, start, end);
     co_await unlock(b);
     co_await settle(b);
-    for (auto& sp : slots_) {
-        Slot& s = *sp;
-        const Gfn a = std::max(start, s.base), z = std::min(end, s.base + s.npages);
-        if (a >= z) continue;
-        for (std::uint64_t h = s.host_index(a); h <= s.host_index(z - 1); ++h) s.ready[h] = kNever;
-    }
+}
+
+// kvm_mmu_notifier_invalidate_range_end: kvm_mmu_invalidate_end under mmu_lock.
+Task<void> Arm64Stage2::invalidate_range_end(const vm::CpuContext& cpu, Gfn start, Gfn end) {
+    (void)start;
+    (void)end;
+    Bulk b = make_bulk(cpu);
     co_await lock(b, site_mn_end_);
     inv_.end();
     co_await unlock(b);
     co_await settle(b);
+}
+
+// kvm_mmu_notifier_change_pte -> kvm_set_spte_hva (v5.12) / kvm_set_spte_gfn: the new page
+// mapped read-only at 4 KiB with kvm_pgtable_stage2_map and no memory cache, so only where a
+// level-3 table is already linked (else -ENOMEM, nothing mapped). Before v5.13 the notifier bumps
+// mmu_notifier_seq (here with mmu_lock = "spinlock"); since, it returns at once unless an
+// invalidation is in progress (always, around wp_page_copy's). With cmo = "user_mem_abort"
+// kvm_set_spte_hva cleans the page to PoC itself; with "map_walker" the walker does when it
+// installs.
+Task<void> Arm64Stage2::change_pte(const vm::CpuContext& cpu, Gfn gfn) {
+    Bulk b = make_bulk(cpu);
+    co_await lock(b, site_mn_change_);
+    if (cfg_.spinlock) inv_.bump_seq();
+    const std::uint32_t ri = region_of(gfn);
+    if ((cfg_.spinlock || inv_.in_progress() != 0) && ri != kNoRegion) {
+        if (!cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize);
+        b.acc += k_.stage2_map_base;
+        if (is_table(plan_entry(1, ri, gfn)) && is_table(plan_entry(2, ri, gfn)) && !(plan_entry(3, ri, gfn) & pte::V)) {
+            b.acc += k_.stage2_walk_level * 3 + touch(b.cpu, entry_addr(3, ri, gfn), false);
+            if (cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize);
+            set_both(3, ri, gfn, static_cast<std::uint8_t>(pte::V | pte::R));
+            b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(3, ri, gfn), true);
+            stats_.update_page_stats(vm::PageLevel::K4, 1);
+            mc_->add(ModelCounters::change_pte_map);
+        }
+    }
+    co_await unlock(b);
+    co_await settle(b);
+}
+
+// An MMU-notifier invalidation by a host unmap (the scenario operation): the host's unmap, which
+// calls invalidate_range_start and _end around dropping its pages.
+Task<void> Arm64Stage2::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn end) {
+    co_await host_->unmap(cpu, start, end);
 }
 
 }  // namespace arm64_stage2
@@ -1309,7 +1380,9 @@ vm::ModelInfo arm64_stage2_model_info() {
                   "stage2_apply_range yields to them between 1 GiB chunks; false: it yields only on need_resched()"),
     };
     info.costs = arm64_stage2::Costs::names();
+    for (const auto& c : host::Costs::names()) info.costs.push_back(c);
     info.features = {"fwb"};
+    for (const auto& f : host::Features::names()) info.features.push_back(f);
     info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
                        vm::Operation::DirtyLogDisable, vm::Operation::Invalidate};
     info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {

@@ -39,6 +39,7 @@
 #include "models/common/memory_cache.hpp"
 #include "models/common/regions.hpp"
 #include "models/common/resched.hpp"
+#include "models/host/host_mm.hpp"
 #include "sim/engine/sync.hpp"
 #include "sim/vm/mmu_model.hpp"
 
@@ -53,7 +54,7 @@ namespace arm64_stage2 {
 // Cost constants read from the host profile (picoseconds; dcache_clean_byte in ps per byte,
 // icache_line in bytes), by their profile names.
 struct Costs {
-    engine::Time fault_entry, fault_exit, user_mem_abort, gup_fast, host_fault_base, zero_4k, mmu_cache_alloc_page,
+    engine::Time fault_entry, fault_exit, user_mem_abort, mmu_cache_alloc_page,
         mmu_lock_op, stage2_map_base, stage2_walk_level, stage2_pte_update, stage2_free_entry, relax_perms_base,
         tlbi_ipa, tlbi_vmid, icache_inval_line, icache_inval_all, mark_page_dirty, host_entry, memslot_update,
         stage2_walk_step, dirty_bitmap_word, sched_timeslice, lock_yield;
@@ -82,7 +83,10 @@ inline constexpr std::uint8_t LOCKED = 0x20;  // KVM_INVALID_PTE_LOCKED (not val
 inline constexpr std::uint8_t TABLE = V | T;
 }  // namespace pte
 
-class Arm64Stage2 final : public vm::MmuModel {
+// The host's MMU-notifier callbacks (kvm_mmu_notifier_invalidate_range_start/_end,
+// kvm_mmu_notifier_change_pte) are this model's: the host's COW breaks and THP splits reach it
+// through them, and so does the scenario operation "invalidate" (a host unmap).
+class Arm64Stage2 final : public vm::MmuModel, public host::MmuNotifier {
 public:
     explicit Arm64Stage2(vm::ModelEnv& env);
     ~Arm64Stage2() override;
@@ -119,6 +123,11 @@ public:
     engine::Task<void> dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t slot) override;
     engine::Task<void> invalidate_range(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
 
+    // host::MmuNotifier
+    engine::Task<void> invalidate_range_start(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
+    engine::Task<void> invalidate_range_end(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
+    engine::Task<void> change_pte(const vm::CpuContext& cpu, vm::Gfn gfn) override;
+
     // Introspection for tests (no simulated cost; the visible state, as the guest sees it).
     std::optional<vm::PageLevel> mapping_level(vm::Gfn gfn) const;
     std::uint8_t leaf(vm::Gfn gfn) const;  // the visible leaf descriptor mapping gfn (0 if none)
@@ -127,6 +136,7 @@ public:
     bool dirty(std::uint32_t slot, vm::Gfn gfn) const;
     const Config& config() const { return cfg_; }
     const Costs& costs() const { return k_; }
+    host::HostMm& host_mm() { return *host_; }
     // For tests: every spinlock arrival waits for its own event (the reference for the arrivals
     // taken ahead of events, which must give the same run).
     void set_early_arrivals(bool on) { early_ = on; }
@@ -173,7 +183,9 @@ private:
     // --- the fault path ---
     bool prepare(Fault& f, const vm::CpuContext& ctx, vm::Gfn gfn, vm::Access access, engine::Time start);
     void commit(Fault& f);
-    engine::Time host_page(Fault& f, engine::Time at) const;
+    void after_gup(Fault& f);
+    void arrivals_push(std::int64_t t);
+    void arrivals_erase(std::int64_t t);
     std::uint32_t topup_objects(const VcpuState& v) const;
     int max_mapping_level(const Slot& s, vm::Gfn gfn) const;
     engine::Time hold(Fault& f, engine::Time g);  // the work under mmu_lock from g; returns its length
@@ -183,12 +195,12 @@ private:
     void relax_perms(Walk& w);
     void try_leaf(Walk& w, int level, std::uint8_t old);
     void emit(Walk& w, int level, vm::Gfn gfn, std::uint8_t value, bool leaf);
-    engine::Time dcache_clean(std::uint64_t bytes);
+    engine::Time dcache_clean(std::uint32_t cpu, std::uint64_t bytes);
     engine::Time icache_inval(std::uint64_t bytes);
     engine::Time mark_page_dirty(Slot& s, vm::Gfn gfn, std::uint32_t cpu);
     engine::Time touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes = 8);
     engine::Time lock_line(std::uint32_t cpu);
-    engine::Task<void> fault_rw(Fault& f);
+    engine::Task<void> fault_rw(Fault& f, const vm::CpuContext& ctx);
 
     // --- mmu_lock as a spinlock: a FIFO timeline of reserved holds (see arm64_stage2.cpp) ---
     bool arrival_now(engine::Time t1) const;
@@ -222,6 +234,8 @@ private:
     vm::VmConfig& vm_;
     Config cfg_;
     Costs k_;
+    std::unique_ptr<host::HostMm> host_;
+    std::uint64_t dcache_rate_ = 0;  // bytes/s one core cleans to PoC (1 / dcache_clean_byte)
     KvmStats stats_;
     MmuInvalidation inv_;
     KernelDataLayout kdata_;
@@ -269,7 +283,7 @@ private:
     std::vector<TraceItem> trace_;         // min-heap of trace records not yet due
     std::uint64_t trace_seq_ = 0;
 
-    engine::Site site_fault_, site_wp_, site_get_, site_clear_, site_mn_start_, site_mn_end_;
+    engine::Site site_fault_, site_wp_, site_get_, site_clear_, site_mn_start_, site_mn_end_, site_mn_change_;
     std::unique_ptr<ModelCounters> mc_;
 };
 

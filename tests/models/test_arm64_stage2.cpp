@@ -36,6 +36,8 @@ struct A64 : Harness {
         : Harness(b, npages, vcpus, std::move(k)) {
         host.costs = arm64_test_costs();
         host.features["fwb"] = fwb;
+        host.features["thp_use_zero_page"] = true;
+        host.features["thp_wp_zero_page_split"] = true;
         vm.memslots[0].dirty_logging = logging;
         build(make_a64);
     }
@@ -78,6 +80,8 @@ TEST_CASE("arm64_stage2 rejects bad knobs, a missing cost and a missing fwb feat
     Harness h(Backing::Anonymous, 512, 1, {{"mmu_lock", std::string("mutex")}});
     h.host.costs = arm64_test_costs();
     h.host.features["fwb"] = false;
+    h.host.features["thp_use_zero_page"] = true;
+    h.host.features["thp_wp_zero_page_split"] = true;
     CHECK_THROWS_WITH(h.build(make_a64), Catch::Contains("mmu_lock"));
     Harness h2(Backing::Anonymous, 512, 1, {{"cmo", true}});
     h2.host.costs = arm64_test_costs();
