@@ -727,6 +727,15 @@ void Arm64Stage2::after_gup(Fault& f) {
     f.writable = f.gup.writable && !(logging && !f.write);
 }
 
+// May a GUP at t (>= now) read the host's page tables now? Yes when nothing can change them
+// before t: no GUP that changes them is under way, and every fault still to start reaches its GUP
+// at least fault_entry + user_mem_abort after an event not yet processed.
+bool Arm64Stage2::gup_now(Time t) const {
+    if (!early_ || host_changing_ != 0) return false;
+    const Time next = sim_.next_event_time();
+    return next == Time::max() || t < next + k_.fault_entry + k_.user_mem_abort;
+}
+
 void Arm64Stage2::arrivals_push(std::int64_t t) {
     arrivals_.push_back(t);
     std::push_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
@@ -755,7 +764,7 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
         return start + k_.fault_entry + k_.fault_exit;
     }
     // A GUP that changes the host's page tables waits for events (bandwidth, invalidations).
-    if (open_ || !host_->gup_analytic(gfn, f.write)) return std::nullopt;
+    if (open_ || !gup_now(f.t_gup) || !host_->gup_analytic(gfn, f.write)) return std::nullopt;
     commit(f);
     f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
     after_gup(f);
@@ -789,9 +798,11 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
             co_await fault_rw(f, ctx);
             co_return;
         }
+        if (!gup_now(f.t_gup) && f.t_gup > sim_.now()) co_await sim_.delay(f.t_gup - sim_.now());
         if (host_->gup_analytic(gfn, f.write)) {
             f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
         } else {
+            ++host_changing_;
             // The GUP changes the host's page tables, as it goes. Until it reaches mmu_lock no
             // arrival after its start is taken ahead of its event (see arrival_now).
             const std::int64_t from = f.t_gup.ps();
@@ -799,6 +810,7 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
             if (f.t_gup > sim_.now()) co_await sim_.delay(f.t_gup - sim_.now());
             f.gup = co_await host_->gup(ctx, gfn, f.write);
             arrivals_erase(from);
+            --host_changing_;
         }
         after_gup(f);
     }

@@ -184,6 +184,7 @@ private:
     bool prepare(Fault& f, const vm::CpuContext& ctx, vm::Gfn gfn, vm::Access access, engine::Time start);
     void commit(Fault& f);
     void after_gup(Fault& f);
+    bool gup_now(engine::Time t) const;
     void arrivals_push(std::int64_t t);
     void arrivals_erase(std::int64_t t);
     std::uint32_t topup_objects(const VcpuState& v) const;
@@ -247,6 +248,7 @@ private:
     engine::Time min_fault_pre_;  // the least time from a fault's start to mmu_lock
     engine::Time min_arrival_;    // ... from any event to any arrival at mmu_lock
     bool early_ = true;
+    std::uint32_t host_changing_ = 0;  // spinlock faults whose GUP changes the host's page tables, under way
 
     // Descriptors: one region per 1 GiB of IPA space overlapping a memslot: its level-1 entry, its
     // level-2 table (512) and the level-3 tables below (262144). vis*: what the guest sees (hits);
