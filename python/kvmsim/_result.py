@@ -24,9 +24,11 @@ class Result:
     ``json`` is that document's text, ``doc`` the parsed dict. Plain data: ``phases`` (list of
     dicts, each with its own ``stats``, ``locks`` and ``caches``), ``stats`` (KVM's debugfs
     counters, whole run), ``locks`` (contention per lock, mode and call site), ``caches``
-    (accesses and misses per level), ``metrics`` (the numbers ``kvmsim compare`` compares) and
-    ``fingerprint`` (16 hex digits, as the command prints it). As pandas DataFrames:
-    ``phases_df``, ``stats_df``, ``locks_df``, ``caches_df``, ``metrics_df``.
+    (accesses and misses per level), ``lines`` (contended cache lines per line class),
+    ``bandwidth`` (fair-shared resources such as memory bandwidth), ``metrics`` (the numbers
+    ``kvmsim compare`` compares) and ``fingerprint`` (16 hex digits, as the command prints it).
+    As pandas DataFrames: ``phases_df``, ``stats_df``, ``locks_df``, ``caches_df``, ``lines_df``,
+    ``bandwidth_df``, ``metrics_df``.
     """
 
     def __init__(self, json_text: str, overrides: Mapping[str, Any] | None = None) -> None:
@@ -104,6 +106,18 @@ class Result:
     def caches(self) -> dict[str, Any]:
         return self.doc["caches"]
 
+    @property
+    def lines(self) -> list[dict[str, Any]]:
+        """Contended cache lines, whole run: one dict per line class (name, operations,
+        contended, wait_ns). Empty for documents written before lines were reported."""
+        return self.doc.get("lines", [])
+
+    @property
+    def bandwidth(self) -> list[dict[str, Any]]:
+        """Fair-shared resources, whole run: one dict per resource (name, bytes, transfers,
+        busy_ns, peak_concurrency). Empty for documents written before they were reported."""
+        return self.doc.get("bandwidth", [])
+
     @cached_property
     def metric_list(self) -> list[tuple[str, str, float]]:
         """[(name, unit, value)] in the order ``kvmsim compare`` lists them."""
@@ -112,7 +126,8 @@ class Result:
     @property
     def metrics(self) -> dict[str, float]:
         """{metric: value}: "phase NAME" (ns), "stat NAME", "lock LOCK MODE @SITE wait|hold"
-        (ns, summed), "cache LEVEL misses", "cache coherence misses"."""
+        (ns, summed), "cache LEVEL misses", "cache coherence misses", "line CLASS wait" (ns,
+        summed), "bandwidth NAME busy" (ns)."""
         return {name: value for name, _, value in self.metric_list}
 
     @property
@@ -158,6 +173,33 @@ class Result:
                 rows.append(row)
         cols = ["phase", "lock", "mode", "site", "acquisitions", "contended", "wait_ns_sum", "wait_ns_p50",
                 "wait_ns_p99", "wait_ns_max", "hold_ns_sum", "hold_ns_max"]
+        return pd.DataFrame(rows, columns=cols)
+
+    @cached_property
+    def lines_df(self) -> pd.DataFrame:
+        """Contended cache lines, one row per (phase, line class); phase "total" is the whole
+        run. Columns: operations, contended, wait_ns_{sum,p50,p99,max}."""
+        import pandas as pd
+        rows = []
+        for phase, lines in [(p["name"], p.get("lines", [])) for p in self.phases] + [("total", self.lines)]:
+            for ln in lines:
+                row = {"phase": phase, "line": ln["name"], "operations": ln["operations"], "contended": ln["contended"]}
+                row.update({f"wait_ns_{k}": v for k, v in ln["wait_ns"].items()})
+                rows.append(row)
+        cols = ["phase", "line", "operations", "contended", "wait_ns_sum", "wait_ns_p50", "wait_ns_p99", "wait_ns_max"]
+        return pd.DataFrame(rows, columns=cols)
+
+    @cached_property
+    def bandwidth_df(self) -> pd.DataFrame:
+        """Fair-shared resources, one row per (phase, resource); phase "total" is the whole run.
+        Columns: bytes, transfers, busy_ns, peak_concurrency."""
+        import pandas as pd
+        cols = ["phase", "resource", "bytes", "transfers", "busy_ns", "peak_concurrency"]
+        rows = []
+        for phase, res in [(p["name"], p.get("bandwidth", [])) for p in self.phases] + [("total", self.bandwidth)]:
+            for b in res:
+                rows.append({"phase": phase, "resource": b["name"], "bytes": b["bytes"], "transfers": b["transfers"],
+                             "busy_ns": b["busy_ns"], "peak_concurrency": b["peak_concurrency"]})
         return pd.DataFrame(rows, columns=cols)
 
     @cached_property

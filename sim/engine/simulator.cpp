@@ -102,6 +102,7 @@ const char* to_string(EventKind k) {
         case EventKind::Signal: return "signal";
         case EventKind::Barrier: return "barrier";
         case EventKind::Callback: return "callback";
+        case EventKind::Transfer: return "transfer";
     }
     return "?";
 }
@@ -120,6 +121,7 @@ std::size_t Simulator::begin_phase(std::string name) {
     phases_.push_back(PhaseInfo{std::move(name), now()});
     phase_ = phases_.size() - 1;
     counters_.begin_phase(phase_);
+    bandwidth_stats_.begin_phase(phase_, now());
     for (auto& f : phase_listeners_) f(phase_);
     return phase_;
 }

@@ -23,7 +23,7 @@ namespace kvmsim::engine {
 class Simulator;
 
 // Kinds of events, part of the fingerprint.
-enum class EventKind : std::uint8_t { Start = 1, Delay, LockGrant, Signal, Barrier, Callback };
+enum class EventKind : std::uint8_t { Start = 1, Delay, LockGrant, Signal, Barrier, Callback, Transfer };
 const char* to_string(EventKind k);
 
 // An event, ordered by (time, order); order packs (priority, insertion sequence, kind) so that a
@@ -303,6 +303,11 @@ public:
     LockStatsTable& lock_stats() { return lock_stats_; }
     const LockStatsTable& lock_stats() const { return lock_stats_; }
     Site site(std::string_view name) { return Site{lock_stats_.site_id(name)}; }
+    // The machine's shared resources (contended_line.hpp, bandwidth.hpp), per phase.
+    LineStatsTable& line_stats() { return line_stats_; }
+    const LineStatsTable& line_stats() const { return line_stats_; }
+    BandwidthStatsTable& bandwidth_stats() { return bandwidth_stats_; }
+    const BandwidthStatsTable& bandwidth_stats() const { return bandwidth_stats_; }
 
     // Optional tracing and event logging (null: off, at the cost of a branch).
     void set_tracer(Tracer* t) { tracer_ = t; }
@@ -385,6 +390,8 @@ private:
     std::vector<std::function<void(std::size_t)>> phase_listeners_;
     Counters counters_;
     LockStatsTable lock_stats_;
+    LineStatsTable line_stats_;
+    BandwidthStatsTable bandwidth_stats_;
 };
 
 // A slice on the current process's track for the lifetime of a scope, so that every exit

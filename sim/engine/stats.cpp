@@ -142,4 +142,129 @@ std::vector<LockRecord> LockStatsTable::totals() const {
     return out;
 }
 
+std::uint32_t LineStatsTable::class_id(std::string_view name) {
+    names_.emplace_back(name);
+    return static_cast<std::uint32_t>(names_.size() - 1);
+}
+
+LineRecord& LineStatsTable::record(std::uint32_t line_class, std::uint32_t phase) {
+    const auto key = std::make_pair(line_class, phase);
+    if (auto it = index_.find(key); it != index_.end()) return *it->second;
+    LineRecord& r = records_.emplace_back();
+    r.line_class = line_class;
+    r.phase = phase;
+    index_.emplace(key, &r);
+    return r;
+}
+
+std::vector<LineRecord> LineStatsTable::totals() const { return merged(true, 0); }
+std::vector<LineRecord> LineStatsTable::in_phase(std::uint32_t phase) const { return merged(false, phase); }
+
+std::vector<LineRecord> LineStatsTable::merged(bool all, std::uint32_t phase) const {
+    std::map<std::string, LineRecord> by_name;
+    for (const LineRecord& r : records_) {
+        if (!all && r.phase != phase) continue;
+        auto [it, fresh] = by_name.try_emplace(names_[r.line_class], r);
+        if (!fresh) {
+            it->second.operations += r.operations;
+            it->second.contended += r.contended;
+            it->second.wait_ps.merge(r.wait_ps);
+        }
+    }
+    std::vector<LineRecord> out;
+    out.reserve(by_name.size());
+    for (auto& [k, r] : by_name) {
+        r.phase = all ? 0 : phase;
+        out.push_back(r);
+    }
+    return out;
+}
+
+std::uint32_t BandwidthStatsTable::resource_id(std::string_view name) {
+    names_.emplace_back(name);
+    live_.emplace_back();
+    return static_cast<std::uint32_t>(names_.size() - 1);
+}
+
+BandwidthRecord& BandwidthStatsTable::current(std::uint32_t id) {
+    Live& l = live_[id];
+    if (l.rec && l.rec->phase == phase_) return *l.rec;
+    const auto key = std::make_pair(id, phase_);
+    auto it = index_.find(key);
+    if (it == index_.end()) {
+        BandwidthRecord& r = records_.emplace_back();
+        r.resource = id;
+        r.phase = phase_;
+        it = index_.emplace(key, &r).first;
+    }
+    l.rec = it->second;
+    return *l.rec;
+}
+
+void BandwidthStatsTable::started(std::uint32_t id, Time now) {
+    Live& l = live_[id];
+    BandwidthRecord& r = current(id);
+    if (l.active++ == 0) l.busy_since = now;
+    r.peak_concurrency = std::max(r.peak_concurrency, l.active);
+}
+
+void BandwidthStatsTable::finished(std::uint32_t id, Time now, std::uint64_t bytes) {
+    Live& l = live_[id];
+    BandwidthRecord& r = current(id);
+    r.bytes += bytes;
+    ++r.transfers;
+    if (--l.active == 0) r.busy += now - l.busy_since;
+}
+
+void BandwidthStatsTable::begin_phase(std::size_t phase, Time now) {
+    for (std::uint32_t id = 0; id < live_.size(); ++id) {
+        Live& l = live_[id];
+        if (l.active == 0) continue;
+        current(id).busy += now - l.busy_since;
+        l.busy_since = now;
+    }
+    phase_ = static_cast<std::uint32_t>(phase);
+    for (std::uint32_t id = 0; id < live_.size(); ++id) {
+        Live& l = live_[id];
+        if (l.active == 0) continue;
+        BandwidthRecord& r = current(id);
+        r.peak_concurrency = std::max(r.peak_concurrency, l.active);
+    }
+}
+
+void BandwidthStatsTable::flush(Time now) {
+    for (std::uint32_t id = 0; id < live_.size(); ++id) {
+        Live& l = live_[id];
+        if (l.active == 0) continue;
+        current(id).busy += now - l.busy_since;
+        l.busy_since = now;
+    }
+}
+
+std::vector<BandwidthRecord> BandwidthStatsTable::totals() const { return merged(true, 0); }
+std::vector<BandwidthRecord> BandwidthStatsTable::in_phase(std::uint32_t phase) const {
+    return merged(false, phase);
+}
+
+std::vector<BandwidthRecord> BandwidthStatsTable::merged(bool all, std::uint32_t phase) const {
+    std::map<std::string, BandwidthRecord> by_name;
+    for (const BandwidthRecord& r : records_) {
+        if (!all && r.phase != phase) continue;
+        auto [it, fresh] = by_name.try_emplace(names_[r.resource], r);
+        if (!fresh) {
+            it->second.bytes += r.bytes;
+            it->second.transfers += r.transfers;
+            it->second.busy += r.busy;
+            it->second.peak_concurrency = std::max(it->second.peak_concurrency, r.peak_concurrency);
+        }
+    }
+    std::vector<BandwidthRecord> out;
+    out.reserve(by_name.size());
+    for (auto& [k, r] : by_name) {
+        r.phase = all ? 0 : phase;
+        out.push_back(r);
+    }
+    return out;
+}
+
 }  // namespace kvmsim::engine

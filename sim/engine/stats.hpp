@@ -133,4 +133,85 @@ private:
     std::map<std::tuple<std::uint32_t, LockMode, std::uint32_t, std::uint32_t>, LockRecord*> index_;
 };
 
+// A class of contended cache lines (LineClass: "struct_page_refcount", "mmap_lock") in a phase.
+struct LineRecord {
+    std::uint32_t line_class = 0;  // index into LineStatsTable::name
+    std::uint32_t phase = 0;
+    std::uint64_t operations = 0;
+    std::uint64_t contended = 0;  // arrived while the line was busy
+    Histogram wait_ps;            // contended operations: from arrival to the start of service
+};
+
+// Contended-line statistics keyed by (line class, phase), kept like LockStatsTable's: stable
+// record addresses, creation order, totals merged exactly by name.
+class LineStatsTable {
+public:
+    std::uint32_t class_id(std::string_view name);  // a fresh id per LineClass object
+    const std::string& name(std::uint32_t id) const { return names_[id]; }
+    LineRecord& record(std::uint32_t line_class, std::uint32_t phase);
+    // In creation order, which is deterministic.
+    const std::deque<LineRecord>& records() const { return records_; }
+    // Merged over phases (and over classes of one name), sorted by name; phase set to 0.
+    std::vector<LineRecord> totals() const;
+    // Phase `phase`'s records, classes of one name merged, sorted by name.
+    std::vector<LineRecord> in_phase(std::uint32_t phase) const;
+
+private:
+    std::vector<LineRecord> merged(bool all, std::uint32_t phase) const;
+    std::vector<std::string> names_;
+    std::deque<LineRecord> records_;
+    std::map<std::pair<std::uint32_t, std::uint32_t>, LineRecord*> index_;
+};
+
+// A fair-shared resource (Bandwidth: "memory_bandwidth") in a phase. A transfer counts (bytes,
+// transfers) in the phase it completes in; busy time (at least one transfer active) is split
+// exactly at phase boundaries; peak_concurrency is the most transfers active at once during the
+// phase (one still active from the phase before counts from the phase's start).
+struct BandwidthRecord {
+    std::uint32_t resource = 0;  // index into BandwidthStatsTable::name
+    std::uint32_t phase = 0;
+    std::uint64_t bytes = 0;
+    std::uint64_t transfers = 0;
+    Time busy{};
+    std::uint32_t peak_concurrency = 0;
+};
+
+// Bandwidth statistics keyed by (resource, phase). The table also follows each resource's
+// number of active transfers, so that the Simulator's begin_phase splits busy time exactly.
+class BandwidthStatsTable {
+public:
+    std::uint32_t resource_id(std::string_view name);  // a fresh id per Bandwidth object
+    const std::string& name(std::uint32_t id) const { return names_[id]; }
+    // A transfer of resource `id` starts / finishes (having moved `bytes`) at `now`.
+    void started(std::uint32_t id, Time now);
+    void finished(std::uint32_t id, Time now, std::uint64_t bytes);
+    // Called by Simulator::begin_phase: busy resources' time so far goes to the old phase.
+    void begin_phase(std::size_t phase, Time now);
+    // Adds the busy time of resources still active up to `now` (call before reading a run that
+    // stopped with transfers in flight; calling it again later adds only the time since).
+    void flush(Time now);
+    std::uint32_t active(std::uint32_t id) const { return live_[id].active; }
+    // In creation order, which is deterministic.
+    const std::deque<BandwidthRecord>& records() const { return records_; }
+    // Merged over phases (and over resources of one name), sorted by name; phase set to 0. The
+    // peak is the largest phase (or resource) peak.
+    std::vector<BandwidthRecord> totals() const;
+    // Phase `phase`'s records, resources of one name merged (the peak is the largest), by name.
+    std::vector<BandwidthRecord> in_phase(std::uint32_t phase) const;
+
+private:
+    struct Live {
+        std::uint32_t active = 0;
+        Time busy_since{};
+        BandwidthRecord* rec = nullptr;  // the current phase's record, once made
+    };
+    BandwidthRecord& current(std::uint32_t id);
+    std::vector<BandwidthRecord> merged(bool all, std::uint32_t phase) const;
+    std::vector<std::string> names_;
+    std::vector<Live> live_;
+    std::uint32_t phase_ = 0;
+    std::deque<BandwidthRecord> records_;
+    std::map<std::pair<std::uint32_t, std::uint32_t>, BandwidthRecord*> index_;
+};
+
 }  // namespace kvmsim::engine

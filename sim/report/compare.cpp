@@ -20,6 +20,8 @@ std::vector<MetricValue> metrics_of(const runner::Result& r) {
     for (std::size_t i = 0; i < r.cache_levels.size() && i < r.caches.levels.size(); ++i)
         out.push_back({"cache " + r.cache_levels[i] + " misses", "count", static_cast<double>(r.caches.levels[i].misses)});
     out.push_back({"cache coherence misses", "count", static_cast<double>(r.caches.coherence_misses)});
+    for (const auto& l : r.lines) out.push_back({"line " + l.name + " wait", "ns", l.wait_ps.sum_double() / 1e3});
+    for (const auto& b : r.bandwidth) out.push_back({"bandwidth " + b.name + " busy", "ns", b.busy.to_ns()});
     return out;
 }
 
@@ -50,6 +52,14 @@ std::vector<MetricValue> metrics_of_document(const Json& r) {
             if (v.is_object()) out.push_back({"cache " + k + " misses", "count", num(v, "misses")});
         out.push_back({"cache coherence misses", "count", num(r["caches"], "coherence_misses")});
     }
+    auto named = [](const Json& x) { return x.contains("name") && x["name"].is_string() ? x["name"].template get<std::string>() : std::string(); };
+    if (r.contains("lines") && r["lines"].is_array())
+        for (const auto& l : r["lines"])
+            if (l.is_object() && l.contains("wait_ns") && l["wait_ns"].is_object())
+                out.push_back({"line " + named(l) + " wait", "ns", num(l["wait_ns"], "sum")});
+    if (r.contains("bandwidth") && r["bandwidth"].is_array())
+        for (const auto& b : r["bandwidth"])
+            if (b.is_object()) out.push_back({"bandwidth " + named(b) + " busy", "ns", num(b, "busy_ns")});
     return out;
 }
 }  // namespace

@@ -29,6 +29,35 @@ nlohmann::ordered_json lock_json(const runner::LockResult& l) {
     return j;
 }
 
+nlohmann::ordered_json line_json(const runner::LineResult& l) {
+    nlohmann::ordered_json j;
+    j["name"] = l.name;
+    j["operations"] = l.operations;
+    j["contended"] = l.contended;
+    j["wait_ns"] = {{"sum", l.wait_ps.sum_double() / 1e3},
+                    {"p50", ns(l.wait_ps.percentile(0.5))},
+                    {"p99", ns(l.wait_ps.percentile(0.99))},
+                    {"max", ns(l.wait_ps.max())}};
+    return j;
+}
+
+nlohmann::ordered_json bandwidth_json(const runner::BandwidthResult& b) {
+    nlohmann::ordered_json j;
+    j["name"] = b.name;
+    j["bytes"] = b.bytes;
+    j["transfers"] = b.transfers;
+    j["busy_ns"] = b.busy.to_ns();
+    j["peak_concurrency"] = b.peak_concurrency;
+    return j;
+}
+
+template <class T, class F>
+nlohmann::ordered_json array_of(const std::vector<T>& v, F f) {
+    nlohmann::ordered_json a = nlohmann::ordered_json::array();
+    for (const auto& x : v) a.push_back(f(x));
+    return a;
+}
+
 nlohmann::ordered_json caches_json(const std::vector<std::string>& levels, const engine::CacheCounters& c) {
     nlohmann::ordered_json j = nlohmann::ordered_json::object();
     for (std::size_t i = 0; i < levels.size(); ++i) {
@@ -73,12 +102,16 @@ nlohmann::ordered_json to_json(const runner::Result& r) {
         pj["locks"] = nlohmann::ordered_json::array();
         for (const auto& l : p.locks) pj["locks"].push_back(lock_json(l));
         pj["caches"] = caches_json(r.cache_levels, p.caches);
+        pj["lines"] = array_of(p.lines, line_json);
+        pj["bandwidth"] = array_of(p.bandwidth, bandwidth_json);
         j["phases"].push_back(pj);
     }
     j["stats"] = r.stats;
     j["locks"] = nlohmann::ordered_json::array();
     for (const auto& l : r.locks) j["locks"].push_back(lock_json(l));
     j["caches"] = caches_json(r.cache_levels, r.caches);
+    j["lines"] = array_of(r.lines, line_json);
+    j["bandwidth"] = array_of(r.bandwidth, bandwidth_json);
     j["events"] = r.events;
     j["guest_accesses"] = r.guest_accesses;
     j["guest_exits"] = r.guest_exits;
@@ -156,6 +189,30 @@ void print_summary(std::ostream& os, const runner::Result& r) {
            << " misses of " << l.accesses << "\n";
     }
     os << "  coherence misses " << r.caches.coherence_misses << ", invalidations " << r.caches.invalidations << "\n";
+    if (!r.lines.empty()) {
+        os << "\nContended cache lines (whole run):\n";
+        os << "  " << std::left << std::setw(32) << "class" << std::right << std::setw(14) << "operations"
+           << std::setw(11) << "contended" << std::setw(11) << "wait p50" << std::setw(11) << "wait p99"
+           << std::setw(12) << "wait total" << "\n";
+        for (const auto& l : r.lines) {
+            const double pct = l.operations ? 100.0 * static_cast<double>(l.contended) / static_cast<double>(l.operations) : 0;
+            std::ostringstream c;
+            c << std::fixed << std::setprecision(1) << pct << "%";
+            os << "  " << std::left << std::setw(32) << l.name << std::right << std::setw(14) << l.operations
+               << std::setw(11) << c.str() << std::setw(11) << pretty_ns(ns(l.wait_ps.percentile(0.5)))
+               << std::setw(11) << pretty_ns(ns(l.wait_ps.percentile(0.99))) << std::setw(12)
+               << pretty_ns(l.wait_ps.sum_double() / 1e3) << "\n";
+        }
+    }
+    if (!r.bandwidth.empty()) {
+        os << "\nBandwidth (whole run):\n";
+        os << "  " << std::left << std::setw(32) << "resource" << std::right << std::setw(16) << "bytes"
+           << std::setw(12) << "transfers" << std::setw(12) << "busy" << std::setw(10) << "peak" << "\n";
+        for (const auto& b : r.bandwidth)
+            os << "  " << std::left << std::setw(32) << b.name << std::right << std::setw(16) << b.bytes
+               << std::setw(12) << b.transfers << std::setw(12) << pretty_ns(b.busy.to_ns()) << std::setw(10)
+               << b.peak_concurrency << "\n";
+    }
     os << "\nguest accesses " << r.guest_accesses << ", exits " << r.guest_exits << ", events " << r.events
        << ", simulated " << seconds(r.sim_time_ns) << ", wall " << std::setprecision(3) << r.wall_time_s << "s\n";
     os << "fingerprint " << hex64(r.fingerprint) << "\n";

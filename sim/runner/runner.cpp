@@ -19,6 +19,14 @@ LockResult to_lock_result(const engine::LockStatsTable& t, const engine::LockRec
                       r.contended, r.wait_ps, r.hold_ps};
 }
 
+LineResult to_line_result(const engine::LineStatsTable& t, const engine::LineRecord& r) {
+    return LineResult{t.name(r.line_class), r.operations, r.contended, r.wait_ps};
+}
+
+BandwidthResult to_bandwidth_result(const engine::BandwidthStatsTable& t, const engine::BandwidthRecord& r) {
+    return BandwidthResult{t.name(r.resource), r.bytes, r.transfers, r.busy, r.peak_concurrency};
+}
+
 std::map<std::string, std::uint64_t> counters_of(const engine::Counters& c, std::size_t phase) {
     std::map<std::string, std::uint64_t> out;
     for (engine::CounterId id = 0; id < c.size(); ++id) out[c.name(id)] = c.value(id, phase);
@@ -80,6 +88,9 @@ Result run(const scenario::Scenario& s, const RunOptions& opts) {
     // Simulator phase i + 1 is the workload's step i (phase 0: before the first step).
     const auto& steps = exec.phases();
     const auto& table = sim.lock_stats();
+    const auto& lines = sim.line_stats();
+    auto& bandwidth = sim.bandwidth_stats();
+    bandwidth.flush(sim.now());  // transfers still in flight (a stopped run): busy up to now
     for (std::size_t i = 0; i < steps.size(); ++i) {
         PhaseStats p;
         p.name = steps[i].name;
@@ -89,11 +100,17 @@ Result run(const scenario::Scenario& s, const RunOptions& opts) {
         for (const auto& rec : table.records())
             if (rec.phase == i + 1) p.locks.push_back(to_lock_result(table, rec));
         p.caches = cache.phase_counters(i + 1);
+        for (const auto& rec : lines.in_phase(static_cast<std::uint32_t>(i + 1)))
+            p.lines.push_back(to_line_result(lines, rec));
+        for (const auto& rec : bandwidth.in_phase(static_cast<std::uint32_t>(i + 1)))
+            p.bandwidth.push_back(to_bandwidth_result(bandwidth, rec));
         r.phases.push_back(std::move(p));
     }
     for (engine::CounterId id = 0; id < sim.counters().size(); ++id)
         r.stats[sim.counters().name(id)] = sim.counters().total(id);
     for (const auto& rec : table.totals()) r.locks.push_back(to_lock_result(table, rec));
+    for (const auto& rec : lines.totals()) r.lines.push_back(to_line_result(lines, rec));
+    for (const auto& rec : bandwidth.totals()) r.bandwidth.push_back(to_bandwidth_result(bandwidth, rec));
     for (const auto& l : s.host.cache.levels) r.cache_levels.push_back(l.name);
     r.caches = cache.total();
 

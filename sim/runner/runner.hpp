@@ -20,6 +20,21 @@ struct LockResult {
     engine::Histogram wait_ps, hold_ps;
 };
 
+// A class of contended cache lines (engine::LineClass), e.g. "struct_page_refcount".
+struct LineResult {
+    std::string name;
+    std::uint64_t operations = 0, contended = 0;
+    engine::Histogram wait_ps;  // contended operations
+};
+
+// A fair-shared resource (engine::Bandwidth), e.g. "memory_bandwidth".
+struct BandwidthResult {
+    std::string name;
+    std::uint64_t bytes = 0, transfers = 0;
+    engine::Time busy{};
+    std::uint32_t peak_concurrency = 0;
+};
+
 struct PhaseStats {
     std::string name;
     double sim_time_ns = 0;
@@ -27,6 +42,8 @@ struct PhaseStats {
     std::map<std::string, std::uint64_t> stats;
     std::vector<LockResult> locks;
     engine::CacheCounters caches;
+    std::vector<LineResult> lines;
+    std::vector<BandwidthResult> bandwidth;
 };
 
 struct Result {
@@ -45,6 +62,8 @@ struct Result {
     std::vector<PhaseStats> phases;   // the workload's steps, in order
     std::map<std::string, std::uint64_t> stats;  // whole run
     std::vector<LockResult> locks;               // whole run
+    std::vector<LineResult> lines;               // whole run, by name
+    std::vector<BandwidthResult> bandwidth;      // whole run, by name
     std::vector<std::string> cache_levels;
     engine::CacheCounters caches;                // whole run
     std::uint64_t events = 0;

@@ -755,6 +755,21 @@ std::uint64_t Node::as_frequency(std::uint64_t min, std::uint64_t max) const {
     return hz;
 }
 
+std::uint64_t Node::as_bandwidth(std::uint64_t min, std::uint64_t max) const {
+    if (value_->is_number())
+        fail("expected a bandwidth such as \"85GB/s\", got " + describe_json(*value_) +
+             " (add a unit: B/s, KB/s, MB/s, GB/s, KiB/s, MiB/s or GiB/s)");
+    if (!value_->is_string()) fail_expected(kBandwidthExpectation);
+    const auto p = parse_bandwidth(value_->get_ref<const std::string&>());
+    if (!p) fail(p.error());
+    const std::uint64_t bps = p.value();
+    if (bps < min || bps > max)
+        fail_expected(range_phrase<std::uint64_t>("a bandwidth", min, max, 0,
+                                                  std::numeric_limits<std::uint64_t>::max(),
+                                                  format_bandwidth));
+    return bps;
+}
+
 void Node::fail_enum(std::span<const std::string_view> choices) const {
     std::string message;
     if (choices.empty()) message = "expected no value here (nothing is accepted)";

@@ -183,6 +183,9 @@ public:
     // A frequency string (a unit is required).
     std::uint64_t as_frequency(std::uint64_t min = 0,
                                std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) const;
+    // A bandwidth string (a unit is required): bytes per second.
+    std::uint64_t as_bandwidth(std::uint64_t min = 0,
+                               std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) const;
     // One of the listed strings; otherwise
     //   expected one of "write", "read", got "wrte" (did you mean "write"?)
     std::string as_enum(std::initializer_list<std::string_view> choices) const;
@@ -219,6 +222,10 @@ public:
     std::uint64_t get_frequency(std::string_view key, std::uint64_t min = 0,
                                 std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) const {
         return (*this)[key].as_frequency(min, max);
+    }
+    std::uint64_t get_bandwidth(std::string_view key, std::uint64_t min = 0,
+                                std::uint64_t max = std::numeric_limits<std::uint64_t>::max()) const {
+        return (*this)[key].as_bandwidth(min, max);
     }
     std::string get_enum(std::string_view key, std::initializer_list<std::string_view> choices) const {
         return (*this)[key].as_enum(choices);

@@ -1,6 +1,7 @@
 #include "sim/scenario/loader.hpp"
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <cerrno>
@@ -95,10 +96,84 @@ engine::CacheConfig parse_caches(const Node& c, std::uint32_t cpus) {
     return cfg;
 }
 
+// ---- host topology ---------------------------------------------------------------------------
+
+constexpr std::array<std::string_view, 6> kTopologyKeys = {
+    "sockets", "cpus_per_socket", "line_local", "line_same_socket", "line_cross_socket", "memory_bandwidth_per_socket"};
+
+// One topology field's value (a profile's "value" member, or a scenario override itself).
+void parse_topology_field(const Node& v, const std::string& key, engine::Topology& t) {
+    if (key == "sockets") t.sockets = static_cast<std::uint32_t>(v.as_uint(1, 1024));
+    else if (key == "cpus_per_socket") t.cpus_per_socket = static_cast<std::uint32_t>(v.as_uint(1, 1024));
+    else if (key == "line_local") t.line_local = v.as_time();
+    else if (key == "line_same_socket") t.line_same_socket = v.as_time();
+    else if (key == "line_cross_socket") t.line_cross_socket = v.as_time();
+    else t.memory_bandwidth_per_socket = v.as_bandwidth();
+}
+
+// The profile's "topology" (every field {"value": ..., "source": ...}), then the scenario's
+// host.topology overrides (plain values). The shape must cover the host's CPUs: when the
+// scenario changes host.cpus, or one of sockets and cpus_per_socket, the other follows when it
+// divides evenly; otherwise the error names what to set.
+engine::Topology load_topology(const Node& prof, const Node& host, std::uint32_t profile_cpus, std::uint32_t cpus) {
+    const Node t = prof.object("topology");
+    t.check_keys(std::span<const std::string_view>(kTopologyKeys));
+    engine::Topology topo;
+    for (std::string_view key : kTopologyKeys) {
+        const Node v = t[key];
+        v.check_keys({"value", "source"});
+        if (v.get_string("source").empty()) v["source"].fail("expected a source: a document, or \"estimate\" with the reasoning");
+        parse_topology_field(v["value"], std::string(key), topo);
+    }
+    if (topo.cpus() != profile_cpus)
+        t.fail("expected sockets x cpus_per_socket (" + std::to_string(topo.sockets) + " x " +
+               std::to_string(topo.cpus_per_socket) + " = " + std::to_string(topo.cpus()) +
+               ") to equal the profile's cpus (" + std::to_string(profile_cpus) + ")");
+    const auto over = host.opt_object("topology");
+    if (over) {
+        over->check_keys(std::span<const std::string_view>(kTopologyKeys));
+        for (const auto& [k, v] : over->members()) parse_topology_field(v, k, topo);
+    }
+    const bool set_sockets = over && over->has("sockets"), set_per = over && over->has("cpus_per_socket");
+    const std::string cpus_text = std::to_string(cpus);
+    if (set_sockets && !set_per) {
+        if (cpus % topo.sockets != 0)
+            (*over)["sockets"].fail("expected a divisor of the host's " + cpus_text +
+                                    " CPUs, or host.topology.cpus_per_socket as well");
+        topo.cpus_per_socket = cpus / topo.sockets;
+    } else if (set_per && !set_sockets) {
+        if (cpus % topo.cpus_per_socket != 0)
+            (*over)["cpus_per_socket"].fail("expected a divisor of the host's " + cpus_text +
+                                            " CPUs, or host.topology.sockets as well");
+        topo.sockets = cpus / topo.cpus_per_socket;
+    } else if (!set_sockets && cpus != profile_cpus) {
+        if (cpus % topo.sockets != 0)
+            host["cpus"].fail("expected a multiple of the profile's " + std::to_string(topo.sockets) +
+                              " sockets, or host.topology.sockets and cpus_per_socket to match, got " + cpus_text);
+        topo.cpus_per_socket = cpus / topo.sockets;
+    } else if (set_sockets && set_per && topo.cpus() != cpus) {
+        over->fail("expected sockets x cpus_per_socket (" + std::to_string(topo.sockets) + " x " +
+                   std::to_string(topo.cpus_per_socket) + " = " + std::to_string(topo.cpus()) +
+                   ") to equal the host's cpus (" + cpus_text + ")");
+    }
+    // A line further away never costs less: a reversed pair is a typo.
+    auto order = [&](const char* lo, Time a, const char* hi, Time b) {
+        if (a <= b) return;
+        const std::string msg = std::string("expected ") + hi + " (" + format_time(b) + ") to be at least " + lo +
+                                " (" + format_time(a) + ")";
+        if (over && over->has(hi)) (*over)[hi].fail(msg);
+        if (over && over->has(lo)) (*over)[lo].fail(msg);
+        t[hi]["value"].fail(msg);
+    };
+    order("line_local", topo.line_local, "line_same_socket", topo.line_same_socket);
+    order("line_same_socket", topo.line_same_socket, "line_cross_socket", topo.line_cross_socket);
+    return topo;
+}
+
 // The profile's document is stored in *profile_doc (for Scenario::resolved_sha256).
 vm::HostConfig load_host(const Node& host, const std::string& scenario_path, const std::vector<std::string>& dirs,
                          json* profile_doc) {
-    host.check_keys({"profile", "cpus", "costs", "features", "caches"});
+    host.check_keys({"profile", "cpus", "costs", "features", "caches", "topology"});
     const std::string name = host.get_string("profile");
     std::vector<std::string> searched;
     const fs::path p = find_profile(name, scenario_path, dirs, searched);
@@ -111,12 +186,14 @@ vm::HostConfig load_host(const Node& host, const std::string& scenario_path, con
     json& prof_doc = *profile_doc;
     prof_doc = parse_json_file(p);
     Node prof(prof_doc, profile_file);
-    prof.check_keys({"$schema", "name", "description", "cpus", "caches", "costs", "features"});
+    prof.check_keys({"$schema", "name", "description", "cpus", "topology", "caches", "costs", "features"});
 
     vm::HostConfig h;
     h.profile = name;
-    h.cpus = static_cast<std::uint32_t>(prof.get_uint("cpus", 1, 1024));
+    const auto profile_cpus = static_cast<std::uint32_t>(prof.get_uint("cpus", 1, 1024));
+    h.cpus = profile_cpus;
     if (auto c = host.find("cpus")) h.cpus = static_cast<std::uint32_t>(c->as_uint(1, 1024));
+    h.topology = load_topology(prof, host, profile_cpus, h.cpus);
 
     // Profile costs: {"value": ..., "source": "..."}; every one must cite a source.
     std::vector<std::string> cost_names;

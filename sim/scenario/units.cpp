@@ -119,6 +119,12 @@ constexpr std::array<Unit, 5> kFrequencyUnits{{
     {"Hz", 1}, {"kHz", 1'000}, {"KHz", 1'000}, {"MHz", 1'000'000}, {"GHz", 1'000'000'000},
 }};
 
+constexpr std::array<Unit, 10> kBandwidthUnits{{
+    {"B/s", 1},
+    {"KB/s", 1'000}, {"kB/s", 1'000}, {"MB/s", 1'000'000}, {"GB/s", 1'000'000'000}, {"TB/s", 1'000'000'000'000},
+    {"KiB/s", KiB}, {"MiB/s", MiB}, {"GiB/s", GiB}, {"TiB/s", TiB},
+}};
+
 bool is_ambiguous_size_suffix(std::string_view s) {
     return s.size() == 2 && std::string_view("KMGTPkmgtp").find(s[0]) != std::string_view::npos &&
            (s[1] == 'B' || s[1] == 'b');
@@ -147,6 +153,9 @@ std::string format_decimal(std::uint64_t v, std::span<const Unit> descending) {
 
 constexpr std::array<Unit, 5> kTimeFormat{{
     {"s", 1'000'000'000'000}, {"ms", 1'000'000'000}, {"us", 1'000'000}, {"ns", 1'000}, {"ps", 1},
+}};
+constexpr std::array<Unit, 5> kBandwidthFormat{{
+    {"TB/s", 1'000'000'000'000}, {"GB/s", 1'000'000'000}, {"MB/s", 1'000'000}, {"KB/s", 1'000}, {"B/s", 1},
 }};
 constexpr std::array<Unit, 4> kFrequencyFormat{{
     {"GHz", 1'000'000'000}, {"MHz", 1'000'000}, {"kHz", 1'000}, {"Hz", 1},
@@ -227,6 +236,33 @@ Parsed<std::uint64_t> parse_frequency(std::string_view text) {
         return P::failure("expected a frequency of at most " + format_frequency(kU64Max) + got(text));
     }
     return P::failure(syntax_message(kFrequencyExpectation, text));
+}
+
+Parsed<std::uint64_t> parse_bandwidth(std::string_view text) {
+    using P = Parsed<std::uint64_t>;
+    if (!text.empty() && text[0] == '-' && split_number(text.substr(1)))
+        return P::failure("expected a non-negative bandwidth" + got(text));
+    const auto n = split_number(text);
+    if (!n) return P::failure(syntax_message(kBandwidthExpectation, text));
+    if (n->suffix.empty())
+        return P::failure("expected a bandwidth such as \"85GB/s\"" + got(text) +
+                          " (add a unit: B/s, KB/s, MB/s, GB/s, KiB/s, MiB/s or GiB/s)");
+    const auto unit = find_unit(n->suffix, kBandwidthUnits);
+    if (!unit) return P::failure(syntax_message(kBandwidthExpectation, text));
+    std::uint64_t bps = 0;
+    switch (scale_exact(*n, *unit, kU64Max, bps)) {
+    case Scaled::Ok: return P::success(bps);
+    case Scaled::NotWhole:
+    case Scaled::TooPrecise:
+        return P::failure("expected a whole number of bytes per second" + got(text));
+    case Scaled::Overflow:
+        return P::failure("expected a bandwidth of at most " + format_bandwidth(kU64Max) + got(text));
+    }
+    return P::failure(syntax_message(kBandwidthExpectation, text));
+}
+
+std::string format_bandwidth(std::uint64_t bytes_per_second) {
+    return format_decimal(bytes_per_second, kBandwidthFormat);
 }
 
 std::string format_size(std::uint64_t bytes) {

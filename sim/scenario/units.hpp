@@ -13,6 +13,10 @@
 //   "μs") "3ms" "2s". A unit is required: a bare number is an error.
 // Frequencies (Hz, std::uint64_t): "50Hz" "800kHz" (also "KHz") "800MHz" "3.1GHz". A unit is
 //   required.
+// Bandwidths (bytes per second, std::uint64_t): "85GB/s" "12.5GB/s" "800MB/s" "64KB/s" "100B/s"
+//   with decimal multiples (KB/s, also kB/s, = 10^3; MB/s 10^6; GB/s 10^9; TB/s 10^12), or
+//   "20GiB/s" "512MiB/s" "4KiB/s" "1TiB/s" with binary ones (2^10 ... 2^40). A unit is
+//   required; the value must be a whole number of bytes per second.
 // Common syntax: DIGITS[.DIGITS]UNIT with no sign, no spaces and no exponent; leading zeros
 // are allowed. A leading '-' is reported as "expected a non-negative ...".
 //
@@ -58,6 +62,7 @@ private:
 Parsed<std::uint64_t> parse_size(std::string_view text);
 Parsed<engine::Time> parse_time(std::string_view text);
 Parsed<std::uint64_t> parse_frequency(std::string_view text);
+Parsed<std::uint64_t> parse_bandwidth(std::string_view text);
 
 // Exact formatting; the output parses back to the same value.
 // Sizes: the largest binary unit that divides the value ("4K", "2M", "1536" for 1.5K, "0").
@@ -67,6 +72,8 @@ std::string format_size(std::uint64_t bytes);
 std::string format_time(engine::Time t);
 // Frequencies: like times ("3.1GHz", "800MHz", "50Hz", "0Hz").
 std::string format_frequency(std::uint64_t hz);
+// Bandwidths: decimal units like frequencies ("85GB/s", "12.5GB/s", "1.073741824GB/s", "0B/s").
+std::string format_bandwidth(std::uint64_t bytes_per_second);
 
 // The phrases used in "expected ..." messages, for callers composing their own.
 inline constexpr std::string_view kSizeExpectation =
@@ -75,5 +82,8 @@ inline constexpr std::string_view kTimeExpectation =
     "a time such as \"15us\" (units ps, ns, us, ms, s)";
 inline constexpr std::string_view kFrequencyExpectation =
     "a frequency such as \"3.1GHz\" or \"800MHz\" (units Hz, kHz, MHz, GHz)";
+inline constexpr std::string_view kBandwidthExpectation =
+    "a bandwidth such as \"85GB/s\" or \"20GiB/s\" (units B/s, KB/s, MB/s, GB/s, TB/s, KiB/s, MiB/s, GiB/s, "
+    "TiB/s)";
 
 }  // namespace kvmsim::scenario

@@ -11,6 +11,7 @@
 
 #include "sim/engine/cache.hpp"
 #include "sim/engine/time.hpp"
+#include "sim/engine/topology.hpp"
 
 namespace kvmsim::vm {
 
@@ -69,6 +70,9 @@ struct HostConfig {
     std::string profile;  // profile name, e.g. "x86-server"
     std::uint32_t cpus = 1;
     engine::CacheConfig cache;
+    // Sockets, cache-line transfer latencies and memory bandwidth (the profile's "topology");
+    // topology.cpus() == cpus.
+    engine::Topology topology;
     CostProfile costs;
     // CPU features that change what the kernel does (arm64 "fwb": FEAT_S2FWB), by name; a model
     // lists the ones it reads (ModelInfo::features), found missing at load time.

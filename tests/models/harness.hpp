@@ -162,6 +162,12 @@ struct Harness {
         host.cpus = cpus;
         host.cache = small_cache(cpus);
         host.costs = test_costs();
+        // One socket of `cpus` (topology.cpus() == host.cpus, as the loader guarantees).
+        host.topology.sockets = 1;
+        host.topology.cpus_per_socket = cpus;
+        host.topology.line_local = engine::Time::ns(10);
+        host.topology.line_same_socket = engine::Time::ns(60);
+        host.topology.line_cross_socket = engine::Time::ns(130);
         vm.vcpus = vcpus;
         vm::Memslot m;
         m.id = 0;

@@ -179,6 +179,38 @@ def test_result_as_dicts_and_frames():
     assert back.json == r.json and back.overrides == r.overrides
 
 
+def test_result_lines_and_bandwidth_frames():
+    import jsonschema
+    from test_cli_schemas import schema
+    doc = kvmsim.run(ZAP).doc
+    wait = {"sum": 360.0, "p50": 120.0, "p99": 180.0, "max": 180.0}
+    line = {"name": "struct_page_refcount", "operations": 4, "contended": 3, "wait_ns": wait}
+    bw = {"name": "memory_bandwidth", "bytes": 4000000, "transfers": 3, "busy_ns": 4000000.0, "peak_concurrency": 2}
+    doc["phases"][0]["lines"] = [line]
+    doc["phases"][0]["bandwidth"] = [bw]
+    doc["lines"] = [line]
+    doc["bandwidth"] = [bw]
+    jsonschema.validate(doc, schema("result.schema.json"))
+    r = kvmsim.Result(json.dumps(doc))
+    first = doc["phases"][0]["name"]
+    assert r.lines_df.to_dict("records") == [
+        {"phase": phase, "line": "struct_page_refcount", "operations": 4, "contended": 3, "wait_ns_sum": 360.0,
+         "wait_ns_p50": 120.0, "wait_ns_p99": 180.0, "wait_ns_max": 180.0} for phase in (first, "total")]
+    assert r.bandwidth_df.to_dict("records") == [
+        {"phase": phase, "resource": "memory_bandwidth", "bytes": 4000000, "transfers": 3, "busy_ns": 4000000.0,
+         "peak_concurrency": 2} for phase in (first, "total")]
+    assert r.metrics["line struct_page_refcount wait"] == 360.0
+    assert r.metrics["bandwidth memory_bandwidth busy"] == 4000000.0
+    assert r.units["line struct_page_refcount wait"] == "ns"
+    # A document written before lines and bandwidth were reported: empty frames.
+    for p in doc["phases"]:
+        p.pop("lines"), p.pop("bandwidth")
+    doc.pop("lines"), doc.pop("bandwidth")
+    old = kvmsim.Result(json.dumps(doc))
+    assert old.lines == [] and old.lines_df.empty and old.bandwidth_df.empty
+    assert list(old.bandwidth_df.columns) == ["phase", "resource", "bytes", "transfers", "busy_ns", "peak_concurrency"]
+
+
 def test_result_save_and_from_file_round_trip(tmp_path):
     r = kvmsim.run(ZAP)
     r.save(tmp_path / "r.json")

@@ -39,6 +39,12 @@ def test_host_profiles_cite_a_source_for_every_cost(path):
     for name, feature in profile.get("features", {}).items():
         assert isinstance(feature["value"], bool), f"feature {name} is not a bool"
         assert feature.get("source", "").strip(), f"feature {name} has no source"
+    topology = profile["topology"]
+    assert set(topology) == {"sockets", "cpus_per_socket", "line_local", "line_same_socket", "line_cross_socket",
+                             "memory_bandwidth_per_socket"}
+    for name, field in topology.items():
+        assert field.get("source", "").strip(), f"topology {name} has no source"
+    assert topology["sockets"]["value"] * topology["cpus_per_socket"]["value"] == profile["cpus"]
 
 
 def test_a_run_writes_a_result_that_matches_the_schema(tmp_path):
@@ -49,6 +55,9 @@ def test_a_run_writes_a_result_that_matches_the_schema(tmp_path):
     doc = json.loads(out.read_text())
     jsonschema.validate(doc, schema("result.schema.json"))
     assert doc["status"] == "completed"
+    # Nothing in this model uses the shared resources yet: reported, empty.
+    assert doc["lines"] == [] and doc["bandwidth"] == []
+    assert all(p["lines"] == [] and p["bandwidth"] == [] for p in doc["phases"])
     assert [p["name"] for p in doc["phases"] if p["selftest_metric"]] == [
         "KVM_CREATE_MAPPINGS", "KVM_UPDATE_MAPPINGS", "KVM_ADJUST_MAPPINGS"]
     # The same run again is bit-identical but for the wall time.

@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "sim/report/compare.hpp"
+#include "sim/report/report.hpp"
 
 using namespace kvmsim;
 using report::MetricValue;
@@ -93,4 +94,50 @@ TEST_CASE("metrics of a result document keep its cache-level order when parsed o
     for (const auto& m : report::metrics_of(nlohmann::json::parse(text))) sorted.push_back(m.name);
     CHECK(ordered == std::vector<std::string>{"cache LLC misses", "cache L1d misses", "cache coherence misses"});
     CHECK(sorted == std::vector<std::string>{"cache L1d misses", "cache LLC misses", "cache coherence misses"});
+}
+
+TEST_CASE("contended lines and bandwidth: in the document, its metrics and the summary", "[report][compare]") {
+    runner::Result r;
+    r.scenario = "s";
+    r.status = "completed";
+    runner::LineResult line{"struct_page_refcount", 4, 3, {}};
+    for (std::uint64_t w : {60'000, 120'000, 180'000}) line.wait_ps.record(w);
+    const runner::BandwidthResult bw{"memory_bandwidth", 4'000'000, 3, engine::Time::ms(4), 2};
+    runner::PhaseStats p;
+    p.name = "boot";
+    p.lines = {line};
+    p.bandwidth = {bw};
+    r.phases = {p};
+    r.lines = {line};
+    r.bandwidth = {bw};
+    const auto j = report::to_json(r);
+    REQUIRE(j["lines"].size() == 1);
+    CHECK(j["lines"][0]["name"] == "struct_page_refcount");
+    CHECK(j["lines"][0]["operations"] == 4);
+    CHECK(j["lines"][0]["contended"] == 3);
+    CHECK(j["lines"][0]["wait_ns"]["sum"].get<double>() == 360.0);
+    CHECK(j["lines"][0]["wait_ns"]["max"].get<double>() == 180.0);
+    CHECK(j["bandwidth"][0] == nlohmann::ordered_json({{"name", "memory_bandwidth"}, {"bytes", 4'000'000},
+                                                       {"transfers", 3}, {"busy_ns", 4e6}, {"peak_concurrency", 2}}));
+    CHECK(j["phases"][0]["lines"] == j["lines"]);
+    CHECK(j["phases"][0]["bandwidth"] == j["bandwidth"]);
+    // The same metrics from the run and from its document.
+    std::vector<std::pair<std::string, double>> from_run, from_doc;
+    for (const auto& m : report::metrics_of(r)) from_run.emplace_back(m.name, m.value);
+    for (const auto& m : report::metrics_of(j)) from_doc.emplace_back(m.name, m.value);
+    CHECK(from_run == from_doc);
+    std::map<std::string, double> by(from_run.begin(), from_run.end());
+    CHECK(by.at("line struct_page_refcount wait") == 360.0);
+    CHECK(by.at("bandwidth memory_bandwidth busy") == 4e6);
+    std::ostringstream os;
+    report::print_summary(os, r);
+    CHECK_THAT(os.str(), Catch::Contains("Contended cache lines (whole run):") &&
+                             Catch::Contains("struct_page_refcount") && Catch::Contains("75.0%") &&
+                             Catch::Contains("Bandwidth (whole run):") && Catch::Contains("4000000"));
+    // Without any, the summary says nothing of them.
+    r.lines.clear();
+    r.bandwidth.clear();
+    std::ostringstream quiet;
+    report::print_summary(quiet, r);
+    CHECK_THAT(quiet.str(), !Catch::Contains("Contended") && !Catch::Contains("Bandwidth"));
 }

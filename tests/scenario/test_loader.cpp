@@ -45,6 +45,15 @@ const vm::ModelRegistry& test_models() {
     return reg;
 }
 
+// A host profile's topology: SOCKETS x PER CPUs, every field with a source.
+#define TEST_TOPOLOGY(SOCKETS, PER)                                                                   \
+    "\"topology\": {\"sockets\": {\"value\": " #SOCKETS ", \"source\": \"estimate\"},"                 \
+    " \"cpus_per_socket\": {\"value\": " #PER ", \"source\": \"estimate\"},"                            \
+    " \"line_local\": {\"value\": \"10ns\", \"source\": \"estimate\"},"                                 \
+    " \"line_same_socket\": {\"value\": \"60ns\", \"source\": \"estimate\"},"                           \
+    " \"line_cross_socket\": {\"value\": \"130ns\", \"source\": \"estimate\"},"                         \
+    " \"memory_bandwidth_per_socket\": {\"value\": \"85GB/s\", \"source\": \"estimate\"}},"
+
 // A scratch directory with a host profile beside the scenarios (scenarios/hosts layout).
 struct Dir {
     fs::path root;
@@ -53,7 +62,7 @@ struct Dir {
         fs::create_directories(root / "hosts");
         fs::create_directories(root / "seeds");
         write("hosts/test-host.json", R"({
-  "name": "test-host", "cpus": 8,
+  "name": "test-host", "cpus": 8, )" TEST_TOPOLOGY(2, 4) R"(
   "caches": {"line": 64, "memory_latency": "90ns", "remote_latency": "60ns",
              "levels": [{"name": "L1d", "size": "32K", "ways": 8, "latency": "1ns"},
                         {"name": "LLC", "size": "1M", "ways": 16, "latency": "20ns", "shared": true}]},
@@ -220,7 +229,7 @@ TEST_CASE("every error names the pointer and what was expected", "[scenario][loa
                                       Catch::Contains("boot") && Catch::Contains("run"));
     }
     SECTION("a missing cost the model needs") {
-        d.write("hosts/bare.json", R"({"name": "bare", "cpus": 4,
+        d.write("hosts/bare.json", R"({"name": "bare", "cpus": 4, )" TEST_TOPOLOGY(1, 4) R"(
   "caches": {"memory_latency": "90ns", "remote_latency": "60ns", "levels": [{"name": "LLC", "size": "1M", "ways": 16, "latency": "20ns", "shared": true}]},
   "costs": {}})");
         CHECK(error_of(d, replace(kGood, "\"test-host\"", "\"bare\"")) ==
@@ -629,7 +638,7 @@ TEST_CASE("resolved_sha256 changes exactly with what decides a run: the document
 
 TEST_CASE("a model's host feature missing from the profile is a load error", "[scenario][loader]") {
     Dir d;
-    d.write("hosts/nofwb.json", R"({"name": "nofwb", "cpus": 4,
+    d.write("hosts/nofwb.json", R"({"name": "nofwb", "cpus": 4, )" TEST_TOPOLOGY(1, 4) R"(
   "caches": {"memory_latency": "90ns", "remote_latency": "60ns", "levels": [{"name": "LLC", "size": "1M", "ways": 16, "latency": "20ns", "shared": true}]},
   "costs": {"fault_entry": {"value": "1us", "source": "estimate"}}})");
     vm::ModelRegistry reg;
@@ -645,7 +654,7 @@ TEST_CASE("a model's host feature missing from the profile is a load error", "[s
   "vm": {"vcpus": 1, "memslots": [{"size": "2M"}]}, "mmu": {"model": "needs_fwb"},
   "workload": {"phases": [{"name": "p", "stream": {"count": 1}}]}})");
     CHECK_THAT(load_error_text(path, o), Catch::EndsWith(": /host/profile: host profile nofwb lacks feature \"fwb\", which model needs_fwb needs"));
-    d.write("hosts/badfeat.json", R"({"name": "badfeat", "cpus": 4,
+    d.write("hosts/badfeat.json", R"({"name": "badfeat", "cpus": 4, )" TEST_TOPOLOGY(1, 4) R"(
   "caches": {"memory_latency": "90ns", "remote_latency": "60ns", "levels": [{"name": "LLC", "size": "1M", "ways": 16, "latency": "20ns", "shared": true}]},
   "costs": {"fault_entry": {"value": "1us", "source": "estimate"}},
   "features": {"fwb": {"value": false, "source": ""}}})");
@@ -653,4 +662,138 @@ TEST_CASE("a model's host feature missing from the profile is a load error", "[s
   "vm": {"vcpus": 1, "memslots": [{"size": "2M"}]}, "mmu": {"model": "needs_fwb"},
   "workload": {"phases": [{"name": "p", "stream": {"count": 1}}]}})");
     CHECK_THAT(load_error_text(p2, o), Catch::Contains("badfeat.json: /features/fwb/source: expected a source"));
+}
+
+TEST_CASE("host topology: parsed from the profile, overridden by the scenario", "[scenario][loader][topology]") {
+    Dir d;
+    const std::string path = d.write("seeds/s.json", kGood);
+    auto with = [&](std::vector<std::pair<std::string, nlohmann::json>> o) {
+        scenario::LoadOptions lo = opts();
+        lo.overrides = std::move(o);
+        return scenario::load_scenario(path, lo).host.topology;
+    };
+    const auto t = with({});
+    CHECK(t.sockets == 2);
+    CHECK(t.cpus_per_socket == 4);
+    CHECK(t.line_local == engine::Time::ns(10));
+    CHECK(t.line_same_socket == engine::Time::ns(60));
+    CHECK(t.line_cross_socket == engine::Time::ns(130));
+    CHECK(t.memory_bandwidth_per_socket == 85'000'000'000ULL);
+    SECTION("fields overridden like costs") {
+        const auto o = with({{"/host/topology/line_cross_socket", "200ns"},
+                             {"/host/topology/memory_bandwidth_per_socket", "20GiB/s"}});
+        CHECK(o.line_cross_socket == engine::Time::ns(200));
+        CHECK(o.memory_bandwidth_per_socket == 20ULL << 30);
+        CHECK(o.line_same_socket == engine::Time::ns(60));
+    }
+    SECTION("the shape follows host.cpus, or the one of sockets and cpus_per_socket given") {
+        const auto c = with({{"/host/cpus", 4}});
+        CHECK((c.sockets == 2 && c.cpus_per_socket == 2));
+        const auto s = with({{"/host/topology/sockets", 1}});
+        CHECK((s.sockets == 1 && s.cpus_per_socket == 8));
+        const auto p = with({{"/host/topology/cpus_per_socket", 2}});
+        CHECK((p.sockets == 4 && p.cpus_per_socket == 2));
+        const auto b = with({{"/host/cpus", 6}, {"/host/topology/sockets", 3}, {"/host/topology/cpus_per_socket", 2}});
+        CHECK((b.sockets == 3 && b.cpus_per_socket == 2));
+    }
+}
+
+TEST_CASE("host topology: every bad field is a located error", "[scenario][loader][topology]") {
+    Dir d;
+    SECTION("scenario overrides") {
+        const std::string path = d.write("seeds/s.json", kGood);
+        auto error = [&](std::vector<std::pair<std::string, nlohmann::json>> o) -> std::string {
+            scenario::LoadOptions lo = opts();
+            lo.overrides = std::move(o);
+            return load_error_text(path, lo);
+        };
+        CHECK(error({{"/host/cpus", 7}}) == "FILE: /host/cpus: expected a multiple of the profile's 2 sockets, or "
+                                           "host.topology.sockets and cpus_per_socket to match, got 7");
+        CHECK(error({{"/host/topology/sockets", 3}}) ==
+              "FILE: /host/topology/sockets: expected a divisor of the host's 8 CPUs, or "
+              "host.topology.cpus_per_socket as well");
+        CHECK(error({{"/host/topology/cpus_per_socket", 3}}) ==
+              "FILE: /host/topology/cpus_per_socket: expected a divisor of the host's 8 CPUs, or "
+              "host.topology.sockets as well");
+        CHECK(error({{"/host/topology/sockets", 2}, {"/host/topology/cpus_per_socket", 2}}) ==
+              "FILE: /host/topology: expected sockets x cpus_per_socket (2 x 2 = 4) to equal the host's cpus (8)");
+        CHECK(error({{"/host/topology/sockets", 0}}) ==
+              "FILE: /host/topology/sockets: expected an integer between 1 and 1024, got 0");
+        CHECK(error({{"/host/topology/line_cross_socket", "20ns"}}) ==
+              "FILE: /host/topology/line_cross_socket: expected line_cross_socket (20ns) to be at least "
+              "line_same_socket (60ns)");
+        CHECK(error({{"/host/topology/line_local", "100ns"}}) ==
+              "FILE: /host/topology/line_local: expected line_same_socket (60ns) to be at least line_local (100ns)");
+        CHECK_THAT(error({{"/host/topology/line_local", "5"}}),
+                   Catch::StartsWith("FILE: /host/topology/line_local: expected a time such as \"15us\""));
+        CHECK_THAT(error({{"/host/topology/memory_bandwidth_per_socket", "85GB"}}),
+                   Catch::StartsWith("FILE: /host/topology/memory_bandwidth_per_socket: expected a bandwidth such as "
+                                     "\"85GB/s\" or \"20GiB/s\""));
+        CHECK(error({{"/host/topology/memory_bandwidth_per_socket", 85}}) ==
+              "FILE: /host/topology/memory_bandwidth_per_socket: expected a bandwidth such as \"85GB/s\", got 85 "
+              "(add a unit: B/s, KB/s, MB/s, GB/s, KiB/s, MiB/s or GiB/s)");
+        CHECK_THAT(error({{"/host/topology/socket", 2}}),
+                   Catch::StartsWith("FILE: /host/topology: unknown key \"socket\"") &&
+                       Catch::Contains("did you mean \"sockets\"?"));
+    }
+    SECTION("the profile") {
+        const std::string caches = R"("caches": {"memory_latency": "90ns", "remote_latency": "60ns", "levels": [{"name": "LLC", "size": "1M", "ways": 16, "latency": "20ns", "shared": true}]},
+  "costs": {"fault_entry": {"value": "1us", "source": "estimate"}}})";
+        const std::string topo = TEST_TOPOLOGY(2, 4);
+        // The error of loading kGood against host profile "bad" with this topology text.
+        auto error = [&](const std::string& topology) {
+            d.write("hosts/bad.json", R"({"name": "bad", "cpus": 8, )" + topology + caches);
+            const std::string path = d.write("seeds/s.json", replace(kGood, "\"test-host\"", "\"bad\""));
+            std::string e = load_error_text(path, opts());
+            const std::string prof = (d.root / "hosts" / "bad.json").string();
+            if (const auto at = e.find(prof); at != std::string::npos) e.replace(at, prof.size(), "PROFILE");
+            return e;
+        };
+        CHECK(error(topo) == "");
+        CHECK(error("") == "PROFILE: (root): missing required key \"topology\"");
+        CHECK(error(replace(topo, R"("sockets": {"value": 2, "source": "estimate"})", R"("sockets": {"value": 2})")) ==
+              "PROFILE: /topology/sockets: missing required key \"source\"");
+        CHECK_THAT(error(replace(topo, R"("sockets": {"value": 2, "source": "estimate"})",
+                                 R"("sockets": {"value": 2, "source": ""})")),
+                   Catch::StartsWith("PROFILE: /topology/sockets/source: expected a source"));
+        CHECK(error(replace(topo, R"("sockets": {"value": 2, "source": "estimate"}, )", "")) ==
+              "PROFILE: /topology: missing required key \"sockets\"");
+        CHECK(error(replace(topo, R"("value": 4)", R"("value": 3)")) ==
+              "PROFILE: /topology: expected sockets x cpus_per_socket (2 x 3 = 6) to equal the profile's cpus (8)");
+        CHECK(error(replace(topo, R"("value": 4)", R"("value": 0)")) ==
+              "PROFILE: /topology/cpus_per_socket/value: expected an integer between 1 and 1024, got 0");
+        CHECK(error(replace(topo, R"("value": "60ns")", R"("value": "200ns")")) ==
+              "PROFILE: /topology/line_cross_socket/value: expected line_cross_socket (130ns) to be at least "
+              "line_same_socket (200ns)");
+        CHECK_THAT(error(replace(topo, R"("value": "130ns")", R"("value": 130)")),
+                   Catch::StartsWith("PROFILE: /topology/line_cross_socket/value: expected a time"));
+        CHECK(error(replace(topo, R"("85GB/s")", R"("85 GB/s")")) ==
+              "PROFILE: /topology/memory_bandwidth_per_socket/value: expected a bandwidth such as \"85GB/s\" or "
+              "\"20GiB/s\" (units B/s, KB/s, MB/s, GB/s, TB/s, KiB/s, MiB/s, GiB/s, TiB/s), got \"85 GB/s\" (no "
+              "spaces allowed)");
+        CHECK(error(replace(topo, R"("85GB/s")", R"("85.5B/s")")) ==
+              "PROFILE: /topology/memory_bandwidth_per_socket/value: expected a whole number of bytes per second, "
+              "got \"85.5B/s\"");
+        CHECK_THAT(error(replace(topo, R"("topology": {)", R"("topology": {"numa": 1, )")),
+                   Catch::StartsWith("PROFILE: /topology: unknown key \"numa\""));
+    }
+}
+
+TEST_CASE("host topology: the project's host profiles", "[scenario][loader][topology]") {
+    auto host_of = [](const std::string& rel) {
+        return scenario::load_scenario(std::string(KVMSIM_SOURCE_DIR) + "/" + rel, builtin_opts()).host;
+    };
+    const auto x86 = host_of("scenarios/seeds/000-shadow-child-sp-lookup.json");
+    CHECK(x86.profile == "x86-server");
+    CHECK(x86.topology.sockets * x86.topology.cpus_per_socket == x86.cpus);
+    CHECK(x86.topology.sockets == 2);
+    CHECK(x86.topology.line_same_socket == engine::Time::ns(60));
+    CHECK(x86.topology.line_cross_socket == engine::Time::ns(130));
+    CHECK(x86.topology.memory_bandwidth_per_socket == 96'000'000'000ULL);
+    const auto arm = host_of("scenarios/seeds/004-arm64-cmo-anonymous-4k.json");
+    CHECK(arm.profile == "kunpeng-920");
+    CHECK(arm.topology.sockets == 2);
+    CHECK(arm.topology.cpus_per_socket == 48);
+    CHECK(arm.topology.line_cross_socket == engine::Time::ns(140));
+    CHECK(arm.topology.memory_bandwidth_per_socket == 131'000'000'000ULL);
 }

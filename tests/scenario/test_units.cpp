@@ -240,3 +240,68 @@ TEST_CASE("Parsed::value on a failed parse throws logic_error, not UB", "[scenar
     CHECK(q);
     CHECK(q.error().empty());
 }
+
+namespace {
+std::uint64_t bps_of(const char* s) {
+    const auto p = parse_bandwidth(s);
+    INFO(s << ": " << p.error());
+    REQUIRE(p.ok());
+    return p.value();
+}
+std::string bandwidth_error(const char* s) {
+    const auto p = parse_bandwidth(s);
+    INFO(s);
+    REQUIRE_FALSE(p.ok());
+    return p.error();
+}
+const std::string kBwSyntax =
+    R"(expected a bandwidth such as "85GB/s" or "20GiB/s" (units B/s, KB/s, MB/s, GB/s, TB/s, KiB/s, MiB/s, GiB/s, TiB/s), got )";
+}  // namespace
+
+TEST_CASE("parse_bandwidth: decimal and binary units, exactly", "[scenario][units]") {
+    CHECK(bps_of("0B/s") == 0);
+    CHECK(bps_of("100B/s") == 100);
+    CHECK(bps_of("64KB/s") == 64'000);
+    CHECK(bps_of("64kB/s") == 64'000);
+    CHECK(bps_of("800MB/s") == 800'000'000);
+    CHECK(bps_of("85GB/s") == 85'000'000'000ULL);
+    CHECK(bps_of("12.5GB/s") == 12'500'000'000ULL);
+    CHECK(bps_of("187.712GB/s") == 187'712'000'000ULL);
+    CHECK(bps_of("1TB/s") == 1'000'000'000'000ULL);
+    CHECK(bps_of("4KiB/s") == 4096);
+    CHECK(bps_of("512MiB/s") == 512ULL << 20);
+    CHECK(bps_of("20GiB/s") == 20ULL << 30);
+    CHECK(bps_of("1.5GiB/s") == 3ULL << 29);
+    CHECK(bps_of("1TiB/s") == 1ULL << 40);
+    CHECK(bps_of("007GB/s") == 7'000'000'000ULL);
+}
+
+TEST_CASE("parse_bandwidth: rejections say what was expected", "[scenario][units]") {
+    CHECK(bandwidth_error("85") ==
+          R"(expected a bandwidth such as "85GB/s", got "85" (add a unit: B/s, KB/s, MB/s, GB/s, KiB/s, MiB/s or GiB/s))");
+    CHECK(bandwidth_error("85GB") == kBwSyntax + R"("85GB")");
+    CHECK(bandwidth_error("85Gb/s") == kBwSyntax + R"("85Gb/s")");
+    CHECK(bandwidth_error("85gb/s") == kBwSyntax + R"("85gb/s")");
+    CHECK(bandwidth_error("85 GB/s") == kBwSyntax + R"("85 GB/s" (no spaces allowed))");
+    CHECK(bandwidth_error("GB/s") == kBwSyntax + R"("GB/s")");
+    CHECK(bandwidth_error("1.5B/s") == R"(expected a whole number of bytes per second, got "1.5B/s")");
+    CHECK(bandwidth_error("1.0001KB/s") == R"(expected a whole number of bytes per second, got "1.0001KB/s")");
+    CHECK(bandwidth_error("-1GB/s") == R"(expected a non-negative bandwidth, got "-1GB/s")");
+    CHECK(bandwidth_error("18446744073.709551616GB/s") ==
+          R"(expected a bandwidth of at most 18446744.073709551615TB/s, got "18446744073.709551616GB/s")");
+    CHECK(bandwidth_error("20000000TB/s") ==
+          R"(expected a bandwidth of at most 18446744.073709551615TB/s, got "20000000TB/s")");
+}
+
+TEST_CASE("format_bandwidth is exact and round-trips", "[scenario][units]") {
+    CHECK(format_bandwidth(0) == "0B/s");
+    CHECK(format_bandwidth(100) == "100B/s");
+    CHECK(format_bandwidth(64'000) == "64KB/s");
+    CHECK(format_bandwidth(85'000'000'000ULL) == "85GB/s");
+    CHECK(format_bandwidth(12'500'000'000ULL) == "12.5GB/s");
+    CHECK(format_bandwidth(1ULL << 30) == "1.073741824GB/s");
+    for (std::uint64_t v : std::initializer_list<std::uint64_t>{0, 1, 999, 1000, 1ULL << 30, 187'712'000'000ULL,
+                                                                3'000'000'000'000ULL,
+                                                                std::numeric_limits<std::uint64_t>::max()})
+        CHECK(parse_bandwidth(format_bandwidth(v)).value() == v);
+}

@@ -1,0 +1,29 @@
+#include "sim/engine/contended_line.hpp"
+
+#include <algorithm>
+
+namespace kvmsim::engine {
+
+LineClass::LineClass(Simulator& sim, const Topology& topo, std::string name)
+    : sim_(sim), topo_(topo), name_(std::move(name)), id_(sim.line_stats().class_id(name_)) {}
+
+LineRecord& LineClass::record() {
+    const auto phase = static_cast<std::uint32_t>(sim_.phase());
+    if (!rec_ || rec_->phase != phase) rec_ = &sim_.line_stats().record(id_, phase);
+    return *rec_;
+}
+
+Time LineClass::rmw(LineState& line, std::uint32_t cpu, Time at) {
+    LineRecord& r = record();
+    ++r.operations;
+    const Time start = std::max(at, line.free_at);
+    if (line.free_at > at) {
+        ++r.contended;
+        r.wait_ps.record(static_cast<std::uint64_t>((start - at).ps()));
+    }
+    line.free_at = start + topo_.line_transfer(line.owner, cpu);
+    line.owner = cpu;
+    return line.free_at;
+}
+
+}  // namespace kvmsim::engine
