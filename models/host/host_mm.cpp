@@ -81,19 +81,6 @@ Features Features::from(const vm::HostConfig& host) {
     return f;
 }
 
-// TODO(engine branch): the profile's "topology" (vm::HostConfig::topology) once it lands; until
-// then one socket of every CPU, line transfers from the cache model's latencies, no bandwidth cap.
-engine::Topology topology_of(const vm::HostConfig& host) {
-    engine::Topology t;
-    t.sockets = 1;
-    t.cpus_per_socket = std::max<std::uint32_t>(host.cpus, 1);
-    t.line_local = host.cache.levels.empty() ? Time::ns(1) : host.cache.levels.front().hit_latency;
-    t.line_same_socket = host.cache.remote_latency;
-    t.line_cross_socket = host.cache.remote_latency;
-    t.memory_bandwidth_per_socket = 0;
-    return t;
-}
-
 const char* to_string(Page p) {
     switch (p) {
         case Page::Absent: return "absent";
@@ -151,7 +138,7 @@ private:
 
 HostMm::HostMm(engine::Simulator& sim, const vm::HostConfig& host, const std::vector<vm::Memslot>& slots, Costs costs,
                Features features)
-    : sim_(sim), topo_(topology_of(host)), k_(costs), ft_(features) {
+    : sim_(sim), topo_(host.topology), k_(costs), ft_(features) {
     c_ = std::make_unique<Counters>(sim_.counters());
     refcount_ = std::make_unique<engine::LineClass>(sim_, topo_, "struct_page_refcount");
     mmap_lock_ = std::make_unique<engine::LineClass>(sim_, topo_, "mmap_lock");

@@ -45,7 +45,8 @@
 #include <string>
 #include <vector>
 
-#include "sim/engine/resources.hpp"
+#include "sim/engine/bandwidth.hpp"
+#include "sim/engine/contended_line.hpp"
 #include "sim/engine/simulator.hpp"
 #include "sim/vm/mmu_model.hpp"
 
@@ -82,9 +83,6 @@ struct Features {
     static const std::vector<std::string>& names();
     static Features from(const vm::HostConfig& host);
 };
-
-// The machine's topology for the host's shared resources (the host profile's "topology").
-engine::Topology topology_of(const vm::HostConfig& host);
 
 // The state of a host page as the fault sees it.
 enum class Page : std::uint8_t {
