@@ -237,6 +237,13 @@ LineState& HostMm::ptl_line(Slot& s, Gfn gfn, Page p) {
     return p == Page::Huge || p == Page::HugeZero ? s.pmdl[s.i1(gfn)] : s.ptl[s.i2(gfn)];
 }
 
+// A page just allocated: prep_new_page set its refcount on `cpu`, whose cache holds the line.
+void HostMm::allocated(Slot& s, std::uint32_t cpu, Gfn gfn, Page p, Time at) {
+    LineState& l = ref_line(s, gfn, p);
+    l.owner = cpu;
+    l.free_at = std::max(l.free_at, at);
+}
+
 bool HostMm::gup_analytic(Gfn gfn, bool write) const {
     const Slot* s = slot_of(gfn);
     if (!s || s->hugetlb) return true;
@@ -267,6 +274,7 @@ Gup HostMm::hugetlb_gup(Slot& s, std::uint32_t cpu, Gfn gfn, Time at) {
         const std::uint64_t bytes = (std::uint64_t{1} << (9 * (3 - s.host_level))) * k4K;
         t += k_.host_fault_base + memory(cpu).alone(bytes, k_.zero_rate);
         ready = t.ps();
+        allocated(s, cpu, gfn, Page::Hugetlb, t);
         c_->add(Counters::first_touch);
         c_->add(Counters::zeroed_4k, bytes / k4K);
         c_->add(Counters::handle_mm_fault);
@@ -402,6 +410,7 @@ Task<void> HostMm::handle_mm_fault(const vm::CpuContext& ctx, Slot& s, Gfn gfn, 
             c_->add(Counters::first_touch);
             if (pmd == kPmdNone) {
                 pmd = kPmdHuge;
+                allocated(s, cpu, gfn, Page::Huge, sim_.now());
                 c_->add(Counters::thp_alloc);
             } else {
                 c_->add(Counters::thp_alloc_raced);
@@ -430,6 +439,7 @@ Task<void> HostMm::handle_mm_fault(const vm::CpuContext& ctx, Slot& s, Gfn gfn, 
             if (notifier_) co_await notifier_->invalidate_range_start(ctx, g0, g0 + 512);
             if (pmd == kPmdHugeZero) {
                 pmd = kPmdHuge;
+                allocated(s, cpu, gfn, Page::Huge, sim_.now());
                 c_->add(Counters::thp_alloc);
             } else {
                 c_->add(Counters::thp_alloc_raced);
@@ -452,10 +462,12 @@ Task<void> HostMm::handle_mm_fault(const vm::CpuContext& ctx, Slot& s, Gfn gfn, 
         co_await sim_.delay(k_.host_fault_base);  // do_anonymous_page, write: a cleared page
         co_await clear_pages(cpu, k4K);
         c_->add(Counters::first_touch);
-        if (static_cast<Page>(pte) == Page::Absent)
+        if (static_cast<Page>(pte) == Page::Absent) {
             pte = static_cast<std::uint8_t>(Page::Private);
-        else
+            allocated(s, cpu, gfn, Page::Private, sim_.now());
+        } else {
             c_->add(Counters::thp_alloc_raced);
+        }
         co_return;
     }
     if (static_cast<Page>(pte) == Page::Zero && write) co_await wp_page_copy(ctx, s, gfn);
@@ -471,6 +483,7 @@ Task<void> HostMm::wp_page_copy(const vm::CpuContext& ctx, Slot& s, Gfn gfn) {
     std::uint8_t& pte = s.pte[s.i4(gfn)];
     if (static_cast<Page>(pte) == Page::Zero) {
         pte = static_cast<std::uint8_t>(Page::Private);
+        allocated(s, ctx.host_cpu, gfn, Page::Private, sim_.now());
         c_->add(Counters::wp_copy);
         if (notifier_) co_await notifier_->change_pte(ctx, gfn);
     } else {

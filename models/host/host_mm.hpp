@@ -153,6 +153,7 @@ private:
     engine::LineState& ref_line(Slot& s, vm::Gfn gfn, Page p);
     engine::LineState& ptl_line(Slot& s, vm::Gfn gfn, Page p);
     int map_level(const Slot& s, Page p) const;
+    void allocated(Slot& s, std::uint32_t cpu, vm::Gfn gfn, Page p, engine::Time at);
     Gup hugetlb_gup(Slot& s, std::uint32_t cpu, vm::Gfn gfn, engine::Time at);
     engine::Time follow(Slot& s, std::uint32_t cpu, vm::Gfn gfn, Page p, engine::Time t, Gup& g);
     engine::Task<void> handle_mm_fault(const vm::CpuContext& cpu, Slot& s, vm::Gfn gfn, bool write);
