@@ -517,6 +517,25 @@ Task<void> HostMm::wp_page_copy(const vm::CpuContext& ctx, Slot& s, Gfn gfn) {
     if (notifier_) co_await notifier_->invalidate_range_end(ctx, gfn, gfn + 1);
 }
 
+void HostMm::populate(Gfn start, Gfn end) {
+    for (auto& sp : slots_) {
+        Slot& s = *sp;
+        const Gfn a = std::max(start, s.base), z = std::min(end, s.base + s.npages);
+        if (a >= z) continue;
+        if (s.hugetlb) {
+            for (std::uint64_t h = s.ih(a); h <= s.ih(z - 1); ++h) s.ready[h] = 0;
+            continue;
+        }
+        for (Gfn g = a; g < z; ++g) {
+            if (s.thp && s.pmd[s.i2(g)] != kPmdTable) {
+                s.pmd[s.i2(g)] = kPmdHuge;
+                continue;
+            }
+            s.pte[s.i4(g)] = static_cast<std::uint8_t>(Page::Private);
+        }
+    }
+}
+
 Task<void> HostMm::unmap(const vm::CpuContext& ctx, Gfn start, Gfn end) {
     if (end <= start) co_return;
     if (notifier_) co_await notifier_->invalidate_range_start(ctx, start, end);

@@ -148,6 +148,11 @@ public:
     // the pages dropped, invalidate_range_end.
     engine::Task<void> unmap(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end);
 
+    // mmap(MAP_POPULATE) / a userspace write before the VM runs: [start, end) present and writable
+    // (private 4 KiB pages; a THP over every aligned 2 MiB it touches that the slot holds whole;
+    // hugetlb pages populated). No simulated cost, no notifier: for set-ups.
+    void populate(vm::Gfn start, vm::Gfn end);
+
     // Introspection (no simulated cost).
     Page page(vm::Gfn gfn) const;
     const Costs& costs() const { return k_; }
