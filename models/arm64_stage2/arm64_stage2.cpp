@@ -188,6 +188,10 @@ struct Arm64Stage2::Walk {
     std::uint8_t prot = 0;
     Ret ret = kFixed;
     bool ok = false;  // the kernel's ret == 0
+    // rwlock: a D-cache clean the coroutine moves through the memory bandwidth (fault_rw), at
+    // clean_at into the hold (priced nothing in h).
+    std::uint64_t clean_bytes = 0;
+    Time clean_at;
 };
 
 struct Arm64Stage2::Bulk : BulkWork {
@@ -463,14 +467,42 @@ int Arm64Stage2::max_mapping_level(const Slot& s, Gfn gfn) const {
 }
 
 // clean_dcache_guest_page: DC CIVAC over the range to the point of coherency; nothing with FWB.
-// The lines go to memory through the socket's bandwidth, at one core's clean rate at most: priced
-// at the share the clean gets from what else moves memory now (the hold's length must be known
-// when it starts).
-Time Arm64Stage2::dcache_clean(std::uint32_t cpu, std::uint64_t bytes) {
+// The lines go to memory at one core's clean rate at most, through the socket's memory bandwidth.
+// Under the spinlock (and in a host operation's bulk work) the clean's length must be known when
+// the hold is worked out, before whatever else moves memory meanwhile is known: it is priced at
+// the share it would get at `at` (transfer_time) and does not load the bandwidth; its bytes and
+// busy time are accounted in the bandwidth statistics (HostMm::account_transfer: those holds are
+// serialized, so the intervals are exact). A fault under the rwlock moves it for real (walk_clean).
+Time Arm64Stage2::dcache_clean(std::uint32_t cpu, std::uint64_t bytes, Time at) {
     if (cfg_.fwb) return Time::zero();
     mc_->add(ModelCounters::dc_calls);
     mc_->add(ModelCounters::dc_bytes, bytes);
-    return host_->transfer_time(cpu, bytes, dcache_rate_);
+    const Time d = host_->transfer_time(cpu, bytes, dcache_rate_);
+    host_->account_transfer(cpu, at, d, bytes);
+    return d;
+}
+
+// The clean of a fault's hold: see dcache_clean.
+Time Arm64Stage2::walk_clean(Walk& w, std::uint64_t bytes) {
+    if (cfg_.spinlock || cfg_.fwb) return dcache_clean(w.f.cpu, bytes, w.g + w.h);
+    mc_->add(ModelCounters::dc_calls);
+    mc_->add(ModelCounters::dc_bytes, bytes);
+    w.clean_bytes = bytes;
+    w.clean_at = w.h;
+    return Time::zero();
+}
+
+// rwlock: the walk's clean, if any, moved through the bandwidth at its time; what follows it in
+// the hold (w.g, and a leaf installed after it) moves by the clean's length.
+Task<void> Arm64Stage2::run_clean(Walk& w) {
+    if (!w.clean_bytes) co_return;
+    const Time at = w.g + w.clean_at;
+    if (at > sim_.now()) co_await sim_.delay(at - sim_.now());
+    co_await host_->transfer(w.f.cpu, w.clean_bytes, dcache_rate_);
+    const Time took = sim_.now() - at;
+    w.g += took;
+    if (w.f.deferred) w.f.d_at += took;
+    w.clean_bytes = 0;
 }
 
 // invalidate_icache_guest_page: IC IVAU per line up to MAX_DVM_OPS lines, else the whole I-cache.
@@ -892,7 +924,7 @@ bool Arm64Stage2::hold_head(Walk& w) {
     }
     const std::uint64_t bytes = pages_at(f.level) * vm::kPageSize;
     if (!cfg_.cmo_in_walker) {  // v5.12: on every fault but a permission fault, mapped or not
-        if (!f.perm) w.h += dcache_clean(f.cpu, bytes);
+        if (!f.perm) w.h += walk_clean(w, bytes);
         if (f.exec) w.h += icache_inval(bytes);
     }
     w.prot = static_cast<std::uint8_t>(pte::V | pte::R | (f.writable ? pte::W : 0) | (f.exec ? pte::X : 0));
@@ -1001,7 +1033,7 @@ void Arm64Stage2::try_leaf(Walk& w, int level, std::uint8_t old) {
     }
     if (cfg_.cmo_in_walker) {  // only when a PTE is really installed
         const std::uint64_t bytes = pages_at(level) * vm::kPageSize;
-        w.h += dcache_clean(f.cpu, bytes);
+        w.h += walk_clean(w, bytes);
         if (w.prot & pte::X) w.h += icache_inval(bytes);
     }
     emit(w, level, f.gfn, w.prot, true);
@@ -1058,8 +1090,10 @@ Task<void> Arm64Stage2::fault_rw(Fault& f, const vm::CpuContext& ctx) {
     engine::LockGuard guard = co_await rw_->read(site_fault_);
     Walk w{f, sim_.now(), Time::zero()};
     if (hold_head(w)) {
-        if (w.h > Time::zero()) co_await sim_.delay(w.h);
+        co_await run_clean(w);
+        if (w.g + w.h > sim_.now()) co_await sim_.delay(w.g + w.h - sim_.now());
         hold_walk(w);
+        co_await run_clean(w);
     }
     if (f.deferred) {
         co_await sim_.delay(f.d_at - sim_.now());
@@ -1312,7 +1346,7 @@ Task<void> Arm64Stage2::unmap_range(Bulk& b, Gfn start, Gfn end) {
         set_both(level, ri, g, 0);
         stats_.update_page_stats(page_level(level), -1);
         b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(level, ri, g), true) + k_.tlbi_ipa +
-                 dcache_clean(b.cpu, pages_at(level) * vm::kPageSize);
+                 dcache_clean(b.cpu, pages_at(level) * vm::kPageSize, sim_.now() + b.acc);
         mc_->add(ModelCounters::tlbi_ipa);
         mc_->add(ModelCounters::unmapped);
     };
@@ -1381,11 +1415,11 @@ Task<void> Arm64Stage2::change_pte(const vm::CpuContext& cpu, Gfn gfn) {
     if (cfg_.spinlock) inv_.bump_seq();
     const std::uint32_t ri = region_of(gfn);
     if ((cfg_.spinlock || inv_.in_progress() != 0) && ri != kNoRegion) {
-        if (!cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize);
+        if (!cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize, sim_.now() + b.acc);
         b.acc += k_.stage2_map_base;
         if (is_table(plan_entry(1, ri, gfn)) && is_table(plan_entry(2, ri, gfn)) && !(plan_entry(3, ri, gfn) & pte::V)) {
             b.acc += k_.stage2_walk_level * 3 + touch(b.cpu, entry_addr(3, ri, gfn), false);
-            if (cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize);
+            if (cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize, sim_.now() + b.acc);
             set_both(3, ri, gfn, static_cast<std::uint8_t>(pte::V | pte::R));
             b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(3, ri, gfn), true);
             stats_.update_page_stats(vm::PageLevel::K4, 1);

@@ -209,7 +209,9 @@ private:
     void relax_perms(Walk& w);
     void try_leaf(Walk& w, int level, std::uint8_t old);
     void emit(Walk& w, int level, vm::Gfn gfn, std::uint8_t value, bool leaf);
-    engine::Time dcache_clean(std::uint32_t cpu, std::uint64_t bytes);
+    engine::Time dcache_clean(std::uint32_t cpu, std::uint64_t bytes, engine::Time at);
+    engine::Time walk_clean(Walk& w, std::uint64_t bytes);
+    engine::Task<void> run_clean(Walk& w);
     engine::Time icache_inval(std::uint64_t bytes);
     engine::Time mark_page_dirty(Slot& s, vm::Gfn gfn, std::uint32_t cpu);
     engine::Time touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes = 8);
