@@ -15,21 +15,23 @@
 //
 // Time, spinlock. mmu_lock is a FIFO lock, so a fault's grant time is the end of the holds
 // reserved before it, and its hold's length follows from the state it finds then: the lock is a
-// timeline of reserved holds (busy_until_). A fault takes at most three events: its GUP, its
-// arrival at the lock and its return to the guest; the first two are skipped when they can be
-// taken ahead of the engine's clock (see call_now). A host operation holds the lock for an
+// timeline of reserved holds (busy_until_). A fault takes at most four events: its GUP, its
+// arrival at the lock, its put_page and its return to the guest; the first three are skipped when
+// they can be taken ahead of the engine's clock (see call_now). A host operation holds the lock for an
 // open-ended time; arrivals meanwhile queue and are given their holds when it releases the lock.
 //
-// Call points. A fault touches state other processes share at two moments: its GUP (the host's
-// page tables, read; the mmap_lock, page-table-lock and refcount lines, FIFO in call order) and
-// its arrival at the lock (its hold: the descriptors, the sequence count, the cache model; its
-// put_page on a refcount line). One event per access (set_early_arrivals(false)) makes each of
-// them at its own time, so in time order; a call point taken ahead of its time must come in the
-// same order as every other it does not commute with: it may only be taken when no such call
-// point can come at or before it (call_now). Arrivals never commute with each other; a GUP and an
-// arrival commute unless the arrival's put_page is on a line the GUP uses; two GUPs commute
-// unless they share a line (host::GupLines); a GUP changing the host's page tables commutes with
-// nothing while it is under way.
+// Call points. A fault touches state other processes share at three moments: its GUP (the host's
+// page tables, read; the mmap_lock, page-table-lock and refcount lines, FIFO in call order), its
+// arrival at the lock (its hold: the descriptors, the sequence count, the cache model) and its
+// put_page after spin_unlock (the refcount line). One event per access
+// (set_early_arrivals(false)) makes each of them at its own time, so in time order; a call point
+// taken ahead of its time must come in the same order as every other it does not commute with: it
+// may only be taken when no such call point can come at or before it (call_now). Arrivals commute
+// with GUPs and put_pages, not with each other; GUPs and put_pages commute unless they share a
+// line (host::GupLines: a refcount line, or the mmap_lock when both GUPs take the slow path); a
+// GUP changing the host's page tables commutes with nothing while it is under way. A put_page is
+// its own call point, at its time, so that a line is never held by a release far ahead of the
+// GUPs that come before it.
 #include "models/arm64_stage2/arm64_stage2.hpp"
 
 #include <algorithm>
@@ -164,6 +166,8 @@ struct Arm64Stage2::Fault {
     Time t_gup;              // __gfn_to_pfn_memslot starts
     host::Gup gup;           // what it gave
     Time t1;                 // arrival at mmu_lock
+    bool reserved = false;   // spinlock: its hold is on the timeline
+    Time unlock;             // spinlock: the end of its hold (spin_unlock)
     Time r;                  // return to the guest
     // rwlock: the leaf install that waits for the break's TLBI and the CMOs.
     bool deferred = false;
@@ -174,8 +178,8 @@ struct Arm64Stage2::Fault {
 
 struct Arm64Stage2::VcpuState {
     MmuMemoryCache mc;  // vcpu->arch.mmu_page_cache
-    // A fault page_fault_now() took up to mmu_lock (its GUP charged) but could not place on the
-    // timeline without an event: page_fault_at(), called next, goes on with it.
+    // A fault page_fault_now() took part of the way (its GUP charged, maybe its hold reserved) but
+    // could not finish without an event: page_fault_at(), called next, goes on with it.
     std::optional<Fault> stash;
 };
 
@@ -330,10 +334,12 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
     root_hpa_ = pt_alloc_.alloc();  // the level-1 table: two concatenated pages (40-bit IPA)
     pt_alloc_.alloc();
     // Every fault pays the exit, user_mem_abort and at least a GUP before mmu_lock; every host
-    // operation pays host_entry before it touches anything shared. No call point (a GUP, an
-    // arrival at the lock, a host operation's first change) comes sooner after any event.
+    // operation pays host_entry before it touches anything shared. No call point (a GUP, a
+    // put_page, a host operation's first change) comes sooner than min_lead_ after any event, no
+    // arrival at the lock or host operation sooner than min_arrival_.
     min_fault_pre_ = k_.fault_entry + k_.user_mem_abort + host_->costs().gup_fast;
     min_lead_ = std::min(k_.fault_entry + k_.user_mem_abort, k_.host_entry);
+    min_arrival_ = std::min(min_fault_pre_, k_.host_entry);
 
     for (std::size_t i = 0; i < vm_.memslots.size(); ++i) {
         const vm::Memslot& m = vm_.memslots[i];
@@ -613,25 +619,29 @@ void Arm64Stage2::trace_flush() {
 bool Arm64Stage2::call_now(Time t, const Call& c) const {
     if (!early_) return false;
     const Time next = sim_.next_event_time();
-    if (next != Time::max() && t >= next + min_lead_) return false;
+    if (next != Time::max() && t >= next + (c.kind == Call::kArrival ? min_arrival_ : min_lead_)) return false;
     host::GupLines mine;
     if (c.kind == Call::kGup) {
         mine = host_->gup_lines(c.gfn, c.write, t);
         if (mine.changing) return false;
+    } else if (c.kind == Call::kPut) {
+        mine.ref = c.line;
     }
     for (const Call& p : pending_) {
         if (p.t > t.ps()) break;  // in time order
         if (p.kind == Call::kHost) return false;
-        if (c.kind == Call::kArrival) {
-            if (p.kind == Call::kArrival) return false;
-            const host::GupLines theirs = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
-            if (theirs.changing || theirs.ref == c.line) return false;
-        } else if (p.kind == Call::kArrival) {
-            if (p.line == mine.ref) return false;
-        } else {
-            const host::GupLines theirs = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
-            if (theirs.changing || theirs.ref == mine.ref || (theirs.slow && mine.slow)) return false;
+        if (c.kind == Call::kArrival || p.kind == Call::kArrival) {
+            if (c.kind == p.kind) return false;  // arrivals commute with GUPs and put_pages
+            continue;
         }
+        host::GupLines theirs;
+        if (p.kind == Call::kGup) {
+            theirs = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
+            if (theirs.changing) return false;
+        } else {
+            theirs.ref = p.line;
+        }
+        if (theirs.ref == mine.ref || (theirs.slow && mine.slow)) return false;
     }
     return true;
 }
@@ -677,7 +687,7 @@ void Arm64Stage2::spin_open(engine::Process* p, engine::Site site, Time t1, Time
 }
 
 // A fault granted at g (>= its arrival f.t1): works out its hold, reserves it on the timeline and
-// returns when the vCPU is back in the guest.
+// returns its end (spin_unlock).
 Time Arm64Stage2::spin_reserve(Fault& f, Time g) {
     const Time h = hold(f, g);
     busy_until_ = g + h;
@@ -701,8 +711,15 @@ Time Arm64Stage2::spin_reserve(Fault& f, Time g) {
         trace_add(g, kHoldBegin, pid, site_fault_);
         trace_add(g + h, kHoldEnd, pid, site_fault_);
     }
-    // kvm_release_pfn_clean after spin_unlock: put_page on the page's refcount line.
-    return host_->put_page(f.cpu, f.gup, g + h) + k_.fault_exit;
+    f.reserved = true;
+    f.unlock = g + h;
+    return f.unlock;
+}
+
+// kvm_release_pfn_clean after spin_unlock (a call point at f.unlock: put_page on the page's refcount
+// line), then the way back to the guest: returns when the vCPU is back.
+Time Arm64Stage2::release(Fault& f) {
+    return host_->put_page(f.cpu, f.gup, f.unlock) + k_.fault_exit;
 }
 
 // spin_unlock by a host operation: the arrivals queued meanwhile get their places in order; a
@@ -719,8 +736,8 @@ void Arm64Stage2::spin_release_host() {
         w.proc->unblock();
         const Time g = std::max(w.arrival, busy_until_);
         if (w.fault) {
-            w.fault->r = spin_reserve(*w.fault, g);
-            sim_.schedule_resume(w.fault->r, w.h, w.proc, engine::EventKind::LockGrant);
+            spin_reserve(*w.fault, g);
+            sim_.schedule_resume(w.fault->unlock, w.h, w.proc, engine::EventKind::LockGrant);
             continue;
         }
         spin_open(w.proc, w.site, w.arrival, g);
@@ -829,6 +846,13 @@ Arm64Stage2::Call Arm64Stage2::arrival_call(const Fault& f) {
     Call c;
     c.t = f.t1.ps();
     c.kind = Call::kArrival;
+    return c;
+}
+
+Arm64Stage2::Call Arm64Stage2::put_call(const Fault& f) {
+    Call c;
+    c.t = f.unlock.ps();
+    c.kind = Call::kPut;
     c.line = f.gup.ref;
     return c;
 }
@@ -852,7 +876,12 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
         f.v->stash = f;
         return std::nullopt;
     }
-    return spin_reserve(f, std::max(f.t1, busy_until_));
+    spin_reserve(f, std::max(f.t1, busy_until_));
+    if (!call_now(f.unlock, put_call(f))) {
+        f.v->stash = f;
+        return std::nullopt;
+    }
+    return release(f);
 }
 
 Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& ctx, Gfn gfn, vm::Access access,
@@ -894,14 +923,17 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
         after_gup(f);
     }
     f.proc = sim_.current();
-    const Time t = f.t1;
-    if (!call_now(t, arrival_call(f))) co_await wait_call(arrival_call(f));
-    if (open_) {
-        co_await SpinWaitAwaiter{*this, &f, site_fault_, t};  // resumed at f.r
-    } else {
-        f.r = spin_reserve(f, std::max(t, busy_until_));
-        co_await sim_.delay(f.r - sim_.now());
+    if (!f.reserved) {
+        const Time t = f.t1;
+        if (!call_now(t, arrival_call(f))) co_await wait_call(arrival_call(f));
+        if (open_)
+            co_await SpinWaitAwaiter{*this, &f, site_fault_, t};  // resumed at f.unlock
+        else
+            spin_reserve(f, std::max(t, busy_until_));
     }
+    if (!call_now(f.unlock, put_call(f))) co_await wait_call(put_call(f));
+    f.r = release(f);
+    co_await sim_.delay(f.r - sim_.now());
     if (sim_.tracer()) trace_flush();
 }
 
