@@ -180,7 +180,8 @@ struct Arm64Stage2::VcpuState {
     MmuMemoryCache mc;  // vcpu->arch.mmu_page_cache
     // A fault page_fault_now() took part of the way (its GUP charged, maybe its hold reserved) but
     // could not finish without an event: page_fault_at(), called next, goes on with it.
-    std::optional<Fault> stash;
+    Fault stash;
+    bool stashed = false;
 };
 
 // The work of a fault under mmu_lock, from the grant g; h is the time so far.
@@ -628,7 +629,7 @@ bool Arm64Stage2::call_now(Time t, const Call& c) const {
         mine.ref = c.line;
     }
     for (const Call& p : pending_) {
-        if (p.t > t.ps()) break;  // in time order
+        if (p.t > t.ps()) continue;
         if (p.kind == Call::kHost) return false;
         if (c.kind == Call::kArrival || p.kind == Call::kArrival) {
             if (c.kind == p.kind) return false;  // arrivals commute with GUPs and put_pages
@@ -808,20 +809,21 @@ void Arm64Stage2::after_gup(Fault& f) {
     f.writable = f.gup.writable && !(logging && !f.write);
 }
 
-// Registers a call point waiting for its event (pending_ is in time order; equal times in
-// registration order).
+// Registers a call point waiting for its event (pending_ is unordered: call_now looks at all).
 std::uint64_t Arm64Stage2::pending_push(Call c) {
     c.id = ++pending_seq_;
-    auto at = std::upper_bound(pending_.begin(), pending_.end(), c.t,
-                               [](std::int64_t t, const Call& p) { return t < p.t; });
-    pending_.insert(at, c);
+    pending_.push_back(c);
     return c.id;
 }
 
 void Arm64Stage2::pending_erase(std::uint64_t id) {
-    auto it = std::find_if(pending_.begin(), pending_.end(), [id](const Call& p) { return p.id == id; });
-    if (it == pending_.end()) throw std::logic_error("arm64_stage2: call point not registered");
-    pending_.erase(it);
+    for (Call& p : pending_)
+        if (p.id == id) {
+            p = pending_.back();
+            pending_.pop_back();
+            return;
+        }
+    throw std::logic_error("arm64_stage2: call point not registered");
 }
 
 // Waits for the call point c in an event, registered meanwhile.
@@ -860,7 +862,9 @@ Arm64Stage2::Call Arm64Stage2::put_call(const Fault& f) {
 std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn gfn, vm::Access access, Time start) {
     // Lock records of a traced run are flushed when the fault returns: the coroutine does it.
     if (!cfg_.spinlock || sim_.tracer()) return std::nullopt;
-    Fault f;
+    if (ctx.vcpu < 0 || static_cast<std::size_t>(ctx.vcpu) >= vcpus_.size()) return std::nullopt;  // prepare() says
+    Fault& f = vcpus_[static_cast<std::size_t>(ctx.vcpu)]->stash;
+    f = Fault{};
     if (!prepare(f, ctx, gfn, access, start)) {
         stats_.add(stats_.pf_taken);
         stats_.add(stats_.pf_emulate);
@@ -873,12 +877,12 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
     after_gup(f);
     f.proc = sim_.current();
     if (!call_now(f.t1, arrival_call(f))) {
-        f.v->stash = f;
+        f.v->stashed = true;
         return std::nullopt;
     }
     spin_reserve(f, std::max(f.t1, busy_until_));
     if (!call_now(f.unlock, put_call(f))) {
-        f.v->stash = f;
+        f.v->stashed = true;
         return std::nullopt;
     }
     return release(f);
@@ -886,13 +890,14 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
 
 Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& ctx, Gfn gfn, vm::Access access,
                                       Time start) {
-    Fault f;
+    Fault local;
     VcpuState* v = ctx.vcpu >= 0 && static_cast<std::size_t>(ctx.vcpu) < vcpus_.size()
                        ? vcpus_[static_cast<std::size_t>(ctx.vcpu)].get()
                        : nullptr;
-    if (v && v->stash) {  // page_fault_now() got it to mmu_lock
-        f = *v->stash;
-        v->stash.reset();
+    const bool stashed = v && v->stashed;  // page_fault_now() took it part of the way
+    Fault& f = stashed ? v->stash : local;
+    if (stashed) {
+        v->stashed = false;
     } else {
         if (!prepare(f, ctx, gfn, access, start)) {
             stats_.add(stats_.pf_taken);

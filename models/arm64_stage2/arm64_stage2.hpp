@@ -283,7 +283,7 @@ private:
     engine::Time busy_until_;              // end of the last reserved hold
     bool open_ = false;                    // a host operation holds (or is next to hold) the lock
     std::deque<TlWaiter> waiters_;         // arrivals while open_, FIFO
-    std::vector<Call> pending_;            // call points still waiting for their event, in time order
+    std::vector<Call> pending_;            // call points still waiting for their event (any order)
     std::uint64_t pending_seq_ = 0;
     struct RecordSlot {
         std::uint64_t key;
