@@ -1507,6 +1507,7 @@ vm::ModelInfo arm64_stage2_model_info() {
     };
     info.costs = arm64_stage2::Costs::names();
     for (const auto& c : host::Costs::names()) info.costs.push_back(c);
+    info.cost_minimums = {{"zero_rate", 1.0}};
     info.features = {"fwb"};
     for (const auto& f : host::Features::names()) info.features.push_back(f);
     info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
