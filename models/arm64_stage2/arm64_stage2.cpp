@@ -167,6 +167,7 @@ struct Arm64Stage2::Fault {
     host::Gup gup;           // what it gave
     Time t1;                 // arrival at mmu_lock
     bool reserved = false;   // spinlock: its hold is on the timeline
+    bool wait_traced = false;  // its wait's begin is in the trace already (queued behind a host operation)
     Time unlock;             // spinlock: the end of its hold (spin_unlock)
     Time r;                  // return to the guest
     // rwlock: the leaf install that waits for the break's TLBI and the CMOs.
@@ -293,6 +294,9 @@ struct Arm64Stage2::SpinWaitAwaiter {
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
         engine::Process* p = h.promise().process;
+        // Its wait starts now (arrival >= now): traced now, not at the grant, which may come after
+        // later records of the lock's track have been written.
+        if (m.sim_.tracer() && p) m.trace_add(arrival, kWaitBegin, p->id(), site);
         m.waiters_.push_back(TlWaiter{f, site, h, p, arrival});
         p->block_on(m.spin_target_.get(), "exclusive");
     }
@@ -663,7 +667,7 @@ engine::LockRecord& Arm64Stage2::spin_record(engine::Site site) {
 
 // Statistics and trace records of a grant at g of an arrival at t1 (as the engine's locks keep
 // them: waits of contended acquisitions only).
-void Arm64Stage2::spin_granted(engine::Process* p, engine::Site site, Time t1, Time g) {
+void Arm64Stage2::spin_granted(engine::Process* p, engine::Site site, Time t1, Time g, bool wait_traced) {
     engine::LockRecord& rec = spin_record(site);
     ++rec.acquisitions;
     if (g > t1) {
@@ -671,20 +675,20 @@ void Arm64Stage2::spin_granted(engine::Process* p, engine::Site site, Time t1, T
         rec.wait_ps.record(static_cast<std::uint64_t>((g - t1).ps()));
     }
     if (!sim_.tracer() || !p) return;
-    if (g > t1) {
-        trace_add(t1, kWaitBegin, p->id(), site);
+    if (g > t1 || wait_traced) {
+        if (!wait_traced) trace_add(t1, kWaitBegin, p->id(), site);
         trace_add(g, kWaitEnd, p->id(), site);
     }
     trace_add(g, kHoldBegin, p->id(), site);
 }
 
 // A host operation holds the lock from g, for as long as it takes.
-void Arm64Stage2::spin_open(engine::Process* p, engine::Site site, Time t1, Time g) {
+void Arm64Stage2::spin_open(engine::Process* p, engine::Site site, Time t1, Time g, bool wait_traced) {
     open_ = true;
     open_since_ = g;
     open_site_ = site;
     open_holder_ = p;
-    spin_granted(p, site, t1, g);
+    spin_granted(p, site, t1, g, wait_traced);
 }
 
 // A fault granted at g (>= its arrival f.t1): works out its hold, reserves it on the timeline and
@@ -705,8 +709,8 @@ Time Arm64Stage2::spin_reserve(Fault& f, Time g) {
     rec.hold_ps.record(static_cast<std::uint64_t>(h.ps()));
     if (sim_.tracer() && f.proc) {
         const std::uint32_t pid = f.proc->id();
-        if (g > f.t1) {
-            trace_add(f.t1, kWaitBegin, pid, site_fault_);
+        if (g > f.t1 || f.wait_traced) {
+            if (!f.wait_traced) trace_add(f.t1, kWaitBegin, pid, site_fault_);
             trace_add(g, kWaitEnd, pid, site_fault_);
         }
         trace_add(g, kHoldBegin, pid, site_fault_);
@@ -737,11 +741,12 @@ void Arm64Stage2::spin_release_host() {
         w.proc->unblock();
         const Time g = std::max(w.arrival, busy_until_);
         if (w.fault) {
+            w.fault->wait_traced = true;
             spin_reserve(*w.fault, g);
             sim_.schedule_resume(w.fault->unlock, w.h, w.proc, engine::EventKind::LockGrant);
             continue;
         }
-        spin_open(w.proc, w.site, w.arrival, g);
+        spin_open(w.proc, w.site, w.arrival, g, true);
         sim_.schedule_resume(g, w.h, w.proc, engine::EventKind::LockGrant);
         break;
     }

@@ -222,8 +222,8 @@ private:
 
     // --- mmu_lock as a spinlock: a FIFO timeline of reserved holds (see arm64_stage2.cpp) ---
     engine::Time spin_reserve(Fault& f, engine::Time g);
-    void spin_granted(engine::Process* p, engine::Site site, engine::Time t1, engine::Time g);
-    void spin_open(engine::Process* p, engine::Site site, engine::Time t1, engine::Time g);
+    void spin_granted(engine::Process* p, engine::Site site, engine::Time t1, engine::Time g, bool wait_traced = false);
+    void spin_open(engine::Process* p, engine::Site site, engine::Time t1, engine::Time g, bool wait_traced = false);
     void spin_release_host();
     engine::LockRecord& spin_record(engine::Site site);
     void publish(engine::Time at, int level, std::uint32_t ri, vm::Gfn gfn, std::uint8_t value);
