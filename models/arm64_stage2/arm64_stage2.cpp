@@ -15,10 +15,23 @@
 //
 // Time, spinlock. mmu_lock is a FIFO lock, so a fault's grant time is the end of the holds
 // reserved before it, and its hold's length follows from the state it finds then: the lock is a
-// timeline of reserved holds (busy_until_). A fault takes at most two events: its arrival at the
-// lock (skipped when no other arrival can come first: see arrival_now) and its return to the
-// guest. A host operation holds the lock for an open-ended time; arrivals meanwhile queue and are
-// given their holds when it releases the lock.
+// timeline of reserved holds (busy_until_). A fault takes at most four events: its GUP, its
+// arrival at the lock, its put_page and its return to the guest; the first three are skipped when
+// they can be taken ahead of the engine's clock (see call_now). A host operation holds the lock for an
+// open-ended time; arrivals meanwhile queue and are given their holds when it releases the lock.
+//
+// Call points. A fault touches state other processes share at three moments: its GUP (the host's
+// page tables, read; the mmap_lock, page-table-lock and refcount lines, FIFO in call order), its
+// arrival at the lock (its hold: the descriptors, the sequence count, the cache model) and its
+// put_page after spin_unlock (the refcount line). One event per access
+// (set_early_arrivals(false)) makes each of them at its own time, so in time order; a call point
+// taken ahead of its time must come in the same order as every other it does not commute with: it
+// may only be taken when no such call point can come at or before it (call_now). Arrivals commute
+// with GUPs and put_pages, not with each other; GUPs and put_pages commute unless they share a
+// line (host::GupLines: a refcount line, or the mmap_lock when both GUPs take the slow path); a
+// GUP changing the host's page tables commutes with nothing while it is under way. A put_page is
+// its own call point, at its time, so that a line is never held by a release far ahead of the
+// GUPs that come before it.
 #include "models/arm64_stage2/arm64_stage2.hpp"
 
 #include <algorithm>
@@ -65,9 +78,6 @@ constexpr std::pair<const char*, Time Costs::*> kTimes[] = {
     {"fault_entry", &Costs::fault_entry},
     {"fault_exit", &Costs::fault_exit},
     {"user_mem_abort", &Costs::user_mem_abort},
-    {"gup_fast", &Costs::gup_fast},
-    {"host_fault_base", &Costs::host_fault_base},
-    {"zero_4k", &Costs::zero_4k},
     {"mmu_cache_alloc_page", &Costs::mmu_cache_alloc_page},
     {"mmu_lock_op", &Costs::mmu_lock_op},
     {"stage2_map_base", &Costs::stage2_map_base},
@@ -133,19 +143,10 @@ struct Arm64Stage2::Slot {
     std::uint64_t npages = 0;
     int host_level = 3;     // the backing's page: 3 (4K), 2 (2M), 1 (1G)
     bool hugetlb = false;
-    std::vector<std::int64_t> ready;  // per host page: when it is populated (ps), kNever if not
     std::vector<std::uint64_t> bitmap;
     std::uint64_t bitmap_addr = 0;
     bool manual_protect = false;
     bool contains(Gfn g) const { return g >= base && g - base < npages; }
-    std::uint64_t host_index(Gfn g) const {
-        const unsigned sh = 9 * static_cast<unsigned>(3 - host_level);
-        return (g >> sh) - (base >> sh);
-    }
-};
-
-struct Arm64Stage2::VcpuState {
-    MmuMemoryCache mc;  // vcpu->arch.mmu_page_cache
 };
 
 // One stage-2 fault, from the exit to the return to the guest.
@@ -162,15 +163,26 @@ struct Arm64Stage2::Fault {
     bool writable = true;
     std::uint64_t mmu_seq = 0;
     std::uint32_t topup = 0;           // objects the memory-cache top-up allocates
-    std::int64_t ready = kNever;       // the host page's population time after this fault's GUP
-    std::uint64_t zeroed = 0;          // 4 KiB pages this fault's GUP zeroes (a first touch)
+    Time t_gup;              // __gfn_to_pfn_memslot starts
+    host::Gup gup;           // what it gave
     Time t1;                 // arrival at mmu_lock
+    bool reserved = false;   // spinlock: its hold is on the timeline
+    bool wait_traced = false;  // its wait's begin is in the trace already (queued behind a host operation)
+    Time unlock;             // spinlock: the end of its hold (spin_unlock)
     Time r;                  // return to the guest
     // rwlock: the leaf install that waits for the break's TLBI and the CMOs.
     bool deferred = false;
     int d_level = 0;
     std::uint8_t d_value = 0;
     Time d_at;
+};
+
+struct Arm64Stage2::VcpuState {
+    MmuMemoryCache mc;  // vcpu->arch.mmu_page_cache
+    // A fault page_fault_now() took part of the way (its GUP charged, maybe its hold reserved) but
+    // could not finish without an event: page_fault_at(), called next, goes on with it.
+    Fault stash;
+    bool stashed = false;
 };
 
 // The work of a fault under mmu_lock, from the grant g; h is the time so far.
@@ -182,6 +194,10 @@ struct Arm64Stage2::Walk {
     std::uint8_t prot = 0;
     Ret ret = kFixed;
     bool ok = false;  // the kernel's ret == 0
+    // rwlock: a D-cache clean the coroutine moves through the memory bandwidth (fault_rw), at
+    // clean_at into the hold (priced nothing in h).
+    std::uint64_t clean_bytes = 0;
+    Time clean_at;
 };
 
 struct Arm64Stage2::Bulk : BulkWork {
@@ -226,7 +242,7 @@ struct Arm64Stage2::ModelCounters {
     enum Id : std::uint8_t {
         map, map_same, relax, relax_again, locked, retry_inv, bbm, tlbi_ipa, tlbi_vmid, dc_bytes, dc_calls, ic_range,
         ic_bytes, ic_all, block_to_table, table_to_block, tables_linked, tables_freed, tables_rcu, topup_objs,
-        alloc_atomic, first_touch, zeroed_4k, dirty_marked, wp, unmapped, harvested, resched, kCount
+        alloc_atomic, change_pte_map, dirty_marked, wp, unmapped, harvested, resched, kCount
     };
     static constexpr const char* kNames[kCount] = {
         "kvm_pgtable_stage2_map", "stage2_map_same_pte", "kvm_pgtable_stage2_relax_perms", "stage2_relax_perms_no_leaf",
@@ -234,7 +250,7 @@ struct Arm64Stage2::ModelCounters {
         "__kvm_tlb_flush_vmid", "dcache_clean_poc_bytes", "dcache_clean_poc", "icache_inval_pou",
         "icache_inval_pou_bytes", "icache_inval_all_pou", "stage2_block_to_table", "stage2_table_to_block",
         "stage2_table_pages_linked", "stage2_table_pages_freed", "stage2_free_removed_table_rcu",
-        "mmu_topup_memory_cache_objs", "mmu_memory_cache_alloc_atomic", "host_fault_first_touch", "host_zeroed_4k",
+        "mmu_topup_memory_cache_objs", "mmu_memory_cache_alloc_atomic", "kvm_set_spte_gfn_mapped",
         "mark_page_dirty_in_slot", "stage2_wp_ptes", "stage2_unmap_ptes", "dirty_pages_harvested",
         "mmu_lock_cond_resched",
     };
@@ -278,6 +294,9 @@ struct Arm64Stage2::SpinWaitAwaiter {
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
         engine::Process* p = h.promise().process;
+        // Its wait starts now (arrival >= now): traced now, not at the grant, which may come after
+        // later records of the lock's track have been written.
+        if (m.sim_.tracer() && p) m.trace_add(arrival, kWaitBegin, p->id(), site);
         m.waiters_.push_back(TlWaiter{f, site, h, p, arrival});
         p->block_on(m.spin_target_.get(), "exclusive");
     }
@@ -293,7 +312,11 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
       vm_(env.vm),
       cfg_(Config::from(env.knobs, env.host)),
       k_(Costs::from(env.host.costs)),
+      host_(std::make_unique<host::HostMm>(env.sim, env.host, env.vm.memslots, host::Costs::from(env.host.costs),
+                                           host::Features::from(env.host))),
       stats_(env.sim.counters()) {
+    host_->set_notifier(this);
+    dcache_rate_ = k_.dcache_clean_byte > 0 ? static_cast<std::uint64_t>(1e12 / k_.dcache_clean_byte + 0.5) : 0;
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
     publisher_ = std::make_unique<Publisher>(*this);
     spin_target_ = std::make_unique<SpinTarget>(*this);
@@ -303,6 +326,7 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
     site_clear_ = sim_.site("kvm_clear_dirty_log_protect");
     site_mn_start_ = sim_.site("kvm_mmu_notifier_invalidate_range_start");
     site_mn_end_ = sim_.site("kvm_mmu_notifier_invalidate_range_end");
+    site_mn_change_ = sim_.site("kvm_mmu_notifier_change_pte");
     if (cfg_.spinlock)
         spin_id_ = sim_.lock_stats().lock_id("mmu_lock");
     else
@@ -315,8 +339,11 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
     root_hpa_ = pt_alloc_.alloc();  // the level-1 table: two concatenated pages (40-bit IPA)
     pt_alloc_.alloc();
     // Every fault pays the exit, user_mem_abort and at least a GUP before mmu_lock; every host
-    // operation pays host_entry. No arrival at the lock comes sooner after any event.
-    min_fault_pre_ = k_.fault_entry + k_.user_mem_abort + k_.gup_fast;
+    // operation pays host_entry before it touches anything shared. No call point (a GUP, a
+    // put_page, a host operation's first change) comes sooner than min_lead_ after any event, no
+    // arrival at the lock or host operation sooner than min_arrival_.
+    min_fault_pre_ = k_.fault_entry + k_.user_mem_abort + host_->costs().gup_fast;
+    min_lead_ = std::min(k_.fault_entry + k_.user_mem_abort, k_.host_entry);
     min_arrival_ = std::min(min_fault_pre_, k_.host_entry);
 
     for (std::size_t i = 0; i < vm_.memslots.size(); ++i) {
@@ -329,7 +356,6 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
         s->npages = m.npages;
         s->host_level = 4 - static_cast<int>(vm::host_level(m.backing));
         s->hugetlb = m.backing == vm::Backing::Hugetlb2M || m.backing == vm::Backing::Hugetlb1G;
-        s->ready.assign(s->host_index(m.base_gfn + m.npages - 1) + 1, kNever);
         s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * slots_.size();
         if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
         slots_.push_back(std::move(s));
@@ -432,26 +458,6 @@ Time Arm64Stage2::lock_line(std::uint32_t cpu) {
     return moved ? lock_transfer_ : lock_hit_;
 }
 
-// __gfn_to_pfn_memslot at time `at`: the page is there (GUP fast), or this is a first touch
-// (handle_mm_fault allocates and zeroes the host page: concurrent first touches of an anonymous
-// or THP page each zero one, as do_anonymous_page / do_huge_pmd_anonymous_page do before they
-// find the PTE taken; those of a hugetlb page wait for the first, behind the hugetlb fault mutex).
-// Host pages are always writable (no zero page, no CoW). Sets f.ready and f.zeroed for
-// commit(); changes nothing.
-Time Arm64Stage2::host_page(Fault& f, Time at) const {
-    const Slot& s = *f.s;
-    const std::int64_t ready = s.ready[s.host_index(f.gfn)];
-    f.ready = ready;
-    f.zeroed = 0;
-    if (ready <= at.ps()) return k_.gup_fast;
-    if (s.hugetlb && ready != kNever) return Time::ps(ready - at.ps()) + k_.gup_fast;
-    const std::uint64_t pages = pages_at(s.host_level);
-    const Time zero = k_.host_fault_base + k_.zero_4k * static_cast<std::int64_t>(pages);
-    f.ready = std::min(ready, (at + zero).ps());
-    f.zeroed = pages;
-    return zero;
-}
-
 // kvm_mmu_topup_memory_cache(memcache, kvm_mmu_cache_min_pages(kvm)): how many objects it would
 // allocate (below the minimum, it fills the cache to KVM_ARCH_NR_OBJS_PER_MEMORY_CACHE).
 std::uint32_t Arm64Stage2::topup_objects(const VcpuState& v) const {
@@ -472,11 +478,42 @@ int Arm64Stage2::max_mapping_level(const Slot& s, Gfn gfn) const {
 }
 
 // clean_dcache_guest_page: DC CIVAC over the range to the point of coherency; nothing with FWB.
-Time Arm64Stage2::dcache_clean(std::uint64_t bytes) {
+// The lines go to memory at one core's clean rate at most, through the socket's memory bandwidth.
+// Under the spinlock (and in a host operation's bulk work) the clean's length must be known when
+// the hold is worked out, before whatever else moves memory meanwhile is known: it is priced at
+// the share it would get at `at` (transfer_time) and does not load the bandwidth; its bytes and
+// busy time are accounted in the bandwidth statistics (HostMm::account_transfer: those holds are
+// serialized, so the intervals are exact). A fault under the rwlock moves it for real (walk_clean).
+Time Arm64Stage2::dcache_clean(std::uint32_t cpu, std::uint64_t bytes, Time at) {
     if (cfg_.fwb) return Time::zero();
     mc_->add(ModelCounters::dc_calls);
     mc_->add(ModelCounters::dc_bytes, bytes);
-    return Time::ps(static_cast<std::int64_t>(static_cast<double>(bytes) * k_.dcache_clean_byte + 0.5));
+    const Time d = host_->transfer_time(cpu, bytes, dcache_rate_);
+    host_->account_transfer(cpu, at, d, bytes);
+    return d;
+}
+
+// The clean of a fault's hold: see dcache_clean.
+Time Arm64Stage2::walk_clean(Walk& w, std::uint64_t bytes) {
+    if (cfg_.spinlock || cfg_.fwb) return dcache_clean(w.f.cpu, bytes, w.g + w.h);
+    mc_->add(ModelCounters::dc_calls);
+    mc_->add(ModelCounters::dc_bytes, bytes);
+    w.clean_bytes = bytes;
+    w.clean_at = w.h;
+    return Time::zero();
+}
+
+// rwlock: the walk's clean, if any, moved through the bandwidth at its time; what follows it in
+// the hold (w.g, and a leaf installed after it) moves by the clean's length.
+Task<void> Arm64Stage2::run_clean(Walk& w) {
+    if (!w.clean_bytes) co_return;
+    const Time at = w.g + w.clean_at;
+    if (at > sim_.now()) co_await sim_.delay(at - sim_.now());
+    co_await host_->transfer(w.f.cpu, w.clean_bytes, dcache_rate_);
+    const Time took = sim_.now() - at;
+    w.g += took;
+    if (w.f.deferred) w.f.d_at += took;
+    w.clean_bytes = 0;
 }
 
 // invalidate_icache_guest_page: IC IVAU per line up to MAX_DVM_OPS lines, else the whole I-cache.
@@ -579,15 +616,39 @@ void Arm64Stage2::trace_flush() {
 // ---------------------------------------------------------------------------------------------
 // mmu_lock as a spinlock
 
-// May an arrival at logical time t1 (>= now) take its place in the FIFO now, without an event?
-// Yes if no other arrival can come before it: every arrival still to come is at least
-// min_arrival_ after an event not yet processed (so after the next event time), and those already
-// waiting for their event are in arrivals_.
-bool Arm64Stage2::arrival_now(Time t1) const {
+// May a call point at logical time t (>= now) be taken now, without an event? Yes if no call point
+// it does not commute with can come at or before t: every one still to come is at least min_lead_
+// after an event not yet processed (so after the next event time), and those already waiting for
+// their event are in pending_ (as is the start of a GUP changing the host's page tables, under way:
+// it makes its calls as it goes).
+bool Arm64Stage2::call_now(Time t, const Call& c) const {
     if (!early_) return false;
-    if (!arrivals_.empty() && t1.ps() >= arrivals_.front()) return false;
     const Time next = sim_.next_event_time();
-    return next == Time::max() || t1 < next + min_arrival_;
+    if (next != Time::max() && t >= next + (c.kind == Call::kArrival ? min_arrival_ : min_lead_)) return false;
+    host::GupLines mine;
+    if (c.kind == Call::kGup) {
+        mine = host_->gup_lines(c.gfn, c.write, t);
+        if (mine.changing) return false;
+    } else if (c.kind == Call::kPut) {
+        mine.ref = c.line;
+    }
+    for (const Call& p : pending_) {
+        if (p.t > t.ps()) continue;
+        if (p.kind == Call::kHost) return false;
+        if (c.kind == Call::kArrival || p.kind == Call::kArrival) {
+            if (c.kind == p.kind) return false;  // arrivals commute with GUPs and put_pages
+            continue;
+        }
+        host::GupLines theirs;
+        if (p.kind == Call::kGup) {
+            theirs = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
+            if (theirs.changing) return false;
+        } else {
+            theirs.ref = p.line;
+        }
+        if (theirs.ref == mine.ref || (theirs.slow && mine.slow)) return false;
+    }
+    return true;
 }
 
 engine::LockRecord& Arm64Stage2::spin_record(engine::Site site) {
@@ -606,7 +667,7 @@ engine::LockRecord& Arm64Stage2::spin_record(engine::Site site) {
 
 // Statistics and trace records of a grant at g of an arrival at t1 (as the engine's locks keep
 // them: waits of contended acquisitions only).
-void Arm64Stage2::spin_granted(engine::Process* p, engine::Site site, Time t1, Time g) {
+void Arm64Stage2::spin_granted(engine::Process* p, engine::Site site, Time t1, Time g, bool wait_traced) {
     engine::LockRecord& rec = spin_record(site);
     ++rec.acquisitions;
     if (g > t1) {
@@ -614,24 +675,24 @@ void Arm64Stage2::spin_granted(engine::Process* p, engine::Site site, Time t1, T
         rec.wait_ps.record(static_cast<std::uint64_t>((g - t1).ps()));
     }
     if (!sim_.tracer() || !p) return;
-    if (g > t1) {
-        trace_add(t1, kWaitBegin, p->id(), site);
+    if (g > t1 || wait_traced) {
+        if (!wait_traced) trace_add(t1, kWaitBegin, p->id(), site);
         trace_add(g, kWaitEnd, p->id(), site);
     }
     trace_add(g, kHoldBegin, p->id(), site);
 }
 
 // A host operation holds the lock from g, for as long as it takes.
-void Arm64Stage2::spin_open(engine::Process* p, engine::Site site, Time t1, Time g) {
+void Arm64Stage2::spin_open(engine::Process* p, engine::Site site, Time t1, Time g, bool wait_traced) {
     open_ = true;
     open_since_ = g;
     open_site_ = site;
     open_holder_ = p;
-    spin_granted(p, site, t1, g);
+    spin_granted(p, site, t1, g, wait_traced);
 }
 
 // A fault granted at g (>= its arrival f.t1): works out its hold, reserves it on the timeline and
-// returns when the vCPU is back in the guest.
+// returns its end (spin_unlock).
 Time Arm64Stage2::spin_reserve(Fault& f, Time g) {
     const Time h = hold(f, g);
     busy_until_ = g + h;
@@ -648,14 +709,22 @@ Time Arm64Stage2::spin_reserve(Fault& f, Time g) {
     rec.hold_ps.record(static_cast<std::uint64_t>(h.ps()));
     if (sim_.tracer() && f.proc) {
         const std::uint32_t pid = f.proc->id();
-        if (g > f.t1) {
-            trace_add(f.t1, kWaitBegin, pid, site_fault_);
+        if (g > f.t1 || f.wait_traced) {
+            if (!f.wait_traced) trace_add(f.t1, kWaitBegin, pid, site_fault_);
             trace_add(g, kWaitEnd, pid, site_fault_);
         }
         trace_add(g, kHoldBegin, pid, site_fault_);
         trace_add(g + h, kHoldEnd, pid, site_fault_);
     }
-    return g + h + k_.fault_exit;
+    f.reserved = true;
+    f.unlock = g + h;
+    return f.unlock;
+}
+
+// kvm_release_pfn_clean after spin_unlock (a call point at f.unlock: put_page on the page's refcount
+// line), then the way back to the guest: returns when the vCPU is back.
+Time Arm64Stage2::release(Fault& f) {
+    return host_->put_page(f.cpu, f.gup, f.unlock) + k_.fault_exit;
 }
 
 // spin_unlock by a host operation: the arrivals queued meanwhile get their places in order; a
@@ -672,11 +741,12 @@ void Arm64Stage2::spin_release_host() {
         w.proc->unblock();
         const Time g = std::max(w.arrival, busy_until_);
         if (w.fault) {
-            w.fault->r = spin_reserve(*w.fault, g);
-            sim_.schedule_resume(w.fault->r, w.h, w.proc, engine::EventKind::LockGrant);
+            w.fault->wait_traced = true;
+            spin_reserve(*w.fault, g);
+            sim_.schedule_resume(w.fault->unlock, w.h, w.proc, engine::EventKind::LockGrant);
             continue;
         }
-        spin_open(w.proc, w.site, w.arrival, g);
+        spin_open(w.proc, w.site, w.arrival, g, true);
         sim_.schedule_resume(g, w.h, w.proc, engine::EventKind::LockGrant);
         break;
     }
@@ -690,7 +760,7 @@ Task<void> Arm64Stage2::page_fault(const vm::CpuContext& cpu, Gfn gfn, vm::Acces
     co_await page_fault_at(sim_, cpu, gfn, access, sim_.now());
 }
 
-// user_mem_abort up to mmu_lock, worked out for a fault at `start` without changing anything:
+// user_mem_abort up to the GUP, worked out for a fault at `start` without changing anything:
 // false for an access outside every memslot (an MMIO access, emulated).
 bool Arm64Stage2::prepare(Fault& f, const vm::CpuContext& ctx, Gfn gfn, vm::Access access, Time start) {
     if (ctx.vcpu < 0 || static_cast<std::size_t>(ctx.vcpu) >= vcpus_.size())
@@ -719,14 +789,11 @@ bool Arm64Stage2::prepare(Fault& f, const vm::CpuContext& ctx, Gfn gfn, vm::Acce
         f.topup = topup_objects(*f.v);
         t += k_.mmu_cache_alloc_page * f.topup;
     }
-    t += host_page(f, t);
-    f.level = logging ? 3 : max_mapping_level(*f.s, gfn);  // force_pte while logging
-    f.writable = !(logging && !f.write);                    // only a write fault maps writable then
-    f.t1 = t;
+    f.t_gup = t;
     return true;
 }
 
-// What prepare() decided happens: the top-up, the GUP's first touch, the sequence snapshot.
+// What prepare() decided happens: the top-up, the sequence snapshot (before the GUP).
 void Arm64Stage2::commit(Fault& f) {
     stats_.add(stats_.pf_taken);
     if (f.topup) {
@@ -734,58 +801,149 @@ void Arm64Stage2::commit(Fault& f) {
         f.v->mc.topup(kMinCachePages, &n);
         mc_->add(ModelCounters::topup_objs, n);
     }
-    if (f.zeroed) {
-        mc_->add(ModelCounters::first_touch);
-        mc_->add(ModelCounters::zeroed_4k, f.zeroed);
-    }
-    f.s->ready[f.s->host_index(f.gfn)] = f.ready;
     f.mmu_seq = inv_.seq();
+}
+
+// The GUP's answer: the arrival at mmu_lock, vma_pagesize (PAGE_SIZE while logging, else the host
+// mapping's size, transparent_hugepage_adjust's PageTransCompoundMap, within the slot), and
+// whether the mapping may be writable (hva_to_pfn's `writable`; while logging only for a write).
+void Arm64Stage2::after_gup(Fault& f) {
+    const bool logging = vm_.memslots[f.s->index].dirty_logging;
+    f.t1 = f.gup.done;
+    f.level = logging ? 3 : std::max(f.gup.level, max_mapping_level(*f.s, f.gfn));
+    f.writable = f.gup.writable && !(logging && !f.write);
+}
+
+// Registers a call point waiting for its event (pending_ is unordered: call_now looks at all).
+std::uint64_t Arm64Stage2::pending_push(Call c) {
+    c.id = ++pending_seq_;
+    pending_.push_back(c);
+    return c.id;
+}
+
+void Arm64Stage2::pending_erase(std::uint64_t id) {
+    for (Call& p : pending_)
+        if (p.id == id) {
+            p = pending_.back();
+            pending_.pop_back();
+            return;
+        }
+    throw std::logic_error("arm64_stage2: call point not registered");
+}
+
+// Waits for the call point c in an event, registered meanwhile.
+Task<void> Arm64Stage2::wait_call(Call c) {
+    const Time t = Time::ps(c.t);
+    if (t <= sim_.now()) co_return;
+    const std::uint64_t id = pending_push(c);
+    co_await sim_.delay(t - sim_.now());
+    pending_erase(id);
+}
+
+Arm64Stage2::Call Arm64Stage2::gup_call(const Fault& f) {
+    Call c;
+    c.t = f.t_gup.ps();
+    c.kind = Call::kGup;
+    c.gfn = f.gfn;
+    c.write = f.write;
+    return c;
+}
+
+Arm64Stage2::Call Arm64Stage2::arrival_call(const Fault& f) {
+    Call c;
+    c.t = f.t1.ps();
+    c.kind = Call::kArrival;
+    return c;
+}
+
+Arm64Stage2::Call Arm64Stage2::put_call(const Fault& f) {
+    Call c;
+    c.t = f.unlock.ps();
+    c.kind = Call::kPut;
+    c.line = f.gup.ref;
+    return c;
 }
 
 std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn gfn, vm::Access access, Time start) {
     // Lock records of a traced run are flushed when the fault returns: the coroutine does it.
     if (!cfg_.spinlock || sim_.tracer()) return std::nullopt;
-    Fault f;
+    if (ctx.vcpu < 0 || static_cast<std::size_t>(ctx.vcpu) >= vcpus_.size()) return std::nullopt;  // prepare() says
+    Fault& f = vcpus_[static_cast<std::size_t>(ctx.vcpu)]->stash;
+    f = Fault{};
     if (!prepare(f, ctx, gfn, access, start)) {
         stats_.add(stats_.pf_taken);
         stats_.add(stats_.pf_emulate);
         return start + k_.fault_entry + k_.fault_exit;
     }
-    if (open_ || !arrival_now(f.t1)) return std::nullopt;
+    // A GUP that changes the host's page tables waits for events (bandwidth, invalidations).
+    if (open_ || !call_now(f.t_gup, gup_call(f))) return std::nullopt;
     commit(f);
+    f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
+    after_gup(f);
     f.proc = sim_.current();
-    return spin_reserve(f, std::max(f.t1, busy_until_));
+    if (!call_now(f.t1, arrival_call(f))) {
+        f.v->stashed = true;
+        return std::nullopt;
+    }
+    spin_reserve(f, std::max(f.t1, busy_until_));
+    if (!call_now(f.unlock, put_call(f))) {
+        f.v->stashed = true;
+        return std::nullopt;
+    }
+    return release(f);
 }
 
 Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& ctx, Gfn gfn, vm::Access access,
                                       Time start) {
-    Fault f;
-    f.proc = sim_.current();
-    if (!prepare(f, ctx, gfn, access, start)) {
-        stats_.add(stats_.pf_taken);
-        stats_.add(stats_.pf_emulate);
-        co_await sim_.delay(start + k_.fault_entry + k_.fault_exit - sim_.now());
-        co_return;
-    }
-    commit(f);
-    if (!cfg_.spinlock) {
-        co_await fault_rw(f);
-        co_return;
-    }
-    const Time t = f.t1;
-    if (!arrival_now(t)) {
-        arrivals_.push_back(t.ps());
-        std::push_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
-        co_await sim_.delay(t - sim_.now());
-        std::pop_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
-        arrivals_.pop_back();
-    }
-    if (open_) {
-        co_await SpinWaitAwaiter{*this, &f, site_fault_, t};  // resumed at f.r
+    Fault local;
+    VcpuState* v = ctx.vcpu >= 0 && static_cast<std::size_t>(ctx.vcpu) < vcpus_.size()
+                       ? vcpus_[static_cast<std::size_t>(ctx.vcpu)].get()
+                       : nullptr;
+    const bool stashed = v && v->stashed;  // page_fault_now() took it part of the way
+    Fault& f = stashed ? v->stash : local;
+    if (stashed) {
+        v->stashed = false;
     } else {
-        f.r = spin_reserve(f, std::max(t, busy_until_));
-        co_await sim_.delay(f.r - sim_.now());
+        if (!prepare(f, ctx, gfn, access, start)) {
+            stats_.add(stats_.pf_taken);
+            stats_.add(stats_.pf_emulate);
+            co_await sim_.delay(start + k_.fault_entry + k_.fault_exit - sim_.now());
+            co_return;
+        }
+        commit(f);
+        if (!cfg_.spinlock) {
+            f.proc = sim_.current();
+            co_await fault_rw(f, ctx);
+            co_return;
+        }
+        if (!call_now(f.t_gup, gup_call(f))) co_await wait_call(gup_call(f));
+        if (host_->gup_analytic(gfn, f.write)) {
+            f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
+        } else {
+            // The GUP changes the host's page tables, as it goes (at its own time: the wait
+            // above). Until it reaches mmu_lock no call point after its start is taken ahead
+            // of its event (see call_now).
+            Call c;
+            c.t = f.t_gup.ps();
+            c.kind = Call::kHost;
+            const std::uint64_t id = pending_push(c);
+            f.gup = co_await host_->gup(ctx, gfn, f.write);
+            pending_erase(id);
+        }
+        after_gup(f);
     }
+    f.proc = sim_.current();
+    if (!f.reserved) {
+        const Time t = f.t1;
+        if (!call_now(t, arrival_call(f))) co_await wait_call(arrival_call(f));
+        if (open_)
+            co_await SpinWaitAwaiter{*this, &f, site_fault_, t};  // resumed at f.unlock
+        else
+            spin_reserve(f, std::max(t, busy_until_));
+    }
+    if (!call_now(f.unlock, put_call(f))) co_await wait_call(put_call(f));
+    f.r = release(f);
+    co_await sim_.delay(f.r - sim_.now());
     if (sim_.tracer()) trace_flush();
 }
 
@@ -808,7 +966,7 @@ bool Arm64Stage2::hold_head(Walk& w) {
     }
     const std::uint64_t bytes = pages_at(f.level) * vm::kPageSize;
     if (!cfg_.cmo_in_walker) {  // v5.12: on every fault but a permission fault, mapped or not
-        if (!f.perm) w.h += dcache_clean(bytes);
+        if (!f.perm) w.h += walk_clean(w, bytes);
         if (f.exec) w.h += icache_inval(bytes);
     }
     w.prot = static_cast<std::uint8_t>(pte::V | pte::R | (f.writable ? pte::W : 0) | (f.exec ? pte::X : 0));
@@ -917,7 +1075,7 @@ void Arm64Stage2::try_leaf(Walk& w, int level, std::uint8_t old) {
     }
     if (cfg_.cmo_in_walker) {  // only when a PTE is really installed
         const std::uint64_t bytes = pages_at(level) * vm::kPageSize;
-        w.h += dcache_clean(bytes);
+        w.h += walk_clean(w, bytes);
         if (w.prot & pte::X) w.h += icache_inval(bytes);
     }
     emit(w, level, f.gfn, w.prot, true);
@@ -962,13 +1120,22 @@ void Arm64Stage2::relax_perms(Walk& w) {
 // The fault under mmu_lock as an rwlock (v6.2): read lock, concurrent walkers. The walk reads the
 // descriptors when it gets there (after any CMOs user_mem_abort does first); a leaf it installs
 // stays locked through its TLBI and CMOs.
-Task<void> Arm64Stage2::fault_rw(Fault& f) {
+// The GUP runs at its own time: the host's page tables and lines are read and used in time order.
+Task<void> Arm64Stage2::fault_rw(Fault& f, const vm::CpuContext& ctx) {
+    if (f.t_gup > sim_.now()) co_await sim_.delay(f.t_gup - sim_.now());
+    if (host_->gup_analytic(f.gfn, f.write))
+        f.gup = host_->try_gup(f.cpu, f.gfn, f.write, f.t_gup);
+    else
+        f.gup = co_await host_->gup(ctx, f.gfn, f.write);
+    after_gup(f);
     if (f.t1 > sim_.now()) co_await sim_.delay(f.t1 - sim_.now());
     engine::LockGuard guard = co_await rw_->read(site_fault_);
     Walk w{f, sim_.now(), Time::zero()};
     if (hold_head(w)) {
-        if (w.h > Time::zero()) co_await sim_.delay(w.h);
+        co_await run_clean(w);
+        if (w.g + w.h > sim_.now()) co_await sim_.delay(w.g + w.h - sim_.now());
         hold_walk(w);
+        co_await run_clean(w);
     }
     if (f.deferred) {
         co_await sim_.delay(f.d_at - sim_.now());
@@ -977,7 +1144,8 @@ Task<void> Arm64Stage2::fault_rw(Fault& f) {
     }
     if (w.g + w.h > sim_.now()) co_await sim_.delay(w.g + w.h - sim_.now());
     guard.unlock();
-    co_await sim_.delay(k_.fault_exit);
+    const Time rel = host_->put_page(f.cpu, f.gup, sim_.now());
+    co_await sim_.delay(rel - sim_.now() + k_.fault_exit);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1220,7 +1388,7 @@ Task<void> Arm64Stage2::unmap_range(Bulk& b, Gfn start, Gfn end) {
         set_both(level, ri, g, 0);
         stats_.update_page_stats(page_level(level), -1);
         b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(level, ri, g), true) + k_.tlbi_ipa +
-                 dcache_clean(pages_at(level) * vm::kPageSize);
+                 dcache_clean(b.cpu, pages_at(level) * vm::kPageSize, sim_.now() + b.acc);
         mc_->add(ModelCounters::tlbi_ipa);
         mc_->add(ModelCounters::unmapped);
     };
@@ -1253,10 +1421,9 @@ Task<void> Arm64Stage2::unmap_range(Bulk& b, Gfn start, Gfn end) {
     }
 }
 
-// An MMU-notifier invalidation (a host unmap): invalidate_range_start (begin, kvm_unmap_gfn_range)
-// and invalidate_range_end (end), each under mmu_lock; the host drops its pages in between.
-Task<void> Arm64Stage2::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn end) {
-    if (end <= start) co_return;
+// kvm_mmu_notifier_invalidate_range_start: under mmu_lock for write, kvm_mmu_invalidate_begin
+// and range_add, then kvm_unmap_gfn_range (unmap_range).
+Task<void> Arm64Stage2::invalidate_range_start(const vm::CpuContext& cpu, Gfn start, Gfn end) {
     Bulk b = make_bulk(cpu);
     co_await lock(b, site_mn_start_);
     inv_.begin();
@@ -1264,16 +1431,51 @@ Task<void> Arm64Stage2::invalidate_range(const vm::CpuContext& cpu, Gfn start, G
     co_await unmap_range(b, start, end);
     co_await unlock(b);
     co_await settle(b);
-    for (auto& sp : slots_) {
-        Slot& s = *sp;
-        const Gfn a = std::max(start, s.base), z = std::min(end, s.base + s.npages);
-        if (a >= z) continue;
-        for (std::uint64_t h = s.host_index(a); h <= s.host_index(z - 1); ++h) s.ready[h] = kNever;
-    }
+}
+
+// kvm_mmu_notifier_invalidate_range_end: kvm_mmu_invalidate_end under mmu_lock.
+Task<void> Arm64Stage2::invalidate_range_end(const vm::CpuContext& cpu, Gfn start, Gfn end) {
+    (void)start;
+    (void)end;
+    Bulk b = make_bulk(cpu);
     co_await lock(b, site_mn_end_);
     inv_.end();
     co_await unlock(b);
     co_await settle(b);
+}
+
+// kvm_mmu_notifier_change_pte -> kvm_set_spte_hva (v5.12) / kvm_set_spte_gfn: the new page
+// mapped read-only at 4 KiB with kvm_pgtable_stage2_map and no memory cache, so only where a
+// level-3 table is already linked (else -ENOMEM, nothing mapped). Before v5.13 the notifier bumps
+// mmu_notifier_seq (here with mmu_lock = "spinlock"); since, it returns at once unless an
+// invalidation is in progress (always, around wp_page_copy's). With cmo = "user_mem_abort"
+// kvm_set_spte_hva cleans the page to PoC itself; with "map_walker" the walker does when it
+// installs.
+Task<void> Arm64Stage2::change_pte(const vm::CpuContext& cpu, Gfn gfn) {
+    Bulk b = make_bulk(cpu);
+    co_await lock(b, site_mn_change_);
+    if (cfg_.spinlock) inv_.bump_seq();
+    const std::uint32_t ri = region_of(gfn);
+    if ((cfg_.spinlock || inv_.in_progress() != 0) && ri != kNoRegion) {
+        if (!cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize, sim_.now() + b.acc);
+        b.acc += k_.stage2_map_base;
+        if (is_table(plan_entry(1, ri, gfn)) && is_table(plan_entry(2, ri, gfn)) && !(plan_entry(3, ri, gfn) & pte::V)) {
+            b.acc += k_.stage2_walk_level * 3 + touch(b.cpu, entry_addr(3, ri, gfn), false);
+            if (cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize, sim_.now() + b.acc);
+            set_both(3, ri, gfn, static_cast<std::uint8_t>(pte::V | pte::R));
+            b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(3, ri, gfn), true);
+            stats_.update_page_stats(vm::PageLevel::K4, 1);
+            mc_->add(ModelCounters::change_pte_map);
+        }
+    }
+    co_await unlock(b);
+    co_await settle(b);
+}
+
+// An MMU-notifier invalidation by a host unmap (the scenario operation): the host's unmap, which
+// calls invalidate_range_start and _end around dropping its pages.
+Task<void> Arm64Stage2::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn end) {
+    co_await host_->unmap(cpu, start, end);
 }
 
 }  // namespace arm64_stage2
@@ -1309,7 +1511,10 @@ vm::ModelInfo arm64_stage2_model_info() {
                   "stage2_apply_range yields to them between 1 GiB chunks; false: it yields only on need_resched()"),
     };
     info.costs = arm64_stage2::Costs::names();
+    for (const auto& c : host::Costs::names()) info.costs.push_back(c);
+    info.cost_minimums = {{"zero_rate", 1.0}};
     info.features = {"fwb"};
+    for (const auto& f : host::Features::names()) info.features.push_back(f);
     info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
                        vm::Operation::DirtyLogDisable, vm::Operation::Invalidate};
     info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {

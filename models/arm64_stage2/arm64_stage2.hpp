@@ -39,6 +39,7 @@
 #include "models/common/memory_cache.hpp"
 #include "models/common/regions.hpp"
 #include "models/common/resched.hpp"
+#include "models/host/host_mm.hpp"
 #include "sim/engine/sync.hpp"
 #include "sim/vm/mmu_model.hpp"
 
@@ -53,7 +54,7 @@ namespace arm64_stage2 {
 // Cost constants read from the host profile (picoseconds; dcache_clean_byte in ps per byte,
 // icache_line in bytes), by their profile names.
 struct Costs {
-    engine::Time fault_entry, fault_exit, user_mem_abort, gup_fast, host_fault_base, zero_4k, mmu_cache_alloc_page,
+    engine::Time fault_entry, fault_exit, user_mem_abort, mmu_cache_alloc_page,
         mmu_lock_op, stage2_map_base, stage2_walk_level, stage2_pte_update, stage2_free_entry, relax_perms_base,
         tlbi_ipa, tlbi_vmid, icache_inval_line, icache_inval_all, mark_page_dirty, host_entry, memslot_update,
         stage2_walk_step, dirty_bitmap_word, sched_timeslice, lock_yield;
@@ -82,7 +83,10 @@ inline constexpr std::uint8_t LOCKED = 0x20;  // KVM_INVALID_PTE_LOCKED (not val
 inline constexpr std::uint8_t TABLE = V | T;
 }  // namespace pte
 
-class Arm64Stage2 final : public vm::MmuModel {
+// The host's MMU-notifier callbacks (kvm_mmu_notifier_invalidate_range_start/_end,
+// kvm_mmu_notifier_change_pte) are this model's: the host's COW breaks and THP splits reach it
+// through them, and so does the scenario operation "invalidate" (a host unmap).
+class Arm64Stage2 final : public vm::MmuModel, public host::MmuNotifier {
 public:
     explicit Arm64Stage2(vm::ModelEnv& env);
     ~Arm64Stage2() override;
@@ -119,6 +123,11 @@ public:
     engine::Task<void> dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t slot) override;
     engine::Task<void> invalidate_range(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
 
+    // host::MmuNotifier
+    engine::Task<void> invalidate_range_start(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
+    engine::Task<void> invalidate_range_end(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
+    engine::Task<void> change_pte(const vm::CpuContext& cpu, vm::Gfn gfn) override;
+
     // Introspection for tests (no simulated cost; the visible state, as the guest sees it).
     std::optional<vm::PageLevel> mapping_level(vm::Gfn gfn) const;
     std::uint8_t leaf(vm::Gfn gfn) const;  // the visible leaf descriptor mapping gfn (0 if none)
@@ -127,8 +136,9 @@ public:
     bool dirty(std::uint32_t slot, vm::Gfn gfn) const;
     const Config& config() const { return cfg_; }
     const Costs& costs() const { return k_; }
-    // For tests: every spinlock arrival waits for its own event (the reference for the arrivals
-    // taken ahead of events, which must give the same run).
+    host::HostMm& host_mm() { return *host_; }
+    // For tests: every call point (a GUP, a spinlock arrival) waits for its own event (the
+    // reference for the call points taken ahead of events, which must give the same run).
     void set_early_arrivals(bool on) { early_ = on; }
 
     static constexpr std::uint32_t kNoRegion = GibRegions::kNone;
@@ -173,7 +183,25 @@ private:
     // --- the fault path ---
     bool prepare(Fault& f, const vm::CpuContext& ctx, vm::Gfn gfn, vm::Access access, engine::Time start);
     void commit(Fault& f);
-    engine::Time host_page(Fault& f, engine::Time at) const;
+    void after_gup(Fault& f);
+    // A call point (see arm64_stage2.cpp): a fault's GUP, its arrival at the spinlock, its put_page,
+    // or a GUP changing the host's page tables, under way (kHost).
+    struct Call {
+        std::int64_t t = 0;
+        enum Kind : std::uint8_t { kGup, kArrival, kPut, kHost } kind = kGup;
+        const engine::LineState* line = nullptr;  // kPut: the refcount line
+        vm::Gfn gfn = 0;                          // kGup
+        bool write = false;
+        std::uint64_t id = 0;
+    };
+    static Call gup_call(const Fault& f);
+    static Call arrival_call(const Fault& f);
+    static Call put_call(const Fault& f);
+    engine::Time release(Fault& f);
+    bool call_now(engine::Time t, const Call& c) const;
+    std::uint64_t pending_push(Call c);
+    void pending_erase(std::uint64_t id);
+    engine::Task<void> wait_call(Call c);
     std::uint32_t topup_objects(const VcpuState& v) const;
     int max_mapping_level(const Slot& s, vm::Gfn gfn) const;
     engine::Time hold(Fault& f, engine::Time g);  // the work under mmu_lock from g; returns its length
@@ -183,18 +211,19 @@ private:
     void relax_perms(Walk& w);
     void try_leaf(Walk& w, int level, std::uint8_t old);
     void emit(Walk& w, int level, vm::Gfn gfn, std::uint8_t value, bool leaf);
-    engine::Time dcache_clean(std::uint64_t bytes);
+    engine::Time dcache_clean(std::uint32_t cpu, std::uint64_t bytes, engine::Time at);
+    engine::Time walk_clean(Walk& w, std::uint64_t bytes);
+    engine::Task<void> run_clean(Walk& w);
     engine::Time icache_inval(std::uint64_t bytes);
     engine::Time mark_page_dirty(Slot& s, vm::Gfn gfn, std::uint32_t cpu);
     engine::Time touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes = 8);
     engine::Time lock_line(std::uint32_t cpu);
-    engine::Task<void> fault_rw(Fault& f);
+    engine::Task<void> fault_rw(Fault& f, const vm::CpuContext& ctx);
 
     // --- mmu_lock as a spinlock: a FIFO timeline of reserved holds (see arm64_stage2.cpp) ---
-    bool arrival_now(engine::Time t1) const;
     engine::Time spin_reserve(Fault& f, engine::Time g);
-    void spin_granted(engine::Process* p, engine::Site site, engine::Time t1, engine::Time g);
-    void spin_open(engine::Process* p, engine::Site site, engine::Time t1, engine::Time g);
+    void spin_granted(engine::Process* p, engine::Site site, engine::Time t1, engine::Time g, bool wait_traced = false);
+    void spin_open(engine::Process* p, engine::Site site, engine::Time t1, engine::Time g, bool wait_traced = false);
     void spin_release_host();
     engine::LockRecord& spin_record(engine::Site site);
     void publish(engine::Time at, int level, std::uint32_t ri, vm::Gfn gfn, std::uint8_t value);
@@ -222,6 +251,8 @@ private:
     vm::VmConfig& vm_;
     Config cfg_;
     Costs k_;
+    std::unique_ptr<host::HostMm> host_;
+    std::uint64_t dcache_rate_ = 0;  // bytes/s one core cleans to PoC (1 / dcache_clean_byte)
     KvmStats stats_;
     MmuInvalidation inv_;
     KernelDataLayout kdata_;
@@ -231,7 +262,8 @@ private:
     std::uint32_t lock_cpu_ = ~std::uint32_t{0};  // the CPU whose cache holds the lock word
     engine::Time lock_transfer_, lock_hit_;
     engine::Time min_fault_pre_;  // the least time from a fault's start to mmu_lock
-    engine::Time min_arrival_;    // ... from any event to any arrival at mmu_lock
+    engine::Time min_lead_;       // ... from any event to any GUP, put_page or host change
+    engine::Time min_arrival_;    // ... to any arrival at mmu_lock or host operation
     bool early_ = true;
 
     // Descriptors: one region per 1 GiB of IPA space overlapping a memslot: its level-1 entry, its
@@ -251,7 +283,8 @@ private:
     engine::Time busy_until_;              // end of the last reserved hold
     bool open_ = false;                    // a host operation holds (or is next to hold) the lock
     std::deque<TlWaiter> waiters_;         // arrivals while open_, FIFO
-    std::vector<std::int64_t> arrivals_;   // min-heap: arrival times still waiting for their event
+    std::vector<Call> pending_;            // call points still waiting for their event (any order)
+    std::uint64_t pending_seq_ = 0;
     struct RecordSlot {
         std::uint64_t key;
         engine::LockRecord* rec;
@@ -269,7 +302,7 @@ private:
     std::vector<TraceItem> trace_;         // min-heap of trace records not yet due
     std::uint64_t trace_seq_ = 0;
 
-    engine::Site site_fault_, site_wp_, site_get_, site_clear_, site_mn_start_, site_mn_end_;
+    engine::Site site_fault_, site_wp_, site_get_, site_clear_, site_mn_start_, site_mn_end_, site_mn_change_;
     std::unique_ptr<ModelCounters> mc_;
 };
 

@@ -40,6 +40,9 @@ public:
         if (in_progress_ > 0) --in_progress_;
     }
 
+    // kvm_mmu_notifier_change_pte before v5.13: mmu_notifier_seq++ under mmu_lock.
+    void bump_seq() { ++seq_; }
+
     std::uint64_t seq() const { return seq_; }
     std::uint64_t in_progress() const { return in_progress_; }
     vm::Gfn range_start() const { return range_start_; }

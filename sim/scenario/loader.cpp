@@ -806,6 +806,14 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
         if (!sc.host.costs.has(c))
             doc["host"]["profile"].fail("host profile " + sc.host.profile + " lacks cost \"" + c + "\", which model " +
                                         model + " needs");
+    for (const auto& [c, least] : info->cost_minimums) {
+        if (!sc.host.costs.has(c) || sc.host.costs.number(c) >= least) continue;
+        std::ostringstream what;
+        what << "expected at least " << least << " for cost \"" << c << "\", which model " << model << " divides by";
+        const Node host = doc["host"];
+        if (auto costs = host.find("costs"); costs && costs->find(c)) (*costs)[c].fail(what.str());
+        doc["host"]["profile"].fail("host profile " + sc.host.profile + ": " + what.str() + " (the profile's /costs/" + c + ")");
+    }
     for (const auto& f : info->features)
         if (!sc.host.features.count(f))
             doc["host"]["profile"].fail("host profile " + sc.host.profile + " lacks feature \"" + f + "\", which model " +

@@ -171,6 +171,9 @@ struct ModelInfo {
     std::vector<KnobSpec> knobs;
     std::vector<InertKnob> inert_knobs;
     std::vector<std::string> costs;  // cost names it reads from the host profile
+    // Costs that must be at least a value (a rate that divides), as (name, least): the loader
+    // rejects a smaller one where it was set.
+    std::vector<std::pair<std::string, double>> cost_minimums;
     std::vector<std::string> features;  // host feature names it reads (HostConfig::features)
     std::vector<Operation> operations;
     std::function<std::unique_ptr<MmuModel>(ModelEnv&)> create;

@@ -74,8 +74,11 @@ inline vm::CostProfile arm64_test_costs() {
     ns("fault_exit", 100);
     ns("user_mem_abort", 100);
     ns("gup_fast", 50);
+    ns("gup_slow", 60);
     ns("host_fault_base", 1000);
-    ns("zero_4k", 100);
+    ns("host_zero_page_map", 70);
+    ns("host_pmd_split", 400);
+    p.set("zero_rate", 40.96e9);  // bytes/s: 4 KiB in 100 ns
     ns("mmu_cache_alloc_page", 200);
     ns("mmu_lock_op", 10);
     ns("stage2_map_base", 50);

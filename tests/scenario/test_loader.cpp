@@ -1,7 +1,9 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
+#include <nlohmann/json.hpp>
 
 #include "models/registry.hpp"
 #include "sim/scenario/loader.hpp"
@@ -796,4 +798,51 @@ TEST_CASE("host topology: the project's host profiles", "[scenario][loader][topo
     CHECK(arm.topology.cpus_per_socket == 48);
     CHECK(arm.topology.line_cross_socket == engine::Time::ns(140));
     CHECK(arm.topology.memory_bandwidth_per_socket == 131'000'000'000ULL);
+}
+
+TEST_CASE("arm64_stage2's host costs and features (models/host): a missing or bad one is a located error",
+          "[scenario][loader]") {
+    Dir d;
+    std::ifstream in(std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts/kunpeng-920.json");
+    const nlohmann::json k920 = nlohmann::json::parse(in);
+    auto profile = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
+        nlohmann::json p = k920;
+        p["name"] = name;
+        edit(p);
+        d.write("hosts/" + name + ".json", p.dump(2));
+    };
+    auto scenario_on = [&](const std::string& host, const std::string& extra = "") {
+        return d.write("seeds/" + host + ".json", R"({"name": "a", "host": {"profile": ")" + host + "\"" + extra + R"(},
+  "vm": {"vcpus": 2, "memslots": [{"size": "64M", "backing": "anonymous_thp"}]},
+  "mmu": {"model": "arm64_stage2"},
+  "workload": {"phases": [{"name": "boot", "stream": {"count": 10}}]}})");
+    };
+    scenario::LoadOptions o = builtin_opts();
+    o.host_dirs.insert(o.host_dirs.begin(), (d.root / "hosts").string());
+    profile("k-ok", [](nlohmann::json&) {});
+    CHECK(load_error_text(scenario_on("k-ok"), o) == "");
+    profile("k-nozero", [](nlohmann::json& p) { p["costs"].erase("zero_rate"); });
+    CHECK_THAT(load_error_text(scenario_on("k-nozero"), o),
+               Catch::EndsWith(": /host/profile: host profile k-nozero lacks cost \"zero_rate\", which model arm64_stage2 needs"));
+    profile("k-nosplit", [](nlohmann::json& p) { p["features"].erase("thp_wp_zero_page_split"); });
+    CHECK_THAT(load_error_text(scenario_on("k-nosplit"), o),
+               Catch::EndsWith(": /host/profile: host profile k-nosplit lacks feature \"thp_wp_zero_page_split\", which "
+                               "model arm64_stage2 needs"));
+    profile("k-nosource", [](nlohmann::json& p) { p["costs"]["gup_slow"]["source"] = ""; });
+    CHECK_THAT(load_error_text(scenario_on("k-nosource"), o), Catch::Contains("k-nosource.json: /costs/gup_slow/source: expected a source"));
+    CHECK_THAT(load_error_text(scenario_on("k-ok", R"(, "features": {"thp_use_zero_page": 1})"), o),
+               Catch::Contains(": /host/features/thp_use_zero_page: expected"));
+    CHECK_THAT(load_error_text(scenario_on("k-ok", R"(, "features": {"thp_use_zero_pages": false})"), o),
+               Catch::Contains(": /host/features/thp_use_zero_pages: unknown feature") &&
+                   Catch::Contains("did you mean \"thp_use_zero_page\"?"));
+    CHECK_THAT(load_error_text(scenario_on("k-ok", R"(, "costs": {"host_pmd_split": "fast"})"), o),
+               Catch::Contains(": /host/costs/host_pmd_split: "));
+    // zero_rate divides: 0 or less is rejected where it was set.
+    CHECK_THAT(load_error_text(scenario_on("k-ok", R"(, "costs": {"zero_rate": 0})"), o),
+               Catch::EndsWith(": /host/costs/zero_rate: expected at least 1 for cost \"zero_rate\", which model "
+                               "arm64_stage2 divides by"));
+    profile("k-zero", [](nlohmann::json& p) { p["costs"]["zero_rate"]["value"] = -5; });
+    CHECK_THAT(load_error_text(scenario_on("k-zero"), o),
+               Catch::EndsWith(": /host/profile: host profile k-zero: expected at least 1 for cost \"zero_rate\", which "
+                               "model arm64_stage2 divides by (the profile's /costs/zero_rate)"));
 }

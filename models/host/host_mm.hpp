@@ -1,0 +1,207 @@
+// The host kernel's memory management under KVM, shared by every MMU model ("models/host").
+//
+// What KVM's fault path asks of the host, and what the host does to KVM in return:
+//   hva_to_pfn             virt/kvm/kvm_main.c: hva_to_pfn_fast (get_user_page_fast_only with
+//                          FOLL_WRITE, also for a read fault whose caller accepts a writable pfn,
+//                          to map it writable opportunistically), then hva_to_pfn_slow
+//                          (get_user_pages_unlocked: mmap_read_lock, follow_page_mask under the page
+//                          table lock, handle_mm_fault when the page is missing or not writable for
+//                          a write, try_grab_page; then, for a read, get_user_page_fast_only with
+//                          FOLL_WRITE again: "map read fault as writable if possible")
+//   handle_mm_fault        mm/memory.c: do_anonymous_page (a read maps the shared zero page, a write
+//                          allocates and clears a page), do_wp_page -> wp_page_copy (a write to the
+//                          zero page: a cleared page, invalidate_range_start, set_pte_at_notify ->
+//                          change_pte, invalidate_range_end); mm/huge_memory.c:
+//                          do_huge_pmd_anonymous_page (a read maps the huge zero page when
+//                          transparent_hugepage/use_zero_page; a write allocates and clears 2 MiB),
+//                          do_huge_pmd_wp_page on the huge zero page (v5.8+: __split_huge_pmd with
+//                          its MMU-notifier range over the 2 MiB, then the 4 KiB COW; before v5.8:
+//                          a THP allocated in its place); mm/hugetlb.c: hugetlb_fault under the
+//                          hugetlb fault mutex
+//   struct page refcounts  try_grab_page / put_page on the page's line (the compound head for THP and
+//                          hugetlb, one line for the zero page, one for the huge zero page)
+//   put_page               kvm_release_pfn_clean after the mapping is installed
+// Linux versions: the arm64 rows this serves ran host v5.11/v5.12 (calibration C1, seed 004), the
+// x86 ones v5.10-v5.16; the behaviour here is that of v5.12 unless a feature says otherwise
+// (features thp_use_zero_page, thp_wp_zero_page_split). See docs/models/host.md.
+//
+// How a model uses it (model-neutral; arm64_stage2 is the first user):
+//   * at construction: HostMm(sim, host config, memslots, costs, features), then
+//     set_notifier(&model) with the model's MmuNotifier implementation;
+//   * in the fault path, before mmu_lock: gup_analytic(gfn, write) says whether the GUP needs no
+//     host page-table change (then try_gup() works it out at once, without an event: the fast
+//     path, or the slow path following a page already there); otherwise the fault awaits gup(),
+//     which may zero pages through the socket's memory bandwidth and call the notifier;
+//   * after mmu_lock is released: put_page() (kvm_release_pfn_clean);
+//   * bulk memory work of the model (arm64's D-cache clean to PoC): transfer_time() prices it at
+//     the share of the socket's memory bandwidth it would get now; transfer() moves it;
+//   * a host unmap (the scenario operation "invalidate"): unmap(), which calls the notifier's
+//     invalidate_range_start / _end around dropping the pages.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sim/engine/bandwidth.hpp"
+#include "sim/engine/contended_line.hpp"
+#include "sim/engine/simulator.hpp"
+#include "sim/engine/sync.hpp"
+#include "sim/vm/mmu_model.hpp"
+
+namespace kvmsim::models::host {
+
+// What the host's own page-table changes do to the MMU model: KVM's MMU-notifier callbacks
+// (kvm_mmu_notifier_invalidate_range_start/_end, kvm_mmu_notifier_change_pte). Ranges are guest
+// frame numbers (the memslots' userspace addresses are laid out like their guest addresses). They
+// run in the context of whoever changes the host page tables (`cpu`).
+class MmuNotifier {
+public:
+    virtual ~MmuNotifier() = default;
+    virtual engine::Task<void> invalidate_range_start(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) = 0;
+    virtual engine::Task<void> invalidate_range_end(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) = 0;
+    // set_pte_at_notify: gfn is now mapped, read-only, to a new page (wp_page_copy). Until v6.9.
+    virtual engine::Task<void> change_pte(const vm::CpuContext& cpu, vm::Gfn gfn) = 0;
+};
+
+// Cost constants (profile names in comments).
+struct Costs {
+    engine::Time gup_fast;         // "gup_fast": hva_to_pfn_fast's own work besides the refcount line
+    engine::Time gup_slow;         // "gup_slow": get_user_pages_unlocked's own work besides its lines
+    engine::Time host_fault_base;  // "host_fault_base": handle_mm_fault allocating a page, besides clearing it
+    engine::Time zero_page_map;    // "host_zero_page_map": do_anonymous_page / huge zero page mapping on a read
+    engine::Time pmd_split;        // "host_pmd_split": __split_huge_pmd's own work (512 PTEs)
+    std::uint64_t zero_rate = 0;   // "zero_rate": bytes/s one core clears (clear_page, DC ZVA)
+    static const std::vector<std::string>& names();
+    static Costs from(const vm::CostProfile& p);
+};
+
+struct Features {
+    bool thp_use_zero_page = true;       // /sys/kernel/mm/transparent_hugepage/use_zero_page
+    bool thp_wp_zero_page_split = true;  // v5.8+: a write to the huge zero page splits the PMD
+    static const std::vector<std::string>& names();
+    static Features from(const vm::HostConfig& host);
+};
+
+// The state of a host page as the fault sees it.
+enum class Page : std::uint8_t {
+    Absent,    // nothing mapped
+    Zero,      // the 4 KiB zero page (read-only)
+    Private,   // a private 4 KiB page (writable)
+    HugeZero,  // the PMD maps the huge zero page (read-only)
+    Huge,      // a THP (writable), PMD-mapped
+    Hugetlb,   // a hugetlb page, populated
+};
+const char* to_string(Page p);
+
+// What hva_to_pfn gave: when it returned, whether the pfn may be mapped writable, the host
+// mapping's level (3: 4 KiB, 2: 2 MiB, 1: 1 GiB; PageTransCompoundMap / the hugetlb size), and the
+// refcount line the caller releases with put_page().
+struct Gup {
+    engine::Time done;
+    bool writable = false;
+    int level = 3;
+    engine::LineState* ref = nullptr;
+    bool slow = false;
+};
+
+// The shared lines a GUP that changes no page table would use (gup_lines): its page's refcount line
+// and, on the slow path, the mmap_lock and page-table-lock lines. Two GUPs commute (their calls
+// may come in either order) unless both take the slow path or they share the refcount line.
+struct GupLines {
+    const engine::LineState* ref = nullptr;
+    bool slow = false;
+    bool changing = false;  // the GUP would change the host's page tables: it commutes with nothing
+};
+
+class HostMm {
+public:
+    HostMm(engine::Simulator& sim, const vm::HostConfig& host, const std::vector<vm::Memslot>& slots, Costs costs,
+           Features features);
+    ~HostMm();
+    HostMm(const HostMm&) = delete;
+    HostMm& operator=(const HostMm&) = delete;
+
+    void set_notifier(MmuNotifier* n) { notifier_ = n; }
+
+    // Pure: can hva_to_pfn for this access be worked out without changing the host's page tables
+    // (nothing to allocate, clear, split or copy)?
+    bool gup_analytic(vm::Gfn gfn, bool write) const;
+    // Pure: the lines hva_to_pfn at `at` would use, from the host's state now.
+    GupLines gup_lines(vm::Gfn gfn, bool write, engine::Time at) const;
+    // hva_to_pfn at `at` (>= now) when gup_analytic(): works it out and charges its lines.
+    Gup try_gup(std::uint32_t cpu, vm::Gfn gfn, bool write, engine::Time at);
+    // hva_to_pfn now, changing the host's page tables as handle_mm_fault does.
+    engine::Task<Gup> gup(const vm::CpuContext& cpu, vm::Gfn gfn, bool write);
+    // put_page of the GUP's reference at `at`: returns when the refcount line is done.
+    engine::Time put_page(std::uint32_t cpu, const Gup& g, engine::Time at);
+
+    // Bulk memory work by `cpu` at up to `cap` bytes/s (0: no per-core cap) through its socket's
+    // memory bandwidth: transfer_time() prices it at the share it would get now (for work whose
+    // time must be known at once); transfer() moves it.
+    engine::Time transfer_time(std::uint32_t cpu, std::uint64_t bytes, std::uint64_t cap) const;
+    engine::Task<void> transfer(std::uint32_t cpu, std::uint64_t bytes, std::uint64_t cap);
+    // Work priced with transfer_time() that ran from `start` for `d` (which may be ahead of now),
+    // in the bandwidth statistics as the resource "memory_priced_ahead": no other transfer's rate
+    // changes. The caller's intervals must not overlap (they are a serialized lock's holds).
+    void account_transfer(std::uint32_t cpu, engine::Time start, engine::Time d, std::uint64_t bytes);
+
+    // A host unmap of [start, end) (munmap, MADV_DONTNEED): the notifier's invalidate_range_start,
+    // the pages dropped, invalidate_range_end.
+    engine::Task<void> unmap(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end);
+
+    // mmap(MAP_POPULATE) / a userspace write before the VM runs: [start, end) present and writable
+    // (private 4 KiB pages; a THP over every aligned 2 MiB it touches that the slot holds whole;
+    // hugetlb pages populated). No simulated cost, no notifier: for set-ups.
+    void populate(vm::Gfn start, vm::Gfn end);
+
+    // Introspection (no simulated cost).
+    Page page(vm::Gfn gfn) const;
+    const Costs& costs() const { return k_; }
+    const Features& features() const { return ft_; }
+    const engine::Topology& topology() const { return topo_; }
+
+private:
+    struct Slot;
+    struct Counters;
+    Slot* slot_of(vm::Gfn gfn);
+    const Slot* slot_of(vm::Gfn gfn) const;
+    Page state(const Slot& s, vm::Gfn gfn) const;
+    static bool writable(Page p) { return p == Page::Private || p == Page::Huge || p == Page::Hugetlb; }
+    engine::LineState& ref_line(Slot& s, vm::Gfn gfn, Page p);
+    engine::LineState& ptl_line(Slot& s, vm::Gfn gfn, Page p);
+    int map_level(const Slot& s, Page p) const;
+    void allocated(Slot& s, std::uint32_t cpu, vm::Gfn gfn, Page p, engine::Time at);
+    Gup hugetlb_gup(Slot& s, std::uint32_t cpu, vm::Gfn gfn, engine::Time at);
+    engine::Task<Gup> hugetlb_populate(const vm::CpuContext& ctx, Slot& s, vm::Gfn gfn);
+    engine::Time follow(Slot& s, std::uint32_t cpu, vm::Gfn gfn, Page p, engine::Time t, Gup& g);
+    engine::Task<void> handle_mm_fault(const vm::CpuContext& cpu, Slot& s, vm::Gfn gfn, bool write);
+    engine::Task<void> wp_page_copy(const vm::CpuContext& cpu, Slot& s, vm::Gfn gfn);
+    engine::Task<void> clear_pages(std::uint32_t cpu, std::uint64_t bytes);
+    engine::Bandwidth& memory(std::uint32_t cpu) const;
+
+    engine::Simulator& sim_;
+    engine::Topology topo_;
+    Costs k_;
+    Features ft_;
+    MmuNotifier* notifier_ = nullptr;
+    std::vector<std::unique_ptr<Slot>> slots_;
+    std::vector<std::unique_ptr<engine::Bandwidth>> memory_;  // one per socket
+    std::uint32_t priced_ahead_ = 0;  // the bandwidth statistics' id of account_transfer()
+    std::unique_ptr<engine::LineClass> refcount_, mmap_lock_, ptl_;
+    engine::LineState mmap_lock_line_;    // mm->mmap_lock's count
+    engine::LineState zero_page_line_;    // the zero page's struct page
+    engine::LineState huge_zero_line_;    // the huge zero page's head
+    static constexpr std::size_t kRecent = 4096;  // 4 KiB pages' refcount lines, direct-mapped
+    std::vector<std::uint64_t> recent_tag_;
+    std::vector<engine::LineState> recent_;
+    std::unique_ptr<Counters> c_;
+    // hugetlb pages being populated (slot index << 40 | huge page): the fault mutex's holder
+    // signals the faults waiting for it.
+    std::map<std::uint64_t, std::unique_ptr<engine::Signal>> populating_;
+};
+
+}  // namespace kvmsim::models::host
