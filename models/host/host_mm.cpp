@@ -81,19 +81,6 @@ Features Features::from(const vm::HostConfig& host) {
     return f;
 }
 
-// TODO(engine branch): the profile's "topology" (vm::HostConfig::topology) once it lands; until
-// then one socket of every CPU, line transfers from the cache model's latencies, no bandwidth cap.
-engine::Topology topology_of(const vm::HostConfig& host) {
-    engine::Topology t;
-    t.sockets = 1;
-    t.cpus_per_socket = std::max<std::uint32_t>(host.cpus, 1);
-    t.line_local = host.cache.levels.empty() ? Time::ns(1) : host.cache.levels.front().hit_latency;
-    t.line_same_socket = host.cache.remote_latency;
-    t.line_cross_socket = host.cache.remote_latency;
-    t.memory_bandwidth_per_socket = 0;
-    return t;
-}
-
 const char* to_string(Page p) {
     switch (p) {
         case Page::Absent: return "absent";
@@ -151,7 +138,7 @@ private:
 
 HostMm::HostMm(engine::Simulator& sim, const vm::HostConfig& host, const std::vector<vm::Memslot>& slots, Costs costs,
                Features features)
-    : sim_(sim), topo_(topology_of(host)), k_(costs), ft_(features) {
+    : sim_(sim), topo_(host.topology), k_(costs), ft_(features) {
     c_ = std::make_unique<Counters>(sim_.counters());
     refcount_ = std::make_unique<engine::LineClass>(sim_, topo_, "struct_page_refcount");
     mmap_lock_ = std::make_unique<engine::LineClass>(sim_, topo_, "mmap_lock");
@@ -250,6 +237,13 @@ LineState& HostMm::ptl_line(Slot& s, Gfn gfn, Page p) {
     return p == Page::Huge || p == Page::HugeZero ? s.pmdl[s.i1(gfn)] : s.ptl[s.i2(gfn)];
 }
 
+// A page just allocated: prep_new_page set its refcount on `cpu`, whose cache holds the line.
+void HostMm::allocated(Slot& s, std::uint32_t cpu, Gfn gfn, Page p, Time at) {
+    LineState& l = ref_line(s, gfn, p);
+    l.owner = cpu;
+    l.free_at = std::max(l.free_at, at);
+}
+
 bool HostMm::gup_analytic(Gfn gfn, bool write) const {
     const Slot* s = slot_of(gfn);
     if (!s || s->hugetlb) return true;
@@ -280,6 +274,7 @@ Gup HostMm::hugetlb_gup(Slot& s, std::uint32_t cpu, Gfn gfn, Time at) {
         const std::uint64_t bytes = (std::uint64_t{1} << (9 * (3 - s.host_level))) * k4K;
         t += k_.host_fault_base + memory(cpu).alone(bytes, k_.zero_rate);
         ready = t.ps();
+        allocated(s, cpu, gfn, Page::Hugetlb, t);
         c_->add(Counters::first_touch);
         c_->add(Counters::zeroed_4k, bytes / k4K);
         c_->add(Counters::handle_mm_fault);
@@ -415,6 +410,7 @@ Task<void> HostMm::handle_mm_fault(const vm::CpuContext& ctx, Slot& s, Gfn gfn, 
             c_->add(Counters::first_touch);
             if (pmd == kPmdNone) {
                 pmd = kPmdHuge;
+                allocated(s, cpu, gfn, Page::Huge, sim_.now());
                 c_->add(Counters::thp_alloc);
             } else {
                 c_->add(Counters::thp_alloc_raced);
@@ -443,6 +439,7 @@ Task<void> HostMm::handle_mm_fault(const vm::CpuContext& ctx, Slot& s, Gfn gfn, 
             if (notifier_) co_await notifier_->invalidate_range_start(ctx, g0, g0 + 512);
             if (pmd == kPmdHugeZero) {
                 pmd = kPmdHuge;
+                allocated(s, cpu, gfn, Page::Huge, sim_.now());
                 c_->add(Counters::thp_alloc);
             } else {
                 c_->add(Counters::thp_alloc_raced);
@@ -465,10 +462,12 @@ Task<void> HostMm::handle_mm_fault(const vm::CpuContext& ctx, Slot& s, Gfn gfn, 
         co_await sim_.delay(k_.host_fault_base);  // do_anonymous_page, write: a cleared page
         co_await clear_pages(cpu, k4K);
         c_->add(Counters::first_touch);
-        if (static_cast<Page>(pte) == Page::Absent)
+        if (static_cast<Page>(pte) == Page::Absent) {
             pte = static_cast<std::uint8_t>(Page::Private);
-        else
+            allocated(s, cpu, gfn, Page::Private, sim_.now());
+        } else {
             c_->add(Counters::thp_alloc_raced);
+        }
         co_return;
     }
     if (static_cast<Page>(pte) == Page::Zero && write) co_await wp_page_copy(ctx, s, gfn);
@@ -484,6 +483,7 @@ Task<void> HostMm::wp_page_copy(const vm::CpuContext& ctx, Slot& s, Gfn gfn) {
     std::uint8_t& pte = s.pte[s.i4(gfn)];
     if (static_cast<Page>(pte) == Page::Zero) {
         pte = static_cast<std::uint8_t>(Page::Private);
+        allocated(s, ctx.host_cpu, gfn, Page::Private, sim_.now());
         c_->add(Counters::wp_copy);
         if (notifier_) co_await notifier_->change_pte(ctx, gfn);
     } else {

@@ -45,7 +45,8 @@
 #include <string>
 #include <vector>
 
-#include "sim/engine/resources.hpp"
+#include "sim/engine/bandwidth.hpp"
+#include "sim/engine/contended_line.hpp"
 #include "sim/engine/simulator.hpp"
 #include "sim/vm/mmu_model.hpp"
 
@@ -82,9 +83,6 @@ struct Features {
     static const std::vector<std::string>& names();
     static Features from(const vm::HostConfig& host);
 };
-
-// The machine's topology for the host's shared resources (the host profile's "topology").
-engine::Topology topology_of(const vm::HostConfig& host);
 
 // The state of a host page as the fault sees it.
 enum class Page : std::uint8_t {
@@ -155,6 +153,7 @@ private:
     engine::LineState& ref_line(Slot& s, vm::Gfn gfn, Page p);
     engine::LineState& ptl_line(Slot& s, vm::Gfn gfn, Page p);
     int map_level(const Slot& s, Page p) const;
+    void allocated(Slot& s, std::uint32_t cpu, vm::Gfn gfn, Page p, engine::Time at);
     Gup hugetlb_gup(Slot& s, std::uint32_t cpu, vm::Gfn gfn, engine::Time at);
     engine::Time follow(Slot& s, std::uint32_t cpu, vm::Gfn gfn, Page p, engine::Time t, Gup& g);
     engine::Task<void> handle_mm_fault(const vm::CpuContext& cpu, Slot& s, vm::Gfn gfn, bool write);
