@@ -140,7 +140,10 @@ TEST_CASE("a direct 2M fault allocates the PDPT and PD shadow pages and counts m
     CHECK(s.counter("kvm_mmu_find_shadow_page") == 2);
     CHECK(s.sh().indirect_shadow_pages() == 0);
     CHECK(s.sh().rmap_size(B, 2) == 1);
-    CHECK(s.model->hits(0, B + 511, Access::Write));
+    // The read mapped the host's huge zero page: 2M, read-only (make_spte without host_writable).
+    CHECK(s.sh().host_mm().page(B + 5) == models::host::Page::HugeZero);
+    CHECK(s.model->hits(0, B + 511, Access::Read));
+    CHECK_FALSE(s.model->hits(0, B + 511, Access::Write));
     CHECK_FALSE(s.model->hits(0, B + 512, Access::Read));
     CHECK(s.counter("pf_fixed") == 1);
 }
@@ -696,7 +699,7 @@ TEST_CASE("an unsync page-table SP unlinked by kvm_mmu_track_write is synced whe
           "[x86_shadow][unsync]") {
     Shadow s(Backing::Anonymous, 512 * 4, 1);
     s.nested_start({0}, 1);
-    s.access(0, range(B, 16, Access::Read, 1));
+    s.access(0, range(B, 16, Access::Write, 1));  // writable SPTEs (reads would map the zero page)
     REQUIRE(s.sh().indirect_shadow_pages() == 4);  // root, PDPT, PD, PT
     const auto allocs = s.counter("kvm_mmu_alloc_shadow_page");
     // L1 rewrites the PT entry for B + 4 (its write fault unsyncs the PT SP), then the PD entry
