@@ -15,10 +15,21 @@
 //
 // Time, spinlock. mmu_lock is a FIFO lock, so a fault's grant time is the end of the holds
 // reserved before it, and its hold's length follows from the state it finds then: the lock is a
-// timeline of reserved holds (busy_until_). A fault takes at most two events: its arrival at the
-// lock (skipped when no other arrival can come first: see arrival_now) and its return to the
-// guest. A host operation holds the lock for an open-ended time; arrivals meanwhile queue and are
-// given their holds when it releases the lock.
+// timeline of reserved holds (busy_until_). A fault takes at most three events: its GUP, its
+// arrival at the lock and its return to the guest; the first two are skipped when they can be
+// taken ahead of the engine's clock (see call_now). A host operation holds the lock for an
+// open-ended time; arrivals meanwhile queue and are given their holds when it releases the lock.
+//
+// Call points. A fault touches state other processes share at two moments: its GUP (the host's
+// page tables, read; the mmap_lock, page-table-lock and refcount lines, FIFO in call order) and
+// its arrival at the lock (its hold: the descriptors, the sequence count, the cache model; its
+// put_page on a refcount line). One event per access (set_early_arrivals(false)) makes each of
+// them at its own time, so in time order; a call point taken ahead of its time must come in the
+// same order as every other it does not commute with: it may only be taken when no such call
+// point can come at or before it (call_now). Arrivals never commute with each other; a GUP and an
+// arrival commute unless the arrival's put_page is on a line the GUP uses; two GUPs commute
+// unless they share a line (host::GupLines); a GUP changing the host's page tables commutes with
+// nothing while it is under way.
 #include "models/arm64_stage2/arm64_stage2.hpp"
 
 #include <algorithm>
@@ -315,9 +326,10 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
     root_hpa_ = pt_alloc_.alloc();  // the level-1 table: two concatenated pages (40-bit IPA)
     pt_alloc_.alloc();
     // Every fault pays the exit, user_mem_abort and at least a GUP before mmu_lock; every host
-    // operation pays host_entry. No arrival at the lock comes sooner after any event.
+    // operation pays host_entry before it touches anything shared. No call point (a GUP, an
+    // arrival at the lock, a host operation's first change) comes sooner after any event.
     min_fault_pre_ = k_.fault_entry + k_.user_mem_abort + host_->costs().gup_fast;
-    min_arrival_ = std::min(min_fault_pre_, k_.host_entry);
+    min_lead_ = std::min(k_.fault_entry + k_.user_mem_abort, k_.host_entry);
 
     for (std::size_t i = 0; i < vm_.memslots.size(); ++i) {
         const vm::Memslot& m = vm_.memslots[i];
@@ -561,15 +573,35 @@ void Arm64Stage2::trace_flush() {
 // ---------------------------------------------------------------------------------------------
 // mmu_lock as a spinlock
 
-// May an arrival at logical time t1 (>= now) take its place in the FIFO now, without an event?
-// Yes if no other arrival can come before it: every arrival still to come is at least
-// min_arrival_ after an event not yet processed (so after the next event time), and those already
-// waiting for their event are in arrivals_.
-bool Arm64Stage2::arrival_now(Time t1) const {
+// May a call point at logical time t (>= now) be taken now, without an event? Yes if no call point
+// it does not commute with can come at or before t: every one still to come is at least min_lead_
+// after an event not yet processed (so after the next event time), and those already waiting for
+// their event are in pending_ (as is the start of a GUP changing the host's page tables, under way:
+// it makes its calls as it goes).
+bool Arm64Stage2::call_now(Time t, const Call& c) const {
     if (!early_) return false;
-    if (!arrivals_.empty() && t1.ps() >= arrivals_.front()) return false;
     const Time next = sim_.next_event_time();
-    return next == Time::max() || t1 < next + min_arrival_;
+    if (next != Time::max() && t >= next + min_lead_) return false;
+    host::GupLines mine;
+    if (c.kind == Call::kGup) {
+        mine = host_->gup_lines(c.gfn, c.write, t);
+        if (mine.changing) return false;
+    }
+    for (const Call& p : pending_) {
+        if (p.t > t.ps()) break;  // in time order
+        if (p.kind == Call::kHost) return false;
+        if (c.kind == Call::kArrival) {
+            if (p.kind == Call::kArrival) return false;
+            const host::GupLines theirs = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
+            if (theirs.changing || theirs.ref == c.line) return false;
+        } else if (p.kind == Call::kArrival) {
+            if (p.line == mine.ref) return false;
+        } else {
+            const host::GupLines theirs = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
+            if (theirs.changing || theirs.ref == mine.ref || (theirs.slow && mine.slow)) return false;
+        }
+    }
+    return true;
 }
 
 engine::LockRecord& Arm64Stage2::spin_record(engine::Site site) {
@@ -727,31 +759,46 @@ void Arm64Stage2::after_gup(Fault& f) {
     f.writable = f.gup.writable && !(logging && !f.write);
 }
 
-// May a GUP at t (>= now) read the host's page tables now? Yes when nothing can change them
-// before t: no GUP that changes them is under way, and every fault still to start reaches its GUP
-// at least fault_entry + user_mem_abort after an event not yet processed.
-bool Arm64Stage2::gup_now(Time t) const {
-    if (!early_ || host_changing_ != 0) return false;
-    const Time next = sim_.next_event_time();
-    return next == Time::max() || t < next + k_.fault_entry + k_.user_mem_abort;
+// Registers a call point waiting for its event (pending_ is in time order; equal times in
+// registration order).
+std::uint64_t Arm64Stage2::pending_push(Call c) {
+    c.id = ++pending_seq_;
+    auto at = std::upper_bound(pending_.begin(), pending_.end(), c.t,
+                               [](std::int64_t t, const Call& p) { return t < p.t; });
+    pending_.insert(at, c);
+    return c.id;
 }
 
-void Arm64Stage2::arrivals_push(std::int64_t t) {
-    arrivals_.push_back(t);
-    std::push_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
+void Arm64Stage2::pending_erase(std::uint64_t id) {
+    auto it = std::find_if(pending_.begin(), pending_.end(), [id](const Call& p) { return p.id == id; });
+    if (it == pending_.end()) throw std::logic_error("arm64_stage2: call point not registered");
+    pending_.erase(it);
 }
 
-void Arm64Stage2::arrivals_erase(std::int64_t t) {
-    if (arrivals_.front() == t) {
-        std::pop_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
-        arrivals_.pop_back();
-        return;
-    }
-    auto it = std::find(arrivals_.begin(), arrivals_.end(), t);
-    if (it == arrivals_.end()) throw std::logic_error("arm64_stage2: arrival not registered");
-    *it = arrivals_.back();
-    arrivals_.pop_back();
-    std::make_heap(arrivals_.begin(), arrivals_.end(), std::greater<>{});
+// Waits for the call point c in an event, registered meanwhile.
+Task<void> Arm64Stage2::wait_call(Call c) {
+    const Time t = Time::ps(c.t);
+    if (t <= sim_.now()) co_return;
+    const std::uint64_t id = pending_push(c);
+    co_await sim_.delay(t - sim_.now());
+    pending_erase(id);
+}
+
+Arm64Stage2::Call Arm64Stage2::gup_call(const Fault& f) {
+    Call c;
+    c.t = f.t_gup.ps();
+    c.kind = Call::kGup;
+    c.gfn = f.gfn;
+    c.write = f.write;
+    return c;
+}
+
+Arm64Stage2::Call Arm64Stage2::arrival_call(const Fault& f) {
+    Call c;
+    c.t = f.t1.ps();
+    c.kind = Call::kArrival;
+    c.line = f.gup.ref;
+    return c;
 }
 
 std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn gfn, vm::Access access, Time start) {
@@ -764,12 +811,12 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
         return start + k_.fault_entry + k_.fault_exit;
     }
     // A GUP that changes the host's page tables waits for events (bandwidth, invalidations).
-    if (open_ || !gup_now(f.t_gup) || !host_->gup_analytic(gfn, f.write)) return std::nullopt;
+    if (open_ || !call_now(f.t_gup, gup_call(f))) return std::nullopt;
     commit(f);
     f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
     after_gup(f);
     f.proc = sim_.current();
-    if (!arrival_now(f.t1)) {
+    if (!call_now(f.t1, arrival_call(f))) {
         f.v->stash = f;
         return std::nullopt;
     }
@@ -798,29 +845,25 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
             co_await fault_rw(f, ctx);
             co_return;
         }
-        if (!gup_now(f.t_gup) && f.t_gup > sim_.now()) co_await sim_.delay(f.t_gup - sim_.now());
+        if (!call_now(f.t_gup, gup_call(f))) co_await wait_call(gup_call(f));
         if (host_->gup_analytic(gfn, f.write)) {
             f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
         } else {
-            ++host_changing_;
-            // The GUP changes the host's page tables, as it goes. Until it reaches mmu_lock no
-            // arrival after its start is taken ahead of its event (see arrival_now).
-            const std::int64_t from = f.t_gup.ps();
-            arrivals_push(from);
-            if (f.t_gup > sim_.now()) co_await sim_.delay(f.t_gup - sim_.now());
+            // The GUP changes the host's page tables, as it goes (at its own time: the wait
+            // above). Until it reaches mmu_lock no call point after its start is taken ahead
+            // of its event (see call_now).
+            Call c;
+            c.t = f.t_gup.ps();
+            c.kind = Call::kHost;
+            const std::uint64_t id = pending_push(c);
             f.gup = co_await host_->gup(ctx, gfn, f.write);
-            arrivals_erase(from);
-            --host_changing_;
+            pending_erase(id);
         }
         after_gup(f);
     }
     f.proc = sim_.current();
     const Time t = f.t1;
-    if (!arrival_now(t)) {
-        arrivals_push(t.ps());
-        co_await sim_.delay(t - sim_.now());
-        arrivals_erase(t.ps());
-    }
+    if (!call_now(t, arrival_call(f))) co_await wait_call(arrival_call(f));
     if (open_) {
         co_await SpinWaitAwaiter{*this, &f, site_fault_, t};  // resumed at f.r
     } else {
@@ -1003,13 +1046,13 @@ void Arm64Stage2::relax_perms(Walk& w) {
 // The fault under mmu_lock as an rwlock (v6.2): read lock, concurrent walkers. The walk reads the
 // descriptors when it gets there (after any CMOs user_mem_abort does first); a leaf it installs
 // stays locked through its TLBI and CMOs.
+// The GUP runs at its own time: the host's page tables and lines are read and used in time order.
 Task<void> Arm64Stage2::fault_rw(Fault& f, const vm::CpuContext& ctx) {
-    if (host_->gup_analytic(f.gfn, f.write)) {
+    if (f.t_gup > sim_.now()) co_await sim_.delay(f.t_gup - sim_.now());
+    if (host_->gup_analytic(f.gfn, f.write))
         f.gup = host_->try_gup(f.cpu, f.gfn, f.write, f.t_gup);
-    } else {
-        if (f.t_gup > sim_.now()) co_await sim_.delay(f.t_gup - sim_.now());
+    else
         f.gup = co_await host_->gup(ctx, f.gfn, f.write);
-    }
     after_gup(f);
     if (f.t1 > sim_.now()) co_await sim_.delay(f.t1 - sim_.now());
     engine::LockGuard guard = co_await rw_->read(site_fault_);

@@ -137,8 +137,8 @@ public:
     const Config& config() const { return cfg_; }
     const Costs& costs() const { return k_; }
     host::HostMm& host_mm() { return *host_; }
-    // For tests: every spinlock arrival waits for its own event (the reference for the arrivals
-    // taken ahead of events, which must give the same run).
+    // For tests: every call point (a GUP, a spinlock arrival) waits for its own event (the
+    // reference for the call points taken ahead of events, which must give the same run).
     void set_early_arrivals(bool on) { early_ = on; }
 
     static constexpr std::uint32_t kNoRegion = GibRegions::kNone;
@@ -184,9 +184,22 @@ private:
     bool prepare(Fault& f, const vm::CpuContext& ctx, vm::Gfn gfn, vm::Access access, engine::Time start);
     void commit(Fault& f);
     void after_gup(Fault& f);
-    bool gup_now(engine::Time t) const;
-    void arrivals_push(std::int64_t t);
-    void arrivals_erase(std::int64_t t);
+    // A call point (see arm64_stage2.cpp): a fault's GUP, its arrival at the spinlock, or a GUP
+    // changing the host's page tables, under way (kHost).
+    struct Call {
+        std::int64_t t = 0;
+        enum Kind : std::uint8_t { kGup, kArrival, kHost } kind = kGup;
+        const engine::LineState* line = nullptr;  // kArrival: put_page's refcount line
+        vm::Gfn gfn = 0;                          // kGup
+        bool write = false;
+        std::uint64_t id = 0;
+    };
+    static Call gup_call(const Fault& f);
+    static Call arrival_call(const Fault& f);
+    bool call_now(engine::Time t, const Call& c) const;
+    std::uint64_t pending_push(Call c);
+    void pending_erase(std::uint64_t id);
+    engine::Task<void> wait_call(Call c);
     std::uint32_t topup_objects(const VcpuState& v) const;
     int max_mapping_level(const Slot& s, vm::Gfn gfn) const;
     engine::Time hold(Fault& f, engine::Time g);  // the work under mmu_lock from g; returns its length
@@ -204,7 +217,6 @@ private:
     engine::Task<void> fault_rw(Fault& f, const vm::CpuContext& ctx);
 
     // --- mmu_lock as a spinlock: a FIFO timeline of reserved holds (see arm64_stage2.cpp) ---
-    bool arrival_now(engine::Time t1) const;
     engine::Time spin_reserve(Fault& f, engine::Time g);
     void spin_granted(engine::Process* p, engine::Site site, engine::Time t1, engine::Time g);
     void spin_open(engine::Process* p, engine::Site site, engine::Time t1, engine::Time g);
@@ -246,9 +258,8 @@ private:
     std::uint32_t lock_cpu_ = ~std::uint32_t{0};  // the CPU whose cache holds the lock word
     engine::Time lock_transfer_, lock_hit_;
     engine::Time min_fault_pre_;  // the least time from a fault's start to mmu_lock
-    engine::Time min_arrival_;    // ... from any event to any arrival at mmu_lock
+    engine::Time min_lead_;       // ... from any event to any call point (a GUP, an arrival, a host change)
     bool early_ = true;
-    std::uint32_t host_changing_ = 0;  // spinlock faults whose GUP changes the host's page tables, under way
 
     // Descriptors: one region per 1 GiB of IPA space overlapping a memslot: its level-1 entry, its
     // level-2 table (512) and the level-3 tables below (262144). vis*: what the guest sees (hits);
@@ -267,7 +278,8 @@ private:
     engine::Time busy_until_;              // end of the last reserved hold
     bool open_ = false;                    // a host operation holds (or is next to hold) the lock
     std::deque<TlWaiter> waiters_;         // arrivals while open_, FIFO
-    std::vector<std::int64_t> arrivals_;   // min-heap: arrival times still waiting for their event
+    std::vector<Call> pending_;            // call points still waiting for their event, in time order
+    std::uint64_t pending_seq_ = 0;
     struct RecordSlot {
         std::uint64_t key;
         engine::LockRecord* rec;

@@ -251,6 +251,31 @@ bool HostMm::gup_analytic(Gfn gfn, bool write) const {
     return writable(p) || (!write && (p == Page::Zero || p == Page::HugeZero));
 }
 
+GupLines HostMm::gup_lines(Gfn gfn, bool write, Time at) const {
+    GupLines l;
+    const Slot* s = slot_of(gfn);
+    if (!s) return l;
+    if (s->hugetlb) {
+        const std::int64_t ready = s->ready[s->ih(gfn)];
+        l.ref = &s->head[s->ih(gfn)];
+        l.slow = ready == kNever || ready > (at + k_.gup_fast).ps();
+        return l;
+    }
+    const Page p = state(*s, gfn);
+    if (!(writable(p) || (!write && (p == Page::Zero || p == Page::HugeZero)))) {
+        l.changing = true;
+        return l;
+    }
+    switch (p) {
+        case Page::Zero: l.ref = &zero_page_line_; break;
+        case Page::HugeZero: l.ref = &huge_zero_line_; break;
+        case Page::Huge: l.ref = &s->head[s->i2(gfn)]; break;
+        default: l.ref = &recent_[gfn % kRecent]; break;  // the slot a 4 KiB page's line lives in
+    }
+    l.slow = !writable(p);
+    return l;
+}
+
 // hugetlb_fault under the fault mutex as a timeline: the first toucher populates the page
 // (allocation and clearing at one core's rate), the others wait for it; then the fast path.
 Gup HostMm::hugetlb_gup(Slot& s, std::uint32_t cpu, Gfn gfn, Time at) {

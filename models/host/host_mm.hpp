@@ -106,6 +106,15 @@ struct Gup {
     bool slow = false;
 };
 
+// The shared lines a GUP that changes no page table would use (gup_lines): its page's refcount line
+// and, on the slow path, the mmap_lock and page-table-lock lines. Two GUPs commute (their calls
+// may come in either order) unless both take the slow path or they share the refcount line.
+struct GupLines {
+    const engine::LineState* ref = nullptr;
+    bool slow = false;
+    bool changing = false;  // the GUP would change the host's page tables: it commutes with nothing
+};
+
 class HostMm {
 public:
     HostMm(engine::Simulator& sim, const vm::HostConfig& host, const std::vector<vm::Memslot>& slots, Costs costs,
@@ -120,6 +129,8 @@ public:
     // (nothing to allocate, clear, split or copy)? A hugetlb page always can (its fault mutex is a
     // timeline).
     bool gup_analytic(vm::Gfn gfn, bool write) const;
+    // Pure: the lines hva_to_pfn at `at` would use, from the host's state now.
+    GupLines gup_lines(vm::Gfn gfn, bool write, engine::Time at) const;
     // hva_to_pfn at `at` (>= now) when gup_analytic(): works it out and charges its lines.
     Gup try_gup(std::uint32_t cpu, vm::Gfn gfn, bool write, engine::Time at);
     // hva_to_pfn now, changing the host's page tables as handle_mm_fault does.
