@@ -539,15 +539,15 @@ TEST_CASE("golden: shipped seed 001 per variant (lock drops, split caches, roots
         const char* fingerprint;
     };
     const Pin pins[] = {
-        {"capacity=min", 4128, 4097, 166912, 0, 0, "da5721537e85fb14"},
-        {"capacity=2min", 4128, 206, 174592, 0, 0, "b9f9f138beb8fb58"},
-        {"capacity=min+40", 4128, 1012, 172032, 0, 0, "a7c9616c3f4021ae"},
-        {"no-eager-split", 0, 0, 0, 0, 0, "a5d26c7da13b7992"},
-        {"free-at-flags-change", 4128, 1012, 0, 0, 172032, "5e11cb861cf949a4"},
-        {"free-at-flags-change,vm-dies-logging", 4128, 1012, 172032, 172032, 172032, "6766a9ed6adf1ddc"},
-        {"faulting-vcpus,capacity=min,preempt_none", 3652, 3628, 149760, 0, 0, "0b6a817e197dff29"},
-        {"faulting-vcpus,capacity=2min,preempt_none", 3652, 180, 204288, 0, 0, "4c245051b25f5841"},
-        {"faulting-vcpus,capacity=2min,preempt", 3652, 5144, 204288, 0, 0, "36ee9c72eae48899"},
+        {"capacity=min", 4128, 4097, 166912, 0, 0, "c926aa89ec06db15"},
+        {"capacity=2min", 4128, 206, 174592, 0, 0, "2ab1ecb8fb9d9c2c"},
+        {"capacity=min+40", 4128, 1012, 172032, 0, 0, "690e6c57afd457a6"},
+        {"no-eager-split", 0, 0, 0, 0, 0, "d5b53d8908aaa7d0"},
+        {"free-at-flags-change", 4128, 1012, 0, 0, 172032, "48e5a9e5c9410288"},
+        {"free-at-flags-change,vm-dies-logging", 4128, 1012, 172032, 172032, 172032, "8a40412a38a6eb11"},
+        {"faulting-vcpus,capacity=min,preempt_none", 3652, 3628, 149760, 0, 0, "ff9188c81d9883e4"},
+        {"faulting-vcpus,capacity=2min,preempt_none", 3652, 180, 204288, 0, 0, "f03e9f64c83c9dfd"},
+        {"faulting-vcpus,capacity=2min,preempt", 3652, 5144, 204288, 0, 0, "a6f91f6a253e45a8"},
     };
     std::map<std::string, runner::Result> r;
     for (const Pin& p : pins) {
