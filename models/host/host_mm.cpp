@@ -295,6 +295,12 @@ Gup HostMm::hugetlb_gup(Slot& s, std::uint32_t cpu, Gfn gfn, Time at) {
     c_->add(Counters::gup_slow);
     g.slow = true;
     t = mmap_lock_->rmw(mmap_lock_line_, cpu, t + k_.gup_slow);
+    // mmap_read_unlock's atomic comes after the population (or the wait for it), possibly long
+    // after. Lines serve in call order, so issuing it at that time would hold the count's line
+    // for every other GUP meanwhile (readers do not exclude each other): its transfer is priced
+    // now, against the line as it is now, and added at the end.
+    const Time acquired = t;
+    const Time unlock = mmap_lock_->rmw(mmap_lock_line_, cpu, acquired) - acquired;
     if (ready == kNever) {
         const std::uint64_t bytes = (std::uint64_t{1} << (9 * (3 - s.host_level))) * k4K;
         t += k_.host_fault_base + memory(cpu).alone(bytes, k_.zero_rate);
@@ -307,7 +313,7 @@ Gup HostMm::hugetlb_gup(Slot& s, std::uint32_t cpu, Gfn gfn, Time at) {
         t = std::max(t, Time::ps(ready));
     }
     t = refcount_->rmw(*g.ref, cpu, t);
-    g.done = mmap_lock_->rmw(mmap_lock_line_, cpu, t);
+    g.done = t + unlock;
     return g;
 }
 
