@@ -842,3 +842,28 @@ TEST_CASE("with the TDP MMU, L1's write fault unsyncs under mmu_lock read and mm
     REQUIRE(spin);
     CHECK(spin->acquisitions == 1);
 }
+
+TEST_CASE("direct faults through the host mm: a read maps the zero page read-only, a write COWs it, the notifier zaps "
+          "the direct SPTE and the fault retries",
+          "[x86_shadow][host]") {
+    Shadow s(Backing::Anonymous, 1024, 1);
+    s.access(0, {{B + 9, Access::Read}});
+    CHECK(s.sh().host_mm().page(B + 9) == models::host::Page::Zero);
+    CHECK(s.model->hits(0, B + 9, Access::Read));
+    CHECK_FALSE(s.model->hits(0, B + 9, Access::Write));
+    CHECK(s.counter("host_zero_page_mapped") == 1);
+    CHECK(s.counter("pf_fixed") == 1);
+    s.access(0, {{B + 9, Access::Write}});
+    // No fast fix (no MMU-writable bit): the write fault's GUP breaks the COW; the host's
+    // invalidation drops the direct SPTE under mmu_lock write; the fault is stale and retries.
+    CHECK(s.counter("pf_fast") == 0);
+    CHECK(s.counter("host_wp_page_copy") == 1);
+    CHECK(s.counter("kvm_unmap_gfn_range_sptes") == 1);
+    CHECK(s.counter("pf_retry_is_page_fault_stale") == 1);
+    CHECK(s.counter("pf_taken") == 3);
+    CHECK(s.counter("pf_fixed") == 2);
+    CHECK(s.sh().host_mm().page(B + 9) == models::host::Page::Private);
+    CHECK(s.model->hits(0, B + 9, Access::Write));
+    CHECK(s.gauge("pages_4k") == 1);
+    CHECK(s.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_notifier_invalidate_range_start")->acquisitions == 1);
+}
