@@ -15,21 +15,23 @@
 //
 // Time, spinlock. mmu_lock is a FIFO lock, so a fault's grant time is the end of the holds
 // reserved before it, and its hold's length follows from the state it finds then: the lock is a
-// timeline of reserved holds (busy_until_). A fault takes at most three events: its GUP, its
-// arrival at the lock and its return to the guest; the first two are skipped when they can be
-// taken ahead of the engine's clock (see call_now). A host operation holds the lock for an
+// timeline of reserved holds (busy_until_). A fault takes at most four events: its GUP, its
+// arrival at the lock, its put_page and its return to the guest; the first three are skipped when
+// they can be taken ahead of the engine's clock (see call_now). A host operation holds the lock for an
 // open-ended time; arrivals meanwhile queue and are given their holds when it releases the lock.
 //
-// Call points. A fault touches state other processes share at two moments: its GUP (the host's
-// page tables, read; the mmap_lock, page-table-lock and refcount lines, FIFO in call order) and
-// its arrival at the lock (its hold: the descriptors, the sequence count, the cache model; its
-// put_page on a refcount line). One event per access (set_early_arrivals(false)) makes each of
-// them at its own time, so in time order; a call point taken ahead of its time must come in the
-// same order as every other it does not commute with: it may only be taken when no such call
-// point can come at or before it (call_now). Arrivals never commute with each other; a GUP and an
-// arrival commute unless the arrival's put_page is on a line the GUP uses; two GUPs commute
-// unless they share a line (host::GupLines); a GUP changing the host's page tables commutes with
-// nothing while it is under way.
+// Call points. A fault touches state other processes share at three moments: its GUP (the host's
+// page tables, read; the mmap_lock, page-table-lock and refcount lines, FIFO in call order), its
+// arrival at the lock (its hold: the descriptors, the sequence count, the cache model) and its
+// put_page after spin_unlock (the refcount line). One event per access
+// (set_early_arrivals(false)) makes each of them at its own time, so in time order; a call point
+// taken ahead of its time must come in the same order as every other it does not commute with: it
+// may only be taken when no such call point can come at or before it (call_now). Arrivals commute
+// with GUPs and put_pages, not with each other; GUPs and put_pages commute unless they share a
+// line (host::GupLines: a refcount line, or the mmap_lock when both GUPs take the slow path); a
+// GUP changing the host's page tables commutes with nothing while it is under way. A put_page is
+// its own call point, at its time, so that a line is never held by a release far ahead of the
+// GUPs that come before it.
 #include "models/arm64_stage2/arm64_stage2.hpp"
 
 #include <algorithm>
@@ -164,6 +166,8 @@ struct Arm64Stage2::Fault {
     Time t_gup;              // __gfn_to_pfn_memslot starts
     host::Gup gup;           // what it gave
     Time t1;                 // arrival at mmu_lock
+    bool reserved = false;   // spinlock: its hold is on the timeline
+    Time unlock;             // spinlock: the end of its hold (spin_unlock)
     Time r;                  // return to the guest
     // rwlock: the leaf install that waits for the break's TLBI and the CMOs.
     bool deferred = false;
@@ -174,9 +178,10 @@ struct Arm64Stage2::Fault {
 
 struct Arm64Stage2::VcpuState {
     MmuMemoryCache mc;  // vcpu->arch.mmu_page_cache
-    // A fault page_fault_now() took up to mmu_lock (its GUP charged) but could not place on the
-    // timeline without an event: page_fault_at(), called next, goes on with it.
-    std::optional<Fault> stash;
+    // A fault page_fault_now() took part of the way (its GUP charged, maybe its hold reserved) but
+    // could not finish without an event: page_fault_at(), called next, goes on with it.
+    Fault stash;
+    bool stashed = false;
 };
 
 // The work of a fault under mmu_lock, from the grant g; h is the time so far.
@@ -188,6 +193,10 @@ struct Arm64Stage2::Walk {
     std::uint8_t prot = 0;
     Ret ret = kFixed;
     bool ok = false;  // the kernel's ret == 0
+    // rwlock: a D-cache clean the coroutine moves through the memory bandwidth (fault_rw), at
+    // clean_at into the hold (priced nothing in h).
+    std::uint64_t clean_bytes = 0;
+    Time clean_at;
 };
 
 struct Arm64Stage2::Bulk : BulkWork {
@@ -326,10 +335,12 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
     root_hpa_ = pt_alloc_.alloc();  // the level-1 table: two concatenated pages (40-bit IPA)
     pt_alloc_.alloc();
     // Every fault pays the exit, user_mem_abort and at least a GUP before mmu_lock; every host
-    // operation pays host_entry before it touches anything shared. No call point (a GUP, an
-    // arrival at the lock, a host operation's first change) comes sooner after any event.
+    // operation pays host_entry before it touches anything shared. No call point (a GUP, a
+    // put_page, a host operation's first change) comes sooner than min_lead_ after any event, no
+    // arrival at the lock or host operation sooner than min_arrival_.
     min_fault_pre_ = k_.fault_entry + k_.user_mem_abort + host_->costs().gup_fast;
     min_lead_ = std::min(k_.fault_entry + k_.user_mem_abort, k_.host_entry);
+    min_arrival_ = std::min(min_fault_pre_, k_.host_entry);
 
     for (std::size_t i = 0; i < vm_.memslots.size(); ++i) {
         const vm::Memslot& m = vm_.memslots[i];
@@ -463,14 +474,42 @@ int Arm64Stage2::max_mapping_level(const Slot& s, Gfn gfn) const {
 }
 
 // clean_dcache_guest_page: DC CIVAC over the range to the point of coherency; nothing with FWB.
-// The lines go to memory through the socket's bandwidth, at one core's clean rate at most: priced
-// at the share the clean gets from what else moves memory now (the hold's length must be known
-// when it starts).
-Time Arm64Stage2::dcache_clean(std::uint32_t cpu, std::uint64_t bytes) {
+// The lines go to memory at one core's clean rate at most, through the socket's memory bandwidth.
+// Under the spinlock (and in a host operation's bulk work) the clean's length must be known when
+// the hold is worked out, before whatever else moves memory meanwhile is known: it is priced at
+// the share it would get at `at` (transfer_time) and does not load the bandwidth; its bytes and
+// busy time are accounted in the bandwidth statistics (HostMm::account_transfer: those holds are
+// serialized, so the intervals are exact). A fault under the rwlock moves it for real (walk_clean).
+Time Arm64Stage2::dcache_clean(std::uint32_t cpu, std::uint64_t bytes, Time at) {
     if (cfg_.fwb) return Time::zero();
     mc_->add(ModelCounters::dc_calls);
     mc_->add(ModelCounters::dc_bytes, bytes);
-    return host_->transfer_time(cpu, bytes, dcache_rate_);
+    const Time d = host_->transfer_time(cpu, bytes, dcache_rate_);
+    host_->account_transfer(cpu, at, d, bytes);
+    return d;
+}
+
+// The clean of a fault's hold: see dcache_clean.
+Time Arm64Stage2::walk_clean(Walk& w, std::uint64_t bytes) {
+    if (cfg_.spinlock || cfg_.fwb) return dcache_clean(w.f.cpu, bytes, w.g + w.h);
+    mc_->add(ModelCounters::dc_calls);
+    mc_->add(ModelCounters::dc_bytes, bytes);
+    w.clean_bytes = bytes;
+    w.clean_at = w.h;
+    return Time::zero();
+}
+
+// rwlock: the walk's clean, if any, moved through the bandwidth at its time; what follows it in
+// the hold (w.g, and a leaf installed after it) moves by the clean's length.
+Task<void> Arm64Stage2::run_clean(Walk& w) {
+    if (!w.clean_bytes) co_return;
+    const Time at = w.g + w.clean_at;
+    if (at > sim_.now()) co_await sim_.delay(at - sim_.now());
+    co_await host_->transfer(w.f.cpu, w.clean_bytes, dcache_rate_);
+    const Time took = sim_.now() - at;
+    w.g += took;
+    if (w.f.deferred) w.f.d_at += took;
+    w.clean_bytes = 0;
 }
 
 // invalidate_icache_guest_page: IC IVAU per line up to MAX_DVM_OPS lines, else the whole I-cache.
@@ -581,25 +620,29 @@ void Arm64Stage2::trace_flush() {
 bool Arm64Stage2::call_now(Time t, const Call& c) const {
     if (!early_) return false;
     const Time next = sim_.next_event_time();
-    if (next != Time::max() && t >= next + min_lead_) return false;
+    if (next != Time::max() && t >= next + (c.kind == Call::kArrival ? min_arrival_ : min_lead_)) return false;
     host::GupLines mine;
     if (c.kind == Call::kGup) {
         mine = host_->gup_lines(c.gfn, c.write, t);
         if (mine.changing) return false;
+    } else if (c.kind == Call::kPut) {
+        mine.ref = c.line;
     }
     for (const Call& p : pending_) {
-        if (p.t > t.ps()) break;  // in time order
+        if (p.t > t.ps()) continue;
         if (p.kind == Call::kHost) return false;
-        if (c.kind == Call::kArrival) {
-            if (p.kind == Call::kArrival) return false;
-            const host::GupLines theirs = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
-            if (theirs.changing || theirs.ref == c.line) return false;
-        } else if (p.kind == Call::kArrival) {
-            if (p.line == mine.ref) return false;
-        } else {
-            const host::GupLines theirs = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
-            if (theirs.changing || theirs.ref == mine.ref || (theirs.slow && mine.slow)) return false;
+        if (c.kind == Call::kArrival || p.kind == Call::kArrival) {
+            if (c.kind == p.kind) return false;  // arrivals commute with GUPs and put_pages
+            continue;
         }
+        host::GupLines theirs;
+        if (p.kind == Call::kGup) {
+            theirs = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
+            if (theirs.changing) return false;
+        } else {
+            theirs.ref = p.line;
+        }
+        if (theirs.ref == mine.ref || (theirs.slow && mine.slow)) return false;
     }
     return true;
 }
@@ -645,7 +688,7 @@ void Arm64Stage2::spin_open(engine::Process* p, engine::Site site, Time t1, Time
 }
 
 // A fault granted at g (>= its arrival f.t1): works out its hold, reserves it on the timeline and
-// returns when the vCPU is back in the guest.
+// returns its end (spin_unlock).
 Time Arm64Stage2::spin_reserve(Fault& f, Time g) {
     const Time h = hold(f, g);
     busy_until_ = g + h;
@@ -669,8 +712,15 @@ Time Arm64Stage2::spin_reserve(Fault& f, Time g) {
         trace_add(g, kHoldBegin, pid, site_fault_);
         trace_add(g + h, kHoldEnd, pid, site_fault_);
     }
-    // kvm_release_pfn_clean after spin_unlock: put_page on the page's refcount line.
-    return host_->put_page(f.cpu, f.gup, g + h) + k_.fault_exit;
+    f.reserved = true;
+    f.unlock = g + h;
+    return f.unlock;
+}
+
+// kvm_release_pfn_clean after spin_unlock (a call point at f.unlock: put_page on the page's refcount
+// line), then the way back to the guest: returns when the vCPU is back.
+Time Arm64Stage2::release(Fault& f) {
+    return host_->put_page(f.cpu, f.gup, f.unlock) + k_.fault_exit;
 }
 
 // spin_unlock by a host operation: the arrivals queued meanwhile get their places in order; a
@@ -687,8 +737,8 @@ void Arm64Stage2::spin_release_host() {
         w.proc->unblock();
         const Time g = std::max(w.arrival, busy_until_);
         if (w.fault) {
-            w.fault->r = spin_reserve(*w.fault, g);
-            sim_.schedule_resume(w.fault->r, w.h, w.proc, engine::EventKind::LockGrant);
+            spin_reserve(*w.fault, g);
+            sim_.schedule_resume(w.fault->unlock, w.h, w.proc, engine::EventKind::LockGrant);
             continue;
         }
         spin_open(w.proc, w.site, w.arrival, g);
@@ -759,20 +809,21 @@ void Arm64Stage2::after_gup(Fault& f) {
     f.writable = f.gup.writable && !(logging && !f.write);
 }
 
-// Registers a call point waiting for its event (pending_ is in time order; equal times in
-// registration order).
+// Registers a call point waiting for its event (pending_ is unordered: call_now looks at all).
 std::uint64_t Arm64Stage2::pending_push(Call c) {
     c.id = ++pending_seq_;
-    auto at = std::upper_bound(pending_.begin(), pending_.end(), c.t,
-                               [](std::int64_t t, const Call& p) { return t < p.t; });
-    pending_.insert(at, c);
+    pending_.push_back(c);
     return c.id;
 }
 
 void Arm64Stage2::pending_erase(std::uint64_t id) {
-    auto it = std::find_if(pending_.begin(), pending_.end(), [id](const Call& p) { return p.id == id; });
-    if (it == pending_.end()) throw std::logic_error("arm64_stage2: call point not registered");
-    pending_.erase(it);
+    for (Call& p : pending_)
+        if (p.id == id) {
+            p = pending_.back();
+            pending_.pop_back();
+            return;
+        }
+    throw std::logic_error("arm64_stage2: call point not registered");
 }
 
 // Waits for the call point c in an event, registered meanwhile.
@@ -797,6 +848,13 @@ Arm64Stage2::Call Arm64Stage2::arrival_call(const Fault& f) {
     Call c;
     c.t = f.t1.ps();
     c.kind = Call::kArrival;
+    return c;
+}
+
+Arm64Stage2::Call Arm64Stage2::put_call(const Fault& f) {
+    Call c;
+    c.t = f.unlock.ps();
+    c.kind = Call::kPut;
     c.line = f.gup.ref;
     return c;
 }
@@ -804,7 +862,9 @@ Arm64Stage2::Call Arm64Stage2::arrival_call(const Fault& f) {
 std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn gfn, vm::Access access, Time start) {
     // Lock records of a traced run are flushed when the fault returns: the coroutine does it.
     if (!cfg_.spinlock || sim_.tracer()) return std::nullopt;
-    Fault f;
+    if (ctx.vcpu < 0 || static_cast<std::size_t>(ctx.vcpu) >= vcpus_.size()) return std::nullopt;  // prepare() says
+    Fault& f = vcpus_[static_cast<std::size_t>(ctx.vcpu)]->stash;
+    f = Fault{};
     if (!prepare(f, ctx, gfn, access, start)) {
         stats_.add(stats_.pf_taken);
         stats_.add(stats_.pf_emulate);
@@ -817,21 +877,27 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
     after_gup(f);
     f.proc = sim_.current();
     if (!call_now(f.t1, arrival_call(f))) {
-        f.v->stash = f;
+        f.v->stashed = true;
         return std::nullopt;
     }
-    return spin_reserve(f, std::max(f.t1, busy_until_));
+    spin_reserve(f, std::max(f.t1, busy_until_));
+    if (!call_now(f.unlock, put_call(f))) {
+        f.v->stashed = true;
+        return std::nullopt;
+    }
+    return release(f);
 }
 
 Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& ctx, Gfn gfn, vm::Access access,
                                       Time start) {
-    Fault f;
+    Fault local;
     VcpuState* v = ctx.vcpu >= 0 && static_cast<std::size_t>(ctx.vcpu) < vcpus_.size()
                        ? vcpus_[static_cast<std::size_t>(ctx.vcpu)].get()
                        : nullptr;
-    if (v && v->stash) {  // page_fault_now() got it to mmu_lock
-        f = *v->stash;
-        v->stash.reset();
+    const bool stashed = v && v->stashed;  // page_fault_now() took it part of the way
+    Fault& f = stashed ? v->stash : local;
+    if (stashed) {
+        v->stashed = false;
     } else {
         if (!prepare(f, ctx, gfn, access, start)) {
             stats_.add(stats_.pf_taken);
@@ -862,14 +928,17 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
         after_gup(f);
     }
     f.proc = sim_.current();
-    const Time t = f.t1;
-    if (!call_now(t, arrival_call(f))) co_await wait_call(arrival_call(f));
-    if (open_) {
-        co_await SpinWaitAwaiter{*this, &f, site_fault_, t};  // resumed at f.r
-    } else {
-        f.r = spin_reserve(f, std::max(t, busy_until_));
-        co_await sim_.delay(f.r - sim_.now());
+    if (!f.reserved) {
+        const Time t = f.t1;
+        if (!call_now(t, arrival_call(f))) co_await wait_call(arrival_call(f));
+        if (open_)
+            co_await SpinWaitAwaiter{*this, &f, site_fault_, t};  // resumed at f.unlock
+        else
+            spin_reserve(f, std::max(t, busy_until_));
     }
+    if (!call_now(f.unlock, put_call(f))) co_await wait_call(put_call(f));
+    f.r = release(f);
+    co_await sim_.delay(f.r - sim_.now());
     if (sim_.tracer()) trace_flush();
 }
 
@@ -892,7 +961,7 @@ bool Arm64Stage2::hold_head(Walk& w) {
     }
     const std::uint64_t bytes = pages_at(f.level) * vm::kPageSize;
     if (!cfg_.cmo_in_walker) {  // v5.12: on every fault but a permission fault, mapped or not
-        if (!f.perm) w.h += dcache_clean(f.cpu, bytes);
+        if (!f.perm) w.h += walk_clean(w, bytes);
         if (f.exec) w.h += icache_inval(bytes);
     }
     w.prot = static_cast<std::uint8_t>(pte::V | pte::R | (f.writable ? pte::W : 0) | (f.exec ? pte::X : 0));
@@ -1001,7 +1070,7 @@ void Arm64Stage2::try_leaf(Walk& w, int level, std::uint8_t old) {
     }
     if (cfg_.cmo_in_walker) {  // only when a PTE is really installed
         const std::uint64_t bytes = pages_at(level) * vm::kPageSize;
-        w.h += dcache_clean(f.cpu, bytes);
+        w.h += walk_clean(w, bytes);
         if (w.prot & pte::X) w.h += icache_inval(bytes);
     }
     emit(w, level, f.gfn, w.prot, true);
@@ -1058,8 +1127,10 @@ Task<void> Arm64Stage2::fault_rw(Fault& f, const vm::CpuContext& ctx) {
     engine::LockGuard guard = co_await rw_->read(site_fault_);
     Walk w{f, sim_.now(), Time::zero()};
     if (hold_head(w)) {
-        if (w.h > Time::zero()) co_await sim_.delay(w.h);
+        co_await run_clean(w);
+        if (w.g + w.h > sim_.now()) co_await sim_.delay(w.g + w.h - sim_.now());
         hold_walk(w);
+        co_await run_clean(w);
     }
     if (f.deferred) {
         co_await sim_.delay(f.d_at - sim_.now());
@@ -1312,7 +1383,7 @@ Task<void> Arm64Stage2::unmap_range(Bulk& b, Gfn start, Gfn end) {
         set_both(level, ri, g, 0);
         stats_.update_page_stats(page_level(level), -1);
         b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(level, ri, g), true) + k_.tlbi_ipa +
-                 dcache_clean(b.cpu, pages_at(level) * vm::kPageSize);
+                 dcache_clean(b.cpu, pages_at(level) * vm::kPageSize, sim_.now() + b.acc);
         mc_->add(ModelCounters::tlbi_ipa);
         mc_->add(ModelCounters::unmapped);
     };
@@ -1381,11 +1452,11 @@ Task<void> Arm64Stage2::change_pte(const vm::CpuContext& cpu, Gfn gfn) {
     if (cfg_.spinlock) inv_.bump_seq();
     const std::uint32_t ri = region_of(gfn);
     if ((cfg_.spinlock || inv_.in_progress() != 0) && ri != kNoRegion) {
-        if (!cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize);
+        if (!cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize, sim_.now() + b.acc);
         b.acc += k_.stage2_map_base;
         if (is_table(plan_entry(1, ri, gfn)) && is_table(plan_entry(2, ri, gfn)) && !(plan_entry(3, ri, gfn) & pte::V)) {
             b.acc += k_.stage2_walk_level * 3 + touch(b.cpu, entry_addr(3, ri, gfn), false);
-            if (cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize);
+            if (cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize, sim_.now() + b.acc);
             set_both(3, ri, gfn, static_cast<std::uint8_t>(pte::V | pte::R));
             b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(3, ri, gfn), true);
             stats_.update_page_stats(vm::PageLevel::K4, 1);

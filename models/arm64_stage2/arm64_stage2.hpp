@@ -184,18 +184,20 @@ private:
     bool prepare(Fault& f, const vm::CpuContext& ctx, vm::Gfn gfn, vm::Access access, engine::Time start);
     void commit(Fault& f);
     void after_gup(Fault& f);
-    // A call point (see arm64_stage2.cpp): a fault's GUP, its arrival at the spinlock, or a GUP
-    // changing the host's page tables, under way (kHost).
+    // A call point (see arm64_stage2.cpp): a fault's GUP, its arrival at the spinlock, its put_page,
+    // or a GUP changing the host's page tables, under way (kHost).
     struct Call {
         std::int64_t t = 0;
-        enum Kind : std::uint8_t { kGup, kArrival, kHost } kind = kGup;
-        const engine::LineState* line = nullptr;  // kArrival: put_page's refcount line
+        enum Kind : std::uint8_t { kGup, kArrival, kPut, kHost } kind = kGup;
+        const engine::LineState* line = nullptr;  // kPut: the refcount line
         vm::Gfn gfn = 0;                          // kGup
         bool write = false;
         std::uint64_t id = 0;
     };
     static Call gup_call(const Fault& f);
     static Call arrival_call(const Fault& f);
+    static Call put_call(const Fault& f);
+    engine::Time release(Fault& f);
     bool call_now(engine::Time t, const Call& c) const;
     std::uint64_t pending_push(Call c);
     void pending_erase(std::uint64_t id);
@@ -209,7 +211,9 @@ private:
     void relax_perms(Walk& w);
     void try_leaf(Walk& w, int level, std::uint8_t old);
     void emit(Walk& w, int level, vm::Gfn gfn, std::uint8_t value, bool leaf);
-    engine::Time dcache_clean(std::uint32_t cpu, std::uint64_t bytes);
+    engine::Time dcache_clean(std::uint32_t cpu, std::uint64_t bytes, engine::Time at);
+    engine::Time walk_clean(Walk& w, std::uint64_t bytes);
+    engine::Task<void> run_clean(Walk& w);
     engine::Time icache_inval(std::uint64_t bytes);
     engine::Time mark_page_dirty(Slot& s, vm::Gfn gfn, std::uint32_t cpu);
     engine::Time touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes = 8);
@@ -258,7 +262,8 @@ private:
     std::uint32_t lock_cpu_ = ~std::uint32_t{0};  // the CPU whose cache holds the lock word
     engine::Time lock_transfer_, lock_hit_;
     engine::Time min_fault_pre_;  // the least time from a fault's start to mmu_lock
-    engine::Time min_lead_;       // ... from any event to any call point (a GUP, an arrival, a host change)
+    engine::Time min_lead_;       // ... from any event to any GUP, put_page or host change
+    engine::Time min_arrival_;    // ... to any arrival at mmu_lock or host operation
     bool early_ = true;
 
     // Descriptors: one region per 1 GiB of IPA space overlapping a memslot: its level-1 entry, its
@@ -278,7 +283,7 @@ private:
     engine::Time busy_until_;              // end of the last reserved hold
     bool open_ = false;                    // a host operation holds (or is next to hold) the lock
     std::deque<TlWaiter> waiters_;         // arrivals while open_, FIFO
-    std::vector<Call> pending_;            // call points still waiting for their event, in time order
+    std::vector<Call> pending_;            // call points still waiting for their event (any order)
     std::uint64_t pending_seq_ = 0;
     struct RecordSlot {
         std::uint64_t key;

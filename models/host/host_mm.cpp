@@ -3,7 +3,7 @@
 //
 // State. Per 4 KiB page of an anonymous slot one byte (Page); per 2 MiB of a THP slot one PMD byte
 // (none, huge zero page, THP, or a table after a split: then the 4 KiB bytes below it hold the
-// PTEs); per hugetlb page the time it is populated (the fault mutex's timeline). Refcount lines:
+// PTEs); per hugetlb page the time it was populated. Refcount lines:
 // one per compound head (THP, hugetlb), one for the zero page, one for the huge zero page, and a
 // direct-mapped set of recent 4 KiB pages' lines (a page's line only matters while vCPUs touch it
 // together). Page-table locks: one line per PTE page (2 MiB) and per PMD page (1 GiB).
@@ -146,6 +146,7 @@ HostMm::HostMm(engine::Simulator& sim, const vm::HostConfig& host, const std::ve
     for (std::uint32_t s = 0; s < std::max<std::uint32_t>(topo_.sockets, 1); ++s)
         memory_.push_back(std::make_unique<engine::Bandwidth>(sim_, "memory" + std::to_string(s),
                                                               topo_.memory_bandwidth_per_socket));
+    priced_ahead_ = sim_.bandwidth_stats().resource_id("memory_priced_ahead");
     recent_tag_.assign(kRecent, ~std::uint64_t{0});
     recent_.assign(kRecent, LineState{});
     for (std::size_t i = 0; i < slots.size(); ++i) {
@@ -246,7 +247,8 @@ void HostMm::allocated(Slot& s, std::uint32_t cpu, Gfn gfn, Page p, Time at) {
 
 bool HostMm::gup_analytic(Gfn gfn, bool write) const {
     const Slot* s = slot_of(gfn);
-    if (!s || s->hugetlb) return true;
+    if (!s) return true;
+    if (s->hugetlb) return s->ready[s->ih(gfn)] != kNever;
     const Page p = state(*s, gfn);
     return writable(p) || (!write && (p == Page::Zero || p == Page::HugeZero));
 }
@@ -256,9 +258,8 @@ GupLines HostMm::gup_lines(Gfn gfn, bool write, Time at) const {
     const Slot* s = slot_of(gfn);
     if (!s) return l;
     if (s->hugetlb) {
-        const std::int64_t ready = s->ready[s->ih(gfn)];
         l.ref = &s->head[s->ih(gfn)];
-        l.slow = ready == kNever || ready > (at + k_.gup_fast).ps();
+        l.changing = s->ready[s->ih(gfn)] == kNever;
         return l;
     }
     const Page p = state(*s, gfn);
@@ -276,45 +277,54 @@ GupLines HostMm::gup_lines(Gfn gfn, bool write, Time at) const {
     return l;
 }
 
-// hugetlb_fault under the fault mutex as a timeline: the first toucher populates the page
-// (allocation and clearing at one core's rate), the others wait for it; then the fast path.
+// hva_to_pfn on a populated hugetlb page: the fast path.
 Gup HostMm::hugetlb_gup(Slot& s, std::uint32_t cpu, Gfn gfn, Time at) {
-    std::int64_t& ready = s.ready[s.ih(gfn)];
     Gup g;
     g.writable = true;
     g.level = s.host_level;
     g.ref = &s.head[s.ih(gfn)];
-    Time t = at + k_.gup_fast;
-    if (ready != kNever && ready <= t.ps()) {  // hva_to_pfn_fast
-        c_->add(Counters::gup_fast);
-        g.done = refcount_->rmw(*g.ref, cpu, t);
-        return g;
-    }
-    // hva_to_pfn_slow: mmap_read_lock, hugetlb_fault (the first toucher populates the page under
-    // the fault mutex; the others find it populated when they get the mutex), follow, unlock.
-    c_->add(Counters::gup_slow);
-    g.slow = true;
-    t = mmap_lock_->rmw(mmap_lock_line_, cpu, t + k_.gup_slow);
-    // mmap_read_unlock's atomic comes after the population (or the wait for it), possibly long
-    // after. Lines serve in call order, so issuing it at that time would hold the count's line
-    // for every other GUP meanwhile (readers do not exclude each other): its transfer is priced
-    // now, against the line as it is now, and added at the end.
-    const Time acquired = t;
-    const Time unlock = mmap_lock_->rmw(mmap_lock_line_, cpu, acquired) - acquired;
-    if (ready == kNever) {
-        const std::uint64_t bytes = (std::uint64_t{1} << (9 * (3 - s.host_level))) * k4K;
-        t += k_.host_fault_base + memory(cpu).alone(bytes, k_.zero_rate);
-        ready = t.ps();
-        allocated(s, cpu, gfn, Page::Hugetlb, t);
-        c_->add(Counters::first_touch);
-        c_->add(Counters::zeroed_4k, bytes / k4K);
-        c_->add(Counters::handle_mm_fault);
-    } else {
-        t = std::max(t, Time::ps(ready));
-    }
-    t = refcount_->rmw(*g.ref, cpu, t);
-    g.done = t + unlock;
+    c_->add(Counters::gup_fast);
+    g.done = refcount_->rmw(*g.ref, cpu, at + k_.gup_fast);
     return g;
+}
+
+// hva_to_pfn_slow on a hugetlb page not populated yet: mmap_read_lock, hugetlb_fault under the
+// hugetlb fault mutex (the first one allocates the page and clears it through the socket's memory
+// bandwidth; the others wait for the mutex and find it populated), follow_page_mask, unlock.
+Task<Gup> HostMm::hugetlb_populate(const vm::CpuContext& ctx, Slot& s, Gfn gfn) {
+    const std::uint32_t cpu = ctx.host_cpu;
+    c_->add(Counters::gup_slow);
+    Time t = mmap_lock_->rmw(mmap_lock_line_, cpu, sim_.now() + k_.gup_fast + k_.gup_slow);
+    if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
+    const std::uint64_t h = s.ih(gfn);
+    const std::uint64_t key = (static_cast<std::uint64_t>(s.index) << 40) | h;
+    if (s.ready[h] == kNever) {
+        auto it = populating_.find(key);
+        if (it != populating_.end()) {  // the fault mutex is held by the one populating it
+            engine::Signal& done = *it->second;
+            co_await done.wait();
+        } else {
+            auto& done = populating_[key];
+            done = std::make_unique<engine::Signal>(sim_, "hugetlb_fault_mutex");
+            c_->add(Counters::handle_mm_fault);
+            co_await sim_.delay(k_.host_fault_base);
+            co_await clear_pages(cpu, (std::uint64_t{1} << (9 * (3 - s.host_level))) * k4K);
+            s.ready[h] = sim_.now().ps();
+            allocated(s, cpu, gfn, Page::Hugetlb, sim_.now());
+            c_->add(Counters::first_touch);
+            std::unique_ptr<engine::Signal> sig = std::move(populating_[key]);
+            populating_.erase(key);
+            sig->notify_all();
+        }
+    }
+    Gup g;
+    g.slow = true;
+    g.writable = true;
+    g.level = s.host_level;
+    g.ref = &s.head[h];
+    t = refcount_->rmw(*g.ref, cpu, sim_.now());
+    g.done = mmap_lock_->rmw(mmap_lock_line_, cpu, t);
+    co_return g;
 }
 
 // follow_page_mask on a present page under its page-table lock, taking a reference.
@@ -358,6 +368,7 @@ Task<Gup> HostMm::gup(const vm::CpuContext& ctx, Gfn gfn, bool write) {
     Slot* s = slot_of(gfn);
     if (!s) throw std::logic_error("host: GUP outside every memslot");
     if (gup_analytic(gfn, write)) co_return try_gup(ctx.host_cpu, gfn, write, sim_.now());
+    if (s->hugetlb) co_return co_await hugetlb_populate(ctx, *s, gfn);
     const std::uint32_t cpu = ctx.host_cpu;
     c_->add(Counters::gup_slow);
     Time t = sim_.now() + k_.gup_fast + k_.gup_slow;
@@ -408,6 +419,14 @@ Time HostMm::transfer_time(std::uint32_t cpu, std::uint64_t bytes, std::uint64_t
     }
     if (!rate) return Time::zero();
     return Time::ps(static_cast<std::int64_t>(static_cast<double>(bytes) * 1e12 / static_cast<double>(rate) + 0.5));
+}
+
+void HostMm::account_transfer(std::uint32_t cpu, Time start, Time d, std::uint64_t bytes) {
+    (void)cpu;
+    if (bytes == 0) return;
+    engine::BandwidthStatsTable& st = sim_.bandwidth_stats();
+    st.started(priced_ahead_, start);
+    st.finished(priced_ahead_, start + d, bytes);
 }
 
 Task<void> HostMm::transfer(std::uint32_t cpu, std::uint64_t bytes, std::uint64_t cap) {
@@ -523,6 +542,25 @@ Task<void> HostMm::wp_page_copy(const vm::CpuContext& ctx, Slot& s, Gfn gfn) {
     if (notifier_) co_await notifier_->invalidate_range_end(ctx, gfn, gfn + 1);
 }
 
+void HostMm::populate(Gfn start, Gfn end) {
+    for (auto& sp : slots_) {
+        Slot& s = *sp;
+        const Gfn a = std::max(start, s.base), z = std::min(end, s.base + s.npages);
+        if (a >= z) continue;
+        if (s.hugetlb) {
+            for (std::uint64_t h = s.ih(a); h <= s.ih(z - 1); ++h) s.ready[h] = 0;
+            continue;
+        }
+        for (Gfn g = a; g < z; ++g) {
+            if (s.thp && s.pmd[s.i2(g)] != kPmdTable) {
+                s.pmd[s.i2(g)] = kPmdHuge;
+                continue;
+            }
+            s.pte[s.i4(g)] = static_cast<std::uint8_t>(Page::Private);
+        }
+    }
+}
+
 Task<void> HostMm::unmap(const vm::CpuContext& ctx, Gfn start, Gfn end) {
     if (end <= start) co_return;
     if (notifier_) co_await notifier_->invalidate_range_start(ctx, start, end);
@@ -531,7 +569,8 @@ Task<void> HostMm::unmap(const vm::CpuContext& ctx, Gfn start, Gfn end) {
         const Gfn a = std::max(start, s.base), z = std::min(end, s.base + s.npages);
         if (a >= z) continue;
         if (s.hugetlb) {
-            for (std::uint64_t h = s.ih(a); h <= s.ih(z - 1); ++h) s.ready[h] = kNever;
+            for (std::uint64_t h = s.ih(a); h <= s.ih(z - 1); ++h)
+                if (!populating_.count((static_cast<std::uint64_t>(s.index) << 40) | h)) s.ready[h] = kNever;
             continue;
         }
         if (s.thp)

@@ -40,6 +40,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,6 +49,7 @@
 #include "sim/engine/bandwidth.hpp"
 #include "sim/engine/contended_line.hpp"
 #include "sim/engine/simulator.hpp"
+#include "sim/engine/sync.hpp"
 #include "sim/vm/mmu_model.hpp"
 
 namespace kvmsim::models::host {
@@ -126,8 +128,7 @@ public:
     void set_notifier(MmuNotifier* n) { notifier_ = n; }
 
     // Pure: can hva_to_pfn for this access be worked out without changing the host's page tables
-    // (nothing to allocate, clear, split or copy)? A hugetlb page always can (its fault mutex is a
-    // timeline).
+    // (nothing to allocate, clear, split or copy)?
     bool gup_analytic(vm::Gfn gfn, bool write) const;
     // Pure: the lines hva_to_pfn at `at` would use, from the host's state now.
     GupLines gup_lines(vm::Gfn gfn, bool write, engine::Time at) const;
@@ -143,10 +144,19 @@ public:
     // time must be known at once); transfer() moves it.
     engine::Time transfer_time(std::uint32_t cpu, std::uint64_t bytes, std::uint64_t cap) const;
     engine::Task<void> transfer(std::uint32_t cpu, std::uint64_t bytes, std::uint64_t cap);
+    // Work priced with transfer_time() that ran from `start` for `d` (which may be ahead of now),
+    // in the bandwidth statistics as the resource "memory_priced_ahead": no other transfer's rate
+    // changes. The caller's intervals must not overlap (they are a serialized lock's holds).
+    void account_transfer(std::uint32_t cpu, engine::Time start, engine::Time d, std::uint64_t bytes);
 
     // A host unmap of [start, end) (munmap, MADV_DONTNEED): the notifier's invalidate_range_start,
     // the pages dropped, invalidate_range_end.
     engine::Task<void> unmap(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end);
+
+    // mmap(MAP_POPULATE) / a userspace write before the VM runs: [start, end) present and writable
+    // (private 4 KiB pages; a THP over every aligned 2 MiB it touches that the slot holds whole;
+    // hugetlb pages populated). No simulated cost, no notifier: for set-ups.
+    void populate(vm::Gfn start, vm::Gfn end);
 
     // Introspection (no simulated cost).
     Page page(vm::Gfn gfn) const;
@@ -166,6 +176,7 @@ private:
     int map_level(const Slot& s, Page p) const;
     void allocated(Slot& s, std::uint32_t cpu, vm::Gfn gfn, Page p, engine::Time at);
     Gup hugetlb_gup(Slot& s, std::uint32_t cpu, vm::Gfn gfn, engine::Time at);
+    engine::Task<Gup> hugetlb_populate(const vm::CpuContext& ctx, Slot& s, vm::Gfn gfn);
     engine::Time follow(Slot& s, std::uint32_t cpu, vm::Gfn gfn, Page p, engine::Time t, Gup& g);
     engine::Task<void> handle_mm_fault(const vm::CpuContext& cpu, Slot& s, vm::Gfn gfn, bool write);
     engine::Task<void> wp_page_copy(const vm::CpuContext& cpu, Slot& s, vm::Gfn gfn);
@@ -179,6 +190,7 @@ private:
     MmuNotifier* notifier_ = nullptr;
     std::vector<std::unique_ptr<Slot>> slots_;
     std::vector<std::unique_ptr<engine::Bandwidth>> memory_;  // one per socket
+    std::uint32_t priced_ahead_ = 0;  // the bandwidth statistics' id of account_transfer()
     std::unique_ptr<engine::LineClass> refcount_, mmap_lock_, ptl_;
     engine::LineState mmap_lock_line_;    // mm->mmap_lock's count
     engine::LineState zero_page_line_;    // the zero page's struct page
@@ -187,6 +199,9 @@ private:
     std::vector<std::uint64_t> recent_tag_;
     std::vector<engine::LineState> recent_;
     std::unique_ptr<Counters> c_;
+    // hugetlb pages being populated (slot index << 40 | huge page): the fault mutex's holder
+    // signals the faults waiting for it.
+    std::map<std::uint64_t, std::unique_ptr<engine::Signal>> populating_;
 };
 
 }  // namespace kvmsim::models::host
