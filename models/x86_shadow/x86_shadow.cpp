@@ -105,6 +105,8 @@ std::vector<std::string> Costs::all_names() {
     n.insert(n.end(), names().begin(), names().end());
     const auto& ctx = x86_context::Costs::names();
     n.insert(n.end(), ctx.begin(), ctx.end());
+    const auto& hc = host::Costs::names();
+    n.insert(n.end(), hc.begin(), hc.end());
     return n;
 }
 
@@ -205,7 +207,8 @@ struct X86ShadowMmu::ModelCounters {
           shadow_roots(c.id("mmu_alloc_shadow_roots")),
           first_root_pages(c.id("mmu_first_shadow_root_alloc_pages")),
           flag_locks(c.id("indirect_mmu_mmu_lock")),
-          host_first_touch(c.id("host_fault_first_touch")),
+          retry_stale(c.id("pf_retry_is_page_fault_stale")),
+          mn_zapped(c.id("kvm_unmap_gfn_range_sptes")),
           dirty_marked(c.id("mark_page_dirty_in_slot")),
           wrprot(c.id("spte_write_protected")),
           indirect_sp(c.id("indirect_shadow_pages", engine::Counters::Kind::Gauge)),
@@ -234,7 +237,7 @@ struct X86ShadowMmu::ModelCounters {
           drop_parent(c.id("drop_parent_pte")) {}
     engine::CounterId find, find_skipped, find_ps, entries, collisions, alloc_sp, dropped_large, splits, split_drops,
         split_drops_topup, split_restarts, topup_objs, split_topup_objs, descs, alloc_atomic, shadow_roots,
-        first_root_pages, flag_locks, host_first_touch, dirty_marked, wrprot, indirect_sp, used_pages, split_bytes,
+        first_root_pages, flag_locks, retry_stale, mn_zapped, dirty_marked, wrprot, indirect_sp, used_pages, split_bytes,
         split_leak, unsync_page, sync_page, sync_page_ps, sync_dropped, sync_children, sync_children_ps, sync_roots,
         gfn_wrprot, ept_writes, ept_write_faults, ept_write_emulated, invept, switches, switch_ignored, vm_entries,
         vm_entry_ps, stalled, find_sync, fetch_sync, drop_parent;
@@ -274,7 +277,13 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
     site_tdp_fault_ = sim_.site("kvm_tdp_mmu_page_fault");
     site_unsync_ = sim_.site("mmu_try_to_unsync_pages");
     site_zap_trees_ = sim_.site("free_nested:zap_unheld_trees");
-    if (cfg_.tdp_mmu) tdp_ = std::make_unique<x86_tdp::X86TdpMmu>(env, mmu_lock_);
+    site_mn_start_ = sim_.site("kvm_mmu_notifier_invalidate_range_start");
+    site_mn_end_ = sim_.site("kvm_mmu_notifier_invalidate_range_end");
+    // One host mm for the VM, shared with the embedded TDP MMU; its notifier is this model.
+    host_ = std::make_unique<host::HostMm>(env.sim, env.host, env.vm.memslots, host::Costs::from(env.host.costs),
+                                           host::Features::from(env.host));
+    host_->set_notifier(this);
+    if (cfg_.tdp_mmu) tdp_ = std::make_unique<x86_tdp::X86TdpMmu>(env, mmu_lock_, *host_);
 
     mmu_lock_addr_ = kdata_.alloc();
     hash_addr_ = kdata_.alloc(kMmuHashBuckets * 8);
@@ -293,7 +302,6 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
         s->base = m.base_gfn;
         s->npages = m.npages;
         s->host_level = std::min(2, static_cast<int>(vm::host_level(m.backing)));
-        s->populated.assign((s->host_index(m.base_gfn + m.npages - 1) + 64) / 64, 0);
         s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * (slots_.size() + 32);
         if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
         slots_.push_back(std::move(s));
@@ -812,21 +820,11 @@ Time X86ShadowMmu::topup_caches(VcpuState& v, bool indirect) {
     return cost;
 }
 
-// kvm_faultin_pfn: gup_fast for a page the host maps, else a first touch (allocate and zero the
-// host page; concurrent first touches are not modelled: the first one populates it).
-Time X86ShadowMmu::faultin(Slot& s, Gfn gfn) {
-    const std::uint64_t h = s.host_index(gfn);
-    if ((s.populated[h / 64] >> (h % 64)) & 1) return kt_.gup_fast;
-    s.populated[h / 64] |= std::uint64_t{1} << (h % 64);
-    sim_.counters().add(mc_->host_first_touch);
-    return kt_.host_fault_base + kt_.zero_4k * static_cast<std::int64_t>(pages_at(s.host_level));
-}
-
-// kvm_mmu_max_mapping_level: the host level if the huge page lies inside the slot; 4K while
-// the slot logs dirty pages.
-int X86ShadowMmu::max_level(const Slot& s, Gfn gfn) const {
+// kvm_mmu_max_mapping_level: the host mapping's level (host_pfn_mapping_level, from the GUP) if
+// the huge page lies inside the slot; 4K while the slot logs dirty pages.
+int X86ShadowMmu::max_level(const Slot& s, Gfn gfn, int host_level) const {
     if (vm_.memslots[s.index].dirty_logging) return 1;
-    if (s.host_level >= 2) {
+    if (s.host_level >= 2 && host_level >= 2) {
         const Gfn g0 = round_gfn(gfn, 2);
         if (g0 >= s.base && g0 + 512 <= s.base + s.npages) return 2;
     }
@@ -849,7 +847,7 @@ Time X86ShadowMmu::mark_page_dirty(Slot& s, Gfn gfn, std::uint32_t cpu) {
 // direct_map (direct tree) / FNAME(fetch) (nested tree), under mmu_lock write: walk from the
 // root; every missing or huge level gets a child SP (kvm_mmu_get_child_sp) and is linked; then
 // mmu_set_spte installs the leaf at `goal`. Returns the cost; `spurious` when the leaf was there.
-Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gfn, int goal) {
+Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gfn, int goal, std::uint8_t leaf) {
     Time c = k_.shadow_fault_base;
     for (int level = 4; level > goal; --level) {
         c += kt_.tdp_walk_level + touch(cpu, entry_addr(t, level, gfn), false);
@@ -904,7 +902,7 @@ Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gf
             it->second[i / 64] &= ~(std::uint64_t{1} << (i % 64));
         }
     }
-    e = spte::LEAF_RW;  // make_spte: ACC_ALL, host-writable
+    e = leaf;  // make_spte: ACC_ALL, writable if the host's pfn is
     c += mark_page_dirty(s, gfn, cpu);
     return c;
 }
@@ -970,30 +968,46 @@ Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acces
         }
     }
 
-    pre += topup_caches(v, t->nested) + faultin(*s, gfn);
+    pre += topup_caches(v, t->nested);
     if (t->nested) pre += k_.guest_walk_level * 4;  // FNAME(walk_addr) over L1's EPT
-    co_await sim_.delay(pre);
+    // kvm_faultin_pfn: the sequence snapshot, then hva_to_pfn through the host's mm (see x86_tdp).
+    const std::uint64_t mmu_seq = inv_.seq();
+    host::Gup gup;
+    if (host_->gup_analytic(gfn, access == vm::Access::Write)) {
+        gup = host_->try_gup(cpu, gfn, access == vm::Access::Write, sim_.now() + pre);
+        co_await sim_.delay(gup.done - sim_.now());
+    } else {
+        co_await sim_.delay(pre);
+        gup = co_await host_->gup(cpu_ctx, gfn, access == vm::Access::Write);
+        if (gup.done > sim_.now()) co_await sim_.delay(gup.done - sim_.now());
+    }
+    const std::uint8_t leaf = gup.writable ? spte::LEAF_RW : spte::LEAF_HOST_RO;
 
-    bool fixed = false;
+    bool fixed = false, retry = false;
     {
         engine::LockGuard g = co_await mmu_lock_.write(t->nested ? site_ept_fault_ : site_direct_fault_);
         const engine::TraceScope slice(sim_, t->nested ? "FNAME(fetch)" : "direct_map");
         Time held = touch(cpu, mmu_lock_addr_, true);
         const std::uint8_t l1 = entry(*t, 1, gfn), l2 = entry(*t, 2, gfn);
         const bool ok = (is_leaf(l1) && (l1 & need)) || (is_leaf(l2) && (l2 & need));
-        if (!ok) {  // else another vCPU mapped it meanwhile: spurious
-            int goal = max_level(*s, gfn);
+        if (inv_.retry_gfn(mmu_seq, gfn)) {  // is_page_fault_stale: RET_PF_RETRY
+            sim_.counters().add(mc_->retry_stale);
+            retry = true;
+        } else if (!ok) {  // else another vCPU mapped it meanwhile: spurious
+            int goal = max_level(*s, gfn, 4 - gup.level);
             if (t->nested) goal = std::min(goal, guest_leaf_level(*s));
             if (goal == 2 && is_table(l2)) goal = 1;  // huge pages are not rebuilt over a page table
-            held += map(cpu, v, *t, *s, gfn, goal);
+            held += map(cpu, v, *t, *s, gfn, goal, leaf);
             fixed = true;
         } else {
             held += kt_.tdp_walk_level * 4;
         }
         co_await sim_.delay(held);
     }
-    stats_.add(fixed ? stats_.pf_fixed : stats_.pf_spurious);
-    co_await sim_.delay(touch(cpu, mmu_lock_addr_, true) + kt_.fault_exit);
+    if (!retry) stats_.add(fixed ? stats_.pf_fixed : stats_.pf_spurious);
+    // kvm_release_pfn_clean after write_unlock.
+    const Time rel = host_->put_page(cpu, gup, sim_.now() + touch(cpu, mmu_lock_addr_, true));
+    co_await sim_.delay(rel - sim_.now() + kt_.fault_exit);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1656,7 +1670,7 @@ Task<void> X86ShadowMmu::l1_ept_write(const vm::CpuContext& cpu, Gfn page, unsig
     if ((st & spte::P) && tracked) {  // page_fault_handle_page_track
         co_await sim_.delay(pre);
     } else {
-        co_await sim_.delay(pre + kt_.gup_fast);
+        co_await sim_.delay(pre + host_->costs().gup_fast);
         engine::LockGuard g = co_await (tdp_ ? mmu_lock_.read(site_tdp_fault_) : mmu_lock_.write(site_direct_fault_));
         Time held = touch(hc, mmu_lock_addr_, true) + kt_.tdp_walk_level * 4 + touch(hc, ept_meta_addr(page) + 8, true) +
                     kt_.spte_update;
@@ -1980,6 +1994,63 @@ Task<void> X86ShadowMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint3
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// MMU notifiers (the host's COW breaks and THP splits, from models/host)
+
+// kvm_mmu_notifier_invalidate_range_start: with tdp_mmu on, the TDP MMU's part (its own
+// invalidation state, under the shared mmu_lock); then, under mmu_lock for write,
+// kvm_mmu_invalidate_begin and range_add and kvm_unmap_gfn_range's rmap half
+// (kvm_handle_gfn_range(kvm_zap_rmap)): the direct tree's leaves in the range are dropped
+// (pte_list_remove from their rmaps), then one flush. The nested trees are left alone (their
+// stale read-only leaf is replaced by the next write fault; see docs/models/x86_shadow.md).
+Task<void> X86ShadowMmu::invalidate_range_start(const vm::CpuContext& cpu, Gfn start, Gfn end) {
+    if (tdp_) co_await tdp_->invalidate_range_start(cpu, start, end);
+    Bulk b = make_bulk(cpu);
+    co_await lock(b, site_mn_start_);
+    inv_.begin();
+    inv_.range_add(start, end);
+    bool flush = false;
+    if (direct_) {
+        Tree& t = *direct_;
+        const Gfn a = std::max(start, span_base_), z = std::min(end, span_base_ + span_);
+        for (Gfn g = a; g < z; ++g) {
+            if (rmaps_) b.acc += k_.rmap_head_step * 2;  // the 4K and 2M rmap heads of g
+            if ((g == a || (g & 511) == 0) && is_leaf(entry(t, 2, g))) {
+                b.acc += drop_large_spte(b.cpu, t, g, false);
+                sim_.counters().add(mc_->mn_zapped);
+                flush = true;
+            }
+            std::uint8_t& e = entry(t, 1, g);
+            if (!is_leaf(e)) continue;
+            b.acc += touch(b.cpu, entry_addr(t, 1, g), true) + kt_.spte_update + rmap_remove(b.cpu, g, 1);
+            e = 0;
+            stats_.update_page_stats(vm::PageLevel::K4, -1);
+            sim_.counters().add(mc_->mn_zapped);
+            flush = true;
+        }
+    }
+    if (flush) b.acc += tlb_.flush();
+    co_await unlock(b);
+    co_await settle(b);
+}
+
+// kvm_mmu_notifier_invalidate_range_end: kvm_mmu_invalidate_end under mmu_lock for write.
+Task<void> X86ShadowMmu::invalidate_range_end(const vm::CpuContext& cpu, Gfn start, Gfn end) {
+    Bulk b = make_bulk(cpu);
+    co_await lock(b, site_mn_end_);
+    inv_.end();
+    co_await unlock(b);
+    co_await settle(b);
+    if (tdp_) co_await tdp_->invalidate_range_end(cpu, start, end);
+}
+
+// kvm_mmu_notifier_change_pte: gone in v6.9 (see x86_tdp).
+Task<void> X86ShadowMmu::change_pte(const vm::CpuContext& cpu, Gfn gfn) {
+    (void)cpu;
+    (void)gfn;
+    co_return;
+}
+
 }  // namespace x86_shadow
 
 // ---------------------------------------------------------------------------------------------
@@ -2081,6 +2152,7 @@ vm::ModelInfo x86_shadow_model_info() {
         }
     }
     info.costs = x86_shadow::Costs::all_names();
+    info.features = host::Features::names();
     info.operations = {vm::Operation::DirtyLogEnable,  vm::Operation::DirtyLogDisable,  vm::Operation::NestedStart,
                        vm::Operation::NestedStop,      vm::Operation::NestedEptpSwitch, vm::Operation::NestedEptWrite};
     info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {

@@ -48,7 +48,9 @@
 #include "models/common/stream_hold.hpp"
 #include "models/common/tlb_flush.hpp"
 #include "models/x86_context/x86_context.hpp"
+#include "models/host/host_mm.hpp"
 #include "models/x86_tdp/x86_tdp.hpp"
+#include "models/common/invalidation.hpp"
 #include "sim/engine/sync.hpp"
 #include "sim/vm/mmu_model.hpp"
 
@@ -130,7 +132,10 @@ struct Tree {
     std::vector<std::uint32_t> pt_sp, pd_sp, pdpt_sp;
 };
 
-class X86ShadowMmu final : public vm::MmuModel, private x86_context::RootOps {
+// The host's MMU-notifier callbacks are this model's (host::MmuNotifier): kvm_unmap_gfn_range
+// zaps the shadow MMU's SPTEs of the range (its trees' leaves) and, with tdp_mmu on, the TDP
+// MMU's (the embedded model's callbacks).
+class X86ShadowMmu final : public vm::MmuModel, public host::MmuNotifier, private x86_context::RootOps {
 public:
     explicit X86ShadowMmu(vm::ModelEnv& env);
     ~X86ShadowMmu() override;
@@ -166,6 +171,12 @@ public:
     engine::Task<void> nested_stop(const vm::CpuContext& cpu, vm::Gfn eptp) override;
     engine::Task<void> nested_eptp_switch(const vm::CpuContext& cpu, const std::vector<vm::Gfn>& eptps) override;
     engine::Task<void> nested_ept_write(const vm::CpuContext& cpu, const vm::NestedEptWrite& w) override;
+
+    // host::MmuNotifier
+    engine::Task<void> invalidate_range_start(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
+    engine::Task<void> invalidate_range_end(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
+    engine::Task<void> change_pte(const vm::CpuContext& cpu, vm::Gfn gfn) override;
+    host::HostMm& host_mm() { return *host_; }
 
     // Introspection for tests (no simulated cost).
     const Config& config() const { return cfg_; }
@@ -235,10 +246,9 @@ private:
 
     // --- faults ---
     engine::Task<void> fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access);
-    engine::Time map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, vm::Gfn gfn, int goal);
+    engine::Time map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, vm::Gfn gfn, int goal, std::uint8_t leaf);
     engine::Time topup_caches(VcpuState& v, bool indirect);
-    engine::Time faultin(Slot& s, vm::Gfn gfn);
-    int max_level(const Slot& s, vm::Gfn gfn) const;
+    int max_level(const Slot& s, vm::Gfn gfn, int host_level) const;
     int guest_leaf_level(const Slot& s) const;
     engine::Time mark_page_dirty(Slot& s, vm::Gfn gfn, std::uint32_t cpu);
 
@@ -306,6 +316,8 @@ private:
     engine::Mutex slots_arch_lock_;
     KernelDataLayout kdata_;
     PageTablePageAllocator pt_alloc_;
+    std::unique_ptr<host::HostMm> host_;
+    MmuInvalidation inv_;  // the shadow MMU's faults' view (the TDP MMU keeps its own)
     std::unique_ptr<x86_tdp::X86TdpMmu> tdp_;
     std::uint64_t mmu_lock_addr_ = 0, hash_addr_ = 0, rmap_base_ = 0;
 
@@ -361,7 +373,7 @@ private:
 
     engine::Site site_direct_fault_, site_ept_fault_, site_root_, site_root_flag_, site_free_roots_, site_split_,
         site_wrprot_, site_memslot_, site_first_root_, site_sync_roots_, site_track_write_, site_tdp_fault_,
-        site_unsync_, site_zap_trees_;
+        site_unsync_, site_zap_trees_, site_mn_start_, site_mn_end_;
     std::unique_ptr<ModelCounters> mc_;
 };
 

@@ -70,8 +70,8 @@ const std::vector<std::string>& Costs::names() {
     static const std::vector<std::string> n = {
         "fault_entry",       "fault_exit",          "fast_pf_base",         "tdp_map_base",
         "tdp_walk_level",    "spte_cmpxchg",        "spte_update",          "tdp_iter_step",
-        "split_spte_fill",   "gup_fast",            "host_fault_base",      "zero_4k",
-        "mmu_cache_alloc_page", "mmu_cache_alloc_obj", "tlb_flush_base",    "tlb_flush_per_vcpu",
+        "split_spte_fill",   "mmu_cache_alloc_page", "mmu_cache_alloc_obj", "tlb_flush_base",
+        "tlb_flush_per_vcpu",
         "sched_timeslice",   "lock_yield",          "dirty_bitmap_word",    "memslot_update",
         "tdp_root_lookup_step", "smm_transition",
     };
@@ -90,9 +90,6 @@ Costs Costs::from(const vm::CostProfile& p) {
     c.spte_update = p.time("spte_update");
     c.tdp_iter_step = p.time("tdp_iter_step");
     c.split_spte_fill = p.time("split_spte_fill");
-    c.gup_fast = p.time("gup_fast");
-    c.host_fault_base = p.time("host_fault_base");
-    c.zero_4k = p.time("zero_4k");
     c.mmu_cache_alloc_page = p.time("mmu_cache_alloc_page");
     c.mmu_cache_alloc_obj = p.time("mmu_cache_alloc_obj");
     c.tlb_flush_base = p.time("tlb_flush_base");
@@ -132,8 +129,6 @@ struct X86TdpMmu::Pml4e {
 struct X86TdpMmu::Slot : SlotState {
     vm::Backing backing = vm::Backing::Anonymous;
     bool hugetlb = false;
-    std::vector<std::int64_t> hugetlb_ready;   // hugetlb: time (ps) the page is ready, 0 = none
-    std::map<std::uint64_t, std::int64_t> populating;  // anonymous / THP first touches in flight
     bool manual_protect = false;               // KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | INITIALLY_SET
 };
 
@@ -187,8 +182,6 @@ struct X86TdpMmu::ModelCounters {
           split_allocs(c.id("tdp_mmu_alloc_sp_for_split")),
           topup_objs(c.id("mmu_topup_memory_cache_objs")),
           alloc_atomic(c.id("mmu_memory_cache_alloc_atomic")),
-          host_first_touch(c.id("host_fault_first_touch")),
-          host_zeroed_4k(c.id("host_zeroed_4k")),
           dirty_marked(c.id("mark_page_dirty_in_slot")),
           wrprot(c.id("spte_write_protected")),
           dirty_harvested(c.id("dirty_pages_harvested")),
@@ -206,7 +199,7 @@ struct X86TdpMmu::ModelCounters {
           rebuild_faults(c.id("root_rebuild_faults")) {}
     engine::CounterId retry_precheck, retry_stale, retry_frozen, retry_cmpxchg, fast_retry, yields,
         yields_needbreak, yields_resched, yield_flushes, zap_atomic, zap_leaf, splits, split_allocs,
-        topup_objs, alloc_atomic, host_first_touch, host_zeroed_4k, dirty_marked, wrprot, dirty_harvested,
+        topup_objs, alloc_atomic, dirty_marked, wrprot, dirty_harvested,
         smm_enter, smm_exit, smm_ignored, smm_stall, smi_handler_lines, smram_lines, root_alloc, root_reuse,
         root_put, root_free, root_walk, rebuild_faults;
 };
@@ -214,21 +207,28 @@ struct X86TdpMmu::ModelCounters {
 // ---------------------------------------------------------------------------------------------
 // Construction
 
-X86TdpMmu::X86TdpMmu(vm::ModelEnv& env) : X86TdpMmu(env, nullptr) {}
+X86TdpMmu::X86TdpMmu(vm::ModelEnv& env) : X86TdpMmu(env, nullptr, nullptr) {}
 
-X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock& shared_mmu_lock) : X86TdpMmu(env, &shared_mmu_lock) {}
+X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock& shared_mmu_lock, host::HostMm& shared_host)
+    : X86TdpMmu(env, &shared_mmu_lock, &shared_host) {}
 
-X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared)
+X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared, host::HostMm* shared_host)
     : sim_(env.sim),
       cache_(env.cache),
       vm_(env.vm),
       cfg_(Config::from(env.knobs)),
       k_(Costs::from(env.host.costs)),
+      own_host_(shared_host ? nullptr
+                            : std::make_unique<host::HostMm>(env.sim, env.host, env.vm.memslots,
+                                                             host::Costs::from(env.host.costs),
+                                                             host::Features::from(env.host))),
+      host_(shared_host ? shared_host : own_host_.get()),
       stats_(env.sim.counters()),
       tlb_(stats_, k_.tlb_flush_base, k_.tlb_flush_per_vcpu, env.vm.vcpus),
       own_mmu_lock_(shared ? nullptr : std::make_unique<engine::RwLock>(env.sim, "mmu_lock")),
       mmu_lock_(shared ? *shared : *own_mmu_lock_),
       hold_(env.sim, env.vm.vcpus, "in SMM (until smm_exit)") {
+    if (own_host_) own_host_->set_notifier(this);
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
     site_fault_ = sim_.site("kvm_tdp_mmu_page_fault");
     site_zap_ = sim_.site("kvm_zap_gfn_range");
@@ -259,11 +259,6 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared)
         s->backing = m.backing;
         s->host_level = level_of(vm::host_level(m.backing));
         s->hugetlb = m.backing == vm::Backing::Hugetlb2M || m.backing == vm::Backing::Hugetlb1G;
-        const std::uint64_t hp = s->host_index(m.base_gfn + m.npages - 1) + 1;
-        if (s->hugetlb)
-            s->hugetlb_ready.assign(hp, 0);
-        else
-            s->populated.assign((hp + 63) / 64, 0);
         s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * slots_.size();
         if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
         for (std::uint64_t g = m.base_gfn >> 18; g <= (m.base_gfn + m.npages - 1) >> 18; ++g) g1s.push_back(g);
@@ -535,19 +530,22 @@ X86TdpMmu::Slot& X86TdpMmu::slot_by_id(std::uint32_t id) {
     throw std::invalid_argument("x86_tdp: no memslot with id " + std::to_string(id));
 }
 
-bool X86TdpMmu::host_populated(const Slot& s, Gfn gfn) const {
-    const std::uint64_t h = s.host_index(gfn);
-    if (s.hugetlb) return s.hugetlb_ready[h] != 0 && s.hugetlb_ready[h] <= sim_.now().ps();
-    return (s.populated[h / 64] >> (h % 64)) & 1;
+// host_pfn_mapping_level: the size of the host's mapping of gfn as its page tables say now (a
+// PMD-mapped THP or huge zero page: 2M; a hugetlb page: its size; else, or nothing mapped, 4K).
+int X86TdpMmu::host_mapping_level(const Slot& s, Gfn gfn) const {
+    switch (host_->page(gfn)) {
+        case host::Page::Hugetlb: return s.host_level;
+        case host::Page::Huge:
+        case host::Page::HugeZero: return 2;
+        default: return 1;
+    }
 }
 
-// kvm_mmu_hugepage_adjust / kvm_mmu_max_mapping_level: the host mapping level (the backing's, once
-// the host page exists), limited to huge pages lying inside the slot (lpage_info), and 4K while
-// the slot logs dirty pages.
-int X86TdpMmu::max_mapping_level(const Slot& s, Gfn gfn, bool for_fault) const {
+// kvm_mmu_hugepage_adjust / kvm_mmu_max_mapping_level: the host mapping level, limited to huge
+// pages lying inside the slot (lpage_info), and 4K while the slot logs dirty pages.
+int X86TdpMmu::max_mapping_level(const Slot& s, Gfn gfn, int host_level) const {
     if (vm_.memslots[s.index].dirty_logging) return 1;
-    if (!for_fault && !host_populated(s, gfn)) return 1;
-    int level = s.host_level;
+    int level = std::min(s.host_level, host_level);
     while (level > 1) {
         const Gfn g0 = round_gfn(gfn, level);
         if (g0 >= s.base && g0 + pages_at(level) <= s.base + s.npages) break;
@@ -586,21 +584,6 @@ Time X86TdpMmu::topup_caches(VcpuState& v) {
     return cost;
 }
 
-// The primary MMU drops its mappings of [start, end) (host pages must be faulted in again).
-void X86TdpMmu::unmap_host(Gfn start, Gfn end) {
-    for (auto& sp : slots_) {
-        Slot& s = *sp;
-        const Gfn a = std::max(start, s.base), b = std::min(end, s.base + s.npages);
-        if (a >= b) continue;
-        for (std::uint64_t h = s.host_index(a); h <= s.host_index(b - 1); ++h) {
-            if (s.hugetlb)
-                s.hugetlb_ready[h] = 0;
-            else
-                s.populated[h / 64] &= ~(std::uint64_t{1} << (h % 64));
-        }
-    }
-}
-
 std::optional<vm::PageLevel> X86TdpMmu::mapping_level(Gfn gfn) const {
     if (is_leaf(entry(1, gfn))) return vm::PageLevel::K4;
     if (is_leaf(entry(2, gfn))) return vm::PageLevel::M2;
@@ -629,7 +612,7 @@ std::uint64_t X86TdpMmu::state_bytes() const {
                       pd_serial_.size() * 4 + pd_page_.size() * 8 + lut_.size() * 4 + region_g1_.size() * 12 +
                       pml4_.size() * sizeof(Pml4e);
     for (const auto& s : slots_)
-        b += s->populated.size() * 8 + s->hugetlb_ready.size() * 8 + s->bitmap.size() * 8;
+        b += s->bitmap.size() * 8;
     b += vcpus_.size() * sizeof(VcpuState) + was_mapped_.size() * 8 + roots_.size() * sizeof(TdpRoot);
     return b;
 }
@@ -646,7 +629,7 @@ const MmuMemoryCache& X86TdpMmu::vcpu_cache(std::uint32_t vcpu, int which) const
 // a page from the vCPU's caches for every missing or huge-in-the-way level (tdp_mmu_alloc_sp),
 // and records the SPTE values it will cmpxchg. Entries below a page this fault creates are known
 // (zero, or the split copies) without reading memory that is not linked yet.
-void X86TdpMmu::map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, Gfn gfn, int goal) {
+void X86TdpMmu::map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, Gfn gfn, int goal, std::uint8_t leaf) {
     p.gfn = gfn;
     p.cost = k_.tdp_map_base;
     bool virt = false;         // inside a page this fault creates
@@ -676,7 +659,7 @@ void X86TdpMmu::map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, Gfn gf
         st.old_e = e;
         st.old_serial = ser;
         if (level == goal) {  // tdp_mmu_map_handle_target_level
-            const std::uint8_t ne = spte::LEAF_RW;  // make_spte: ACC_ALL, host-writable
+            const std::uint8_t ne = leaf;  // make_spte: ACC_ALL, writable if the host's pfn is
             st.kind = MapPlan::Install;
             st.new_e = ne;
             if (ne == e) {
@@ -874,57 +857,30 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
         co_await sim_.delay(t + k_.fault_exit);
         co_return;
     }
-    bool populate = false;
-    const std::uint64_t h = s->host_index(gfn);
-    {
-        const std::uint64_t pages = pages_at(s->host_level);
-        const Time zero = k_.host_fault_base + k_.zero_4k * static_cast<std::int64_t>(pages);
-        if (s->hugetlb) {
-            // hugetlb_fault: the fault mutex serializes the first touch of a huge page.
-            const std::int64_t at = (sim_.now() + t).ps();
-            std::int64_t& ready = s->hugetlb_ready[h];
-            if (ready == 0) {
-                ready = at + zero.ps();
-                t += zero;
-                sim_.counters().add(mc_->host_first_touch);
-                sim_.counters().add(mc_->host_zeroed_4k, pages);
-            } else if (ready > at) {
-                t += Time::ps(ready - at) + k_.gup_fast;
-            } else {
-                t += k_.gup_fast;
-            }
-        } else {
-            const std::int64_t at = (sim_.now() + t).ps();
-            auto it = s->populating.find(h);
-            if (((s->populated[h / 64] >> (h % 64)) & 1) || (it != s->populating.end() && it->second <= at)) {
-                t += k_.gup_fast;
-            } else {
-                // do_anonymous_page / do_huge_pmd_anonymous_page: allocate and zero, then install
-                // if nobody else did meanwhile (concurrent first touches each zero a page).
-                if (it == s->populating.end())
-                    s->populating.emplace(h, at + zero.ps());
-                else
-                    it->second = std::min(it->second, at + zero.ps());
-                t += zero;
-                populate = true;
-                sim_.counters().add(mc_->host_first_touch);
-                sim_.counters().add(mc_->host_zeroed_4k, pages);
-            }
-        }
+    // __kvm_faultin_pfn -> __gfn_to_pfn_memslot(write_fault = fault->write, &map_writable) ->
+    // hva_to_pfn: a GUP that changes no host page table is worked out at once (one delay, as
+    // before); one that must (first touch, COW, THP split) waits for the host's work, which may
+    // invalidate this very gfn through the notifier (the sequence snapshot above sees it).
+    host::Gup gup;
+    if (host_->gup_analytic(gfn, write)) {
+        gup = host_->try_gup(cpu, gfn, write, sim_.now() + t);
+        co_await sim_.delay(gup.done - sim_.now());
+    } else {
+        co_await sim_.delay(t);
+        gup = co_await host_->gup(cpu_ctx, gfn, write);
+        if (gup.done > sim_.now()) co_await sim_.delay(gup.done - sim_.now());
     }
-    co_await sim_.delay(t);
     t = Time::zero();
     faultin_slice.reset();
-    if (populate) {
-        s->populated[h / 64] |= std::uint64_t{1} << (h % 64);
-        auto it = s->populating.find(h);
-        if (it != s->populating.end() && it->second <= sim_.now().ps()) s->populating.erase(it);
-    }
     if (cfg_.fault_precheck && inv_.retry_gfn_unsafe(mmu_seq, gfn)) {
         sim_.counters().add(mc_->retry_precheck);
-        co_await sim_.delay(k_.fault_exit);
+        // kvm_release_pfn_clean, then RET_PF_RETRY.
+        co_await sim_.delay(host_->put_page(cpu, gup, sim_.now()) - sim_.now() + k_.fault_exit);
         co_return;
     }
+    // host_pfn_mapping_level: the GUP's answer (x86 numbering).
+    const int host_level = 4 - gup.level;
+    const std::uint8_t leaf = gup.writable ? spte::LEAF_RW : spte::LEAF_HOST_RO;
 
     int ret;
     {
@@ -938,7 +894,7 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
             co_await sim_.delay(t);
         } else {
             MapPlan plan;
-            map_snapshot(plan, cpu, v, gfn, max_mapping_level(*s, gfn, true));
+            map_snapshot(plan, cpu, v, gfn, max_mapping_level(*s, gfn, host_level), leaf);
             co_await sim_.delay(t + plan.cost);
             if (plan.result != RET_PF_FIXED) {
                 ret = plan.result;
@@ -951,6 +907,8 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
         g.unlock();
         t += lock_touch(cpu);
     }
+    // kvm_release_pfn_clean after read_unlock: put_page on the page's refcount line.
+    t = host_->put_page(cpu, gup, sim_.now() + t) - sim_.now();
     if (ret == RET_PF_FIXED) {
         stats_.add(stats_.pf_fixed);
         if (!was_mapped_.empty()) {  // a mapping the freed root had: rebuilt by this fault
@@ -1173,7 +1131,7 @@ Task<void> X86TdpMmu::zap_collapsible_spte_range(Bulk& b, Slot& s) {
         if (it.level > 3 || !is_present(e)) continue;
         if (is_leaf(e)) continue;
         if (it.gfn < start || it.gfn >= end) continue;
-        if (max_mapping_level(s, it.gfn, false) < it.level) continue;
+        if (max_mapping_level(s, it.gfn, host_mapping_level(s, it.gfn)) < it.level) continue;
         co_await zap_spte_atomic(b, it.level, it.gfn);
     }
 }
@@ -1384,11 +1342,10 @@ Task<void> X86TdpMmu::zap_gfn_range(const vm::CpuContext& cpu, Gfn start, Gfn en
     co_await settle(b);
 }
 
-// An MMU-notifier invalidation (host unmap) of [start, end):
-// kvm_mmu_notifier_invalidate_range_start (begin, kvm_unmap_gfn_range, flush) under mmu_lock
-// write; the primary MMU drops its mappings; invalidate_range_end (end) under mmu_lock write.
-Task<void> X86TdpMmu::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn end) {
-    if (end <= start) co_return;
+// kvm_mmu_notifier_invalidate_range_start: under mmu_lock for write, kvm_mmu_invalidate_begin and
+// range_add, then kvm_unmap_gfn_range -> kvm_tdp_mmu_unmap_gfn_range (tdp_mmu_zap_leafs) and the
+// flush. Faults that snapshotted the sequence before it retry (is_page_fault_stale).
+Task<void> X86TdpMmu::invalidate_range_start(const vm::CpuContext& cpu, Gfn start, Gfn end) {
     Bulk b = make_bulk(cpu);
     co_await lock(b, LockMode::Write, site_mn_start_);
     inv_.begin();
@@ -1397,11 +1354,33 @@ Task<void> X86TdpMmu::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn
     if (flush) b.acc += tlb_.flush();
     co_await unlock(b);
     co_await settle(b);
-    unmap_host(start, end);
+}
+
+// kvm_mmu_notifier_invalidate_range_end: kvm_mmu_invalidate_end under mmu_lock for write.
+Task<void> X86TdpMmu::invalidate_range_end(const vm::CpuContext& cpu, Gfn start, Gfn end) {
+    (void)start;
+    (void)end;
+    Bulk b = make_bulk(cpu);
     co_await lock(b, LockMode::Write, site_mn_end_);
     inv_.end();
     co_await unlock(b);
     co_await settle(b);
+}
+
+// kvm_mmu_notifier_change_pte (set_pte_at_notify in wp_page_copy): gone in v6.9 (commit
+// f3b65bbaed7c, "KVM: delete .change_pte MMU notifier callback"). Before, inside the invalidation
+// it took mmu_lock for write and walked to the gfn (kvm_tdp_mmu_set_spte_gfn), only to find the
+// SPTE invalidate_range_start had zapped already: nothing in the model's state would change.
+Task<void> X86TdpMmu::change_pte(const vm::CpuContext& cpu, Gfn gfn) {
+    (void)cpu;
+    (void)gfn;
+    co_return;
+}
+
+// The scenario operation "invalidate" (a host unmap of [start, end)): the host's unmap, which
+// calls invalidate_range_start and _end around dropping its pages.
+Task<void> X86TdpMmu::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn end) {
+    co_await host_->unmap(cpu, start, end);
 }
 
 
@@ -1661,6 +1640,8 @@ vm::ModelInfo x86_tdp_model_info() {
     };
     info.costs = x86_tdp::Costs::names();
     for (const std::string& c : x86_context::Costs::names()) info.costs.push_back(c);
+    for (const std::string& c : host::Costs::names()) info.costs.push_back(c);
+    info.features = host::Features::names();
     info.operations = {vm::Operation::DirtyLogEnable,  vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
                        vm::Operation::DirtyLogDisable, vm::Operation::ZapGfnRange, vm::Operation::Invalidate,
                        vm::Operation::SmmEnter,        vm::Operation::SmmExit};

@@ -18,7 +18,13 @@
 //               mmu_lock in TDP MMU" (zap_gfn_range_atomic, tdp_mmu_zap_spte_atomic) and Sean
 //               Christopherson's drop-write-zap-under-read suggestion
 //   notifiers   kvm_mmu_notifier_invalidate_range_start/end -> kvm_unmap_gfn_range ->
-//               kvm_tdp_mmu_unmap_gfn_range
+//               kvm_tdp_mmu_unmap_gfn_range (the host's COW breaks and THP splits reach the
+//               model through them, from models/host; v6.9 has no .change_pte hook any more)
+//   host pages  kvm_faultin_pfn -> __kvm_faultin_pfn -> __gfn_to_pfn_memslot -> hva_to_pfn
+//               (models/host: write faults ask for a writable pfn, a read fault accepts a
+//               read-only one and maps it without the W and MMU-writable bits),
+//               kvm_mmu_max_mapping_level -> host_pfn_mapping_level (the host mapping's size),
+//               kvm_release_pfn_clean after mmu_lock
 //   roots, SMM  kvm_tdp_mmu_get_vcpu_root_hpa, kvm_tdp_mmu_put_root (v6.4+; "drop": v5.17/v5.18's
 //               synchronous tdp_mmu_zap_root), kvm_mmu_free_roots, enter_smm, emulator_leave_smm,
 //               kvm_smm_changed, with the MMU context of models/x86_context
@@ -39,6 +45,7 @@
 #include "models/common/kvm_stats.hpp"
 #include "models/common/memory_cache.hpp"
 #include "models/common/stream_hold.hpp"
+#include "models/host/host_mm.hpp"
 #include "models/common/resched.hpp"
 #include "models/common/tlb_flush.hpp"
 #include "models/x86_context/x86_context.hpp"
@@ -56,8 +63,7 @@ namespace x86_tdp {
 // Cost constants read from the host profile (picoseconds), by their profile names.
 struct Costs {
     engine::Time fault_entry, fault_exit, fast_pf_base, tdp_map_base, tdp_walk_level, spte_cmpxchg,
-        spte_update, tdp_iter_step, split_spte_fill, gup_fast, host_fault_base, zero_4k,
-        mmu_cache_alloc_page, mmu_cache_alloc_obj, tlb_flush_base, tlb_flush_per_vcpu, sched_timeslice,
+        spte_update, tdp_iter_step, split_spte_fill, mmu_cache_alloc_page, mmu_cache_alloc_obj, tlb_flush_base, tlb_flush_per_vcpu, sched_timeslice,
         lock_yield, dirty_bitmap_word, memslot_update, tdp_root_lookup_step, smm_transition;
     static const std::vector<std::string>& names();
     static Costs from(const vm::CostProfile& p);
@@ -89,6 +95,9 @@ inline constexpr std::uint8_t FROZEN = 0x20;  // REMOVED_SPTE: frozen by an atom
 inline constexpr std::uint8_t TABLE = P | W | X;
 inline constexpr std::uint8_t LEAF_RO = P | X | MW | LEAF;  // write-protected, fixable in the fast path
 inline constexpr std::uint8_t LEAF_RW = LEAF_RO | W;
+// make_spte with host_writable false (the host gave a read-only pfn: the zero page): neither
+// writable nor MMU-writable, so a write is a fault the fast path cannot fix.
+inline constexpr std::uint8_t LEAF_HOST_RO = P | X | LEAF;
 }  // namespace spte
 
 class X86TdpMmu;
@@ -104,12 +113,14 @@ struct TdpIter {
     bool yielded = false;
 };
 
-class X86TdpMmu final : public vm::MmuModel, private x86_context::RootOps {
+// The host's MMU-notifier callbacks are this model's (host::MmuNotifier): the host's COW breaks
+// and THP splits reach it through them, and so does the scenario operation "invalidate".
+class X86TdpMmu final : public vm::MmuModel, public host::MmuNotifier, private x86_context::RootOps {
 public:
     explicit X86TdpMmu(vm::ModelEnv& env);
-    // Embedded in another model (x86_shadow with tdp_mmu on): the VM's one mmu_lock is the
-    // embedding model's.
-    X86TdpMmu(vm::ModelEnv& env, engine::RwLock& shared_mmu_lock);
+    // Embedded in another model (x86_shadow with tdp_mmu on): the VM's one mmu_lock and the
+    // host's mm are the embedding model's, and so is the notifier (it calls this one's).
+    X86TdpMmu(vm::ModelEnv& env, engine::RwLock& shared_mmu_lock, host::HostMm& shared_host);
     ~X86TdpMmu() override;
 
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
@@ -144,6 +155,11 @@ public:
     engine::Task<void> invalidate_range(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
     engine::Task<void> smm_transition(const vm::CpuContext& cpu, bool enter, const vm::SmiHandler& handler) override;
 
+    // host::MmuNotifier
+    engine::Task<void> invalidate_range_start(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
+    engine::Task<void> invalidate_range_end(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
+    engine::Task<void> change_pte(const vm::CpuContext& cpu, vm::Gfn gfn) override;
+
     // Introspection for tests and drivers (no simulated cost).
     // The level of the present leaf SPTE mapping gfn, if any.
     std::optional<vm::PageLevel> mapping_level(vm::Gfn gfn) const;
@@ -159,6 +175,7 @@ public:
     const Config& config() const { return cfg_; }
     const Costs& costs() const { return k_; }
     const x86_context::MmuContext& context() const { return *ctx_; }
+    host::HostMm& host_mm() { return *host_; }
     bool in_smm(std::uint32_t vcpu) const;
     // Roots in the list (valid or being freed) and the references of the one with hpa.
     std::size_t tdp_mmu_roots() const { return roots_.size(); }
@@ -170,7 +187,7 @@ public:
     static constexpr std::uint32_t kNoRegion = ~std::uint32_t{0};
 
 private:
-    X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared_mmu_lock);
+    X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared_mmu_lock, host::HostMm* shared_host);
 
     struct Slot;
     struct Region;
@@ -210,13 +227,12 @@ private:
     Slot* slot_of(vm::Gfn gfn);
     const Slot* slot_of(vm::Gfn gfn) const;
     Slot& slot_by_id(std::uint32_t id);
-    int max_mapping_level(const Slot& s, vm::Gfn gfn, bool for_fault) const;
+    int max_mapping_level(const Slot& s, vm::Gfn gfn, int host_level) const;
+    int host_mapping_level(const Slot& s, vm::Gfn gfn) const;
     engine::Time touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes = 8);
     engine::Time lock_touch(std::uint32_t cpu) { return touch(cpu, mmu_lock_addr_, true); }
     engine::Time mark_page_dirty(Slot& s, vm::Gfn gfn, std::uint32_t cpu);
     engine::Time topup_caches(VcpuState& v);
-    bool host_populated(const Slot& s, vm::Gfn gfn) const;
-    void unmap_host(vm::Gfn start, vm::Gfn end);
 
     // --- roots (x86_context::RootOps) ---
     x86_context::RootRole root_role(const x86_context::CpuRole& role) const override;
@@ -228,7 +244,7 @@ private:
     std::uint64_t lines_of(std::uint64_t addr, std::uint64_t bytes) const;
 
     // --- fault path ---
-    void map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, vm::Gfn gfn, int goal);
+    void map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, vm::Gfn gfn, int goal, std::uint8_t leaf);
     int map_commit(MapPlan& p, Slot& s, std::uint32_t cpu);
 
     // --- bulk walkers (the Bulk context holds the lock guard and the unelapsed work) ---
@@ -256,6 +272,8 @@ private:
     vm::VmConfig& vm_;
     Config cfg_;
     Costs k_;
+    std::unique_ptr<host::HostMm> own_host_;  // null when the host's mm is shared
+    host::HostMm* host_ = nullptr;
     KvmStats stats_;
     RemoteTlbFlush tlb_;
     MmuInvalidation inv_;

@@ -45,8 +45,11 @@ inline vm::CostProfile test_costs() {
     ns("tdp_iter_step", 2);
     ns("split_spte_fill", 1);
     ns("gup_fast", 100);
+    ns("gup_slow", 120);
     ns("host_fault_base", 1000);
-    ns("zero_4k", 200);
+    ns("host_zero_page_map", 70);
+    ns("host_pmd_split", 400);
+    p.set("zero_rate", 20.48e9);  // bytes/s: 4 KiB in 200 ns
     ns("mmu_cache_alloc_page", 300);
     ns("mmu_cache_alloc_obj", 50);
     ns("tlb_flush_base", 1000);
@@ -168,6 +171,9 @@ struct Harness {
         host.topology.line_local = engine::Time::ns(10);
         host.topology.line_same_socket = engine::Time::ns(60);
         host.topology.line_cross_socket = engine::Time::ns(130);
+        // The host mm's features as Linux defaults them (v5.8+).
+        host.features["thp_use_zero_page"] = true;
+        host.features["thp_wp_zero_page_split"] = true;
         vm.vcpus = vcpus;
         vm::Memslot m;
         m.id = 0;

@@ -140,7 +140,10 @@ TEST_CASE("a direct 2M fault allocates the PDPT and PD shadow pages and counts m
     CHECK(s.counter("kvm_mmu_find_shadow_page") == 2);
     CHECK(s.sh().indirect_shadow_pages() == 0);
     CHECK(s.sh().rmap_size(B, 2) == 1);
-    CHECK(s.model->hits(0, B + 511, Access::Write));
+    // The read mapped the host's huge zero page: 2M, read-only (make_spte without host_writable).
+    CHECK(s.sh().host_mm().page(B + 5) == models::host::Page::HugeZero);
+    CHECK(s.model->hits(0, B + 511, Access::Read));
+    CHECK_FALSE(s.model->hits(0, B + 511, Access::Write));
     CHECK_FALSE(s.model->hits(0, B + 512, Access::Read));
     CHECK(s.counter("pf_fixed") == 1);
 }
@@ -696,7 +699,7 @@ TEST_CASE("an unsync page-table SP unlinked by kvm_mmu_track_write is synced whe
           "[x86_shadow][unsync]") {
     Shadow s(Backing::Anonymous, 512 * 4, 1);
     s.nested_start({0}, 1);
-    s.access(0, range(B, 16, Access::Read, 1));
+    s.access(0, range(B, 16, Access::Write, 1));  // writable SPTEs (reads would map the zero page)
     REQUIRE(s.sh().indirect_shadow_pages() == 4);  // root, PDPT, PD, PT
     const auto allocs = s.counter("kvm_mmu_alloc_shadow_page");
     // L1 rewrites the PT entry for B + 4 (its write fault unsyncs the PT SP), then the PD entry
@@ -838,4 +841,29 @@ TEST_CASE("with the TDP MMU, L1's write fault unsyncs under mmu_lock read and mm
     const auto spin = s.lock_record("exclusive", "mmu_try_to_unsync_pages", "mmu_unsync_pages_lock");
     REQUIRE(spin);
     CHECK(spin->acquisitions == 1);
+}
+
+TEST_CASE("direct faults through the host mm: a read maps the zero page read-only, a write COWs it, the notifier zaps "
+          "the direct SPTE and the fault retries",
+          "[x86_shadow][host]") {
+    Shadow s(Backing::Anonymous, 1024, 1);
+    s.access(0, {{B + 9, Access::Read}});
+    CHECK(s.sh().host_mm().page(B + 9) == models::host::Page::Zero);
+    CHECK(s.model->hits(0, B + 9, Access::Read));
+    CHECK_FALSE(s.model->hits(0, B + 9, Access::Write));
+    CHECK(s.counter("host_zero_page_mapped") == 1);
+    CHECK(s.counter("pf_fixed") == 1);
+    s.access(0, {{B + 9, Access::Write}});
+    // No fast fix (no MMU-writable bit): the write fault's GUP breaks the COW; the host's
+    // invalidation drops the direct SPTE under mmu_lock write; the fault is stale and retries.
+    CHECK(s.counter("pf_fast") == 0);
+    CHECK(s.counter("host_wp_page_copy") == 1);
+    CHECK(s.counter("kvm_unmap_gfn_range_sptes") == 1);
+    CHECK(s.counter("pf_retry_is_page_fault_stale") == 1);
+    CHECK(s.counter("pf_taken") == 3);
+    CHECK(s.counter("pf_fixed") == 2);
+    CHECK(s.sh().host_mm().page(B + 9) == models::host::Page::Private);
+    CHECK(s.model->hits(0, B + 9, Access::Write));
+    CHECK(s.gauge("pages_4k") == 1);
+    CHECK(s.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_notifier_invalidate_range_start")->acquisitions == 1);
 }

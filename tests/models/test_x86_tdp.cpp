@@ -49,7 +49,7 @@ TEST_CASE("x86_tdp is registered with its knobs, costs and operations", "[x86_td
     CHECK(std::get<std::string>(info->knob("fault_lock")->default_value) == "read");
     CHECK(std::get<bool>(info->knob("fault_precheck")->default_value));
     CHECK(std::get<bool>(info->knob("eager_page_split")->default_value));
-    CHECK(info->costs.size() == 27);  // 22 of the TDP MMU, 5 of the MMU context
+    CHECK(info->costs.size() == 30);  // 22 of the TDP MMU, 5 of the MMU context
     CHECK(info->supports(vm::Operation::ZapGfnRange));
     CHECK(info->supports(vm::Operation::Invalidate));
     CHECK(info->supports(vm::Operation::DirtyLogClear));
@@ -69,17 +69,17 @@ TEST_CASE("a missing cost is reported by name", "[x86_tdp]") {
     Harness h(Backing::Anonymous, 512, 1);
     h.host.costs = vm::CostProfile{};
     h.host.costs.set("fault_entry", 1);
-    CHECK_THROWS_WITH(h.build(make_tdp), Catch::Contains("zero_4k") && Catch::Contains("fault_exit"));
+    CHECK_THROWS_WITH(h.build(make_tdp), Catch::Contains("tdp_map_base") && Catch::Contains("fault_exit"));
 }
 
 TEST_CASE("a 4K fault maps one page, counts pf_fixed and pages_4k, then hits", "[x86_tdp]") {
     Tdp t(Backing::Anonymous, 1024, 1);
     VcpuResult r;
-    t.spawn_vcpu(0, {{B + 7, Access::Read}}, 0_ns, r);
+    t.spawn_vcpu(0, {{B + 7, Access::Write}}, 0_ns, r);
     t.check_one_4k_fault(r);
     CHECK(t.tdp().mapping_level(B + 7) == PageLevel::K4);
     CHECK_FALSE(t.tdp().mapping_level(B + 8));
-    // make_spte installs a writable SPTE for a host-writable page, even on a read fault.
+    // make_spte installs a writable SPTE for a host-writable page (a write fault's GUP).
     CHECK(t.model->hits(0, B + 7, Access::Read));
     CHECK(t.model->hits(0, B + 7, Access::Write));
     CHECK(t.model->hits(0, B + 7, Access::Exec));
@@ -113,7 +113,7 @@ TEST_CASE("a second fault reuses the page tables and the topped-up caches", "[x8
 TEST_CASE("a THP-backed fault maps 2M and all 512 gfns then hit", "[x86_tdp]") {
     Tdp t(Backing::AnonymousThp, 2048, 1);
     VcpuResult r;
-    t.spawn_vcpu(0, {{B + 512 + 100, Access::Read}}, 0_ns, r);
+    t.spawn_vcpu(0, {{B + 512 + 100, Access::Write}}, 0_ns, r);
     REQUIRE(t.sim.run() == engine::RunStatus::Completed);
     CHECK(r.faults == 1);
     CHECK(t.counter("pf_fixed") == 1);
@@ -169,7 +169,7 @@ TEST_CASE("a fault outside every memslot is emulated", "[x86_tdp]") {
 TEST_CASE("two vCPUs faulting the same gfn at once: one installs, the other loses the cmpxchg and retries", "[x86_tdp]") {
     Tdp t(Backing::Anonymous, 1024, 2);
     VcpuResult a, b;
-    t.spawn_vcpu(0, {{B + 1, Access::Read}}, 0_ns, a);
+    t.spawn_vcpu(0, {{B + 1, Access::Write}}, 0_ns, a);
     t.spawn_vcpu(1, {{B + 1, Access::Write}}, 0_ns, b);
     REQUIRE(t.sim.run() == engine::RunStatus::Completed);
     // Both resolved the host page (concurrent first touches both zero a page), took mmu_lock for
@@ -193,8 +193,8 @@ TEST_CASE("a vCPU whose fault finds the SPTE installed meanwhile counts pf_spuri
     VcpuResult a, b;
     // vCPU0 installs at about 17.5us (entry, 16us of cache top-up, host fault). vCPU1 misses at
     // 10us, before the install, and walks after it.
-    t.spawn_vcpu(0, {{B + 1, Access::Read}}, 0_ns, a);
-    t.spawn_vcpu(1, {{B + 1, Access::Read}}, 10_us, b);
+    t.spawn_vcpu(0, {{B + 1, Access::Write}}, 0_ns, a);
+    t.spawn_vcpu(1, {{B + 1, Access::Write}}, 10_us, b);
     REQUIRE(t.sim.run() == engine::RunStatus::Completed);
     CHECK(t.counter("pf_taken") == 2);
     CHECK(t.counter("pf_fixed") == 1);
@@ -221,7 +221,7 @@ TEST_CASE("fault_lock = write serializes faults", "[x86_tdp]") {
 TEST_CASE("enabling dirty logging with eager split turns 2M mappings into write-protected 4K ones", "[x86_tdp][dirty]") {
     Tdp t(Backing::AnonymousThp, 4 * 512, 1);
     VcpuResult r1, r2;
-    t.spawn_vcpu(0, range(B, 4, Access::Read, 512), 0_ns, r1);
+    t.spawn_vcpu(0, range(B, 4, Access::Write, 512), 0_ns, r1);  // THPs, not the huge zero page
     REQUIRE(t.sim.run() == engine::RunStatus::Completed);
     t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> {
         co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {});
@@ -255,7 +255,7 @@ TEST_CASE("enabling dirty logging with eager split turns 2M mappings into write-
 TEST_CASE("without eager split the first write to each huge page splits it in the fault path", "[x86_tdp][dirty]") {
     Tdp t(Backing::AnonymousThp, 4 * 512, 1, {{"eager_page_split", false}});
     VcpuResult r1, r2;
-    t.spawn_vcpu(0, range(B, 4, Access::Read, 512), 0_ns, r1);
+    t.spawn_vcpu(0, range(B, 4, Access::Write, 512), 0_ns, r1);  // THPs, not the huge zero page
     REQUIRE(t.sim.run() == engine::RunStatus::Completed);
     t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> {
         co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {});
@@ -340,7 +340,7 @@ TEST_CASE("initially-all-set: nothing is protected at enable, KVM_CLEAR_DIRTY_LO
 TEST_CASE("disabling dirty logging zaps collapsible page tables so faults rebuild huge pages", "[x86_tdp][dirty]") {
     Tdp t(Backing::AnonymousThp, 4 * 512, 1);
     VcpuResult r1, r2;
-    t.spawn_vcpu(0, range(B, 4, Access::Read, 512), 0_ns, r1);
+    t.spawn_vcpu(0, range(B, 4, Access::Write, 512), 0_ns, r1);  // THPs, not the huge zero page
     REQUIRE(t.sim.run() == engine::RunStatus::Completed);
     t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> {
         co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {});
@@ -420,8 +420,9 @@ TEST_CASE("zap (write lock) with faults outside the range: readers wait, the zap
     REQUIRE(t.sim.run() == engine::RunStatus::Completed);
     const auto yields = t.counter("tdp_mmu_iter_cond_resched");
     // Every yield is caused by the queued reader (rwlock_needbreak) and, since every SPTE in the
-    // range is present, comes with a pending flush: one flush per yield plus the final one.
-    CHECK(yields == 17);
+    // range is present, comes with a pending flush: one flush per yield plus the final one. (The
+    // reader's faults map the zero page, so they come faster than first touches would: 34.)
+    CHECK(yields == 34);
     CHECK(t.counter("tdp_mmu_iter_cond_resched_needbreak") == yields);
     CHECK(t.counter("tdp_mmu_iter_cond_resched_flush") == yields);
     CHECK(t.counter("remote_tlb_flush") == yields + 1);
@@ -544,7 +545,11 @@ TEST_CASE("an MMU-notifier invalidation zaps under the write lock and unmaps the
     VcpuResult r;
     t.spawn_vcpu(0, range(B, 2, Access::Read), 0_ns, r);
     REQUIRE(t.sim.run() == engine::RunStatus::Completed);
-    CHECK(t.counter("host_fault_first_touch") == 2048 + 2);  // faulted in again
+    // Faulted in again: reads of the unmapped pages map the zero page (no page allocated).
+    CHECK(t.counter("host_fault_first_touch") == 2048);
+    CHECK(t.counter("host_zero_page_mapped") == 2);
+    CHECK(t.tdp().host_mm().page(B) == models::host::Page::Zero);
+    CHECK(t.tdp().leaf_spte(B) == models::x86_tdp::spte::LEAF_HOST_RO);
 }
 
 namespace {
@@ -579,16 +584,19 @@ TEST_CASE("same seed, same fingerprint; golden fingerprints", "[x86_tdp][golden]
         const auto a = overlap_run(Backing::AnonymousThp, 2048, {}, 7, false);
         const auto b = overlap_run(Backing::AnonymousThp, 2048, {}, 7, false);
         CHECK(a == b);
-        CHECK(a == 0x164c6577ea94fb8bULL);
+        CHECK(a == 0x1e30f1548b8e6372ULL);
     }
     struct Golden {
         const char* mode;
         std::uint64_t fingerprint, flushes, yields;
     };
-    // Flushes: dirty-log enable 1, plus the zap's: "write" one per yield and one at the end;
-    // "read" one per fully covered page table (2); "drop_write_zap_read" one at the end.
-    for (const Golden& g : {Golden{"write", 0x46df01d7df32e1dfULL, 21, 19}, Golden{"read", 0x814bb99ffdeec674ULL, 3, 0},
-                            Golden{"drop_write_zap_read", 0x576f331d65e1e91cULL, 2, 0}}) {
+    // Flushes: one per page for the first pass's COW breaks (the readers mapped the zero page
+    // first; the writer's wp_page_copy invalidates it: 2048), dirty-log enable 1, plus the zap's:
+    // "write" one per yield and one at the end; "read" one per fully covered page table (2);
+    // "drop_write_zap_read" one at the end.
+    for (const Golden& g : {Golden{"write", 0x9ced049c8b1b4f65ULL, 2048 + 21, 19},
+                            Golden{"read", 0xf4e06a7476b2501cULL, 2048 + 3, 0},
+                            Golden{"drop_write_zap_read", 0x5c6aaa13a935b188ULL, 2048 + 2, 0}}) {
         DYNAMIC_SECTION("zap_lock = " << g.mode) {
             Tdp* t = nullptr;
             const vm::Knobs k{{"zap_lock", std::string(g.mode)}, {"fault_precheck", false}};
@@ -603,7 +611,7 @@ TEST_CASE("same seed, same fingerprint; golden fingerprints", "[x86_tdp][golden]
         }
     }
     SECTION("another seed gives the same outcome (the model draws no random numbers)") {
-        CHECK(overlap_run(Backing::AnonymousThp, 2048, {}, 8, false) == 0x164c6577ea94fb8bULL);
+        CHECK(overlap_run(Backing::AnonymousThp, 2048, {}, 8, false) == 0x1e30f1548b8e6372ULL);
     }
 }
 
@@ -652,8 +660,9 @@ TEST_CASE("preempt = false: rwlock_needbreak() is false, the zap holds mmu_lock 
 TEST_CASE("a fault walking into an SPTE frozen by an atomic zap retries", "[x86_tdp][dirty]") {
     Tdp t(Backing::AnonymousThp, 2 * 512, 2);
     VcpuResult r0, r1, r2;
-    t.spawn_vcpu(1, {{B, Access::Read}}, 0_ns, r0);  // also tops up vCPU1's caches
-    t.spawn_vcpu(0, {{B + 512, Access::Read}}, 0_ns, r2);
+    // Writes: THPs (reads would map the huge zero page). Also tops up vCPU1's caches.
+    t.spawn_vcpu(1, {{B, Access::Write}}, 0_ns, r0);
+    t.spawn_vcpu(0, {{B + 512, Access::Write}}, 0_ns, r2);
     REQUIRE(t.sim.run() == engine::RunStatus::Completed);
     t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {}); });
     REQUIRE(t.sim.run() == engine::RunStatus::Completed);
@@ -670,4 +679,117 @@ TEST_CASE("a fault walking into an SPTE frozen by an atomic zap retries", "[x86_
     CHECK(r1.faults == 3);  // frozen twice, then the 2M mapping
     CHECK(t.tdp().mapping_level(B) == PageLevel::M2);  // rebuilt as a huge page after the zap
     CHECK(t.counter("tdp_mmu_zap_spte_atomic") == 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The host's mm in the fault path (models/host)
+
+namespace {
+std::optional<engine::LineRecord> line(const Tdp& t, const std::string& name) {
+    for (const auto& r : t.sim.line_stats().totals())
+        if (t.sim.line_stats().name(r.line_class) == name) return r;
+    return std::nullopt;
+}
+}  // namespace
+
+TEST_CASE("a read fault maps the zero page read-only; a write COWs it, the notifier zaps the SPTE and the fault retries",
+          "[x86_tdp][host]") {
+    for (const bool precheck : {true, false}) {
+        DYNAMIC_SECTION("fault_precheck = " << precheck) {
+            Tdp t(Backing::Anonymous, 1024, 1, {{"fault_precheck", precheck}});
+            VcpuResult r1, r2;
+            t.spawn_vcpu(0, {{B + 7, Access::Read}}, 0_ns, r1);
+            REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+            CHECK(r1.faults == 1);
+            CHECK(t.tdp().host_mm().page(B + 7) == models::host::Page::Zero);
+            // make_spte with host_writable false: neither W nor MMU-writable.
+            CHECK(t.tdp().leaf_spte(B + 7) == models::x86_tdp::spte::LEAF_HOST_RO);
+            CHECK(t.model->hits(0, B + 7, Access::Read));
+            CHECK_FALSE(t.model->hits(0, B + 7, Access::Write));
+            CHECK(t.counter("host_zero_page_mapped") == 1);
+            CHECK(t.counter("host_fault_first_touch") == 0);
+            CHECK(t.counter("host_zeroed_4k") == 0);
+            CHECK(t.counter("get_user_pages_unlocked") == 1);
+            t.spawn_vcpu(0, {{B + 7, Access::Write}}, 0_ns, r2);
+            REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+            // Not fixable by fast_page_fault (no MMU-writable bit); the GUP for write breaks the
+            // COW (wp_page_copy), whose invalidation zaps the SPTE and moves the sequence the
+            // fault snapshotted: RET_PF_RETRY, then a second fault maps the new page writable.
+            CHECK(r2.faults == 2);
+            CHECK(t.counter("pf_fast") == 0);
+            CHECK(t.counter("host_wp_page_copy") == 1);
+            CHECK(t.counter("host_zeroed_4k") == 1);
+            CHECK(t.counter(precheck ? "pf_retry_invalidate_precheck" : "pf_retry_is_page_fault_stale") == 1);
+            CHECK(t.counter("pf_fixed") == 2);
+            CHECK(t.counter("tdp_mmu_zap_leaf") == 1);
+            CHECK(t.counter("remote_tlb_flush") == 1);
+            CHECK(t.tdp().invalidation().seq() == 1);
+            CHECK(t.tdp().invalidation().in_progress() == 0);
+            CHECK(acq(t, engine::LockMode::Write, "kvm_mmu_notifier_invalidate_range_start") == 1);
+            CHECK(acq(t, engine::LockMode::Write, "kvm_mmu_notifier_invalidate_range_end") == 1);
+            CHECK(t.tdp().host_mm().page(B + 7) == models::host::Page::Private);
+            CHECK(t.tdp().leaf_spte(B + 7) == models::x86_tdp::spte::LEAF_RW);
+            CHECK(t.model->hits(0, B + 7, Access::Write));
+            CHECK(t.gauge("pages_4k") == 1);
+        }
+    }
+}
+
+TEST_CASE("a THP read maps the huge zero page at 2M read-only; a write splits the host PMD and maps 4K", "[x86_tdp][host]") {
+    Tdp t(Backing::AnonymousThp, 1024, 1);
+    VcpuResult r1, r2;
+    t.spawn_vcpu(0, {{B + 100, Access::Read}}, 0_ns, r1);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(r1.faults == 1);
+    CHECK(t.tdp().host_mm().page(B + 100) == models::host::Page::HugeZero);
+    // host_pfn_mapping_level: the huge zero page is PMD-mapped.
+    CHECK(t.tdp().mapping_level(B + 100) == PageLevel::M2);
+    CHECK(t.tdp().leaf_spte(B + 100) == models::x86_tdp::spte::LEAF_HOST_RO);
+    CHECK(t.gauge("pages_2m") == 1);
+    CHECK(t.counter("host_huge_zero_page_mapped") == 1);
+    CHECK(t.counter("host_zeroed_4k") == 0);
+    for (Gfn g = B; g < B + 512; g += 37) {
+        CHECK(t.model->hits(0, g, Access::Read));
+        CHECK_FALSE(t.model->hits(0, g, Access::Write));
+    }
+    t.spawn_vcpu(0, {{B + 100, Access::Write}}, 0_ns, r2);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    // do_huge_pmd_wp_page (v5.8+): __split_huge_pmd with a 2 MiB invalidation (the 2M SPTE
+    // zapped), then the 4 KiB COW with its own: two invalidations, the fault retried once.
+    CHECK(r2.faults == 2);
+    CHECK(t.counter("host_split_huge_pmd") == 1);
+    CHECK(t.counter("host_wp_page_copy") == 1);
+    CHECK(t.tdp().invalidation().seq() == 2);
+    CHECK(t.tdp().host_mm().page(B + 100) == models::host::Page::Private);
+    CHECK(t.tdp().host_mm().page(B + 101) == models::host::Page::Zero);
+    CHECK(t.tdp().mapping_level(B + 100) == PageLevel::K4);
+    CHECK(t.tdp().leaf_spte(B + 100) == models::x86_tdp::spte::LEAF_RW);
+    CHECK(t.gauge("pages_2m") == 0);
+    CHECK(t.gauge("pages_4k") == 1);
+    CHECK_FALSE(t.model->hits(0, B + 101, Access::Read));  // zapped with the 2M SPTE
+}
+
+TEST_CASE("mmap_lock's line: contention grows with the number of concurrent slow GUPs", "[x86_tdp][host]") {
+    // n vCPUs each write-fault their own page at the same instant: every GUP is slow (first
+    // touch), and each takes and releases mmap_lock's count (two atomics on one line).
+    auto run = [](std::uint32_t n) {
+        auto t = std::make_unique<Tdp>(Backing::Anonymous, 4096, n, vm::Knobs{}, 1);
+        std::vector<VcpuResult> r(n);
+        // Warm the caches' top-up with one fault each on a distinct 2M region first.
+        for (std::uint32_t v = 0; v < n; ++v) t->spawn_vcpu(v, {{B + 2048 + v, Access::Write}}, 0_ns, r[v]);
+        REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+        const auto before = line(*t, "mmap_lock");
+        for (std::uint32_t v = 0; v < n; ++v) t->spawn_vcpu(v, {{B + v * 8, Access::Write}}, 0_ns, r[v]);
+        REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+        const auto after = line(*t, "mmap_lock");
+        REQUIRE(after);
+        CHECK(after->operations - before->operations == 2 * n);
+        return std::pair<std::uint64_t, double>{after->contended - before->contended,
+                                                after->wait_ps.sum_double() - before->wait_ps.sum_double()};
+    };
+    const auto one = run(1), two = run(2), four = run(4);
+    CHECK(one.first == 0);
+    CHECK(two.first >= 1);
+    CHECK(four.first > two.first);
+    CHECK(four.second > two.second);
 }
