@@ -197,7 +197,7 @@ struct Arm64Stage2::Walk {
     // rwlock: a D-cache clean the coroutine moves through the memory bandwidth (fault_rw), at
     // clean_at into the hold (priced nothing in h).
     std::uint64_t clean_bytes = 0;
-    Time clean_at;
+    Time clean_at{};
 };
 
 struct Arm64Stage2::Bulk : BulkWork {

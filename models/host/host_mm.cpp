@@ -253,7 +253,7 @@ bool HostMm::gup_analytic(Gfn gfn, bool write) const {
     return writable(p) || (!write && (p == Page::Zero || p == Page::HugeZero));
 }
 
-GupLines HostMm::gup_lines(Gfn gfn, bool write, Time at) const {
+GupLines HostMm::gup_lines(Gfn gfn, bool write, Time /*at*/) const {
     GupLines l;
     const Slot* s = slot_of(gfn);
     if (!s) return l;
