@@ -52,7 +52,7 @@ def test_change_rows_match_hand_computed_values(checked):
     rows = [r for r in doc["rows"] if r["config"] == "fixture-arm64-cmo"]
     assert [r.get("phase", r.get("stat")) for r in rows] == ["KVM_CREATE_MAPPINGS", "KVM_UPDATE_MAPPINGS", "pf_fixed",
                                                              "KVM_ADJUST_MAPPINGS", "KVM_CREATE_MAPPINGS"]
-    for row, phase, pub_b, pub_a in [(rows[0], "KVM_CREATE_MAPPINGS", 20, 15), (rows[1], "KVM_UPDATE_MAPPINGS", 10, 12)]:
+    for row, phase, pub_b, pub_a in [(rows[0], "KVM_CREATE_MAPPINGS", 20, 25), (rows[1], "KVM_UPDATE_MAPPINGS", 10, 12)]:
         sb, sa = phase_ns(before, phase) / 1e6, phase_ns(after, phase) / 1e6  # unit ms
         assert row["kind"] == "change"
         assert row["published"]["ratio"] == pytest.approx(pub_a / pub_b)
@@ -65,8 +65,10 @@ def test_change_rows_match_hand_computed_values(checked):
         assert row["error_factor_after"] == pytest.approx(factor(sa, pub_a))
         assert row["within_1_5x"] == (factor(r_sim, r_pub) <= 1.5)
         assert row["sign_right"] == (side(r_pub) == side(r_sim))
-    # The model moves the CMOs out of the faults that install nothing: CREATE gets faster, as
-    # the made-up figure says; the second row's published ratio (1.2) is the opposite sign.
+    # On 16M with 4 vCPUs the host's copy-on-write races (readers map the zero page, the writer's
+    # COW invalidates it) cost the after variant more permission faults and TLBIs than the CMOs
+    # it saves: CREATE is slower, as the made-up figure says; UPDATE is unchanged in the model
+    # and the second row's published ratio (1.2) is not.
     assert rows[0]["sign_right"] and not rows[1]["sign_right"]
     # A stat row, unchanged on both sides: both ratios within 2% of 1 is a right sign.
     stat = rows[2]
@@ -138,7 +140,7 @@ def test_table_lines(checked):
     assert len(table) == len(doc["rows"]) == 10
     create = table[0].split()
     assert create[:3] == ["fixture-arm64-cmo", "KVM_CREATE_MAPPINGS", "ms"]
-    assert create[3:6] == ["20", "15", "0.75"]
+    assert create[3:6] == ["20", "25", "1.25"]
     row = doc["rows"][0]
     assert create[6:9] == [f"{row['simulated'][k]:.4g}" for k in ("before", "after", "ratio")]
     assert create[9] == ("yes" if row["sign_right"] else "NO")
