@@ -90,6 +90,39 @@ scenario::LoadOptions load_options(std::optional<std::string> variant, std::opti
     return o;
 }
 
+// One run for compare and check-published: a scenario file's variant ("" = the file as it is) at
+// a seed.
+struct RunPoint {
+    const std::string* file;
+    const std::string* variant;
+    std::uint64_t seed;
+};
+
+// The points run in `jobs` worker processes: their result documents, in order. A run that did not
+// complete (stopped, deadlocked) is an error naming it.
+std::vector<nlohmann::json> run_documents(const std::vector<RunPoint>& pts, unsigned jobs) {
+    auto name = [&](std::size_t i) {
+        const RunPoint& p = pts[i];
+        return *p.file + (p.variant->empty() ? "" : " [" + *p.variant + "]") + " seed " + std::to_string(p.seed);
+    };
+    const auto texts = cli::parallel_map(
+        pts.size(), jobs,
+        [&](std::size_t i) {
+            const RunPoint& p = pts[i];
+            const std::optional<std::string> v = p.variant->empty() ? std::nullopt : std::optional(*p.variant);
+            return report::to_json(runner::run(scenario::load_scenario(*p.file, load_options(v, p.seed)))).dump();
+        },
+        name);
+    std::vector<nlohmann::json> docs;
+    for (std::size_t i = 0; i < texts.size(); ++i) {
+        docs.push_back(nlohmann::json::parse(texts[i]));
+        if (docs.back().value("status", "") != "completed")
+            throw std::runtime_error(name(i) + ": " + docs.back().value("status", "?") + "\n" +
+                                     docs.back().value("deadlock", ""));
+    }
+    return docs;
+}
+
 std::uint64_t parse_seed(const std::string& s) {
     char* end = nullptr;
     errno = 0;
@@ -273,29 +306,9 @@ std::vector<report::CompareResult> compare_scenarios(const std::vector<std::stri
         seeds.push_back(std::move(ss));
     }
     auto run_points = [&](const std::vector<Point>& pts) {
-        auto name = [&](std::size_t i) {
-            const Point& p = pts[i];
-            const std::string& v = variants[p.file][p.variant];
-            return files[p.file] + (v.empty() ? "" : " [" + v + "]") + " seed " + std::to_string(p.seed);
-        };
-        const auto texts = cli::parallel_map(
-            pts.size(), jobs,
-            [&](std::size_t i) {
-                const Point& p = pts[i];
-                const std::string& v = variants[p.file][p.variant];
-                const auto r = runner::run(scenario::load_scenario(
-                    files[p.file], load_options(v.empty() ? std::nullopt : std::optional(v), p.seed)));
-                return report::to_json(r).dump();
-            },
-            name);
-        std::vector<nlohmann::json> docs;
-        for (std::size_t i = 0; i < texts.size(); ++i) {
-            docs.push_back(nlohmann::json::parse(texts[i]));
-            if (docs.back().value("status", "") != "completed")
-                throw std::runtime_error(name(i) + ": " + docs.back().value("status", "?") + "\n" +
-                                         docs.back().value("deadlock", ""));
-        }
-        return docs;
+        std::vector<RunPoint> runs;
+        for (const Point& p : pts) runs.push_back({&files[p.file], &variants[p.file][p.variant], p.seed});
+        return run_documents(runs, jobs);
     };
 
     std::vector<Point> first;
@@ -495,29 +508,10 @@ int cmd_check_published(const std::vector<std::string>& args) {
         std::uint64_t seed;
     };
     auto run_points = [&](const std::vector<Point>& pts) {
-        auto name = [&](std::size_t i) {
-            const Point& p = pts[i];
-            const std::string& v = configs[p.config].variants[p.variant];
-            return configs[p.config].file + (v.empty() ? "" : " [" + v + "]") + " seed " + std::to_string(p.seed);
-        };
-        const auto texts = cli::parallel_map(
-            pts.size(), jobs,
-            [&](std::size_t i) {
-                const Point& p = pts[i];
-                const std::string& v = configs[p.config].variants[p.variant];
-                const auto r = runner::run(scenario::load_scenario(
-                    configs[p.config].file, load_options(v.empty() ? std::nullopt : std::optional(v), p.seed)));
-                return report::to_json(r).dump();
-            },
-            name);
-        std::vector<nlohmann::json> docs;
-        for (std::size_t i = 0; i < texts.size(); ++i) {
-            docs.push_back(nlohmann::json::parse(texts[i]));
-            if (docs.back().value("status", "") != "completed")
-                throw std::runtime_error(name(i) + ": " + docs.back().value("status", "?") + "\n" +
-                                         docs.back().value("deadlock", ""));
-        }
-        return docs;
+        std::vector<RunPoint> runs;
+        for (const Point& p : pts)
+            runs.push_back({&configs[p.config].file, &configs[p.config].variants[p.variant], p.seed});
+        return run_documents(runs, jobs);
     };
     std::vector<Point> first;
     for (std::size_t c = 0; c < configs.size(); ++c)
