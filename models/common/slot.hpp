@@ -17,16 +17,10 @@ struct SlotState {
     vm::Gfn base = 0;
     std::uint64_t npages = 0;
     int host_level = 1;                    // the largest mapping level the backing allows
-    std::vector<std::uint64_t> populated;  // bit per host page the primary MMU maps
     std::vector<std::uint64_t> bitmap;     // dirty bitmap (KVM_MEM_LOG_DIRTY_PAGES)
     std::uint64_t bitmap_addr = 0;
 
     bool contains(vm::Gfn g) const { return g >= base && g - base < npages; }
-    // The host page holding g, counted from the slot's first.
-    std::uint64_t host_index(vm::Gfn g) const {
-        const unsigned sh = 9 * static_cast<unsigned>(host_level - 1);
-        return (g >> sh) - (base >> sh);
-    }
 };
 
 struct VcpuCaches {

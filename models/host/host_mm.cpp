@@ -16,6 +16,8 @@
 // taken, as the kernel's do (a page cleared for nothing is freed).
 #include "models/host/host_mm.hpp"
 
+#include "models/common/memslots.hpp"
+
 #include <algorithm>
 #include <array>
 #include <stdexcept>
@@ -181,17 +183,9 @@ HostMm::HostMm(engine::Simulator& sim, const vm::HostConfig& host, const std::ve
 
 HostMm::~HostMm() = default;
 
-HostMm::Slot* HostMm::slot_of(Gfn gfn) {
-    for (auto& s : slots_)
-        if (s->contains(gfn)) return s.get();
-    return nullptr;
-}
+HostMm::Slot* HostMm::slot_of(Gfn gfn) { return slot_containing(slots_, gfn); }
 
-const HostMm::Slot* HostMm::slot_of(Gfn gfn) const {
-    for (const auto& s : slots_)
-        if (s->contains(gfn)) return s.get();
-    return nullptr;
-}
+const HostMm::Slot* HostMm::slot_of(Gfn gfn) const { return slot_containing(slots_, gfn); }
 
 Page HostMm::state(const Slot& s, Gfn gfn) const {
     if (s.hugetlb) return s.ready[s.ih(gfn)] == kNever ? Page::Absent : Page::Hugetlb;

@@ -127,8 +127,6 @@ struct X86TdpMmu::Pml4e {
 };
 
 struct X86TdpMmu::Slot : SlotState {
-    vm::Backing backing = vm::Backing::Anonymous;
-    bool hugetlb = false;
     bool manual_protect = false;               // KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE | INITIALLY_SET
 };
 
@@ -256,9 +254,7 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared, host::HostMm* sh
         s->id = m.id;
         s->base = m.base_gfn;
         s->npages = m.npages;
-        s->backing = m.backing;
         s->host_level = level_of(vm::host_level(m.backing));
-        s->hugetlb = m.backing == vm::Backing::Hugetlb2M || m.backing == vm::Backing::Hugetlb1G;
         s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * slots_.size();
         if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
         for (std::uint64_t g = m.base_gfn >> 18; g <= (m.base_gfn + m.npages - 1) >> 18; ++g) g1s.push_back(g);
