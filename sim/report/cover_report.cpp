@@ -370,6 +370,33 @@ std::vector<Block> group_blocks(const ReportGroup& g, bool html) {
     }
     out.push_back(pre(st.str()));
 
+    // The plot.
+    out.push_back(heading(3, "Phase times per variant"));
+    if (html) {
+        Block b{Block::Kind::Svg};
+        b.text = phase_svg(g);
+        out.push_back(b);
+    } else {
+        // A text plot for a cover letter: one bar per phase and variant, scaled to the longest.
+        double top = 0;
+        std::size_t width = 0;
+        for (const auto* row : phases)
+            for (std::size_t v = 0; v < row->variants.size(); ++v) {
+                top = std::max(top, row->variants[v].mean);
+                width = std::max(width, phase_name(row->name).size() + g.variants[v].size() + 3);
+            }
+        std::ostringstream p;
+        for (const auto* row : phases)
+            for (std::size_t v = 0; v < row->variants.size(); ++v) {
+                const std::string label = phase_name(row->name) + " [" + g.variants[v] + "]";
+                const auto n = top > 0 ? static_cast<std::size_t>(std::lround(row->variants[v].mean / top * 50)) : 0;
+                p << label << std::string(width + 1 - std::min(width, label.size()), ' ') << std::string(n, '#') << " "
+                  << human_ns(row->variants[v].mean) << "\n";
+            }
+        out.push_back(pre(p.str()));
+    }
+
+
     // Significant changes.
     out.push_back(heading(3, "Significant changes"));
     std::vector<std::vector<std::string>> sig;
@@ -416,32 +443,6 @@ std::vector<Block> group_blocks(const ReportGroup& g, bool html) {
             if (rows.size() > 15) out.push_back(para(std::to_string(rows.size() - 15) + " more moved (kvmsim compare lists them)."));
         }
         if (!anything) out.push_back(para("No counter moved."));
-    }
-
-    // The plot.
-    out.push_back(heading(3, "Phase times per variant"));
-    if (html) {
-        Block b{Block::Kind::Svg};
-        b.text = phase_svg(g);
-        out.push_back(b);
-    } else {
-        // A text plot for a cover letter: one bar per phase and variant, scaled to the longest.
-        double top = 0;
-        std::size_t width = 0;
-        for (const auto* row : phases)
-            for (std::size_t v = 0; v < row->variants.size(); ++v) {
-                top = std::max(top, row->variants[v].mean);
-                width = std::max(width, phase_name(row->name).size() + g.variants[v].size() + 3);
-            }
-        std::ostringstream p;
-        for (const auto* row : phases)
-            for (std::size_t v = 0; v < row->variants.size(); ++v) {
-                const std::string label = phase_name(row->name) + " [" + g.variants[v] + "]";
-                const auto n = top > 0 ? static_cast<std::size_t>(std::lround(row->variants[v].mean / top * 50)) : 0;
-                p << label << std::string(width + 1 - std::min(width, label.size()), ' ') << std::string(n, '#') << " "
-                  << human_ns(row->variants[v].mean) << "\n";
-            }
-        out.push_back(pre(p.str()));
     }
 
     // Provenance.
@@ -509,7 +510,7 @@ constexpr const char* kStyle =
     "padding:0 1em;color:#222}"
     "table{border-collapse:collapse;margin:0.5em 0 1.2em;font-size:0.9em}"
     "th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right;vertical-align:top}"
-    "th:first-child,td.text{text-align:left}"
+    "th.text,td.text{text-align:left}"
     "th{background:#f3f3f3}"
     "pre{background:#f7f7f7;border:1px solid #ddd;padding:0.6em;overflow-x:auto}"
     "td.mono,code{font-family:ui-monospace,monospace;font-size:0.9em}"
@@ -535,7 +536,8 @@ std::string render_html(const std::string& title, const std::vector<Block>& bloc
                 break;
             case Block::Kind::Table: {
                 os << "<table class=\"" << html_escape(b.id) << "\">\n<thead><tr>";
-                for (const auto& h : b.header) os << "<th>" << html_escape(h) << "</th>";
+                for (std::size_t i = 0; i < b.header.size(); ++i)
+                    os << (i < b.text_columns ? "<th class=\"text\">" : "<th>") << html_escape(b.header[i]) << "</th>";
                 os << "</tr></thead>\n<tbody>\n";
                 for (const auto& r : b.rows) {
                     os << "<tr>";
