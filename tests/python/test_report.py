@@ -263,6 +263,9 @@ def test_set_a_preset_flag_on_the_command_line(tmp_path):
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     assert doc["resolved_scenario"]["workload"]["flags"] == {"v": 2, "b": "8M"}
+    # The resolved scenario, flags included, is a scenario by the schema.
+    jsonschema.validate(doc["resolved_scenario"],
+                        json.loads((ROOT / "scenarios" / "schema" / "scenario.schema.json").read_text()))
     one = tmp_path / "one.json"
     assert kvmsim("run", PRESET, "--set", "workload.flags.b=8M", "--json", one, "--quiet").returncode == 0
 
