@@ -292,3 +292,14 @@ def test_a_bad_flag_is_located_and_exits_2(setting, message):
 def test_set_usage_errors_exit_2():
     r = kvmsim("run", PRESET, "--set", "workload.flags.v")
     assert r.returncode == 2 and "--set expects PATH=VALUE" in r.stderr
+
+
+def test_the_python_command_runs_the_same_report(results):
+    """`kvmsim` as pip installs it is python/kvmsim/__main__.py, which execs the C++ binary."""
+    import sys
+    pytest.importorskip("kvmsim")
+    env = {**os.environ}
+    py = subprocess.run([sys.executable, "-m", "kvmsim", "report", *map(str, results)], capture_output=True,
+                        text=True, timeout=120, env=env)
+    assert py.returncode == 0, py.stderr
+    assert py.stdout == kvmsim("report", *results).stdout

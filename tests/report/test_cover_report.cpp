@@ -150,3 +150,27 @@ TEST_CASE("the report command: usage errors exit 2", "[report][cover]") {
     CHECK(report::report_command({"--help"}, out, err) == 0);
     CHECK_THAT(out.str(), Catch::StartsWith("usage: kvmsim report"));
 }
+
+TEST_CASE("stopped runs are flagged, and each scenario is its own section", "[report][cover]") {
+    auto stopped = result("after", 1, 50e6, 900, 20);
+    stopped["status"] = "stopped";
+    stopped["sim_time_ns"] = 5e6;
+    auto other = result("x", 7, 1e6, 1, 1);
+    other["scenario"] = "other";
+    other["scenario_sha256"] = std::string(64, 'c');
+    const std::vector<report::ReportInput> in{
+        {"b.json", result("before", 1, 100e6, 1000, 500)}, {"a.json", stopped}, {"o.json", other}};
+    const auto groups = report::group_results(in);
+    REQUIRE(groups.size() == 2);
+    CHECK(groups[1].scenario == "other");
+    CHECK(groups[1].variants == std::vector<std::string>{"x"});
+    const std::string md = report::render_report(groups, report::ReportFormat::Markdown, {"v", "b"});
+    CHECK_THAT(md, Catch::StartsWith("# kvmsim report\n"));  // no single scenario in the title
+    CHECK_THAT(md, Catch::Contains("\n## zap\n") && Catch::Contains("\n## other\n"));
+    CHECK_THAT(md, Catch::Contains("kvmsim run scenarios/seeds/zap.json --variant after --seed 1 --until 5ms --json a.json"));
+    CHECK_THAT(md, Catch::Contains("Warning: some runs did not complete"));
+    CHECK_THAT(md, Catch::Contains("One variant: nothing to compare."));
+    // One seed per variant: no intervals, the phases that changed.
+    CHECK_THAT(md, Catch::Contains("One seed per variant: no intervals"));
+    CHECK_THAT(md, Catch::Contains("| phase boot | 100 ms | 50 ms | -50.00% |"));
+}
