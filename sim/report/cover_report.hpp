@@ -49,6 +49,7 @@ struct ReportError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 std::vector<ReportGroup> group_results(const std::vector<ReportInput>& inputs, const std::string& baseline = "");
+std::vector<ReportGroup> group_results(std::vector<ReportInput>&& inputs, const std::string& baseline = "") = delete;
 
 // The whole document.
 std::string render_report(const std::vector<ReportGroup>& groups, ReportFormat format, const ReportContext& ctx);

@@ -66,11 +66,12 @@ TEST_CASE("results group by scenario and variant, matched by seed", "[report][co
 }
 
 TEST_CASE("grouping refuses what it cannot compare", "[report][cover]") {
-    CHECK_THROWS_WITH(report::group_results({{"x.json", json{{"name", "a scenario"}}}}),
-                      Catch::Contains("x.json: not a result document"));
-    CHECK_THROWS_WITH(report::group_results({{"a.json", result("a", 1, 1, 1, 1)}, {"b.json", result("b", 2, 1, 1, 1)}}),
-                      Catch::Contains("no seed has a result of every variant"));
-    CHECK_THROWS_WITH(report::group_results(inputs(), "middle"), Catch::Contains("--baseline: no variant \"middle\""));
+    const std::vector<report::ReportInput> scenario{{"x.json", json{{"name", "a scenario"}}}};
+    CHECK_THROWS_WITH(report::group_results(scenario), Catch::Contains("x.json: not a result document"));
+    const std::vector<report::ReportInput> apart{{"a.json", result("a", 1, 1, 1, 1)}, {"b.json", result("b", 2, 1, 1, 1)}};
+    CHECK_THROWS_WITH(report::group_results(apart), Catch::Contains("no seed has a result of every variant"));
+    const auto in = inputs();
+    CHECK_THROWS_WITH(report::group_results(in, "middle"), Catch::Contains("--baseline: no variant \"middle\""));
     // The same variant name with another resolved scenario (other overrides) is another column.
     const std::vector<report::ReportInput> two{{"a.json", result("v", 1, 1e6, 1, 1, "x")}, {"b.json", result("v", 1, 2e6, 1, 1, "y")}};
     const auto g = report::group_results(two);
