@@ -1,6 +1,7 @@
 #include "sim/report/cover_report.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <ostream>
 #include <set>
 #include <sstream>
+#include <string_view>
 
 #include "sim/report/report.hpp"
 #include "sim/scenario/error.hpp"
@@ -290,12 +292,41 @@ std::vector<std::string> metric_row(const MetricRow& row, bool with_ci) {
 
 std::string phase_name(const std::string& metric) { return metric.substr(6); }
 
-// The run's command line, as far as the result says: its file, variant and seed (overrides are
-// in its resolved_scenario).
+// A --set argument for an override: the dotted path when no key needs the pointer form, the
+// value as JSON (a string bare when it reads back as the same string), quoted for a shell when
+// needed.
+std::string set_argument(const std::string& pointer, const nlohmann::json& value) {
+    std::string path;
+    bool dotted = pointer.size() > 1 && pointer[0] == '/';
+    for (std::size_t i = 1; dotted && i < pointer.size(); ++i) {
+        const char c = pointer[i];
+        if (c == '.' || c == '~' || (c == '/' && (pointer[i - 1] == '/' || i + 1 == pointer.size()))) dotted = false;
+        else path += c == '/' ? '.' : c;
+    }
+    std::string v = value.dump();
+    if (value.is_string()) {
+        const std::string s = value.get<std::string>();
+        if (nlohmann::json::parse(s, nullptr, false).is_discarded()) v = s;
+    }
+    std::string arg = (dotted ? path : pointer) + "=" + v;
+    const bool plain = std::all_of(arg.begin(), arg.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("._-/=:+,@").find(c) != std::string_view::npos;
+    });
+    if (plain) return arg;
+    std::string q = "'";
+    for (char c : arg) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+// The run's command line, as the result says: its file, variant, seed and overrides (the
+// scenario as it ran is in its resolved_scenario).
 std::string command_line(const ReportInput& in) {
     std::string cmd = "kvmsim run " + str_of(in.doc, "file");
     if (!str_of(in.doc, "variant").empty()) cmd += " --variant " + str_of(in.doc, "variant");
     cmd += " --seed " + std::to_string(in.doc["seed"].get<std::uint64_t>());
+    if (in.doc.contains("overrides") && in.doc["overrides"].is_array())
+        for (const auto& o : in.doc["overrides"])
+            if (o.is_array() && o.size() == 2 && o[0].is_string()) cmd += " --set " + set_argument(o[0], o[1]);
     if (str_of(in.doc, "status") == "stopped" && in.doc.contains("sim_time_ns") && in.doc["sim_time_ns"].is_number()) {
         std::string t = human_ns(in.doc["sim_time_ns"].get<double>());
         t.erase(std::remove(t.begin(), t.end(), ' '), t.end());

@@ -86,6 +86,9 @@ nlohmann::ordered_json to_json(const runner::Result& r) {
     j["file"] = r.file;
     j["scenario_sha256"] = r.scenario_sha256;
     if (!r.resolved_sha256.empty()) j["resolved_sha256"] = r.resolved_sha256;
+    j["overrides"] = nlohmann::ordered_json::array();
+    for (const auto& [pointer, value] : r.overrides)
+        j["overrides"].push_back({pointer, nlohmann::ordered_json::parse(value)});
     j["variant"] = r.variant;
     j["seed"] = r.seed;
     j["seed_used"] = r.seed_used;

@@ -74,6 +74,7 @@ Result run(const scenario::Scenario& s, const RunOptions& opts) {
     r.resolved_sha256 = s.resolved_sha256;
     r.resolved_json = s.resolved_json;
     r.host_profile_json = s.host_profile_json;
+    r.overrides = s.overrides;
     r.variant = s.variant;
     r.seed = s.seed;
     r.seed_used = sim.seed_used();

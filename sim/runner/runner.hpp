@@ -58,6 +58,7 @@ struct Result {
     std::string resolved_sha256;
     std::string resolved_json;       // Scenario::resolved_json
     std::string host_profile_json;   // Scenario::host_profile_json
+    std::vector<std::pair<std::string, std::string>> overrides;  // Scenario::overrides
     std::string variant;
     std::uint64_t seed = 0;
     bool seed_used = false;  // false: every seed gives this same result

@@ -1026,6 +1026,7 @@ Scenario load_scenario_text(const std::string& text, const std::string& path, co
     for (const auto& [pointer, value] : opts.overrides) apply_override(patched, pointer, value, label);
     Node merged(patched, label);
     Scenario sc = build(merged, path, sha, chosen, variants, opts);
+    for (const auto& [pointer, value] : opts.overrides) sc.overrides.emplace_back(pointer, value.dump());
     return sc;
 }
 

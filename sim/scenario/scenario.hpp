@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "sim/vm/mmu_model.hpp"
@@ -64,6 +65,8 @@ struct Scenario {
     // file alone says how it was made.
     std::string resolved_json;
     std::string host_profile_json;
+    // LoadOptions::overrides as applied: (JSON pointer, value as JSON text), in order.
+    std::vector<std::pair<std::string, std::string>> overrides;
     std::uint64_t seed = 1;
     std::string variant;      // the variant applied ("" when the scenario has none)
     std::vector<std::string> variants;  // all, the first is the baseline

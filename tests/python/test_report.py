@@ -118,7 +118,15 @@ def test_the_html_report_of_seed_003(results, tmp_path):
     for row, path in zip(runs["rows"], results):
         doc = json.loads(path.read_text())
         assert row[3] == doc["fingerprint"]
-        assert row[4] == f"kvmsim run {SEED} --variant {doc['variant']} --seed {doc['seed']} --json {path}"
+        assert row[4] == (f"kvmsim run {SEED} --variant {doc['variant']} --seed {doc['seed']} "
+                          f"--set workload.phases.0.stream.count=4000 --set events.0.count=8 --json {path}")
+    # A command line, run as it is written, makes that run again.
+    import shlex
+    argv = shlex.split(runs["rows"][3][4])
+    again = tmp_path / "again.json"
+    argv[argv.index("--json") + 1] = str(again)
+    assert kvmsim(*argv[1:], "--quiet").returncode == 0
+    assert json.loads(again.read_text())["fingerprint"] == runs["rows"][3][3]
     # The significant changes: the boot phase, read-lock against write-lock, with its interval.
     sig = page.tables["significant-changes"]
     assert sig["header"][:3] == ["metric", "write-lock (mean)", "read-lock (mean)"]
@@ -236,6 +244,7 @@ def test_a_result_says_how_it_was_made(results, tmp_path):
     assert sc["mmu"]["knobs"]["zap_lock"] == "read"  # the variant's patch
     assert sc["workload"]["phases"][0]["stream"]["count"] == 4000  # the --set overrides
     assert sc["events"][0]["count"] == 8
+    assert doc["overrides"] == [["/workload/phases/0/stream/count", 4000], ["/events/0/count", 8]]
     assert doc["resolved_host_profile"]["name"] == "x86-server"
     assert len(doc["build_id"]) == 64 and len(doc["resolved_sha256"]) == 64
     # The resolved scenario alone runs the same run again.

@@ -159,6 +159,9 @@ TEST_CASE("stopped runs are flagged, and each scenario is its own section", "[re
     auto other = result("x", 7, 1e6, 1, 1);
     other["scenario"] = "other";
     other["scenario_sha256"] = std::string(64, 'c');
+    other["overrides"] = json::array({json::array({"/workload/flags/v", 8}), json::array({"/host/costs/fault_entry", "1 us"}),
+                                      json::array({"/a.b/c", true}), json::array({"/mmu/knobs/s", "8"}),
+                                      json::array({"/vm/name", "it's"})});
     const std::vector<report::ReportInput> in{
         {"b.json", result("before", 1, 100e6, 1000, 500)}, {"a.json", stopped}, {"o.json", other}};
     const auto groups = report::group_results(in);
@@ -170,6 +173,9 @@ TEST_CASE("stopped runs are flagged, and each scenario is its own section", "[re
     CHECK_THAT(md, Catch::Contains("\n## zap\n") && Catch::Contains("\n## other\n"));
     CHECK_THAT(md, Catch::Contains("kvmsim run scenarios/seeds/zap.json --variant after --seed 1 --until 5ms --json a.json"));
     CHECK_THAT(md, Catch::Contains("Warning: some runs did not complete"));
+    // Overrides come back as --set arguments a shell takes as they are.
+    CHECK_THAT(md, Catch::Contains("--variant x --seed 7 --set workload.flags.v=8 --set 'host.costs.fault_entry=1 us' "
+                                   "--set /a.b/c=true --set 'mmu.knobs.s=\"8\"' --set 'vm.name=it'\\''s' --json o.json"));
     CHECK_THAT(md, Catch::Contains("One variant: nothing to compare."));
     // One seed per variant: no intervals, the phases that changed.
     CHECK_THAT(md, Catch::Contains("One seed per variant: no intervals"));
