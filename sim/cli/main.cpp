@@ -12,6 +12,8 @@
 //                                        against the baseline, paired 95% intervals; runs in
 //                                        N worker processes (default: one per CPU)
 //   kvmsim compare A.json B.json         two saved results
+//   kvmsim report RESULT.json... [--format md|html] [-o FILE] [--baseline V]   sim/report/cover_report.hpp
+//   --set PATH=VALUE (any command, repeatable): an override after the variant (sim/cli/overrides.hpp)
 //   kvmsim check-published [DIR] [--json OUT] [--jobs N] [--seeds N] [--all] [--only NAME,...]
 //                                        every scenario of DIR (default scenarios/published)
 //                                        against the figures of its "published" block
@@ -31,6 +33,8 @@
 
 #include "models/registry.hpp"
 #include "sim/cli/batch.hpp"
+#include "sim/cli/overrides.hpp"
+#include "sim/report/cover_report.hpp"
 #include "sim/report/compare.hpp"
 #include "sim/report/published.hpp"
 #include "sim/report/report.hpp"
@@ -60,11 +64,15 @@ constexpr const char* kUsage =
     "       kvmsim list\n"
     "       kvmsim compare SCENARIO|DIR... [--seeds N] [--jobs N] [--json OUT]\n"
     "       kvmsim compare RESULT_A.json RESULT_B.json\n"
-    "       kvmsim check-published [DIR] [--json OUT] [--jobs N] [--seeds N] [--all] [--only NAME,...]\n";
+    "       kvmsim check-published [DIR] [--json OUT] [--jobs N] [--seeds N] [--all] [--only NAME,...]\n"
+    "       kvmsim report RESULT.json... [--format md|html] [-o FILE] [--baseline VARIANT]\n"
+    "       any command: --set PATH=VALUE  (an override, e.g. --set workload.flags.v=8)\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
+
+std::vector<std::pair<std::string, nlohmann::json>> g_set_overrides;  // --set, for every load
 
 std::vector<std::string> host_dirs() {
     std::vector<std::string> dirs;
@@ -87,6 +95,7 @@ scenario::LoadOptions load_options(std::optional<std::string> variant, std::opti
     o.seed = seed;
     o.models = &models::builtin_models();
     o.host_dirs = host_dirs();
+    o.overrides = g_set_overrides;
     return o;
 }
 
@@ -678,6 +687,7 @@ int cmd_list() {
 int main(int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
     try {
+        g_set_overrides = cli::take_set_options(args);
         if (args.empty()) throw UsageError("no command");
         const std::string cmd = args.front();
         args.erase(args.begin());
@@ -688,11 +698,15 @@ int main(int argc, char** argv) {
         if (cmd == "compare") return cmd_compare(args);
         if (cmd == "diff") return cmd_diff(args);
         if (cmd == "check-published") return cmd_check_published(args);
+        if (cmd == "report") return report::report_command(args, std::cout, std::cerr);
         if (cmd == "-h" || cmd == "--help" || cmd == "help") {
             std::cout << kUsage;
             return 0;
         }
         throw UsageError("unknown command \"" + cmd + "\"");
+    } catch (const cli::OverrideError& e) {
+        std::cerr << "kvmsim: " << e.what() << "\n";
+        return 2;
     } catch (const UsageError& e) {
         std::cerr << "kvmsim: " << e.what() << "\n" << kUsage;
         return 2;
