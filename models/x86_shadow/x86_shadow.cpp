@@ -2136,6 +2136,9 @@ vm::ModelInfo x86_shadow_model_info() {
             k.applies_when.push_back(with_tdp("it is the mmu_lock mode of the TDP MMU's fault path; the shadow MMU's "
                                               "faults always take mmu_lock for write, and tdp_mmu false turns the TDP "
                                               "MMU off"));
+        } else if (k.name == "fault_split" || k.name == "tdp_mmu_fast_page_fault") {
+            k.applies_when.push_back(with_tdp("it changes the TDP MMU's fault path (kvm_tdp_mmu_map, fast_page_fault on "
+                                              "TDP MMU roots); with tdp_mmu false the shadow MMU handles L1 faults"));
         } else if (k.name == "split_desc_cache_capacity" || k.name == "split_cache_free") {
             k.applies_when.push_back(with_tdp("the nested MMUs' huge pages are split eagerly only with the TDP MMU on "
                                               "(kvm_mmu_slot_try_split_huge_pages returns at once otherwise)"));

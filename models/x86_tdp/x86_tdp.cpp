@@ -50,6 +50,9 @@ constexpr int kRootLevel = 4;
 constexpr std::uint64_t kNoLine = ~std::uint64_t{0};
 
 enum Ret : int { RET_PF_FIXED, RET_PF_SPURIOUS, RET_PF_RETRY, RET_PF_EMULATE, RET_PF_INVALID };
+// Not a kernel value: map_commit froze a huge SPTE (fault_split = "zap") and the caller must flush
+// before map_zap_link goes on.
+constexpr int kZapFlushPending = 100;
 
 constexpr std::uint64_t pages_at(int level) { return std::uint64_t{1} << (9 * (level - 1)); }
 constexpr Gfn round_gfn(Gfn gfn, int level) { return gfn & ~(pages_at(level) - 1); }
@@ -112,6 +115,8 @@ Config Config::from(const vm::Knobs& knobs) {
     c.eager_page_split = knob_bool(knobs, "eager_page_split", true, "x86_tdp");
     c.preempt = knob_bool(knobs, "preempt", true, "x86_tdp");
     c.preserve_roots = knob_choice(knobs, "tdp_root_unload", "preserve", {"preserve", "drop"}, "x86_tdp") == "preserve";
+    c.fault_split_in_place = knob_choice(knobs, "fault_split", "in_place", {"in_place", "zap"}, "x86_tdp") == "in_place";
+    c.tdp_mmu_fast_page_fault = knob_bool(knobs, "tdp_mmu_fast_page_fault", true, "x86_tdp");
     c.mmu_init = x86_context::parse_init_mode(knobs);
     return c;
 }
@@ -147,20 +152,22 @@ struct X86TdpMmu::EntryRef {
 struct X86TdpMmu::Bulk : BulkWalk {};
 
 struct X86TdpMmu::MapPlan {
-    enum Kind : std::uint8_t { Through, Link, Split, Install };
+    // ZapLink (fault_split = "zap"): freeze the huge SPTE in the way, flush, then link an empty page.
+    enum Kind : std::uint8_t { Through, Link, Split, ZapLink, Install };
     struct Step {
         int level = 0;
         Kind kind = Through;
         std::uint8_t old_e = 0;
         std::uint32_t old_serial = 0;
         std::uint8_t new_e = 0;
-        std::uint64_t page = 0;  // Link/Split: the new page
+        std::uint64_t page = 0;  // Link/Split/ZapLink: the new page
     };
     std::array<Step, 4> steps{};
     int n = 0;
     int result = RET_PF_FIXED;  // RET_PF_RETRY / RET_PF_SPURIOUS when decided by the walk
     Time cost;
     Gfn gfn = 0;
+    int zapped = -1;  // the ZapLink step frozen by map_commit, awaiting its flush
 };
 
 struct X86TdpMmu::ModelCounters {
@@ -194,12 +201,13 @@ struct X86TdpMmu::ModelCounters {
           root_put(c.id("tdp_mmu_root_put")),
           root_free(c.id("tdp_mmu_root_free")),
           root_walk(c.id("tdp_mmu_root_lookup_steps")),
-          rebuild_faults(c.id("root_rebuild_faults")) {}
+          rebuild_faults(c.id("root_rebuild_faults")),
+          pf_zap_huge(c.id("pf_huge_spte_zapped")) {}
     engine::CounterId retry_precheck, retry_stale, retry_frozen, retry_cmpxchg, fast_retry, yields,
         yields_needbreak, yields_resched, yield_flushes, zap_atomic, zap_leaf, splits, split_allocs,
         topup_objs, alloc_atomic, dirty_marked, wrprot, dirty_harvested,
         smm_enter, smm_exit, smm_ignored, smm_stall, smi_handler_lines, smram_lines, root_alloc, root_reuse,
-        root_put, root_free, root_walk, rebuild_faults;
+        root_put, root_free, root_walk, rebuild_faults, pf_zap_huge;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -682,7 +690,14 @@ void X86TdpMmu::map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, Gfn gf
             }
         }
         st.page = pt_alloc_.alloc();
-        if (is_present(e)) {  // tdp_mmu_split_huge_page
+        if (is_present(e) && !cfg_.fault_split_in_place) {
+            // v5.16's kvm_tdp_mmu_map: tdp_mmu_zap_spte_atomic (cmpxchg to REMOVED_SPTE,
+            // handle_changed_spte, flush, write 0), then an empty page linked in its place; the
+            // other pages of the huge range will fault one by one. The flush is the caller's.
+            st.kind = MapPlan::ZapLink;
+            p.cost += k_.spte_cmpxchg + k_.spte_update;
+            virt_e = 0;
+        } else if (is_present(e)) {  // tdp_mmu_split_huge_page
             st.kind = MapPlan::Split;
             p.cost += split_cost(st.page, cpu);
             virt_e = static_cast<std::uint8_t>(e & (spte::P | spte::W | spte::X | spte::MW | spte::LEAF));
@@ -701,9 +716,9 @@ void X86TdpMmu::map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, Gfn gf
 // the new value) or RET_PF_RETRY (a lost cmpxchg). p.cost receives the work done after a
 // successful install, still under mmu_lock (a TLB flush when a table was replaced, marking the
 // page dirty).
-int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu) {
+int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu, int from) {
     const Gfn gfn = p.gfn;
-    int i = 0;
+    int i = from;
     for (; i < p.n; ++i) {
         MapPlan::Step& st = p.steps[static_cast<std::size_t>(i)];
         EntryRef r = ref(st.level, gfn);
@@ -716,6 +731,15 @@ int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu) {
                 link_table(st.level, gfn, st.page);
                 fill_split(st.level, gfn, st.old_e);
                 break;
+            case MapPlan::ZapLink:
+                // Frozen: other faults walking into it retry, bulk walkers skip it.
+                clear_entry(st.level, gfn);
+                *r.e = spte::FROZEN;
+                sim_.counters().add(mc_->zap_atomic);
+                sim_.counters().add(mc_->pf_zap_huge);
+                p.zapped = i;
+                p.cost = Time::zero();
+                return kZapFlushPending;
             case MapPlan::Install:
                 if (st.new_e == st.old_e) {
                     p.cost = Time::zero();
@@ -736,11 +760,25 @@ int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu) {
     // Lost a cmpxchg: the pages this fault allocated and did not link are freed (tdp_mmu_free_sp).
     for (; i < p.n; ++i) {
         const MapPlan::Step& st = p.steps[static_cast<std::size_t>(i)];
-        if (st.kind == MapPlan::Link || st.kind == MapPlan::Split) pt_alloc_.free(st.page);
+        if (st.kind == MapPlan::Link || st.kind == MapPlan::Split || st.kind == MapPlan::ZapLink)
+            pt_alloc_.free(st.page);
     }
     p.cost = Time::zero();
     sim_.counters().add(mc_->retry_cmpxchg);
     return RET_PF_RETRY;
+}
+
+// After the flush that followed map_commit's freeze: the frozen SPTE is cleared (only its freezer
+// writes a REMOVED_SPTE), an empty page is linked in its place, and the remaining steps commit.
+int X86TdpMmu::map_zap_link(MapPlan& p, Slot& s, std::uint32_t cpu) {
+    const MapPlan::Step& st = p.steps[static_cast<std::size_t>(p.zapped)];
+    EntryRef r = ref(st.level, p.gfn);
+    if (*r.e != spte::FROZEN) throw std::logic_error("x86_tdp: a frozen SPTE changed under its freezer");
+    *r.e = 0;
+    link_table(st.level, p.gfn, st.page);
+    const int from = p.zapped + 1;
+    p.zapped = -1;
+    return map_commit(p, s, cpu, from);
 }
 
 Task<void> X86TdpMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access) {
@@ -794,7 +832,9 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
         // page_fault_can_be_fast: fault->present && fault->write (A/D bits enabled). `present`
         // is the exit qualification's, i.e. the SPTE the guest access saw: no walk before the
         // check, so a not-present fault reads no SPTE here.
-        if (write && is_leaf(leaf_spte(gfn))) {
+        // Before v5.15 (tdp_mmu_fast_page_fault false) direct_page_fault called fast_page_fault
+        // only when the root was not a TDP MMU root.
+        if (cfg_.tdp_mmu_fast_page_fault && write && is_leaf(leaf_spte(gfn))) {
             const engine::TraceScope slice(sim_, "fast_page_fault");
             int level = 0;
             std::uint8_t e = 0;
@@ -896,6 +936,11 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
                 ret = plan.result;
             } else {
                 ret = map_commit(plan, *s, cpu);
+                if (ret == kZapFlushPending) {
+                    // kvm_flush_remote_tlbs_with_address, mmu_lock held, the SPTE frozen.
+                    co_await sim_.delay(tlb_.flush());
+                    ret = map_zap_link(plan, *s, cpu);
+                }
                 if (plan.cost > Time::zero()) co_await sim_.delay(plan.cost);
             }
         }
@@ -1632,6 +1677,19 @@ vm::ModelInfo x86_tdp_model_info() {
                "'drop' = before v6.4 (the last vCPU reference put frees the root and zaps its whole tree, "
                "synchronously as in v5.17/v5.18, so the vCPU rebuilds it by faults). Also the mmu_lock mode "
                "of root allocation and kvm_mmu_free_roots: read (preserve, v6.9) or write (drop)"),
+        choice_knob("fault_split", "in_place", {"in_place", "zap"},
+               "what a fault that needs a smaller mapping does to a huge SPTE in the way (kvm_tdp_mmu_map): "
+               "'in_place' = v6.2+ (David Matlack's 'KVM: x86/mmu: Split huge pages mapped by the TDP MMU on "
+               "fault', commit c4b33d28ea51, merged for v6.2): tdp_mmu_split_huge_page fills a page with 512 "
+               "children carrying the huge SPTE's permissions and links it; 'zap' = before v6.2 (v5.16's "
+               "code is followed): tdp_mmu_zap_spte_atomic freezes the huge SPTE, flushes remote TLBs "
+               "(kvm_flush_remote_tlbs_with_address) and clears it, then an empty page is linked, so every "
+               "other 4K page of the huge range takes its own fault"),
+        bool_knob("tdp_mmu_fast_page_fault", true,
+                "fast_page_fault on TDP MMU roots (David Matlack's 'KVM: x86/mmu: fast_page_fault support for "
+                "the TDP MMU', commit 6e8eb2060cc7, merged for v5.15); false = v5.10-v5.14, where "
+                "direct_page_fault skipped fast_page_fault for a TDP MMU root, so a write-protection fault "
+                "takes the full path: top-up, GUP, mmu_lock (fault_lock's mode), kvm_tdp_mmu_map"),
         x86_context::mmu_init_knob(),
     };
     info.costs = x86_tdp::Costs::names();

@@ -6,6 +6,10 @@
 //               mmu_invalidate_retry_gfn_unsafe), read_lock(mmu_lock), is_page_fault_stale,
 //               kvm_tdp_mmu_map (tdp_mmu_link_sp, tdp_mmu_split_huge_page,
 //               tdp_mmu_map_handle_target_level, tdp_mmu_set_spte_atomic)
+//               older kernels by knob: fault_split = "zap" (v5.16's kvm_tdp_mmu_map:
+//               tdp_mmu_zap_spte_atomic of the huge SPTE in the way, then tdp_mmu_link_page of an empty
+//               page), tdp_mmu_fast_page_fault = false (v5.10-v5.14's direct_page_fault, which skipped
+//               fast_page_fault for a TDP MMU root)
 //   dirty log   kvm_mmu_slot_apply_flags, kvm_mmu_slot_try_split_huge_pages ->
 //               tdp_mmu_split_huge_pages_root, kvm_mmu_slot_remove_write_access ->
 //               wrprot_gfn_range, kvm_get_dirty_log_protect, kvm_clear_dirty_log_protect,
@@ -80,6 +84,12 @@ struct Config {
     // tdp_root_unload: "preserve" (v6.4+: the TDP MMU holds a reference to every valid root) or
     // "drop" (before: the last put frees the root and zaps its tree).
     bool preserve_roots = true;
+    // fault_split: "in_place" (v6.2+: kvm_tdp_mmu_map splits a huge SPTE in the way with
+    // tdp_mmu_split_huge_page) or "zap" (before: tdp_mmu_zap_spte_atomic, a flush, an empty table).
+    bool fault_split_in_place = true;
+    // tdp_mmu_fast_page_fault: v5.15+ (fast_page_fault serves TDP MMU roots); false = before,
+    // where direct_page_fault skipped fast_page_fault for a TDP MMU root.
+    bool tdp_mmu_fast_page_fault = true;
     x86_context::InitMode mmu_init = x86_context::InitMode::FullEveryReset;
     static Config from(const vm::Knobs& knobs);
 };
@@ -245,7 +255,8 @@ private:
 
     // --- fault path ---
     void map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, vm::Gfn gfn, int goal, std::uint8_t leaf);
-    int map_commit(MapPlan& p, Slot& s, std::uint32_t cpu);
+    int map_commit(MapPlan& p, Slot& s, std::uint32_t cpu, int from = 0);
+    int map_zap_link(MapPlan& p, Slot& s, std::uint32_t cpu);
 
     // --- bulk walkers (the Bulk context holds the lock guard and the unelapsed work) ---
     engine::Task<void> settle(Bulk& b);

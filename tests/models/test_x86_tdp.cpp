@@ -41,8 +41,10 @@ TEST_CASE("x86_tdp is registered with its knobs, costs and operations", "[x86_td
     REQUIRE(info);
     CHECK(info->kernel.find("v6.9") != std::string::npos);
     for (const char* k : {"fault_lock", "zap_lock", "fault_precheck", "eager_page_split", "preempt", "tdp_root_unload",
-                          "mmu_init"})
+                          "fault_split", "tdp_mmu_fast_page_fault", "mmu_init"})
         CHECK(info->knob(k));
+    CHECK(std::get<std::string>(info->knob("fault_split")->default_value) == "in_place");
+    CHECK(std::get<bool>(info->knob("tdp_mmu_fast_page_fault")->default_value));
     CHECK(std::get<std::string>(info->knob("tdp_root_unload")->default_value) == "preserve");
     CHECK(std::get<std::string>(info->knob("mmu_init")->default_value) == "full_every_reset");
     CHECK(std::get<std::string>(info->knob("zap_lock")->default_value) == "write");
@@ -63,6 +65,10 @@ TEST_CASE("a knob of the wrong type or with an unknown choice is rejected", "[x8
     CHECK_THROWS_WITH(h.build(make_tdp), Catch::Contains("zap_lock"));
     Harness h2(Backing::Anonymous, 512, 1, {{"fault_precheck", std::string("yes")}});
     CHECK_THROWS_WITH(h2.build(make_tdp), Catch::Contains("fault_precheck"));
+    Harness h3(Backing::Anonymous, 512, 1, {{"fault_split", std::string("split")}});
+    CHECK_THROWS_WITH(h3.build(make_tdp), Catch::Contains("fault_split"));
+    Harness h4(Backing::Anonymous, 512, 1, {{"tdp_mmu_fast_page_fault", std::string("no")}});
+    CHECK_THROWS_WITH(h4.build(make_tdp), Catch::Contains("tdp_mmu_fast_page_fault"));
 }
 
 TEST_CASE("a missing cost is reported by name", "[x86_tdp]") {
@@ -276,6 +282,115 @@ TEST_CASE("without eager split the first write to each huge page splits it in th
     CHECK(t.gauge("pages_2m") == 0);
     CHECK(t.gauge("pages_4k") == 4 * 512);
     CHECK(t.counter("mark_page_dirty_in_slot") == 4 * 512);
+}
+
+namespace {
+// A 1G hugetlb page mapped by one write, then dirty logging enabled without eager splitting (the
+// 1G SPTE is write-protected), then one vCPU writes B, B + 1 (same 2M range) and B + 600 (the next).
+std::unique_ptr<Tdp> huge_1g_dirty_writes(const std::string& fault_split, VcpuResult& r) {
+    auto t = std::make_unique<Tdp>(Backing::Hugetlb1G, 512 * 512, 1,
+                                   vm::Knobs{{"eager_page_split", false}, {"fault_split", fault_split}});
+    VcpuResult r0;
+    t->spawn_vcpu(0, {{B + 5, Access::Write}}, 0_ns, r0);
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    REQUIRE(t->gauge("pages_1g") == 1);
+    t->spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t->model->dirty_log_enable(t->host_ctx(3), 0, {}); });
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    REQUIRE(t->counter("spte_write_protected") == 1);
+    REQUIRE(t->counter("remote_tlb_flush") == 1);
+    t->spawn_vcpu(0, {{B, Access::Write}, {B + 1, Access::Write}, {B + 600, Access::Write}}, 0_ns, r);
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    return t;
+}
+}  // namespace
+
+TEST_CASE("fault_split = zap: a write to a write-protected 1G page zaps it with a flush; its 4K pages fault one by one",
+          "[x86_tdp][dirty][fault_split]") {
+    VcpuResult r;
+    auto t = huge_1g_dirty_writes("zap", r);
+    CHECK(r.faults == 3);
+    // v5.16's kvm_tdp_mmu_map: the 1G SPTE is frozen, flushed and cleared, an empty PD is linked.
+    CHECK(t->counter("pf_huge_spte_zapped") == 1);
+    CHECK(t->counter("tdp_mmu_zap_spte_atomic") == 1);
+    CHECK(t->counter("kvm_mmu_split_huge_page") == 0);
+    CHECK(t->counter("remote_tlb_flush") == 2);  // enable, then the zap's
+    CHECK(t->gauge("pages_1g") == 0);
+    CHECK(t->gauge("pages_2m") == 0);
+    CHECK(t->gauge("pages_4k") == 3);  // only what was written is mapped again
+    CHECK(t->tdp().tdp_mmu_pages() == 1 + 1 + 2);  // PDPT, the new PD, a PT per 2M range written
+    // No fast fixes: the first write saw a huge SPTE in a dirty-logged slot, the others no SPTE.
+    CHECK(t->counter("pf_fast") == 0);
+    CHECK(t->counter("pf_fixed") == 1 + 3);
+    CHECK(t->lock("mmu_lock", engine::LockMode::Read, "kvm_tdp_mmu_page_fault")->acquisitions == 1 + 3);
+    CHECK(t->counter("mark_page_dirty_in_slot") == 3);
+    for (Gfn g : {B, B + 1, B + 600}) {
+        CHECK(t->tdp().mapping_level(g) == PageLevel::K4);
+        CHECK(t->model->hits(0, g, Access::Write));
+        CHECK(t->tdp().dirty(0, g));
+    }
+    // Every other page of the 1G range now faults (not present), with no further flush.
+    CHECK_FALSE(t->tdp().mapping_level(B + 2));
+    CHECK_FALSE(t->model->hits(0, B + 2, Access::Read));
+    CHECK_FALSE(t->model->hits(0, B + 512 * 512 - 1, Access::Read));
+    VcpuResult r2;
+    t->spawn_vcpu(0, range(B + 2, 100, Access::Write), 0_ns, r2);
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    CHECK(r2.faults == 100);
+    CHECK(t->counter("pf_fixed") == 1 + 3 + 100);
+    CHECK(t->counter("pf_fast") == 0);
+    CHECK(t->counter("remote_tlb_flush") == 2);
+    CHECK(t->gauge("pages_4k") == 103);
+}
+
+TEST_CASE("fault_split = in_place: the same writes split the 1G page in the fault and fix the rest fast",
+          "[x86_tdp][dirty][fault_split]") {
+    VcpuResult r;
+    auto t = huge_1g_dirty_writes("in_place", r);
+    CHECK(r.faults == 3);
+    // B: 1G -> 2M -> 4K in one fault; B + 1: a write-protected 4K child, fixed fast; B + 600: a
+    // write-protected 2M child, split by the slow path.
+    CHECK(t->counter("kvm_mmu_split_huge_page") == 3);
+    CHECK(t->counter("pf_huge_spte_zapped") == 0);
+    CHECK(t->counter("tdp_mmu_zap_spte_atomic") == 0);
+    CHECK(t->counter("remote_tlb_flush") == 1);  // enable only
+    CHECK(t->counter("pf_fast") == 1);
+    CHECK(t->counter("pf_fixed") == 1 + 3);
+    CHECK(t->gauge("pages_1g") == 0);
+    CHECK(t->gauge("pages_2m") == 510);
+    CHECK(t->gauge("pages_4k") == 2 * 512);
+    CHECK(t->model->hits(0, B + 2, Access::Read));  // present, write-protected children
+    CHECK_FALSE(t->model->hits(0, B + 2, Access::Write));
+    CHECK(t->tdp().mapping_level(B + 512 * 512 - 1) == PageLevel::M2);
+}
+
+TEST_CASE("fault_split = zap: a fault that finds the SPTE frozen by another's zap retries", "[x86_tdp][dirty][fault_split]") {
+    // Two 1G pages, each first mapped by its own vCPU (so both vCPUs' caches are topped up), then
+    // dirty logging enabled: both 1G SPTEs write-protected. Both vCPUs then write different 2M
+    // ranges of the first 1G page at the same instant: one zaps (holding the SPTE frozen through
+    // its flush), the other loses the cmpxchg or walks into the frozen SPTE, retries, and maps its
+    // page under the new table.
+    auto t = std::make_unique<Tdp>(Backing::Hugetlb1G, 2 * 512 * 512, 2,
+                                   vm::Knobs{{"eager_page_split", false}, {"fault_split", std::string("zap")}});
+    VcpuResult r0, r1, a, b;
+    t->spawn_vcpu(0, {{B + 5, Access::Write}}, 0_ns, r0);
+    t->spawn_vcpu(1, {{B + 512 * 512 + 5, Access::Write}}, 0_ns, r1);
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    t->spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t->model->dirty_log_enable(t->host_ctx(3), 0, {}); });
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    REQUIRE(t->counter("spte_write_protected") == 2);
+    t->spawn_vcpu(0, {{B, Access::Write}}, 0_ns, a);
+    t->spawn_vcpu(1, {{B + 1024, Access::Write}}, 0_ns, b);
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    CHECK(t->counter("pf_huge_spte_zapped") == 1);
+    const auto retries = t->counter("pf_retry_spte_frozen") + t->counter("pf_retry_cmpxchg");
+    CHECK(retries >= 1);
+    CHECK(t->counter("pf_taken") == 2 + 2 + retries);
+    CHECK(t->counter("pf_fixed") == 2 + 2);
+    CHECK(t->counter("remote_tlb_flush") == 2);  // enable, one zap
+    CHECK(t->gauge("pages_4k") == 2);
+    CHECK(t->gauge("pages_1g") == 1);  // the second 1G page, untouched
+    CHECK(t->model->hits(0, B, Access::Write));
+    CHECK(t->model->hits(1, B + 1024, Access::Write));
 }
 
 TEST_CASE("KVM_GET_DIRTY_LOG harvests and write-protects under mmu_lock write, then flushes", "[x86_tdp][dirty]") {
@@ -792,4 +907,45 @@ TEST_CASE("mmap_lock's line: contention grows with the number of concurrent slow
     CHECK(two.first >= 1);
     CHECK(four.first > two.first);
     CHECK(four.second > two.second);
+}
+
+TEST_CASE("tdp_mmu_fast_page_fault = false: write-protection faults take mmu_lock and kvm_tdp_mmu_map",
+          "[x86_tdp][dirty][fast_pf]") {
+    for (const bool fast : {true, false}) {
+        DYNAMIC_SECTION("tdp_mmu_fast_page_fault = " << fast) {
+            Tdp t(Backing::Anonymous, 512, 2, {{"tdp_mmu_fast_page_fault", fast}, {"fault_lock", std::string("write")}});
+            premap(t, 512);
+            t.spawn_actor("vmm", 0_ns,
+                          [&]() -> engine::Task<void> { co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {}); });
+            REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+            VcpuResult a, b;
+            t.spawn_vcpu(0, range(B, 100, Access::Write), 0_ns, a);
+            t.spawn_vcpu(1, range(B + 256, 100, Access::Write), 0_ns, b);
+            REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+            CHECK(a.faults == 100);
+            CHECK(b.faults == 100);
+            CHECK(t.counter("pf_fixed") == 512 + 200);
+            CHECK(t.counter("mark_page_dirty_in_slot") == 200);
+            CHECK(t.tdp().dirty(0, B + 99));
+            CHECK(t.tdp().dirty(0, B + 355));
+            CHECK_FALSE(t.tdp().dirty(0, B + 100));
+            CHECK(t.model->hits(0, B + 99, Access::Write));
+            const auto wr = t.lock("mmu_lock", engine::LockMode::Write, "kvm_tdp_mmu_page_fault");
+            REQUIRE(wr);
+            if (fast) {
+                // v5.15+: lockless fast_page_fault fixes every write-protected SPTE.
+                CHECK(t.counter("pf_fast") == 200);
+                CHECK(wr->acquisitions == 512);
+                CHECK(wr->contended == 0);
+                CHECK(t.counter("mmu_topup_memory_cache_objs") == 120);  // vCPU 1 never took the slow path
+            } else {
+                // v5.10-v5.14: the full path under mmu_lock, here for write: the two vCPUs serialize.
+                CHECK(t.counter("pf_fast") == 0);
+                CHECK(wr->acquisitions == 512 + 200);
+                CHECK(wr->contended > 0);
+                // vCPU 1's first slow fault topped up its caches (vCPU 0's premap did its own).
+                CHECK(t.counter("mmu_topup_memory_cache_objs") == 240);
+            }
+        }
+    }
 }

@@ -261,6 +261,8 @@ def test_python_dash_m_kvmsim_runs_the_command():
     assert f"fingerprint {kvmsim.run(ZAP, variant='read', seed=3).fingerprint}" in r.stdout
     r = subprocess.run([sys.executable, "-m", "kvmsim", "list"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "x86-server" in r.stdout
+    # The older-kernel knobs of x86_tdp are listed with their choices and defaults.
+    assert "fault_split" in r.stdout and "tdp_mmu_fast_page_fault" in r.stdout
 
 
 def test_a_file_with_a_byte_order_mark_loads(tmp_path):

@@ -128,6 +128,9 @@ def test_compare_runs_a_seed_independent_variant_once(tmp_path):
         (lambda d: d["vm"].update(vcpus="four"), "/vm/vcpus"),
         (lambda d: d["events"][0].update(op="nested_start"), "/events/0/op"),  # x86_tdp has no nested MMU
         (lambda d: d.update(sede=1), "(root)"),
+        (lambda d: d["mmu"].setdefault("knobs", {}).update(fault_split="split"), "/mmu/knobs/fault_split"),
+        (lambda d: d["mmu"].setdefault("knobs", {}).update(tdp_mmu_fast_page_fault="no"),
+         "/mmu/knobs/tdp_mmu_fast_page_fault"),
     ],
 )
 def test_bad_input_names_file_and_pointer_and_exits_2(tmp_path, edit, pointer):

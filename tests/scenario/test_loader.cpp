@@ -404,6 +404,12 @@ TEST_CASE("x86_shadow rejects knobs that cannot act, naming the knob and why", "
           "only when that is true): it is the mmu_lock mode of the TDP MMU's fault path; the shadow MMU's faults "
           "always take mmu_lock for write, and tdp_mmu false turns the TDP MMU off");
     CHECK(err(R"("tdp_mmu": true, "fault_lock": "write")").empty());
+    CHECK_THAT(err(R"("fault_split": "zap")"),
+               Catch::StartsWith("FILE: /mmu/knobs/fault_split: ") && Catch::Contains("/mmu/knobs/tdp_mmu is false"));
+    CHECK_THAT(err(R"("tdp_mmu_fast_page_fault": false)"),
+               Catch::StartsWith("FILE: /mmu/knobs/tdp_mmu_fast_page_fault: ") &&
+                   Catch::Contains("/mmu/knobs/tdp_mmu is false"));
+    CHECK(err(R"("tdp_mmu": true, "fault_split": "zap", "tdp_mmu_fast_page_fault": false)").empty());
     CHECK_THAT(err(R"("eager_page_split": false)"),
                Catch::StartsWith("FILE: /mmu/knobs/eager_page_split: ") && Catch::Contains("/mmu/knobs/tdp_mmu is false"));
     CHECK_THAT(err(R"("alias_percent": 2)"),
