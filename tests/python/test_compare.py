@@ -4,6 +4,7 @@ scenario's variants over common seeds and for saved results."""
 import json
 import math
 import multiprocessing
+import re
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -30,9 +31,19 @@ def test_a_scenario_compares_as_the_command_does(tmp_path):
     assert df.attrs["json"] == json.loads(out.read_text())
     assert df.attrs["variants"] == ["write", "write+precheck", "read", "drop_write_zap_read"]
     assert df.attrs["seeds"] == [1, 2, 3]
-    # One frame row per table row.
-    table = df.attrs["text"].split("\nmetric ", 1)[1].splitlines()[1:-1]
-    assert [line[:58].rstrip() for line in table] == [m if len(m) <= 57 else m[:54] + "..." for m in df.index]
+    # One table per variant against the baseline, a row per frame row that is not zero in both;
+    # every line within 120 characters (a long metric name has a line of its own).
+    text = df.attrs["text"]
+    assert max(len(line) for line in text.splitlines()) <= 120
+    variants = df.attrs["variants"]
+    tables = text.split("\nmetric ")[1:]
+    assert len(tables) == len(variants) - 1
+    for v, table in zip(variants[1:], tables):
+        header, *lines = table.split("\n\n")[0].splitlines()
+        assert header.split()[:3] == [variants[0], v, "change"]
+        names = [re.split(r"\s{2,}", line)[0] for line in lines if not line.startswith((" ", "(change:"))]
+        means = df["mean"]
+        assert names == [m for m in df.index if means.loc[m, variants[0]] != 0 or means.loc[m, v] != 0]
 
 
 def test_the_frame_holds_the_statistics():
@@ -47,7 +58,7 @@ def test_the_frame_holds_the_statistics():
     d = [b - a for a, b in zip(runs["write"], runs["read"])]
     mean_d = sum(d) / 3
     sd = math.sqrt(sum((x - mean_d) ** 2 for x in d) / 2)
-    half = 4.303 * sd / math.sqrt(3)  # t(0.975, 2)
+    half = 4.302652729749462 * sd / math.sqrt(3)  # t(0.975, 2)
     assert (row[("ci95_low", "read")], row[("ci95_high", "read")]) == (pytest.approx(mean_d - half), pytest.approx(mean_d + half))
     assert row[("significant", "read")] == (mean_d - half > 0 or mean_d + half < 0)
     assert math.isnan(row[("change_pct", "write")])  # the baseline has no change
