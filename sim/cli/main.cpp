@@ -1117,11 +1117,12 @@ int main(int argc, char** argv) {
     app.get_formatter()->column_width(28);
     app.footer(R"(Run 'kvmsim COMMAND --help' for a command's options and examples.
 
+Exit status:
+  0 success, 1 a run failed (deadlock, internal error), 2 bad input or usage.
+
 Environment:
   KVMSIM_HOSTS   directories (separated by ':') searched for host profiles NAME.json before the
-                 project's scenarios/hosts
-
-Exit status: 0 success, 1 a run failed (deadlock, internal error), 2 bad input or usage.)");
+                 project's scenarios/hosts)");
 
     std::vector<Command> commands = {add_run(app),      add_compare(app),         add_validate(app),
                                      add_list(app),     add_suite(app),           add_diff(app),
