@@ -1138,6 +1138,16 @@ Environment:
         std::vector<std::string> names;
         for (const auto& c : commands) names.push_back(c.app->get_name());
         const std::vector<std::string> options = option_names(app);
+        if (first == "help") {  // `kvmsim help [COMMAND]`, as before CLI11: the help, status 0
+            for (const auto& c : commands)
+                if (argc >= 3 && c.app->get_name() == argv[2]) {
+                    std::cout << c.app->help("kvmsim");
+                    return 0;
+                }
+            if (argc >= 3) return usage_error(app, "no command \"" + std::string(argv[2]) + "\"" + suggestion(argv[2], names));
+            std::cout << app.help();
+            return 0;
+        }
         if (first.empty() || first[0] != '-') {
             if (std::find(names.begin(), names.end(), first) == names.end())
                 return usage_error(app, "unknown command \"" + first + "\"" + suggestion(first, names));

@@ -83,6 +83,12 @@ def test_compare_help_documents_the_sign_convention():
     assert "95% confidence interval of the paired" in text
 
 
+def test_help_as_a_command_still_works():
+    assert kvmsim("help").stdout == kvmsim("--help").stdout
+    assert kvmsim("help", "compare").stdout == kvmsim("compare", "--help").stdout
+    usage_error(kvmsim("help", "comapre"), "", 'no command "comapre" (did you mean "compare"?)')
+
+
 def test_version_prints_the_version_and_the_build_id():
     r = kvmsim("--version")
     assert r.returncode == 0 and r.stderr == ""
