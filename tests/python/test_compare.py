@@ -118,3 +118,14 @@ def test_a_run_that_did_not_complete_is_named_by_scenario_variant_and_seed(monke
     assert "1 of 4 runs did not complete" in text
     assert "variant 'read', seed 2: deadlock" in text
     assert "vcpu0 waits for mmu_lock" in text
+
+
+def test_a_seed_studys_headline_is_the_title_and_the_selftest_lines():
+    from kvmsim.study import SeedStudy
+    study = SeedStudy(ZAP, seeds=2, progress=False)
+    lines = study.headline().splitlines()
+    assert lines[0] == "golden-tdp-zap: 4 variants x 2 seeds (baseline write)"
+    assert lines[1] == ""
+    assert [line.split(" -> ")[1].split()[0] for line in lines[2:]] == study.variants[1:]
+    assert all(re.fullmatch(r"boot: write \S+s -> \S+ \S+s, (faster|slower) by \d+\.\d\d%", line) for line in lines[2:])
+    assert study.table().startswith(study.headline())
