@@ -53,6 +53,7 @@ def test_the_main_help_lists_commands_and_exit_status():
     assert "Usage: kvmsim [OPTIONS] SUBCOMMAND" in r.stdout
     assert "Exit status:\n  0 success, 1 a run failed (deadlock, internal error), 2 bad input or usage." in r.stdout
     assert "KVMSIM_HOSTS" in r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) <= 120
     assert kvmsim("-h").stdout == r.stdout
 
 
