@@ -437,12 +437,23 @@ int cmd_suite(const SuiteArgs& a) {
                 auto it = r.stats.find(k);
                 return it == r.stats.end() ? 0.0 : static_cast<double>(it->second);
             };
-            std::cout << "\n    pf_fixed " << report::format_count(stat("pf_fixed")) << ", remote_tlb_flush "
-                      << report::format_count(stat("remote_tlb_flush"));
+            // Items separated by commas, wrapped within about 120 characters.
+            std::vector<std::string> items = {"pf_fixed " + report::format_count(stat("pf_fixed")),
+                                              "remote_tlb_flush " + report::format_count(stat("remote_tlb_flush"))};
             for (const auto& l : r.locks)
                 if (l.lock == "mmu_lock")
-                    std::cout << ", " << l.mode << "@" << l.site << " wait "
-                              << report::format_duration_ns(l.wait_ps.sum_double() / 1e3);
+                    items.push_back(l.mode + "@" + l.site + " wait " +
+                                    report::format_duration_ns(l.wait_ps.sum_double() / 1e3));
+            std::string line = "\n   ";
+            for (std::size_t i = 0; i < items.size(); ++i) {
+                const std::string item = " " + items[i] + (i + 1 < items.size() ? "," : "");
+                if (line.size() + item.size() > 118 && line.size() > 5) {
+                    std::cout << line;
+                    line = "\n   ";
+                }
+                line += item;
+            }
+            std::cout << line;
             char wall[32];
             std::snprintf(wall, sizeof wall, "%.2fs", r.wall_time_s);
             std::cout << "\n    events " << report::format_count(static_cast<double>(r.events)) << ", wall " << wall

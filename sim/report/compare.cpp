@@ -274,7 +274,8 @@ void print_pair(std::ostream& out, const CompareResult& c, std::size_t v) {
 }  // namespace
 
 void print_compare(std::ostream& os, const CompareResult& c) {
-    os << c.scenario << ": " << c.variants.size() << " variants x " << c.seeds.size() << " seeds (baseline "
+    os << c.scenario << ": " << c.variants.size() << " variant" << (c.variants.size() == 1 ? "" : "s") << " x "
+       << c.seeds.size() << " seed" << (c.seeds.size() == 1 ? "" : "s") << " (baseline "
        << (c.variants.empty() ? "-" : c.variants.front()) << ")\n";
     if (!c.selftest_metrics.empty() && c.variants.size() >= 2) {
         os << "\n";
@@ -286,9 +287,12 @@ void print_compare(std::ostream& os, const CompareResult& c) {
                            << "\n";
     }
     for (std::size_t v = 1; v < c.variants.size(); ++v) print_pair(os, c, v);
-    if (c.variants.size() >= 2)
+    if (c.variants.size() >= 2 && c.seeds.size() >= 2)
         os << "(change: the variant's mean against the baseline's, negative = less (a time: faster); CI: the 95%\n"
               " interval of the paired difference over the seeds, variant - baseline; * it excludes zero)\n";
+    else if (c.variants.size() >= 2)
+        os << "(change: the variant's value against the baseline's, negative = less (a time: faster); one seed,\n"
+              " so no interval)\n";
 }
 
 nlohmann::ordered_json to_json(const CompareResult& c) {

@@ -219,7 +219,9 @@ def outputs(tmp_path_factory):
 def test_compare_of_two_results_still_works(outputs):
     r = kvmsim("compare", outputs / "a.json", outputs / "b.json")
     assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("golden-tdp-split: 2 variants x 1 seed (baseline a.json)\n")
     assert "b.json against a.json (baseline), 1 seed:" in r.stdout
+    assert "95% CI" not in r.stdout and "one seed,\n so no interval" in r.stdout
 
 
 @pytest.mark.parametrize("files, culprit, message", [
@@ -267,6 +269,7 @@ def test_suite_prints_times_in_units_and_counters_with_separators(tmp_path):
     assert not re.search(r"\de[+-]\d", r.stdout), r.stdout
     assert re.search(r"wait \d+(\.\d+)?(ns|us|ms|s)\b", r.stdout), r.stdout
     assert re.search(r"events \d{1,3}(,\d{3})*, wall \d+\.\d\ds, fingerprint [0-9a-f]{16}", r.stdout), r.stdout
+    assert max(len(line) for line in r.stdout.splitlines()) <= 120
 
 
 # ---- man page and bash completion ----------------------------------------------------------
