@@ -1003,6 +1003,14 @@ std::string bash_completion(const CLI::App& top) {
     os << "# bash completion for kvmsim, made by `kvmsim completion bash` (kvmsim " << KVMSIM_VERSION << ").\n"
        << "# Load it with: source <(kvmsim completion bash), or install it as\n"
        << "# PREFIX/share/bash-completion/completions/kvmsim (pip install . does).\n"
+       << "# The variant names of the first existing *.json file on the command line (python3 reads it).\n"
+       << "_kvmsim_variants() {\n"
+       << "    local w f=\"\"\n"
+       << "    for w in \"${COMP_WORDS[@]:2}\"; do [[ $w == *.json && -f $w ]] && { f=$w; break; }; done\n"
+       << "    [[ -n $f ]] || return 0\n"
+       << "    mapfile -t COMPREPLY < <(compgen -W \"$(python3 -c 'import json, sys\n"
+       << "print(\" \".join(v[\"name\"] for v in json.load(open(sys.argv[1])).get(\"variants\", [])))' \"$f\" 2>/dev/null)\" -- \"$1\")\n"
+       << "}\n"
        << "_kvmsim() {\n"
        << "    local cur=\"${COMP_WORDS[COMP_CWORD]}\" prev=\"\" cmd=\"\" i\n"
        << "    [[ $COMP_CWORD -gt 0 ]] && prev=\"${COMP_WORDS[COMP_CWORD-1]}\"\n"
@@ -1037,6 +1045,8 @@ std::string bash_completion(const CLI::App& top) {
         };
         arm(files, "mapfile -t COMPREPLY < <(compgen -f -- \"$cur\"); return 0");
         arm(dirs, "mapfile -t COMPREPLY < <(compgen -d -- \"$cur\"); return 0");
+        if (std::erase(values, "--variant"))  // the variants of the scenario named on the line
+            arm({"--variant"}, "_kvmsim_variants \"$cur\"; return 0");
         arm(values, "return 0");
         os << "        esac\n"
            << "        if [[ $cur == -* ]]; then\n"

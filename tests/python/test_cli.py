@@ -314,6 +314,11 @@ def test_the_bash_completion_completes_commands_and_options():
     assert complete("kvmsim", "run", "x.json", "--json", "READ") == ["README.md"]
     assert complete("kvmsim", "suite", "scenarios/se") == ["scenarios/seeds", "scenarios/selftests"]
     assert complete("kvmsim", "compare", "x.json", "--seeds", "") == []
+    # A scenario's variants, read from the file on the line.
+    assert complete("kvmsim", "run", "scenarios/seeds/003-zap-gfn-range.json", "--variant", "") == \
+        ["write-lock", "write-lock+precheck", "read-lock", "drop-write-zap-read"]
+    assert complete("kvmsim", "run", "tests/data/tdp-zap.json", "--variant", "dr") == ["drop_write_zap_read"]
+    assert complete("kvmsim", "run", "--variant", "") == []
 
 
 def test_pip_install_puts_them_in_share():
