@@ -22,16 +22,17 @@ KVMSIM_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KVMSIM_VENV="$KVMSIM_ROOT/.venv"
 
 # Debian packages: the compiler, ninja, the C++ libraries meson.build looks for (CLI11 for the
-# command line), help2man (the man page, made from `kvmsim --help-all`). Debian's
+# command line), help2man (the man page, made from `kvmsim --help`). Debian's
 # python3 also gets python3-venv and python3-dev (Python.h) when it is the interpreter used.
-KVMSIM_APT_PACKAGES=(g++ ninja-build pkg-config libboost-graph-dev nlohmann-json3-dev catch2 libcli11-dev help2man git)
+# chromium: tests/python/test_report.py renders `kvmsim report`'s HTML headless (skipped without it).
+KVMSIM_APT_PACKAGES=(g++ ninja-build pkg-config libboost-graph-dev nlohmann-json3-dev catch2 libcli11-dev help2man git chromium)
 # PyPI packages (Debian's are too old or missing). "ninja" is added only when no ninja is on PATH.
 # The build: meson, meson-python, pybind11. The tests: pytest, jsonschema. The Python package
-# (python/kvmsim) and its notebooks: pandas, tqdm, matplotlib, dask + distributed (a sweep on a
+# (python/kvmsim) and its notebooks: pandas, tqdm, pyarrow (frames to Parquet), matplotlib, dask + distributed (a sweep on a
 # Dask cluster), nbclient + nbformat + ipykernel (test.sh executes the notebooks), ipywidgets
 # (a sweep's progress bar as a notebook widget).
 KVMSIM_PIP_REQUIREMENTS=("meson>=1.0" "meson-python>=0.15" "pybind11>=2.11" "pytest" "jsonschema>=4"
-                         "pandas>=1.5" "tqdm>=4.60" "matplotlib>=3.5" "dask>=2022.1" "distributed>=2022.1"
+                         "pandas>=1.5" "tqdm>=4.60" "pyarrow>=10" "matplotlib>=3.5" "dask>=2022.1" "distributed>=2022.1"
                          "nbclient>=0.7" "nbformat>=5.7" "ipykernel>=6" "ipywidgets>=8")
 
 kvmsim_log() { echo "kvmsim: $*" >&2; }

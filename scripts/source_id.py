@@ -3,7 +3,7 @@
 into it (sim/, models/, python/kvmsim/_core.cpp, the meson files) and the compiler, so that a
 Python sweep never reuses a result computed by other model code, even at the same version.
 
-Run by meson at build time (python/kvmsim/meson.build), from the files themselves: no git is
+Run by meson at build time (sim/meson.build: the kvmsim executable, result documents and _core all carry it), from the files themselves: no git is
 needed, so a build from an sdist or a copied tree has an identity too.
 
     source_id.py SOURCE_ROOT COMPILER OUT.cpp DEPFILE   write OUT.cpp (kvmsim_build_id) and a

@@ -331,10 +331,10 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
         spin_id_ = sim_.lock_stats().lock_id("mmu_lock");
     else
         rw_.emplace(sim_, "mmu_lock");
+    if (!cfg_.spinlock) rw_word_.emplace(sim_, host_->topology(), "mmu_lock");
 
     mmu_lock_addr_ = kdata_.alloc();
     records_.push_back(RecordSlot{~std::uint64_t{0}, nullptr});
-    lock_transfer_ = env.cache.config().remote_latency;
     lock_hit_ = env.cache.config().levels.front().hit_latency;
     root_hpa_ = pt_alloc_.alloc();  // the level-1 table: two concatenated pages (40-bit IPA)
     pt_alloc_.alloc();
@@ -449,13 +449,20 @@ Time Arm64Stage2::touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::
     return cache_.touch(cpu, addr, bytes, write);
 }
 
-// The lock word's line for a fault taking mmu_lock: a cache-to-cache transfer when the last
-// holder ran on another CPU, else a hit. Kept out of the cache model: a fault's cache-model work
-// is its walk (see the docs).
-Time Arm64Stage2::lock_line(std::uint32_t cpu) {
-    const bool moved = cpu != lock_cpu_;
+// The spinlock's word for a fault taking mmu_lock (qspinlock, kernel/locking/qspinlock.c, v5.12).
+// Found free: queued_spin_lock's cmpxchg takes the line from the CPU that touched it last (a hit
+// when that is this CPU). Queued (the fault waited for the lock): it spins at the head of the MCS
+// queue reading the word (queued_spin_lock_slowpath's atomic_cond_read_acquire), so the holder's
+// spin_unlock must first take the line back from it, invalidating its copy, and its read then
+// fetches the line again: two transfers between the two CPUs from the end of one hold to the
+// start of the next. The other waiters spin on their own MCS nodes. Kept out of the cache model:
+// a fault's cache-model work is its walk (see the docs).
+Time Arm64Stage2::lock_line(std::uint32_t cpu, bool queued) {
+    const std::uint32_t prev = lock_cpu_;
     lock_cpu_ = cpu;
-    return moved ? lock_transfer_ : lock_hit_;
+    if (prev == cpu) return lock_hit_;
+    const Time t = host_->topology().line_transfer(prev, cpu);
+    return queued ? t + t : t;
 }
 
 // kvm_mmu_topup_memory_cache(memcache, kvm_mmu_cache_min_pages(kvm)): how many objects it would
@@ -958,7 +965,11 @@ Time Arm64Stage2::hold(Fault& f, Time g) {
 // must go back to the guest.
 bool Arm64Stage2::hold_head(Walk& w) {
     Fault& f = w.f;
-    w.h = lock_line(f.cpu) + k_.mmu_lock_op;
+    if (cfg_.spinlock) {
+        w.h = lock_line(f.cpu, w.g > f.t1) + k_.mmu_lock_op;
+    } else {  // read_lock: qrwlock's atomic_add_return_acquire on the count, FIFO with every other
+        w.h = rw_word_->rmw(f.cpu, w.g) - w.g + k_.mmu_lock_op;
+    }
     w.ri = region_of(f.gfn);
     if (inv_.retry(f.mmu_seq)) {  // the host mapping changed meanwhile: back to the guest
         mc_->add(ModelCounters::retry_inv);
@@ -1143,6 +1154,9 @@ Task<void> Arm64Stage2::fault_rw(Fault& f, const vm::CpuContext& ctx) {
         if (plan_entry(f.d_level, ri, f.gfn) == pte::LOCKED) set_both(f.d_level, ri, f.gfn, f.d_value);
     }
     if (w.g + w.h > sim_.now()) co_await sim_.delay(w.g + w.h - sim_.now());
+    // read_unlock: atomic_sub_return_release on the count, which the other readers contend for.
+    const Time unlocked = rw_word_->rmw(f.cpu, sim_.now());
+    if (unlocked > sim_.now()) co_await sim_.delay(unlocked - sim_.now());
     guard.unlock();
     const Time rel = host_->put_page(f.cpu, f.gup, sim_.now());
     co_await sim_.delay(rel - sim_.now() + k_.fault_exit);

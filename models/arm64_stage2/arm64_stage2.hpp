@@ -217,7 +217,7 @@ private:
     engine::Time icache_inval(std::uint64_t bytes);
     engine::Time mark_page_dirty(Slot& s, vm::Gfn gfn, std::uint32_t cpu);
     engine::Time touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes = 8);
-    engine::Time lock_line(std::uint32_t cpu);
+    engine::Time lock_line(std::uint32_t cpu, bool queued);
     engine::Task<void> fault_rw(Fault& f, const vm::CpuContext& ctx);
 
     // --- mmu_lock as a spinlock: a FIFO timeline of reserved holds (see arm64_stage2.cpp) ---
@@ -260,7 +260,7 @@ private:
     std::uint64_t root_hpa_ = 0;
     std::uint64_t mmu_lock_addr_ = 0;
     std::uint32_t lock_cpu_ = ~std::uint32_t{0};  // the CPU whose cache holds the lock word
-    engine::Time lock_transfer_, lock_hit_;
+    engine::Time lock_hit_;
     engine::Time min_fault_pre_;  // the least time from a fault's start to mmu_lock
     engine::Time min_lead_;       // ... from any event to any GUP, put_page or host change
     engine::Time min_arrival_;    // ... to any arrival at mmu_lock or host operation
@@ -279,6 +279,7 @@ private:
 
     // mmu_lock: the engine's rwlock (mmu_lock = "rwlock"), or the spinlock timeline.
     std::optional<engine::RwLock> rw_;
+    std::optional<engine::ContendedLine> rw_word_;  // the rwlock's count (qrwlock cnts)
     std::uint32_t spin_id_ = 0;            // lock-statistics id of the timeline
     engine::Time busy_until_;              // end of the last reserved hold
     bool open_ = false;                    // a host operation holds (or is next to hold) the lock

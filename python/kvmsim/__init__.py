@@ -20,7 +20,7 @@ from ._compare import compare
 from ._errors import GridError, ScenarioError
 from ._result import Result, run
 from ._scenario import Scenario, load, scenarios_dir, to_pointer
-from ._sweep import run_point, sweep
+from ._sweep import run_point, sweep, with_units
 
 __version__ = _core.__version__
 #: SHA-256 of the sources (and compiler) the C++ core was built from: two builds with the same
@@ -47,6 +47,7 @@ __all__ = [
     "scenarios_dir",
     "sweep",
     "to_pointer",
+    "with_units",
     "__version__",
     "build_id",
     "plot",

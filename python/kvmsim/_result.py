@@ -42,6 +42,34 @@ class Result:
         return self.doc["fingerprint"]
 
     @property
+    def kvmsim_version(self) -> str:
+        return self.doc["kvmsim_version"]
+
+    @property
+    def build_id(self) -> str:
+        """The build identity of the core that ran it (``kvmsim.build_id`` of that build); ""
+        for documents written before results carried it."""
+        return self.doc.get("build_id", "")
+
+    @property
+    def resolved_sha256(self) -> str:
+        """The hash of the scenario as it ran (variant, overrides, host profile; not the seed)."""
+        return self.doc.get("resolved_sha256", "")
+
+    @property
+    def resolved_scenario(self) -> dict[str, Any]:
+        """The scenario document as it ran: the variant's patch and the overrides applied, no
+        ``variants``, ``seed`` the run's. ``kvmsim.run(r.resolved_scenario)`` (with the same host
+        profile, :attr:`resolved_host_profile`) gives this result again on the same build.
+        Empty for documents written before results carried it."""
+        return self.doc.get("resolved_scenario", {})
+
+    @property
+    def resolved_host_profile(self) -> dict[str, Any]:
+        """The host profile document the run used (empty for older documents)."""
+        return self.doc.get("resolved_host_profile", {})
+
+    @property
     def scenario(self) -> str:
         return self.doc["scenario"]
 
@@ -218,6 +246,31 @@ class Result:
         """The comparison metrics: index metric, columns unit and value."""
         import pandas as pd
         return pd.DataFrame(self.metric_list, columns=["metric", "unit", "value"]).set_index("metric")
+
+    def to_frame(self) -> pd.DataFrame:
+        """The run as one tidy frame, one row per metric (as :attr:`metrics`): columns
+        ``scenario``, ``variant``, ``seed``, ``fingerprint`` (text), ``metric`` (text), ``kind``
+        (the metric's first word: phase, stat, lock, cache, line, bandwidth), ``unit`` ("ns" or
+        "count") and ``value`` (float64). Every column has one type, so the frame writes to
+        Parquet (``df.to_parquet``, which also keeps ``df.attrs``) and CSV as it is; the unit is
+        a column. ``df.attrs`` holds the provenance: ``kvmsim_version``, ``build_id``,
+        ``scenario_sha256``, ``resolved_sha256``, ``status`` and ``units`` ({metric: unit})."""
+        import pandas as pd
+        names = [m[0] for m in self.metric_list]
+        df = pd.DataFrame({
+            "scenario": pd.Series([self.scenario] * len(names), dtype="string"),
+            "variant": pd.Series([self.variant] * len(names), dtype="string"),
+            "seed": pd.Series([self.seed] * len(names), dtype="int64"),
+            "fingerprint": pd.Series([self.fingerprint] * len(names), dtype="string"),
+            "metric": pd.Series(names, dtype="string"),
+            "kind": pd.Series([n.split(" ", 1)[0] for n in names], dtype="string"),
+            "unit": pd.Series([m[1] for m in self.metric_list], dtype="string"),
+            "value": pd.Series([float(m[2]) for m in self.metric_list], dtype="float64"),
+        })
+        df.attrs.update({"kvmsim_version": self.kvmsim_version, "build_id": self.build_id,
+                         "scenario_sha256": self.scenario_sha256, "resolved_sha256": self.resolved_sha256,
+                         "status": self.status, "units": self.units})
+        return df
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Writes the result document (as ``kvmsim run --json`` does: temporary file, rename)."""

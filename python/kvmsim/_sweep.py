@@ -425,12 +425,48 @@ def frame(points: Sequence[Point], rows: Mapping[str, dict[str, Any]], paths: Se
         records.append(rec)
     df = pd.DataFrame.from_records(records, columns=[*paths, *POINT_COLUMNS, *metrics, *RUN_COLUMNS])
     if metrics:
-        df[metrics] = df[metrics].fillna(0.0)  # a lock site a run never took: no wait, no hold
+        df[metrics] = df[metrics].fillna(0.0).astype("float64")  # a lock site a run never took: no wait, no hold
+    for path in paths:
+        df[path] = param_column(df[path])
+    for c in ("variant", "fingerprint", "status"):
+        df[c] = df[c].astype("string")
+    for c in ("seed", "events"):
+        df[c] = df[c].astype("int64")
     df.attrs["scenario"] = scenario_name
     df.attrs["units"] = units
     df.attrs["metrics"] = metrics
     df.attrs["params"] = list(paths)
+    df.attrs["kvmsim_version"] = _core.__version__
+    df.attrs["build_id"] = _core.build_id
     return df
+
+
+def param_column(col: pd.Series) -> pd.Series:
+    """A grid path's column with one type, so that it writes to Parquet and CSV and plots on a
+    numeric axis when its values are numbers: int64 for integers, float64 for numbers, boolean,
+    string for text; values of mixed kinds, lists and objects become their JSON text."""
+    import pandas as pd
+    vals = col.tolist()
+    if all(isinstance(v, bool) for v in vals):
+        return col.astype("bool")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+        return col.astype("int64")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+        return col.astype("float64")
+    if all(isinstance(v, str) for v in vals):
+        return col.astype("string")
+    return pd.Series([v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in vals],
+                     index=col.index, name=col.name, dtype="string")
+
+
+def with_units(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a :func:`sweep` frame whose metric columns carry their unit in the name
+    ("phase boot [ns]", "stat pf_fixed [count]"), for formats without ``df.attrs`` (CSV): the
+    units then survive ``df.to_csv`` / ``pd.read_csv``."""
+    units = df.attrs.get("units", {})
+    out = df.rename(columns={m: f"{m} [{u}]" for m, u in units.items() if m in df.columns})
+    out.attrs = dict(df.attrs)
+    return out
 
 
 def sweep(scenario: ScenarioLike, grid: Mapping[str, Iterable[Any]] | None = None, *,

@@ -12,7 +12,10 @@
 //   kvmsim list [--json]         models, knobs, presets, host profiles
 //   kvmsim compare PATH...       every variant over common seeds, or two saved results
 //   kvmsim check-published [DIR] scenarios against the figures of their "published" block
+//   kvmsim report RESULT...      a cover-letter document from saved results (sim/report/cover_report.hpp)
 //   kvmsim completion bash       the bash completion script
+//   --set PATH=VALUE             on every command that loads scenarios, repeatable: an override
+//                                after the variant (sim/cli/overrides.hpp)
 //
 // Exit status: 0 success, 1 a run failed (deadlock, internal error), 2 bad input or usage.
 #include <unistd.h>
@@ -35,6 +38,8 @@
 
 #include "models/registry.hpp"
 #include "sim/cli/batch.hpp"
+#include "sim/cli/overrides.hpp"
+#include "sim/report/cover_report.hpp"
 #include "sim/report/compare.hpp"
 #include "sim/report/format.hpp"
 #include "sim/report/published.hpp"
@@ -65,6 +70,8 @@ struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+std::vector<std::pair<std::string, nlohmann::json>> g_set_overrides;  // --set, for every load
+
 // ---- what the commands share ---------------------------------------------------------------
 
 std::vector<std::string> host_dirs() {
@@ -88,6 +95,7 @@ scenario::LoadOptions load_options(std::optional<std::string> variant, std::opti
     o.seed = seed;
     o.models = &models::builtin_models();
     o.host_dirs = host_dirs();
+    o.overrides = g_set_overrides;
     return o;
 }
 
@@ -96,10 +104,27 @@ std::optional<std::string> variant_or_none(const std::string& v) {
 }
 
 // Options of every command that loads scenarios (run, suite, validate, list, compare,
-// check-published) are declared here once; each such command calls add_scenario_options. (There
-// are none yet: host profiles come from KVMSIM_HOSTS and scenarios/hosts.)
+// check-published) are declared here once; each such command calls add_scenario_options.
+//   --set PATH=VALUE   an override after the variant, for every scenario the command loads
+//                      (repeatable; the loader reports a bad one at its JSON pointer)
 struct ScenarioArgs {};
-void add_scenario_options(CLI::App& /*cmd*/, ScenarioArgs& /*args*/) {}
+void add_scenario_options(CLI::App& cmd, ScenarioArgs& /*args*/) {
+    cmd.add_option_function<std::vector<std::string>>(
+           "--set",
+           [](const std::vector<std::string>& sets) {
+               for (const auto& s : sets) {
+                   try {
+                       g_set_overrides.push_back(cli::parse_set(s));
+                   } catch (const cli::OverrideError& e) {
+                       throw UsageError(e.what());
+                   }
+               }
+           },
+           "an override after the variant (vm.vcpus=8, workload.flags.v=8, a JSON pointer); repeatable")
+        ->type_name("PATH=VALUE")
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+        ->allow_extra_args(false);
+}
 
 // ---- option values -------------------------------------------------------------------------
 
@@ -978,6 +1003,40 @@ line last. See docs/validation.md.)");
     return {&c, [a] { return cmd_check_published(*a); }};
 }
 
+// ---- report
+
+struct ReportArgs {
+    std::vector<std::string> results;
+    std::optional<std::string> format, output, baseline;
+};
+
+Command add_report(CLI::App& top) {
+    auto a = std::make_shared<ReportArgs>();
+    CLI::App& c = *top.add_subcommand("report", "A cover-letter document (Markdown or HTML) from saved results");
+    c.add_option("RESULT", a->results, "result documents (kvmsim run --json OUT)")->type_name("");
+    add_value(c, "--format", a->format, [](const std::string&, const std::string& v) { return v; }, "md|html",
+              "md or html (default: html when -o names a .html file, else md)");
+    add_path(c, "-o,--output", a->output, "FILE", "write the document to FILE instead of stdout");
+    add_value(c, "--baseline", a->baseline, [](const std::string&, const std::string& v) { return v; }, "VARIANT",
+              "the variant the others are compared with (default: the first given)");
+    c.footer(R"(Examples:
+  kvmsim run scenarios/seeds/003-zap-gfn-range.json --variant write-lock --seed 1 --json w1.json
+  kvmsim run scenarios/seeds/003-zap-gfn-range.json --variant read-lock --seed 1 --json r1.json
+  kvmsim report w1.json r1.json -o report.html
+
+The runs and their command lines, the selftest's stage lines, the significant changes with 95%
+intervals, the counters that moved, a plot of the phase times (inline SVG in HTML) and
+provenance. Results of one scenario are grouped by variant and matched by seed.)");
+    // sim/report/cover_report parses its own arguments (and checks them): given back as words.
+    return {&c, [a] {
+                std::vector<std::string> args = a->results;
+                if (a->format) args.insert(args.end(), {"--format", *a->format});
+                if (a->output) args.insert(args.end(), {"-o", *a->output});
+                if (a->baseline) args.insert(args.end(), {"--baseline", *a->baseline});
+                return report::report_command(args, std::cout, std::cerr);
+            }};
+}
+
 // ---- completion
 
 // The bash completion script, from the commands and options as declared: subcommands, each
@@ -1033,8 +1092,9 @@ std::string bash_completion(const CLI::App& top) {
             }
             if (o->get_expected_min() == 0) continue;  // a flag
             const std::string t = o->get_type_name();
-            for (const auto& n : o->get_lnames())
-                (t == "OUT" || t == "FILE" ? files : t == "DIR" ? dirs : values).push_back("--" + n);
+            auto& arm_of = t == "OUT" || t == "FILE" ? files : t == "DIR" ? dirs : values;
+            for (const auto& n : o->get_lnames()) arm_of.push_back("--" + n);
+            for (const auto& n : o->get_snames()) arm_of.push_back("-" + n);
         }
         os << "    " << sub->get_name() << ")\n        case \"$prev\" in\n";
         auto arm = [&](const std::vector<std::string>& opts, const std::string& action) {
@@ -1148,7 +1208,7 @@ Environment:
 
     std::vector<Command> commands = {add_run(app),      add_compare(app),         add_validate(app),
                                      add_list(app),     add_suite(app),           add_diff(app),
-                                     add_check_published(app), add_completion(app)};
+                                     add_check_published(app), add_report(app), add_completion(app)};
     for (auto& c : commands) {
         c.app->allow_extras();          // reported below, with a did-you-mean
         c.app->set_help_all_flag("");   // --help-all is kvmsim's own

@@ -81,9 +81,14 @@ nlohmann::ordered_json to_json(const runner::Result& r) {
     nlohmann::ordered_json j;
     j["result_schema"] = kResultSchemaVersion;
     j["kvmsim_version"] = r.kvmsim_version;
+    j["build_id"] = r.build_id;
     j["scenario"] = r.scenario;
     j["file"] = r.file;
     j["scenario_sha256"] = r.scenario_sha256;
+    if (!r.resolved_sha256.empty()) j["resolved_sha256"] = r.resolved_sha256;
+    j["overrides"] = nlohmann::ordered_json::array();
+    for (const auto& [pointer, value] : r.overrides)
+        j["overrides"].push_back({pointer, nlohmann::ordered_json::parse(value)});
     j["variant"] = r.variant;
     j["seed"] = r.seed;
     j["seed_used"] = r.seed_used;
@@ -117,6 +122,10 @@ nlohmann::ordered_json to_json(const runner::Result& r) {
     j["guest_exits"] = r.guest_exits;
     j["sim_time_ns"] = r.sim_time_ns;
     j["wall_time_s"] = r.wall_time_s;
+    // How the run was made: `kvmsim run` of resolved_scenario (its host profile beside it)
+    // with this seed on this build gives this result again.
+    if (!r.resolved_json.empty()) j["resolved_scenario"] = nlohmann::ordered_json::parse(r.resolved_json);
+    if (!r.host_profile_json.empty()) j["resolved_host_profile"] = nlohmann::ordered_json::parse(r.host_profile_json);
     return j;
 }
 

@@ -67,9 +67,14 @@ Result run(const scenario::Scenario& s, const RunOptions& opts) {
 
     Result r;
     r.kvmsim_version = KVMSIM_VERSION;
+    r.build_id = kvmsim_build_id;
     r.scenario = s.name;
     r.file = s.file;
     r.scenario_sha256 = s.sha256;
+    r.resolved_sha256 = s.resolved_sha256;
+    r.resolved_json = s.resolved_json;
+    r.host_profile_json = s.host_profile_json;
+    r.overrides = s.overrides;
     r.variant = s.variant;
     r.seed = s.seed;
     r.seed_used = sim.seed_used();

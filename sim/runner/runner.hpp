@@ -12,6 +12,9 @@
 #include "sim/engine/stats.hpp"
 #include "sim/scenario/scenario.hpp"
 
+// Written by scripts/source_id.py at build time (sim/meson.build).
+extern const char kvmsim_build_id[];
+
 namespace kvmsim::runner {
 
 struct LockResult {
@@ -48,9 +51,14 @@ struct PhaseStats {
 
 struct Result {
     std::string kvmsim_version;
+    std::string build_id;     // kvmsim_build_id: a hash of the sources this binary was built from
     std::string scenario;     // name
     std::string file;
     std::string scenario_sha256;
+    std::string resolved_sha256;
+    std::string resolved_json;       // Scenario::resolved_json
+    std::string host_profile_json;   // Scenario::host_profile_json
+    std::vector<std::pair<std::string, std::string>> overrides;  // Scenario::overrides
     std::string variant;
     std::uint64_t seed = 0;
     bool seed_used = false;  // false: every seed gives this same result

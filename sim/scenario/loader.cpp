@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <cerrno>
 #include <set>
 #include <system_error>
@@ -294,6 +296,60 @@ std::vector<std::string> split_args(const Node& args) {
         }
     } else {
         args.fail_expected("the selftest's flags as a string (\"-s anonymous -b 1G -v 4\") or an array");
+    }
+    return out;
+}
+
+// A preset's command line: "args" (the selftest's own flags) with "flags" on top. "flags" makes
+// each flag a path of the document (/workload/flags/v for -v), so overrides and sweep grids set
+// one flag: {"v": 8} gives "-v 8", {"g": true} the switch "-g", false leaves a switch out. A
+// flag in "flags" replaces the same flag in "args". from[i] locates args[i] for errors (nullopt:
+// somewhere in "args").
+struct PresetArgs {
+    std::vector<std::string> args;
+    std::vector<std::optional<Node>> from;
+};
+
+PresetArgs preset_args(const Node& wl, const workload::PresetInfo& preset) {
+    PresetArgs out;
+    std::vector<std::string> given = wl.has("args") ? split_args(wl["args"]) : std::vector<std::string>{};
+    const auto flags = wl.opt_object("flags");
+    std::vector<std::pair<std::string, Node>> set;
+    if (flags) set = flags->members();
+    for (const auto& [key, value] : set) {
+        if (key.size() != 1 || !std::isalpha(static_cast<unsigned char>(key[0])))
+            value.fail("expected a one-letter flag name such as \"v\" (for -v), got " + quote(key));
+        const auto& j = value.json();
+        const bool count = j.is_number_unsigned() || (j.is_number_integer() && j.get<std::int64_t>() >= 0);
+        if (!(j.is_boolean() || j.is_string() || count))
+            value.fail_expected("the flag's value (a string or a non-negative integer), or true/false for a switch");
+    }
+    auto in_flags = [&](const std::string& a) {
+        for (const auto& [key, value] : set)
+            if (a == "-" + key) return &value;
+        return static_cast<const Node*>(nullptr);
+    };
+    for (std::size_t i = 0; i < given.size(); ++i) {
+        if (in_flags(given[i])) {
+            // "-v 4": its value goes too (a bad flag of args itself is left for the preset).
+            if (preset.with_value.find(given[i][1]) != std::string::npos) ++i;
+            continue;
+        }
+        out.args.push_back(given[i]);
+        out.from.emplace_back();
+    }
+    for (const auto& [key, value] : set) {
+        const auto& j = value.json();
+        if (j.is_boolean()) {
+            if (!j.get<bool>()) continue;
+            out.args.push_back("-" + key);
+            out.from.push_back(value);
+            continue;
+        }
+        out.args.push_back("-" + key);
+        out.from.push_back(value);
+        out.args.push_back(j.is_string() ? j.get<std::string>() : std::to_string(j.get<std::int64_t>()));
+        out.from.push_back(value);
     }
     return out;
 }
@@ -821,25 +877,34 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
     const Time guest_time = sc.host.costs.has("guest_access") ? sc.host.costs.time("guest_access") : Time::ns(10);
 
     const Node wl = doc.object("workload");
-    wl.check_keys({"preset", "args", "phases"});
+    wl.check_keys({"preset", "args", "flags", "phases"});
     if (auto preset = wl.find("preset")) {
         if (wl.has("phases")) wl.fail("expected either \"preset\" or \"phases\", not both");
-        if (doc.has("vm")) doc["vm"].fail("expected no \"vm\": the preset's flags define the VM");
+        if (doc.has("vm"))
+            doc["vm"].fail("expected no \"vm\": the preset's flags define the VM (set a flag by its path, "
+                           "e.g. /workload/flags/v for -v)");
         std::vector<std::string> names;
         for (const auto& p : workload::presets()) names.push_back(p.name);
         const std::string name = preset->as_enum(names);
-        const std::vector<std::string> args = wl.has("args") ? split_args(wl["args"]) : std::vector<std::string>{};
+        const auto& info_of = *std::find_if(workload::presets().begin(), workload::presets().end(),
+                                            [&](const workload::PresetInfo& p) { return p.name == name; });
+        const PresetArgs pa = preset_args(wl, info_of);
         try {
-            workload::Expanded ex = workload::expand_preset(name, args, guest_time);
+            workload::Expanded ex = workload::expand_preset(name, pa.args, guest_time);
             sc.vm = std::move(ex.vm);
             sc.workload = std::move(ex.workload);
         } catch (const workload::PresetError& e) {
-            const Node at = wl.has("args") ? wl["args"] : *preset;
+            const bool in_range = e.arg >= 0 && static_cast<std::size_t>(e.arg) < pa.from.size();
+            const Node at = in_range && pa.from[static_cast<std::size_t>(e.arg)] ? *pa.from[static_cast<std::size_t>(e.arg)]
+                            : wl.has("args")                                      ? wl["args"]
+                            : wl.has("flags")                                     ? wl["flags"]
+                                                                                  : *preset;
             at.fail(e.what());
         }
         for (const auto& step : sc.workload.steps)
             if (step.kind == workload::Step::Kind::Host) require_op(*preset, *info, step.host.op);
     } else {
+        if (wl.has("flags")) wl["flags"].fail("expected \"flags\" only with a \"preset\" (they are the selftest's flags)");
         sc.vm = parse_vm(doc.object("vm"));
         parse_phases(wl, sc, *info, guest_time);
     }
@@ -851,6 +916,10 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
 
     json resolved = doc.json();  // the variant's patch and the overrides applied; no "variants"
     resolved.erase("seed");
+    json with_seed = resolved;
+    with_seed["seed"] = sc.seed;
+    sc.resolved_json = with_seed.dump();
+    sc.host_profile_json = profile_doc.dump();
     sc.resolved_sha256 = sha256_hex(canonical_json(json{{"scenario", std::move(resolved)},
                                                         {"host_profile", std::move(profile_doc)}}));
     return sc;
@@ -957,6 +1026,7 @@ Scenario load_scenario_text(const std::string& text, const std::string& path, co
     for (const auto& [pointer, value] : opts.overrides) apply_override(patched, pointer, value, label);
     Node merged(patched, label);
     Scenario sc = build(merged, path, sha, chosen, variants, opts);
+    for (const auto& [pointer, value] : opts.overrides) sc.overrides.emplace_back(pointer, value.dump());
     return sc;
 }
 

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "sim/vm/mmu_model.hpp"
@@ -59,6 +60,13 @@ struct Scenario {
     // and the host profile's document. The same for two loads exactly when they run the same
     // scenario (given the same seed and kvmsim build): what Python sweeps key results on.
     std::string resolved_sha256;
+    // The documents resolved_sha256 is taken over, as JSON text: the scenario as loaded (no
+    // "variants"; "seed" is the run's) and its host profile. A result carries them, so a result
+    // file alone says how it was made.
+    std::string resolved_json;
+    std::string host_profile_json;
+    // LoadOptions::overrides as applied: (JSON pointer, value as JSON text), in order.
+    std::vector<std::pair<std::string, std::string>> overrides;
     std::uint64_t seed = 1;
     std::string variant;      // the variant applied ("" when the scenario has none)
     std::vector<std::string> variants;  // all, the first is the baseline

@@ -80,13 +80,18 @@ AccessStream seq(Gfn base, std::uint64_t npages, std::uint64_t stride, Access a,
     return s;
 }
 
+// Each preset's flags, as its getopt string has them: with a value, or a switch.
+const char* kPttValues = "msbvp";
+const char* kPttSwitches = "";
+const char* kDlptValues = "vbsifxm";
+const char* kDlptSwitches = "geo";
 const char* kPttUsage = "kvm_page_table_test [-m mode] [-s backing] [-b size] [-v vcpus] [-p offset]";
 const char* kDlptUsage =
     "dirty_log_perf_test [-v vcpus] [-b size-per-vcpu] [-s backing] [-i iterations] [-f write-fraction] [-g] [-e] "
     "[-x memslots] [-o] [-m mode]";
 
 Expanded kvm_page_table_test(const std::vector<std::string>& args, Time gt) {
-    const Flags f = parse_flags(args, "msbvp", "", kPttUsage);
+    const Flags f = parse_flags(args, kPttValues, kPttSwitches, kPttUsage);
     const vm::Backing backing = backing_flag(f, vm::Backing::Anonymous);
     const std::uint64_t large_pages = vm::pages_per(vm::host_level(backing));
     const std::uint64_t large = large_pages * vm::kPageSize;
@@ -129,7 +134,7 @@ Expanded kvm_page_table_test(const std::vector<std::string>& args, Time gt) {
 }
 
 Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
-    const Flags f = parse_flags(args, "vbsifxm", "geo", kDlptUsage);
+    const Flags f = parse_flags(args, kDlptValues, kDlptSwitches, kDlptUsage);
     const auto vcpus = static_cast<std::uint32_t>(int_flag(f, 'v', 1, 1, 4096));
     const vm::Backing backing = backing_flag(f, vm::Backing::Anonymous);
     const std::uint64_t large_pages = vm::pages_per(vm::host_level(backing));
@@ -201,9 +206,10 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
 
 const std::vector<PresetInfo>& presets() {
     static const std::vector<PresetInfo> list = {
-        {"dirty_log_perf_test", "dirty logging: populate, enable, dirty/get/clear per iteration, disable", kDlptUsage},
+        {"dirty_log_perf_test", "dirty logging: populate, enable, dirty/get/clear per iteration, disable", kDlptUsage,
+         kDlptValues, kDlptSwitches},
         {"kvm_page_table_test", "create, update (dirty logging on) and adjust mappings, every vCPU over the whole region",
-         kPttUsage},
+         kPttUsage, kPttValues, kPttSwitches},
     };
     return list;
 }

@@ -24,6 +24,8 @@ struct PresetInfo {
     std::string name;
     std::string summary;
     std::string usage;
+    std::string with_value;  // the letters of its flags that take a value ("vbs...")
+    std::string switches;    // and of those that do not ("geo")
 };
 const std::vector<PresetInfo>& presets();
 

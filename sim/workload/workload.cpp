@@ -2,17 +2,31 @@
 
 namespace kvmsim::workload {
 
+namespace {
+// The CPU of the i-th thread the VMM creates (the vCPUs first, then its own): spread over the
+// sockets as the scheduler places busy threads created one after another on an idle machine
+// (select_task_rq_fair on fork and wake-up -> find_idlest_group: the least-loaded socket next), so
+// thread i runs on socket i mod S. Past the last CPU it wraps around.
+std::uint32_t thread_cpu(std::uint32_t i, const vm::HostConfig& host) {
+    const std::uint32_t cpus = host.cpus ? host.cpus : 1;
+    const engine::Topology& t = host.topology;
+    const std::uint32_t j = i % cpus;
+    if (t.sockets <= 1 || t.cpus() != cpus) return j;
+    return (j % t.sockets) * t.cpus_per_socket + (j / t.sockets) % t.cpus_per_socket;
+}
+}  // namespace
+
 Executor::Executor(engine::Simulator& sim, vm::MmuModel& model, const vm::VmConfig& vm, const vm::HostConfig& host,
                    const Workload& w)
     : sim_(sim), model_(model), vm_(vm), w_(w), sched_(sim, model), go_(sim, "stage start"),
       all_done_(sim, "stage done") {
-    const std::uint32_t cpus = host.cpus ? host.cpus : 1;
     for (std::uint32_t i = 0; i < vm.vcpus; ++i)
-        vcpus_.push_back(vm::CpuContext{"vcpu" + std::to_string(i), i % cpus, static_cast<std::int32_t>(i)});
+        vcpus_.push_back(vm::CpuContext{"vcpu" + std::to_string(i), thread_cpu(i, host), static_cast<std::int32_t>(i)});
     // Host threads run on the CPUs after the vCPUs' (wrapping when the host is full).
-    vmm_cpu_ = vm::CpuContext{"vmm", vm.vcpus % cpus, -1};
+    vmm_cpu_ = vm::CpuContext{"vmm", thread_cpu(vm.vcpus, host), -1};
     for (std::size_t i = 0; i < w.events.size(); ++i)
-        actor_cpus_.push_back(vm::CpuContext{w.events[i].name, static_cast<std::uint32_t>((vm.vcpus + 1 + i) % cpus), -1});
+        actor_cpus_.push_back(
+            vm::CpuContext{w.events[i].name, thread_cpu(static_cast<std::uint32_t>(vm.vcpus + 1 + i), host), -1});
     stats_.resize(vm.vcpus);
 }
 

@@ -17,7 +17,7 @@ from test_cli_schemas import ROOT, kvmsim
 ZAP = ROOT / "tests" / "data" / "tdp-zap.json"
 SPLIT = ROOT / "tests" / "data" / "tdp-split.json"
 SEED003 = ROOT / "scenarios" / "seeds" / "003-zap-gfn-range.json"
-COMMANDS = ["run", "compare", "validate", "list", "suite", "diff", "check-published", "completion"]
+COMMANDS = ["run", "compare", "validate", "list", "suite", "diff", "check-published", "report", "completion"]
 MAN = BUILD / "sim" / "cli" / "kvmsim.1"
 COMPLETION = BUILD / "sim" / "cli" / "kvmsim"
 
@@ -130,10 +130,24 @@ def test_version_prints_the_version_and_the_build_id():
     (["check-published", "--onl", "x"], "check-published", 'unknown option --onl (did you mean "--only"?)'),
     (["check-published", "--only", ","], "check-published", "--only expects scenario names separated by commas"),
     (["completion", "zsh"], "completion", "SHELL: zsh not in {bash}"),
+    (["report", "x.json", "--fromat", "md"], "report", 'unknown option --fromat (did you mean "--format"?)'),
+    (["run", ZAP, "--set", "vm.vcpus"], "run", '--set expects PATH=VALUE (e.g. --set workload.flags.v=8), got "vm.vcpus"'),
+    (["run", ZAP, "--sett", "vm.vcpus=2"], "run", 'unknown option --sett (did you mean "--set"?)'),
 ])
 def test_usage_errors_are_one_line_and_exit_2(args, command, message, tmp_path):
     usage_error(subprocess.run([str(BUILD / "sim" / "kvmsim"), *map(str, args)], capture_output=True, text=True,
                                cwd=tmp_path, timeout=60), command, message)
+
+
+def test_set_is_an_option_of_every_command_that_loads_scenarios(tmp_path):
+    for command in ["run", "suite", "validate", "compare", "check-published"]:
+        assert "  --set PATH=VALUE " in kvmsim(command, "--help").stdout, command
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert kvmsim("run", ZAP, "--quiet", "--set", "vm.vcpus=2", "--set=mmu.knobs.zap_lock=read", "--json", a).returncode == 0
+    assert kvmsim("run", ZAP, "--quiet", "--variant", "read", "--set", "vm.vcpus=2", "--json", b).returncode == 0
+    assert json.loads(a.read_text())["fingerprint"] == json.loads(b.read_text())["fingerprint"]
+    r = kvmsim("validate", ZAP, "--set", "vm.vcpu=2")
+    assert r.returncode == 2 and r.stderr.startswith(f"{ZAP}: /vm: unknown key \"vcpu\" (did you mean \"vcpus\"?)")
 
 
 def test_the_last_of_a_repeated_option_wins(tmp_path):
@@ -304,9 +318,11 @@ def test_the_bash_completion_completes_commands_and_options():
     assert complete("kvmsim", "") == COMMANDS + ["--help", "-h", "--help-all", "--version"]
     assert complete("kvmsim", "c") == ["compare", "check-published", "completion"]
     assert complete("kvmsim", "ru") == ["run"]
+    assert complete("kvmsim", "r") == ["run", "report"]
+    assert complete("kvmsim", "report", "x.json", "-o", "READ") == ["README.md"]
     assert complete("kvmsim", "run", "--tr") == ["--trace", "--trace-from", "--trace-to", "--trace-vcpus"]
     assert complete("kvmsim", "run", "scenarios/seeds/003", "--va") == ["--variant"]
-    assert complete("kvmsim", "list", "--") == ["--help", "--json"]
+    assert complete("kvmsim", "list", "--") == ["--help", "--json", "--set"]
     assert complete("kvmsim", "check-published", "--o") == ["--only"]
     assert complete("kvmsim", "completion", "") == ["bash"]
     # Files where a command takes a file, directories where it takes one, nothing for a number.

@@ -98,7 +98,7 @@ def test_readme_shell_examples_run(project, index):
         assert r.returncode == status, f"{command}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
         assert "internal error" not in r.stderr
     # What the block says it writes.
-    for f in ("a.json", "b.json", "t.json", "a.events.json", "b.events.json"):
+    for f in ("a.json", "b.json", "w.json", "t.json", "a.events.json", "b.events.json", "report.html"):
         if f in shell_blocks()[index]:
             assert (project / f).stat().st_size > 0, f
 
