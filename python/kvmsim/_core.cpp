@@ -198,7 +198,7 @@ PYBIND11_MODULE(_core, m) {
     m.def("compare_values", &compare_values, "scenario"_a, "selftest_metrics"_a, "variants"_a, "seeds"_a,
           "values"_a,
           "Before/after statistics from metric lists values[variant][seed]: (table text, JSON text).");
-    m.def("t95", &report::t95, "df"_a, "Two-sided 95% quantile of Student's t (the table kvmsim compare uses).");
+    m.def("t95", &report::t95, "df"_a, "Two-sided 95% quantile of Student's t (Boost.Math's, as kvmsim compare uses).");
     m.def("runs_in_progress", [] { return g_runs_in_progress.load(); },
           "How many run() calls are executing now (with the GIL released).");
 }

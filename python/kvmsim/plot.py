@@ -19,6 +19,12 @@ from typing import TYPE_CHECKING
 
 from . import _core
 
+try:  # checked here, so that the error says what to install
+    import matplotlib  # noqa: F401
+except ModuleNotFoundError as e:
+    raise ImportError("kvmsim.plot needs matplotlib, an optional dependency of kvmsim: "
+                      "pip install 'kvmsim[plot]' (or pip install matplotlib)", name=__name__) from e
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes

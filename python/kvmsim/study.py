@@ -54,8 +54,9 @@ class SeedStudy:
     def headline(self) -> str:
         """The selftest's own lines of the comparison (before -> after per variant)."""
         text = self.cmp.attrs["text"]
-        head = text.split("\nmetric ", 1)[0]
-        return head.strip()
+        # The tables start with "VARIANT against BASELINE (baseline), ...".
+        cut = text.find(f"\n\n{self.variants[1]} against ") if len(self.variants) > 1 else -1
+        return (text if cut < 0 else text[:cut]).strip()
 
     def table(self) -> str:
         """The whole ``kvmsim compare`` table."""

@@ -6,6 +6,10 @@
 #include <ostream>
 #include <sstream>
 
+#include <boost/math/distributions/students_t.hpp>
+
+#include "sim/report/format.hpp"
+
 namespace kvmsim::report {
 
 std::vector<MetricValue> metrics_of(const runner::Result& r) {
@@ -68,15 +72,9 @@ std::vector<MetricValue> metrics_of(const nlohmann::json& r) { return metrics_of
 std::vector<MetricValue> metrics_of(const nlohmann::ordered_json& r) { return metrics_of_document(r); }
 
 double t95(std::size_t df) {
-    static const double table[] = {0,      12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-                                   2.201,  2.179,  2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-                                   2.080,  2.074,  2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
     if (df == 0) return 0;
-    if (df <= 30) return table[df];
-    if (df <= 40) return 2.021;
-    if (df <= 60) return 2.000;
-    if (df <= 120) return 1.980;
-    return 1.960;
+    const boost::math::students_t dist(static_cast<double>(df));
+    return boost::math::quantile(boost::math::complement(dist, 0.025));
 }
 
 namespace {
@@ -190,65 +188,111 @@ CompareResult compare_values(const std::string& scenario, const std::vector<std:
 }
 
 namespace {
-std::string fmt_value(double v, const std::string& unit) {
+// The selftest's own line, as the seed documents print it: seconds with 4 significant digits,
+// before -> after. Their "+70.69%" means 70.69% less time; said in words here, so that it does
+// not read as the opposite of the table's "-70.69%".
+std::string selftest_line(const std::string& phase, const std::string& base_name, double base_ns,
+                          const std::string& name, double ns) {
     std::ostringstream os;
-    os << std::setprecision(4);
-    if (unit == "ns") {
-        const double a = std::fabs(v);
-        if (a >= 1e9) os << v / 1e9 << "s";
-        else if (a >= 1e6) os << v / 1e6 << "ms";
-        else if (a >= 1e3) os << v / 1e3 << "us";
-        else os << v << "ns";
-    } else {
-        os << v;
-    }
+    os << std::setprecision(4) << phase << ": " << base_name << " " << base_ns / 1e9 << "s -> " << name << " "
+       << ns / 1e9 << "s, ";
+    if (base_ns <= 0) return os.str() + "n/a";
+    const double faster = (base_ns - ns) / base_ns * 100;
+    const std::string pct = format_pct(std::fabs(faster)).substr(1);  // without the sign
+    if (pct == "0.00%") os << "no change";
+    else os << (faster > 0 ? "faster by " : "slower by ") << pct;
     return os.str();
 }
-std::string fmt_pct(double p) {
+
+// One variant against the baseline: a row per metric that is not zero in both, with both means,
+// the change and the interval of the paired difference, columns named after the variants. Lines
+// stay within about 120 characters: a metric name too long for its column gets a line of its
+// own, the numbers following on the next.
+void print_pair(std::ostream& out, const CompareResult& c, std::size_t v) {
+    constexpr std::size_t kLine = 118;
+    const std::string& base = c.variants[0];
+    const std::string& name = c.variants[v];
+    struct Row {
+        std::string metric, base, value, change, ci;
+    };
+    std::vector<Row> rows;
+    bool any_ci = false;
+    for (const auto& m : c.metrics) {
+        if (v >= m.variants.size()) continue;
+        const Comparison& b = m.variants[0];
+        const Comparison& x = m.variants[v];
+        if (b.mean == 0 && x.mean == 0) continue;
+        Row r{m.name, format_value(b.mean, m.unit), format_value(x.mean, m.unit),
+              x.change_pct ? format_pct(*x.change_pct) : "n/a", ""};
+        if (x.ci95) {
+            // An interval's bounds are not known to more digits than a time shows: 4 significant.
+            const auto bound = [&m](double b) { return format_value(m.unit == "ns" ? b : round_significant(b, 4), m.unit); };
+            r.ci = "[" + bound(x.ci95->first) + " .. " + bound(x.ci95->second) + "]";
+            any_ci = true;
+        }
+        if (x.significant) r.ci += " *";
+        rows.push_back(std::move(r));
+    }
+    std::size_t wb = base.size(), wv = name.size(), wc = 7, wci = 0, wm = 6;
+    for (const auto& r : rows) {
+        wb = std::max(wb, r.base.size());
+        wv = std::max(wv, r.value.size());
+        wc = std::max(wc, r.change.size());
+        wci = std::max(wci, r.ci.size());
+        wm = std::max(wm, r.metric.size());
+    }
+    const std::size_t rest = 2 + wb + 2 + wv + 2 + wc + (wci ? 2 + wci : 0);
+    wm = std::min(wm, std::max<std::size_t>(24, kLine > rest ? kLine - rest : 0));
+    const auto w = [](std::size_t n) { return static_cast<int>(n); };
+
     std::ostringstream os;
-    os << std::showpos << std::fixed << std::setprecision(2) << p << "%";
-    return os.str();
+    os << "\n" << name << " against " << base << " (baseline), " << c.seeds.size() << " seed"
+       << (c.seeds.size() == 1 ? "" : "s");
+    std::ostringstream head;
+    head << std::left << std::setw(w(wm)) << "metric" << std::right << "  " << std::setw(w(wb)) << base << "  "
+         << std::setw(w(wv)) << name << "  " << std::setw(w(wc)) << "change";
+    if (any_ci) {
+        const std::string ci = "95% CI of " + name + " - " + base;
+        if (head.str().size() + 2 + ci.size() <= kLine + 2) {
+            head << "  " << ci;
+        } else {
+            head << "  95% CI";
+            os << "; the intervals are of " << name << " - " << base;
+        }
+    }
+    os << ":\n" << head.str() << "\n";
+    for (const auto& r : rows) {
+        if (r.metric.size() > wm) os << r.metric << "\n" << std::string(wm, ' ');
+        else os << std::left << std::setw(w(wm)) << r.metric;
+        os << std::right << "  " << std::setw(w(wb)) << r.base << "  " << std::setw(w(wv)) << r.value << "  "
+           << std::setw(w(wc)) << r.change;
+        if (!r.ci.empty()) os << "  " << r.ci;
+        os << "\n";
+    }
+    out << os.str();
 }
 }  // namespace
 
 void print_compare(std::ostream& os, const CompareResult& c) {
-    os << c.scenario << ": " << c.variants.size() << " variants x " << c.seeds.size() << " seeds (baseline "
+    os << c.scenario << ": " << c.variants.size() << " variant" << (c.variants.size() == 1 ? "" : "s") << " x "
+       << c.seeds.size() << " seed" << (c.seeds.size() == 1 ? "" : "s") << " (baseline "
        << (c.variants.empty() ? "-" : c.variants.front()) << ")\n";
-    // The selftest's own lines, as the seed documents print them: before -> after, + is faster.
     if (!c.selftest_metrics.empty() && c.variants.size() >= 2) {
         os << "\n";
         for (const auto& name : c.selftest_metrics)
             for (const auto& row : c.metrics)
                 if (row.name == "phase " + name)
-                    for (std::size_t v = 1; v < row.variants.size(); ++v) {
-                        const double before = row.variants[0].mean / 1e9, after = row.variants[v].mean / 1e9;
-                        os << name << ": " << c.variants[0] << " " << std::setprecision(4) << before << "s -> "
-                           << c.variants[v] << " " << after << "s "
-                           << (before > 0 ? fmt_pct((before - after) / before * 100) : std::string("n/a")) << "\n";
-                    }
+                    for (std::size_t v = 1; v < row.variants.size(); ++v)
+                        os << selftest_line(name, c.variants[0], row.variants[0].mean, c.variants[v], row.variants[v].mean)
+                           << "\n";
     }
-    std::vector<int> width;
-    for (const auto& v : c.variants) width.push_back(static_cast<int>(std::max<std::size_t>(12, v.size())) + 2);
-    os << "\n" << std::left << std::setw(58) << "metric";
-    for (std::size_t i = 0; i < c.variants.size(); ++i) os << std::right << std::setw(width[i]) << c.variants[i];
-    os << "   change vs baseline (95% CI of the paired difference)\n";
-    for (const auto& row : c.metrics) {
-        bool any = false;
-        for (const auto& v : row.variants) any = any || v.mean != 0;
-        if (!any) continue;
-        std::string name = row.name.size() > 57 ? row.name.substr(0, 54) + "..." : row.name;
-        os << std::left << std::setw(58) << name;
-        for (std::size_t i = 0; i < row.variants.size(); ++i)
-            os << std::right << std::setw(i < width.size() ? width[i] : 14) << fmt_value(row.variants[i].mean, row.unit);
-        for (std::size_t i = 1; i < row.variants.size(); ++i) {
-            const auto& v = row.variants[i];
-            os << "   " << (v.change_pct ? fmt_pct(*v.change_pct) : std::string("n/a"));
-            if (v.ci95) os << " [" << fmt_value(v.ci95->first, row.unit) << ", " << fmt_value(v.ci95->second, row.unit) << "]";
-            if (v.significant) os << " *";
-        }
-        os << "\n";
-    }
-    os << "(* the interval excludes zero)\n";
+    for (std::size_t v = 1; v < c.variants.size(); ++v) print_pair(os, c, v);
+    if (c.variants.size() >= 2 && c.seeds.size() >= 2)
+        os << "(change: the variant's mean against the baseline's, negative = less (a time: faster); CI: the 95%\n"
+              " interval of the paired difference over the seeds, variant - baseline; * it excludes zero)\n";
+    else if (c.variants.size() >= 2)
+        os << "(change: the variant's value against the baseline's, negative = less (a time: faster); one seed,\n"
+              " so no interval)\n";
 }
 
 nlohmann::ordered_json to_json(const CompareResult& c) {

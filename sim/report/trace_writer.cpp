@@ -107,10 +107,10 @@ void ChromeTraceWriter::lock_hold_begin(std::uint32_t lock, std::string_view loc
                                         std::string_view mode, std::string_view site, engine::Time t) {
     const bool on = in_window(t) && track_on(pid);
     const std::uint64_t id = next_id_++;
-    holds_[{lock, pid, std::string(mode)}] = {id, on};
+    const std::string name = process_name(pid) + " @" + std::string(site);
+    holds_[{lock, pid, std::string(mode)}] = {id, on, name};
     if (!on) return;
     lock_track(lock, lock_name);
-    const std::string name = process_name(pid) + " @" + std::string(site);
     const std::string tid = std::to_string(kLockTid + lock);
     if (mode == "read")
         emit(R"({"ph":"b","cat":"lock read","pid":1,"tid":)" + tid + R"(,"id":)" + std::to_string(id) + R"(,"ts":)" +
@@ -122,13 +122,13 @@ void ChromeTraceWriter::lock_hold_begin(std::uint32_t lock, std::string_view loc
 void ChromeTraceWriter::lock_hold_end(std::uint32_t lock, std::uint32_t pid, std::string_view mode, engine::Time t) {
     auto it = holds_.find({lock, pid, std::string(mode)});
     if (it == holds_.end()) return;
-    const auto [id, on] = it->second;
+    const Hold h = std::move(it->second);
     holds_.erase(it);
-    if (!on) return;
+    if (!h.on) return;
     const std::string tid = std::to_string(kLockTid + lock);
     if (mode == "read")
-        emit(R"({"ph":"e","cat":"lock read","pid":1,"tid":)" + tid + R"(,"id":)" + std::to_string(id) + R"(,"ts":)" +
-             trace_ts(t) + R"(,"name":)" + q(process_name(pid)) + "}");
+        emit(R"({"ph":"e","cat":"lock read","pid":1,"tid":)" + tid + R"(,"id":)" + std::to_string(h.id) + R"(,"ts":)" +
+             trace_ts(t) + R"(,"name":)" + q(h.name) + "}");
     else
         emit(R"({"ph":"E","pid":1,"tid":)" + tid + R"(,"ts":)" + trace_ts(t) + "}");
 }

@@ -63,7 +63,14 @@ private:
     std::map<std::uint32_t, std::vector<bool>> stacks_;    // pid -> open slices (emitted?)
     std::set<std::uint32_t> lock_tracks_;
     std::map<std::pair<std::uint32_t, std::uint32_t>, std::pair<std::uint64_t, std::string>> waits_;  // (lock,pid)
-    std::map<std::tuple<std::uint32_t, std::uint32_t, std::string>, std::pair<std::uint64_t, bool>> holds_;  // id, emitted
+    // (lock, pid, mode) -> the async slice's id, whether it was emitted, and its name (its end
+    // event repeats it: viewers match an end to its begin by category, id and name).
+    struct Hold {
+        std::uint64_t id;
+        bool on;
+        std::string name;
+    };
+    std::map<std::tuple<std::uint32_t, std::uint32_t, std::string>, Hold> holds_;
 };
 
 // "12.345" for 12345 ns: microseconds with three decimals, exact.

@@ -4,6 +4,7 @@ result document against the result schema, and bad input failing with status 2."
 import json
 import os
 import pathlib
+import re
 import subprocess
 
 import jsonschema
@@ -37,6 +38,21 @@ def test_every_shipped_scenario_validates():
     assert {p.parent.name for p in files} == {"seeds", "selftests", "published"}, "a new folder: document it in README"
     r = kvmsim("validate", *files)
     assert r.returncode == 0, r.stderr
+
+
+def test_every_file_under_scenarios_is_documented():
+    """scenarios/README.md lists every file under scenarios/ by its path, and nothing else: a
+    temporary or forgotten file (a scenarios/ptt-tmp.json) fails here."""
+    listing = (ROOT / "scenarios" / "README.md").read_text()
+    files = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "scenarios").rglob("*")
+                   if p.is_file() and p.name != "README.md" and "__pycache__" not in p.parts)
+    listed = sorted(set(re.findall(r"`(scenarios/[^`]+)`", listing)))
+    assert files == listed, "scenarios/README.md lists what is under scenarios/, and only that"
+    # Each is JSON; the schemas are valid JSON Schema.
+    for f in files:
+        json.loads((ROOT / f).read_text())
+    for f in (ROOT / "scenarios" / "schema").glob("*.json"):
+        jsonschema.Draft202012Validator.check_schema(json.loads(f.read_text()))
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "scenarios" / "hosts").glob("*.json")), ids=lambda p: p.name)

@@ -4,6 +4,7 @@ scenario's variants over common seeds and for saved results."""
 import json
 import math
 import multiprocessing
+import re
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
@@ -30,9 +31,19 @@ def test_a_scenario_compares_as_the_command_does(tmp_path):
     assert df.attrs["json"] == json.loads(out.read_text())
     assert df.attrs["variants"] == ["write", "write+precheck", "read", "drop_write_zap_read"]
     assert df.attrs["seeds"] == [1, 2, 3]
-    # One frame row per table row.
-    table = df.attrs["text"].split("\nmetric ", 1)[1].splitlines()[1:-1]
-    assert [line[:58].rstrip() for line in table] == [m if len(m) <= 57 else m[:54] + "..." for m in df.index]
+    # One table per variant against the baseline, a row per frame row that is not zero in both;
+    # every line within 120 characters (a long metric name has a line of its own).
+    text = df.attrs["text"]
+    assert max(len(line) for line in text.splitlines()) <= 120
+    variants = df.attrs["variants"]
+    tables = text.split("\nmetric ")[1:]
+    assert len(tables) == len(variants) - 1
+    for v, table in zip(variants[1:], tables):
+        header, *lines = table.split("\n\n")[0].splitlines()
+        assert header.split()[:3] == [variants[0], v, "change"]
+        names = [re.split(r"\s{2,}", line)[0] for line in lines if not line.startswith((" ", "(change:"))]
+        means = df["mean"]
+        assert names == [m for m in df.index if means.loc[m, variants[0]] != 0 or means.loc[m, v] != 0]
 
 
 def test_the_frame_holds_the_statistics():
@@ -47,7 +58,7 @@ def test_the_frame_holds_the_statistics():
     d = [b - a for a, b in zip(runs["write"], runs["read"])]
     mean_d = sum(d) / 3
     sd = math.sqrt(sum((x - mean_d) ** 2 for x in d) / 2)
-    half = 4.303 * sd / math.sqrt(3)  # t(0.975, 2)
+    half = 4.302652729749462 * sd / math.sqrt(3)  # t(0.975, 2)
     assert (row[("ci95_low", "read")], row[("ci95_high", "read")]) == (pytest.approx(mean_d - half), pytest.approx(mean_d + half))
     assert row[("significant", "read")] == (mean_d - half > 0 or mean_d + half < 0)
     assert math.isnan(row[("change_pct", "write")])  # the baseline has no change
@@ -107,3 +118,14 @@ def test_a_run_that_did_not_complete_is_named_by_scenario_variant_and_seed(monke
     assert "1 of 4 runs did not complete" in text
     assert "variant 'read', seed 2: deadlock" in text
     assert "vcpu0 waits for mmu_lock" in text
+
+
+def test_a_seed_studys_headline_is_the_title_and_the_selftest_lines():
+    from kvmsim.study import SeedStudy
+    study = SeedStudy(ZAP, seeds=2, progress=False)
+    lines = study.headline().splitlines()
+    assert lines[0] == "golden-tdp-zap: 4 variants x 2 seeds (baseline write)"
+    assert lines[1] == ""
+    assert [line.split(" -> ")[1].split()[0] for line in lines[2:]] == study.variants[1:]
+    assert all(re.fullmatch(r"boot: write \S+s -> \S+ \S+s, (faster|slower) by \d+\.\d\d%", line) for line in lines[2:])
+    assert study.table().startswith(study.headline())

@@ -36,11 +36,14 @@ def check_trace(path):
         elif ph == "b":
             key = (e["cat"], e["id"])
             assert key not in asyncs, f"async id reused while open: {e}"
-            asyncs[key] = ts
+            asyncs[key] = (ts, e["name"])
         elif ph == "e":
+            # Viewers match an async end to its begin by category, id and name.
             key = (e["cat"], e["id"])
             assert key in asyncs, f"async end without begin: {e}"
-            assert ts >= asyncs.pop(key)
+            begin_ts, begin_name = asyncs.pop(key)
+            assert e["name"] == begin_name, f"async end named otherwise than its begin ({begin_name!r}): {e}"
+            assert ts >= begin_ts
         elif ph == "s":
             flows[e["id"]] = ts
         elif ph == "f":

@@ -18,16 +18,28 @@ std::vector<std::vector<std::vector<MetricValue>>> values(const std::vector<std:
 }
 }  // namespace
 
-TEST_CASE("Student t quantiles", "[report][compare]") {
-    CHECK(report::t95(1) == Approx(12.706));
-    CHECK(report::t95(2) == Approx(4.303));
-    CHECK(report::t95(9) == Approx(2.262));
-    CHECK(report::t95(30) == Approx(2.042));
-    CHECK(report::t95(1000) == Approx(1.960));
+TEST_CASE("Student t quantiles are Boost.Math's, not a table's", "[report][compare]") {
+    // t_{0.975,df} (two-sided 95%), to the printed digits of the usual tables and beyond: the old
+    // step table gave 1.960 from df 121 on (1000: 1.9623) and 2.000 for df 41..60 (41: 2.0195).
+    const std::pair<std::size_t, double> known[] = {
+        {1, 12.706204736174694}, {2, 4.302652729749462},   {3, 3.1824463052837078},
+        {4, 2.7764451051977934}, {5, 2.5705818356363146},  {9, 2.262157162798205},
+        {10, 2.228138851986274}, {30, 2.0422724563012378}, {100, 1.9839715185235518},
+        {1000, 1.9623390808264083}};
+    for (const auto& [df, t] : known) {
+        INFO("df " << df);
+        CHECK(report::t95(df) == Approx(t).epsilon(1e-12));
+    }
+    CHECK(report::t95(1) == Approx(12.706).margin(5e-4));
+    CHECK(report::t95(4) == Approx(2.776).margin(5e-4));
+    CHECK(report::t95(41) == Approx(2.0195410).epsilon(1e-6));
+    // Decreasing towards the normal quantile 1.959964.
+    for (std::size_t df = 1; df < 200; ++df) CHECK(report::t95(df + 1) < report::t95(df));
+    CHECK(report::t95(1'000'000) == Approx(1.959966).epsilon(1e-6));
 }
 
 TEST_CASE("paired differences give the interval and the verdict", "[report][compare]") {
-    // Differences per seed: -2, -3, -1 -> mean -2, sd 1, t(2) = 4.303: [-4.484, 0.484].
+    // Differences per seed: -2, -3, -1 -> mean -2, sd 1, t(2) = 4.3027: [-4.484, 0.484].
     const auto c = report::compare_values("s", {"KVM_CREATE_MAPPINGS"}, {"before", "after"}, {1, 2, 3},
                                           values({{10e9, 12e9, 14e9}, {8e9, 9e9, 13e9}}));
     REQUIRE(c.metrics.size() == 1);
@@ -38,8 +50,8 @@ TEST_CASE("paired differences give the interval and the verdict", "[report][comp
     REQUIRE(after.change_pct);
     CHECK(*after.change_pct == Approx(-16.6667).epsilon(1e-4));
     REQUIRE(after.ci95);
-    CHECK(after.ci95->first == Approx(-2e9 - 4.303e9 / std::sqrt(3.0)));
-    CHECK(after.ci95->second == Approx(-2e9 + 4.303e9 / std::sqrt(3.0)));
+    CHECK(after.ci95->first == Approx(-2e9 - 4.302652729749462e9 / std::sqrt(3.0)));
+    CHECK(after.ci95->second == Approx(-2e9 + 4.302652729749462e9 / std::sqrt(3.0)));
     CHECK_FALSE(after.significant);
     // Consistent differences: significant.
     const auto d = report::compare_values("s", {}, {"before", "after"}, {1, 2, 3},
@@ -56,7 +68,12 @@ TEST_CASE("the table prints the selftest's own lines and the JSON has the docume
                                           values({{1.23e9, 1.23e9}, {0.98e9, 0.98e9}}));
     std::ostringstream os;
     report::print_compare(os, c);
-    CHECK_THAT(os.str(), Catch::Contains("KVM_CREATE_MAPPINGS: before 1.23s -> after 0.98s +20.33%"));
+    // The selftest's line says "faster" in words (the seeds' +20.33%), the table the change of
+    // the mean (-20.33%), and both name the variants.
+    CHECK_THAT(os.str(), Catch::Contains("KVM_CREATE_MAPPINGS: before 1.23s -> after 0.98s, faster by 20.33%\n"));
+    CHECK_THAT(os.str(), Catch::Contains("after against before (baseline), 2 seeds:"));
+    CHECK_THAT(os.str(), Catch::Contains("95% CI of after - before"));
+    CHECK_THAT(os.str(), Catch::Contains("1.230s") && Catch::Contains("980.0ms") && Catch::Contains("-20.33%"));
     const auto j = report::to_json(c);
     REQUIRE(j["metrics"].size() == 1);
     const auto& m = j["metrics"][0];
