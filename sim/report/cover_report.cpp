@@ -393,8 +393,10 @@ std::vector<Block> group_blocks(const ReportGroup& g, bool html) {
                 st << phase_name(row->name) << ": " << g.variants[0] << " " << human_ns(before) << " -> " << g.variants[v]
                    << " " << human_ns(after);
                 if (before > 0) {
+                    // Worded as compare's selftest line: "faster by" / "slower by".
                     const double p = (after - before) / before * 100;
-                    st << ", time " << pct(p) << (p < 0 ? " (faster)" : p > 0 ? " (slower)" : "");
+                    const std::string mag = pct(std::fabs(p)).substr(1);  // without the sign
+                    st << ", " << (mag == "0.00%" ? "no change" : (p < 0 ? "faster by " : "slower by ") + mag);
                 }
                 st << "\n";
             }

@@ -85,7 +85,7 @@ TEST_CASE("the Markdown report has the stage lines, the changes and provenance",
     CHECK_THAT(md, Catch::StartsWith("# kvmsim report: zap\n"));
     CHECK_THAT(md, Catch::Contains("kvmsim 9.9.9 (build_id cafe)"));
     CHECK_THAT(md, Catch::Contains("boot: total execution time: 0.105000000s"));
-    CHECK_THAT(md, Catch::Contains("boot: before 105 ms -> after 55 ms, time -47.62% (faster)"));
+    CHECK_THAT(md, Catch::Contains("boot: before 105 ms -> after 55 ms, faster by 47.62%"));
     CHECK_THAT(md, Catch::Contains("kvmsim run scenarios/seeds/zap.json --variant after --seed 2 --json after-2.json"));
     // Two seeds: intervals. boot's paired differences are -50 ms twice: [-50 ms, -50 ms], significant.
     CHECK_THAT(md, Catch::Contains("| phase boot | 105 ms | 55 ms | -47.62% [-50 ms, -50 ms] * |"));
