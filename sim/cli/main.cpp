@@ -31,6 +31,9 @@
 
 #include "models/registry.hpp"
 #include "sim/cli/batch.hpp"
+#include "sim/cli/options.hpp"
+#include "sim/report/events_writer.hpp"
+#include "sim/report/output_file.hpp"
 #include "sim/report/compare.hpp"
 #include "sim/report/published.hpp"
 #include "sim/report/report.hpp"
@@ -60,14 +63,18 @@ constexpr const char* kUsage =
     "       kvmsim list\n"
     "       kvmsim compare SCENARIO|DIR... [--seeds N] [--jobs N] [--json OUT]\n"
     "       kvmsim compare RESULT_A.json RESULT_B.json\n"
-    "       kvmsim check-published [DIR] [--json OUT] [--jobs N] [--seeds N] [--all] [--only NAME,...]\n";
+    "       kvmsim check-published [DIR] [--json OUT] [--jobs N] [--seeds N] [--all] [--only NAME,...]\n"
+    "every command: --host-dir DIR (repeatable) looks host profiles up in DIR first\n";
 
 struct UsageError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// --host-dir DIR (repeatable, any command): searched first, before $KVMSIM_HOSTS.
+std::vector<std::string> g_host_dirs;
+
 std::vector<std::string> host_dirs() {
-    std::vector<std::string> dirs;
+    std::vector<std::string> dirs = g_host_dirs;
     if (const char* env = std::getenv("KVMSIM_HOSTS")) {
         std::string s = env;
         std::size_t pos = 0;
@@ -196,6 +203,9 @@ int cmd_run(const std::vector<std::string>& args) {
     if (!trace_out && (topts.from != engine::Time::zero() || topts.to != engine::Time::max() || topts.vcpus))
         throw UsageError("--trace-from, --trace-to and --trace-vcpus go with --trace");
     const scenario::Scenario sc = scenario::load_scenario(*file, load_options(variant, seed));
+    // Every output is checked, and its temporary file made, before the run.
+    std::optional<report::OutputFile> json_file;
+    if (json_out) json_file.emplace(*json_out, "--json");
     runner::RunOptions ro = progress_options(quiet);
     if (until) ro.until = *until;
     std::optional<report::ChromeTraceWriter> tracer;
@@ -203,24 +213,21 @@ int cmd_run(const std::vector<std::string>& args) {
         tracer.emplace(*trace_out, topts);
         ro.tracer = &*tracer;
     }
-    std::vector<engine::LoggedEvent> log;
+    std::optional<report::EventsWriter> events;
     std::vector<std::string> names;
     if (events_out) {
-        ro.event_log = &log;
+        events.emplace(*events_out);
+        ro.event_log = &*events;
         ro.process_names = &names;
     }
     const runner::Result r = runner::run(sc, ro);
     if (!quiet && isatty(STDERR_FILENO)) std::fprintf(stderr, "\r%60s\r", "");
     if (tracer) tracer->finish(engine::Time::ps(static_cast<std::int64_t>(r.sim_time_ns * 1000.0)));
-    if (json_out) report::write_file_atomic(*json_out, report::to_json(r).dump(2) + "\n");
-    if (events_out) {
-        nlohmann::json j = {{"scenario", r.scenario}, {"variant", r.variant}, {"seed", r.seed},
-                            {"fingerprint", report::hex64(r.fingerprint)}, {"processes", names}};
-        nlohmann::json ev = nlohmann::json::array();
-        for (const auto& e : log) ev.push_back({e.time_ps, e.who, e.kind});
-        j["events"] = std::move(ev);
-        report::write_file_atomic(*events_out, j.dump() + "\n");
+    if (json_file) {
+        json_file->write(report::to_json(r).dump(2) + "\n");
+        json_file->commit();
     }
+    if (events) events->finish(r.scenario, r.variant, r.seed, report::hex64(r.fingerprint), names);
     if (!quiet) report::print_summary(std::cout, r);
     return r.status == "completed" || (until && r.status == "stopped") ? 0 : 1;
 }
@@ -369,6 +376,7 @@ int cmd_compare(const std::vector<std::string>& args) {
         }
     }
     if (paths.empty()) throw UsageError("compare expects a scenario, a directory, or two result files");
+    if (json_out) report::check_output_path(*json_out, "--json");
     nlohmann::ordered_json all = nlohmann::ordered_json::array();
     if (paths.size() == 2 && is_result_file(paths[0]) && is_result_file(paths[1])) {
         std::vector<std::vector<nlohmann::json>> docs;
@@ -441,6 +449,7 @@ int cmd_check_published(const std::vector<std::string>& args) {
             dir = a;
         }
     }
+    if (json_out) report::check_output_path(*json_out, "--json");
     if (!dir) {
         std::error_code ec;
         dir = fs::is_directory("scenarios/published", ec) ? std::string("scenarios/published")
@@ -681,6 +690,10 @@ int main(int argc, char** argv) {
         if (args.empty()) throw UsageError("no command");
         const std::string cmd = args.front();
         args.erase(args.begin());
+        std::string bad_option;
+        g_host_dirs = cli::take_host_dirs(args, &bad_option);
+        if (!bad_option.empty()) throw UsageError(bad_option);
+        report::install_signal_cleanup();
         if (cmd == "run") return cmd_run(args);
         if (cmd == "suite") return cmd_suite(args);
         if (cmd == "validate") return cmd_validate(args);
@@ -698,6 +711,9 @@ int main(int argc, char** argv) {
         return 2;
     } catch (const scenario::ScenarioError& e) {
         std::cerr << e.what() << "\n";
+        return 2;
+    } catch (const report::OutputError& e) {
+        std::cerr << "kvmsim: " << e.what() << "\n";
         return 2;
     } catch (const std::exception& e) {
         std::cerr << "kvmsim: internal error: " << e.what() << "\n";
