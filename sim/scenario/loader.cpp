@@ -260,6 +260,14 @@ vm::HostConfig load_host(const Node& host, const std::string& scenario_path, con
 
 // ---- model -----------------------------------------------------------------------------------
 
+// 1000000 rather than 1e+06.
+std::string number_text(double x) {
+    if (x == std::floor(x) && std::abs(x) < 1e15) return std::to_string(static_cast<std::int64_t>(x));
+    std::ostringstream o;
+    o << x;
+    return o.str();
+}
+
 std::string knob_value_text(const vm::KnobValue& v) {
     return std::holds_alternative<std::string>(v) ? "\"" + vm::to_string(v) + "\"" : vm::to_string(v);
 }
@@ -855,10 +863,29 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
     for (const auto& [c, least] : info->cost_minimums) {
         if (!sc.host.costs.has(c) || sc.host.costs.number(c) >= least) continue;
         std::ostringstream what;
-        what << "expected at least " << least << " for cost \"" << c << "\", which model " << model << " divides by";
+        what << "expected at least " << number_text(least) << " for cost \"" << c << "\", which model " << model
+             << " divides by";
         const Node host = doc["host"];
         if (auto costs = host.find("costs"); costs && costs->find(c)) (*costs)[c].fail(what.str());
         doc["host"]["profile"].fail("host profile " + sc.host.profile + ": " + what.str() + " (the profile's /costs/" + c + ")");
+    }
+    for (const auto& [c, most] : info->cost_maximums) {
+        if (!sc.host.costs.has(c) || sc.host.costs.number(c) <= most) continue;
+        std::ostringstream what;
+        what << "expected at most " << number_text(most) << " for cost \"" << c << "\", which model " << model
+             << " scales by a mapping's size";
+        const Node host = doc["host"];
+        if (auto costs = host.find("costs"); costs && costs->find(c)) (*costs)[c].fail(what.str());
+        doc["host"]["profile"].fail("host profile " + sc.host.profile + ": " + what.str() + " (the profile's /costs/" + c + ")");
+    }
+    for (const auto& c : info->cost_powers_of_two) {
+        if (!sc.host.costs.has(c)) continue;
+        const double x = sc.host.costs.number(c);
+        if (x >= 1 && x == std::floor(x) && std::has_single_bit(static_cast<std::uint64_t>(x))) continue;
+        const std::string what = "expected a power of two for cost \"" + c + "\" (model " + model + ")";
+        const Node host = doc["host"];
+        if (auto costs = host.find("costs"); costs && costs->find(c)) (*costs)[c].fail(what);
+        doc["host"]["profile"].fail("host profile " + sc.host.profile + ": " + what + " (the profile's /costs/" + c + ")");
     }
     for (const auto& f : info->features)
         if (!sc.host.features.count(f))

@@ -155,6 +155,9 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
     const vm::Backing backing = backing_flag(f, vm::Backing::Anonymous);
     const std::uint64_t large_pages = vm::pages_per(vm::host_level(backing));
     std::uint64_t per_vcpu = size_flag(f, 'b', 1ULL << 30) / vm::kPageSize;
+    if (per_vcpu == 0)
+        throw PresetError(f.values.at('b').second, "expected a size per vCPU of at least 4K (one page), got \"" +
+                                                       f.values.at('b').first + "\"");
     if (per_vcpu * vcpus > (std::uint64_t{1} << (vm::kMaxPhysAddrBits - 12)))
         throw PresetError(f.values.at('b').second, "expected -b x -v (" + std::to_string(vcpus) +
                                                        " vCPUs) to be at most 4P (2^52 bytes)");
