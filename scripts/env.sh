@@ -23,7 +23,8 @@ KVMSIM_VENV="$KVMSIM_ROOT/.venv"
 
 # Debian packages: the compiler, ninja, and the C++ libraries meson.build looks for. Debian's
 # python3 also gets python3-venv and python3-dev (Python.h) when it is the interpreter used.
-KVMSIM_APT_PACKAGES=(g++ ninja-build pkg-config libboost-graph-dev nlohmann-json3-dev catch2 git)
+# clang-14 and libclang-rt-14-dev (its sanitizer and libFuzzer runtimes): test.sh's fuzz step.
+KVMSIM_APT_PACKAGES=(g++ ninja-build pkg-config libboost-graph-dev nlohmann-json3-dev catch2 git clang-14 libclang-rt-14-dev)
 # PyPI packages (Debian's are too old or missing). "ninja" is added only when no ninja is on PATH.
 # The build: meson, meson-python, pybind11. The tests: pytest, jsonschema. The Python package
 # (python/kvmsim) and its notebooks: pandas, tqdm, matplotlib, dask + distributed (a sweep on a
