@@ -294,7 +294,7 @@ TEST_CASE("parse_json_file names the file in every error", "[scenario][json]") {
     CHECK(e.kind() == ScenarioError::Kind::File);
 
     e = error_of([&] { parse_json_file(dir.path); });
-    CHECK(std::string(e.what()) == dir.path.string() + ": expected a JSON file, got a directory");
+    CHECK(std::string(e.what()) == dir.path.string() + ": expected a JSON file (a regular file), got a directory");
 
     const auto big = dir.write("big.json", std::string(kMaxJsonFileBytes + 1, ' '));
     e = error_of([&] { parse_json_file(big); });
