@@ -262,3 +262,40 @@ def test_interrupted_run_removes_its_temporary_files(tmp_path, sig):
             p.wait()
     assert p.returncode == -sig
     assert list(out.iterdir()) == []
+
+
+# ---- the Python API -------------------------------------------------------------------------------
+
+def test_python_host_dirs_and_hostile_inputs(tmp_path):
+    import kvmsim as api
+
+    hosts = tmp_path / "myhosts"
+    hosts.mkdir()
+    prof = json.loads((ROOT / "scenarios" / "hosts" / "x86-server.json").read_text())
+    (hosts / "my-host.json").write_text(json.dumps(prof))
+    doc = json.loads(GOOD.read_text())
+    doc["host"]["profile"] = "my-host"
+    with pytest.raises(api.ScenarioError, match='unknown host profile "my-host"'):
+        api.load(doc)
+    sc = api.load(doc, host_dirs=[hosts])
+    assert sc.host_dirs == [str(hosts)]
+    a = api.run(sc)                            # the Scenario keeps its directories
+    b = api.run(doc, host_dirs=[str(hosts)])   # or run is given them
+    assert a.fingerprint == b.fingerprint == api.run(GOOD).fingerprint
+    df = api.sweep(doc, grid={"vm.vcpus": [1]} if "vm" in doc else None, host_dirs=[hosts], progress=False)
+    assert list(df["fingerprint"]) == [a.fingerprint]
+
+    doc["host"]["profile"] = "../myhosts/my-host"
+    with pytest.raises(api.ScenarioError) as info:
+        api.load(doc, host_dirs=[hosts])
+    assert info.value.pointer == "/host/profile" and "expected a host profile name" in info.value.message
+
+    fifo = tmp_path / "s.json"
+    os.mkfifo(fifo)
+    with pytest.raises(api.ScenarioError, match="got a FIFO"):
+        api.load(fifo)
+    with pytest.raises(api.ScenarioError, match="got a character device"):
+        api.load("/dev/zero")
+    with pytest.raises(ValueError, match="not a regular file"):
+        a.save("/dev/null")
+    assert not pathlib.Path("/dev/null").is_file()
