@@ -25,7 +25,8 @@ KVMSIM_VENV="$KVMSIM_ROOT/.venv"
 # command line), help2man (the man page, made from `kvmsim --help`). Debian's
 # python3 also gets python3-venv and python3-dev (Python.h) when it is the interpreter used.
 # chromium: tests/python/test_report.py renders `kvmsim report`'s HTML headless (skipped without it).
-KVMSIM_APT_PACKAGES=(g++ ninja-build pkg-config libboost-graph-dev nlohmann-json3-dev catch2 libcli11-dev help2man git chromium)
+# clang-14 and libclang-rt-14-dev (its sanitizer and libFuzzer runtimes): test.sh's fuzz step.
+KVMSIM_APT_PACKAGES=(g++ ninja-build pkg-config libboost-graph-dev nlohmann-json3-dev catch2 libcli11-dev help2man git chromium clang-14 libclang-rt-14-dev)
 # PyPI packages (Debian's are too old or missing). "ninja" is added only when no ninja is on PATH.
 # The build: meson, meson-python, pybind11. The tests: pytest, jsonschema. The Python package
 # (python/kvmsim) and its notebooks: pandas, tqdm, pyarrow (frames to Parquet), matplotlib, dask + distributed (a sweep on a

@@ -1526,7 +1526,11 @@ vm::ModelInfo arm64_stage2_model_info() {
     };
     info.costs = arm64_stage2::Costs::names();
     for (const auto& c : host::Costs::names()) info.costs.push_back(c);
-    info.cost_minimums = {{"zero_rate", 1.0}};
+    info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}};
+    // A D-cache clean of a 1 GiB block at most 1e6 ps a byte stays within the clock by far;
+    // icache_line is the I-cache line in bytes.
+    info.cost_maximums = {{"dcache_clean_byte", 1e6}, {"icache_line", 65536}};
+    info.cost_powers_of_two = {"icache_line"};
     info.features = {"fwb"};
     for (const auto& f : host::Features::names()) info.features.push_back(f);
     info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,

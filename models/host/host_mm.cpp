@@ -62,8 +62,8 @@ Costs Costs::from(const vm::CostProfile& p) {
         if (!p.has(name)) throw std::invalid_argument("host: the host profile lacks cost '" + name + "'");
     for (const auto& [name, member] : kTimes) c.*member = p.time(name);
     const double rate = p.number("zero_rate");
-    if (!(rate >= 1.0) || rate > 1e15)
-        throw std::invalid_argument("host: zero_rate must be a rate in bytes per second, at least 1");
+    if (!(rate >= kMinZeroRate) || rate > 1e15)
+        throw std::invalid_argument("host: zero_rate must be a rate in bytes per second, at least 1e6");
     c.zero_rate = static_cast<std::uint64_t>(rate);
     return c;
 }

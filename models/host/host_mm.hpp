@@ -76,6 +76,9 @@ struct Costs {
     engine::Time pmd_split;        // "host_pmd_split": __split_huge_pmd's own work (512 PTEs)
     std::uint64_t zero_rate = 0;   // "zero_rate": bytes/s one core clears (clear_page, DC ZVA)
     static const std::vector<std::string>& names();
+    // The least zero_rate a model using the host mm accepts at load time (ModelInfo::
+    // cost_minimums): 1 MB/s, so clearing a 1 GiB page stays within the clock by far.
+    static constexpr double kMinZeroRate = 1e6;
     static Costs from(const vm::CostProfile& p);
 };
 

@@ -2119,7 +2119,7 @@ vm::ModelInfo x86_shadow_model_info() {
     };
     for (const auto& [name, why] : inert) {
         info.knobs.erase(std::remove_if(info.knobs.begin(), info.knobs.end(),
-                                        [&](const vm::KnobSpec& k) { return k.name == name; }),
+                                        [&name = name](const vm::KnobSpec& k) { return k.name == name; }),
                          info.knobs.end());
         info.inert_knobs.push_back(vm::InertKnob{name, why});
     }
@@ -2155,6 +2155,7 @@ vm::ModelInfo x86_shadow_model_info() {
         }
     }
     info.costs = x86_shadow::Costs::all_names();
+    info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}};
     info.features = host::Features::names();
     info.operations = {vm::Operation::DirtyLogEnable,  vm::Operation::DirtyLogDisable,  vm::Operation::NestedStart,
                        vm::Operation::NestedStop,      vm::Operation::NestedEptpSwitch, vm::Operation::NestedEptWrite};

@@ -1695,6 +1695,7 @@ vm::ModelInfo x86_tdp_model_info() {
     info.costs = x86_tdp::Costs::names();
     for (const std::string& c : x86_context::Costs::names()) info.costs.push_back(c);
     for (const std::string& c : host::Costs::names()) info.costs.push_back(c);
+    info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}};
     info.features = host::Features::names();
     info.operations = {vm::Operation::DirtyLogEnable,  vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
                        vm::Operation::DirtyLogDisable, vm::Operation::ZapGfnRange, vm::Operation::Invalidate,

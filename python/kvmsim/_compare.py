@@ -70,7 +70,8 @@ def compare_frame(text: str, doc: dict[str, Any]) -> pd.DataFrame:
 def compare(*items: ScenarioLike | Result, seeds: int | Iterable[int] = 5,
             variants: str | Iterable[str] | None = None, overrides: Mapping[str, Any] | None = None,
             executor: Executor | None = None, results: str | os.PathLike[str] | None = None,
-            progress: bool | None = None, names: Iterable[str] | None = None) -> pd.DataFrame:
+            progress: bool | None = None, names: Iterable[str] | None = None,
+            host_dirs: Iterable[str | os.PathLike[str]] | None = None) -> pd.DataFrame:
     """The before/after table of ``kvmsim compare``, as a DataFrame (``df.attrs["text"]`` is the
     table exactly as the command prints it).
 
@@ -82,7 +83,8 @@ def compare(*items: ScenarioLike | Result, seeds: int | Iterable[int] = 5,
 
     ``compare(a, b, ...)`` with Results (or saved result files, or result dicts) compares
     single runs, as ``kvmsim compare A.json B.json``; ``names`` labels them (default: the
-    file names, or the runs' variants).
+    file names, or the runs' variants). ``host_dirs``: directories searched first for the host
+    profile (as :func:`kvmsim.load`).
     """
     if not items:
         raise TypeError("compare() expects a scenario, or two or more results")
@@ -90,13 +92,14 @@ def compare(*items: ScenarioLike | Result, seeds: int | Iterable[int] = 5,
             isinstance(items[0], (str, os.PathLike)) and _is_result_file(items[0])):
         return _compare_results(items, names)
     return _compare_scenario(items[0], seeds=seeds, variants=variants, overrides=overrides,
-                             executor=executor, results=results, progress=progress)
+                             executor=executor, results=results, progress=progress, host_dirs=host_dirs)
 
 
 def _compare_scenario(scenario: ScenarioLike, *, seeds: int | Iterable[int], variants: str | Iterable[str] | None,
                       overrides: Mapping[str, Any] | None, executor: Executor | None,
-                      results: str | os.PathLike[str] | None, progress: bool | None) -> pd.DataFrame:
-    sc: Scenario = load(scenario, overrides=overrides)
+                      results: str | os.PathLike[str] | None, progress: bool | None,
+                      host_dirs: Iterable[str | os.PathLike[str]] | None = None) -> pd.DataFrame:
+    sc: Scenario = load(scenario, overrides=overrides, host_dirs=host_dirs)
     names = variant_list(sc, variants)
     seed_values = seed_list(sc, seeds)
     pairs = override_list(sc.overrides)

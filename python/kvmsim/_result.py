@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from . import _core
+from ._scenario import host_dirs as _host_dirs
 from ._scenario import (ScenarioLike, blame_override, check_seed, core_overrides, host_dirs, load,
                         override_list)
 from ._errors import ScenarioError
@@ -273,13 +275,24 @@ class Result:
         return df
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Writes the result document (as ``kvmsim run --json`` does: temporary file, rename)."""
+        """Writes the result document (as ``kvmsim run --json`` does): a path that exists and is
+        not a regular file (a device node, a FIFO, a directory, a symlink) is refused with
+        ValueError; the text goes to a temporary file beside it, fsynced, then renamed."""
         path = os.fspath(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError(f"{path}: refusing to replace something that is not a regular file")
         fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp",
                                    dir=os.path.dirname(os.path.abspath(path)))
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(self.json)
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
@@ -305,22 +318,25 @@ class Result:
 
 
 def run(scenario: ScenarioLike, variant: str | None = None, seed: int | None = None,
-        overrides: Mapping[str, Any] | None = None) -> Result:
+        overrides: Mapping[str, Any] | None = None, *,
+        host_dirs: Iterable[str | os.PathLike[str]] | None = None) -> Result:
     """Runs a scenario (a path, a dict or a :class:`kvmsim.Scenario`) and returns its Result.
 
     ``variant`` defaults to the scenario's default (the baseline), ``seed`` to the scenario's;
     ``overrides`` ({path: value}) are applied after the variant, on top of the scenario's own.
     The simulation runs with the GIL released, so threads can run other work (or other runs)
     meanwhile. The numbers are those of ``kvmsim run FILE --variant V --seed N --json``.
+    ``host_dirs``: directories searched first for the host profile (``kvmsim run --host-dir``).
     """
-    sc = load(scenario)
+    host_dirs_arg = host_dirs
+    sc = load(scenario, host_dirs=host_dirs_arg)
     merged = {**sc.overrides, **(overrides or {})}
     pairs = override_list(merged)
     variant = variant if variant is not None else sc.variant
     seed = check_seed(seed) if seed is not None else sc.seed
     try:
         text = _core.run(sc.text, sc.file, variant=variant or None, seed=seed, overrides=core_overrides(pairs),
-                         host_dirs=host_dirs())
+                         host_dirs=_host_dirs(sc.host_dirs))
     except ScenarioError as e:
         if not pairs:
             raise

@@ -6,6 +6,7 @@ import copy
 import difflib
 import json
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Union
@@ -113,9 +114,13 @@ class Scenario:
     """
 
     def __init__(self, text: bytes, file: str, overrides: Mapping[str, Any] | None = None,
-                 variant: str | None = None, seed: int | None = None) -> None:
+                 variant: str | None = None, seed: int | None = None,
+                 host_dirs: Iterable[str | os.PathLike[str]] | None = None) -> None:
         self.text = text
         self.file = file
+        # Directories searched for host profiles first (load(..., host_dirs=)): a scenario names
+        # its profile by a bare name only.
+        self.host_dirs: list[str] = check_host_dirs(host_dirs)
         self.overrides: dict[str, Any] = {
             path: plain(value, f"override {path!r}") for path, value in (overrides or {}).items()}
         self.variant = variant
@@ -177,7 +182,8 @@ class Scenario:
     def with_overrides(self, overrides: Mapping[str, Any] | None = None, **kw: Any) -> Scenario:
         """A copy with more overrides (paths as in :func:`kvmsim.run`), validated now."""
         merged = {**self.overrides, **(overrides or {})}
-        return Scenario(self.text, self.file, merged, kw.get("variant", self.variant), kw.get("seed", self.seed))
+        return Scenario(self.text, self.file, merged, kw.get("variant", self.variant), kw.get("seed", self.seed),
+                        kw.get("host_dirs", self.host_dirs))
 
     def __repr__(self) -> str:
         extra = f", overrides={self.overrides!r}" if self.overrides else ""
@@ -185,10 +191,22 @@ class Scenario:
 
     def __getstate__(self) -> dict[str, Any]:
         return {"text": self.text, "file": self.file, "overrides": self.overrides, "variant": self.variant,
-                "seed": self.seed}
+                "seed": self.seed, "host_dirs": self.host_dirs}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(**state)  # type: ignore[misc]
+
+
+def check_host_dirs(dirs: Iterable[str | os.PathLike[str]] | None) -> list[str]:
+    if dirs is None:
+        return []
+    if isinstance(dirs, (str, os.PathLike)):
+        dirs = [dirs]
+    out = [os.fspath(d) for d in dirs]
+    for d in out:
+        if not isinstance(d, str) or not d or "\0" in d:
+            raise ValueError(f"host_dirs: expected directory paths, got {d!r}")
+    return out
 
 
 def check_seed(seed: Any) -> int | None:
@@ -211,7 +229,7 @@ def load_checked(sc: Scenario, variant: str | None, seed: int | None, pairs: lis
     """_core.load; when it fails and overrides were given, the error names the override at fault."""
     try:
         return _core.load(sc.text, sc.file, variant=variant or None, seed=seed,
-                          overrides=core_overrides(pairs), host_dirs=host_dirs())
+                          overrides=core_overrides(pairs), host_dirs=host_dirs(sc.host_dirs))
     except ScenarioError as e:
         if not pairs:
             raise
@@ -224,7 +242,7 @@ def blame_override(sc: Scenario, variant: str | None, pairs: list[tuple[str, Any
     first that fails alone, else (it is their combination) all of them."""
     base_ok = True
     try:
-        _core.load(sc.text, sc.file, variant=variant or None, host_dirs=host_dirs())
+        _core.load(sc.text, sc.file, variant=variant or None, host_dirs=host_dirs(sc.host_dirs))
     except ScenarioError:
         base_ok = False
     if not base_ok:
@@ -233,7 +251,7 @@ def blame_override(sc: Scenario, variant: str | None, pairs: list[tuple[str, Any
     for (pointer, value), path in zip(pairs, paths):
         try:
             _core.load(sc.text, sc.file, variant=variant or None,
-                       overrides=core_overrides([(pointer, value)]), host_dirs=host_dirs())
+                       overrides=core_overrides([(pointer, value)]), host_dirs=host_dirs(sc.host_dirs))
         except ScenarioError as e:
             return grid_error(f"override {path!r} = {value!r}", e, path=path, value=value)
     desc = ", ".join(f"{p!r} = {v!r}" for p, v in by_path.items())
@@ -245,8 +263,39 @@ def grid_error(what: str, e: ScenarioError, path: str | None = None, value: Any 
                      message=e.message, line=e.line, column=e.column, kind=e.kind, errors=e.errors)
 
 
+# As the command's (sim/scenario/input_file.hpp): only a regular file, at most 64 MiB.
+MAX_INPUT_FILE_BYTES = 64 << 20
+
+
+def read_input_file(path: str) -> bytes:
+    """A scenario file's bytes; anything but a regular file (a FIFO would block, /dev/zero never
+    ends) or a file over 64 MiB is a ScenarioError naming it."""
+    def fail(what: str) -> ScenarioError:
+        return ScenarioError(f"{path}: {what}", file=path, message=what, kind="file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as e:
+        if os.path.isdir(path):
+            raise fail("expected a scenario file, got a directory") from None
+        raise fail(f"cannot open the file ({e.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
+                    else "a block device" if stat.S_ISBLK(st.st_mode) else "not a regular file")
+            raise fail(f"expected a scenario file (a regular file), got {kind}")
+        if st.st_size > MAX_INPUT_FILE_BYTES:
+            raise fail(f"the file is too large ({st.st_size} bytes; the limit is 64M)")
+        text = f.read(MAX_INPUT_FILE_BYTES + 1)
+        if len(text) > MAX_INPUT_FILE_BYTES:
+            raise fail("the file is too large (the limit is 64M)")
+        return text
+
+
 def load(scenario: ScenarioLike, variant: str | None = None, seed: int | None = None,
-         overrides: Mapping[str, Any] | None = None, *, file: str | None = None) -> Scenario:
+         overrides: Mapping[str, Any] | None = None, *, file: str | None = None,
+         host_dirs: Iterable[str | os.PathLike[str]] | None = None) -> Scenario:
     """Loads and validates a scenario: a file path, a dict (the JSON document) or a Scenario.
 
     ``variant`` and ``seed`` become the defaults of :func:`kvmsim.run`; ``overrides`` maps the
@@ -254,13 +303,16 @@ def load(scenario: ScenarioLike, variant: str | None = None, seed: int | None = 
     to values set after the variant is applied. Every variant is loaded now, so a bad file,
     variant or override raises :class:`kvmsim.ScenarioError` (a :class:`kvmsim.GridError` for an
     override) naming the file, the JSON pointer and what was expected. ``file`` labels a dict
-    in errors and locates host profiles beside it.
+    in errors and locates host profiles beside it. ``host_dirs``: directories searched first for
+    the scenario's host profile (a scenario names it by a bare name, never a path); kept by the
+    Scenario for every run, sweep and comparison of it.
     """
     if isinstance(scenario, Scenario):
-        if variant is None and seed is None and not overrides:
+        if variant is None and seed is None and not overrides and host_dirs is None:
             return scenario
         return scenario.with_overrides(overrides, **({"variant": variant} if variant is not None else {}),
-                                       **({"seed": seed} if seed is not None else {}))
+                                       **({"seed": seed} if seed is not None else {}),
+                                       **({"host_dirs": check_host_dirs(host_dirs)} if host_dirs is not None else {}))
     if isinstance(scenario, Mapping):
         label = file or DICT_LABEL
         try:
@@ -269,15 +321,9 @@ def load(scenario: ScenarioLike, variant: str | None = None, seed: int | None = 
         except (TypeError, ValueError) as e:
             raise ScenarioError(f"{label}: the scenario is not JSON data: {e}", file=label,
                                 message=f"the scenario is not JSON data: {e}", kind="file") from None
-        return Scenario(text, label, overrides, variant, seed)
+        return Scenario(text, label, overrides, variant, seed, host_dirs)
     if isinstance(scenario, (str, os.PathLike)):
         path = os.fspath(scenario)
-        try:
-            with open(path, "rb") as f:
-                text = f.read()
-        except OSError as e:
-            what = "expected a scenario file, got a directory" if os.path.isdir(path) else \
-                f"cannot open the file ({e.strerror})"
-            raise ScenarioError(f"{path}: {what}", file=path, message=what, kind="file") from None
-        return Scenario(text, file or path, overrides, variant, seed)
+        text = read_input_file(path)
+        return Scenario(text, file or path, overrides, variant, seed, host_dirs)
     raise TypeError(f"expected a scenario file path, a dict or a kvmsim.Scenario, got {type(scenario).__name__}")

@@ -102,7 +102,7 @@ class Keys:
 
     def __init__(self, sc: Scenario) -> None:
         self.sc = sc
-        self.dirs = host_dirs()
+        self.dirs = host_dirs(sc.host_dirs)
         self.loaded: dict[tuple[str, str], tuple[str, int]] = {}  # -> (resolved_sha256, accesses)
 
     @staticmethod
@@ -234,7 +234,7 @@ def execute(sc: Scenario, points: Sequence[Point], *, executor: Executor | None 
         from tqdm.auto import tqdm  # a widget in Jupyter (text if ipywidgets is missing), else text
         bar = tqdm(total=len(wanted), initial=len(wanted) - len({p.key for p in todo}), disable=not progress,
                    desc=sc.name, unit="point", file=sys.stderr, dynamic_ncols=True)
-        run_dirs = list(dirs) if dirs is not None else host_dirs()  # those the keys were made with
+        run_dirs = list(dirs) if dirs is not None else host_dirs(sc.host_dirs)  # those the keys were made with
         other_builds: set[str] = set()
 
         def task(p: Point) -> dict[str, Any]:
@@ -367,7 +367,7 @@ def check_grid(sc: Scenario, items: list[tuple[str, str, list[Any]]], variants: 
     or value raises a GridError naming it (every one found, one per line) before anything runs.
     ``keys`` remembers what each load resolved to."""
     errors: list[GridError] = []
-    dirs = keys.dirs if keys is not None else host_dirs()
+    dirs = keys.dirs if keys is not None else host_dirs(sc.host_dirs)
 
     def attempt(pairs: list[tuple[str, Any]], variant: str) -> ScenarioError | None:
         try:
@@ -473,7 +473,8 @@ def sweep(scenario: ScenarioLike, grid: Mapping[str, Iterable[Any]] | None = Non
           variants: str | Iterable[str] | None = None, seeds: int | Iterable[int] = 1,
           overrides: Mapping[str, Any] | None = None, executor: Executor | None = None,
           results: str | os.PathLike[str] | None = None, progress: bool | None = None,
-          callback: Callable[[dict[str, Any]], Any] | None = None) -> pd.DataFrame:
+          callback: Callable[[dict[str, Any]], Any] | None = None,
+          host_dirs: Iterable[str | os.PathLike[str]] | None = None) -> pd.DataFrame:
     """Runs every combination of the grid's values, under each variant and seed.
 
     ``grid`` maps scenario paths (``"mmu.knobs.zap_lock"``, ``"vm.vcpus"``,
@@ -491,13 +492,14 @@ def sweep(scenario: ScenarioLike, grid: Mapping[str, Iterable[Any]] | None = Non
     again, so an interrupted sweep resumes where it stopped (a point is rerun when what decides
     it changed: the scenario as it runs, its host profile, the seed, or kvmsim's build).
     ``progress``: a tqdm bar (default: when stderr is a terminal or in a Jupyter notebook,
-    unless $CI is set). ``callback(row)`` is called after each finished point.
+    unless $CI is set). ``callback(row)`` is called after each finished point. ``host_dirs``:
+    directories searched first for the host profile (as :func:`kvmsim.load`).
 
     Returns a tidy DataFrame, one row per point: a column per grid path, ``variant``, ``seed``,
     one column per metric (as :attr:`Result.metrics`; ``df.attrs["units"]`` gives units),
     ``fingerprint``, ``status``, ``events``, ``sim_time_ns`` and ``wall_time_s``.
     """
-    sc = load(scenario)
+    sc = load(scenario, host_dirs=host_dirs)
     base = override_list({**sc.overrides, **(overrides or {})})
     if overrides:
         sc = sc.with_overrides(overrides)  # validates them, naming a bad one

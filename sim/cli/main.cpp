@@ -42,6 +42,8 @@
 #include "sim/report/cover_report.hpp"
 #include "sim/report/compare.hpp"
 #include "sim/report/format.hpp"
+#include "sim/report/events_writer.hpp"
+#include "sim/report/output_file.hpp"
 #include "sim/report/published.hpp"
 #include "sim/report/report.hpp"
 #include "sim/report/trace_writer.hpp"
@@ -71,11 +73,12 @@ struct UsageError : std::runtime_error {
 };
 
 std::vector<std::pair<std::string, nlohmann::json>> g_set_overrides;  // --set, for every load
+std::vector<std::string> g_host_dirs;  // --host-dir, searched first (before $KVMSIM_HOSTS)
 
 // ---- what the commands share ---------------------------------------------------------------
 
 std::vector<std::string> host_dirs() {
-    std::vector<std::string> dirs;
+    std::vector<std::string> dirs = g_host_dirs;
     if (const char* env = std::getenv("KVMSIM_HOSTS")) {
         std::string s = env;
         std::size_t pos = 0;
@@ -107,8 +110,21 @@ std::optional<std::string> variant_or_none(const std::string& v) {
 // check-published) are declared here once; each such command calls add_scenario_options.
 //   --set PATH=VALUE   an override after the variant, for every scenario the command loads
 //                      (repeatable; the loader reports a bad one at its JSON pointer)
+//   --host-dir DIR     where host profiles are looked up first (repeatable); a scenario names a
+//                      profile by a bare name only, so this is the only other place one comes from
 struct ScenarioArgs {};
 void add_scenario_options(CLI::App& cmd, ScenarioArgs& /*args*/) {
+    cmd.add_option_function<std::vector<std::string>>(
+           "--host-dir",
+           [](const std::vector<std::string>& dirs) {
+               for (const auto& d : dirs) {
+                   if (d.empty()) throw UsageError("--host-dir needs a directory");
+                   g_host_dirs.push_back(d);
+               }
+           },
+           "look host profiles up in DIR first, before $KVMSIM_HOSTS and scenarios/hosts; repeatable")
+        ->type_name("DIR")
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     cmd.add_option_function<std::vector<std::string>>(
            "--set",
            [](const std::vector<std::string>& sets) {
@@ -305,6 +321,9 @@ int cmd_run(const RunArgs& a) {
     if (!a.trace_out && (a.trace_from || a.trace_to || a.trace_vcpus))
         throw UsageError("--trace-from, --trace-to and --trace-vcpus go with --trace");
     const scenario::Scenario sc = scenario::load_scenario(a.file, load_options(a.variant, a.seed));
+    // Every output is checked, and its temporary file made, before the run.
+    std::optional<report::OutputFile> json_file;
+    if (a.json_out) json_file.emplace(*a.json_out, "--json");
     runner::RunOptions ro = progress_options(a.quiet);
     if (a.until) ro.until = *a.until;
     std::optional<report::ChromeTraceWriter> tracer;
@@ -316,24 +335,21 @@ int cmd_run(const RunArgs& a) {
         tracer.emplace(*a.trace_out, topts);
         ro.tracer = &*tracer;
     }
-    std::vector<engine::LoggedEvent> log;
+    std::optional<report::EventsWriter> events;
     std::vector<std::string> names;
     if (a.events_out) {
-        ro.event_log = &log;
+        events.emplace(*a.events_out);
+        ro.event_log = &*events;
         ro.process_names = &names;
     }
     const runner::Result r = runner::run(sc, ro);
     if (!a.quiet && isatty(STDERR_FILENO)) std::fprintf(stderr, "\r%60s\r", "");
     if (tracer) tracer->finish(engine::Time::ps(static_cast<std::int64_t>(r.sim_time_ns * 1000.0)));
-    if (a.json_out) report::write_file_atomic(*a.json_out, report::to_json(r).dump(2) + "\n");
-    if (a.events_out) {
-        nlohmann::json j = {{"scenario", r.scenario}, {"variant", r.variant}, {"seed", r.seed},
-                            {"fingerprint", report::hex64(r.fingerprint)}, {"processes", names}};
-        nlohmann::json ev = nlohmann::json::array();
-        for (const auto& e : log) ev.push_back({e.time_ps, e.who, e.kind});
-        j["events"] = std::move(ev);
-        report::write_file_atomic(*a.events_out, j.dump() + "\n");
+    if (json_file) {
+        json_file->write(report::to_json(r).dump(2) + "\n");
+        json_file->commit();
     }
+    if (events) events->finish(r.scenario, r.variant, r.seed, report::hex64(r.fingerprint), names);
     if (!a.quiet) report::print_summary(std::cout, r);
     return r.status == "completed" || (a.until && r.status == "stopped") ? 0 : 1;
 }
@@ -744,6 +760,7 @@ void check_results(const std::vector<std::string>& paths, const std::vector<nloh
 }
 
 int cmd_compare(const CompareArgs& a) {
+    if (a.json_out) report::check_output_path(*a.json_out, "--json");
     const std::uint64_t nseeds = a.seeds.value_or(5);
     const unsigned jobs = a.jobs ? static_cast<unsigned>(*a.jobs) : cli::default_jobs();
     // Every file's kind first: two results compare as they are, scenarios run; anything else, or
@@ -840,6 +857,7 @@ struct CheckPublishedArgs {
 // one line per row and the summary.
 int cmd_check_published(const CheckPublishedArgs& a) {
     std::optional<std::string> dir = a.dir, json_out = a.json_out;
+    if (json_out) report::check_output_path(*json_out, "--json");
     const std::uint64_t nseeds = a.seeds.value_or(1);
     const unsigned jobs = a.jobs ? static_cast<unsigned>(*a.jobs) : cli::default_jobs();
     const bool all = a.all;
@@ -1239,6 +1257,7 @@ Environment:
         }
     }
     const CLI::App* failed = &app;  // the command whose usage an error is about
+    report::install_signal_cleanup();  // an interrupted run leaves no temporary output behind
     try {
         app.parse(argc, argv);
     } catch (const CLI::Success& e) {
@@ -1263,6 +1282,9 @@ Environment:
             return usage_error(*c.app, e.what());
         } catch (const scenario::ScenarioError& e) {
             std::cerr << e.what() << "\n";
+            return 2;
+        } catch (const report::OutputError& e) {
+            std::cerr << "kvmsim: " << e.what() << "\n";
             return 2;
         } catch (const std::exception& e) {
             std::cerr << "kvmsim: internal error: " << e.what() << "\n";

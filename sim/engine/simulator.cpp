@@ -159,7 +159,7 @@ void Simulator::dispatch(const Event& e) {
     ++events_;
     hash_ = (rotl5(hash_) ^ static_cast<std::uint64_t>(e.time)) * kMul;
     hash_ = (rotl5(hash_) ^ ((who << 8) | (e.order & 0xff))) * kMul;
-    if (event_log_) event_log_->push_back(LoggedEvent{e.time, static_cast<std::uint32_t>(who), static_cast<std::uint8_t>(e.order & 0xff)});
+    if (event_log_) event_log_->logged(LoggedEvent{e.time, static_cast<std::uint32_t>(who), static_cast<std::uint8_t>(e.order & 0xff)});
     if (raw & 1)
         reinterpret_cast<EventTarget*>(raw & ~std::uintptr_t{1})->fire(*this);
     else

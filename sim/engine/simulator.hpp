@@ -312,7 +312,7 @@ public:
     // Optional tracing and event logging (null: off, at the cost of a branch).
     void set_tracer(Tracer* t) { tracer_ = t; }
     Tracer* tracer() const { return tracer_; }
-    void set_event_log(std::vector<LoggedEvent>* log) { event_log_ = log; }
+    void set_event_log(EventLog* log) { event_log_ = log; }
     // A slice on the current process's track (no-op without a tracer or outside a process).
     void trace_begin(std::string_view name) {
         if (tracer_ && current_pid_ != kNoPid) tracer_->slice_begin(current_pid_, name, now());
@@ -383,7 +383,7 @@ private:
     std::exception_ptr failure_;
     std::optional<DeadlockReport> deadlock_;
     Tracer* tracer_ = nullptr;
-    std::vector<LoggedEvent>* event_log_ = nullptr;
+    EventLog* event_log_ = nullptr;
 
     std::size_t phase_ = 0;
     std::vector<PhaseInfo> phases_;

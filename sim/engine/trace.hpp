@@ -37,4 +37,12 @@ struct LoggedEvent {
     std::uint8_t kind;
 };
 
+// Where the simulator sends every processed event when asked (kvmsim run --events streams them
+// to a file; a test may keep them).
+class EventLog {
+public:
+    virtual ~EventLog() = default;
+    virtual void logged(const LoggedEvent& e) = 0;
+};
+
 }  // namespace kvmsim::engine

@@ -1,5 +1,7 @@
 #include "sim/report/report.hpp"
 
+#include "sim/report/output_file.hpp"
+
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
@@ -227,18 +229,6 @@ void print_summary(std::ostream& os, const runner::Result& r) {
     os << "fingerprint " << hex64(r.fingerprint) << "\n";
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-        if (!f) throw std::runtime_error(path + ": cannot write (" + std::error_code(errno, std::generic_category()).message() + ")");
-        f << text;
-        if (!f.flush()) throw std::runtime_error(path + ": write failed");
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw std::runtime_error(path + ": cannot rename the temporary file into place");
-    }
-}
+void write_file_atomic(const std::string& path, const std::string& text) { write_output_file(path, text, "output"); }
 
 }  // namespace kvmsim::report

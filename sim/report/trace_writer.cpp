@@ -18,19 +18,13 @@ std::string q(std::string_view s) { return nlohmann::json(std::string(s)).dump()
 }  // namespace
 
 ChromeTraceWriter::ChromeTraceWriter(const std::string& path, TraceOptions opts)
-    : path_(path), tmp_(path + ".tmp"), opts_(std::move(opts)) {
-    f_ = std::fopen(tmp_.c_str(), "wb");
-    if (!f_) throw std::runtime_error(path + ": cannot write the trace");
+    : out_(std::make_unique<OutputFile>(path, "--trace")), opts_(std::move(opts)) {
+    f_ = out_->file();
     std::fputs("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n", f_);
     emit(R"({"ph":"M","name":"process_name","pid":1,"args":{"name":"VM"}})");
 }
 
-ChromeTraceWriter::~ChromeTraceWriter() {
-    if (f_) {
-        std::fclose(f_);
-        std::remove(tmp_.c_str());
-    }
-}
+ChromeTraceWriter::~ChromeTraceWriter() = default;  // an unfinished trace's temporary file goes with out_
 
 void ChromeTraceWriter::emit(const std::string& json) {
     if (!first_) std::fputs(",\n", f_);
@@ -166,13 +160,8 @@ void ChromeTraceWriter::finish(engine::Time end) {
         lock_hold_end(lock, pid, mode, end);
     }
     std::fputs("\n]}\n", f_);
-    const bool ok = std::fflush(f_) == 0;
-    std::fclose(f_);
     f_ = nullptr;
-    if (!ok || std::rename(tmp_.c_str(), path_.c_str()) != 0) {
-        std::remove(tmp_.c_str());
-        throw std::runtime_error(path_ + ": cannot write the trace");
-    }
+    out_->commit();
 }
 
 }  // namespace kvmsim::report

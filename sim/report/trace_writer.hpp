@@ -7,12 +7,14 @@
 
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "sim/engine/trace.hpp"
+#include "sim/report/output_file.hpp"
 
 namespace kvmsim::report {
 
@@ -24,10 +26,10 @@ struct TraceOptions {
 
 class ChromeTraceWriter : public engine::Tracer {
 public:
-    // Throws std::runtime_error when the file cannot be written.
+    // Throws OutputError when the path cannot be an output (output_file.hpp): before the run.
     ChromeTraceWriter(const std::string& path, TraceOptions opts);
     ~ChromeTraceWriter() override;
-    // Closes open slices at `end`, ends the JSON and renames the file into place.
+    // Closes open slices at `end`, ends the JSON, fsyncs and renames the file into place.
     void finish(engine::Time end);
 
     void process_started(std::uint32_t pid, std::string_view name) override;
@@ -52,7 +54,7 @@ private:
     void emit(const std::string& json);
     std::string process_name(std::uint32_t pid) const;
 
-    std::string path_, tmp_;
+    std::unique_ptr<OutputFile> out_;  // the temporary file beside the target (output_file.hpp)
     TraceOptions opts_;
     std::FILE* f_ = nullptr;
     bool first_ = true;

@@ -85,7 +85,7 @@ struct RunOptions {
     // Called every so often with the simulated time and events processed (progress display).
     std::function<void(double sim_ns, std::uint64_t events)> progress;
     engine::Tracer* tracer = nullptr;                     // traces the run (never changes it)
-    std::vector<engine::LoggedEvent>* event_log = nullptr;  // every processed event, for diff
+    engine::EventLog* event_log = nullptr;                  // every processed event, for diff
     std::vector<std::string>* process_names = nullptr;      // by process id, with event_log
     // Stop at this simulated time (status "stopped"): a quick look at a long scenario.
     engine::Time until = engine::Time::max();

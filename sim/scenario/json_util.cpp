@@ -1,5 +1,7 @@
 #include "sim/scenario/json_util.hpp"
 
+#include "sim/scenario/input_file.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -230,31 +232,7 @@ json parse_json_text(std::string_view text, const std::string& file_label) {
 
 json parse_json_file(const std::filesystem::path& path) {
     const std::string label = path.string();
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec))
-        throw ScenarioError::file_error(label, "cannot read file: it is a directory");
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f)
-        throw ScenarioError::file_error(label, "cannot open file: " +
-                                                   std::system_category().message(errno));
-    struct Closer {
-        std::FILE* f;
-        ~Closer() { std::fclose(f); }
-    } closer{f};
-    std::string text;
-    char buf[1 << 16];
-    for (;;) {
-        const std::size_t n = std::fread(buf, 1, sizeof buf, f);
-        text.append(buf, n);
-        if (text.size() > kMaxJsonFileBytes)
-            throw ScenarioError::file_error(label, "file is too large (the limit is " +
-                                                       format_size(kMaxJsonFileBytes) + ")");
-        if (n < sizeof buf) break;
-    }
-    if (std::ferror(f))
-        throw ScenarioError::file_error(label, "cannot read file: " +
-                                                   std::system_category().message(errno));
-    return parse_json_text(text, label);
+    return parse_json_text(read_input_file(label, "a JSON file"), label);
 }
 
 // ================================================================================================
@@ -530,6 +508,9 @@ std::string number_phrase(double min, double max) {
 
 Node::Node(const nlohmann::json& root, std::string file)
     : value_(&root), file_(std::make_shared<const std::string>(std::move(file))) {}
+
+Node::Node(const nlohmann::json& value, std::string file, std::string pointer)
+    : value_(&value), file_(std::make_shared<const std::string>(std::move(file))), pointer_(std::move(pointer)) {}
 
 ScenarioError Node::error(std::string message) const {
     return ScenarioError(*file_, pointer_, std::move(message));

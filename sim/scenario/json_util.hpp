@@ -38,8 +38,8 @@ namespace kvmsim::scenario {
 
 // Nesting deeper than this is rejected at parse time (keeps every recursive walk bounded).
 inline constexpr std::size_t kMaxJsonDepth = 256;
-// Files larger than this are rejected before reading.
-inline constexpr std::uintmax_t kMaxJsonFileBytes = 16u << 20;
+// Files larger than this are rejected before reading (kMaxInputFileBytes, input_file.hpp).
+inline constexpr std::uintmax_t kMaxJsonFileBytes = std::uintmax_t{64} << 20;
 
 // Parses strict JSON (RFC 8259: no comments, no trailing commas; a UTF-8 BOM is skipped).
 // Syntax errors: ScenarioError::syntax with 1-based line and column (column in UTF-8
@@ -49,7 +49,8 @@ inline constexpr std::uintmax_t kMaxJsonFileBytes = 16u << 20;
 // pointer of the object / the too-deep value.
 nlohmann::json parse_json_text(std::string_view text, const std::string& file_label);
 // Reads and parses a file; the label in errors is path.string(). A missing, unreadable or
-// oversized file, or a directory, is a ScenarioError::file_error naming the file.
+// oversized file, or anything but a regular file (read_input_file), is a
+// ScenarioError::file_error naming the file.
 nlohmann::json parse_json_file(const std::filesystem::path& path);
 
 // Line and column (1-based, column in UTF-8 characters) of a byte offset in text; an offset
@@ -123,6 +124,9 @@ class Node {
 public:
     Node(const nlohmann::json& root, std::string file);
     Node(nlohmann::json&&, std::string) = delete;  // would dangle
+    // A value that stands at `pointer` of the file (e.g. a merged copy of a member).
+    Node(const nlohmann::json& value, std::string file, std::string pointer);
+    Node(nlohmann::json&&, std::string, std::string) = delete;
 
     const nlohmann::json& json() const noexcept { return *value_; }
     const std::string& file() const noexcept { return *file_; }

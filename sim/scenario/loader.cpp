@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <bit>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -13,7 +14,9 @@
 #include <sstream>
 
 #include "sim/scenario/dag.hpp"
+#include "sim/scenario/input_file.hpp"
 #include "sim/scenario/json_util.hpp"
+#include "sim/scenario/limits.hpp"
 #include "sim/scenario/units.hpp"
 #include "sim/workload/presets.hpp"
 
@@ -25,15 +28,7 @@ using engine::Time;
 
 namespace {
 
-std::string read_file(const std::string& path) {
-    std::error_code ec;
-    if (fs::is_directory(path, ec)) throw ScenarioError::file_error(path, "expected a scenario file, got a directory");
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw ScenarioError::file_error(path, "cannot open the file (" + std::generic_category().message(errno) + ")");
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+std::string read_file(const std::string& path) { return read_input_file(path, "a scenario file"); }
 
 const std::vector<std::string_view> kTopKeys = {"$schema", "name", "description", "seed", "host", "vm",
                                                 "mmu", "workload", "events", "variants", "published"};
@@ -58,12 +53,17 @@ fs::path find_profile(const std::string& name, const std::string& scenario_path,
 
 void parse_cost(const Node& v, const std::string& name, vm::CostProfile& costs) {
     if (v.json().is_number()) {
-        costs.set(name, v.as_number());
+        const double x = v.as_number();
+        if (!(x >= 0 && x <= kMaxCost))
+            v.fail("expected a cost from 0 to 1e12 (a plain number; a time is at most \"1s\"), got " +
+                   describe_json(v.json()));
+        costs.set(name, x);
         return;
     }
     if (v.json().is_string()) {
         const auto t = parse_time(v.as_string());
         if (!t) v.fail("expected a time such as \"250ns\" or a plain number: " + t.error());
+        if (t.value() > Time::s(1)) v.fail("expected a cost of at most 1s, got " + describe_json(v.json()));
         costs.set(name, static_cast<double>(t.value().ps()));
         return;
     }
@@ -75,11 +75,13 @@ engine::CacheConfig parse_caches(const Node& c, std::uint32_t cpus) {
     engine::CacheConfig cfg;
     cfg.cpus = cpus;
     cfg.line_bytes = static_cast<std::uint32_t>(c.opt_size("line", 64, 8, 4096));
-    cfg.memory_latency = c.get_time("memory_latency");
-    cfg.remote_latency = c.get_time("remote_latency");
+    if (!std::has_single_bit(cfg.line_bytes)) c["line"].fail_expected("a power of two from 8 to 4096 bytes");
+    cfg.memory_latency = c.get_time("memory_latency", Time::zero(), kMaxLatency);
+    cfg.remote_latency = c.get_time("remote_latency", Time::zero(), kMaxLatency);
     const Node levels = c.array("levels");
     if (levels.size() == 0) levels.fail("expected at least one cache level");
     const auto els = levels.elements();
+    std::uint64_t state_lines = 0;
     for (std::size_t i = 0; i < els.size(); ++i) {
         const Node& l = els[i];
         l.check_keys({"name", "size", "ways", "latency", "shared", "source"});
@@ -88,13 +90,20 @@ engine::CacheConfig parse_caches(const Node& c, std::uint32_t cpus) {
             throw l.error_at("shared", "expected the last level, and only the last, to be shared");
         engine::CacheLevelConfig lc;
         lc.name = l.get_string("name");
-        lc.size_bytes = l.get_size("size", 64);
+        lc.size_bytes = l.get_size("size", 64, kMaxCacheLevelBytes);
         lc.ways = static_cast<std::uint32_t>(l.get_uint("ways", 1, 64));
-        lc.hit_latency = l.get_time("latency");
+        lc.hit_latency = l.get_time("latency", Time::zero(), kMaxLatency);
         if (lc.size_bytes % (std::uint64_t{lc.ways} * cfg.line_bytes) != 0)
             throw l.error_at("size", "expected a multiple of ways x line size (" +
                                          std::to_string(lc.ways * cfg.line_bytes) + " bytes)");
         cfg.levels.push_back(lc);
+        // The cache model keeps a tag per line, per CPU for a private level.
+        const std::uint64_t lines = lc.size_bytes / cfg.line_bytes;
+        state_lines += i + 1 == els.size() ? lines : lines * cpus;
+        if (state_lines > kMaxCacheStateLines)
+            throw l.error_at("size", "expected the caches to hold at most " + std::to_string(kMaxCacheStateLines) +
+                                         " lines in all (private levels once per CPU: " + std::to_string(cpus) +
+                                         " CPUs), got " + std::to_string(state_lines) + " up to this level");
     }
     return cfg;
 }
@@ -108,10 +117,14 @@ constexpr std::array<std::string_view, 6> kTopologyKeys = {
 void parse_topology_field(const Node& v, const std::string& key, engine::Topology& t) {
     if (key == "sockets") t.sockets = static_cast<std::uint32_t>(v.as_uint(1, 1024));
     else if (key == "cpus_per_socket") t.cpus_per_socket = static_cast<std::uint32_t>(v.as_uint(1, 1024));
-    else if (key == "line_local") t.line_local = v.as_time();
-    else if (key == "line_same_socket") t.line_same_socket = v.as_time();
-    else if (key == "line_cross_socket") t.line_cross_socket = v.as_time();
-    else t.memory_bandwidth_per_socket = v.as_bandwidth();
+    else if (key == "line_local") t.line_local = v.as_time(Time::zero(), kMaxLatency);
+    else if (key == "line_same_socket") t.line_same_socket = v.as_time(Time::zero(), kMaxLatency);
+    else if (key == "line_cross_socket") t.line_cross_socket = v.as_time(Time::zero(), kMaxLatency);
+    else {
+        t.memory_bandwidth_per_socket = v.as_bandwidth();
+        if (t.memory_bandwidth_per_socket != 0 && t.memory_bandwidth_per_socket < kMinBandwidth)
+            v.fail_expected("a bandwidth of at least 1MB/s, or \"0B/s\" (unlimited)");
+    }
 }
 
 // The profile's "topology" (every field {"value": ..., "source": ...}), then the scenario's
@@ -178,6 +191,11 @@ vm::HostConfig load_host(const Node& host, const std::string& scenario_path, con
                          json* profile_doc) {
     host.check_keys({"profile", "cpus", "costs", "features", "caches", "topology"});
     const std::string name = host.get_string("profile");
+    if (!is_profile_name(name))
+        host["profile"].fail("expected a host profile name (letters, digits, \".\", \"_\", \"-\", not starting with "
+                             "\".\"), got " + describe_json(json(name)) +
+                             "; other profile directories are given on the command line (--host-dir DIR) or to the "
+                             "Python API (host_dirs=), never by a scenario");
     std::vector<std::string> searched;
     const fs::path p = find_profile(name, scenario_path, dirs, searched);
     if (p.empty()) {
@@ -234,7 +252,7 @@ vm::HostConfig load_host(const Node& host, const std::string& scenario_path, con
     if (auto over = host.opt_object("caches")) {
         over->check_keys({"line", "memory_latency", "remote_latency", "levels"});
         apply_merge_patch(caches, over->json());
-        Node merged(caches, scenario_path + " (host.caches merged over " + profile_file + ")");
+        Node merged(caches, scenario_path + " (host.caches merged over " + profile_file + ")", over->pointer());
         h.cache = parse_caches(merged, h.cpus);
     } else {
         h.cache = parse_caches(prof.object("caches"), h.cpus);
@@ -243,6 +261,14 @@ vm::HostConfig load_host(const Node& host, const std::string& scenario_path, con
 }
 
 // ---- model -----------------------------------------------------------------------------------
+
+// 1000000 rather than 1e+06.
+std::string number_text(double x) {
+    if (x == std::floor(x) && std::abs(x) < 1e15) return std::to_string(static_cast<std::int64_t>(x));
+    std::ostringstream o;
+    o << x;
+    return o.str();
+}
 
 std::string knob_value_text(const vm::KnobValue& v) {
     return std::holds_alternative<std::string>(v) ? "\"" + vm::to_string(v) + "\"" : vm::to_string(v);
@@ -390,7 +416,7 @@ std::vector<std::uint32_t> slots_of(const Node& op, const vm::VmConfig& vm) {
     return out;
 }
 
-const std::vector<std::pair<std::string_view, vm::Operation>> kOps = {
+const std::vector<std::pair<std::string_view, vm::Operation>> kOpsTable = {
     {"dirty_log_enable", vm::Operation::DirtyLogEnable}, {"dirty_log_get", vm::Operation::DirtyLogGet},
     {"dirty_log_clear", vm::Operation::DirtyLogClear},   {"dirty_log_disable", vm::Operation::DirtyLogDisable},
     {"zap_gfn_range", vm::Operation::ZapGfnRange},       {"invalidate", vm::Operation::Invalidate},
@@ -401,9 +427,9 @@ const std::vector<std::pair<std::string_view, vm::Operation>> kOps = {
 
 vm::Operation parse_op(const Node& n) {
     std::vector<std::string> names;
-    for (const auto& [k, v] : kOps) names.emplace_back(k);
+    for (const auto& [k, v] : operation_names()) names.emplace_back(k);
     const std::string s = n.as_enum(names);
-    for (const auto& [k, v] : kOps)
+    for (const auto& [k, v] : operation_names())
         if (k == s) return v;
     return vm::Operation::ZapGfnRange;
 }
@@ -583,7 +609,7 @@ workload::AccessStream parse_stream(const Node& s, const vm::VmConfig& vm, std::
     a.base = start;
     a.npages = npages;
     a.stride = std::max<std::uint64_t>(1, s.opt_size("stride", vm::kPageSize, vm::kPageSize) / vm::kPageSize);
-    a.count = s.opt_uint("count", 0, 0, 1ULL << 40);
+    a.count = s.opt_uint("count", 0, 0, kMaxCount);
     a.access = s.opt_enum_mapped<vm::Access>("access", vm::Access::Read,
                                              {{"read", vm::Access::Read}, {"write", vm::Access::Write}, {"exec", vm::Access::Exec}});
     a.write_every = s.opt_uint("write_every", 0);
@@ -596,8 +622,31 @@ workload::AccessStream parse_stream(const Node& s, const vm::VmConfig& vm, std::
         a.write_fraction = w;
         a.exec_fraction = x;
     }
-    a.guest_time = s.opt_time("guest_time", guest_time, Time::ps(1));
+    a.guest_time = s.opt_time("guest_time", guest_time, Time::ps(1), Time::s(1));
+    if (a.count > 0 && a.guest_time.ps() > Time::s(1'000'000).ps() / static_cast<std::int64_t>(a.count))
+        throw s.error_at("count", "expected count x guest_time (" + format_time(a.guest_time) +
+                                      ") to stay within 1000000 s, as a storm's runs do");
     return a;
+}
+
+// The expanded VM's memory against those limits; `at` is /vm (memslots listed) or the preset's
+// args (memslots made from -b, -v, -x).
+void check_guest_memory(const Node& at, const vm::VmConfig& vm, bool preset) {
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < vm.memslots.size(); ++i) {
+        const vm::Memslot& m = vm.memslots[i];
+        auto where = [&](const char* key) { return preset ? at : at["memslots"][i][key]; };
+        if (m.npages > kMaxMemslotPages)
+            where("size").fail("expected a memslot of at most " + std::to_string(kMaxMemslotPages) +
+                               " pages (KVM_MEM_MAX_NR_PAGES: 8T less 4K), got " + format_size(m.npages * vm::kPageSize));
+        if (m.base_gfn + m.npages > (std::uint64_t{1} << (vm::kMaxPhysAddrBits - 12)))
+            where("base").fail("expected the memslot to end below 2^52 (4P, MAXPHYADDR)");
+        total += m.npages * vm::kPageSize;
+        if (total > kMaxGuestBytes)
+            where("size").fail("expected at most " + format_size(kMaxGuestBytes) +
+                               " of guest memory in all memslots, got " + format_size(total) +
+                               (preset ? "" : " up to this one"));
+    }
 }
 
 vm::VmConfig parse_vm(const Node& v) {
@@ -614,14 +663,17 @@ vm::VmConfig parse_vm(const Node& v) {
         vm::Memslot m;
         m.id = static_cast<std::uint32_t>(s.opt_uint("id", next_id, 0, 32767));
         if (!ids.insert(m.id).second) s["id"].fail("expected a unique memslot id, " + std::to_string(m.id) + " is used twice");
-        m.backing = s.opt_enum_mapped<vm::Backing>("backing", vm::Backing::Anonymous,
-                                                  {{"anonymous", vm::Backing::Anonymous},
-                                                   {"anonymous_thp", vm::Backing::AnonymousThp},
-                                                   {"anonymous_hugetlb_2mb", vm::Backing::Hugetlb2M},
-                                                   {"anonymous_hugetlb_1gb", vm::Backing::Hugetlb1G}});
+        m.backing = vm::Backing::Anonymous;
+        if (s.has("backing")) {
+            std::vector<std::string> names;
+            for (const auto& [k, b] : backing_names()) names.emplace_back(k);
+            const std::string name = s["backing"].as_enum(names);
+            for (const auto& [k, b] : backing_names())
+                if (k == name) m.backing = b;
+        }
         const std::uint64_t align = vm::pages_per(vm::host_level(m.backing)) * vm::kPageSize;
         const std::uint64_t base = s.opt_size("base", (next_base + align - 1) / align * align);
-        const std::uint64_t size = s.get_size("size", vm::kPageSize, 1ULL << 50);
+        const std::uint64_t size = s.get_size("size", vm::kPageSize, kMaxMemslotBytes);
         if (base % align) s["base"].fail("expected an address aligned to the backing's page size (" + format_size(align) + ")");
         if (size % align) s["size"].fail("expected a multiple of the backing's page size (" + format_size(align) + ")");
         m.base_gfn = base / vm::kPageSize;
@@ -643,7 +695,7 @@ constexpr Time kMaxStormStart = Time::s(1'000'000);
 
 workload::Repeat parse_repeat(const Node& n, Time first, const char* first_name) {
     workload::Repeat r;
-    r.count = static_cast<std::uint32_t>(n.opt_uint("count", 1, 1, 100000000));
+    r.count = static_cast<std::uint32_t>(n.opt_uint("count", 1, 1, kMaxCount));
     r.interval = n.opt_time("interval", Time::zero());
     if (r.count > 1 && r.interval == Time::zero()) throw n.error_at("interval", "expected an interval when count > 1");
     if (first > kMaxStormStart ||
@@ -656,6 +708,7 @@ workload::Repeat parse_repeat(const Node& n, Time first, const char* first_name)
 
 void parse_phases(const Node& wl, Scenario& sc, const vm::ModelInfo& info, Time guest_time) {
     const Node phases = wl.array("phases");
+    if (phases.size() == 0) phases.fail_expected("at least one phase");
     const auto els = phases.elements();
     std::vector<DagNode> nodes;
     std::set<std::string> names;
@@ -839,6 +892,7 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
     sc.file = path;
     sc.sha256 = sha;
     sc.name = doc.get_string("name");
+    if (sc.name.empty()) doc["name"].fail_expected("a scenario name (a non-empty string)");
     sc.description = doc.opt_string("description", "");
     sc.seed = doc.opt_uint("seed", 1);
     if (opts.seed) sc.seed = *opts.seed;
@@ -865,10 +919,29 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
     for (const auto& [c, least] : info->cost_minimums) {
         if (!sc.host.costs.has(c) || sc.host.costs.number(c) >= least) continue;
         std::ostringstream what;
-        what << "expected at least " << least << " for cost \"" << c << "\", which model " << model << " divides by";
+        what << "expected at least " << number_text(least) << " for cost \"" << c << "\", which model " << model
+             << " divides by";
         const Node host = doc["host"];
         if (auto costs = host.find("costs"); costs && costs->find(c)) (*costs)[c].fail(what.str());
         doc["host"]["profile"].fail("host profile " + sc.host.profile + ": " + what.str() + " (the profile's /costs/" + c + ")");
+    }
+    for (const auto& [c, most] : info->cost_maximums) {
+        if (!sc.host.costs.has(c) || sc.host.costs.number(c) <= most) continue;
+        std::ostringstream what;
+        what << "expected at most " << number_text(most) << " for cost \"" << c << "\", which model " << model
+             << " scales by a mapping's size";
+        const Node host = doc["host"];
+        if (auto costs = host.find("costs"); costs && costs->find(c)) (*costs)[c].fail(what.str());
+        doc["host"]["profile"].fail("host profile " + sc.host.profile + ": " + what.str() + " (the profile's /costs/" + c + ")");
+    }
+    for (const auto& c : info->cost_powers_of_two) {
+        if (!sc.host.costs.has(c)) continue;
+        const double x = sc.host.costs.number(c);
+        if (x >= 1 && x == std::floor(x) && std::has_single_bit(static_cast<std::uint64_t>(x))) continue;
+        const std::string what = "expected a power of two for cost \"" + c + "\" (model " + model + ")";
+        const Node host = doc["host"];
+        if (auto costs = host.find("costs"); costs && costs->find(c)) (*costs)[c].fail(what);
+        doc["host"]["profile"].fail("host profile " + sc.host.profile + ": " + what + " (the profile's /costs/" + c + ")");
     }
     for (const auto& f : info->features)
         if (!sc.host.features.count(f))
@@ -908,9 +981,12 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
         sc.vm = parse_vm(doc.object("vm"));
         parse_phases(wl, sc, *info, guest_time);
     }
-    if (sc.vm.vcpus > sc.host.cpus * 4)
-        doc.fail("expected at most 4 vCPUs per host CPU (" + std::to_string(sc.vm.vcpus) + " vCPUs on " +
-                 std::to_string(sc.host.cpus) + " CPUs)");
+    if (sc.vm.vcpus > sc.host.cpus * 4) {
+        const Node at = doc.has("vm") ? doc["vm"]["vcpus"] : wl.has("args") ? wl["args"] : wl;
+        at.fail("expected at most 4 vCPUs per host CPU (" + std::to_string(sc.vm.vcpus) + " vCPUs on " +
+                std::to_string(sc.host.cpus) + " host CPUs)");
+    }
+    check_guest_memory(doc.has("vm") ? doc["vm"] : wl.has("args") ? wl["args"] : wl, sc.vm, !doc.has("vm"));
     if (auto evs = doc.opt_array("events")) parse_events(*evs, sc, *info);
     if (auto p = doc.opt_object("published")) sc.published = parse_published(*p, sc);
 
@@ -978,6 +1054,25 @@ void apply_override(json& doc, const std::string& pointer, const json& value, co
 }
 
 }  // namespace
+
+const std::vector<std::pair<std::string_view, vm::Operation>>& operation_names() { return kOpsTable; }
+
+const std::vector<std::pair<std::string_view, vm::Backing>>& backing_names() {
+    static const std::vector<std::pair<std::string_view, vm::Backing>> list = {
+        {"anonymous", vm::Backing::Anonymous},
+        {"anonymous_thp", vm::Backing::AnonymousThp},
+        {"anonymous_hugetlb_2mb", vm::Backing::Hugetlb2M},
+        {"anonymous_hugetlb_1gb", vm::Backing::Hugetlb1G}};
+    return list;
+}
+
+bool is_profile_name(std::string_view name) {
+    if (name.empty() || name.size() > 255 || name[0] == '.') return false;
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+               c == '-';
+    });
+}
 
 Scenario load_scenario(const std::string& path, const LoadOptions& opts) {
     return load_scenario_text(read_file(path), path, opts);
@@ -1066,7 +1161,8 @@ std::vector<std::string> host_profiles(const std::vector<std::string>& dirs) {
     for (const auto& d : dirs) {
         std::error_code ec;
         for (fs::directory_iterator it(d, ec), end; !ec && it != end; it.increment(ec))
-            if (it->path().extension() == ".json") names.insert(it->path().stem().string());
+            if (it->path().extension() == ".json" && is_profile_name(it->path().stem().string()))
+                names.insert(it->path().stem().string());
     }
     return {names.begin(), names.end()};
 }

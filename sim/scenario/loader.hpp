@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -19,7 +20,9 @@ struct LoadOptions {
     std::optional<std::string> variant;  // default: the first (baseline)
     std::optional<std::uint64_t> seed;   // default: the scenario's
     const vm::ModelRegistry* models = nullptr;
-    // Where host profiles are looked up (NAME.json), after the scenario's ../hosts and ./hosts.
+    // Where host profiles are looked up (NAME.json), after the scenario's ../hosts and ./hosts:
+    // from the command line (--host-dir) or the Python API (host_dirs=), never from a scenario,
+    // whose host.profile is a bare name (is_profile_name).
     std::vector<std::string> host_dirs;
     // Values set after the variant is applied, each at an RFC 6901 pointer into the scenario
     // document ("/mmu/knobs/zap_lock"): missing object members on the way are created, an array
@@ -34,6 +37,9 @@ Scenario load_scenario(const std::string& path, const LoadOptions& opts);
 Scenario load_scenario_text(const std::string& text, const std::string& path, const LoadOptions& opts);
 // The scenario's variant names, baseline first (empty when it has none).
 std::vector<std::string> scenario_variants(const std::string& path);
+// A host profile name a scenario may give: letters, digits, ".", "_", "-", not starting with
+// "." (so never a path: no "/", no "..", no NUL), at most 255 characters.
+bool is_profile_name(std::string_view name);
 // Host profile names found in the given directories (for `kvmsim list`).
 std::vector<std::string> host_profiles(const std::vector<std::string>& dirs);
 

@@ -282,4 +282,16 @@ std::string format_time(engine::Time t) {
 
 std::string format_frequency(std::uint64_t hz) { return format_decimal(hz, kFrequencyFormat); }
 
+template <std::size_t N>
+std::vector<std::string> unit_names(const std::array<Unit, N>& units) {
+    std::vector<std::string> out;
+    for (const Unit& u : units) out.emplace_back(u.name);
+    return out;
+}
+
+std::vector<std::string> size_units() { return unit_names(kSizeUnits); }
+std::vector<std::string> time_units() { return unit_names(kTimeUnits); }
+std::vector<std::string> frequency_units() { return unit_names(kFrequencyUnits); }
+std::vector<std::string> bandwidth_units() { return unit_names(kBandwidthUnits); }
+
 }  // namespace kvmsim::scenario

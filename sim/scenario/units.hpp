@@ -29,6 +29,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "sim/engine/time.hpp"
 
@@ -63,6 +64,13 @@ Parsed<std::uint64_t> parse_size(std::string_view text);
 Parsed<engine::Time> parse_time(std::string_view text);
 Parsed<std::uint64_t> parse_frequency(std::string_view text);
 Parsed<std::uint64_t> parse_bandwidth(std::string_view text);
+
+// The unit suffixes each parser accepts ("" for a plain size in bytes), for the scenario
+// schema's patterns (schema.hpp).
+std::vector<std::string> size_units();
+std::vector<std::string> time_units();
+std::vector<std::string> frequency_units();
+std::vector<std::string> bandwidth_units();
 
 // Exact formatting; the output parses back to the same value.
 // Sizes: the largest binary unit that divides the value ("4K", "2M", "1536" for 1.5K, "0").

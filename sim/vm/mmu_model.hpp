@@ -174,6 +174,10 @@ struct ModelInfo {
     // Costs that must be at least a value (a rate that divides), as (name, least): the loader
     // rejects a smaller one where it was set.
     std::vector<std::pair<std::string, double>> cost_minimums;
+    // Costs that must be at most a value (a per-byte cost scaled by a mapping's size), as (name,
+    // most), and costs that must be a power of two (a cache line in bytes).
+    std::vector<std::pair<std::string, double>> cost_maximums;
+    std::vector<std::string> cost_powers_of_two;
     std::vector<std::string> features;  // host feature names it reads (HostConfig::features)
     std::vector<Operation> operations;
     std::function<std::unique_ptr<MmuModel>(ModelEnv&)> create;

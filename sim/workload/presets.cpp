@@ -42,6 +42,9 @@ std::uint64_t size_flag(const Flags& f, char c, std::uint64_t def) {
     std::uint64_t v = 0;
     if (!parse_selftest_size(it->second.first, v) || v == 0)
         throw PresetError(it->second.second, "expected a size such as \"1G\" or \"512M\", got \"" + it->second.first + "\"");
+    // Beyond MAXPHYADDR (2^52): the loader refuses such a VM anyway, and the arithmetic stays exact.
+    if (v > (std::uint64_t{1} << vm::kMaxPhysAddrBits))
+        throw PresetError(it->second.second, "expected a size of at most 4P (2^52 bytes), got \"" + it->second.first + "\"");
     return v;
 }
 
@@ -69,6 +72,22 @@ vm::Backing backing_flag(const Flags& f, vm::Backing def) {
     return b;
 }
 
+void mode_flag(const Flags& f) {
+    auto it = f.values.find('m');
+    if (it == f.values.end()) return;
+    const std::string& s = it->second.first;
+    std::string ok;
+    for (const auto& m : guest_modes())
+        if (m.supported) ok += (ok.empty() ? "" : ", ") + std::to_string(m.id) + " (" + m.name + ")";
+    for (const auto& m : guest_modes())
+        if (s == std::to_string(m.id)) {
+            if (m.supported) return;
+            throw PresetError(it->second.second, std::string("guest mode ") + s + " (" + m.name +
+                                                     ") is not simulated: the models use 4 KiB guest pages; expected one of " + ok);
+        }
+    throw PresetError(it->second.second, "expected a guest mode ID, one of " + ok + ", got \"" + s + "\"");
+}
+
 AccessStream seq(Gfn base, std::uint64_t npages, std::uint64_t stride, Access a, Time gt) {
     AccessStream s;
     s.pattern = AccessStream::Pattern::Sequential;
@@ -92,6 +111,7 @@ const char* kDlptUsage =
 
 Expanded kvm_page_table_test(const std::vector<std::string>& args, Time gt) {
     const Flags f = parse_flags(args, kPttValues, kPttSwitches, kPttUsage);
+    mode_flag(f);
     const vm::Backing backing = backing_flag(f, vm::Backing::Anonymous);
     const std::uint64_t large_pages = vm::pages_per(vm::host_level(backing));
     const std::uint64_t large = large_pages * vm::kPageSize;
@@ -135,10 +155,17 @@ Expanded kvm_page_table_test(const std::vector<std::string>& args, Time gt) {
 
 Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
     const Flags f = parse_flags(args, kDlptValues, kDlptSwitches, kDlptUsage);
+    mode_flag(f);
     const auto vcpus = static_cast<std::uint32_t>(int_flag(f, 'v', 1, 1, 4096));
     const vm::Backing backing = backing_flag(f, vm::Backing::Anonymous);
     const std::uint64_t large_pages = vm::pages_per(vm::host_level(backing));
     std::uint64_t per_vcpu = size_flag(f, 'b', 1ULL << 30) / vm::kPageSize;
+    if (per_vcpu == 0)
+        throw PresetError(f.values.at('b').second, "expected a size per vCPU of at least 4K (one page), got \"" +
+                                                       f.values.at('b').first + "\"");
+    if (per_vcpu * vcpus > (std::uint64_t{1} << (vm::kMaxPhysAddrBits - 12)))
+        throw PresetError(f.values.at('b').second, "expected -b x -v (" + std::to_string(vcpus) +
+                                                       " vCPUs) to be at most 4P (2^52 bytes)");
     const auto iterations = static_cast<std::uint32_t>(int_flag(f, 'i', 2, 1, 100000));
     const std::uint64_t wr_fract = int_flag(f, 'f', 1, 1, 1000000);
     const auto nslots = static_cast<std::uint32_t>(int_flag(f, 'x', 1, 1, 512));
@@ -203,6 +230,22 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
     return e;
 }
 }  // namespace
+
+const std::vector<GuestMode>& guest_modes() {
+    static const std::vector<GuestMode> list = {
+        {0, "VM_MODE_P52V48_4K", true},  {1, "VM_MODE_P52V48_64K", false}, {2, "VM_MODE_P48V48_4K", true},
+        {3, "VM_MODE_P48V48_64K", false}, {4, "VM_MODE_P40V48_4K", true},  {5, "VM_MODE_P40V48_64K", false},
+        {6, "VM_MODE_PXXV48_4K", true},  {7, "VM_MODE_P47V64_4K", true},
+    };
+    return list;
+}
+
+const std::vector<std::string>& preset_backings() {
+    static const std::vector<std::string> list = {
+        vm::to_string(vm::Backing::Anonymous), vm::to_string(vm::Backing::AnonymousThp),
+        vm::to_string(vm::Backing::Hugetlb2M), vm::to_string(vm::Backing::Hugetlb1G)};
+    return list;
+}
 
 const std::vector<PresetInfo>& presets() {
     static const std::vector<PresetInfo> list = {

@@ -34,6 +34,19 @@ struct Expanded {
     Workload workload;
 };
 
+// The selftests' guest modes, `-m ID` (enum vm_guest_mode, tools/testing/selftests/kvm/include/
+// kvm_util.h as of v5.12, the kernels the published runs used; guest_modes_cmdline takes the
+// index). The models simulate 4 KiB guest pages, so only the 4K modes are accepted.
+struct GuestMode {
+    unsigned id;
+    const char* name;  // VM_MODE_...
+    bool supported;    // a 4 KiB guest page mode
+};
+const std::vector<GuestMode>& guest_modes();
+
+// The backings `-s` accepts (vm::Backing names).
+const std::vector<std::string>& preset_backings();
+
 // guest_access: guest time per access (from the host profile).
 Expanded expand_preset(const std::string& name, const std::vector<std::string>& args, Time guest_access);
 

@@ -322,7 +322,7 @@ def test_the_bash_completion_completes_commands_and_options():
     assert complete("kvmsim", "report", "x.json", "-o", "READ") == ["README.md"]
     assert complete("kvmsim", "run", "--tr") == ["--trace", "--trace-from", "--trace-to", "--trace-vcpus"]
     assert complete("kvmsim", "run", "scenarios/seeds/003", "--va") == ["--variant"]
-    assert complete("kvmsim", "list", "--") == ["--help", "--json", "--set"]
+    assert complete("kvmsim", "list", "--") == ["--help", "--json", "--host-dir", "--set"]
     assert complete("kvmsim", "check-published", "--o") == ["--only"]
     assert complete("kvmsim", "completion", "") == ["bash"]
     # Files where a command takes a file, directories where it takes one, nothing for a number.

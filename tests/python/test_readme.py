@@ -32,6 +32,8 @@ NOT_RUN = {
         "the quick start: setup.sh and test.sh are what runs these tests",
     "build/bench/kvmsim-bench engine --json   # event throughput against a bare priority queue":
         "benchmarks: minutes of simulation each",
+    "CC=clang-14 CXX=clang++-14 meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \\":
+        "a long fuzzing session (an hour); test.sh runs the same target for a bounded number of executions",
 }
 
 

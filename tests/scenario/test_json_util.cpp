@@ -290,15 +290,15 @@ TEST_CASE("parse_json_file names the file in every error", "[scenario][json]") {
 
     const auto missing = dir.path / "missing.json";
     e = error_of([&] { parse_json_file(missing); });
-    CHECK(std::string(e.what()) == missing.string() + ": cannot open file: No such file or directory");
+    CHECK(std::string(e.what()) == missing.string() + ": cannot open the file (No such file or directory)");
     CHECK(e.kind() == ScenarioError::Kind::File);
 
     e = error_of([&] { parse_json_file(dir.path); });
-    CHECK(std::string(e.what()) == dir.path.string() + ": cannot read file: it is a directory");
+    CHECK(std::string(e.what()) == dir.path.string() + ": expected a JSON file (a regular file), got a directory");
 
     const auto big = dir.write("big.json", std::string(kMaxJsonFileBytes + 1, ' '));
     e = error_of([&] { parse_json_file(big); });
-    CHECK(e.message() == "file is too large (the limit is 16M)");
+    CHECK(e.message() == "the file is too large (" + std::to_string(kMaxJsonFileBytes + 1) + " bytes; the limit is 64M)");
 
     const auto empty = dir.write("empty.json", "");
     e = error_of([&] { parse_json_file(empty); });

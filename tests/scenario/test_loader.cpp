@@ -843,12 +843,23 @@ TEST_CASE("arm64_stage2's host costs and features (models/host): a missing or ba
                    Catch::Contains("did you mean \"thp_use_zero_page\"?"));
     CHECK_THAT(load_error_text(scenario_on("k-ok", R"(, "costs": {"host_pmd_split": "fast"})"), o),
                Catch::Contains(": /host/costs/host_pmd_split: "));
-    // zero_rate divides: 0 or less is rejected where it was set.
+    // zero_rate divides: below 1 MB/s (a 1 GiB clear would outlast the clock) is rejected where it was set.
     CHECK_THAT(load_error_text(scenario_on("k-ok", R"(, "costs": {"zero_rate": 0})"), o),
-               Catch::EndsWith(": /host/costs/zero_rate: expected at least 1 for cost \"zero_rate\", which model "
+               Catch::EndsWith(": /host/costs/zero_rate: expected at least 1000000 for cost \"zero_rate\", which model "
                                "arm64_stage2 divides by"));
-    profile("k-zero", [](nlohmann::json& p) { p["costs"]["zero_rate"]["value"] = -5; });
+    profile("k-zero", [](nlohmann::json& p) { p["costs"]["zero_rate"]["value"] = 5; });
     CHECK_THAT(load_error_text(scenario_on("k-zero"), o),
-               Catch::EndsWith(": /host/profile: host profile k-zero: expected at least 1 for cost \"zero_rate\", which "
-                               "model arm64_stage2 divides by (the profile's /costs/zero_rate)"));
+               Catch::EndsWith(": /host/profile: host profile k-zero: expected at least 1000000 for cost \"zero_rate\", "
+                               "which model arm64_stage2 divides by (the profile's /costs/zero_rate)"));
+    // A negative cost is refused in the profile itself; dcache_clean_byte has a ceiling and
+    // icache_line must be a power of two (both failed only when the run started before).
+    profile("k-neg", [](nlohmann::json& p) { p["costs"]["zero_rate"]["value"] = -5; });
+    CHECK_THAT(load_error_text(scenario_on("k-neg"), o),
+               Catch::Contains("k-neg.json: /costs/zero_rate/value: expected a cost from 0 to 1e12"));
+    CHECK_THAT(load_error_text(scenario_on("k-ok", R"(, "costs": {"dcache_clean_byte": 1e12})"), o),
+               Catch::EndsWith(": /host/costs/dcache_clean_byte: expected at most 1000000 for cost \"dcache_clean_byte\", "
+                               "which model arm64_stage2 scales by a mapping's size"));
+    CHECK_THAT(load_error_text(scenario_on("k-ok", R"(, "costs": {"icache_line": 48})"), o),
+               Catch::EndsWith(": /host/costs/icache_line: expected a power of two for cost \"icache_line\" (model "
+                               "arm64_stage2)"));
 }
