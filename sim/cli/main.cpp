@@ -1148,7 +1148,9 @@ Command add_completion(CLI::App& top) {
     c.footer(R"(Examples:
   source <(kvmsim completion bash)
   kvmsim completion bash > ~/.local/share/bash-completion/completions/kvmsim)");
-    return {&c, [&top] {
+    // The lambda keeps the option's storage alive: CLI11 writes to it when it parses.
+    return {&c, [&top, shell] {
+                (void)shell;
                 std::cout << bash_completion(top);
                 return 0;
             }};
