@@ -54,7 +54,6 @@ using vm::Gfn;
 
 namespace {
 
-constexpr std::int64_t kNever = INT64_MAX;
 constexpr std::uint32_t kMinCachePages = 2;  // kvm_mmu_cache_min_pages: kvm_stage2_levels - 1
 constexpr std::uint64_t kMaxDvmOps = 512;    // MAX_DVM_OPS (PTRS_PER_PTE): lines per ranged I-cache op
 
