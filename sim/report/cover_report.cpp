@@ -292,6 +292,17 @@ std::vector<std::string> metric_row(const MetricRow& row, bool with_ci) {
 
 std::string phase_name(const std::string& metric) { return metric.substr(6); }
 
+// The comparison's phase rows the selftest prints (all phases when it names none).
+std::vector<const MetricRow*> selftest_phases(const CompareResult& c) {
+    std::vector<const MetricRow*> phases;
+    for (const auto& row : c.metrics)
+        if (row.name.rfind("phase ", 0) == 0 &&
+            (c.selftest_metrics.empty() ||
+             std::find(c.selftest_metrics.begin(), c.selftest_metrics.end(), phase_name(row.name)) != c.selftest_metrics.end()))
+            phases.push_back(&row);
+    return phases;
+}
+
 // A --set argument for an override: the dotted path when no key needs the pointer form, the
 // value as JSON (a string bare when it reads back as the same string), quoted for a shell when
 // needed.
@@ -372,12 +383,7 @@ std::vector<Block> group_blocks(const ReportGroup& g, bool html) {
     for (const auto& d : g.dropped) out.push_back(para("Left out: " + d + "."));
 
     // The selftest's own lines.
-    std::vector<const MetricRow*> phases;
-    for (const auto& row : c.metrics)
-        if (row.name.rfind("phase ", 0) == 0 &&
-            (c.selftest_metrics.empty() ||
-             std::find(c.selftest_metrics.begin(), c.selftest_metrics.end(), phase_name(row.name)) != c.selftest_metrics.end()))
-            phases.push_back(&row);
+    const std::vector<const MetricRow*> phases = selftest_phases(c);
     out.push_back(heading(3, "Stage times (selftest style)"));
     std::ostringstream st;
     for (std::size_t v = 0; v < g.variants.size(); ++v) {
@@ -591,12 +597,7 @@ std::string render_html(const std::string& title, const std::vector<Block>& bloc
 
 std::string phase_svg(const ReportGroup& g) {
     const CompareResult& c = g.comparison;
-    std::vector<const MetricRow*> phases;
-    for (const auto& row : c.metrics)
-        if (row.name.rfind("phase ", 0) == 0 &&
-            (c.selftest_metrics.empty() ||
-             std::find(c.selftest_metrics.begin(), c.selftest_metrics.end(), phase_name(row.name)) != c.selftest_metrics.end()))
-            phases.push_back(&row);
+    const std::vector<const MetricRow*> phases = selftest_phases(c);
     const std::size_t nv = g.variants.size();
     double top = 0;
     for (const auto* row : phases)

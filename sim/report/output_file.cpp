@@ -1,5 +1,7 @@
 #include "sim/report/output_file.hpp"
 
+#include "sim/scenario/input_file.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -63,16 +65,6 @@ extern "C" void cleanup_handler(int sig) {
     ::raise(sig);
 }
 
-const char* type_of(mode_t m) {
-    if (S_ISLNK(m)) return "a symbolic link";
-    if (S_ISDIR(m)) return "a directory";
-    if (S_ISFIFO(m)) return "a FIFO";
-    if (S_ISSOCK(m)) return "a socket";
-    if (S_ISCHR(m)) return "a character device";
-    if (S_ISBLK(m)) return "a block device";
-    return "not a regular file";
-}
-
 std::string err_text(int e) { return std::strerror(e); }
 
 mode_t file_mode() {
@@ -93,7 +85,7 @@ void check_output_path(const std::string& path, std::string_view option) {
     struct stat st {};
     if (::lstat(path.c_str(), &st) == 0) {
         if (!S_ISREG(st.st_mode))
-            throw OutputError(opt + " " + path + ": refusing to replace " + type_of(st.st_mode) +
+            throw OutputError(opt + " " + path + ": refusing to replace " + scenario::describe_file_type(st.st_mode) +
                               "; expected a regular file or a new path");
     } else if (errno != ENOENT) {
         throw OutputError(opt + " " + path + ": cannot check the path (" + err_text(errno) + ")");
@@ -167,7 +159,7 @@ void OutputFile::commit() {
     struct stat st {};
     if (::lstat(path_.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
         discard();
-        throw OutputError(option_ + " " + path_ + ": refusing to replace " + type_of(st.st_mode) +
+        throw OutputError(option_ + " " + path_ + ": refusing to replace " + scenario::describe_file_type(st.st_mode) +
                           " (it appeared during the run)");
     }
     if (::rename(tmp_.c_str(), path_.c_str()) != 0) fail("cannot rename the temporary file into place", errno);

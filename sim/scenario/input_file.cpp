@@ -14,15 +14,6 @@ namespace kvmsim::scenario {
 
 namespace {
 
-std::string file_type(mode_t m) {
-    if (S_ISDIR(m)) return "a directory";
-    if (S_ISFIFO(m)) return "a FIFO";
-    if (S_ISSOCK(m)) return "a socket";
-    if (S_ISCHR(m)) return "a character device";
-    if (S_ISBLK(m)) return "a block device";
-    return "not a regular file";
-}
-
 struct Fd {
     int fd;
     ~Fd() {
@@ -48,7 +39,7 @@ std::string read_input_file(const std::string& path, const std::string& what) {
     if (::fstat(f.fd, &st) != 0)
         throw ScenarioError::file_error(path, "cannot read the file (" + std::string(std::strerror(errno)) + ")");
     if (!S_ISREG(st.st_mode))
-        throw ScenarioError::file_error(path, "expected " + what + " (a regular file), got " + file_type(st.st_mode));
+        throw ScenarioError::file_error(path, "expected " + what + " (a regular file), got " + describe_file_type(st.st_mode));
     if (static_cast<std::uint64_t>(st.st_size) > kMaxInputFileBytes)
         throw ScenarioError::file_error(path, "the file is too large (" + std::to_string(st.st_size) +
                                                   " bytes; the limit is " + format_size(kMaxInputFileBytes) + ")");
@@ -69,6 +60,16 @@ std::string read_input_file(const std::string& path, const std::string& what) {
                                                       format_size(kMaxInputFileBytes) + ")");
     }
     return text;
+}
+
+const char* describe_file_type(mode_t m) {
+    if (S_ISLNK(m)) return "a symbolic link";
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISSOCK(m)) return "a socket";
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    return "not a regular file";
 }
 
 }  // namespace kvmsim::scenario

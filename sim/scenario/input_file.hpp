@@ -3,6 +3,8 @@
 // as /dev/zero would never end), and only up to kMaxInputFileBytes.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 
@@ -17,5 +19,8 @@ inline constexpr std::uint64_t kMaxInputFileBytes = std::uint64_t{64} << 20;
 // ScenarioError::file_error naming the path and what was expected. `what` names the kind of
 // file in messages ("a scenario file", "a host profile").
 std::string read_input_file(const std::string& path, const std::string& what = "a scenario file");
+
+// What a stat() mode that is not a regular file is, for messages ("a directory", "a FIFO", ...).
+const char* describe_file_type(mode_t m);
 
 }  // namespace kvmsim::scenario
