@@ -239,12 +239,14 @@ def test_streamed_events_diff_identical(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_removes_its_temporary_files(tmp_path, sig):
-    # A run long enough to be interrupted: the seed 003 scenario at 4G.
+    # A run long enough to be interrupted: the seed 003 scenario with 100 times its accesses
+    # (minutes of wall time; it is interrupted within a second).
     scenario = ROOT / "scenarios" / "seeds" / "003-zap-gfn-range.json"
     out = tmp_path / "out"
     out.mkdir()
     p = subprocess.Popen([str(KVMSIM), "run", str(scenario), "--quiet", "--json", str(out / "r.json"),
-                          "--trace", str(out / "t.json"), "--events", str(out / "e.json")],
+                          "--trace", str(out / "t.json"), "--events", str(out / "e.json"),
+                          "--set", "workload.phases.0.stream.count=2000000"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # The temporary files exist once the run starts (made before it).
