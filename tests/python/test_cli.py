@@ -351,3 +351,20 @@ def test_pip_install_puts_them_in_share():
     wheel = mesonpy._map_to_wheel(plan, [], [], str(BUILD))
     data = {str(e.dst): e.src for e in wheel["data"]}
     assert data == {"share/man/man1/kvmsim.1": str(MAN), "share/bash-completion/completions/kvmsim": str(COMPLETION)}
+
+
+def test_the_installed_entry_point_gives_the_same_help_version_and_usage_errors():
+    """`kvmsim` as pip installs it (the package's __main__, which execs the executable)."""
+    import sys
+
+    def entry(*args):
+        return subprocess.run([sys.executable, "-m", "kvmsim", *map(str, args)], capture_output=True, text=True,
+                              timeout=300)
+
+    v = entry("--version")
+    assert v.returncode == 0 and v.stdout == kvmsim("--version").stdout
+    assert re.fullmatch(r"kvmsim \S+\nbuild_id [0-9a-f]{64}\n", v.stdout), v.stdout
+    h = entry("run", "--help")
+    assert h.returncode == 0 and "Examples:" in h.stdout and "--variant" in h.stdout
+    usage_error(entry("run", SEED003, "--sed", "3"), "run", 'unknown option --sed (did you mean "--seed"?)')
+    usage_error(entry("lst"), "", 'unknown command "lst" (did you mean "list"?)')
