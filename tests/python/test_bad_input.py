@@ -9,6 +9,8 @@ import os
 import pathlib
 import signal
 import subprocess
+import shutil
+import tempfile
 import sys
 import time
 
@@ -195,16 +197,28 @@ def test_output_directory_checked_before_the_run(tmp_path):
     r = kvmsim("run", GOOD, "--json", tmp_path / "missing" / "out.json")
     assert r.returncode == 2
     assert "does not exist" in r.stderr and "fingerprint" not in r.stdout
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
+    # A directory the user may not write to. Root writes anywhere, so as root the command runs as
+    # nobody (setpriv, util-linux), in a directory nobody can reach but not write.
+    base = pathlib.Path(tempfile.mkdtemp(prefix="kvmsim-ro-"))
     try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("root writes anywhere")
-        r = kvmsim("run", GOOD, "--trace", ro / "t.json")
-        assert r.returncode == 2 and "not writable" in r.stderr
+        base.chmod(0o755)
+        ro = base / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        cmd = [str(KVMSIM), "run", str(GOOD), "--trace", str(ro / "t.json")]
+        if os.geteuid() == 0:
+            # Copies nobody can read, whatever the checkout's permissions.
+            shutil.copy(KVMSIM, base / "kvmsim")
+            shutil.copy(GOOD, base / "s.json")
+            shutil.copytree(ROOT / "scenarios" / "hosts", base / "hosts")
+            cmd = [shutil.which("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups", str(base / "kvmsim"),
+                   "run", str(base / "s.json"), "--host-dir", str(base / "hosts"), "--trace", str(ro / "t.json")]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and "not writable" in r.stderr, r.stderr
+        assert list(ro.iterdir()) == []
     finally:
-        ro.chmod(0o700)
+        ro.chmod(0o755)
+        shutil.rmtree(base)
 
 
 def test_outputs_replace_a_regular_file_and_leave_no_temporary(tmp_path):
