@@ -1025,15 +1025,22 @@ line last. See docs/validation.md.)");
 
 struct ReportArgs {
     std::vector<std::string> results;
-    std::optional<std::string> format, output, baseline;
+    std::optional<report::ReportFormat> format;
+    std::optional<std::string> output, baseline;
 };
 
 Command add_report(CLI::App& top) {
     auto a = std::make_shared<ReportArgs>();
     CLI::App& c = *top.add_subcommand("report", "A cover-letter document (Markdown or HTML) from saved results");
     c.add_option("RESULT", a->results, "result documents (kvmsim run --json OUT)")->type_name("");
-    add_value(c, "--format", a->format, [](const std::string&, const std::string& v) { return v; }, "md|html",
-              "md or html (default: html when -o names a .html file, else md)");
+    add_value(
+        c, "--format", a->format,
+        [](const std::string& opt, const std::string& v) {
+            if (v == "md" || v == "markdown") return report::ReportFormat::Markdown;
+            if (v == "html") return report::ReportFormat::Html;
+            throw UsageError(opt + " expects md or html, got \"" + v + "\"");
+        },
+        "md|html", "md or html (default: html when -o names a .html file, else md)");
     add_path(c, "-o,--output", a->output, "FILE", "write the document to FILE instead of stdout");
     add_value(c, "--baseline", a->baseline, [](const std::string&, const std::string& v) { return v; }, "VARIANT",
               "the variant the others are compared with (default: the first given)");
@@ -1045,13 +1052,9 @@ Command add_report(CLI::App& top) {
 The runs and their command lines, the selftest's stage lines, the significant changes with 95%
 intervals, the counters that moved, a plot of the phase times (inline SVG in HTML) and
 provenance. Results of one scenario are grouped by variant and matched by seed.)");
-    // sim/report/cover_report parses its own arguments (and checks them): given back as words.
     return {&c, [a] {
-                std::vector<std::string> args = a->results;
-                if (a->format) args.insert(args.end(), {"--format", *a->format});
-                if (a->output) args.insert(args.end(), {"-o", *a->output});
-                if (a->baseline) args.insert(args.end(), {"--baseline", *a->baseline});
-                return report::report_command(args, std::cout, std::cerr);
+                return report::write_report({a->results, a->format, a->output.value_or(""), a->baseline.value_or("")},
+                                            std::cout, std::cerr);
             }};
 }
 

@@ -33,21 +33,4 @@ std::pair<std::string, nlohmann::json> parse_set(const std::string& arg) {
     return {path_to_pointer(arg.substr(0, eq)), std::move(v)};
 }
 
-std::vector<std::pair<std::string, nlohmann::json>> take_set_options(std::vector<std::string>& args) {
-    std::vector<std::pair<std::string, nlohmann::json>> out;
-    std::vector<std::string> rest;
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        if (args[i] == "--set") {
-            if (i + 1 >= args.size()) throw OverrideError("--set expects PATH=VALUE (e.g. --set workload.flags.v=8)");
-            out.push_back(parse_set(args[++i]));
-        } else if (args[i].rfind("--set=", 0) == 0) {
-            out.push_back(parse_set(args[i].substr(6)));
-        } else {
-            rest.push_back(args[i]);
-        }
-    }
-    args = std::move(rest);
-    return out;
-}
-
 }  // namespace kvmsim::cli

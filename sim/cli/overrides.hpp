@@ -22,7 +22,4 @@ std::string path_to_pointer(const std::string& path);
 // true, "x", [1,2], null deletes), else a string (read, 1G).
 std::pair<std::string, nlohmann::json> parse_set(const std::string& arg);
 
-// Removes every "--set X" and "--set=X" from args (any command) and returns them parsed.
-std::vector<std::pair<std::string, nlohmann::json>> take_set_options(std::vector<std::string>& args);
-
 }  // namespace kvmsim::cli

@@ -699,55 +699,21 @@ std::string render_report(const std::vector<ReportGroup>& groups, ReportFormat f
     return format == ReportFormat::Html ? render_html(title, blocks) : render_markdown(blocks);
 }
 
-int report_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err, const ReportContext& ctx) {
-    constexpr const char* usage =
-        "usage: kvmsim report RESULT.json... [--format md|html] [-o FILE] [--baseline VARIANT]\n"
-        "  A cover-letter document from saved results (kvmsim run --json): the runs and their command\n"
-        "  lines, the selftest's stage lines, the significant changes with 95% intervals, the counters\n"
-        "  that moved, a plot of the phase times (inline SVG in HTML) and provenance. Results of one\n"
-        "  scenario are grouped by variant and matched by seed; the first variant given (or --baseline)\n"
-        "  is the baseline. --format defaults to html when -o names a .html file, else md.\n";
-    std::vector<std::string> files;
-    std::optional<ReportFormat> format;
-    std::string out_path, baseline;
-    auto usage_error = [&](const std::string& msg) {
-        err << "kvmsim report: " << msg << "\n" << usage;
+int write_report(const ReportRequest& req, std::ostream& out, std::ostream& err, const ReportContext& ctx) {
+    const std::string& out_path = req.output;
+    if (req.files.empty()) {
+        err << "kvmsim report: expected result files (kvmsim run --json OUT writes one)\n";
         return 2;
-    };
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        const std::string& a = args[i];
-        auto value = [&](std::string& into) {
-            if (i + 1 >= args.size()) return false;
-            into = args[++i];
-            return true;
-        };
-        if (a == "-h" || a == "--help") {
-            out << usage;
-            return 0;
-        } else if (a == "--format") {
-            std::string f;
-            if (!value(f)) return usage_error("--format expects md or html");
-            if (f == "md" || f == "markdown") format = ReportFormat::Markdown;
-            else if (f == "html") format = ReportFormat::Html;
-            else return usage_error("--format expects md or html, got \"" + f + "\"");
-        } else if (a == "-o" || a == "--output") {
-            if (!value(out_path)) return usage_error(a + " expects a file name");
-        } else if (a == "--baseline") {
-            if (!value(baseline)) return usage_error("--baseline expects a variant name");
-        } else if (!a.empty() && a[0] == '-') {
-            return usage_error("unknown option " + a);
-        } else {
-            files.push_back(a);
-        }
     }
-    if (files.empty()) return usage_error("expected result files (kvmsim run --json OUT writes one)");
-    if (!format) format = out_path.size() > 5 && out_path.substr(out_path.size() - 5) == ".html" ? ReportFormat::Html
-                                                                                                   : ReportFormat::Markdown;
+    const ReportFormat format = req.format ? *req.format
+                                : out_path.size() > 5 && out_path.substr(out_path.size() - 5) == ".html"
+                                    ? ReportFormat::Html
+                                    : ReportFormat::Markdown;
     try {
         std::vector<ReportInput> inputs;
-        for (const auto& f : files) inputs.push_back({f, scenario::parse_json_file(f)});
-        const auto groups = group_results(inputs, baseline);
-        const std::string text = render_report(groups, *format, ctx);
+        for (const auto& f : req.files) inputs.push_back({f, scenario::parse_json_file(f)});
+        const auto groups = group_results(inputs, req.baseline);
+        const std::string text = render_report(groups, format, ctx);
         if (out_path.empty()) out << text;
         else write_file_atomic(out_path, text);
         return 0;

@@ -63,10 +63,17 @@ std::string phase_svg(const ReportGroup& g);
 std::string thousands(double v);
 std::string human_ns(double ns);
 
-// `kvmsim report RESULTS... [--format md|html] [-o FILE] [--baseline VARIANT]`: the command,
-// argument parsing included, so the CLI only dispatches to it. Returns the exit status (2 for
-// usage errors and bad input, with the message on err).
-int report_command(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
-                   const ReportContext& ctx = this_build());
+// What `kvmsim report RESULTS... [--format md|html] [-o FILE] [--baseline VARIANT]` asks for; the
+// command line (sim/cli) parses it.
+struct ReportRequest {
+    std::vector<std::string> files;
+    std::optional<ReportFormat> format;  // unset: html when `output` ends in .html, else Markdown
+    std::string output;                  // empty: the document goes to `out`
+    std::string baseline;                // empty: the first variant given
+};
+
+// Reads the results, groups them and writes the document. Returns the exit status (2 for bad
+// input, with the message on err).
+int write_report(const ReportRequest& req, std::ostream& out, std::ostream& err, const ReportContext& ctx = this_build());
 
 }  // namespace kvmsim::report

@@ -916,32 +916,28 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
         if (!sc.host.costs.has(c))
             doc["host"]["profile"].fail("host profile " + sc.host.profile + " lacks cost \"" + c + "\", which model " +
                                         model + " needs");
+    // A cost the model cannot use: located at the scenario's override if it has one, else at the
+    // profile's name.
+    auto bad_cost = [&](const std::string& c, const std::string& what) {
+        const Node host = doc["host"];
+        if (auto costs = host.find("costs"); costs && costs->find(c)) (*costs)[c].fail(what);
+        doc["host"]["profile"].fail("host profile " + sc.host.profile + ": " + what + " (the profile's /costs/" + c + ")");
+    };
     for (const auto& [c, least] : info->cost_minimums) {
         if (!sc.host.costs.has(c) || sc.host.costs.number(c) >= least) continue;
-        std::ostringstream what;
-        what << "expected at least " << number_text(least) << " for cost \"" << c << "\", which model " << model
-             << " divides by";
-        const Node host = doc["host"];
-        if (auto costs = host.find("costs"); costs && costs->find(c)) (*costs)[c].fail(what.str());
-        doc["host"]["profile"].fail("host profile " + sc.host.profile + ": " + what.str() + " (the profile's /costs/" + c + ")");
+        bad_cost(c, "expected at least " + number_text(least) + " for cost \"" + c + "\", which model " + model +
+                        " divides by");
     }
     for (const auto& [c, most] : info->cost_maximums) {
         if (!sc.host.costs.has(c) || sc.host.costs.number(c) <= most) continue;
-        std::ostringstream what;
-        what << "expected at most " << number_text(most) << " for cost \"" << c << "\", which model " << model
-             << " scales by a mapping's size";
-        const Node host = doc["host"];
-        if (auto costs = host.find("costs"); costs && costs->find(c)) (*costs)[c].fail(what.str());
-        doc["host"]["profile"].fail("host profile " + sc.host.profile + ": " + what.str() + " (the profile's /costs/" + c + ")");
+        bad_cost(c, "expected at most " + number_text(most) + " for cost \"" + c + "\", which model " + model +
+                        " scales by a mapping's size");
     }
     for (const auto& c : info->cost_powers_of_two) {
         if (!sc.host.costs.has(c)) continue;
         const double x = sc.host.costs.number(c);
         if (x >= 1 && x == std::floor(x) && std::has_single_bit(static_cast<std::uint64_t>(x))) continue;
-        const std::string what = "expected a power of two for cost \"" + c + "\" (model " + model + ")";
-        const Node host = doc["host"];
-        if (auto costs = host.find("costs"); costs && costs->find(c)) (*costs)[c].fail(what);
-        doc["host"]["profile"].fail("host profile " + sc.host.profile + ": " + what + " (the profile's /costs/" + c + ")");
+        bad_cost(c, "expected a power of two for cost \"" + c + "\" (model " + model + ")");
     }
     for (const auto& f : info->features)
         if (!sc.host.features.count(f))

@@ -104,11 +104,4 @@ TEST_CASE("--set PATH=VALUE: a scenario path and a JSON value, else a string", "
     CHECK_THROWS_AS(cli::parse_set("workload.flags.v"), cli::OverrideError);
     CHECK_THROWS_AS(cli::parse_set("=3"), cli::OverrideError);
     CHECK_THROWS_AS(cli::parse_set("a..b=3"), cli::OverrideError);
-    std::vector<std::string> args{"run", "f.json", "--set", "workload.flags.v=2", "--seed", "3", "--set=mmu.knobs.x=1"};
-    const auto taken = cli::take_set_options(args);
-    CHECK(args == std::vector<std::string>{"run", "f.json", "--seed", "3"});
-    REQUIRE(taken.size() == 2);
-    CHECK(taken[1].first == "/mmu/knobs/x");
-    std::vector<std::string> dangling{"run", "--set"};
-    CHECK_THROWS_AS(cli::take_set_options(dangling), cli::OverrideError);
 }
