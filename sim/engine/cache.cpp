@@ -54,6 +54,8 @@ CacheModel::CacheModel(CacheConfig cfg) : cfg_(std::move(cfg)) {
         bad_config("memory_latency is negative (" + std::to_string(cfg_.memory_latency.ps()) + " ps)");
     if (cfg_.remote_latency < Time::zero())
         bad_config("remote_latency is negative (" + std::to_string(cfg_.remote_latency.ps()) + " ps)");
+    if (cfg_.cross_socket_latency < Time::zero())
+        bad_config("cross_socket_latency is negative (" + std::to_string(cfg_.cross_socket_latency.ps()) + " ps)");
 
     line_shift_ = static_cast<unsigned>(std::countr_zero(cfg_.line_bytes));
     const std::size_t n = cfg_.levels.size();
@@ -287,8 +289,7 @@ Time CacheModel::access_slow(CacheCounters& c, std::uint32_t cpu, std::uint64_t 
         for (std::size_t k = i; k-- > 0;) fill_private(k, cpu, line, ls, stamp);
         Time lat = l.hit;
         // Upgrade: the line is ours but maybe shared; a write must own it.
-        if (write && owner_[ls] != cpu && claim(c, cpu, ls, line))
-            lat = std::max(lat, cfg_.remote_latency);
+        if (write && owner_[ls] != cpu) lat = std::max(lat, claim(c, cpu, ls, line));
         return lat;
     }
 
@@ -305,7 +306,7 @@ Time CacheModel::access_slow(CacheCounters& c, std::uint32_t cpu, std::uint64_t 
         // By the exact directory, an owner is never `cpu` here: cpu missed its private levels.
         if (owner_[slot] != kNoOwner) {
             ++c.coherence_misses;
-            lat = cfg_.remote_latency;
+            lat = transfer(owner_[slot], cpu);
             if (write) {
                 claim(c, cpu, slot, line);
             } else {
@@ -313,7 +314,7 @@ Time CacheModel::access_slow(CacheCounters& c, std::uint32_t cpu, std::uint64_t 
                 sharers_[slot * words_ + cpu / 64] |= std::uint64_t{1} << (cpu % 64);
             }
         } else if (write) {
-            if (claim(c, cpu, slot, line)) lat = std::max(lat, cfg_.remote_latency);
+            lat = std::max(lat, claim(c, cpu, slot, line));
         } else {
             sharers_[slot * words_ + cpu / 64] |= std::uint64_t{1} << (cpu % 64);
         }
@@ -375,9 +376,11 @@ bool CacheModel::invalidate_private(std::uint32_t cpu, std::uint64_t line, std::
 
 // Write by cpu: invalidate every other sharer (counted), make cpu the sole sharer and the owner.
 // True if another CPU had to be invalidated.
-bool CacheModel::claim(CacheCounters& c, std::uint32_t cpu, std::size_t llc_slot, std::uint64_t line) {
+// Makes cpu the line's sole sharer and owner; returns the invalidations' latency (zero if there
+// were none).
+Time CacheModel::claim(CacheCounters& c, std::uint32_t cpu, std::size_t llc_slot, std::uint64_t line) {
     std::uint64_t* words = sharers_.data() + llc_slot * words_;
-    bool any = false;
+    Time lat = Time::zero();
     for (std::size_t w = 0; w < words_; ++w) {
         std::uint64_t bits = words[w];
         if (w == cpu / 64) bits &= ~(std::uint64_t{1} << (cpu % 64));
@@ -386,13 +389,13 @@ bool CacheModel::claim(CacheCounters& c, std::uint32_t cpu, std::size_t llc_slot
             bits &= bits - 1;
             invalidate_private(s, line, priv_.size());
             ++c.invalidations;
-            any = true;
+            lat = std::max(lat, transfer(s, cpu));
         }
         words[w] = 0;
     }
     words[cpu / 64] = std::uint64_t{1} << (cpu % 64);
     owner_[llc_slot] = static_cast<std::uint16_t>(cpu);
-    return any;
+    return lat;
 }
 
 // The shared level evicts the line at llc_slot: remove it from every sharer's private levels.

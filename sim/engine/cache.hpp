@@ -13,11 +13,13 @@
 //    of the same CPU, and evicting it from the shared level removes it from every sharer's private
 //    levels (counted as back_invalidations, once per CPU);
 //  - the directory is exact: a CPU is a sharer of an LLC line iff its last private level holds it;
-//  - a private miss on a line another CPU holds modified is a coherence miss (remote_latency);
+//  - a private miss on a line another CPU holds modified is a coherence miss (remote_latency, or
+//    cross_socket_latency when that CPU is on another socket);
 //    a read then leaves both CPUs sharers and the line clean;
 //  - a write invalidates the line in every other sharer (counted in invalidations, once per CPU)
 //    and makes the writer the sole sharer and the owner; if anybody was invalidated the latency is
-//    at least remote_latency. A write to a line held by no other CPU is silent (MESI E -> M).
+//    at least remote_latency (cross_socket_latency if one of them is on another socket). A write
+//    to a line held by no other CPU is silent (MESI E -> M).
 //  - with a single (shared) level there is no private state and no coherence tracking.
 //
 // Determinism: no unordered containers, no pointer-dependent behaviour; sharers are visited in
@@ -47,6 +49,10 @@ struct CacheConfig {
     Time memory_latency;                   // miss in every level
     Time remote_latency;                   // cache-to-cache transfer of a modified line, or a write
                                            // that must invalidate other CPUs' copies (RFO/upgrade)
+    // Sockets: CPUs are numbered socket by socket, cpus_per_socket each (0: one socket). A transfer
+    // or an invalidation that crosses sockets costs cross_socket_latency instead of remote_latency.
+    std::uint32_t cpus_per_socket = 0;
+    Time cross_socket_latency;
 };
 
 struct CacheLevelCounters {
@@ -144,7 +150,12 @@ private:
                       std::uint32_t stamp);
     void evict_private(std::size_t k, std::uint32_t cpu, std::size_t slot);
     bool invalidate_private(std::uint32_t cpu, std::uint64_t line, std::size_t below);
-    bool claim(CacheCounters& c, std::uint32_t cpu, std::size_t llc_slot, std::uint64_t line);
+    Time claim(CacheCounters& c, std::uint32_t cpu, std::size_t llc_slot, std::uint64_t line);
+    Time transfer(std::uint32_t from, std::uint32_t to) const {
+        return cfg_.cpus_per_socket != 0 && from / cfg_.cpus_per_socket != to / cfg_.cpus_per_socket
+                   ? cfg_.cross_socket_latency
+                   : cfg_.remote_latency;
+    }
     void back_invalidate(CacheCounters& c, std::size_t llc_slot);
     bool is_sharer(std::size_t llc_slot, std::uint32_t cpu) const;
 

@@ -257,6 +257,11 @@ vm::HostConfig load_host(const Node& host, const std::string& scenario_path, con
     } else {
         h.cache = parse_caches(prof.object("caches"), h.cpus);
     }
+    // The cache model's coherence transfers between sockets cost the topology's line_cross_socket.
+    if (h.topology.sockets > 1) {
+        h.cache.cpus_per_socket = h.topology.cpus_per_socket;
+        h.cache.cross_socket_latency = h.topology.line_cross_socket;
+    }
     return h;
 }
 

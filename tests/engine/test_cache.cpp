@@ -250,6 +250,31 @@ TEST_CASE("cache: a write miss on a line modified elsewhere", "[cache][coherence
     CHECK(m.check_invariants().empty());
 }
 
+TEST_CASE("cache: coherence transfers between sockets cost cross_socket_latency", "[cache][coherence]") {
+    constexpr Time kCross = 130_ns;
+    CacheConfig cfg = three_level(4);
+    cfg.cpus_per_socket = 2;  // CPUs 0-1 on socket 0, 2-3 on socket 1
+    cfg.cross_socket_latency = kCross;
+    CacheModel m(cfg);
+    const std::uint64_t X = 9;
+    CHECK(wr(m, 0, X) == kMem);
+    CHECK(wr(m, 1, X) == kRemote);  // modified in CPU0, same socket
+    CHECK(rd(m, 2, X) == kCross);   // modified in CPU1, other socket
+    CHECK(rd(m, 1, X) == kL1);      // CPU1 kept a clean copy
+    CHECK(wr(m, 1, X) == kCross);   // upgrade: invalidates CPU2, on the other socket
+    CHECK(rd(m, 0, X) == kRemote);  // modified in CPU1, same socket
+    CHECK(rd(m, 3, X) == kLLC);     // clean now: a shared-level hit wherever it is
+    CHECK(wr(m, 0, X) == kCross);   // invalidates CPU1 (same socket) and CPU3 (other): the farther
+    const CacheCounters& c = m.phase_counters(0);
+    CHECK(c.coherence_misses == 3);
+    CHECK(c.invalidations == 4);
+    CHECK(m.check_invariants().empty());
+    // Without sockets every transfer is remote_latency.
+    CacheModel flat(three_level(4));
+    CHECK(wr(flat, 0, X) == kMem);
+    CHECK(rd(flat, 2, X) == kRemote);
+}
+
 TEST_CASE("cache: a write to a line no other CPU holds is silent", "[cache][coherence]") {
     CacheModel m(three_level(2));
     CHECK(rd(m, 0, 3) == kMem);

@@ -64,7 +64,7 @@ TEST_CASE("golden: 4K faults", "[golden]") {
     // breaks the COW, whose invalidation zaps the SPTE, and it faults again: two fixes per page.
     CHECK(phase_stat(r, "KVM_CREATE_MAPPINGS", "pf_fixed") == 2 * 4096);
     CHECK(phase_stat(r, "KVM_CREATE_MAPPINGS", "host_wp_page_copy") == 4096);
-    CHECK(report::hex64(r.fingerprint) == "2d43949025e1f3b7");
+    CHECK(report::hex64(r.fingerprint) == "d633a3cbe3d39821");
 }
 
 TEST_CASE("golden: same scenario, same fingerprint; chunked runs too", "[golden][determinism]") {
@@ -135,8 +135,8 @@ TEST_CASE("golden: huge pages split by dirty logging and rebuilt", "[golden]") {
     CHECK(phase_stat(lazy, "enable dirty logging", "pages_4k") == 0);
     CHECK(phase_stat(lazy, "KVM_UPDATE_MAPPINGS", "pages_4k") > 0);
     CHECK(phase_stat(lazy, "KVM_ADJUST_MAPPINGS", "pages_2m") == 32);
-    CHECK(report::hex64(eager.fingerprint) == "af83331aa98b69b7");
-    CHECK(report::hex64(lazy.fingerprint) == "01c65f863b622953");
+    CHECK(report::hex64(eager.fingerprint) == "8aceeae769057d8a");
+    CHECK(report::hex64(lazy.fingerprint) == "6d19cf1df8b55ff7");
 }
 
 TEST_CASE("golden: each kvm_zap_gfn_range lock mode", "[golden]") {
@@ -161,10 +161,10 @@ TEST_CASE("golden: each kvm_zap_gfn_range lock mode", "[golden]") {
     CHECK(lock(d, "read", "kvm_zap_gfn_range") != nullptr);
     // The pre-check keeps faults in the zapped range off the lock.
     CHECK(lock(wp, "read", "kvm_tdp_mmu_page_fault")->wait_ps.sum() < w_fault->wait_ps.sum());
-    CHECK(report::hex64(w.fingerprint) == "1b0bb6b31683f382");
-    CHECK(report::hex64(wp.fingerprint) == "c16b342c4ac9d5f7");
-    CHECK(report::hex64(r.fingerprint) == "83cff6bd6b398d51");
-    CHECK(report::hex64(d.fingerprint) == "0055e1a6a0fb4362");
+    CHECK(report::hex64(w.fingerprint) == "7986eec11b3021ae");
+    CHECK(report::hex64(wp.fingerprint) == "cf021a7a40fab59e");
+    CHECK(report::hex64(r.fingerprint) == "84094174302954ed");
+    CHECK(report::hex64(d.fingerprint) == "c442f0819d534074");
 }
 
 TEST_CASE("golden: arm64 seed 004 on THP: CMO bytes, TLBIs and lock waits per variant", "[golden][arm64]") {
@@ -214,10 +214,10 @@ TEST_CASE("golden: arm64 seed 004 on THP: CMO bytes, TLBIs and lock waits per va
         CHECK(t(after) < t(before));
         CHECK(t(fwb) < t(before));
     }
-    CHECK(report::hex64(before.fingerprint) == "6538d1528ae15db5");
-    CHECK(report::hex64(after.fingerprint) == "a34249812e2612ea");
-    CHECK(report::hex64(rw.fingerprint) == "fea29a5d5b511c08");
-    CHECK(report::hex64(fwb.fingerprint) == "206518ffa042ce80");
+    CHECK(report::hex64(before.fingerprint) == "8e6cb6b6c503bc4d");
+    CHECK(report::hex64(after.fingerprint) == "e1f2d234c1e676d7");
+    CHECK(report::hex64(rw.fingerprint) == "0dfb08873d658d9b");
+    CHECK(report::hex64(fwb.fingerprint) == "567abd90cfc0f177");
 }
 
 TEST_CASE("golden: arm64 seed 004 on THP with the huge zero page: readers map it, writers split it, 4 KiB after",
@@ -247,8 +247,8 @@ TEST_CASE("golden: arm64 seed 004 on THP with the huge zero page: readers map it
     CHECK(phase_stat(after, "KVM_ADJUST_MAPPINGS", "dcache_clean_poc") == phase_stat(after, "KVM_ADJUST_MAPPINGS", "pf_fixed"));
     CHECK(phase_stat(before, "KVM_ADJUST_MAPPINGS", "dcache_clean_poc") >
           3 * phase_stat(after, "KVM_ADJUST_MAPPINGS", "dcache_clean_poc"));
-    CHECK(report::hex64(before.fingerprint) == "a62f0d914ea366e3");
-    CHECK(report::hex64(after.fingerprint) == "0e4a9570c9bc9bfc");
+    CHECK(report::hex64(before.fingerprint) == "505dbcfa53202c7f");
+    CHECK(report::hex64(after.fingerprint) == "f90db493b4d8dff4");
 }
 
 TEST_CASE("golden: arm64 seed 004 on hugetlb 1G and on 4K pages", "[golden][arm64]") {
@@ -263,8 +263,8 @@ TEST_CASE("golden: arm64 seed 004 on hugetlb 1G and on 4K pages", "[golden][arm6
     CHECK(std::abs(static_cast<double>(phase_stat(ha, "KVM_UPDATE_MAPPINGS", "pf_taken")) -
                    static_cast<double>(phase_stat(hb, "KVM_UPDATE_MAPPINGS", "pf_taken"))) <
           1e-3 * static_cast<double>(phase_stat(hb, "KVM_UPDATE_MAPPINGS", "pf_taken")));
-    CHECK(report::hex64(hb.fingerprint) == "7fd1f407d9be1bff");
-    CHECK(report::hex64(ha.fingerprint) == "af5a3192d6405317");
+    CHECK(report::hex64(hb.fingerprint) == "ca1354503edabaf6");
+    CHECK(report::hex64(ha.fingerprint) == "a35ae64b8f114e27");
     const auto ab = run_file("tests/data/arm64-anon.json", "before");
     const auto aa = run_file("tests/data/arm64-anon.json", "after");
     // CREATE: where a reader reaches a page first, it maps the zero page read-only, a writer
@@ -292,8 +292,8 @@ TEST_CASE("golden: arm64 seed 004 on hugetlb 1G and on 4K pages", "[golden][arm6
           phase_stat(ab, "KVM_UPDATE_MAPPINGS", "pf_taken"));
     // The same work either way; only the cache and line state CREATE left behind differs.
     CHECK(std::abs(ab.phases[2].sim_time_ns - aa.phases[2].sim_time_ns) < 1e-5 * ab.phases[2].sim_time_ns);
-    CHECK(report::hex64(ab.fingerprint) == "319152bca046cecf");
-    CHECK(report::hex64(aa.fingerprint) == "08289e675c6187f2");
+    CHECK(report::hex64(ab.fingerprint) == "60cd6ea3f75d63ad");
+    CHECK(report::hex64(aa.fingerprint) == "6490f6205469cf88");
 }
 
 // Seed scenarios are full-size selftest runs (the README's main job runs them whole); here each
@@ -344,9 +344,9 @@ TEST_CASE("golden: seed 000, child SP lookups around a nested guest", "[golden][
     CHECK(stat(a, "indirect_mmu_mmu_lock") == 0);
     CHECK(stat(b, "indirect_mmu_mmu_lock") == 2);
     CHECK(stat(c, "indirect_mmu_mmu_lock") == 1);
-    CHECK(report::hex64(a.fingerprint) == "45c0c7c8482df0e0");
-    CHECK(report::hex64(b.fingerprint) == "51974df53c1782c5");
-    CHECK(report::hex64(c.fingerprint) == "20e38590ca23ddc3");
+    CHECK(report::hex64(a.fingerprint) == "09e7aa939b077aef");
+    CHECK(report::hex64(b.fingerprint) == "c2403ce396aa7896");
+    CHECK(report::hex64(c.fingerprint) == "449992e1489281c4");
 }
 
 TEST_CASE("golden: seed 001, eager page splitting for nested MMUs", "[golden][x86_shadow]") {
@@ -374,10 +374,10 @@ TEST_CASE("golden: seed 001, eager page splitting for nested MMUs", "[golden][x8
     // Without eager splitting the L2 writes split the huge pages in the fault path.
     CHECK(stat(lazy, "kvm_mmu_split_huge_page") == 0);
     CHECK(phase_stat(lazy, "L2 writes", "drop_large_spte") == 128);
-    CHECK(report::hex64(min.fingerprint) == "f3eb38db135ebcdb");
-    CHECK(report::hex64(two.fingerprint) == "815de140a25cd2e0");
-    CHECK(report::hex64(p40.fingerprint) == "1bcc181853ddc421");
-    CHECK(report::hex64(lazy.fingerprint) == "c7d3c1d40984f41c");
+    CHECK(report::hex64(min.fingerprint) == "0880634d382297d4");
+    CHECK(report::hex64(two.fingerprint) == "c64e74711ba36057");
+    CHECK(report::hex64(p40.fingerprint) == "d622723021c0058b");
+    CHECK(report::hex64(lazy.fingerprint) == "190d8fbc3d0643eb");
 }
 
 TEST_CASE("golden: x86_shadow runs are reproducible", "[golden][determinism][x86_shadow]") {
@@ -503,11 +503,11 @@ TEST_CASE("golden: shipped seed 000 per variant (lookups, root-allocation lock, 
         const char* fingerprint;
     };
     const Pin pins[] = {
-        {"always", 39142, 167160, 11, 2048, 2050, 2048, 39027, 0, 0, 0, "0848c90ce7ab4dd1"},
-        {"skip_bool", 4240, 34880, 11, 0, 2050, 2048, 39018, 120, 20, 96, "7135135ed48e76e9"},
-        {"skip_bool,lock_first", 4252, 34995, 11, 0, 2050, 2048, 39030, 1, 0, 0, "072ebb16e58e37f0"},
-        {"skip_count", 2201, 17358, 10, 0, 2050, 0, 39027, 23, 20, 0, "477f1864a4b852f2"},
-        {"skip_count,lock_every", 2192, 17272, 10, 0, 2050, 0, 39018, 120, 20, 96, "2b0ce7d8689deea5"},
+        {"always", 39142, 167160, 11, 2048, 2050, 2048, 39027, 0, 0, 0, "a7e53a9cd161f3cb"},
+        {"skip_bool", 4240, 34880, 11, 0, 2050, 2048, 39018, 120, 20, 96, "f6e6e4a02864ffd2"},
+        {"skip_bool,lock_first", 4249, 34967, 11, 0, 2050, 2048, 39027, 1, 0, 0, "12979ec94779559b"},
+        {"skip_count", 2201, 17358, 10, 0, 2050, 0, 39027, 23, 20, 0, "45f45aa567a76ee6"},
+        {"skip_count,lock_every", 2192, 17272, 10, 0, 2050, 0, 39018, 120, 20, 96, "e3aae18a79486375"},
     };
     std::map<std::string, runner::Result> r;
     for (const Pin& p : pins) {
@@ -592,15 +592,15 @@ TEST_CASE("golden: shipped seed 001 per variant (lock drops, split caches, roots
         const char* fingerprint;
     };
     const Pin pins[] = {
-        {"capacity=min", 4128, 4100, 166912, 0, 0, "0997477b5fe611c6"},
-        {"capacity=2min", 4128, 206, 174592, 0, 0, "f9a61d33e2f56fb6"},
-        {"capacity=min+40", 4128, 1012, 172032, 0, 0, "492abf5a9c78426e"},
-        {"no-eager-split", 0, 0, 0, 0, 0, "670a4496fcdeb15f"},
-        {"free-at-flags-change", 4128, 1012, 0, 0, 172032, "398870ebd690aee4"},
-        {"free-at-flags-change,vm-dies-logging", 4128, 1012, 172032, 172032, 172032, "4fa49223da3e7100"},
-        {"faulting-vcpus,capacity=min,preempt_none", 3652, 3627, 149760, 0, 0, "dde27958e6e5cd1c"},
-        {"faulting-vcpus,capacity=2min,preempt_none", 3652, 181, 204288, 0, 0, "1f3b5c9016ec96ad"},
-        {"faulting-vcpus,capacity=2min,preempt", 3652, 5165, 204288, 0, 0, "253eea5ceb8d07b8"},
+        {"capacity=min", 4128, 4099, 166912, 0, 0, "d89273cfd2a022cc"},
+        {"capacity=2min", 4128, 206, 174592, 0, 0, "25015431efd1a372"},
+        {"capacity=min+40", 4128, 1012, 172032, 0, 0, "7a967192361acd61"},
+        {"no-eager-split", 0, 0, 0, 0, 0, "fcda6939611ef2a8"},
+        {"free-at-flags-change", 4128, 1012, 0, 0, 172032, "0f7a2319a366fdc7"},
+        {"free-at-flags-change,vm-dies-logging", 4128, 1012, 172032, 172032, 172032, "d50fe6d1d3558eee"},
+        {"faulting-vcpus,capacity=min,preempt_none", 3652, 3624, 149760, 0, 0, "98fa42e1c6e7deb6"},
+        {"faulting-vcpus,capacity=2min,preempt_none", 3652, 182, 204288, 0, 0, "0002945317b114e3"},
+        {"faulting-vcpus,capacity=2min,preempt", 3652, 5163, 204288, 0, 0, "0364d6a38a933a61"},
     };
     std::map<std::string, runner::Result> r;
     for (const Pin& p : pins) {
