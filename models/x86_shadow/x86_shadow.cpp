@@ -255,7 +255,7 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
       k_(Costs::from(env.host.costs)),
       stats_(env.sim.counters()),
       tlb_(stats_, kt_.tlb_flush_base, kt_.tlb_flush_per_vcpu, env.vm.vcpus),
-      mmu_lock_(env.sim, "mmu_lock"),
+      mmu_(env.sim, env.host.topology),
       slots_lock_(env.sim, "slots_lock"),
       slots_arch_lock_(env.sim, "slots_arch_lock"),
       kdata_(kKernelDataBase + (1ULL << 37)),    // apart from the embedded TDP MMU's objects
@@ -283,9 +283,8 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
     host_ = std::make_unique<host::HostMm>(env.sim, env.host, env.vm.memslots, host::Costs::from(env.host.costs),
                                            host::Features::from(env.host));
     host_->set_notifier(this);
-    if (cfg_.tdp_mmu) tdp_ = std::make_unique<x86_tdp::X86TdpMmu>(env, mmu_lock_, *host_);
+    if (cfg_.tdp_mmu) tdp_ = std::make_unique<x86_tdp::X86TdpMmu>(env, mmu_, *host_);
 
-    mmu_lock_addr_ = kdata_.alloc();
     hash_addr_ = kdata_.alloc(kMmuHashBuckets * 8);
     sps_.emplace_back();  // id 0: none
 
@@ -985,9 +984,10 @@ Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acces
 
     bool fixed = false, retry = false;
     {
+        const Time asked = sim_.now();
         engine::LockGuard g = co_await mmu_lock_.write(t->nested ? site_ept_fault_ : site_direct_fault_);
         const engine::TraceScope slice(sim_, t->nested ? "FNAME(fetch)" : "direct_map");
-        Time held = touch(cpu, mmu_lock_addr_, true);
+        Time held = lock_word_.acquired(cpu, engine::LockMode::Write, asked, sim_.now());
         const std::uint8_t l1 = entry(*t, 1, gfn), l2 = entry(*t, 2, gfn);
         const bool ok = (is_leaf(l1) && (l1 & need)) || (is_leaf(l2) && (l2 & need));
         if (inv_.retry_gfn(mmu_seq, gfn)) {  // is_page_fault_stale: RET_PF_RETRY
@@ -1006,7 +1006,7 @@ Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acces
     }
     if (!retry) stats_.add(fixed ? stats_.pf_fixed : stats_.pf_spurious);
     // kvm_release_pfn_clean after write_unlock.
-    const Time rel = host_->put_page(cpu, gup, sim_.now() + touch(cpu, mmu_lock_addr_, true));
+    const Time rel = host_->put_page(cpu, gup, sim_.now());
     co_await sim_.delay(rel - sim_.now() + kt_.fault_exit);
 }
 
@@ -1060,11 +1060,12 @@ Task<void> X86ShadowMmu::note_indirect_mmu(const vm::CpuContext& cpu) {
         if (cfg_.child_sp_lookup == ChildSpLookup::SkipCount) ++indirect_mmus_;
         co_return;
     }
+    const Time asked = sim_.now();
     engine::LockGuard g = co_await mmu_lock_.write(site_root_flag_);
     sim_.counters().add(mc_->flag_locks);
     if (cfg_.child_sp_lookup == ChildSpLookup::SkipBool) may_have_multiple_parents_ = true;
     else ++indirect_mmus_;
-    co_await sim_.delay(touch(cpu.host_cpu, mmu_lock_addr_, true) * 2);
+    co_await sim_.delay(lock_word_.acquired(cpu.host_cpu, engine::LockMode::Write, asked, sim_.now()));
 }
 
 // The nested EPT MMU's root role (kvm_calc_shadow_ept_root_page_role): 4-level, indirect,
@@ -1111,8 +1112,9 @@ Task<std::uint64_t> X86ShadowMmu::get_root(const vm::CpuContext& cpu, x86_contex
     co_await note_indirect_mmu(cpu);
     co_await first_shadow_root_alloc(cpu);
     Tree& t = tree_for(eptp);
+    const Time asked = sim_.now();
     engine::LockGuard g = co_await mmu_lock_.write(site_root_);
-    Time held = touch(cpu.host_cpu, mmu_lock_addr_, true) + k_.shadow_root_alloc;
+    Time held = lock_word_.acquired(cpu.host_cpu, engine::LockMode::Write, asked, sim_.now()) + k_.shadow_root_alloc;
     const std::uint32_t sp = get_shadow_page(cpu.host_cpu, eptp, make_role(4, false, true), v.header, v.page, &v.info,
                                              true, held);
     t.root = sp;
@@ -1128,8 +1130,9 @@ Task<std::uint64_t> X86ShadowMmu::get_root(const vm::CpuContext& cpu, x86_contex
 // reference (it stays in mmu_page_hash, found again by a later mmu_alloc_root); nested roots are
 // never invalid here, so nothing is zapped. Seed 000's count goes down.
 Task<void> X86ShadowMmu::put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) {
+    const Time asked = sim_.now();
     engine::LockGuard g = co_await mmu_lock_.write(site_free_roots_);
-    Time held = touch(cpu.host_cpu, mmu_lock_addr_, true);
+    Time held = lock_word_.acquired(cpu.host_cpu, engine::LockMode::Write, asked, sim_.now());
     for (std::uint64_t hpa : roots) {
         Tree* t = tree_of_root(hpa);
         if (!t) throw std::logic_error("x86_shadow: put of an unknown root");
@@ -1149,8 +1152,9 @@ Task<void> X86ShadowMmu::zap_unheld_trees(const vm::CpuContext& cpu) {
     bool any = false;
     for (auto& n : nested_) any |= n->root && !sps_[n->root].root_count;
     if (!any) co_return;
+    const Time asked = sim_.now();
     engine::LockGuard g = co_await mmu_lock_.write(site_zap_trees_);
-    Time held = touch(cpu.host_cpu, mmu_lock_addr_, true);
+    Time held = lock_word_.acquired(cpu.host_cpu, engine::LockMode::Write, asked, sim_.now());
     bool zapped = false;
     for (auto& n : nested_) {
         if (!n->root || sps_[n->root].root_count) continue;
@@ -1586,9 +1590,10 @@ Time X86ShadowMmu::drop_parent_pte(std::uint32_t cpu, Tree& t, int level, Gfn gf
 // (kvm_mmu_remote_flush_or_zap).
 Task<void> X86ShadowMmu::track_write(const vm::CpuContext& cpu, Gfn page, unsigned idx) {
     if (!indirect_shadow_pages_) co_return;
+    const Time asked = sim_.now();
     engine::LockGuard g = co_await mmu_lock_.write(site_track_write_);
     const std::uint32_t hc = cpu.host_cpu;
-    Time held = touch(hc, mmu_lock_addr_, true) + k_.guest_walk_level;  // mmu_pte_write_fetch_gpte
+    Time held = lock_word_.acquired(hc, engine::LockMode::Write, asked, sim_.now()) + k_.guest_walk_level;  // mmu_pte_write_fetch_gpte
     stats_.add(stats_.mmu_pte_write);
     const std::uint32_t b = page_table_hash(page);
     held += touch(hc, hash_addr_ + b * 8, false);
@@ -1671,8 +1676,10 @@ Task<void> X86ShadowMmu::l1_ept_write(const vm::CpuContext& cpu, Gfn page, unsig
         co_await sim_.delay(pre);
     } else {
         co_await sim_.delay(pre + host_->costs().gup_fast);
+        const engine::LockMode mode = tdp_ ? engine::LockMode::Read : engine::LockMode::Write;
+        const Time asked = sim_.now();
         engine::LockGuard g = co_await (tdp_ ? mmu_lock_.read(site_tdp_fault_) : mmu_lock_.write(site_direct_fault_));
-        Time held = touch(hc, mmu_lock_addr_, true) + kt_.tdp_walk_level * 4 + touch(hc, ept_meta_addr(page) + 8, true) +
+        Time held = lock_word_.acquired(hc, mode, asked, sim_.now()) + kt_.tdp_walk_level * 4 + touch(hc, ept_meta_addr(page) + 8, true) +
                     kt_.spte_update;
         if (!tracked) {
             // for_each_gfn_valid_sp_with_gptes: every SP shadowing the page goes unsync.
@@ -1699,6 +1706,8 @@ Task<void> X86ShadowMmu::l1_ept_write(const vm::CpuContext& cpu, Gfn page, unsig
             st = spte::P;  // -EPERM: the SPTE stays read-only, the write is emulated
         }
         co_await sim_.delay(held);
+        g.unlock();
+        if (mode == engine::LockMode::Read) co_await sim_.delay(lock_word_.released(hc, mode, sim_.now()));
     }
     if (!(st & spte::W)) {
         stats_.add(stats_.pf_emulate);
@@ -1761,13 +1770,13 @@ X86ShadowMmu::Bulk X86ShadowMmu::make_bulk(const vm::CpuContext& cpu) {
 Task<void> X86ShadowMmu::settle(Bulk& b) { co_await models::settle(sim_, b); }
 
 Task<void> X86ShadowMmu::lock(Bulk& b, engine::Site site) {
+    const Time asked = sim_.now() + b.acc;
     co_await lock_walk(sim_, mmu_lock_, b, engine::LockMode::Write, site);
-    b.acc += touch(b.cpu, mmu_lock_addr_, true);
+    b.acc += lock_word_.acquired(b.cpu, engine::LockMode::Write, asked, sim_.now());
 }
 
 Task<void> X86ShadowMmu::unlock(Bulk& b) {
-    co_await unlock_walk(sim_, b);
-    b.acc += touch(b.cpu, mmu_lock_addr_, true);
+    co_await unlock_walk(sim_, b);  // write_unlock: the next holder takes the word
 }
 
 bool X86ShadowMmu::need_resched(const Bulk& b) const {

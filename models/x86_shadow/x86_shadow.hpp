@@ -44,6 +44,7 @@
 #include "models/common/host_memory.hpp"
 #include "models/common/kvm_stats.hpp"
 #include "models/common/memory_cache.hpp"
+#include "models/common/mmu_lock_word.hpp"
 #include "models/common/resched.hpp"
 #include "models/common/stream_hold.hpp"
 #include "models/common/tlb_flush.hpp"
@@ -194,7 +195,7 @@ public:
     const MmuMemoryCache& split_desc_cache() const { return split_desc_; }
     std::uint64_t split_caches_bytes() const;
     x86_tdp::X86TdpMmu* tdp() { return tdp_.get(); }
-    engine::RwLock& mmu_lock() { return mmu_lock_; }
+    engine::RwLock& mmu_lock() { return mmu_.lock; }
     // The vCPUs' nested EPT MMUs (vcpu->arch.guest_mmu): current root and prev_roots.
     const x86_context::MmuContext& guest_mmu() const { return *guest_mmu_; }
     // The EPTP of the L2 guest the vCPU runs (nullopt: it runs L1).
@@ -311,7 +312,9 @@ private:
     Costs k_;
     KvmStats stats_;
     RemoteTlbFlush tlb_;
-    engine::RwLock mmu_lock_;
+    MmuLock mmu_;
+    engine::RwLock& mmu_lock_ = mmu_.lock;
+    MmuLockWord& lock_word_ = mmu_.word;
     engine::Mutex slots_lock_;
     engine::Mutex slots_arch_lock_;
     KernelDataLayout kdata_;
@@ -319,7 +322,7 @@ private:
     std::unique_ptr<host::HostMm> host_;
     MmuInvalidation inv_;  // the shadow MMU's faults' view (the TDP MMU keeps its own)
     std::unique_ptr<x86_tdp::X86TdpMmu> tdp_;
-    std::uint64_t mmu_lock_addr_ = 0, hash_addr_ = 0, rmap_base_ = 0;
+    std::uint64_t hash_addr_ = 0, rmap_base_ = 0;
 
     std::vector<Sp> sps_;  // [0] unused: id 0 is "none"
     std::vector<std::uint32_t> free_sps_;

@@ -215,10 +215,10 @@ struct X86TdpMmu::ModelCounters {
 
 X86TdpMmu::X86TdpMmu(vm::ModelEnv& env) : X86TdpMmu(env, nullptr, nullptr) {}
 
-X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock& shared_mmu_lock, host::HostMm& shared_host)
+X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock& shared_mmu_lock, host::HostMm& shared_host)
     : X86TdpMmu(env, &shared_mmu_lock, &shared_host) {}
 
-X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared, host::HostMm* shared_host)
+X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_host)
     : sim_(env.sim),
       cache_(env.cache),
       vm_(env.vm),
@@ -231,8 +231,10 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared, host::HostMm* sh
       host_(shared_host ? shared_host : own_host_.get()),
       stats_(env.sim.counters()),
       tlb_(stats_, k_.tlb_flush_base, k_.tlb_flush_per_vcpu, env.vm.vcpus),
-      own_mmu_lock_(shared ? nullptr : std::make_unique<engine::RwLock>(env.sim, "mmu_lock")),
-      mmu_lock_(shared ? *shared : *own_mmu_lock_),
+      own_mmu_lock_(shared ? nullptr : std::make_unique<MmuLock>(env.sim, host_->topology())),
+      mmu_(shared ? *shared : *own_mmu_lock_),
+      mmu_lock_(mmu_.lock),
+      lock_word_(mmu_.word),
       hold_(env.sim, env.vm.vcpus, "in SMM (until smm_exit)") {
     if (own_host_) own_host_->set_notifier(this);
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
@@ -249,7 +251,6 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared, host::HostMm* sh
     site_free_roots_ = sim_.site("kvm_mmu_free_roots");
     site_alloc_root_ = sim_.site("mmu_alloc_direct_roots");
 
-    mmu_lock_addr_ = kdata_.alloc();
     root_hpa_ = pt_alloc_.alloc();  // kvm_tdp_mmu_alloc_root: one root, shared by every vCPU
 
     // Memslots and the regions they overlap.
@@ -920,10 +921,12 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
 
     int ret;
     {
+        const LockMode mode = cfg_.fault_lock_write ? LockMode::Write : LockMode::Read;
+        const Time asked = sim_.now();
         engine::LockGuard g =
-            co_await (cfg_.fault_lock_write ? mmu_lock_.write(site_fault_) : mmu_lock_.read(site_fault_));
+            co_await (mode == LockMode::Write ? mmu_lock_.write(site_fault_) : mmu_lock_.read(site_fault_));
         const engine::TraceScope map_slice(sim_, "kvm_tdp_mmu_map");
-        t += lock_touch(cpu);
+        t += lock_word_.acquired(cpu, mode, asked, sim_.now());
         if (inv_.retry_gfn(mmu_seq, gfn)) {  // is_page_fault_stale
             sim_.counters().add(mc_->retry_stale);
             ret = RET_PF_RETRY;
@@ -946,7 +949,7 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
         }
         t = Time::zero();
         g.unlock();
-        t += lock_touch(cpu);
+        t += lock_word_.released(cpu, mode, sim_.now());
     }
     // kvm_release_pfn_clean after read_unlock: put_page on the page's refcount line.
     t = host_->put_page(cpu, gup, sim_.now() + t) - sim_.now();
@@ -989,13 +992,15 @@ X86TdpMmu::Bulk X86TdpMmu::make_bulk(const vm::CpuContext& cpu) {
 Task<void> X86TdpMmu::settle(Bulk& b) { co_await models::settle(sim_, b); }
 
 Task<void> X86TdpMmu::lock(Bulk& b, LockMode mode, engine::Site site) {
+    const Time asked = sim_.now() + b.acc;
     co_await lock_walk(sim_, mmu_lock_, b, mode, site);
-    b.acc += lock_touch(b.cpu);
+    b.acc += lock_word_.acquired(b.cpu, mode, asked, sim_.now());
 }
 
 Task<void> X86TdpMmu::unlock(Bulk& b) {
+    const LockMode mode = b.mode;
     co_await unlock_walk(sim_, b);
-    b.acc += lock_touch(b.cpu);
+    b.acc += lock_word_.released(b.cpu, mode, sim_.now());
 }
 
 // One tdp_iter step: the iterator's bookkeeping plus reading the SPTE (one cache touch per line).
@@ -1030,10 +1035,11 @@ Task<void> X86TdpMmu::cond_resched(Bulk& b, TdpIter& it, bool flush) {
     const bool resched = b.clock.need_resched(sim_.now());
     sim_.counters().add(needbreak() ? mc_->yields_needbreak : mc_->yields_resched);
     b.guard.unlock();
-    co_await sim_.delay(lock_touch(b.cpu) + k_.lock_yield);
+    co_await sim_.delay(lock_word_.released(b.cpu, b.mode, sim_.now()) + k_.lock_yield);
     if (resched) b.clock.start(sim_.now());  // schedule() gave the CPU away and got it back
+    const Time asked = sim_.now();
     b.guard = co_await (b.mode == LockMode::Write ? mmu_lock_.write(b.site) : mmu_lock_.read(b.site));
-    b.acc += lock_touch(b.cpu);
+    b.acc += lock_word_.acquired(b.cpu, b.mode, asked, sim_.now());
     it.yielded = true;
     b.last_line = kNoLine;
 }
@@ -1455,9 +1461,11 @@ Task<std::uint64_t> X86TdpMmu::get_root(const vm::CpuContext& cpu, x86_context::
     Time t = topup_caches(v);  // kvm_mmu_load: mmu_topup_memory_caches
     co_await sim_.delay(t);
     t = Time::zero();
+    const LockMode mode = cfg_.preserve_roots ? LockMode::Read : LockMode::Write;
+    const Time asked = sim_.now();
     engine::LockGuard g =
-        co_await (cfg_.preserve_roots ? mmu_lock_.read(site_alloc_root_) : mmu_lock_.write(site_alloc_root_));
-    t += lock_touch(cpu.host_cpu);
+        co_await (mode == LockMode::Read ? mmu_lock_.read(site_alloc_root_) : mmu_lock_.write(site_alloc_root_));
+    t += lock_word_.acquired(cpu.host_cpu, mode, asked, sim_.now());
     std::uint64_t hpa = 0;
     for (TdpRoot& r : roots_) {
         t += k_.tdp_root_lookup_step + touch(cpu.host_cpu, r.hpa, false);  // the root's header
@@ -1481,7 +1489,7 @@ Task<std::uint64_t> X86TdpMmu::get_root(const vm::CpuContext& cpu, x86_context::
     }
     co_await sim_.delay(t);
     g.unlock();
-    co_await sim_.delay(lock_touch(cpu.host_cpu));
+    co_await sim_.delay(lock_word_.released(cpu.host_cpu, mode, sim_.now()));
     co_return hpa;
 }
 
@@ -1526,9 +1534,11 @@ Time X86TdpMmu::zap_root_tree(std::uint32_t cpu) {
 // before v6.4). With preserve (v6.4+) the TDP MMU's own reference keeps a valid root; with drop
 // the last put zaps the root's tree synchronously and frees it (v5.17/v5.18's put_root).
 Task<void> X86TdpMmu::put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) {
+    const LockMode mode = cfg_.preserve_roots ? LockMode::Read : LockMode::Write;
+    const Time asked = sim_.now();
     engine::LockGuard g =
-        co_await (cfg_.preserve_roots ? mmu_lock_.read(site_free_roots_) : mmu_lock_.write(site_free_roots_));
-    Time t = lock_touch(cpu.host_cpu);
+        co_await (mode == LockMode::Read ? mmu_lock_.read(site_free_roots_) : mmu_lock_.write(site_free_roots_));
+    Time t = lock_word_.acquired(cpu.host_cpu, mode, asked, sim_.now());
     for (std::uint64_t hpa : roots) {
         auto it = std::find_if(roots_.begin(), roots_.end(), [&](const TdpRoot& r) { return r.hpa == hpa; });
         if (it == roots_.end()) throw std::logic_error("x86_tdp: put of an unknown root");
@@ -1542,7 +1552,7 @@ Task<void> X86TdpMmu::put_roots(const vm::CpuContext& cpu, std::vector<std::uint
     }
     co_await sim_.delay(t);
     g.unlock();
-    co_await sim_.delay(lock_touch(cpu.host_cpu));
+    co_await sim_.delay(lock_word_.released(cpu.host_cpu, mode, sim_.now()));
 }
 
 Task<bool> X86TdpMmu::new_pgd(const vm::CpuContext& cpu, Gfn pgd) {

@@ -48,6 +48,7 @@
 #include "models/common/invalidation.hpp"
 #include "models/common/kvm_stats.hpp"
 #include "models/common/memory_cache.hpp"
+#include "models/common/mmu_lock_word.hpp"
 #include "models/common/stream_hold.hpp"
 #include "models/host/host_mm.hpp"
 #include "models/common/resched.hpp"
@@ -130,7 +131,7 @@ public:
     explicit X86TdpMmu(vm::ModelEnv& env);
     // Embedded in another model (x86_shadow with tdp_mmu on): the VM's one mmu_lock and the
     // host's mm are the embedding model's, and so is the notifier (it calls this one's).
-    X86TdpMmu(vm::ModelEnv& env, engine::RwLock& shared_mmu_lock, host::HostMm& shared_host);
+    X86TdpMmu(vm::ModelEnv& env, MmuLock& shared_mmu_lock, host::HostMm& shared_host);
     ~X86TdpMmu() override;
 
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
@@ -197,7 +198,7 @@ public:
     static constexpr std::uint32_t kNoRegion = ~std::uint32_t{0};
 
 private:
-    X86TdpMmu(vm::ModelEnv& env, engine::RwLock* shared_mmu_lock, host::HostMm* shared_host);
+    X86TdpMmu(vm::ModelEnv& env, MmuLock* shared_mmu_lock, host::HostMm* shared_host);
 
     struct Slot;
     struct Region;
@@ -240,7 +241,6 @@ private:
     int max_mapping_level(const Slot& s, vm::Gfn gfn, int host_level) const;
     int host_mapping_level(const Slot& s, vm::Gfn gfn) const;
     engine::Time touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes = 8);
-    engine::Time lock_touch(std::uint32_t cpu) { return touch(cpu, mmu_lock_addr_, true); }
     engine::Time mark_page_dirty(Slot& s, vm::Gfn gfn, std::uint32_t cpu);
     engine::Time topup_caches(VcpuState& v);
 
@@ -288,11 +288,12 @@ private:
     KvmStats stats_;
     RemoteTlbFlush tlb_;
     MmuInvalidation inv_;
-    std::unique_ptr<engine::RwLock> own_mmu_lock_;  // null when the lock is shared
-    engine::RwLock& mmu_lock_;
+    std::unique_ptr<MmuLock> own_mmu_lock_;  // null when the lock is shared
+    MmuLock& mmu_;
+    engine::RwLock& mmu_lock_;  // mmu_.lock
+    MmuLockWord& lock_word_;    // mmu_.word
     KernelDataLayout kdata_;
     PageTablePageAllocator pt_alloc_;
-    std::uint64_t mmu_lock_addr_ = 0;
     std::uint64_t root_hpa_ = 0;
     std::uint64_t tdp_mmu_pages_ = 0;
     std::uint32_t next_serial_ = 1;

@@ -64,7 +64,7 @@ TEST_CASE("golden: 4K faults", "[golden]") {
     // breaks the COW, whose invalidation zaps the SPTE, and it faults again: two fixes per page.
     CHECK(phase_stat(r, "KVM_CREATE_MAPPINGS", "pf_fixed") == 2 * 4096);
     CHECK(phase_stat(r, "KVM_CREATE_MAPPINGS", "host_wp_page_copy") == 4096);
-    CHECK(report::hex64(r.fingerprint) == "03a33c902c47c0e2");
+    CHECK(report::hex64(r.fingerprint) == "2d43949025e1f3b7");
 }
 
 TEST_CASE("golden: same scenario, same fingerprint; chunked runs too", "[golden][determinism]") {
@@ -135,8 +135,8 @@ TEST_CASE("golden: huge pages split by dirty logging and rebuilt", "[golden]") {
     CHECK(phase_stat(lazy, "enable dirty logging", "pages_4k") == 0);
     CHECK(phase_stat(lazy, "KVM_UPDATE_MAPPINGS", "pages_4k") > 0);
     CHECK(phase_stat(lazy, "KVM_ADJUST_MAPPINGS", "pages_2m") == 32);
-    CHECK(report::hex64(eager.fingerprint) == "b8943dd951d3d20a");
-    CHECK(report::hex64(lazy.fingerprint) == "4e3edc9a3051c695");
+    CHECK(report::hex64(eager.fingerprint) == "af83331aa98b69b7");
+    CHECK(report::hex64(lazy.fingerprint) == "01c65f863b622953");
 }
 
 TEST_CASE("golden: each kvm_zap_gfn_range lock mode", "[golden]") {
@@ -161,10 +161,10 @@ TEST_CASE("golden: each kvm_zap_gfn_range lock mode", "[golden]") {
     CHECK(lock(d, "read", "kvm_zap_gfn_range") != nullptr);
     // The pre-check keeps faults in the zapped range off the lock.
     CHECK(lock(wp, "read", "kvm_tdp_mmu_page_fault")->wait_ps.sum() < w_fault->wait_ps.sum());
-    CHECK(report::hex64(w.fingerprint) == "0a0e639f2ee9744c");
-    CHECK(report::hex64(wp.fingerprint) == "9b70e25a5a17e2eb");
-    CHECK(report::hex64(r.fingerprint) == "bc660b8b231f9d89");
-    CHECK(report::hex64(d.fingerprint) == "f8f2fdf97750e42d");
+    CHECK(report::hex64(w.fingerprint) == "1b0bb6b31683f382");
+    CHECK(report::hex64(wp.fingerprint) == "c16b342c4ac9d5f7");
+    CHECK(report::hex64(r.fingerprint) == "83cff6bd6b398d51");
+    CHECK(report::hex64(d.fingerprint) == "0055e1a6a0fb4362");
 }
 
 TEST_CASE("golden: arm64 seed 004 on THP: CMO bytes, TLBIs and lock waits per variant", "[golden][arm64]") {
@@ -344,9 +344,9 @@ TEST_CASE("golden: seed 000, child SP lookups around a nested guest", "[golden][
     CHECK(stat(a, "indirect_mmu_mmu_lock") == 0);
     CHECK(stat(b, "indirect_mmu_mmu_lock") == 2);
     CHECK(stat(c, "indirect_mmu_mmu_lock") == 1);
-    CHECK(report::hex64(a.fingerprint) == "4955987463671d8a");
-    CHECK(report::hex64(b.fingerprint) == "823ef8a8ae2f1f89");
-    CHECK(report::hex64(c.fingerprint) == "01263579930704f8");
+    CHECK(report::hex64(a.fingerprint) == "45c0c7c8482df0e0");
+    CHECK(report::hex64(b.fingerprint) == "51974df53c1782c5");
+    CHECK(report::hex64(c.fingerprint) == "20e38590ca23ddc3");
 }
 
 TEST_CASE("golden: seed 001, eager page splitting for nested MMUs", "[golden][x86_shadow]") {
@@ -374,10 +374,10 @@ TEST_CASE("golden: seed 001, eager page splitting for nested MMUs", "[golden][x8
     // Without eager splitting the L2 writes split the huge pages in the fault path.
     CHECK(stat(lazy, "kvm_mmu_split_huge_page") == 0);
     CHECK(phase_stat(lazy, "L2 writes", "drop_large_spte") == 128);
-    CHECK(report::hex64(min.fingerprint) == "6b8ea297c6f424dd");
-    CHECK(report::hex64(two.fingerprint) == "3cd28e7c7171fee6");
-    CHECK(report::hex64(p40.fingerprint) == "0b079d6e33262184");
-    CHECK(report::hex64(lazy.fingerprint) == "461bde1e4a2272cf");
+    CHECK(report::hex64(min.fingerprint) == "f3eb38db135ebcdb");
+    CHECK(report::hex64(two.fingerprint) == "815de140a25cd2e0");
+    CHECK(report::hex64(p40.fingerprint) == "1bcc181853ddc421");
+    CHECK(report::hex64(lazy.fingerprint) == "c7d3c1d40984f41c");
 }
 
 TEST_CASE("golden: x86_shadow runs are reproducible", "[golden][determinism][x86_shadow]") {
@@ -430,16 +430,16 @@ TEST_CASE("golden: seed 002, SMM storm during a SeaBIOS-like boot", "[golden][se
     // Roots dropped: rebuilt by faults after every RSM; preserved: the 1024 first-touch faults,
     // and a second fix for each of the 735 pages read first (the zero page, mapped read-only) and
     // written later (the COW's invalidation zaps the SPTE; the fault retries and maps it again).
-    CHECK(stat(before, "root_rebuild_faults") == 18892);
+    CHECK(stat(before, "root_rebuild_faults") == 20680);
     CHECK(stat(before, "tdp_mmu_root_free") == 600);
     CHECK(stat(kept, "root_rebuild_faults") == 0);
     CHECK(stat(kept, "host_wp_page_copy") == 735);
     CHECK(stat(kept, "pf_fixed") == 1024 + 735);
     CHECK(stat(kept, "tdp_mmu_root_reuse") == 599);
-    CHECK(report::hex64(before.fingerprint) == "9aca295aabb1813b");
-    CHECK(report::hex64(once.fingerprint) == "b1f85d07dc0f170a");
-    CHECK(report::hex64(kept.fingerprint) == "15fad54ad2c6a045");
-    CHECK(report::hex64(both.fingerprint) == "15f255428608f89f");
+    CHECK(report::hex64(before.fingerprint) == "95f4392b264ed12f");
+    CHECK(report::hex64(once.fingerprint) == "580c5c248b3de604");
+    CHECK(report::hex64(kept.fingerprint) == "f1a244f5da91ea14");
+    CHECK(report::hex64(both.fingerprint) == "8f240cc05968b77e");
 }
 
 TEST_CASE("golden: seed 002 storm in small", "[x86_context][golden]") {
@@ -453,10 +453,10 @@ TEST_CASE("golden: seed 002 storm in small", "[x86_context][golden]") {
     CHECK(stat(kept, "root_rebuild_faults") == 0);
     CHECK(stat(kept, "tdp_mmu_root_free") == 0);
     CHECK(stat(before, "tdp_mmu_root_free") == 40);
-    CHECK(report::hex64(before.fingerprint) == "d46ea076eb61a4bb");
-    CHECK(report::hex64(once.fingerprint) == "a73b5b79b609bd4b");
-    CHECK(report::hex64(kept.fingerprint) == "5574e7b01941f62d");
-    CHECK(stat(before, "root_rebuild_faults") == 395);
+    CHECK(report::hex64(before.fingerprint) == "e0bd85794ba871b9");
+    CHECK(report::hex64(once.fingerprint) == "f6d67ba87ed3fa2b");
+    CHECK(report::hex64(kept.fingerprint) == "4be59d860ccbf68f");
+    CHECK(stat(before, "root_rebuild_faults") == 428);
     // The default SMI handler (40 KiB) leaves struct kvm_mmu cold in L1 at every RSM.
     CHECK(stat(before, "mmu_init_cache_miss") == 20 * 4 + 4);
     CHECK(stat(once, "mmu_init_cache_miss") == 20 * 2 + 2);
@@ -503,11 +503,11 @@ TEST_CASE("golden: shipped seed 000 per variant (lookups, root-allocation lock, 
         const char* fingerprint;
     };
     const Pin pins[] = {
-        {"always", 39145, 167189, 11, 2048, 2050, 2048, 39030, 0, 0, 0, "910ab8448765d72a"},
-        {"skip_bool", 4240, 34880, 11, 0, 2050, 2048, 39018, 120, 20, 96, "f096bcddc1e8fd23"},
-        {"skip_bool,lock_first", 4252, 34995, 11, 0, 2050, 2048, 39030, 1, 0, 0, "d0eeae9b275f6f12"},
-        {"skip_count", 2204, 17387, 10, 0, 2050, 0, 39030, 23, 20, 0, "cac2102a1314cbbe"},
-        {"skip_count,lock_every", 2192, 17272, 10, 0, 2050, 0, 39018, 120, 20, 96, "c57f25045e44c94f"},
+        {"always", 39142, 167160, 11, 2048, 2050, 2048, 39027, 0, 0, 0, "0848c90ce7ab4dd1"},
+        {"skip_bool", 4240, 34880, 11, 0, 2050, 2048, 39018, 120, 20, 96, "7135135ed48e76e9"},
+        {"skip_bool,lock_first", 4252, 34995, 11, 0, 2050, 2048, 39030, 1, 0, 0, "072ebb16e58e37f0"},
+        {"skip_count", 2201, 17358, 10, 0, 2050, 0, 39027, 23, 20, 0, "477f1864a4b852f2"},
+        {"skip_count,lock_every", 2192, 17272, 10, 0, 2050, 0, 39018, 120, 20, 96, "2b0ce7d8689deea5"},
     };
     std::map<std::string, runner::Result> r;
     for (const Pin& p : pins) {
@@ -592,15 +592,15 @@ TEST_CASE("golden: shipped seed 001 per variant (lock drops, split caches, roots
         const char* fingerprint;
     };
     const Pin pins[] = {
-        {"capacity=min", 4128, 4097, 166912, 0, 0, "bbb3d8a3f601ce8d"},
-        {"capacity=2min", 4128, 206, 174592, 0, 0, "e4fa9b14d643f8c7"},
-        {"capacity=min+40", 4128, 1012, 172032, 0, 0, "81ebe460b28eff3a"},
-        {"no-eager-split", 0, 0, 0, 0, 0, "3ecd6af87f1d2aba"},
-        {"free-at-flags-change", 4128, 1012, 0, 0, 172032, "3e81c7e184a7b089"},
-        {"free-at-flags-change,vm-dies-logging", 4128, 1012, 172032, 172032, 172032, "ce63fce41dbb1a08"},
-        {"faulting-vcpus,capacity=min,preempt_none", 3652, 3627, 149760, 0, 0, "4158659b489ab840"},
-        {"faulting-vcpus,capacity=2min,preempt_none", 3652, 180, 204288, 0, 0, "359975723b674fb7"},
-        {"faulting-vcpus,capacity=2min,preempt", 3652, 5147, 204288, 0, 0, "f7dc6571040dc1eb"},
+        {"capacity=min", 4128, 4100, 166912, 0, 0, "0997477b5fe611c6"},
+        {"capacity=2min", 4128, 206, 174592, 0, 0, "f9a61d33e2f56fb6"},
+        {"capacity=min+40", 4128, 1012, 172032, 0, 0, "492abf5a9c78426e"},
+        {"no-eager-split", 0, 0, 0, 0, 0, "670a4496fcdeb15f"},
+        {"free-at-flags-change", 4128, 1012, 0, 0, 172032, "398870ebd690aee4"},
+        {"free-at-flags-change,vm-dies-logging", 4128, 1012, 172032, 172032, 172032, "4fa49223da3e7100"},
+        {"faulting-vcpus,capacity=min,preempt_none", 3652, 3627, 149760, 0, 0, "dde27958e6e5cd1c"},
+        {"faulting-vcpus,capacity=2min,preempt_none", 3652, 181, 204288, 0, 0, "1f3b5c9016ec96ad"},
+        {"faulting-vcpus,capacity=2min,preempt", 3652, 5165, 204288, 0, 0, "253eea5ceb8d07b8"},
     };
     std::map<std::string, runner::Result> r;
     for (const Pin& p : pins) {
