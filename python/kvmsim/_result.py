@@ -27,10 +27,11 @@ class Result:
     dicts, each with its own ``stats``, ``locks`` and ``caches``), ``stats`` (KVM's debugfs
     counters, whole run), ``locks`` (contention per lock, mode and call site), ``caches``
     (accesses and misses per level), ``lines`` (contended cache lines per line class),
-    ``bandwidth`` (fair-shared resources such as memory bandwidth), ``metrics`` (the numbers
-    ``kvmsim compare`` compares) and ``fingerprint`` (16 hex digits, as the command prints it).
-    As pandas DataFrames: ``phases_df``, ``stats_df``, ``locks_df``, ``caches_df``, ``lines_df``,
-    ``bandwidth_df``, ``metrics_df``.
+    ``bandwidth`` (fair-shared resources such as memory bandwidth), ``fault_latency`` (guest
+    fault latencies, whole run), ``metrics`` (the numbers ``kvmsim compare`` compares) and
+    ``fingerprint`` (16 hex digits, as the command prints it). As pandas DataFrames:
+    ``phases_df``, ``stats_df``, ``locks_df``, ``caches_df``, ``lines_df``, ``bandwidth_df``,
+    ``fault_latency_df``, ``metrics_df``.
     """
 
     def __init__(self, json_text: str, overrides: Mapping[str, Any] | None = None) -> None:
@@ -148,6 +149,13 @@ class Result:
         busy_ns, peak_concurrency). Empty for documents written before they were reported."""
         return self.doc.get("bandwidth", [])
 
+    @property
+    def fault_latency(self) -> dict[str, Any]:
+        """Guest fault latency, whole run: {count, sum, p50, p99, max} in ns, each fault from
+        its exit to the return to the guest (p50/p99 within 1/128 of the true value; count, sum
+        and max exact). Empty for documents written before it was reported."""
+        return self.doc.get("fault_latency_ns", {})
+
     @cached_property
     def metric_list(self) -> list[tuple[str, str, float]]:
         """[(name, unit, value)] in the order ``kvmsim compare`` lists them."""
@@ -157,7 +165,7 @@ class Result:
     def metrics(self) -> dict[str, float]:
         """{metric: value}: "phase NAME" (ns), "stat NAME", "lock LOCK MODE @SITE wait|hold"
         (ns, summed), "cache LEVEL misses", "cache coherence misses", "line CLASS wait" (ns,
-        summed), "bandwidth NAME busy" (ns)."""
+        summed), "bandwidth NAME busy" (ns), "fault latency p50|p99|max" (ns, whole run)."""
         return {name: value for name, _, value in self.metric_list}
 
     @property
@@ -233,6 +241,24 @@ class Result:
         return pd.DataFrame(rows, columns=cols)
 
     @cached_property
+    def fault_latency_df(self) -> pd.DataFrame:
+        """Guest fault latency, one row per phase (in run order) and "total" (the whole run),
+        indexed by phase. Columns: count (int64), sum_ns, p50_ns, p99_ns, max_ns (float64;
+        p50/p99 within 1/128 of the true value, the others exact). Phases of documents written
+        before latencies were reported are left out."""
+        import pandas as pd
+        cols = ["count", "sum_ns", "p50_ns", "p99_ns", "max_ns"]
+        rows = []
+        for phase, f in [(p["name"], p.get("fault_latency_ns")) for p in self.phases] + [
+                ("total", self.doc.get("fault_latency_ns"))]:
+            if f is not None:
+                rows.append({"phase": phase, "count": f["count"], "sum_ns": f["sum"], "p50_ns": f["p50"],
+                             "p99_ns": f["p99"], "max_ns": f["max"]})
+        df = pd.DataFrame(rows, columns=["phase", *cols]).set_index("phase")
+        return df.astype({"count": "int64", "sum_ns": "float64", "p50_ns": "float64", "p99_ns": "float64",
+                          "max_ns": "float64"})
+
+    @cached_property
     def caches_df(self) -> pd.DataFrame:
         """Cache counters, one row per (phase, level); phase "total" is the whole run."""
         import pandas as pd
@@ -252,7 +278,7 @@ class Result:
     def to_frame(self) -> pd.DataFrame:
         """The run as one tidy frame, one row per metric (as :attr:`metrics`): columns
         ``scenario``, ``variant``, ``seed``, ``fingerprint`` (text), ``metric`` (text), ``kind``
-        (the metric's first word: phase, stat, lock, cache, line, bandwidth), ``unit`` ("ns" or
+        (the metric's first word: phase, stat, lock, cache, line, bandwidth, fault), ``unit`` ("ns" or
         "count") and ``value`` (float64). Every column has one type, so the frame writes to
         Parquet (``df.to_parquet``, which also keeps ``df.attrs``) and CSV as it is; the unit is
         a column. ``df.attrs`` holds the provenance: ``kvmsim_version``, ``build_id``,

@@ -6,48 +6,6 @@
 
 namespace kvmsim::engine {
 
-void Histogram::merge(const Histogram& o) {
-    for (std::size_t i = 0; i < kBuckets; ++i) buckets_[i] += o.buckets_[i];
-    count_ += o.count_;
-    sum_ += o.sum_;
-    min_ = std::min(min_, o.min_);
-    max_ = std::max(max_, o.max_);
-}
-
-std::uint64_t Histogram::bucket_low(std::size_t b) {
-    if (b < 16) return b;
-    const std::size_t e = (b - 16) / 8 + 4;
-    const std::uint64_t sub = (b - 16) % 8;
-    return (8 + sub) << (e - 3);
-}
-
-std::uint64_t Histogram::bucket_high(std::size_t b) {
-    if (b < 16) return b;
-    const std::size_t e = (b - 16) / 8 + 4;
-    return bucket_low(b) + (1ULL << (e - 3)) - 1;
-}
-
-std::uint64_t Histogram::percentile(double q) const {
-    if (count_ == 0) return 0;
-    q = std::clamp(q, 0.0, 1.0);
-    // The rank of the q-quantile (nearest-rank definition), 1-based.
-    auto rank = static_cast<std::uint64_t>(q * static_cast<double>(count_) + 0.999999999);
-    rank = std::clamp<std::uint64_t>(rank, 1, count_);
-    // The extremes are known exactly.
-    if (rank == count_) return max_;
-    if (rank == 1) return min_;
-    std::uint64_t seen = 0;
-    for (std::size_t b = 0; b < kBuckets; ++b) {
-        seen += buckets_[b];
-        if (seen >= rank) {
-            const std::uint64_t lo = bucket_low(b), hi = bucket_high(b);
-            const std::uint64_t mid = lo + (hi - lo) / 2;
-            return std::clamp(mid, min_, max_);
-        }
-    }
-    return max_;
-}
-
 CounterId Counters::id(std::string_view name, Kind kind) {
     if (auto it = index_.find(name); it != index_.end()) {
         if (kinds_[it->second] != kind)

@@ -26,6 +26,10 @@ std::vector<MetricValue> metrics_of(const runner::Result& r) {
     out.push_back({"cache coherence misses", "count", static_cast<double>(r.caches.coherence_misses)});
     for (const auto& l : r.lines) out.push_back({"line " + l.name + " wait", "ns", l.wait_ps.sum_double() / 1e3});
     for (const auto& b : r.bandwidth) out.push_back({"bandwidth " + b.name + " busy", "ns", b.busy.to_ns()});
+    const auto& f = r.fault_latency_ps;
+    out.push_back({"fault latency p50", "ns", static_cast<double>(f.percentile(0.5)) / 1e3});
+    out.push_back({"fault latency p99", "ns", static_cast<double>(f.percentile(0.99)) / 1e3});
+    out.push_back({"fault latency max", "ns", static_cast<double>(f.max()) / 1e3});
     return out;
 }
 
@@ -64,6 +68,11 @@ std::vector<MetricValue> metrics_of_document(const Json& r) {
     if (r.contains("bandwidth") && r["bandwidth"].is_array())
         for (const auto& b : r["bandwidth"])
             if (b.is_object()) out.push_back({"bandwidth " + named(b) + " busy", "ns", num(b, "busy_ns")});
+    if (r.contains("fault_latency_ns") && r["fault_latency_ns"].is_object()) {
+        const Json& f = r["fault_latency_ns"];
+        for (const char* k : {"p50", "p99", "max"})
+            out.push_back({std::string("fault latency ") + k, "ns", num(f, k)});
+    }
     return out;
 }
 }  // namespace

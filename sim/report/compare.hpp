@@ -16,7 +16,7 @@ namespace kvmsim::report {
 
 // One number per run: "phase KVM_CREATE_MAPPINGS", "stat pf_fixed", "lock mmu_lock read
 // @kvm_tdp_mmu_page_fault wait", "cache LLC misses", "line struct_page_refcount wait" (ns,
-// summed), "bandwidth memory_bandwidth busy" (ns).
+// summed), "bandwidth memory_bandwidth busy" (ns), "fault latency p50|p99|max" (ns, whole run).
 struct MetricValue {
     std::string name;
     std::string unit;  // "ns" or "count"

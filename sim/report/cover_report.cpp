@@ -243,6 +243,7 @@ const char* kCategoryTitles[][2] = {
     {"cache ", "Cache misses"},
     {"line ", "Contended cache lines (wait, summed)"},
     {"bandwidth ", "Shared bandwidth (busy time)"},
+    {"fault ", "Fault latency (exit to return to the guest, whole run)"},
 };
 
 bool moved(const MetricRow& row) {

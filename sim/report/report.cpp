@@ -53,6 +53,14 @@ nlohmann::ordered_json bandwidth_json(const runner::BandwidthResult& b) {
     return j;
 }
 
+nlohmann::ordered_json fault_latency_json(const engine::FineHistogram& h) {
+    return {{"count", h.count()},
+            {"sum", h.sum_double() / 1e3},
+            {"p50", ns(h.percentile(0.5))},
+            {"p99", ns(h.percentile(0.99))},
+            {"max", ns(h.max())}};
+}
+
 template <class T, class F>
 nlohmann::ordered_json array_of(const std::vector<T>& v, F f) {
     nlohmann::ordered_json a = nlohmann::ordered_json::array();
@@ -111,6 +119,7 @@ nlohmann::ordered_json to_json(const runner::Result& r) {
         pj["caches"] = caches_json(r.cache_levels, p.caches);
         pj["lines"] = array_of(p.lines, line_json);
         pj["bandwidth"] = array_of(p.bandwidth, bandwidth_json);
+        pj["fault_latency_ns"] = fault_latency_json(p.fault_latency_ps);
         j["phases"].push_back(pj);
     }
     j["stats"] = r.stats;
@@ -119,6 +128,7 @@ nlohmann::ordered_json to_json(const runner::Result& r) {
     j["caches"] = caches_json(r.cache_levels, r.caches);
     j["lines"] = array_of(r.lines, line_json);
     j["bandwidth"] = array_of(r.bandwidth, bandwidth_json);
+    j["fault_latency_ns"] = fault_latency_json(r.fault_latency_ps);
     j["events"] = r.events;
     j["guest_accesses"] = r.guest_accesses;
     j["guest_exits"] = r.guest_exits;
@@ -223,6 +233,19 @@ void print_summary(std::ostream& os, const runner::Result& r) {
             os << "  " << std::left << std::setw(32) << b.name << std::right << std::setw(16) << b.bytes
                << std::setw(12) << b.transfers << std::setw(12) << pretty_ns(b.busy.to_ns()) << std::setw(10)
                << b.peak_concurrency << "\n";
+    }
+    if (r.fault_latency_ps.count()) {
+        os << "\nFault latency (exit to return to the guest):\n";
+        os << "  " << std::left << std::setw(32) << "phase" << std::right << std::setw(14) << "faults"
+           << std::setw(11) << "p50" << std::setw(11) << "p99" << std::setw(11) << "max" << "\n";
+        const auto row = [&os](const std::string& name, const engine::FineHistogram& h) {
+            os << "  " << std::left << std::setw(32) << name << std::right << std::setw(14) << h.count()
+               << std::setw(11) << pretty_ns(ns(h.percentile(0.5))) << std::setw(11)
+               << pretty_ns(ns(h.percentile(0.99))) << std::setw(11) << pretty_ns(ns(h.max())) << "\n";
+        };
+        for (const auto& p : r.phases)
+            if (p.fault_latency_ps.count()) row(p.name, p.fault_latency_ps);
+        row("(whole run)", r.fault_latency_ps);
     }
     os << "\nguest accesses " << r.guest_accesses << ", exits " << r.guest_exits << ", events " << r.events
        << ", simulated " << seconds(r.sim_time_ns) << ", wall " << std::setprecision(3) << r.wall_time_s << "s\n";

@@ -109,8 +109,12 @@ Result run(const scenario::Scenario& s, const RunOptions& opts) {
             p.lines.push_back(to_line_result(lines, rec));
         for (const auto& rec : bandwidth.in_phase(static_cast<std::uint32_t>(i + 1)))
             p.bandwidth.push_back(to_bandwidth_result(bandwidth, rec));
+        p.fault_latency_ps = exec.scheduler().fault_latency(i + 1);
         r.phases.push_back(std::move(p));
     }
+    // Every phase, 0 (before the first step) included.
+    for (std::size_t i = 0; i < exec.scheduler().fault_latency_phases(); ++i)
+        r.fault_latency_ps.merge(exec.scheduler().fault_latency(i));
     for (engine::CounterId id = 0; id < sim.counters().size(); ++id)
         r.stats[sim.counters().name(id)] = sim.counters().total(id);
     for (const auto& rec : table.totals()) r.locks.push_back(to_lock_result(table, rec));

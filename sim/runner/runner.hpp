@@ -47,6 +47,9 @@ struct PhaseStats {
     engine::CacheCounters caches;
     std::vector<LineResult> lines;
     std::vector<BandwidthResult> bandwidth;
+    // Every guest fault that returned in the phase: from the exit (the access's time) to the
+    // return to the guest, in ps.
+    engine::FineHistogram fault_latency_ps;
 };
 
 struct Result {
@@ -74,6 +77,7 @@ struct Result {
     std::vector<BandwidthResult> bandwidth;      // whole run, by name
     std::vector<std::string> cache_levels;
     engine::CacheCounters caches;                // whole run
+    engine::FineHistogram fault_latency_ps;      // whole run: the phases' merged
     std::uint64_t events = 0;
     std::uint64_t guest_accesses = 0;
     std::uint64_t guest_exits = 0;

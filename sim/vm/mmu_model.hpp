@@ -132,6 +132,14 @@ public:
         (void)start;
         return std::nullopt;
     }
+    // Is the vCPU's guest stream held by the model (hits() false for it because KVM works in its
+    // context, e.g. from an SMI until RSM, not because of a mapping)? Its next access then enters
+    // page_fault() only to wait for the hold to end: not an exit, so the workload leaves that wait
+    // out of the fault latencies. Pure, like hits().
+    virtual bool stream_held(std::uint32_t vcpu) const {
+        (void)vcpu;
+        return false;
+    }
     // The least simulated time between page_fault() being called and its first change to
     // anything hits() reads (typically the VM-exit and fault-entry cost it pays first). The
     // workload lets vCPUs that only hit run ahead of each other by this much, exactly.

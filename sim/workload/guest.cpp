@@ -116,14 +116,29 @@ engine::Task<void> GuestScheduler::run(const vm::CpuContext& cpu, const AccessSt
             break;
         }
         ++stats.faults;
+        const bool held = model_.stream_held(static_cast<std::uint32_t>(cpu.vcpu));
         sim_.trace_begin_at("kvm_page_fault", v.t);
         if (const std::optional<Time> back = model_.page_fault_now(cpu, cursor.gfn(), cursor.access(), v.t))
             co_await sim_.delay(*back - sim_.now());
         else
             co_await model_.page_fault_at(sim_, cpu, cursor.gfn(), cursor.access(), v.t);
+        // Back in the guest now (page_fault_now's end time, or page_fault_at's return).
+        if (!held) record_fault_latency(sim_.now() - v.t);
         sim_.trace_end();
         if (sim_.tracer()) trace_counters(sim_);
     }
+}
+
+void GuestScheduler::record_fault_latency(Time latency) {
+    const std::size_t phase = sim_.phase();
+    // Grows once per phase, never per fault.
+    if (fault_latency_.size() <= phase) fault_latency_.resize(phase + 1);
+    fault_latency_[phase].record(static_cast<std::uint64_t>(latency.ps()));
+}
+
+const engine::FineHistogram& GuestScheduler::fault_latency(std::size_t phase) const {
+    static const engine::FineHistogram empty;
+    return phase < fault_latency_.size() ? fault_latency_[phase] : empty;
 }
 
 // The batch of fire() for a vCPU at the current time with no event due before it, so first in

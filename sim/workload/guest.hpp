@@ -11,6 +11,12 @@
 // own process (no scheduler event) and, on a miss, takes the next fault at the access's time
 // through MmuModel::page_fault_at (no event either, if the model can); otherwise it re-enters
 // the scheduler.
+//
+// Every fault's latency, from the access's time (the exit) to the return to the guest, goes to
+// the histogram of the statistics phase current at its return. All three entry points
+// (page_fault_now, page_fault_at, and page_fault through page_fault_at's default) are called
+// from run() only, so this is every exit of every model; an entry into a held stream
+// (MmuModel::stream_held) is a wait, not an exit, and is left out.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +24,7 @@
 
 #include "sim/engine/random.hpp"
 #include "sim/engine/simulator.hpp"
+#include "sim/engine/stats.hpp"
 #include "sim/vm/mmu_model.hpp"
 
 namespace kvmsim::workload {
@@ -91,6 +98,9 @@ public:
     engine::Task<void> run(const vm::CpuContext& cpu, const AccessStream& stream, VcpuStats& stats);
 
     std::uint64_t batches() const { return batches_; }
+    // The latencies (ps) of the faults that returned in simulator phase `phase` (empty if none).
+    const engine::FineHistogram& fault_latency(std::size_t phase) const;
+    std::size_t fault_latency_phases() const { return fault_latency_.size(); }
 
     void fire(engine::Simulator& sim) override;
 
@@ -123,6 +133,7 @@ private:
         void await_resume() const noexcept {}
     };
     void enter(Vcpu& v);
+    void record_fault_latency(Time latency);
     void release(Vcpu& v);
     enum class Ahead : std::uint8_t { Miss, Done, Horizon };
     Ahead run_ahead(Vcpu& v, Time next_event);
@@ -132,6 +143,7 @@ private:
     Time lookahead_;
     std::vector<Vcpu*> heap_;  // min-heap by (t, vcpu)
     std::uint64_t batches_ = 0;
+    std::vector<engine::FineHistogram> fault_latency_;  // by simulator phase, grown per phase
 };
 
 }  // namespace kvmsim::workload

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <cmath>
 
 #include "sim/engine/stats.hpp"
 
@@ -37,6 +38,64 @@ TEST_CASE("histogram percentiles are within 12.5%", "[stats]") {
     one.record(777);
     CHECK(one.percentile(0.5) == 777);
     CHECK(one.percentile(0.99) == 777);
+}
+
+TEST_CASE("the lock-wait histogram keeps its buckets", "[stats]") {
+    // LogHistogram<3> is the histogram lock and line waits always had: the same 496 buckets.
+    CHECK(Histogram::kBuckets == 16 + 60 * 8);
+    CHECK(Histogram::bucket_of(15) == 15);
+    CHECK(Histogram::bucket_of(16) == 16);
+    CHECK(Histogram::bucket_of(1000) == 16 + 5 * 8 + 7);  // 2^9 + 7 * 2^6 <= 1000 < 2^10
+    CHECK(Histogram::bucket_low(16 + 5 * 8 + 7) == 960);
+    CHECK(Histogram::bucket_high(16 + 5 * 8 + 7) == 1023);
+}
+
+TEST_CASE("fine histogram buckets tile the value range", "[stats]") {
+    CHECK(FineHistogram::kBuckets == 128 + 57 * 64);
+    for (std::size_t b = 0; b + 1 < FineHistogram::kBuckets; ++b) {
+        REQUIRE(FineHistogram::bucket_of(FineHistogram::bucket_low(b)) == b);
+        REQUIRE(FineHistogram::bucket_of(FineHistogram::bucket_high(b)) == b);
+        REQUIRE(FineHistogram::bucket_high(b) + 1 == FineHistogram::bucket_low(b + 1));
+        // No bucket is wider than 1/64 of its smallest value.
+        REQUIRE((FineHistogram::bucket_high(b) - FineHistogram::bucket_low(b)) * 64 <= FineHistogram::bucket_low(b));
+    }
+    CHECK(FineHistogram::bucket_of(~0ULL) == FineHistogram::kBuckets - 1);
+}
+
+TEST_CASE("fine histogram percentiles: exact values on known inputs", "[stats]") {
+    FineHistogram h;
+    // 1..10 us in ps, in no order.
+    for (std::uint64_t us : {7, 3, 10, 1, 5, 9, 2, 8, 6, 4}) h.record(us * 1'000'000);
+    CHECK(h.count() == 10);
+    CHECK(h.sum() == 55'000'000);
+    CHECK(h.min() == 1'000'000);
+    CHECK(h.max() == 10'000'000);
+    // Nearest rank 5 is 5 us, in bucket [4980736, 5046271] (2^22 + 12 * 2^16 ...): its midpoint.
+    CHECK(h.percentile(0.5) == 5'013'503);
+    // Rank 10 of 10: the maximum, exactly.
+    CHECK(h.percentile(0.99) == 10'000'000);
+    CHECK(h.percentile(0.0) == 1'000'000);
+    // Exact below 128.
+    FineHistogram small;
+    for (std::uint64_t v = 1; v <= 127; ++v) small.record(v);
+    CHECK(small.percentile(0.5) == 64);
+    CHECK(small.percentile(0.99) == 126);
+    // A value's bucket midpoint outside [min, max] is clamped to them.
+    FineHistogram same;
+    for (int i = 0; i < 100; ++i) same.record(1'500'000);
+    CHECK(same.percentile(0.5) == 1'500'000);
+    CHECK(same.percentile(0.99) == 1'500'000);
+}
+
+TEST_CASE("fine histogram percentiles are within 1/128 of the true value", "[stats]") {
+    FineHistogram h;
+    for (std::uint64_t v = 1; v <= 10000; ++v) h.record(v * 997);
+    for (double q : {0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999}) {
+        const auto rank = static_cast<std::uint64_t>(std::ceil(q * 10000));
+        const double truth = static_cast<double>(rank * 997);
+        INFO("q " << q);
+        CHECK(std::fabs(static_cast<double>(h.percentile(q)) - truth) <= truth / 128);
+    }
 }
 
 TEST_CASE("histogram merge is exact", "[stats]") {

@@ -211,6 +211,41 @@ def test_result_lines_and_bandwidth_frames():
     assert list(old.bandwidth_df.columns) == ["phase", "resource", "bytes", "transfers", "busy_ns", "peak_concurrency"]
 
 
+def test_result_fault_latency_frame():
+    import jsonschema
+    from test_cli_schemas import schema
+    r = kvmsim.run(ZAP)
+    jsonschema.validate(r.doc, schema("result.schema.json"))
+    df = r.fault_latency_df
+    assert list(df.index) == [p["name"] for p in r.phases] + ["total"]
+    assert list(df.columns) == ["count", "sum_ns", "p50_ns", "p99_ns", "max_ns"]
+    assert str(df["count"].dtype) == "int64" and all(str(df[c].dtype) == "float64" for c in df.columns[1:])
+    total = r.doc["fault_latency_ns"]
+    assert r.fault_latency == total
+    assert df.loc["total"].to_dict() == {"count": total["count"], "sum_ns": total["sum"], "p50_ns": total["p50"],
+                                         "p99_ns": total["p99"], "max_ns": total["max"]}
+    # Every exit is a fault with a latency; the run is the merge of its phases.
+    assert total["count"] == r.doc["guest_exits"] > 0
+    phases = df.drop(index="total")
+    assert phases["count"].sum() == total["count"]
+    assert phases["sum_ns"].sum() == pytest.approx(total["sum"], rel=1e-12)
+    assert phases["max_ns"].max() == total["max"]
+    assert 0 < total["p50"] <= total["p99"] <= total["max"]
+    # The comparison metrics are the run's.
+    assert [r.metrics[f"fault latency {k}"] for k in ("p50", "p99", "max")] == [total[k] for k in ("p50", "p99", "max")]
+    assert r.units["fault latency p99"] == "ns"
+    # A document written before fault latencies were reported: an empty frame, no metrics.
+    doc = r.doc
+    for p in doc["phases"]:
+        p.pop("fault_latency_ns")
+    doc.pop("fault_latency_ns")
+    jsonschema.validate(doc, schema("result.schema.json"))
+    old = kvmsim.Result(json.dumps(doc))
+    assert old.fault_latency == {} and old.fault_latency_df.empty
+    assert list(old.fault_latency_df.columns) == ["count", "sum_ns", "p50_ns", "p99_ns", "max_ns"]
+    assert not [m for m in old.metrics if m.startswith("fault latency")]
+
+
 def test_result_save_and_from_file_round_trip(tmp_path):
     r = kvmsim.run(ZAP)
     r.save(tmp_path / "r.json")

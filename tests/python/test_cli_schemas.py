@@ -85,6 +85,14 @@ def test_a_run_writes_a_result_that_matches_the_schema(tmp_path):
     assert sorted(l["name"] for l in doc["lines"]) == ["mmap_lock", "page_table_lock", "struct_page_refcount"]
     assert sum(b["bytes"] for b in doc["bandwidth"]) == doc["stats"]["host_zeroed_4k"] * 4096 >= 4096 * 4096
     assert all(p["lines"] or p["name"] != "KVM_CREATE_MAPPINGS" for p in doc["phases"])
+    # Every exit's latency, per phase and for the run; the summary prints them.
+    faults = doc["fault_latency_ns"]
+    assert faults["count"] == doc["guest_exits"] >= 4096
+    assert sum(p["fault_latency_ns"]["count"] for p in doc["phases"]) == faults["count"]
+    assert max(p["fault_latency_ns"]["max"] for p in doc["phases"]) == faults["max"]
+    assert 0 < faults["p50"] <= faults["p99"] <= faults["max"]
+    assert "Fault latency (exit to return to the guest):" in r.stdout
+    assert re.search(r"\n  KVM_CREATE_MAPPINGS +\d+ +\S+s +\S+s +\S+s\n", r.stdout)
     assert [p["name"] for p in doc["phases"] if p["selftest_metric"]] == [
         "KVM_CREATE_MAPPINGS", "KVM_UPDATE_MAPPINGS", "KVM_ADJUST_MAPPINGS"]
     # The same run again is bit-identical but for the wall time.
@@ -110,6 +118,15 @@ def test_compare_of_two_results_matches_the_runs(tmp_path):
     ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
     assert metrics["stat pf_fixed"]["variants"]["a.json"]["mean"] == ra["stats"]["pf_fixed"]
     assert metrics["stat pf_fixed"]["variants"]["b.json"]["mean"] == rb["stats"]["pf_fixed"]
+    for k in ("p50", "p99", "max"):
+        m = metrics[f"fault latency {k}"]
+        assert m["unit"] == "ns"
+        assert m["variants"]["a.json"]["mean"] == ra["fault_latency_ns"][k]
+        assert m["variants"]["b.json"]["mean"] == rb["fault_latency_ns"][k]
+    # The table shows the worst case's change like any metric's.
+    line = next(l for l in r.stdout.splitlines() if l.startswith("fault latency max"))
+    before, after = ra["fault_latency_ns"]["max"], rb["fault_latency_ns"]["max"]
+    assert line.split()[-1] == f"{(after - before) / before * 100:+.2f}%"
 
 
 def test_compare_gives_the_same_table_on_one_worker_and_on_two(tmp_path):

@@ -88,7 +88,9 @@ def test_result_to_frame_round_trips(tmp_path):
     assert not [c for c in df.columns if df[c].dtype == object]
     assert df["metric"].tolist() == list(r.metrics)
     assert df.set_index("metric")["value"].to_dict() == pytest.approx(r.metrics)
-    assert set(df["kind"]) <= {"phase", "stat", "lock", "cache", "line", "bandwidth"}
+    assert set(df["kind"]) <= {"phase", "stat", "lock", "cache", "line", "bandwidth", "fault"}
+    assert df[df["kind"] == "fault"]["metric"].tolist() == ["fault latency p50", "fault latency p99",
+                                                           "fault latency max"]
     assert df.attrs["build_id"] == r.build_id == kvmsim.build_id
     assert df.attrs["resolved_sha256"] == r.resolved_sha256
     df.to_parquet(tmp_path / "r.parquet")

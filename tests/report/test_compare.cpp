@@ -1,11 +1,18 @@
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <sstream>
 
+#include "models/registry.hpp"
 #include "sim/report/compare.hpp"
 #include "sim/report/report.hpp"
+#include "sim/scenario/loader.hpp"
 
 using namespace kvmsim;
 using report::MetricValue;
+
+#ifndef KVMSIM_SOURCE_DIR
+#define KVMSIM_SOURCE_DIR "."
+#endif
 
 namespace {
 std::vector<std::vector<std::vector<MetricValue>>> values(const std::vector<std::vector<double>>& per_variant) {
@@ -157,4 +164,97 @@ TEST_CASE("contended lines and bandwidth: in the document, its metrics and the s
     std::ostringstream quiet;
     report::print_summary(quiet, r);
     CHECK_THAT(quiet.str(), !Catch::Contains("Contended") && !Catch::Contains("Bandwidth"));
+}
+
+TEST_CASE("fault latency: in the document, its metrics and the summary", "[report][compare]") {
+    runner::Result r;
+    r.scenario = "s";
+    r.status = "completed";
+    runner::PhaseStats boot, idle;
+    boot.name = "boot";
+    idle.name = "idle";
+    for (std::uint64_t ps : {1'000'000, 2'000'000, 3'000'000, 250'000'000}) boot.fault_latency_ps.record(ps);
+    r.phases = {boot, idle};
+    r.fault_latency_ps = boot.fault_latency_ps;
+    const auto j = report::to_json(r);
+    // Nearest rank 2 of 4 is 2 us, in bucket [1998848, 2015231]: its midpoint, 2007039 ps.
+    const nlohmann::ordered_json boot_ns = {
+        {"count", 4}, {"sum", 256'000.0}, {"p50", 2007.039}, {"p99", 250'000.0}, {"max", 250'000.0}};
+    CHECK(j["phases"][0]["fault_latency_ns"] == boot_ns);
+    CHECK(j["phases"][1]["fault_latency_ns"] ==
+          nlohmann::ordered_json({{"count", 0}, {"sum", 0.0}, {"p50", 0.0}, {"p99", 0.0}, {"max", 0.0}}));
+    CHECK(j["fault_latency_ns"] == boot_ns);
+    // The same metrics from the run and from its document, the whole run's p50, p99 and max.
+    std::vector<std::pair<std::string, double>> from_run, from_doc;
+    for (const auto& m : report::metrics_of(r)) from_run.emplace_back(m.name, m.value);
+    for (const auto& m : report::metrics_of(j)) from_doc.emplace_back(m.name, m.value);
+    CHECK(from_run == from_doc);
+    std::map<std::string, double> by(from_run.begin(), from_run.end());
+    CHECK(by.at("fault latency p50") == 2007.039);
+    CHECK(by.at("fault latency p99") == 250'000.0);
+    CHECK(by.at("fault latency max") == 250'000.0);
+    // A document written before latencies were reported has none of these metrics.
+    nlohmann::json old = j;
+    old.erase("fault_latency_ns");
+    for (const auto& m : report::metrics_of(old)) CHECK(m.name.rfind("fault latency", 0) == std::string::npos);
+    // compare shows a change of p99 and max between variants.
+    runner::Result after = r;
+    after.fault_latency_ps = engine::FineHistogram{};
+    for (std::uint64_t ps : {1'000'000, 2'000'000, 3'000'000, 125'000'000}) after.fault_latency_ps.record(ps);
+    const auto c = report::compare({"before", "after"}, {1}, {{r}, {after}});
+    std::ostringstream table;
+    report::print_compare(table, c);
+    CHECK_THAT(table.str(), Catch::Contains("fault latency max") && Catch::Contains("250.0us") &&
+                                Catch::Contains("125.0us") && Catch::Contains("-50.00%"));
+    // The summary: a row per phase with faults, and the run's.
+    std::ostringstream os;
+    report::print_summary(os, r);
+    CHECK_THAT(os.str(), Catch::Contains("Fault latency (exit to return to the guest):") &&
+                             Catch::Matches("(.|\n)*boot +4 +2.007us +250us +250us\n(.|\n)*") &&
+                             Catch::Contains("(whole run)") && !Catch::Matches("(.|\n)*idle +0(.|\n)*"));
+    // Without faults, the summary says nothing of them.
+    r.fault_latency_ps = engine::FineHistogram{};
+    std::ostringstream quiet;
+    report::print_summary(quiet, r);
+    CHECK_THAT(quiet.str(), !Catch::Contains("Fault latency"));
+}
+
+namespace {
+runner::Result run_text(const std::string& text) {
+    scenario::LoadOptions o;
+    o.models = &models::builtin_models();
+    o.host_dirs = {std::string(KVMSIM_SOURCE_DIR) + "/scenarios/hosts"};
+    return runner::run(scenario::load_scenario_text(text, "fault-latency.json", o));
+}
+}  // namespace
+
+TEST_CASE("fault latency of a run: one vCPU's faults fill its phase's time but for its accesses",
+          "[report][compare][fault_latency]") {
+    // One vCPU alone, so nothing runs between its accesses and its faults: a stage lasts exactly
+    // accesses x guest_time plus the sum of its fault latencies, for every model.
+    for (const auto& [model, host] : {std::pair{"x86_tdp", "x86-server"}, std::pair{"x86_shadow", "x86-server"},
+                                      std::pair{"arm64_stage2", "kunpeng-920"}}) {
+        INFO(model);
+        const std::string text = std::string(R"({"name": "one vcpu", "host": {"profile": ")") + host +
+                                 R"("}, "vm": {"vcpus": 1, "memslots": [{"id": 1, "base": "4G", "size": "8M",
+            "backing": "anonymous"}]}, "mmu": {"model": ")" + model + R"("}, "workload": {"phases": [
+            {"name": "write", "stream": {"slot": 1, "stride": "4K", "access": "write", "guest_time": "7ns"}}]}})";
+        const auto r = run_text(text);
+        REQUIRE(r.status == "completed");
+        REQUIRE(r.phases.size() == 1);
+        const auto& f = r.phases[0].fault_latency_ps;
+        CHECK(f.count() == r.guest_exits);
+        CHECK(f.count() >= 2048);  // every 4K page of the 8M slot faults at least once
+        CHECK(r.guest_accesses == 2048);
+        const auto phase_ps = static_cast<std::uint64_t>(std::llround(r.phases[0].sim_time_ns * 1e3));
+        CHECK(f.sum() + r.guest_accesses * 7'000 == phase_ps);
+        CHECK(f.min() > 0);
+        CHECK(f.min() <= f.percentile(0.5));
+        CHECK(f.percentile(0.5) <= f.percentile(0.99));
+        CHECK(f.percentile(0.99) <= f.max());
+        // The whole run is the phase's.
+        CHECK(r.fault_latency_ps.count() == f.count());
+        CHECK(r.fault_latency_ps.sum() == f.sum());
+        CHECK(r.fault_latency_ps.max() == f.max());
+    }
 }

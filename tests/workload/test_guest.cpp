@@ -387,3 +387,77 @@ TEST_CASE("a host step's storm: count runs, interval apart, on every vCPU named"
     REQUIRE(ex.phases().size() == 1);
     CHECK(ex.phases()[0].duration == 23_us);
 }
+
+namespace {
+// Faults of a known latency, (gfn + 1) us, taken three ways: even frames at once
+// (page_fault_now), odd frames by the coroutine (page_fault, through page_fault_at's default).
+// While `held`, hits() fails and page_fault waits 50 us for the hold to end (a held stream).
+struct LatencyModel : vm::MmuModel {
+    engine::Simulator& sim;
+    std::vector<std::uint8_t> mapped;
+    bool held = false;
+    LatencyModel(engine::Simulator& s, std::size_t pages) : sim(s), mapped(pages, 0) {}
+    static Time latency(vm::Gfn g) { return Time::us(static_cast<std::int64_t>(g) + 1); }
+    bool hits(std::uint32_t, vm::Gfn g, vm::Access) const override { return !held && mapped[g]; }
+    bool stream_held(std::uint32_t) const override { return held; }
+    std::optional<Time> page_fault_now(const vm::CpuContext&, vm::Gfn g, vm::Access, Time start) override {
+        if (held || g % 2) return std::nullopt;
+        mapped[g] = 1;
+        return start + latency(g);
+    }
+    Task<void> page_fault(const vm::CpuContext&, vm::Gfn g, vm::Access) override {
+        if (held) {
+            co_await sim.delay(Time::us(50));
+            held = false;
+            co_return;
+        }
+        co_await sim.delay(latency(g) - Time::ps(1));
+        mapped[g] = 1;
+        co_await sim.delay(Time::ps(1));
+    }
+};
+
+Task<void> two_phases(engine::Simulator& sim, workload::GuestScheduler& g, const vm::CpuContext& cpu,
+                      workload::VcpuStats& st) {
+    AccessStream s;
+    s.npages = 10;
+    s.guest_time = Time::ns(3);
+    s.count = 6;  // frames 0..5, then 6..9 in the next phase
+    sim.begin_phase("first");
+    co_await g.run(cpu, s, st);
+    sim.begin_phase("second");
+    s.base = 6;
+    s.npages = 4;
+    s.count = 0;
+    co_await g.run(cpu, s, st);
+}
+}  // namespace
+
+TEST_CASE("fault latency: every fault from its exit to the return to the guest, by phase", "[workload][guest]") {
+    engine::Simulator sim(1);
+    LatencyModel m(sim, 10);
+    m.held = true;  // the first access waits for a hold: not a fault
+    const vm::CpuContext cpu{"vcpu0", 0, 0};
+    workload::GuestScheduler g(sim, m);
+    workload::VcpuStats st;
+    sim.spawn("vcpu0", two_phases(sim, g, cpu, st));
+    REQUIRE(sim.run() == engine::RunStatus::Completed);
+    CHECK(st.faults == 11);  // the held entry is an exit to the model too
+    CHECK(g.fault_latency_phases() == 3);
+    CHECK(g.fault_latency(0).count() == 0);
+    // Phase 1: frames 0..5, 1..6 us (the 50 us hold left out).
+    const auto& first = g.fault_latency(1);
+    CHECK(first.count() == 6);
+    CHECK(first.sum() == 21'000'000);
+    CHECK(first.min() == 1'000'000);
+    CHECK(first.max() == 6'000'000);
+    // Phase 2: frames 6..9, 7..10 us.
+    const auto& second = g.fault_latency(2);
+    CHECK(second.count() == 4);
+    CHECK(second.sum() == 34'000'000);
+    CHECK(second.min() == 7'000'000);
+    CHECK(second.max() == 10'000'000);
+    CHECK(g.fault_latency(7).count() == 0);  // a phase without faults
+    // The run: 50 us held, 55 us in faults, 10 accesses of 3 ns.
+    CHECK(sim.now() == Time::us(105) + Time::ns(30));
+}
