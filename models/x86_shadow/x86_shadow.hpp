@@ -141,6 +141,11 @@ public:
     explicit X86ShadowMmu(vm::ModelEnv& env);
     ~X86ShadowMmu() override;
 
+    // A nested transition (or the embedded TDP MMU's SMM) holds the stream: accesses only wait.
+    bool stream_held(std::uint32_t vcpu) const override {
+        return hold_.held(vcpu) || (tdp_ && tdp_->stream_held(vcpu));
+    }
+
     // O(1): false while the vCPU's stream is held (a nested transition runs on it); else the
     // vCPU's tree (its nested root's, while it runs L2; else the direct tree or the TDP MMU's),
     // then the 4K entry, then the 2M entry.

@@ -134,6 +134,9 @@ public:
     X86TdpMmu(vm::ModelEnv& env, MmuLock& shared_mmu_lock, host::HostMm& shared_host);
     ~X86TdpMmu() override;
 
+    // From an SMI until RSM is done the vCPU's accesses enter the model only to wait.
+    bool stream_held(std::uint32_t vcpu) const override { return hold_.held(vcpu); }
+
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
         // An SMM transition or in SMM (the stream is held): the access must enter the model.
         if (hold_.held(vcpu)) [[unlikely]]
