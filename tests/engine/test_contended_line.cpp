@@ -4,21 +4,13 @@
 #include <vector>
 
 #include "sim/engine/contended_line.hpp"
+#include "tests/engine/two_sockets.hpp"
 
 using namespace kvmsim::engine;
 using namespace kvmsim::engine::time_literals;
 
 namespace {
-// Two sockets of four CPUs: 0-3 and 4-7.
-Topology two_sockets() {
-    Topology t;
-    t.sockets = 2;
-    t.cpus_per_socket = 4;
-    t.line_local = 10_ns;
-    t.line_same_socket = 60_ns;
-    t.line_cross_socket = 130_ns;
-    return t;
-}
+using kvmsim::test::two_sockets;
 
 std::optional<LineRecord> total(const Simulator& sim, const std::string& name) {
     for (const auto& r : sim.line_stats().totals())

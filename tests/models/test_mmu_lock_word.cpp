@@ -1,23 +1,13 @@
 #include <catch2/catch.hpp>
 
 #include "models/common/mmu_lock_word.hpp"
+#include "tests/engine/two_sockets.hpp"
 
 using namespace kvmsim;
 using namespace kvmsim::engine::time_literals;
 using engine::LockMode;
 
-namespace {
-// Two sockets of four CPUs: 0-3 and 4-7.
-engine::Topology two_sockets() {
-    engine::Topology t;
-    t.sockets = 2;
-    t.cpus_per_socket = 4;
-    t.line_local = 10_ns;
-    t.line_same_socket = 60_ns;
-    t.line_cross_socket = 130_ns;
-    return t;
-}
-}  // namespace
+using kvmsim::test::two_sockets;
 
 TEST_CASE("mmu_lock word: a queued writer pays two transfers, a writer finding it free one", "[mmu_lock_word]") {
     engine::Simulator sim;

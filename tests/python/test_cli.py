@@ -211,7 +211,7 @@ def test_compare_labels_the_selftest_line_and_prints_human_numbers(tmp_path):
     # Counters with separators, times with units.
     pf = doc.loc["stat pf_fixed", ("mean", base)]
     assert f"{pf:,.0f}" in text or f"{pf:,.1f}" in text
-    assert re.search(r"^phase boot +\d+\.\d+ms +\d+\.\d+ms +[-+]\d+\.\d\d%  \[", text, re.M)
+    assert re.search(r"^phase boot +\d+\.\d+m?s +\d+\.\d+m?s +[-+]\d+\.\d\d%  \[", text, re.M)
     # The interval column names the variants (in the header, or the title when that is too wide).
     assert (f"95% CI of {doc.attrs['variants'][1]} - {base}" in text
             or f"the intervals are of {doc.attrs['variants'][1]} - {base}" in text)

@@ -80,9 +80,9 @@ def test_a_run_writes_a_result_that_matches_the_schema(tmp_path):
     doc = json.loads(out.read_text())
     jsonschema.validate(doc, schema("result.schema.json"))
     assert doc["status"] == "completed"
-    # x86_tdp's GUPs go through the host mm: its lines and the sockets' memory bandwidth
+    # x86_tdp's GUPs go through the host mm: its lines and the sockets' memory bandwidth; mmu_lock's word
     # (clearing the written pages: 4096 first touches of 4 KiB).
-    assert sorted(l["name"] for l in doc["lines"]) == ["mmap_lock", "page_table_lock", "struct_page_refcount"]
+    assert sorted(l["name"] for l in doc["lines"]) == ["mmap_lock", "mmu_lock", "page_table_lock", "struct_page_refcount"]
     assert sum(b["bytes"] for b in doc["bandwidth"]) == doc["stats"]["host_zeroed_4k"] * 4096 >= 4096 * 4096
     assert all(p["lines"] or p["name"] != "KVM_CREATE_MAPPINGS" for p in doc["phases"])
     # Every exit's latency, per phase and for the run; the summary prints them.
