@@ -117,6 +117,11 @@ Config Config::from(const vm::Knobs& knobs) {
     c.preserve_roots = knob_choice(knobs, "tdp_root_unload", "preserve", {"preserve", "drop"}, "x86_tdp") == "preserve";
     c.fault_split_in_place = knob_choice(knobs, "fault_split", "in_place", {"in_place", "zap"}, "x86_tdp") == "in_place";
     c.tdp_mmu_fast_page_fault = knob_bool(knobs, "tdp_mmu_fast_page_fault", true, "x86_tdp");
+    const std::string r =
+        knob_choice(knobs, "huge_page_recovery", "zap", {"zap", "zap_batched_flush", "in_place"}, "x86_tdp");
+    c.huge_page_recovery = r == "zap"                 ? HugePageRecovery::Zap
+                           : r == "zap_batched_flush" ? HugePageRecovery::ZapBatchedFlush
+                                                      : HugePageRecovery::InPlace;
     c.mmu_init = x86_context::parse_init_mode(knobs);
     return c;
 }
@@ -202,12 +207,13 @@ struct X86TdpMmu::ModelCounters {
           root_free(c.id("tdp_mmu_root_free")),
           root_walk(c.id("tdp_mmu_root_lookup_steps")),
           rebuild_faults(c.id("root_rebuild_faults")),
-          pf_zap_huge(c.id("pf_huge_spte_zapped")) {}
+          pf_zap_huge(c.id("pf_huge_spte_zapped")),
+          recovered(c.id("huge_pages_recovered")) {}
     engine::CounterId retry_precheck, retry_stale, retry_frozen, retry_cmpxchg, fast_retry, yields,
         yields_needbreak, yields_resched, yield_flushes, zap_atomic, zap_leaf, splits, split_allocs,
         topup_objs, alloc_atomic, dirty_marked, wrprot, dirty_harvested,
         smm_enter, smm_exit, smm_ignored, smm_stall, smi_handler_lines, smram_lines, root_alloc, root_reuse,
-        root_put, root_free, root_walk, rebuild_faults, pf_zap_huge;
+        root_put, root_free, root_walk, rebuild_faults, pf_zap_huge, recovered;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1162,16 +1168,30 @@ Task<void> X86TdpMmu::wrprot_gfn_range(Bulk& b, Gfn start, Gfn end) {
     }
 }
 
-// zap_collapsible_spte_range, under mmu_lock read: zap (atomically, with a flush each) every
-// page table at 2M or 1G that a huge page could now replace.
+// Huge page recovery when dirty logging is disabled, under mmu_lock read: every page table at 2M
+// or 1G that a huge page could now replace (kvm_mmu_max_mapping_level), by huge_page_recovery:
+//  - zap (v6.9's zap_collapsible_spte_range): tdp_mmu_zap_spte_atomic, a remote flush each; the
+//    vCPUs fault the huge page back in;
+//  - zap_batched_flush (v6.13, David Matlack, "KVM: x86/mmu: Batch TLB flushes when zapping
+//    collapsible TDP MMU SPTEs", commit 35ef80eb29ab): the table's SPTE set non-present with one
+//    cmpxchg (no freeze), the flush left pending until a yield or the end
+//    (kvm_flush_remote_tlbs_memslot);
+//  - in_place (v6.13, "KVM: x86/mmu: Recover TDP MMU huge page mappings in-place instead of
+//    zapping", commit 13e2e4f62a4b, recover_huge_pages_range): tdp_mmu_make_huge_spte walks to the
+//    first leaf below the table and make_huge_spte turns it into the huge SPTE, which replaces the
+//    table with one cmpxchg; flushes batched as above; no refault.
+// In every mode the removed table goes through handle_removed_pt.
 Task<void> X86TdpMmu::zap_collapsible_spte_range(Bulk& b, Slot& s) {
     const Gfn start = s.base, end = s.base + s.npages;
+    const HugePageRecovery mode = cfg_.huge_page_recovery;
+    bool flush = false;
     TdpIter it;
     for (iter_start(it, 2, start); it.valid && it.gfn < end; iter_next(it)) {
         if (b.acc >= kSettleQuantum) co_await settle(b);
         b.acc += step(b, it);
         if (should_yield(b, it)) {
-            co_await cond_resched(b, it, false);
+            co_await cond_resched(b, it, flush);
+            flush = false;
             continue;
         }
         const std::uint8_t e = entry(it.level, it.gfn);
@@ -1179,8 +1199,51 @@ Task<void> X86TdpMmu::zap_collapsible_spte_range(Bulk& b, Slot& s) {
         if (is_leaf(e)) continue;
         if (it.gfn < start || it.gfn >= end) continue;
         if (max_mapping_level(s, it.gfn, host_mapping_level(s, it.gfn)) < it.level) continue;
-        co_await zap_spte_atomic(b, it.level, it.gfn);
+        if (mode == HugePageRecovery::Zap) {
+            co_await zap_spte_atomic(b, it.level, it.gfn);
+            continue;
+        }
+        std::uint8_t value = 0;  // SHADOW_NONPRESENT_VALUE
+        if (mode == HugePageRecovery::InPlace) {
+            const std::optional<std::uint8_t> leaf = first_leaf_below(b, it.level, it.gfn);
+            if (!leaf) continue;  // -ENOENT: nothing mapped below
+            value = *leaf;        // make_huge_spte: the child's bits, a huge page's size
+            sim_.counters().add(mc_->recovered);
+        }
+        b.acc += replace_table(b, it.level, it.gfn, value);
+        flush = true;
     }
+    if (flush) {
+        co_await settle(b);
+        co_await sim_.delay(tlb_.flush());  // kvm_flush_remote_tlbs_memslot
+    }
+}
+
+// tdp_mmu_make_huge_spte's walk (tdp_root_for_each_leaf_pte below the table at (level, gfn)):
+// pre-order to the first present leaf; its SPTE bits, or nothing when no leaf is present.
+std::optional<std::uint8_t> X86TdpMmu::first_leaf_below(Bulk& b, int level, Gfn gfn) {
+    const Gfn base = round_gfn(gfn, level);
+    const int cl = level - 1;
+    for (unsigned k = 0; k < 512; ++k) {
+        const Gfn cg = base + k * pages_at(cl);
+        b.acc += k_.tdp_iter_step + touch(b.cpu, entry_addr(cl, cg), false);
+        const std::uint8_t ce = entry(cl, cg);
+        if (!is_present(ce)) continue;
+        if (is_leaf(ce)) return ce;
+        if (cl > 1) return first_leaf_below(b, cl, cg);  // the first present table's first leaf
+    }
+    return std::nullopt;
+}
+
+// tdp_mmu_set_spte_atomic of the table SPTE at (level, gfn) to `value` (non-present, or a huge
+// leaf), then handle_changed_spte: handle_removed_pt frees the old table. Returns the work.
+Time X86TdpMmu::replace_table(Bulk& b, int level, Gfn gfn, std::uint8_t value) {
+    EntryRef r = ref(level, gfn);
+    Time c = touch(b.cpu, r.addr, true) + k_.spte_cmpxchg;
+    c += remove_subtree(level, gfn, true, b.cpu);
+    clear_entry(level, gfn);
+    if (value) set_leaf(level, gfn, value);
+    return c + k_.spte_update;
 }
 
 // clear_dirty_pt_masked(wrprot = true), under mmu_lock write: write-protect the 4K SPTEs of
@@ -1695,6 +1758,18 @@ vm::ModelInfo x86_tdp_model_info() {
                "code is followed): tdp_mmu_zap_spte_atomic freezes the huge SPTE, flushes remote TLBs "
                "(kvm_flush_remote_tlbs_with_address) and clears it, then an empty page is linked, so every "
                "other 4K page of the huge range takes its own fault"),
+        choice_knob("huge_page_recovery", "zap", {"zap", "zap_batched_flush", "in_place"},
+               "what disabling dirty logging does to the page tables a huge page could now replace "
+               "(kvm_mmu_slot_apply_flags -> kvm_mmu_zap_collapsible_sptes / kvm_mmu_recover_huge_pages): "
+               "'zap' = v6.9's zap_collapsible_spte_range (tdp_mmu_zap_spte_atomic: freeze, a remote flush "
+               "each, clear; the vCPUs fault the huge pages back in); 'zap_batched_flush' = v6.13, David "
+               "Matlack's 'KVM: x86/mmu: Batch TLB flushes when zapping collapsible TDP MMU SPTEs' (commit "
+               "35ef80eb29ab): one cmpxchg to non-present, the flushes batched (at a yield and at the end); "
+               "'in_place' = v6.13, 'KVM: x86/mmu: Recover TDP MMU huge page mappings in-place instead of "
+               "zapping' (commit 13e2e4f62a4b): the first leaf below gives the huge SPTE (make_huge_spte), "
+               "installed with one cmpxchg in place of the table, flushes batched, no refault. Source: "
+               "'[PATCH 0/7] KVM: x86/mmu: Optimize TDP MMU huge page recovery during disable-dirty-log', "
+               "2024-08-05"),
         bool_knob("tdp_mmu_fast_page_fault", true,
                 "fast_page_fault on TDP MMU roots (David Matlack's 'KVM: x86/mmu: fast_page_fault support for "
                 "the TDP MMU', commit 6e8eb2060cc7, merged for v5.15); false = v5.10-v5.14, where "

@@ -75,6 +75,7 @@ struct Costs {
 };
 
 enum class ZapLock : std::uint8_t { Write, Read, DropWriteZapRead };
+enum class HugePageRecovery : std::uint8_t { Zap, ZapBatchedFlush, InPlace };
 
 struct Config {
     bool fault_lock_write = false;  // fault_lock = "write"
@@ -91,6 +92,10 @@ struct Config {
     // tdp_mmu_fast_page_fault: v5.15+ (fast_page_fault serves TDP MMU roots); false = before,
     // where direct_page_fault skipped fast_page_fault for a TDP MMU root.
     bool tdp_mmu_fast_page_fault = true;
+    // huge_page_recovery when dirty logging is disabled: "zap" (v6.9's zap_collapsible_spte_range,
+    // a flush per zapped table), "zap_batched_flush" (v6.13's 35ef80eb29ab: flushes batched) or
+    // "in_place" (v6.13's 13e2e4f62a4b: the table replaced by a huge SPTE, no refault).
+    HugePageRecovery huge_page_recovery = HugePageRecovery::Zap;
     x86_context::InitMode mmu_init = x86_context::InitMode::FullEveryReset;
     static Config from(const vm::Knobs& knobs);
 };
@@ -277,6 +282,8 @@ private:
     engine::Task<void> split_huge_pages_root(Bulk& b, vm::Gfn start, vm::Gfn end);
     engine::Task<void> wrprot_gfn_range(Bulk& b, vm::Gfn start, vm::Gfn end);
     engine::Task<void> zap_collapsible_spte_range(Bulk& b, Slot& s);
+    std::optional<std::uint8_t> first_leaf_below(Bulk& b, int level, vm::Gfn gfn);
+    engine::Time replace_table(Bulk& b, int level, vm::Gfn gfn, std::uint8_t value);
     engine::Task<void> enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask);
     void clear_dirty_pt_masked(Bulk& b, vm::Gfn gfn, std::uint64_t mask);
     void write_protect_gfn(Bulk& b, vm::Gfn gfn, int min_level);

@@ -474,6 +474,64 @@ TEST_CASE("disabling dirty logging zaps collapsible page tables so faults rebuil
 }
 
 namespace {
+// Four THPs mapped 2M, dirty logging enabled with eager split (4K SPTEs, write-protected), some
+// of them written (fixed fast), then disabled with huge_page_recovery = mode.
+std::unique_ptr<Tdp> recover_run(const std::string& mode) {
+    auto t = std::make_unique<Tdp>(Backing::AnonymousThp, 4 * 512, 1, vm::Knobs{{"huge_page_recovery", mode}});
+    VcpuResult r1, r2;
+    t->spawn_vcpu(0, range(B, 4, Access::Write, 512), 0_ns, r1);  // THPs, not the huge zero page
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    t->spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t->model->dirty_log_enable(t->host_ctx(3), 0, {}); });
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    REQUIRE(t->gauge("pages_4k") == 4 * 512);
+    t->spawn_vcpu(0, range(B + 512, 1, Access::Write), 0_ns, r2);  // the second THP's first 4K page
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    t->spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t->model->dirty_log_disable(t->host_ctx(3), 0); });
+    REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+    return t;
+}
+}  // namespace
+
+TEST_CASE("huge_page_recovery: zap flushes per table, zap_batched_flush once, in_place maps the huge pages back",
+          "[x86_tdp][dirty][huge_page_recovery]") {
+    // Flushes before the disable: the enable's one (eager split, then write-protect).
+    SECTION("zap: v6.9, tdp_mmu_zap_spte_atomic with a flush each") {
+        auto t = recover_run("zap");
+        CHECK(t->counter("tdp_mmu_zap_spte_atomic") == 4);
+        CHECK(t->counter("remote_tlb_flush") == 1 + 4);
+        CHECK(t->gauge("pages_4k") == 0);
+        CHECK(t->gauge("pages_2m") == 0);
+        CHECK(t->counter("huge_pages_recovered") == 0);
+    }
+    SECTION("zap_batched_flush: the same tables zapped, one flush at the end") {
+        auto t = recover_run("zap_batched_flush");
+        CHECK(t->counter("tdp_mmu_zap_spte_atomic") == 0);
+        CHECK(t->counter("remote_tlb_flush") == 1 + 1);
+        CHECK(t->gauge("pages_4k") == 0);
+        CHECK(t->gauge("pages_2m") == 0);
+        CHECK(t->tdp().tdp_mmu_pages() == 2);  // the four PT pages freed
+    }
+    SECTION("in_place: the tables become huge SPTEs, one flush, nothing to refault") {
+        auto t = recover_run("in_place");
+        CHECK(t->counter("huge_pages_recovered") == 4);
+        CHECK(t->counter("tdp_mmu_zap_spte_atomic") == 0);
+        CHECK(t->counter("remote_tlb_flush") == 1 + 1);
+        CHECK(t->gauge("pages_4k") == 0);
+        CHECK(t->gauge("pages_2m") == 4);
+        CHECK(t->tdp().tdp_mmu_pages() == 2);
+        // make_huge_spte keeps the first leaf's permissions: the written THP's first page was
+        // made writable by its fast fix, the others stay write-protected (MMU-writable).
+        CHECK(t->model->hits(0, B + 512 + 7, Access::Write));
+        CHECK_FALSE(t->model->hits(0, B + 7, Access::Write));
+        CHECK(t->model->hits(0, B + 7, Access::Read));
+        VcpuResult r;
+        t->spawn_vcpu(0, range(B, 4 * 512, Access::Read), 0_ns, r);
+        REQUIRE(t->sim.run() == engine::RunStatus::Completed);
+        CHECK(r.faults == 0);
+    }
+}
+
+namespace {
 // vCPU0 maps [B, B + n) with writes; returns when done.
 void premap(Tdp& t, std::uint64_t n) {
     VcpuResult r;

@@ -442,6 +442,33 @@ TEST_CASE("golden: seed 002, SMM storm during a SeaBIOS-like boot", "[golden][se
     CHECK(report::hex64(both.fingerprint) == "8f240cc05968b77e");
 }
 
+TEST_CASE("golden: huge page recovery while the vCPUs run (x86_tdp huge_page_recovery)", "[x86_tdp][golden]") {
+    const char* f = "scenarios/selftests/x86-huge-page-recovery.json";
+    const std::string DIS = "Disabling dirty logging";
+    const auto zap = run_file(f, "zap"), batched = run_file(f, "zap_batched_flush"), in_place = run_file(f, "in_place");
+    // 8 vCPUs x 256 MiB of 2 MiB hugetlb pages: 1024 page tables to recover after eager splitting
+    // (initially-all-set: at the first clear).
+    for (const auto* r : {&zap, &batched, &in_place}) {
+        CHECK(r->status == "completed");
+        CHECK(phase_stat(*r, "Iteration 1 clear dirty log", "kvm_mmu_split_huge_page") == 1024);
+    }
+    // zap: a flush per table, and the running vCPUs fault 2 MiB pages back in.
+    CHECK(phase_stat(zap, DIS, "remote_tlb_flush") == 1024);
+    CHECK(stat(zap, "tdp_mmu_zap_spte_atomic") == 1024);
+    CHECK(stat(zap, "pages_2m") < 1024);
+    // Batched: the same zaps, the flushes at the yields and the end.
+    CHECK(phase_stat(batched, DIS, "remote_tlb_flush") < 16);
+    CHECK(stat(batched, "tdp_mmu_zap_spte_atomic") == 0);
+    // In place: every table becomes a huge SPTE, nothing to refault.
+    CHECK(stat(in_place, "huge_pages_recovered") == 1024);
+    CHECK(stat(in_place, "pages_2m") == 1024);
+    CHECK(phase_stat(in_place, DIS, "remote_tlb_flush") == phase_stat(batched, DIS, "remote_tlb_flush"));
+    CHECK(phase_stat(in_place, DIS, "pf_fixed") < phase_stat(zap, DIS, "pf_fixed"));
+    CHECK(report::hex64(zap.fingerprint) == "a91a03fab43d3c80");
+    CHECK(report::hex64(batched.fingerprint) == "9b57f51d989aa7da");
+    CHECK(report::hex64(in_place.fingerprint) == "c6994c75cea835b3");
+}
+
 TEST_CASE("golden: seed 002 storm in small", "[x86_context][golden]") {
     const char* f = "tests/data/context-smm.json";
     const auto before = run_file(f, "before"), once = run_file(f, "constant_once"), kept = run_file(f, "preserve");
