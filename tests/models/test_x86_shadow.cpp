@@ -994,3 +994,31 @@ TEST_CASE("tdp_mmu off, initially-all-set: KVM_CLEAR_DIRTY_LOG write-protects th
     CHECK(s.counter("remote_tlb_flush") == 2);
     CHECK(s.counter("mark_page_dirty_in_slot") == 1);
 }
+
+TEST_CASE("tdp_mmu on: KVM_GET_DIRTY_LOG harvests the TDP MMU's pages, then write-protects the nested faults' pages "
+          "through the rmaps",
+          "[x86_shadow][dirty]") {
+    Shadow s(Backing::Anonymous, 1024, 2, knobs({{"tdp_mmu", true}}));
+    s.nested_start({0});
+    s.access(0, range(B, 10, Access::Write));        // L2, through the nested tree
+    s.access(1, range(B + 100, 5, Access::Write));   // L1, through the TDP MMU
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    CHECK_FALSE(s.model->hits(0, B, Access::Write));
+    CHECK_FALSE(s.model->hits(1, B + 100, Access::Write));
+    s.access(0, range(B, 10, Access::Write));
+    s.access(1, range(B + 100, 5, Access::Write));
+    CHECK(s.counter("pf_fast") == 15);
+    std::uint64_t got = 0, again = 1;
+    s.on_host([&]() -> engine::Task<void> {
+        got = co_await s.model->dirty_log_get(s.hctx, 0);
+        again = co_await s.model->dirty_log_get(s.hctx, 0);
+    });
+    CHECK(got == 15);
+    CHECK(again == 0);
+    CHECK(s.counter("kvm_arch_mmu_enable_log_dirty_pt_masked") == 1);  // the shadow half's one word
+    CHECK(s.counter("dirty_bitmap_words_walked") == 0);  // the TDP MMU's walk paid for the words
+    CHECK_FALSE(s.model->hits(0, B + 3, Access::Write));
+    CHECK_FALSE(s.model->hits(1, B + 103, Access::Write));
+    // The TDP MMU's two harvests (the second found nothing) and the shadow half's one.
+    CHECK(s.lock("mmu_lock", engine::LockMode::Write, "kvm_get_dirty_log_protect")->acquisitions == 3);
+}
