@@ -958,11 +958,23 @@ Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acces
     const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
 
     // fast_page_fault: a write to a write-protected but MMU-writable leaf, fixed with a cmpxchg
-    // without mmu_lock (not a huge SPTE while the slot logs dirty pages).
+    // without mmu_lock (not a huge SPTE while the slot logs dirty pages). A lost cmpxchg walks
+    // again (at most 4 retries); a leaf that allows the write by then (another vCPU fixed it) is
+    // RET_PF_SPURIOUS, without the lock (is_access_allowed).
     if (access == vm::Access::Write) {
-        const int lvl = is_leaf(entry(*t, 1, gfn)) ? 1 : is_leaf(entry(*t, 2, gfn)) ? 2 : 0;
-        const std::uint8_t e = lvl ? entry(*t, lvl, gfn) : 0;
-        if (lvl && (e & spte::MW) && !(e & spte::W) && !(lvl == 2 && vm_.memslots[s->index].dirty_logging)) {
+        auto leaf_level = [&] { return is_leaf(entry(*t, 1, gfn)) ? 1 : is_leaf(entry(*t, 2, gfn)) ? 2 : 0; };
+        int lvl = leaf_level();
+        for (int retries = 0; lvl;) {
+            const std::uint8_t e = entry(*t, lvl, gfn);
+            if (e & need) {
+                pre += kt_.fast_pf_base;
+                for (int l = 4; l >= lvl; --l) pre += kt_.tdp_walk_level + touch(cpu, entry_addr(*t, l, gfn), false);
+                stats_.add(stats_.pf_fast);
+                stats_.add(stats_.pf_spurious);
+                co_await sim_.delay(pre + kt_.fault_exit);
+                co_return;
+            }
+            if (!(e & spte::MW) || (lvl == 2 && vm_.memslots[s->index].dirty_logging)) break;
             pre += kt_.fast_pf_base + kt_.spte_cmpxchg;
             for (int l = 4; l >= lvl; --l) pre += kt_.tdp_walk_level + touch(cpu, entry_addr(*t, l, gfn), l == lvl);
             co_await sim_.delay(pre);
@@ -976,6 +988,10 @@ Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acces
                 co_await sim_.delay(d + kt_.fault_exit);
                 co_return;
             }
+            // Registered here, so that runs without a lost cmpxchg report no new counter.
+            sim_.counters().add(sim_.counters().id("fast_pf_cmpxchg_retry"));
+            if (++retries > 4) break;  // "Fast #PF retrying more than 4 times."
+            lvl = leaf_level();
         }
     }
 

@@ -1022,3 +1022,24 @@ TEST_CASE("tdp_mmu on: KVM_GET_DIRTY_LOG harvests the TDP MMU's pages, then writ
     // The TDP MMU's two harvests (the second found nothing) and the shadow half's one.
     CHECK(s.lock("mmu_lock", engine::LockMode::Write, "kvm_get_dirty_log_protect")->acquisitions == 3);
 }
+
+TEST_CASE("tdp_mmu off: two vCPUs writing one write-protected page: one fast fix, the other loses the cmpxchg, "
+          "walks again and finds it spurious without mmu_lock",
+          "[x86_shadow][dirty]") {
+    Shadow s(Backing::Anonymous, 512, 2);
+    s.access(0, range(B, 512, Access::Write));
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    VcpuResult a, b;
+    s.spawn_vcpu(0, {{B + 9, Access::Write}}, 0_ns, a);
+    s.spawn_vcpu(1, {{B + 9, Access::Write}}, 0_ns, b);
+    s.run();
+    CHECK(a.faults == 1);
+    CHECK(b.faults == 1);
+    CHECK(s.counter("pf_taken") == 512 + 2);
+    CHECK(s.counter("pf_fast") == 2);
+    CHECK(s.counter("pf_fixed") == 512 + 1);
+    CHECK(s.counter("pf_spurious") == 1);
+    CHECK(s.counter("fast_pf_cmpxchg_retry") == 1);
+    CHECK(s.counter("mark_page_dirty_in_slot") == 1);
+    CHECK(s.lock("mmu_lock", engine::LockMode::Write, "direct_page_fault")->acquisitions == 512);  // populate only
+}
