@@ -15,6 +15,7 @@
 #include "models/x86_shadow/x86_shadow.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <iterator>
 #include <stdexcept>
 #include <tuple>
@@ -179,7 +180,9 @@ struct X86ShadowMmu::Unlinked {
     std::vector<std::uint32_t> pt_sp;
 };
 
-struct X86ShadowMmu::Slot : SlotState {};  // host_level capped at 2M
+struct X86ShadowMmu::Slot : SlotState {  // host_level capped at 2M
+    bool manual_protect = false;            // KVM_DIRTY_LOG_INITIALLY_SET when logging was enabled
+};
 
 struct X86ShadowMmu::VcpuState : VcpuCaches {
     MmuMemoryCache info;  // mmu_shadowed_info_cache (indirect SPs)
@@ -241,6 +244,15 @@ struct X86ShadowMmu::ModelCounters {
         split_leak, unsync_page, sync_page, sync_page_ps, sync_dropped, sync_children, sync_children_ps, sync_roots,
         gfn_wrprot, ept_writes, ept_write_faults, ept_write_emulated, invept, switches, switch_ignored, vm_entries,
         vm_entry_ps, stalled, find_sync, fetch_sync, drop_parent;
+};
+
+struct X86ShadowMmu::DirtyLogCounters {
+    explicit DirtyLogCounters(engine::Counters& c)
+        : words(c.id("dirty_bitmap_words_walked")),
+          masked(c.id("kvm_arch_mmu_enable_log_dirty_pt_masked")),
+          huge_wrprot(c.id("kvm_mmu_slot_gfn_write_protect")),
+          harvested(c.id("dirty_pages_harvested")) {}
+    engine::CounterId words, masked, huge_wrprot, harvested;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -946,11 +958,23 @@ Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acces
     const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
 
     // fast_page_fault: a write to a write-protected but MMU-writable leaf, fixed with a cmpxchg
-    // without mmu_lock (not a huge SPTE while the slot logs dirty pages).
+    // without mmu_lock (not a huge SPTE while the slot logs dirty pages). A lost cmpxchg walks
+    // again (at most 4 retries); a leaf that allows the write by then (another vCPU fixed it) is
+    // RET_PF_SPURIOUS, without the lock (is_access_allowed).
     if (access == vm::Access::Write) {
-        const int lvl = is_leaf(entry(*t, 1, gfn)) ? 1 : is_leaf(entry(*t, 2, gfn)) ? 2 : 0;
-        const std::uint8_t e = lvl ? entry(*t, lvl, gfn) : 0;
-        if (lvl && (e & spte::MW) && !(e & spte::W) && !(lvl == 2 && vm_.memslots[s->index].dirty_logging)) {
+        auto leaf_level = [&] { return is_leaf(entry(*t, 1, gfn)) ? 1 : is_leaf(entry(*t, 2, gfn)) ? 2 : 0; };
+        int lvl = leaf_level();
+        for (int retries = 0; lvl;) {
+            const std::uint8_t e = entry(*t, lvl, gfn);
+            if (e & need) {
+                pre += kt_.fast_pf_base;
+                for (int l = 4; l >= lvl; --l) pre += kt_.tdp_walk_level + touch(cpu, entry_addr(*t, l, gfn), false);
+                stats_.add(stats_.pf_fast);
+                stats_.add(stats_.pf_spurious);
+                co_await sim_.delay(pre + kt_.fault_exit);
+                co_return;
+            }
+            if (!(e & spte::MW) || (lvl == 2 && vm_.memslots[s->index].dirty_logging)) break;
             pre += kt_.fast_pf_base + kt_.spte_cmpxchg;
             for (int l = 4; l >= lvl; --l) pre += kt_.tdp_walk_level + touch(cpu, entry_addr(*t, l, gfn), l == lvl);
             co_await sim_.delay(pre);
@@ -964,6 +988,10 @@ Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acces
                 co_await sim_.delay(d + kt_.fault_exit);
                 co_return;
             }
+            // Registered here, so that runs without a lost cmpxchg report no new counter.
+            sim_.counters().add(sim_.counters().id("fast_pf_cmpxchg_retry"));
+            if (++retries > 4) break;  // "Fast #PF retrying more than 4 times."
+            lvl = leaf_level();
         }
     }
 
@@ -1967,7 +1995,12 @@ Task<void> X86ShadowMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32
         co_await sim_.delay(kt_.memslot_update);
         m.dirty_logging = true;
     }
-    s.bitmap.assign((s.npages + 63) / 64, 0);
+    // kvm_alloc_dirty_bitmap, all set for KVM_DIRTY_LOG_INITIALLY_SET. With the TDP MMU on the
+    // memslot's bitmap is the embedded model's: this one only holds what nested faults dirty.
+    s.manual_protect = opts.manual_protect_initially_set;
+    const bool all_set = s.manual_protect && !tdp_;
+    s.bitmap.assign((s.npages + 63) / 64, all_set ? ~std::uint64_t{0} : 0);
+    if (all_set && (s.npages % 64)) s.bitmap.back() = (std::uint64_t{1} << (s.npages % 64)) - 1;
     if (opts.manual_protect_initially_set || !rmaps_) co_return;
     Bulk b = make_bulk(cpu);
     engine::LockGuard slots = co_await slots_lock_.lock(site_memslot_);
@@ -1980,6 +2013,190 @@ Task<void> X86ShadowMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32
     co_await lock(b, site_wrprot_);
     co_await remove_write_access(b, s);
     co_await unlock(b);
+    co_await settle(b);
+}
+
+X86ShadowMmu::DirtyLogCounters& X86ShadowMmu::dirty_log_counters() {
+    if (!dlc_) dlc_ = std::make_unique<DirtyLogCounters>(sim_.counters());
+    return *dlc_;
+}
+
+// rmap_write_protect (v6.9; __rmap_write_protect in v5.11) on gfn's rmap at `level`:
+// spte_write_protect on every SPTE in it (the direct tree's, the nested trees', and those of SPs
+// kvm_mmu_track_write unlinked), clearing Writable and, with pt_protect, MMU-writable too (so
+// fast_page_fault cannot undo it). Each head's line is loaded once per run of heads in it.
+// Returns whether an SPTE changed.
+bool X86ShadowMmu::rmap_write_protect(Bulk& b, Gfn gfn, int level, bool pt_protect) {
+    b.acc += k_.rmap_head_step;  // gfn_to_rmap, rmap_get_first
+    const std::uint64_t line = rmap_head_addr(gfn, level) >> 6;
+    if (line != b.last_line) {
+        b.acc += touch(b.cpu, line << 6, false, 64);
+        b.last_line = line;
+    }
+    if (rmap_size(gfn, level) == 0) return false;
+    const auto clear = static_cast<std::uint8_t>(pt_protect ? (spte::W | spte::MW) : spte::W);
+    bool changed = false;
+    // spte_write_protect: nothing to do unless Writable (or MMU-writable with pt_protect) is set;
+    // mmu_spte_update writes the SPTE (a writable, dirtied SPTE has no volatile bits).
+    auto protect = [&](std::uint8_t& e, const std::uint64_t* addr) {
+        if (!is_leaf(e) || !(e & clear)) return;
+        e = static_cast<std::uint8_t>(e & ~clear);
+        b.acc += (addr ? touch(b.cpu, *addr, true) : Time::zero()) + kt_.spte_update;
+        sim_.counters().add(mc_->wrprot);
+        changed = true;
+    };
+    const Gfn g = round_gfn(gfn, level);
+    if (direct_) {
+        const std::uint64_t a = entry_addr(*direct_, level, g);
+        protect(entry(*direct_, level, g), &a);
+    }
+    for (auto& t : nested_) {
+        const std::uint64_t a = entry_addr(*t, level, g);
+        protect(entry(*t, level, g), &a);
+    }
+    for (auto& [key, u] : unlinked_) {
+        if (g < u.base) continue;
+        if (level == 1 && g - u.base < u.pte.size()) protect(u.pte[g - u.base], nullptr);
+        if (level == 2 && (g - u.base) / 512 < u.pde.size()) protect(u.pde[(g - u.base) / 512], nullptr);
+    }
+    return changed;
+}
+
+// kvm_arch_mmu_enable_log_dirty_pt_masked without PML (v6.9), mmu_lock held for write: for
+// initially-all-set, the huge mappings around the mask's first and last page are write-protected
+// (kvm_mmu_slot_gfn_write_protect from PG_LEVEL_2M: the 2M rmap, then the 1G one, which is empty
+// here since the model maps at most 2M; kvm_mmu_try_split_huge_pages acts only on the TDP MMU);
+// then kvm_mmu_write_protect_pt_masked: rmap_write_protect(pt_protect false) on the 4K rmap of
+// every page of the mask.
+void X86ShadowMmu::enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask) {
+    DirtyLogCounters& dc = dirty_log_counters();
+    sim_.counters().add(dc.masked);
+    if (s.manual_protect) {
+        const Gfn start = s.base + offset + static_cast<unsigned>(std::countr_zero(mask));
+        const Gfn end = s.base + offset + 63 - static_cast<unsigned>(std::countl_zero(mask));
+        auto gfn_write_protect = [&](Gfn g) {
+            sim_.counters().add(dc.huge_wrprot);
+            rmap_write_protect(b, g, 2, true);
+            b.acc += k_.rmap_head_step;  // the 1G rmap head
+        };
+        gfn_write_protect(start);
+        if (((start + 511) & ~Gfn{511}) != ((end + 511) & ~Gfn{511})) gfn_write_protect(end);
+    }
+    for (; mask; mask &= mask - 1)
+        rmap_write_protect(b, s.base + offset + static_cast<unsigned>(std::countr_zero(mask)), 1, false);
+}
+
+// KVM_GET_DIRTY_LOG: kvm_get_dirty_log_protect (virt/kvm/kvm_main.c, the same in v5.11 and v6.9).
+// With manual protect the bitmap is only copied out (KVM_CLEAR_DIRTY_LOG protects). Otherwise,
+// under mmu_lock for write (the loop has no yield point), every word of the bitmap is read; a
+// word with bits set is taken (xchg) and its pages write-protected; after the unlock, one
+// kvm_flush_remote_tlbs_memslot if any word had bits set.
+// With the TDP MMU on, the embedded model does all this for the memslot's bitmap first; the
+// shadow MMU's rmaps (nested roots) are then protected for the pages nested faults dirtied, in a
+// section of their own (the kernel does both in one pass over one bitmap: see the docs).
+Task<std::uint64_t> X86ShadowMmu::dirty_log_get(const vm::CpuContext& cpu, std::uint32_t slot) {
+    Slot& s = slot_by_id(slot);
+    if (!vm_.memslots[s.index].dirty_logging) co_return 0;  // -ENOENT: no dirty bitmap
+    std::uint64_t harvested = 0;
+    if (tdp_) harvested += co_await tdp_->dirty_log_get(cpu, slot);
+    if (!rmaps_) co_return harvested;  // kvm_memslots_have_rmaps() false
+    harvested += co_await get_dirty_log_protect(cpu, s);
+    co_return harvested;
+}
+
+Task<std::uint64_t> X86ShadowMmu::get_dirty_log_protect(const vm::CpuContext& cpu, Slot& s) {
+    if (s.bitmap.empty()) co_return 0;
+    // With the TDP MMU on, its walk of the memslot's bitmap paid for the words.
+    const bool words = !tdp_;
+    const bool any = std::any_of(s.bitmap.begin(), s.bitmap.end(), [](std::uint64_t w) { return w != 0; });
+    if (!words && (!any || s.manual_protect)) co_return 0;
+    DirtyLogCounters& dc = dirty_log_counters();
+    Bulk b = make_bulk(cpu);
+    std::uint64_t harvested = 0;
+    const std::size_t nw = s.bitmap.size();
+    if (words) sim_.counters().add(dc.words, nw);
+    if (s.manual_protect) {
+        for (std::size_t i = 0; i < nw; ++i) {
+            if (b.acc >= kSettleQuantum) co_await settle(b);
+            b.acc += kt_.dirty_bitmap_word;
+            if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
+            harvested += static_cast<std::uint64_t>(std::popcount(s.bitmap[i]));
+        }
+        co_await settle(b);
+        sim_.counters().add(dc.harvested, harvested);
+        co_return harvested;
+    }
+    bool flush = false;
+    co_await lock(b, sim_.site("kvm_get_dirty_log_protect"));  // KVM_MMU_LOCK
+    for (std::size_t i = 0; i < nw; ++i) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        if (words) {
+            b.acc += kt_.dirty_bitmap_word;
+            if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
+        }
+        if (!s.bitmap[i]) continue;
+        flush = true;
+        const std::uint64_t mask = s.bitmap[i];  // xchg(&dirty_bitmap[i], 0)
+        s.bitmap[i] = 0;
+        b.acc += touch(b.cpu, s.bitmap_addr + i * 8, true);
+        harvested += static_cast<std::uint64_t>(std::popcount(mask));
+        enable_log_dirty_pt_masked(b, s, i * 64, mask);
+    }
+    co_await unlock(b);
+    if (flush) b.acc += tlb_.flush();  // kvm_flush_remote_tlbs_memslot
+    co_await settle(b);
+    sim_.counters().add(dc.harvested, harvested);
+    co_return harvested;
+}
+
+// KVM_CLEAR_DIRTY_LOG: kvm_clear_dirty_log_protect for every page of [first, first + npages)
+// (first is a gfn, rounded down to a multiple of 64 pages of the slot), with manual protect only
+// (-EINVAL otherwise): under mmu_lock for write, each word's bits in the range are cleared
+// (atomic_long_fetch_andnot) and the pages that were set write-protected; one flush after the
+// unlock if any were. With the TDP MMU on, as for dirty_log_get.
+Task<void> X86ShadowMmu::dirty_log_clear(const vm::CpuContext& cpu, std::uint32_t slot, Gfn first,
+                                         std::uint64_t npages) {
+    Slot& s = slot_by_id(slot);
+    if (tdp_) co_await tdp_->dirty_log_clear(cpu, slot, first, npages);
+    if (!rmaps_) co_return;
+    co_await clear_dirty_log_protect(cpu, s, first, npages);
+}
+
+Task<void> X86ShadowMmu::clear_dirty_log_protect(const vm::CpuContext& cpu, Slot& s, Gfn first, std::uint64_t npages) {
+    if (!vm_.memslots[s.index].dirty_logging || !s.manual_protect || s.bitmap.empty()) co_return;
+    if (first < s.base || first - s.base >= s.npages || npages == 0) co_return;
+    const std::uint64_t off0 = (first - s.base) & ~std::uint64_t{63};
+    const std::uint64_t last = std::min(first - s.base + npages, s.npages);  // exclusive, slot-relative
+    const bool words = !tdp_;
+    if (!words && std::all_of(s.bitmap.begin() + static_cast<std::ptrdiff_t>(off0 / 64),
+                              s.bitmap.begin() + static_cast<std::ptrdiff_t>((last + 63) / 64),
+                              [](std::uint64_t w) { return w == 0; }))
+        co_return;
+    DirtyLogCounters& dc = dirty_log_counters();
+    Bulk b = make_bulk(cpu);
+    bool flush = false;
+    co_await lock(b, sim_.site("kvm_clear_dirty_log_protect"));
+    for (std::uint64_t off = off0; off < last; off += 64) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        const std::size_t i = off / 64;
+        if (words) {
+            sim_.counters().add(dc.words);
+            b.acc += kt_.dirty_bitmap_word;
+            if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
+        }
+        const std::uint64_t lo = std::max(off, first - s.base) - off;
+        const std::uint64_t hi = std::min(off + 64, last) - off;
+        const std::uint64_t user =
+            (hi == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << hi) - 1) & ~((std::uint64_t{1} << lo) - 1);
+        const std::uint64_t mask = user & s.bitmap[i];  // atomic_long_fetch_andnot
+        if (!mask) continue;
+        s.bitmap[i] &= ~user;
+        b.acc += touch(b.cpu, s.bitmap_addr + i * 8, true);
+        flush = true;
+        enable_log_dirty_pt_masked(b, s, off, mask);
+    }
+    co_await unlock(b);
+    if (flush) b.acc += tlb_.flush();  // kvm_flush_remote_tlbs_memslot
     co_await settle(b);
 }
 
@@ -2166,8 +2383,9 @@ vm::ModelInfo x86_shadow_model_info() {
     info.costs = x86_shadow::Costs::all_names();
     info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}};
     info.features = host::Features::names();
-    info.operations = {vm::Operation::DirtyLogEnable,  vm::Operation::DirtyLogDisable,  vm::Operation::NestedStart,
-                       vm::Operation::NestedStop,      vm::Operation::NestedEptpSwitch, vm::Operation::NestedEptWrite};
+    info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet,      vm::Operation::DirtyLogClear,
+                       vm::Operation::DirtyLogDisable, vm::Operation::NestedStart,     vm::Operation::NestedStop,
+                       vm::Operation::NestedEptpSwitch, vm::Operation::NestedEptWrite};
     info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {
         return std::make_unique<x86_shadow::X86ShadowMmu>(env);
     };

@@ -24,7 +24,11 @@
 //               shadow_mmu_try_split_huge_page, need_topup_split_caches_or_resched,
 //               topup_split_caches, shadow_mmu_split_huge_page, shadow_mmu_get_sp_for_split,
 //               kvm_mmu_slot_remove_write_access (slot_rmap_write_protect),
-//               kvm_mmu_free_eager_page_split_caches
+//               kvm_mmu_free_eager_page_split_caches; kvm_get_dirty_log_protect,
+//               kvm_clear_dirty_log_protect -> kvm_arch_mmu_enable_log_dirty_pt_masked (no PML):
+//               kvm_mmu_write_protect_pt_masked, rmap_write_protect / spte_write_protect,
+//               kvm_mmu_slot_gfn_write_protect (initially-all-set); fast_page_fault and
+//               mark_page_dirty_in_slot for the write faults that follow
 // With tdp_mmu on (kvm.tdp_mmu=Y), L1 faults and the TDP half of every bulk operation go to an
 // embedded x86_tdp model sharing mmu_lock. Seed 000 (Peter Feiner's "avoid mmu_page_hash lookup
 // for direct_map-only VM", 2020, and Sean Christopherson's review) and seed 001 (David Matlack's
@@ -172,6 +176,9 @@ public:
     engine::Task<void> page_fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access) override;
     engine::Task<void> dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t slot,
                                         vm::DirtyLogOptions opts) override;
+    engine::Task<std::uint64_t> dirty_log_get(const vm::CpuContext& cpu, std::uint32_t slot) override;
+    engine::Task<void> dirty_log_clear(const vm::CpuContext& cpu, std::uint32_t slot, vm::Gfn first,
+                                       std::uint64_t npages) override;
     engine::Task<void> dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t slot) override;
     engine::Task<void> nested_start(const vm::CpuContext& cpu, vm::Gfn eptp) override;
     engine::Task<void> nested_stop(const vm::CpuContext& cpu, vm::Gfn eptp) override;
@@ -305,6 +312,12 @@ private:
     engine::Task<void> try_split_huge_pages(Bulk& b, Slot& s);
     engine::Task<void> split_huge_page(Bulk& b, Slot& s, Tree& t, vm::Gfn gfn);
     engine::Task<void> remove_write_access(Bulk& b, Slot& s);
+    bool rmap_write_protect(Bulk& b, vm::Gfn gfn, int level, bool pt_protect);
+    void enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask);
+    engine::Task<std::uint64_t> get_dirty_log_protect(const vm::CpuContext& cpu, Slot& s);
+    engine::Task<void> clear_dirty_log_protect(const vm::CpuContext& cpu, Slot& s, vm::Gfn first, std::uint64_t npages);
+    struct DirtyLogCounters;
+    DirtyLogCounters& dirty_log_counters();
     engine::Time topup_split_caches();
     std::uint32_t free_split_caches();
     void split_cache_gauges();
@@ -383,6 +396,9 @@ private:
         site_wrprot_, site_memslot_, site_first_root_, site_sync_roots_, site_track_write_, site_tdp_fault_,
         site_unsync_, site_zap_trees_, site_mn_start_, site_mn_end_;
     std::unique_ptr<ModelCounters> mc_;
+    // Registered on the first KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG, so that runs without them
+    // report no new (zero) counters.
+    std::unique_ptr<DirtyLogCounters> dlc_;
 };
 
 }  // namespace x86_shadow

@@ -867,3 +867,179 @@ TEST_CASE("direct faults through the host mm: a read maps the zero page read-onl
     CHECK(s.gauge("pages_4k") == 1);
     CHECK(s.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_notifier_invalidate_range_start")->acquisitions == 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Dirty logging without the TDP MMU: KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG on the rmaps
+
+TEST_CASE("x86_shadow lists KVM_GET_DIRTY_LOG and KVM_CLEAR_DIRTY_LOG", "[x86_shadow][dirty]") {
+    const vm::ModelInfo* info = models::builtin_models().find("x86_shadow");
+    REQUIRE(info);
+    CHECK(info->supports(vm::Operation::DirtyLogGet));
+    CHECK(info->supports(vm::Operation::DirtyLogClear));
+}
+
+TEST_CASE("tdp_mmu off: KVM_GET_DIRTY_LOG walks every bitmap word, write-protects the dirty pages through their "
+          "4K rmaps under mmu_lock write, flushes once; the writes that follow are fixed fast",
+          "[x86_shadow][dirty]") {
+    Shadow s(Backing::Anonymous, 1024, 1);
+    std::uint64_t before = 1, got = 0, again = 0;
+    s.on_host([&]() -> engine::Task<void> { before = co_await s.model->dirty_log_get(s.hctx, 0); });
+    CHECK(before == 0);  // not logging: -ENOENT
+    CHECK(s.counter("dirty_bitmap_words_walked") == 0);
+    s.access(0, range(B, 1024, Access::Write));
+    CHECK(s.gauge("pages_4k") == 1024);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    CHECK(s.counter("spte_write_protected") == 1024);  // slot_rmap_write_protect
+    CHECK(s.counter("remote_tlb_flush") == 1);
+    s.access(0, range(B, 300, Access::Write, 3));  // pages 0, 3, ..., 897: words 0 to 14
+    CHECK(s.counter("pf_fast") == 300);
+    CHECK(s.counter("mark_page_dirty_in_slot") == 300);
+    s.on_host([&]() -> engine::Task<void> {
+        got = co_await s.model->dirty_log_get(s.hctx, 0);
+        again = co_await s.model->dirty_log_get(s.hctx, 0);
+    });
+    CHECK(got == 300);
+    CHECK(again == 0);
+    CHECK(s.counter("dirty_pages_harvested") == 300);
+    CHECK(s.counter("dirty_bitmap_words_walked") == 2 * 16);            // 1024 pages, twice
+    CHECK(s.counter("kvm_arch_mmu_enable_log_dirty_pt_masked") == 15);  // the words with bits set
+    CHECK(s.counter("kvm_mmu_slot_gfn_write_protect") == 0);            // not initially-all-set
+    CHECK(s.counter("spte_write_protected") == 1024 + 300);
+    CHECK(s.counter("remote_tlb_flush") == 2);  // the second harvest found nothing: no flush
+    CHECK(s.lock("mmu_lock", engine::LockMode::Write, "kvm_get_dirty_log_protect")->acquisitions == 2);
+    CHECK_FALSE(s.model->hits(0, B, Access::Write));  // protected again
+    CHECK(s.model->hits(0, B, Access::Read));
+    CHECK_FALSE(s.model->hits(0, B + 1, Access::Write));  // protected since the enable
+    // The next writes are write-protection faults fast_page_fault fixes without mmu_lock.
+    s.access(0, {{B, Access::Write}, {B + 1, Access::Write}});
+    CHECK(s.counter("pf_fast") == 302);
+    CHECK(s.counter("mark_page_dirty_in_slot") == 302);
+    CHECK(s.lock("mmu_lock", engine::LockMode::Write, "direct_page_fault")->acquisitions == 1024);  // populate only
+    s.on_host([&]() -> engine::Task<void> { got = co_await s.model->dirty_log_get(s.hctx, 0); });
+    CHECK(got == 2);
+    CHECK(s.counter("kvm_arch_mmu_enable_log_dirty_pt_masked") == 16);  // one word
+    CHECK(s.counter("spte_write_protected") == 1024 + 302);
+    CHECK(s.counter("remote_tlb_flush") == 3);
+}
+
+TEST_CASE("tdp_mmu off, initially-all-set: nothing is protected at enable; KVM_GET_DIRTY_LOG only copies; "
+          "KVM_CLEAR_DIRTY_LOG protects the pages of its range",
+          "[x86_shadow][dirty]") {
+    Shadow s(Backing::Anonymous, 1024, 1);
+    s.access(0, range(B, 1024, Access::Write));
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {true}); });
+    CHECK(s.counter("spte_write_protected") == 0);
+    CHECK(s.counter("remote_tlb_flush") == 0);
+    CHECK(s.model->hits(0, B + 100, Access::Write));
+    std::uint64_t got = 0;
+    s.on_host([&]() -> engine::Task<void> { got = co_await s.model->dirty_log_get(s.hctx, 0); });
+    CHECK(got == 1024);  // all set
+    CHECK(s.counter("dirty_bitmap_words_walked") == 16);
+    CHECK_FALSE(s.lock("mmu_lock", engine::LockMode::Write, "kvm_get_dirty_log_protect"));
+    CHECK(s.counter("remote_tlb_flush") == 0);
+    // Pages [100, 300): the words at 64, 128, 192 and 256 (first is rounded down to 64 pages).
+    s.on_host([&]() { return s.model->dirty_log_clear(s.hctx, 0, B + 100, 200); });
+    CHECK(s.counter("dirty_bitmap_words_walked") == 16 + 4);
+    CHECK(s.counter("kvm_arch_mmu_enable_log_dirty_pt_masked") == 4);
+    CHECK(s.counter("kvm_mmu_slot_gfn_write_protect") == 4);  // each word's first page (no huge page here)
+    CHECK(s.counter("spte_write_protected") == 200);
+    CHECK(s.counter("remote_tlb_flush") == 1);
+    CHECK(s.lock("mmu_lock", engine::LockMode::Write, "kvm_clear_dirty_log_protect")->acquisitions == 1);
+    CHECK(s.model->hits(0, B + 99, Access::Write));
+    CHECK_FALSE(s.model->hits(0, B + 100, Access::Write));
+    CHECK_FALSE(s.model->hits(0, B + 299, Access::Write));
+    CHECK(s.model->hits(0, B + 300, Access::Write));
+    // A write to a protected page is fixed fast and logged; clearing the whole slot then finds
+    // one bit (the rest were cleared or are still set but their SPTEs were never protected).
+    s.access(0, {{B + 150, Access::Write}});
+    CHECK(s.counter("pf_fast") == 1);
+    CHECK(s.counter("mark_page_dirty_in_slot") == 1);
+    s.on_host([&]() { return s.model->dirty_log_clear(s.hctx, 0, B + 100, 200); });
+    CHECK(s.counter("kvm_arch_mmu_enable_log_dirty_pt_masked") == 5);
+    CHECK(s.counter("spte_write_protected") == 201);
+    CHECK(s.counter("remote_tlb_flush") == 2);
+    // Clearing the rest of the slot protects the other 824 pages, still set since the enable.
+    s.on_host([&]() { return s.model->dirty_log_clear(s.hctx, 0, B, 1024); });
+    CHECK(s.counter("dirty_bitmap_words_walked") == 16 + 4 + 4 + 16);
+    CHECK(s.counter("spte_write_protected") == 201 + 824);
+    CHECK(s.counter("remote_tlb_flush") == 3);
+}
+
+TEST_CASE("tdp_mmu off, initially-all-set: KVM_CLEAR_DIRTY_LOG write-protects the 2M mappings around each word "
+          "(kvm_mmu_slot_gfn_write_protect); the next write drops the huge SPTE and maps 4K",
+          "[x86_shadow][dirty]") {
+    Shadow s(Backing::AnonymousThp, 4 * 512, 1);
+    s.access(0, range(B, 4, Access::Write, 512));
+    REQUIRE(s.gauge("pages_2m") == 4);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {true}); });
+    CHECK(s.model->hits(0, B, Access::Write));
+    // The first 2M page and the first 64 pages of the second: 9 words. ALIGN() rounds up, so a
+    // word starting on a 2M boundary also protects its last page's 2M page (the same one): word 0
+    // and word 8 make two calls, words 1 to 7 one.
+    s.on_host([&]() { return s.model->dirty_log_clear(s.hctx, 0, B, 512 + 64); });
+    CHECK(s.counter("kvm_arch_mmu_enable_log_dirty_pt_masked") == 9);
+    CHECK(s.counter("kvm_mmu_slot_gfn_write_protect") == 11);
+    CHECK(s.counter("spte_write_protected") == 2);  // the two huge SPTEs, Writable and MMU-writable
+    CHECK(s.counter("remote_tlb_flush") == 1);
+    CHECK_FALSE(s.model->hits(0, B, Access::Write));
+    CHECK_FALSE(s.model->hits(0, B + 512 + 100, Access::Write));  // the whole 2M page: no split here
+    CHECK(s.model->hits(0, B + 1024, Access::Write));
+    // Not MMU-writable: the fast path cannot fix it; the fault maps 4K (the slot logs dirty pages)
+    // in place of the huge SPTE (drop_large_spte, with its flush).
+    s.access(0, {{B + 5, Access::Write}});
+    CHECK(s.counter("pf_fast") == 0);
+    CHECK(s.counter("drop_large_spte") == 1);
+    CHECK(s.gauge("pages_2m") == 3);
+    CHECK(s.gauge("pages_4k") == 1);
+    CHECK(s.counter("remote_tlb_flush") == 2);
+    CHECK(s.counter("mark_page_dirty_in_slot") == 1);
+}
+
+TEST_CASE("tdp_mmu on: KVM_GET_DIRTY_LOG harvests the TDP MMU's pages, then write-protects the nested faults' pages "
+          "through the rmaps",
+          "[x86_shadow][dirty]") {
+    Shadow s(Backing::Anonymous, 1024, 2, knobs({{"tdp_mmu", true}}));
+    s.nested_start({0});
+    s.access(0, range(B, 10, Access::Write));        // L2, through the nested tree
+    s.access(1, range(B + 100, 5, Access::Write));   // L1, through the TDP MMU
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    CHECK_FALSE(s.model->hits(0, B, Access::Write));
+    CHECK_FALSE(s.model->hits(1, B + 100, Access::Write));
+    s.access(0, range(B, 10, Access::Write));
+    s.access(1, range(B + 100, 5, Access::Write));
+    CHECK(s.counter("pf_fast") == 15);
+    std::uint64_t got = 0, again = 1;
+    s.on_host([&]() -> engine::Task<void> {
+        got = co_await s.model->dirty_log_get(s.hctx, 0);
+        again = co_await s.model->dirty_log_get(s.hctx, 0);
+    });
+    CHECK(got == 15);
+    CHECK(again == 0);
+    CHECK(s.counter("kvm_arch_mmu_enable_log_dirty_pt_masked") == 1);  // the shadow half's one word
+    CHECK(s.counter("dirty_bitmap_words_walked") == 0);  // the TDP MMU's walk paid for the words
+    CHECK_FALSE(s.model->hits(0, B + 3, Access::Write));
+    CHECK_FALSE(s.model->hits(1, B + 103, Access::Write));
+    // The TDP MMU's two harvests (the second found nothing) and the shadow half's one.
+    CHECK(s.lock("mmu_lock", engine::LockMode::Write, "kvm_get_dirty_log_protect")->acquisitions == 3);
+}
+
+TEST_CASE("tdp_mmu off: two vCPUs writing one write-protected page: one fast fix, the other loses the cmpxchg, "
+          "walks again and finds it spurious without mmu_lock",
+          "[x86_shadow][dirty]") {
+    Shadow s(Backing::Anonymous, 512, 2);
+    s.access(0, range(B, 512, Access::Write));
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    VcpuResult a, b;
+    s.spawn_vcpu(0, {{B + 9, Access::Write}}, 0_ns, a);
+    s.spawn_vcpu(1, {{B + 9, Access::Write}}, 0_ns, b);
+    s.run();
+    CHECK(a.faults == 1);
+    CHECK(b.faults == 1);
+    CHECK(s.counter("pf_taken") == 512 + 2);
+    CHECK(s.counter("pf_fast") == 2);
+    CHECK(s.counter("pf_fixed") == 512 + 1);
+    CHECK(s.counter("pf_spurious") == 1);
+    CHECK(s.counter("fast_pf_cmpxchg_retry") == 1);
+    CHECK(s.counter("mark_page_dirty_in_slot") == 1);
+    CHECK(s.lock("mmu_lock", engine::LockMode::Write, "direct_page_fault")->acquisitions == 512);  // populate only
+}

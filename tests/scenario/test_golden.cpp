@@ -380,6 +380,47 @@ TEST_CASE("golden: seed 001, eager page splitting for nested MMUs", "[golden][x8
     CHECK(report::hex64(lazy.fingerprint) == "190d8fbc3d0643eb");
 }
 
+TEST_CASE("golden: dirty_log_perf_test on the shadow MMU (tdp_mmu off), with and without initially-all-set",
+          "[golden][x86_shadow][dirty]") {
+    const auto g = run_file("tests/data/shadow-dirty-log.json", "get");
+    const auto m = run_file("tests/data/shadow-dirty-log.json", "initially-all-set");
+    CHECK(g.status == "completed");
+    CHECK(m.status == "completed");
+    // 2 vCPUs x 4M: 2048 pages, 32 bitmap words.
+    for (const auto* x : {&g, &m}) CHECK(phase_stat(*x, "Populate memory", "pf_fixed") == 2048);
+    // -g: the enable protects every page; each get harvests and protects them again; each dirty
+    // pass is 2048 write-protection faults fixed fast.
+    CHECK(phase_stat(g, "Enabling dirty logging", "spte_write_protected") == 2048);
+    for (const char* it : {"Iteration 1", "Iteration 2"}) {
+        const std::string i = it;
+        CHECK(phase_stat(g, i + " dirty memory", "pf_fast") == 2048);
+        CHECK(phase_stat(g, i + " dirty memory", "mark_page_dirty_in_slot") == 2048);
+        CHECK(phase_stat(g, i + " get dirty log", "dirty_pages_harvested") == 2048);
+        CHECK(phase_stat(g, i + " get dirty log", "dirty_bitmap_words_walked") == 32);
+        CHECK(phase_stat(g, i + " get dirty log", "kvm_arch_mmu_enable_log_dirty_pt_masked") == 32);
+        CHECK(phase_stat(g, i + " get dirty log", "spte_write_protected") == 2048);
+        CHECK(phase_stat(g, i + " get dirty log", "remote_tlb_flush") == 1);
+    }
+    CHECK(lock(g, "write", "kvm_get_dirty_log_protect")->acquisitions == 2);
+    // Initially-all-set: nothing protected at enable, so the first pass takes no fault; get only
+    // copies the bitmap; clear protects.
+    CHECK(phase_stat(m, "Enabling dirty logging", "spte_write_protected") == 0);
+    CHECK(phase_stat(m, "Iteration 1 dirty memory", "pf_taken") == 0);
+    CHECK(phase_stat(m, "Iteration 2 dirty memory", "pf_fast") == 2048);
+    for (const char* it : {"Iteration 1", "Iteration 2"}) {
+        const std::string i = it;
+        CHECK(phase_stat(m, i + " get dirty log", "dirty_pages_harvested") == 2048);
+        CHECK(phase_stat(m, i + " get dirty log", "remote_tlb_flush") == 0);
+        CHECK(phase_stat(m, i + " clear dirty log", "dirty_bitmap_words_walked") == 32);
+        CHECK(phase_stat(m, i + " clear dirty log", "spte_write_protected") == 2048);
+        CHECK(phase_stat(m, i + " clear dirty log", "remote_tlb_flush") == 1);
+    }
+    CHECK_FALSE(lock(m, "write", "kvm_get_dirty_log_protect"));
+    CHECK(lock(m, "write", "kvm_clear_dirty_log_protect")->acquisitions == 2);
+    CHECK(report::hex64(g.fingerprint) == "fe179c6085667335");
+    CHECK(report::hex64(m.fingerprint) == "485f95b59b099465");
+}
+
 TEST_CASE("golden: x86_shadow runs are reproducible", "[golden][determinism][x86_shadow]") {
     const auto a = run_file("tests/data/shadow-split.json", "2min");
     const auto b = run_file("tests/data/shadow-split.json", "2min");
