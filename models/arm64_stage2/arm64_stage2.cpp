@@ -315,6 +315,7 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
                                            host::Features::from(env.host))),
       stats_(env.sim.counters()) {
     host_->set_notifier(this);
+    line_xfer_ = engine::LineTransfer(host_->topology());
     dcache_rate_ = k_.dcache_clean_byte > 0 ? static_cast<std::uint64_t>(1e12 / k_.dcache_clean_byte + 0.5) : 0;
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
     publisher_ = std::make_unique<Publisher>(*this);
@@ -460,7 +461,7 @@ Time Arm64Stage2::lock_line(std::uint32_t cpu, bool queued) {
     const std::uint32_t prev = lock_cpu_;
     lock_cpu_ = cpu;
     if (prev == cpu) return lock_hit_;
-    const Time t = host_->topology().line_transfer(prev, cpu);
+    const Time t = line_xfer_(prev, cpu);
     return queued ? t + t : t;
 }
 
@@ -627,7 +628,7 @@ void Arm64Stage2::trace_flush() {
 // after an event not yet processed (so after the next event time), and those already waiting for
 // their event are in pending_ (as is the start of a GUP changing the host's page tables, under way:
 // it makes its calls as it goes).
-bool Arm64Stage2::call_now(Time t, const Call& c) const {
+bool Arm64Stage2::call_now(Time t, const Call& c) {
     if (!early_) return false;
     const Time next = sim_.next_event_time();
     if (next != Time::max() && t >= next + (c.kind == Call::kArrival ? min_arrival_ : min_lead_)) return false;
@@ -638,7 +639,8 @@ bool Arm64Stage2::call_now(Time t, const Call& c) const {
     } else if (c.kind == Call::kPut) {
         mine.ref = c.line;
     }
-    for (const Call& p : pending_) {
+    const std::uint64_t ver = host_->state_version();
+    for (Call& p : pending_) {
         if (p.t > t.ps()) continue;
         if (p.kind == Call::kHost) return false;
         if (c.kind == Call::kArrival || p.kind == Call::kArrival) {
@@ -647,7 +649,11 @@ bool Arm64Stage2::call_now(Time t, const Call& c) const {
         }
         host::GupLines theirs;
         if (p.kind == Call::kGup) {
-            theirs = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
+            if (p.ver != ver) {  // gup_lines reads only the host's state (not the time)
+                p.lines = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
+                p.ver = ver;
+            }
+            theirs = p.lines;
             if (theirs.changing) return false;
         } else {
             theirs.ref = p.line;
@@ -821,30 +827,50 @@ void Arm64Stage2::after_gup(Fault& f) {
 }
 
 // Registers a call point waiting for its event (pending_ is unordered: call_now looks at all).
-std::uint64_t Arm64Stage2::pending_push(Call c) {
-    c.id = ++pending_seq_;
+// Its id is a slot of pending_pos_, so that erasing it needs no search.
+std::uint32_t Arm64Stage2::pending_push(Call c) {
+    if (pending_free_.empty()) {
+        pending_free_.push_back(static_cast<std::uint32_t>(pending_pos_.size()));
+        pending_pos_.push_back(0);
+    }
+    c.id = pending_free_.back();
+    pending_free_.pop_back();
+    c.ver = ~std::uint64_t{0};
+    pending_pos_[c.id] = static_cast<std::uint32_t>(pending_.size());
     pending_.push_back(c);
     return c.id;
 }
 
-void Arm64Stage2::pending_erase(std::uint64_t id) {
-    for (Call& p : pending_)
-        if (p.id == id) {
-            p = pending_.back();
-            pending_.pop_back();
-            return;
-        }
-    throw std::logic_error("arm64_stage2: call point not registered");
+void Arm64Stage2::pending_erase(std::uint32_t id) {
+    const std::uint32_t i = id < pending_pos_.size() ? pending_pos_[id] : ~std::uint32_t{0};
+    if (i >= pending_.size() || pending_[i].id != id)
+        throw std::logic_error("arm64_stage2: call point not registered");
+    pending_[i] = pending_.back();
+    pending_pos_[pending_[i].id] = i;
+    pending_.pop_back();
+    pending_free_.push_back(id);
 }
 
-// Waits for the call point c in an event, registered meanwhile.
-Task<void> Arm64Stage2::wait_call(Call c) {
-    const Time t = Time::ps(c.t);
-    if (t <= sim_.now()) co_return;
-    const std::uint64_t id = pending_push(c);
-    co_await sim_.delay(t - sim_.now());
-    pending_erase(id);
-}
+// Waits for the call point c in an event (a delay to its time, as sim_.delay), registered
+// meanwhile. An awaiter rather than a nested task: no frame per wait.
+struct Arm64Stage2::CallWait {
+    Arm64Stage2& m;
+    Call c;
+    bool registered = false;
+    std::uint32_t id = 0;
+    bool await_ready() const noexcept { return c.t <= m.sim_.now().ps(); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+        id = m.pending_push(c);
+        registered = true;
+        m.sim_.schedule_resume_pid(Time::ps(c.t), h, h.promise().pid, engine::EventKind::Delay);
+    }
+    void await_resume() {
+        if (registered) m.pending_erase(id);
+    }
+};
+
+Arm64Stage2::CallWait Arm64Stage2::wait_call(const Call& c) { return CallWait{*this, c}; }
 
 Arm64Stage2::Call Arm64Stage2::gup_call(const Fault& f) {
     Call c;
@@ -932,7 +958,7 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
             Call c;
             c.t = f.t_gup.ps();
             c.kind = Call::kHost;
-            const std::uint64_t id = pending_push(c);
+            const std::uint32_t id = pending_push(c);
             f.gup = co_await host_->gup(ctx, gfn, f.write);
             pending_erase(id);
         }
