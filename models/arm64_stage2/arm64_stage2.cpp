@@ -632,21 +632,26 @@ bool Arm64Stage2::call_now(Time t, const Call& c) {
     if (!early_) return false;
     const Time next = sim_.next_event_time();
     if (next != Time::max() && t >= next + (c.kind == Call::kArrival ? min_arrival_ : min_lead_)) return false;
+    const std::int64_t tp = t.ps();
+    for (const std::int64_t pt : pending_t_[2])  // a host change under way commutes with nothing
+        if (pt <= tp) return false;
+    if (c.kind == Call::kArrival) {  // arrivals commute with GUPs and put_pages, not with each other
+        for (const std::int64_t pt : pending_t_[1])
+            if (pt <= tp) return false;
+        return true;
+    }
     host::GupLines mine;
     if (c.kind == Call::kGup) {
         mine = host_->gup_lines(c.gfn, c.write, t);
         if (mine.changing) return false;
-    } else if (c.kind == Call::kPut) {
+    } else {
         mine.ref = c.line;
     }
     const std::uint64_t ver = host_->state_version();
-    for (Call& p : pending_) {
-        if (p.t > t.ps()) continue;
-        if (p.kind == Call::kHost) return false;
-        if (c.kind == Call::kArrival || p.kind == Call::kArrival) {
-            if (c.kind == p.kind) return false;  // arrivals commute with GUPs and put_pages
-            continue;
-        }
+    const std::vector<std::int64_t>& times = pending_t_[0];
+    for (std::size_t i = 0; i < times.size(); ++i) {
+        if (times[i] > tp) continue;
+        Call& p = pending_[0][i];
         host::GupLines theirs;
         if (p.kind == Call::kGup) {
             if (p.ver != ver) {  // gup_lines reads only the host's state (not the time)
@@ -826,7 +831,7 @@ void Arm64Stage2::after_gup(Fault& f) {
     f.writable = f.gup.writable && !(logging && !f.write);
 }
 
-// Registers a call point waiting for its event (pending_ is unordered: call_now looks at all).
+// Registers a call point waiting for its event (the lists are unordered: call_now looks at all).
 // Its id is a slot of pending_pos_, so that erasing it needs no search.
 std::uint32_t Arm64Stage2::pending_push(Call c) {
     if (pending_free_.empty()) {
@@ -836,18 +841,25 @@ std::uint32_t Arm64Stage2::pending_push(Call c) {
     c.id = pending_free_.back();
     pending_free_.pop_back();
     c.ver = ~std::uint64_t{0};
-    pending_pos_[c.id] = static_cast<std::uint32_t>(pending_.size());
-    pending_.push_back(c);
+    const std::uint32_t list = c.kind == Call::kArrival ? 1 : c.kind == Call::kHost ? 2 : 0;
+    pending_pos_[c.id] = (list << 30) | static_cast<std::uint32_t>(pending_[list].size());
+    pending_[list].push_back(c);
+    pending_t_[list].push_back(c.t);
     return c.id;
 }
 
 void Arm64Stage2::pending_erase(std::uint32_t id) {
-    const std::uint32_t i = id < pending_pos_.size() ? pending_pos_[id] : ~std::uint32_t{0};
-    if (i >= pending_.size() || pending_[i].id != id)
+    const std::uint32_t pos = id < pending_pos_.size() ? pending_pos_[id] : ~std::uint32_t{0};
+    const std::uint32_t list = pos >> 30, i = pos & ((1u << 30) - 1);
+    if (list > 2 || i >= pending_[list].size() || pending_[list][i].id != id)
         throw std::logic_error("arm64_stage2: call point not registered");
-    pending_[i] = pending_.back();
-    pending_pos_[pending_[i].id] = i;
-    pending_.pop_back();
+    std::vector<Call>& calls = pending_[list];
+    std::vector<std::int64_t>& times = pending_t_[list];
+    calls[i] = calls.back();
+    times[i] = times.back();
+    pending_pos_[calls[i].id] = (list << 30) | i;
+    calls.pop_back();
+    times.pop_back();
     pending_free_.push_back(id);
 }
 

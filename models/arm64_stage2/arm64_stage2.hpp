@@ -290,8 +290,12 @@ private:
     engine::Time busy_until_;              // end of the last reserved hold
     bool open_ = false;                    // a host operation holds (or is next to hold) the lock
     std::deque<TlWaiter> waiters_;         // arrivals while open_, FIFO
-    std::vector<Call> pending_;            // call points still waiting for their event (any order)
-    std::vector<std::uint32_t> pending_pos_;   // by Call::id: its index in pending_
+    // Call points still waiting for their event (each list in any order), by what call_now must
+    // compare them with: 0 GUPs and put_pages, 1 arrivals, 2 host changes under way; with their
+    // times apart, for the scans.
+    std::array<std::vector<Call>, 3> pending_;
+    std::array<std::vector<std::int64_t>, 3> pending_t_;
+    std::vector<std::uint32_t> pending_pos_;   // by Call::id: its list and index there (list << 30 | index)
     std::vector<std::uint32_t> pending_free_;  // ids not in use
     struct RecordSlot {
         std::uint64_t key;
