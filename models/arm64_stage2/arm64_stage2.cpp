@@ -882,7 +882,6 @@ struct Arm64Stage2::CallWait {
     }
 };
 
-Arm64Stage2::CallWait Arm64Stage2::wait_call(const Call& c) { return CallWait{*this, c}; }
 
 Arm64Stage2::Call Arm64Stage2::gup_call(const Fault& f) {
     Call c;
@@ -960,7 +959,7 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
             co_await fault_rw(f, ctx);
             co_return;
         }
-        if (!call_now(f.t_gup, gup_call(f))) co_await wait_call(gup_call(f));
+        if (!call_now(f.t_gup, gup_call(f))) co_await CallWait{*this, gup_call(f)};
         if (host_->gup_analytic(gfn, f.write)) {
             f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
         } else {
@@ -979,13 +978,13 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
     f.proc = sim_.current();
     if (!f.reserved) {
         const Time t = f.t1;
-        if (!call_now(t, arrival_call(f))) co_await wait_call(arrival_call(f));
+        if (!call_now(t, arrival_call(f))) co_await CallWait{*this, arrival_call(f)};
         if (open_)
             co_await SpinWaitAwaiter{*this, &f, site_fault_, t};  // resumed at f.unlock
         else
             spin_reserve(f, std::max(t, busy_until_));
     }
-    if (!call_now(f.unlock, put_call(f))) co_await wait_call(put_call(f));
+    if (!call_now(f.unlock, put_call(f))) co_await CallWait{*this, put_call(f)};
     f.r = release(f);
     co_await sim_.delay(f.r - sim_.now());
     if (sim_.tracer()) trace_flush();

@@ -206,7 +206,6 @@ private:
     bool call_now(engine::Time t, const Call& c);
     std::uint32_t pending_push(Call c);
     void pending_erase(std::uint32_t id);
-    CallWait wait_call(const Call& c);
     std::uint32_t topup_objects(const VcpuState& v) const;
     int max_mapping_level(const Slot& s, vm::Gfn gfn) const;
     engine::Time hold(Fault& f, engine::Time g);  // the work under mmu_lock from g; returns its length

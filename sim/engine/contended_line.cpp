@@ -14,7 +14,7 @@ LineRecord& LineClass::record() {
 }
 
 Time LineClass::rmw(LineState& line, std::uint32_t cpu, Time at) {
-    LineRecord& r = record();
+    LineRecord& r = rec_ && rec_->phase == sim_.phase() ? *rec_ : record();
     ++r.operations;
     const Time start = std::max(at, line.free_at);
     if (line.free_at > at) {
