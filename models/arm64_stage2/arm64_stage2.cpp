@@ -651,14 +651,15 @@ bool Arm64Stage2::call_now(Time t, const Call& c) {
     const std::vector<std::int64_t>& times = pending_t_[0];
     for (std::size_t i = 0; i < times.size(); ++i) {
         if (times[i] > tp) continue;
-        Call& p = pending_[0][i];
+        const Call& p = pending_[0][i];
         host::GupLines theirs;
         if (p.kind == Call::kGup) {
-            if (p.ver != ver) {  // gup_lines reads only the host's state (not the time)
-                p.lines = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
-                p.ver = ver;
+            CachedLines& cl = pending_lines_[i];
+            if (cl.ver != ver) {  // gup_lines reads only the host's state (not the time)
+                cl.lines = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
+                cl.ver = ver;
             }
-            theirs = p.lines;
+            theirs = cl.lines;
             if (theirs.changing) return false;
         } else {
             theirs.ref = p.line;
@@ -840,11 +841,11 @@ std::uint32_t Arm64Stage2::pending_push(Call c) {
     }
     c.id = pending_free_.back();
     pending_free_.pop_back();
-    c.ver = ~std::uint64_t{0};
     const std::uint32_t list = c.kind == Call::kArrival ? 1 : c.kind == Call::kHost ? 2 : 0;
     pending_pos_[c.id] = (list << 30) | static_cast<std::uint32_t>(pending_[list].size());
     pending_[list].push_back(c);
     pending_t_[list].push_back(c.t);
+    if (list == 0) pending_lines_.emplace_back();
     return c.id;
 }
 
@@ -860,6 +861,10 @@ void Arm64Stage2::pending_erase(std::uint32_t id) {
     pending_pos_[calls[i].id] = (list << 30) | i;
     calls.pop_back();
     times.pop_back();
+    if (list == 0) {
+        pending_lines_[i] = pending_lines_.back();
+        pending_lines_.pop_back();
+    }
     pending_free_.push_back(id);
 }
 

@@ -188,13 +188,15 @@ private:
     // or a GUP changing the host's page tables, under way (kHost).
     struct Call {
         std::int64_t t = 0;
-        enum Kind : std::uint8_t { kGup, kArrival, kPut, kHost } kind = kGup;
         const engine::LineState* line = nullptr;  // kPut: the refcount line
         vm::Gfn gfn = 0;                          // kGup
-        bool write = false;
         std::uint32_t id = 0;                     // pending_: its slot in pending_pos_
-        // Pending kGup: host_->gup_lines() as of host state version `ver` (recomputed when the
-        // host's state has changed since).
+        enum Kind : std::uint8_t { kGup, kArrival, kPut, kHost } kind = kGup;
+        bool write = false;
+    };
+    // A pending kGup's host_->gup_lines() as of the host's state version `ver` (recomputed when
+    // the host's state has changed since).
+    struct CachedLines {
         host::GupLines lines;
         std::uint64_t ver = ~std::uint64_t{0};
     };
@@ -294,6 +296,7 @@ private:
     // times apart, for the scans.
     std::array<std::vector<Call>, 3> pending_;
     std::array<std::vector<std::int64_t>, 3> pending_t_;
+    std::vector<CachedLines> pending_lines_;   // beside pending_[0]
     std::vector<std::uint32_t> pending_pos_;   // by Call::id: its list and index there (list << 30 | index)
     std::vector<std::uint32_t> pending_free_;  // ids not in use
     struct RecordSlot {
