@@ -2,11 +2,12 @@
 //   kvmsim-bench engine [--json] [--events N]
 //   kvmsim-bench tdp [--json] [--sizes 5G,10G,20G] [--vcpus 40]
 //     kvm_page_table_test -s anonymous -b SIZE -v VCPUS on the x86_tdp model, all three stages;
-//     wall time and peak memory of each size, each run in a child process.
+//     wall and CPU time, peak memory, CPU time and events per exit of each size, each run in a
+//     child process.
 //   kvmsim-bench arm64 [--json] [--scenario FILE] [--jobs N]
 //     seed 004's kvm_page_table_test -m 4 -s anonymous_thp -b 20G -v 40 on arm64_stage2, every
-//     variant (before, after) in a child process, N at a time (default 1): wall and CPU time and
-//     peak memory of each, and the wall time of all.
+//     variant (before, after) in a child process, N at a time (default 1): wall and CPU time, peak
+//     memory, CPU time and events per exit of each, and the wall time of all.
 // The hold model keeps N events pending: each event is a process resuming from a delay drawn
 // from an exponential distribution and scheduling its next one. The ceiling is a bare
 // std::priority_queue loop over the same items with the same random draws.
@@ -228,12 +229,16 @@ int tdp(int argc, char** argv) {
             std::cerr << "kvmsim-bench: the " << size << " run failed\n";
             return 1;
         }
+        const double exits = j["guest_exits"].get<double>();
+        j["cpu_ns_per_exit"] = exits > 0 ? j["cpu_s"].get<double>() * 1e9 / exits : 0.0;
+        j["events_per_exit"] = exits > 0 ? j["events"].get<double>() / exits : 0.0;
         out.push_back(j);
         if (!json)
-            std::printf("kvm_page_table_test -s anonymous -b %-4s -v %u: wall %6.2f s, peak %7.1f MiB, %.0f M accesses, %.2f M exits, %.1f M events\n",
-                        size.c_str(), vcpus, j["wall_s"].get<double>(), j["peak_rss_mib"].get<double>(),
-                        j["guest_accesses"].get<double>() / 1e6, j["guest_exits"].get<double>() / 1e6,
-                        j["events"].get<double>() / 1e6);
+            std::printf("kvm_page_table_test -s anonymous -b %-4s -v %u: wall %6.2f s, cpu %6.2f s, peak %7.1f MiB, %.0f M accesses, %.2f M exits, %.1f M events, %.0f ns cpu per exit, %.2f events per exit\n",
+                        size.c_str(), vcpus, j["wall_s"].get<double>(), j["cpu_s"].get<double>(),
+                        j["peak_rss_mib"].get<double>(), j["guest_accesses"].get<double>() / 1e6, exits / 1e6,
+                        j["events"].get<double>() / 1e6, j["cpu_ns_per_exit"].get<double>(),
+                        j["events_per_exit"].get<double>());
     }
     if (json) std::cout << nlohmann::json{{"tdp_kvm_page_table_test", out}}.dump(2) << "\n";
     return 0;
@@ -297,6 +302,9 @@ int arm64(int argc, char** argv) {
                 std::cerr << "kvmsim-bench: variant " << variants[first + k] << " failed\n";
                 return 1;
             }
+            const double exits = j["guest_exits"].get<double>();
+            j["cpu_ns_per_exit"] = exits > 0 ? j["cpu_s"].get<double>() * 1e9 / exits : 0.0;
+            j["events_per_exit"] = exits > 0 ? j["events"].get<double>() / exits : 0.0;
             out.push_back(j);
         }
     }
@@ -307,10 +315,11 @@ int arm64(int argc, char** argv) {
     }
     std::printf("%s\n", file.c_str());
     for (const auto& j : out) {
-        std::printf("  %-8s wall %6.2f s, cpu %6.2f s, peak %6.1f MiB, %.1f M exits, %.1f M events, %.0f ns wall per exit\n",
+        std::printf("  %-8s wall %6.2f s, cpu %6.2f s, peak %6.1f MiB, %.1f M exits, %.1f M events, %.0f ns wall per exit, %.0f ns cpu per exit, %.2f events per exit\n",
                     j["variant"].get<std::string>().c_str(), j["wall_s"].get<double>(), j["cpu_s"].get<double>(),
                     j["peak_rss_mib"].get<double>(), j["guest_exits"].get<double>() / 1e6,
-                    j["events"].get<double>() / 1e6, j["wall_s"].get<double>() * 1e9 / j["guest_exits"].get<double>());
+                    j["events"].get<double>() / 1e6, j["wall_s"].get<double>() * 1e9 / j["guest_exits"].get<double>(),
+                    j["cpu_ns_per_exit"].get<double>(), j["events_per_exit"].get<double>());
         for (const auto& st : j["stages"])
             std::printf("           %s: %.6f s\n", st["name"].get<std::string>().c_str(), st["s"].get<double>());
     }

@@ -315,6 +315,7 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
                                            host::Features::from(env.host))),
       stats_(env.sim.counters()) {
     host_->set_notifier(this);
+    line_xfer_ = engine::LineTransfer(host_->topology());
     dcache_rate_ = k_.dcache_clean_byte > 0 ? static_cast<std::uint64_t>(1e12 / k_.dcache_clean_byte + 0.5) : 0;
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
     publisher_ = std::make_unique<Publisher>(*this);
@@ -460,7 +461,7 @@ Time Arm64Stage2::lock_line(std::uint32_t cpu, bool queued) {
     const std::uint32_t prev = lock_cpu_;
     lock_cpu_ = cpu;
     if (prev == cpu) return lock_hit_;
-    const Time t = host_->topology().line_transfer(prev, cpu);
+    const Time t = line_xfer_(prev, cpu);
     return queued ? t + t : t;
 }
 
@@ -627,27 +628,38 @@ void Arm64Stage2::trace_flush() {
 // after an event not yet processed (so after the next event time), and those already waiting for
 // their event are in pending_ (as is the start of a GUP changing the host's page tables, under way:
 // it makes its calls as it goes).
-bool Arm64Stage2::call_now(Time t, const Call& c) const {
+bool Arm64Stage2::call_now(Time t, const Call& c) {
     if (!early_) return false;
     const Time next = sim_.next_event_time();
     if (next != Time::max() && t >= next + (c.kind == Call::kArrival ? min_arrival_ : min_lead_)) return false;
+    const std::int64_t tp = t.ps();
+    for (const std::int64_t pt : pending_t_[2])  // a host change under way commutes with nothing
+        if (pt <= tp) return false;
+    if (c.kind == Call::kArrival) {  // arrivals commute with GUPs and put_pages, not with each other
+        for (const std::int64_t pt : pending_t_[1])
+            if (pt <= tp) return false;
+        return true;
+    }
     host::GupLines mine;
     if (c.kind == Call::kGup) {
         mine = host_->gup_lines(c.gfn, c.write, t);
         if (mine.changing) return false;
-    } else if (c.kind == Call::kPut) {
+    } else {
         mine.ref = c.line;
     }
-    for (const Call& p : pending_) {
-        if (p.t > t.ps()) continue;
-        if (p.kind == Call::kHost) return false;
-        if (c.kind == Call::kArrival || p.kind == Call::kArrival) {
-            if (c.kind == p.kind) return false;  // arrivals commute with GUPs and put_pages
-            continue;
-        }
+    const std::uint64_t ver = host_->state_version();
+    const std::vector<std::int64_t>& times = pending_t_[0];
+    for (std::size_t i = 0; i < times.size(); ++i) {
+        if (times[i] > tp) continue;
+        const Call& p = pending_[0][i];
         host::GupLines theirs;
         if (p.kind == Call::kGup) {
-            theirs = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
+            CachedLines& cl = pending_lines_[i];
+            if (cl.ver != ver) {  // gup_lines reads only the host's state (not the time)
+                cl.lines = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
+                cl.ver = ver;
+            }
+            theirs = cl.lines;
             if (theirs.changing) return false;
         } else {
             theirs.ref = p.line;
@@ -820,31 +832,61 @@ void Arm64Stage2::after_gup(Fault& f) {
     f.writable = f.gup.writable && !(logging && !f.write);
 }
 
-// Registers a call point waiting for its event (pending_ is unordered: call_now looks at all).
-std::uint64_t Arm64Stage2::pending_push(Call c) {
-    c.id = ++pending_seq_;
-    pending_.push_back(c);
+// Registers a call point waiting for its event (the lists are unordered: call_now looks at all).
+// Its id is a slot of pending_pos_, so that erasing it needs no search.
+std::uint32_t Arm64Stage2::pending_push(Call c) {
+    if (pending_free_.empty()) {
+        pending_free_.push_back(static_cast<std::uint32_t>(pending_pos_.size()));
+        pending_pos_.push_back(0);
+    }
+    c.id = pending_free_.back();
+    pending_free_.pop_back();
+    const std::uint32_t list = c.kind == Call::kArrival ? 1 : c.kind == Call::kHost ? 2 : 0;
+    pending_pos_[c.id] = (list << 30) | static_cast<std::uint32_t>(pending_[list].size());
+    pending_[list].push_back(c);
+    pending_t_[list].push_back(c.t);
+    if (list == 0) pending_lines_.emplace_back();
     return c.id;
 }
 
-void Arm64Stage2::pending_erase(std::uint64_t id) {
-    for (Call& p : pending_)
-        if (p.id == id) {
-            p = pending_.back();
-            pending_.pop_back();
-            return;
-        }
-    throw std::logic_error("arm64_stage2: call point not registered");
+void Arm64Stage2::pending_erase(std::uint32_t id) {
+    const std::uint32_t pos = id < pending_pos_.size() ? pending_pos_[id] : ~std::uint32_t{0};
+    const std::uint32_t list = pos >> 30, i = pos & ((1u << 30) - 1);
+    if (list > 2 || i >= pending_[list].size() || pending_[list][i].id != id)
+        throw std::logic_error("arm64_stage2: call point not registered");
+    std::vector<Call>& calls = pending_[list];
+    std::vector<std::int64_t>& times = pending_t_[list];
+    calls[i] = calls.back();
+    times[i] = times.back();
+    pending_pos_[calls[i].id] = (list << 30) | i;
+    calls.pop_back();
+    times.pop_back();
+    if (list == 0) {
+        pending_lines_[i] = pending_lines_.back();
+        pending_lines_.pop_back();
+    }
+    pending_free_.push_back(id);
 }
 
-// Waits for the call point c in an event, registered meanwhile.
-Task<void> Arm64Stage2::wait_call(Call c) {
-    const Time t = Time::ps(c.t);
-    if (t <= sim_.now()) co_return;
-    const std::uint64_t id = pending_push(c);
-    co_await sim_.delay(t - sim_.now());
-    pending_erase(id);
-}
+// Waits for the call point c in an event (a delay to its time, as sim_.delay), registered
+// meanwhile. An awaiter rather than a nested task: no frame per wait.
+struct Arm64Stage2::CallWait {
+    Arm64Stage2& m;
+    Call c;
+    bool registered = false;
+    std::uint32_t id = 0;
+    bool await_ready() const noexcept { return c.t <= m.sim_.now().ps(); }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
+        id = m.pending_push(c);
+        registered = true;
+        m.sim_.schedule_resume_pid(Time::ps(c.t), h, h.promise().pid, engine::EventKind::Delay);
+    }
+    void await_resume() {
+        if (registered) m.pending_erase(id);
+    }
+};
+
 
 Arm64Stage2::Call Arm64Stage2::gup_call(const Fault& f) {
     Call c;
@@ -922,7 +964,7 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
             co_await fault_rw(f, ctx);
             co_return;
         }
-        if (!call_now(f.t_gup, gup_call(f))) co_await wait_call(gup_call(f));
+        if (!call_now(f.t_gup, gup_call(f))) co_await CallWait{*this, gup_call(f)};
         if (host_->gup_analytic(gfn, f.write)) {
             f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
         } else {
@@ -932,7 +974,7 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
             Call c;
             c.t = f.t_gup.ps();
             c.kind = Call::kHost;
-            const std::uint64_t id = pending_push(c);
+            const std::uint32_t id = pending_push(c);
             f.gup = co_await host_->gup(ctx, gfn, f.write);
             pending_erase(id);
         }
@@ -941,13 +983,13 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
     f.proc = sim_.current();
     if (!f.reserved) {
         const Time t = f.t1;
-        if (!call_now(t, arrival_call(f))) co_await wait_call(arrival_call(f));
+        if (!call_now(t, arrival_call(f))) co_await CallWait{*this, arrival_call(f)};
         if (open_)
             co_await SpinWaitAwaiter{*this, &f, site_fault_, t};  // resumed at f.unlock
         else
             spin_reserve(f, std::max(t, busy_until_));
     }
-    if (!call_now(f.unlock, put_call(f))) co_await wait_call(put_call(f));
+    if (!call_now(f.unlock, put_call(f))) co_await CallWait{*this, put_call(f)};
     f.r = release(f);
     co_await sim_.delay(f.r - sim_.now());
     if (sim_.tracer()) trace_flush();

@@ -188,20 +188,26 @@ private:
     // or a GUP changing the host's page tables, under way (kHost).
     struct Call {
         std::int64_t t = 0;
-        enum Kind : std::uint8_t { kGup, kArrival, kPut, kHost } kind = kGup;
         const engine::LineState* line = nullptr;  // kPut: the refcount line
         vm::Gfn gfn = 0;                          // kGup
+        std::uint32_t id = 0;                     // pending_: its slot in pending_pos_
+        enum Kind : std::uint8_t { kGup, kArrival, kPut, kHost } kind = kGup;
         bool write = false;
-        std::uint64_t id = 0;
     };
+    // A pending kGup's host_->gup_lines() as of the host's state version `ver` (recomputed when
+    // the host's state has changed since).
+    struct CachedLines {
+        host::GupLines lines;
+        std::uint64_t ver = ~std::uint64_t{0};
+    };
+    struct CallWait;
     static Call gup_call(const Fault& f);
     static Call arrival_call(const Fault& f);
     static Call put_call(const Fault& f);
     engine::Time release(Fault& f);
-    bool call_now(engine::Time t, const Call& c) const;
-    std::uint64_t pending_push(Call c);
-    void pending_erase(std::uint64_t id);
-    engine::Task<void> wait_call(Call c);
+    bool call_now(engine::Time t, const Call& c);
+    std::uint32_t pending_push(Call c);
+    void pending_erase(std::uint32_t id);
     std::uint32_t topup_objects(const VcpuState& v) const;
     int max_mapping_level(const Slot& s, vm::Gfn gfn) const;
     engine::Time hold(Fault& f, engine::Time g);  // the work under mmu_lock from g; returns its length
@@ -260,6 +266,7 @@ private:
     std::uint64_t root_hpa_ = 0;
     std::uint64_t mmu_lock_addr_ = 0;
     std::uint32_t lock_cpu_ = ~std::uint32_t{0};  // the CPU whose cache holds the lock word
+    engine::LineTransfer line_xfer_;              // the host's topology's line transfers
     engine::Time lock_hit_;
     engine::Time min_fault_pre_;  // the least time from a fault's start to mmu_lock
     engine::Time min_lead_;       // ... from any event to any GUP, put_page or host change
@@ -284,8 +291,14 @@ private:
     engine::Time busy_until_;              // end of the last reserved hold
     bool open_ = false;                    // a host operation holds (or is next to hold) the lock
     std::deque<TlWaiter> waiters_;         // arrivals while open_, FIFO
-    std::vector<Call> pending_;            // call points still waiting for their event (any order)
-    std::uint64_t pending_seq_ = 0;
+    // Call points still waiting for their event (each list in any order), by what call_now must
+    // compare them with: 0 GUPs and put_pages, 1 arrivals, 2 host changes under way; with their
+    // times apart, for the scans.
+    std::array<std::vector<Call>, 3> pending_;
+    std::array<std::vector<std::int64_t>, 3> pending_t_;
+    std::vector<CachedLines> pending_lines_;   // beside pending_[0]
+    std::vector<std::uint32_t> pending_pos_;   // by Call::id: its list and index there (list << 30 | index)
+    std::vector<std::uint32_t> pending_free_;  // ids not in use
     struct RecordSlot {
         std::uint64_t key;
         engine::LockRecord* rec;

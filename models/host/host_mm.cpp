@@ -304,6 +304,7 @@ Task<Gup> HostMm::hugetlb_populate(const vm::CpuContext& ctx, Slot& s, Gfn gfn) 
             co_await sim_.delay(k_.host_fault_base);
             co_await clear_pages(cpu, (std::uint64_t{1} << (9 * (3 - s.host_level))) * k4K);
             s.ready[h] = sim_.now().ps();
+            ++version_;
             allocated(s, cpu, gfn, Page::Hugetlb, sim_.now());
             c_->add(Counters::first_touch);
             std::unique_ptr<engine::Signal> sig = std::move(populating_[key]);
@@ -444,6 +445,7 @@ Task<void> HostMm::handle_mm_fault(const vm::CpuContext& ctx, Slot& s, Gfn gfn, 
                 co_await sim_.delay(k_.zero_page_map);
                 if (pmd == kPmdNone) {
                     pmd = kPmdHugeZero;
+                    ++version_;
                     c_->add(Counters::huge_zero_map);
                 }
                 co_return;
@@ -454,6 +456,7 @@ Task<void> HostMm::handle_mm_fault(const vm::CpuContext& ctx, Slot& s, Gfn gfn, 
             c_->add(Counters::first_touch);
             if (pmd == kPmdNone) {
                 pmd = kPmdHuge;
+                ++version_;
                 allocated(s, cpu, gfn, Page::Huge, sim_.now());
                 c_->add(Counters::thp_alloc);
             } else {
@@ -468,6 +471,7 @@ Task<void> HostMm::handle_mm_fault(const vm::CpuContext& ctx, Slot& s, Gfn gfn, 
                 co_await sim_.delay(k_.pmd_split);
                 if (pmd == kPmdHugeZero) {
                     pmd = kPmdTable;
+                    ++version_;
                     std::fill_n(s.pte.begin() + static_cast<std::ptrdiff_t>(s.i4(g0)), 512,
                                 static_cast<std::uint8_t>(Page::Zero));
                     c_->add(Counters::split_pmd);
@@ -483,6 +487,7 @@ Task<void> HostMm::handle_mm_fault(const vm::CpuContext& ctx, Slot& s, Gfn gfn, 
             if (notifier_) co_await notifier_->invalidate_range_start(ctx, g0, g0 + 512);
             if (pmd == kPmdHugeZero) {
                 pmd = kPmdHuge;
+                ++version_;
                 allocated(s, cpu, gfn, Page::Huge, sim_.now());
                 c_->add(Counters::thp_alloc);
             } else {
@@ -499,6 +504,7 @@ Task<void> HostMm::handle_mm_fault(const vm::CpuContext& ctx, Slot& s, Gfn gfn, 
             co_await sim_.delay(k_.zero_page_map);
             if (static_cast<Page>(pte) == Page::Absent) {
                 pte = static_cast<std::uint8_t>(Page::Zero);
+                ++version_;
                 c_->add(Counters::zero_map);
             }
             co_return;
@@ -508,6 +514,7 @@ Task<void> HostMm::handle_mm_fault(const vm::CpuContext& ctx, Slot& s, Gfn gfn, 
         c_->add(Counters::first_touch);
         if (static_cast<Page>(pte) == Page::Absent) {
             pte = static_cast<std::uint8_t>(Page::Private);
+            ++version_;
             allocated(s, cpu, gfn, Page::Private, sim_.now());
         } else {
             c_->add(Counters::thp_alloc_raced);
@@ -527,6 +534,7 @@ Task<void> HostMm::wp_page_copy(const vm::CpuContext& ctx, Slot& s, Gfn gfn) {
     std::uint8_t& pte = s.pte[s.i4(gfn)];
     if (static_cast<Page>(pte) == Page::Zero) {
         pte = static_cast<std::uint8_t>(Page::Private);
+        ++version_;
         allocated(s, ctx.host_cpu, gfn, Page::Private, sim_.now());
         c_->add(Counters::wp_copy);
         if (notifier_) co_await notifier_->change_pte(ctx, gfn);
@@ -537,6 +545,7 @@ Task<void> HostMm::wp_page_copy(const vm::CpuContext& ctx, Slot& s, Gfn gfn) {
 }
 
 void HostMm::populate(Gfn start, Gfn end) {
+    ++version_;
     for (auto& sp : slots_) {
         Slot& s = *sp;
         const Gfn a = std::max(start, s.base), z = std::min(end, s.base + s.npages);
@@ -558,6 +567,7 @@ void HostMm::populate(Gfn start, Gfn end) {
 Task<void> HostMm::unmap(const vm::CpuContext& ctx, Gfn start, Gfn end) {
     if (end <= start) co_return;
     if (notifier_) co_await notifier_->invalidate_range_start(ctx, start, end);
+    ++version_;
     for (auto& sp : slots_) {
         Slot& s = *sp;
         const Gfn a = std::max(start, s.base), z = std::min(end, s.base + s.npages);

@@ -161,6 +161,10 @@ public:
     // hugetlb pages populated). No simulated cost, no notifier: for set-ups.
     void populate(vm::Gfn start, vm::Gfn end);
 
+    // Changes whenever any host page's state does (what gup_analytic and gup_lines read): a
+    // caller may keep their answers while it is unchanged.
+    std::uint64_t state_version() const { return version_; }
+
     // Introspection (no simulated cost).
     Page page(vm::Gfn gfn) const;
     const Costs& costs() const { return k_; }
@@ -191,6 +195,7 @@ private:
     Costs k_;
     Features ft_;
     MmuNotifier* notifier_ = nullptr;
+    std::uint64_t version_ = 0;
     std::vector<std::unique_ptr<Slot>> slots_;
     std::vector<std::unique_ptr<engine::Bandwidth>> memory_;  // one per socket
     std::uint32_t priced_ahead_ = 0;  // the bandwidth statistics' id of account_transfer()

@@ -5,7 +5,7 @@
 namespace kvmsim::engine {
 
 LineClass::LineClass(Simulator& sim, const Topology& topo, std::string name)
-    : sim_(sim), topo_(topo), name_(std::move(name)), id_(sim.line_stats().class_id(name_)) {}
+    : sim_(sim), xfer_(topo), name_(std::move(name)), id_(sim.line_stats().class_id(name_)) {}
 
 LineRecord& LineClass::record() {
     const auto phase = static_cast<std::uint32_t>(sim_.phase());
@@ -14,14 +14,14 @@ LineRecord& LineClass::record() {
 }
 
 Time LineClass::rmw(LineState& line, std::uint32_t cpu, Time at) {
-    LineRecord& r = record();
+    LineRecord& r = rec_ && rec_->phase == sim_.phase() ? *rec_ : record();
     ++r.operations;
     const Time start = std::max(at, line.free_at);
     if (line.free_at > at) {
         ++r.contended;
         r.wait_ps.record(static_cast<std::uint64_t>((start - at).ps()));
     }
-    line.free_at = start + topo_.line_transfer(line.owner, cpu);
+    line.free_at = start + xfer_(line.owner, cpu);
     line.owner = cpu;
     return line.free_at;
 }

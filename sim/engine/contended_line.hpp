@@ -42,13 +42,13 @@ public:
     Time rmw(LineState& line, std::uint32_t cpu, Time at);
 
     const std::string& name() const { return name_; }
-    const Topology& topology() const { return topo_; }
+    const Topology& topology() const { return xfer_.topology(); }
 
 private:
     LineRecord& record();
 
     Simulator& sim_;
-    Topology topo_;
+    LineTransfer xfer_;
     std::string name_;
     std::uint32_t id_;
     LineRecord* rec_ = nullptr;  // the current phase's record, once made

@@ -77,8 +77,7 @@ public:
     void push(const Event& e) {
         ++size_;
         if (heap_mode_) {
-            h_.push_back(e);
-            std::push_heap(h_.begin(), h_.end(), After{});
+            heap_push(e);
             if (size_ > kToRadix) to_radix();
             return;
         }
@@ -105,9 +104,7 @@ public:
     Event pop() {
         --size_;
         if (heap_mode_) {
-            std::pop_heap(h_.begin(), h_.end(), After{});
-            const Event e = h_.back();
-            h_.pop_back();
+            const Event e = heap_pop();
             last_ = e.time;
             return e;
         }
@@ -132,6 +129,47 @@ public:
 
 private:
     static bool later(const Event& a, const Event& b) { return a.order > b.order; }
+    // The heap mode's binary min-heap by (time, order), written out (rather than std::push_heap
+    // and pop_heap) so that the new event's key stays in registers: the library's versions copy
+    // it through memory and read it back in halves, which the store buffer cannot forward.
+    // Keys are unique (order holds a sequence number), so any correct heap pops the same order.
+    static bool less_key(std::int64_t ta, std::uint64_t oa, const Event& b) {
+        return ta < b.time || (ta == b.time && oa < b.order);
+    }
+    void heap_push(const Event& e) {
+        const std::int64_t t = e.time;
+        const std::uint64_t o = e.order;
+        std::size_t i = h_.size();
+        h_.emplace_back();
+        Event* h = h_.data();
+        while (i > 0) {
+            const std::size_t p = (i - 1) / 2;
+            if (!less_key(t, o, h[p])) break;
+            h[i] = h[p];
+            i = p;
+        }
+        h[i] = e;
+    }
+    Event heap_pop() {
+        Event* h = h_.data();
+        const Event top = h[0];
+        const std::size_t n = h_.size() - 1;
+        if (n > 0) {
+            const Event last = h[n];
+            std::size_t i = 0;
+            for (;;) {
+                std::size_t c = 2 * i + 1;
+                if (c >= n) break;
+                if (c + 1 < n && h[c + 1] < h[c]) ++c;
+                if (!less_key(h[c].time, h[c].order, last)) break;
+                h[i] = h[c];
+                i = c;
+            }
+            h[i] = last;
+        }
+        h_.pop_back();
+        return top;
+    }
     struct After {  // a functor, so that the heap algorithms inline it
         bool operator()(const Event& a, const Event& b) const { return b < a; }
     };

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "sim/engine/time.hpp"
 
@@ -32,6 +33,32 @@ struct Topology {
         if (from_cpu == kNoCpu || socket_of(from_cpu) == socket_of(to_cpu)) return line_same_socket;
         return line_cross_socket;
     }
+};
+
+// Topology::line_transfer without its divisions: each CPU's socket looked up in a table (for the
+// topology's CPUs; a number past them takes line_transfer itself). Same results.
+class LineTransfer {
+public:
+    static constexpr std::uint32_t kMaxTable = 1u << 16;
+    LineTransfer() = default;
+    explicit LineTransfer(const Topology& t) : topo_(t) {
+        const std::uint64_t n = std::uint64_t{t.sockets} * t.cpus_per_socket;
+        if (n <= kMaxTable) {
+            socket_.resize(static_cast<std::size_t>(n));
+            for (std::uint32_t c = 0; c < n; ++c) socket_[c] = t.socket_of(c);
+        }
+    }
+    Time operator()(std::uint32_t from_cpu, std::uint32_t to_cpu) const {
+        if (from_cpu == to_cpu) return topo_.line_local;
+        if (from_cpu < socket_.size() && to_cpu < socket_.size())
+            return socket_[from_cpu] == socket_[to_cpu] ? topo_.line_same_socket : topo_.line_cross_socket;
+        return topo_.line_transfer(from_cpu, to_cpu);
+    }
+    const Topology& topology() const { return topo_; }
+
+private:
+    Topology topo_;
+    std::vector<std::uint32_t> socket_;
 };
 
 }  // namespace kvmsim::engine
