@@ -125,7 +125,7 @@ Expanded kvm_page_table_test(const std::vector<std::string>& args, Time gt) {
 
     Expanded e;
     e.vm.vcpus = vcpus;
-    e.vm.memslots.push_back(vm::Memslot{1, kTestBaseGfn, npages, backing, false});
+    e.vm.memslots.push_back(vm::Memslot{1, kTestBaseGfn, npages, backing, false, false});
     Workload& w = e.workload;
     w.preset = "kvm_page_table_test";
     w.preset_args = args;
@@ -188,7 +188,7 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
     e.vm.vcpus = vcpus;
     std::vector<std::uint32_t> slot_ids;
     for (std::uint32_t i = 0; i < nslots; ++i) {
-        e.vm.memslots.push_back(vm::Memslot{i + 1, kTestBaseGfn + i * slot_pages, slot_pages, backing, false});
+        e.vm.memslots.push_back(vm::Memslot{i + 1, kTestBaseGfn + i * slot_pages, slot_pages, backing, false, false});
         slot_ids.push_back(i + 1);
     }
     Workload& w = e.workload;
@@ -255,7 +255,7 @@ Expanded nx_huge_pages_perf_test(const std::vector<std::string>& args, Time gt) 
 
     Expanded e;
     e.vm.vcpus = vcpus;
-    e.vm.memslots.push_back(vm::Memslot{1, kTestBaseGfn, per_vcpu * vcpus, backing, false});
+    e.vm.memslots.push_back(vm::Memslot{1, kTestBaseGfn, per_vcpu * vcpus, backing, false, true});  // MAP_POPULATE
     Workload& w = e.workload;
     w.preset = "nx_huge_pages_perf_test";
     w.preset_args = args;
