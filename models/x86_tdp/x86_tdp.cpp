@@ -2000,7 +2000,7 @@ vm::ModelInfo x86_tdp_model_info() {
                "mmu_lock mode of NX huge page recovery: 'write' = Linux v6.9 (kvm_recover_nx_huge_pages under "
                "write_lock, kvm_tdp_mmu_zap_sp with tdp_mmu_set_spte, so faults wait for it); 'read' = Vipin "
                "Sharma / James Houghton, '[PATCH v5 3/7] KVM: x86/mmu: Recover TDP MMU NX huge pages using MMU "
-               "read lock' (2025-07-07, merged for v6.17 as a57750909580): under read_lock, the list walked "
+               "read lock' (2025-07-07, applied to kvm-x86 mmu as a57750909580): under read_lock, the list walked "
                "under tdp_mmu_pages_lock, each table zapped with tdp_mmu_set_spte_atomic, so faults proceed"),
         x86_context::mmu_init_knob(),
     };
