@@ -178,6 +178,7 @@ HostMm::HostMm(engine::Simulator& sim, const vm::HostConfig& host, const std::ve
                 if (g < m.base_gfn || g + 512 > m.base_gfn + m.npages) s->pmd[s->i2(std::max(g, m.base_gfn))] = kPmdTable;
         }
         slots_.push_back(std::move(s));
+        if (m.populate) populate(m.base_gfn, m.base_gfn + m.npages);
     }
 }
 

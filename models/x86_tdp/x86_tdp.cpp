@@ -39,6 +39,8 @@ using engine::Task;
 using engine::Time;
 using vm::Gfn;
 
+constexpr std::int64_t kUintMax = 4294967295;  // the kvm module parameters are uint
+
 namespace {
 
 // Simulation granularity of bulk walkers: accumulated work is turned into simulated time at least
@@ -123,7 +125,17 @@ Config Config::from(const vm::Knobs& knobs) {
                            : r == "zap_batched_flush" ? HugePageRecovery::ZapBatchedFlush
                                                       : HugePageRecovery::InPlace;
     c.mmu_init = x86_context::parse_init_mode(knobs);
+    c.nx_recovery_ratio = knob_int(knobs, "nx_huge_pages_recovery_ratio", 60, 0, kUintMax, "x86_tdp");
+    c.nx_recovery_period_ms = knob_int(knobs, "nx_huge_pages_recovery_period_ms", 0, 0, kUintMax, "x86_tdp");
+    c.nx_recovery_read = knob_choice(knobs, "nx_recovery_lock", "write", {"write", "read"}, "x86_tdp") == "read";
     return c;
+}
+
+// calc_nx_huge_pages_recovery_period (v6.9 arch/x86/kvm/mmu/mmu.c).
+std::int64_t Config::nx_recovery_period() const {
+    if (!nx_huge_pages || nx_recovery_ratio == 0) return 0;
+    if (nx_recovery_period_ms) return nx_recovery_period_ms;
+    return 60 * 60 * 1000 / std::min<std::int64_t>(nx_recovery_ratio, 3600);  // at least a second
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,6 +163,7 @@ struct X86TdpMmu::EntryRef {
     std::uint8_t* e = nullptr;
     std::uint32_t* serial = nullptr;
     std::uint64_t* page = nullptr;
+    std::uint64_t* nx = nullptr;  // levels 3 and 2: the linked table's NX huge page state
     std::uint64_t addr = 0;
 };
 
@@ -173,6 +186,21 @@ struct X86TdpMmu::MapPlan {
     Time cost;
     Gfn gfn = 0;
     int zapped = -1;  // the ZapLink step frozen by map_commit, awaiting its flush
+    // kvm_mmu_hugepage_adjust: an exec fault with NX huge pages on (fault->huge_page_disallowed)
+    // and the level the host mapping allows (fault->req_level).
+    bool huge_page_disallowed = false;
+    int req_level = 1;
+    Time nx_cost;  // tdp_mmu_pages_lock taken to track linked tables
+};
+
+// The recovery worker's sleep (schedule_timeout): wakes it at the end of the period.
+class X86TdpMmu::NxTimer final : public engine::EventTarget {
+public:
+    explicit NxTimer(engine::Signal& s) : s_(s) {}
+    void fire(engine::Simulator&) override { s_.notify_all(); }
+
+private:
+    engine::Signal& s_;
 };
 
 struct X86TdpMmu::ModelCounters {
@@ -208,12 +236,18 @@ struct X86TdpMmu::ModelCounters {
           root_walk(c.id("tdp_mmu_root_lookup_steps")),
           rebuild_faults(c.id("root_rebuild_faults")),
           pf_zap_huge(c.id("pf_huge_spte_zapped")),
-          recovered(c.id("huge_pages_recovered")) {}
+          recovered(c.id("huge_pages_recovered")),
+          nx_recoveries(c.id("kvm_recover_nx_huge_pages")),
+          nx_zapped(c.id("nx_huge_pages_recovery_zapped")),
+          nx_tracked(c.id("track_possible_nx_huge_page")),
+          nx_adjust(c.id("disallowed_hugepage_adjust")),
+          nx_yields(c.id("nx_huge_pages_recovery_cond_resched")) {}
     engine::CounterId retry_precheck, retry_stale, retry_frozen, retry_cmpxchg, fast_retry, yields,
         yields_needbreak, yields_resched, yield_flushes, zap_atomic, zap_leaf, splits, split_allocs,
         topup_objs, alloc_atomic, dirty_marked, wrprot, dirty_harvested,
         smm_enter, smm_exit, smm_ignored, smm_stall, smi_handler_lines, smram_lines, root_alloc, root_reuse,
-        root_put, root_free, root_walk, rebuild_faults, pf_zap_huge, recovered;
+        root_put, root_free, root_walk, rebuild_faults, pf_zap_huge, recovered, nx_recoveries, nx_zapped, nx_tracked,
+        nx_adjust, nx_yields;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -256,6 +290,13 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
     site_mn_end_ = sim_.site("kvm_mmu_notifier_invalidate_range_end");
     site_free_roots_ = sim_.site("kvm_mmu_free_roots");
     site_alloc_root_ = sim_.site("mmu_alloc_direct_roots");
+    site_nx_recovery_ = sim_.site("kvm_recover_nx_huge_pages");
+    // kvm.nx_huge_pages: a host feature (a profile without it, e.g. when x86_shadow embeds this
+    // model and does not list it, has it off).
+    cfg_.nx_huge_pages = env.host.features.count("nx_huge_pages") && env.host.feature("nx_huge_pages");
+    pages_lock_line_ = std::make_unique<engine::ContendedLine>(sim_, host_->topology(), "tdp_mmu_pages_lock");
+    nx_wake_ = std::make_unique<engine::Signal>(sim_, "nx_huge_pages_recovery_period");
+    nx_timer_ = std::make_unique<NxTimer>(*nx_wake_);
 
     root_hpa_ = pt_alloc_.alloc();  // kvm_tdp_mmu_alloc_root: one root, shared by every vCPU
 
@@ -292,6 +333,8 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
     pt_serial_.assign(nr * 512, 0);
     pt_page_.assign(nr * 512, 0);
     pte_.assign(nr << 18, 0);
+    pd_nx_.assign(nr, 0);
+    pt_nx_.assign(nr * 512, 0);
     if (nr > 0) {
         lut_base_ = g1s.front();
         const std::uint64_t span = g1s.back() - g1s.front() + 1;
@@ -356,12 +399,14 @@ X86TdpMmu::EntryRef X86TdpMmu::ref(int level, Gfn gfn) const {
         r.e = &self->pdpte_[ri];
         r.serial = &self->pd_serial_[ri];
         r.page = &self->pd_page_[ri];
+        r.nx = &self->pd_nx_[ri];
     } else if (level == 2) {
         const std::size_t i = static_cast<std::size_t>(ri) * 512 + spte_index(gfn, 2);
         r.addr = pd_page_[ri] + spte_index(gfn, 2) * 8;
         r.e = &self->pde_[i];
         r.serial = &self->pt_serial_[i];
         r.page = &self->pt_page_[i];
+        r.nx = &self->pt_nx_[i];
     } else {
         r.addr = pt_page_[static_cast<std::size_t>(ri) * 512 + spte_index(gfn, 2)] + spte_index(gfn, 1) * 8;
         r.e = &self->pte_[(static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff)];
@@ -403,6 +448,7 @@ void X86TdpMmu::set_leaf(int level, Gfn gfn, std::uint8_t value) {
         *r.serial = 0;
         *r.page = 0;
     }
+    unlink_nx(r);
 }
 
 void X86TdpMmu::clear_entry(int level, Gfn gfn) {
@@ -414,6 +460,57 @@ void X86TdpMmu::clear_entry(int level, Gfn gfn) {
         *r.serial = 0;
         *r.page = 0;
     }
+    unlink_nx(r);
+}
+
+// tdp_mmu_unlink_sp: a page table that was nx_huge_page_disallowed leaves the possible-NX list
+// (untrack_possible_nx_huge_page, under tdp_mmu_pages_lock: charged to its line by the caller's
+// path only where the model knows the time, see docs).
+void X86TdpMmu::unlink_nx(EntryRef& r) {
+    if (!r.nx || !*r.nx) return;
+    if (*r.nx >= 2) {
+        nx_list_.erase(*r.nx);
+        stats_.gauge_add(stats_.nx_lpage_splits, -1);
+    }
+    *r.nx = 0;
+}
+
+// kvm_tdp_mmu_map after linking a page table for a fault with huge_page_disallowed:
+// sp->nx_huge_page_disallowed, and track_possible_nx_huge_page when a huge page could have been
+// mapped at the table's level (fault->req_level >= iter.level).
+void X86TdpMmu::mark_nx(int level, Gfn gfn, bool track) {
+    EntryRef r = ref(level, gfn);
+    if (!r.nx) return;
+    if (!track) {
+        *r.nx = 1;
+        return;
+    }
+    *r.nx = nx_next_key_++;
+    nx_list_.emplace(*r.nx, std::make_pair(level, round_gfn(gfn, level)));
+    stats_.gauge_add(stats_.nx_lpage_splits, 1);
+    sim_.counters().add(mc_->nx_tracked);
+}
+
+bool X86TdpMmu::child_nx_disallowed(int level, Gfn gfn) const {
+    const EntryRef r = ref(level, gfn);
+    return r.nx && *r.nx != 0;
+}
+
+// make_huge_page_split_spte: the children carry the huge SPTE's bits; split to 4K with NX huge
+// pages on, they are made executable (the mitigation no longer applies).
+std::uint8_t X86TdpMmu::split_child(std::uint8_t huge, int child_level) const {
+    auto child = static_cast<std::uint8_t>(huge & (spte::P | spte::W | spte::X | spte::MW | spte::LEAF));
+    if (cfg_.nx_huge_pages && child_level == 1) child |= spte::X;
+    return child;
+}
+
+// spin_lock(&kvm->arch.tdp_mmu_pages_lock) at `at`: its line (held for a list operation only).
+Time X86TdpMmu::pages_lock(std::uint32_t cpu, Time at) { return pages_lock_line_->rmw(cpu, at) - at; }
+
+std::vector<std::pair<int, Gfn>> X86TdpMmu::possible_nx_huge_pages() const {
+    std::vector<std::pair<int, Gfn>> out;
+    for (const auto& [key, v] : nx_list_) out.push_back(v);
+    return out;
 }
 
 // tdp_mmu_link_sp: the entry now links `page` (a fresh identity); a huge leaf it replaces is
@@ -424,6 +521,7 @@ void X86TdpMmu::link_table(int level, Gfn gfn, std::uint64_t page) {
     *r.e = spte::TABLE;
     *r.serial = next_serial_++;
     *r.page = page;
+    if (r.nx) *r.nx = 0;
     ++tdp_mmu_pages_;  // tdp_account_mmu_page
 }
 
@@ -433,7 +531,7 @@ void X86TdpMmu::link_table(int level, Gfn gfn, std::uint64_t page) {
 void X86TdpMmu::fill_split(int level, Gfn gfn, std::uint8_t huge) {
     const Gfn base = round_gfn(gfn, level);
     const std::uint32_t ri = region_of(base);
-    const auto child = static_cast<std::uint8_t>(huge & (spte::P | spte::W | spte::X | spte::MW | spte::LEAF));
+    const std::uint8_t child = split_child(huge, level - 1);
     if (level == 2) {
         std::fill_n(pte_.begin() + static_cast<std::ptrdiff_t>((static_cast<std::size_t>(ri) << 18) | (base & 0x3ffff)),
                     512, child);
@@ -660,6 +758,13 @@ void X86TdpMmu::map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, Gfn gf
             addr = virt_page + spte_index(gfn, level) * 8;
         }
         p.cost += k_.tdp_walk_level + touch(cpu, addr, false);
+        // disallowed_hugepage_adjust: no huge page over a page table an exec fault split for
+        // the NX huge page mitigation (until recovery zaps it); map one level down.
+        if (cfg_.nx_huge_pages && !virt && level > 1 && level == goal && is_table(e) &&
+            child_nx_disallowed(level, gfn)) {
+            --goal;
+            sim_.counters().add(mc_->nx_adjust);
+        }
         if (e & spte::FROZEN) {  // is_removed_spte: give up and retry
             p.result = RET_PF_RETRY;
             sim_.counters().add(mc_->retry_frozen);
@@ -670,7 +775,9 @@ void X86TdpMmu::map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, Gfn gf
         st.old_e = e;
         st.old_serial = ser;
         if (level == goal) {  // tdp_mmu_map_handle_target_level
-            const std::uint8_t ne = leaf;  // make_spte: ACC_ALL, writable if the host's pfn is
+            // make_spte: ACC_ALL, writable if the host's pfn is; a huge SPTE is not executable
+            // with NX huge pages on (is_nx_huge_page_enabled).
+            const auto ne = static_cast<std::uint8_t>(cfg_.nx_huge_pages && level > 1 ? leaf & ~spte::X : leaf);
             st.kind = MapPlan::Install;
             st.new_e = ne;
             if (ne == e) {
@@ -707,7 +814,7 @@ void X86TdpMmu::map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, Gfn gf
         } else if (is_present(e)) {  // tdp_mmu_split_huge_page
             st.kind = MapPlan::Split;
             p.cost += split_cost(st.page, cpu);
-            virt_e = static_cast<std::uint8_t>(e & (spte::P | spte::W | spte::X | spte::MW | spte::LEAF));
+            virt_e = split_child(e, level - 1);
         } else {  // tdp_mmu_link_sp
             st.kind = MapPlan::Link;
             virt_e = 0;
@@ -733,10 +840,14 @@ int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu, int from) {
         if (cur != st.old_e || (st.kind == MapPlan::Through && *r.serial != st.old_serial)) break;
         switch (st.kind) {
             case MapPlan::Through: break;
-            case MapPlan::Link: link_table(st.level, gfn, st.page); break;
+            case MapPlan::Link:
+                link_table(st.level, gfn, st.page);
+                nx_link(p, st.level, cpu);
+                break;
             case MapPlan::Split:
                 link_table(st.level, gfn, st.page);
                 fill_split(st.level, gfn, st.old_e);
+                nx_link(p, st.level, cpu);
                 break;
             case MapPlan::ZapLink:
                 // Frozen: other faults walking into it retry, bulk walkers skip it.
@@ -749,15 +860,15 @@ int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu, int from) {
                 return kZapFlushPending;
             case MapPlan::Install:
                 if (st.new_e == st.old_e) {
-                    p.cost = Time::zero();
+                    p.cost = p.nx_cost;
                     return RET_PF_SPURIOUS;
                 }
                 if (is_table(cur)) {
                     // A huge SPTE replaces a page table: handle_removed_pt, then
                     // kvm_flush_remote_tlbs_gfn.
-                    p.cost = remove_subtree(st.level, gfn, true, cpu) + tlb_.flush();
+                    p.cost = p.nx_cost + remove_subtree(st.level, gfn, true, cpu) + tlb_.flush();
                 } else {
-                    p.cost = Time::zero();
+                    p.cost = p.nx_cost;
                 }
                 set_leaf(st.level, gfn, st.new_e);
                 p.cost += mark_page_dirty(s, gfn, cpu);
@@ -775,6 +886,14 @@ int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu, int from) {
     return RET_PF_RETRY;
 }
 
+// kvm_tdp_mmu_map after tdp_mmu_link_sp / tdp_mmu_split_huge_page succeeded at `level`.
+void X86TdpMmu::nx_link(MapPlan& p, int level, std::uint32_t cpu) {
+    if (!p.huge_page_disallowed) return;
+    const bool track = p.req_level >= level;
+    if (track) p.nx_cost += pages_lock(cpu, sim_.now() + p.nx_cost);
+    mark_nx(level, p.gfn, track);
+}
+
 // After the flush that followed map_commit's freeze: the frozen SPTE is cleared (only its freezer
 // writes a REMOVED_SPTE), an empty page is linked in its place, and the remaining steps commit.
 int X86TdpMmu::map_zap_link(MapPlan& p, Slot& s, std::uint32_t cpu) {
@@ -783,6 +902,7 @@ int X86TdpMmu::map_zap_link(MapPlan& p, Slot& s, std::uint32_t cpu) {
     if (*r.e != spte::FROZEN) throw std::logic_error("x86_tdp: a frozen SPTE changed under its freezer");
     *r.e = 0;
     link_table(st.level, p.gfn, st.page);
+    nx_link(p, st.level, cpu);
     const int from = p.zapped + 1;
     p.zapped = -1;
     return map_commit(p, s, cpu, from);
@@ -939,7 +1059,10 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
             co_await sim_.delay(t);
         } else {
             MapPlan plan;
-            map_snapshot(plan, cpu, v, gfn, max_mapping_level(*s, gfn, host_level), leaf);
+            // kvm_mmu_hugepage_adjust: an exec fault maps 4K with NX huge pages on.
+            plan.req_level = max_mapping_level(*s, gfn, host_level);
+            plan.huge_page_disallowed = cfg_.nx_huge_pages && access == vm::Access::Exec;
+            map_snapshot(plan, cpu, v, gfn, plan.huge_page_disallowed ? 1 : plan.req_level, leaf);
             co_await sim_.delay(t + plan.cost);
             if (plan.result != RET_PF_FIXED) {
                 ret = plan.result;
@@ -1208,6 +1331,7 @@ Task<void> X86TdpMmu::zap_collapsible_spte_range(Bulk& b, Slot& s) {
             const std::optional<std::uint8_t> leaf = first_leaf_below(b, it.level, it.gfn);
             if (!leaf) continue;  // -ENOENT: nothing mapped below
             value = *leaf;        // make_huge_spte: the child's bits, a huge page's size
+            if (cfg_.nx_huge_pages) value = static_cast<std::uint8_t>(value & ~spte::X);
             sim_.counters().add(mc_->recovered);
         }
         b.acc += replace_table(b, it.level, it.gfn, value);
@@ -1707,6 +1831,95 @@ Task<void> X86TdpMmu::smm_transition(const vm::CpuContext& cpu, bool enter, cons
     hold_.end(static_cast<std::uint32_t>(i), !enter);  // an SMI keeps the stream held until RSM
 }
 
+// ---------------------------------------------------------------------------------------------
+// NX huge page recovery
+
+void X86TdpMmu::start_vm_workers(const vm::CpuContext& cpu) {
+    if (cfg_.nx_recovery_period() == 0 || nx_running_) return;
+    nx_running_ = true;
+    nx_stop_ = false;
+    vm::CpuContext c = cpu;
+    c.name = "kvm-nx-lpage-recovery";
+    sim_.spawn(c.name, nx_recovery_worker(c));
+}
+
+// kthread_stop: a worker asleep wakes and returns; one recovering finishes its pass first.
+void X86TdpMmu::stop_vm_workers() {
+    if (!nx_running_) return;
+    nx_stop_ = true;
+    sim_.cancel(*nx_timer_);
+    nx_wake_->notify_all();
+}
+
+// kvm_nx_huge_page_recovery_worker: sleep a period (from the end of the last pass), recover.
+// The kernel's jiffies rounding of the period is left out.
+Task<void> X86TdpMmu::nx_recovery_worker(vm::CpuContext cpu) {
+    const Time period = Time::ms(cfg_.nx_recovery_period());
+    while (!nx_stop_) {
+        sim_.schedule(sim_.now() + period, *nx_timer_);
+        co_await nx_wake_->wait();
+        if (nx_stop_) break;
+        co_await recover_nx_huge_pages(cpu);
+    }
+    nx_running_ = false;
+}
+
+// cond_resched_rwlock_read/write after kvm_mmu_remote_flush_or_zap.
+Task<void> X86TdpMmu::nx_yield(Bulk& b, bool flush) {
+    TdpIter it;  // no walk to restart
+    co_await cond_resched(b, it, flush);
+    sim_.counters().add(mc_->nx_yields);
+}
+
+// kvm_recover_nx_huge_pages: zap DIV_ROUND_UP(nr_possible_nx_huge_pages, ratio) of the tracked page
+// tables, oldest first, so that the range faults again (a non-exec access may then map a huge
+// page). nx_recovery_lock:
+//  - write (v6.9): under mmu_lock write; kvm_tdp_mmu_zap_sp -> tdp_mmu_set_spte(0), whose
+//    handle_removed_pt (not shared) clears the children and tdp_mmu_unlink_sp untracks the table
+//    under tdp_mmu_pages_lock;
+//  - read ([PATCH v5 3/7], 2025): under mmu_lock read; the first table is taken off the list and
+//    unaccounted under tdp_mmu_pages_lock, then kvm_tdp_mmu_zap_possible_nx_huge_page zaps its
+//    SPTE with tdp_mmu_set_spte_atomic (a cmpxchg to non-present; handle_removed_pt shared).
+// Either way one flush at the end or before a yield (kvm_mmu_remote_flush_or_zap), and a yield
+// after any table when need_resched() || rwlock_needbreak().
+Task<void> X86TdpMmu::recover_nx_huge_pages(const vm::CpuContext& cpu) {
+    const bool shared = cfg_.nx_recovery_read;
+    sim_.counters().add(mc_->nx_recoveries);
+    Bulk b = make_bulk(cpu);
+    co_await lock(b, shared ? LockMode::Read : LockMode::Write, site_nx_recovery_);
+    const auto ratio = static_cast<std::uint64_t>(cfg_.nx_recovery_ratio);
+    std::uint64_t to_zap = ratio ? (nx_list_.size() + ratio - 1) / ratio : 0;
+    bool flush = false;
+    for (; to_zap; --to_zap) {
+        if (shared) b.acc += pages_lock(b.cpu, sim_.now() + b.acc);
+        if (nx_list_.empty()) break;
+        const auto [level, gfn] = nx_list_.begin()->second;
+        EntryRef r = ref(level, gfn);
+        b.acc += k_.tdp_iter_step + touch(b.cpu, r.addr, true);
+        if (shared) {
+            unlink_nx(r);  // unaccount_nx_huge_page before the zap
+            b.acc += replace_table(b, level, gfn, 0);
+        } else {
+            b.acc += remove_subtree(level, gfn, false, b.cpu) + k_.spte_update;
+            b.acc += pages_lock(b.cpu, sim_.now() + b.acc);  // tdp_mmu_unlink_sp
+            clear_entry(level, gfn);
+        }
+        sim_.counters().add(mc_->nx_zapped);
+        flush = true;
+        co_await settle(b);
+        if (needbreak() || b.clock.need_resched(sim_.now())) {
+            co_await nx_yield(b, flush);
+            flush = false;
+        }
+    }
+    if (flush) {
+        co_await settle(b);
+        co_await sim_.delay(tlb_.flush());
+    }
+    co_await unlock(b);
+    co_await settle(b);
+}
+
 }  // namespace x86_tdp
 
 // ---------------------------------------------------------------------------------------------
@@ -1775,6 +1988,20 @@ vm::ModelInfo x86_tdp_model_info() {
                 "the TDP MMU', commit 6e8eb2060cc7, merged for v5.15); false = v5.10-v5.14, where "
                 "direct_page_fault skipped fast_page_fault for a TDP MMU root, so a write-protection fault "
                 "takes the full path: top-up, GUP, mmu_lock (fault_lock's mode), kvm_tdp_mmu_map"),
+        int_knob("nx_huge_pages_recovery_ratio", 60, 0, x86_tdp::kUintMax,
+                 "kvm.nx_huge_pages_recovery_ratio (Linux v6.9 default 60): with the host feature nx_huge_pages, "
+                 "every period the recovery worker (kvm_nx_huge_page_recovery_worker) zaps "
+                 "DIV_ROUND_UP(possible NX huge pages, ratio) of the page tables exec faults split, oldest "
+                 "first; 0 = no recovery. Accepted but inert with nx_huge_pages off"),
+        int_knob("nx_huge_pages_recovery_period_ms", 0, 0, x86_tdp::kUintMax,
+                 "kvm.nx_huge_pages_recovery_period_ms: the worker's period; 0 = derived as Linux v6.9's "
+                 "calc_nx_huge_pages_recovery_period does, 60*60*1000 / min(ratio, 3600) ms (at least a second)"),
+        choice_knob("nx_recovery_lock", "write", {"write", "read"},
+               "mmu_lock mode of NX huge page recovery: 'write' = Linux v6.9 (kvm_recover_nx_huge_pages under "
+               "write_lock, kvm_tdp_mmu_zap_sp with tdp_mmu_set_spte, so faults wait for it); 'read' = Vipin "
+               "Sharma / James Houghton, '[PATCH v5 3/7] KVM: x86/mmu: Recover TDP MMU NX huge pages using MMU "
+               "read lock' (2025-07-07, applied to kvm-x86 mmu as a57750909580): under read_lock, the list walked "
+               "under tdp_mmu_pages_lock, each table zapped with tdp_mmu_set_spte_atomic, so faults proceed"),
         x86_context::mmu_init_knob(),
     };
     info.costs = x86_tdp::Costs::names();
@@ -1782,6 +2009,7 @@ vm::ModelInfo x86_tdp_model_info() {
     for (const std::string& c : host::Costs::names()) info.costs.push_back(c);
     info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}};
     info.features = host::Features::names();
+    info.features.push_back("nx_huge_pages");  // kvm.nx_huge_pages (the iTLB multihit mitigation)
     info.operations = {vm::Operation::DirtyLogEnable,  vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
                        vm::Operation::DirtyLogDisable, vm::Operation::ZapGfnRange, vm::Operation::Invalidate,
                        vm::Operation::SmmEnter,        vm::Operation::SmmExit};

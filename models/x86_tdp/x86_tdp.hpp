@@ -32,12 +32,22 @@
 //   roots, SMM  kvm_tdp_mmu_get_vcpu_root_hpa, kvm_tdp_mmu_put_root (v6.4+; "drop": v5.17/v5.18's
 //               synchronous tdp_mmu_zap_root), kvm_mmu_free_roots, enter_smm, emulator_leave_smm,
 //               kvm_smm_changed, with the MMU context of models/x86_context
+//   NX huge    (host feature nx_huge_pages, the iTLB multihit mitigation) make_spte (huge SPTEs
+//   pages       non-executable), kvm_mmu_hugepage_adjust (huge_page_disallowed), disallowed_hugepage_adjust,
+//               kvm_tdp_mmu_map (nx_huge_page_disallowed, track_possible_nx_huge_page under
+//               tdp_mmu_pages_lock), make_huge_page_split_spte (4K children executable),
+//               tdp_mmu_unlink_sp (untrack_possible_nx_huge_page), kvm_nx_huge_page_recovery_worker,
+//               calc_nx_huge_pages_recovery_period, kvm_recover_nx_huge_pages and kvm_tdp_mmu_zap_sp
+//               (v6.9, mmu_lock write) or, by knob, the read-lock recovery of Vipin Sharma / James
+//               Houghton's "[PATCH v5 3/7] KVM: x86/mmu: Recover TDP MMU NX huge pages using MMU read
+//               lock" (2025-07-07, kvm_tdp_mmu_zap_possible_nx_huge_page)
 //   shared      kvm_mmu_invalidate_begin/range_add/end, kvm_flush_remote_tlbs,
 //               __kvm_mmu_topup_memory_cache, tdp_iter (tdp_iter_next & co.)
 // See docs/models/x86_tdp.md for what is simplified or left out.
 #pragma once
 
 #include <array>
+#include <map>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -54,6 +64,7 @@
 #include "models/common/resched.hpp"
 #include "models/common/tlb_flush.hpp"
 #include "models/x86_context/x86_context.hpp"
+#include "sim/engine/contended_line.hpp"
 #include "sim/engine/sync.hpp"
 #include "sim/vm/mmu_model.hpp"
 
@@ -97,6 +108,14 @@ struct Config {
     // "in_place" (v6.13's 13e2e4f62a4b: the table replaced by a huge SPTE, no refault).
     HugePageRecovery huge_page_recovery = HugePageRecovery::Zap;
     x86_context::InitMode mmu_init = x86_context::InitMode::FullEveryReset;
+    // NX huge pages: the host feature (kvm.nx_huge_pages; set by the constructor from the host, not
+    // a knob) and the recovery worker's module parameters.
+    bool nx_huge_pages = false;
+    std::int64_t nx_recovery_ratio = 60;      // nx_huge_pages_recovery_ratio (0: no recovery)
+    std::int64_t nx_recovery_period_ms = 0;   // nx_huge_pages_recovery_period_ms (0: derived)
+    bool nx_recovery_read = false;            // nx_recovery_lock = "read"
+    // calc_nx_huge_pages_recovery_period: the period, or 0 when recovery is off.
+    std::int64_t nx_recovery_period() const;
     static Config from(const vm::Knobs& knobs);
 };
 
@@ -179,6 +198,16 @@ public:
     engine::Task<void> invalidate_range_end(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
     engine::Task<void> change_pte(const vm::CpuContext& cpu, vm::Gfn gfn) override;
 
+    // kvm_nx_huge_page_recovery_worker: started with the workload when nx_huge_pages is on and the
+    // ratio is nonzero, stopped (kthread_stop) when it ends.
+    void start_vm_workers(const vm::CpuContext& cpu) override;
+    void stop_vm_workers() override;
+    // The possible NX huge pages (tdp_mmu_possible_nx_huge_pages), oldest first: the level of the
+    // SPTE linking each page table and its first gfn.
+    std::vector<std::pair<int, vm::Gfn>> possible_nx_huge_pages() const;
+    // kvm_recover_nx_huge_pages once, now (the worker's body; for tests).
+    engine::Task<void> recover_nx_huge_pages(const vm::CpuContext& cpu);
+
     // Introspection for tests and drivers (no simulated cost).
     // The level of the present leaf SPTE mapping gfn, if any.
     std::optional<vm::PageLevel> mapping_level(vm::Gfn gfn) const;
@@ -223,6 +252,7 @@ private:
     };
 
     static constexpr std::uint8_t kNeed[4] = {spte::P, spte::W, spte::X, 0};
+    class NxTimer;
 
     // --- page-table state ---
     EntryRef ref(int level, vm::Gfn gfn) const;
@@ -236,6 +266,15 @@ private:
     engine::Time split_cost(std::uint64_t page, std::uint32_t cpu);
     engine::Time remove_subtree(int level, vm::Gfn gfn, bool shared, std::uint32_t cpu);
     void clear_entry(int level, vm::Gfn gfn);
+    // NX huge pages: the page table linked at (level, gfn) is nx_huge_page_disallowed, tracked as a
+    // possible NX huge page or not; unlinking it untracks it (tdp_mmu_unlink_sp).
+    void mark_nx(int level, vm::Gfn gfn, bool track);
+    void unlink_nx(EntryRef& r);
+    bool child_nx_disallowed(int level, vm::Gfn gfn) const;
+    std::uint8_t split_child(std::uint8_t huge, int child_level) const;
+    engine::Time pages_lock(std::uint32_t cpu, engine::Time at);
+    engine::Task<void> nx_recovery_worker(vm::CpuContext cpu);
+    engine::Task<void> nx_yield(Bulk& b, bool flush);
 
     // --- tdp_iter ---
     void iter_start(TdpIter& it, int min_level, vm::Gfn start) const;
@@ -265,6 +304,7 @@ private:
     void map_snapshot(MapPlan& p, std::uint32_t cpu, VcpuState& v, vm::Gfn gfn, int goal, std::uint8_t leaf);
     int map_commit(MapPlan& p, Slot& s, std::uint32_t cpu, int from = 0);
     int map_zap_link(MapPlan& p, Slot& s, std::uint32_t cpu);
+    void nx_link(MapPlan& p, int level, std::uint32_t cpu);
 
     // --- bulk walkers (the Bulk context holds the lock guard and the unelapsed work) ---
     engine::Task<void> settle(Bulk& b);
@@ -320,6 +360,17 @@ private:
     std::vector<std::uint32_t> pt_serial_;
     std::vector<std::uint64_t> pt_page_;
     std::vector<std::uint8_t> pte_;             // region * 262144 + index
+    // NX huge pages, per table entry at level 3 (per region) and 2 (region * 512 + index): 0 = the
+    // linked page table is not nx_huge_page_disallowed, 1 = it is, >= 2 = it is and is tracked
+    // (its key in nx_list_, which orders the list oldest first).
+    std::vector<std::uint64_t> pd_nx_, pt_nx_;
+    std::map<std::uint64_t, std::pair<int, vm::Gfn>> nx_list_;
+    std::uint64_t nx_next_key_ = 2;
+    std::unique_ptr<engine::ContendedLine> pages_lock_line_;  // kvm->arch.tdp_mmu_pages_lock
+    std::unique_ptr<NxTimer> nx_timer_;
+    std::unique_ptr<engine::Signal> nx_wake_;
+    bool nx_stop_ = false;
+    bool nx_running_ = false;
     std::vector<std::uint32_t> lut_;            // (gfn >> 18) - lut_base_ -> region
     std::uint64_t lut_base_ = 0;
 
@@ -335,7 +386,8 @@ private:
 
     // Sites and model counters.
     engine::Site site_fault_, site_zap_, site_split_, site_split_relock_, site_wrprot_, site_get_,
-        site_clear_, site_collapsible_, site_mn_start_, site_mn_end_, site_free_roots_, site_alloc_root_;
+        site_clear_, site_collapsible_, site_mn_start_, site_mn_end_, site_free_roots_, site_alloc_root_,
+        site_nx_recovery_;
     struct ModelCounters;
     std::unique_ptr<ModelCounters> mc_;
 };

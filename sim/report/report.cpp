@@ -158,6 +158,17 @@ std::string pretty_ns(double v) {
 }
 }  // namespace
 
+std::optional<std::uint64_t> max_fault_latency_cycles(const runner::Result& r) {
+    if (r.preset != "nx_huge_pages_perf_test" || r.tsc_hz == 0) return std::nullopt;
+    std::uint64_t max_ps = 0;
+    for (const auto& p : r.phases)
+        if (p.name.rfind("write region ", 0) == 0 && p.fault_latency_ps.count())
+            max_ps = std::max(max_ps, p.fault_latency_ps.max());
+    const std::uint64_t khz = r.tsc_hz / 1000;
+    if (max_ps < (std::uint64_t{1} << 40)) return max_ps * khz / 1000000000;  // exact below ~1.1 s
+    return static_cast<std::uint64_t>(static_cast<double>(max_ps) * static_cast<double>(khz) / 1e9);
+}
+
 void print_summary(std::ostream& os, const runner::Result& r) {
     os << r.scenario;
     if (!r.variant.empty()) os << " [" << r.variant << "]";
@@ -176,6 +187,7 @@ void print_summary(std::ostream& os, const runner::Result& r) {
         else
             os << "  (" << p.name << ": " << seconds(p.sim_time_ns) << ")\n";
     }
+    if (const auto cycles = max_fault_latency_cycles(r)) os << "  Max fault latency: " << *cycles << " cycles\n";
     os << "\nKVM stats:\n";
     for (const auto& [k, v] : r.stats)
         if (v) os << "  " << std::left << std::setw(44) << k << v << "\n";

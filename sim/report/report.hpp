@@ -2,6 +2,8 @@
 // human summary printed by `kvmsim run`.
 #pragma once
 
+#include <optional>
+
 #include <iosfwd>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -17,5 +19,9 @@ void print_summary(std::ostream& os, const runner::Result& r);
 // Writes to a temporary file beside `path`, then renames it: a reader never sees half a file.
 void write_file_atomic(const std::string& path, const std::string& text);
 std::string hex64(std::uint64_t v);
+
+// nx_huge_pages_perf_test's "Max fault latency: N cycles": the largest fault latency of its write
+// stages at the host's tsc_frequency; nothing for another preset or a host without the frequency.
+std::optional<std::uint64_t> max_fault_latency_cycles(const runner::Result& r);
 
 }  // namespace kvmsim::report

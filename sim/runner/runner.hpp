@@ -67,6 +67,8 @@ struct Result {
     bool seed_used = false;  // false: every seed gives this same result
     std::string model;
     std::string preset;
+    // The host profile's tsc_frequency (Hz), 0 if it has none: selftests that print rdtsc cycles.
+    std::uint64_t tsc_hz = 0;
     std::uint64_t fingerprint = 0;
     std::string status;       // "completed", "deadlock" or "stopped" (RunOptions::until)
     std::string deadlock;     // the report, when status is "deadlock"

@@ -590,7 +590,9 @@ workload::AccessStream parse_stream(const Node& s, const vm::VmConfig& vm, std::
         "pattern", workload::AccessStream::Pattern::Sequential,
         {{"sequential", workload::AccessStream::Pattern::Sequential},
          {"strided", workload::AccessStream::Pattern::Sequential},
-         {"random", workload::AccessStream::Pattern::Random}});
+         {"random", workload::AccessStream::Pattern::Random},
+         // each page written, then executed (nx_huge_pages_perf_test's guest): 2 accesses a page
+         {"write_exec", workload::AccessStream::Pattern::WriteExec}});
     const vm::Memslot& slot = slot_by_id(s.has("slot") ? s["slot"] : s, vm,
                                          s.has("slot") ? s["slot"].as_uint() : vm.memslots.front().id);
     std::uint64_t start = slot.base_gfn, npages = slot.npages;

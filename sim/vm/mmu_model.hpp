@@ -145,6 +145,11 @@ public:
     // workload lets vCPUs that only hit run ahead of each other by this much, exactly.
     virtual Time fault_lookahead() const { return Time::zero(); }
 
+    // The VM's own host threads (x86's kvm-nx-lpage-recovery worker): started when the workload
+    // starts, on `cpu`, and stopped when its last step is done. Default: none.
+    virtual void start_vm_workers(const CpuContext& cpu) { (void)cpu; }
+    virtual void stop_vm_workers() {}
+
     // Host-side operations; the default says the model does not support them (the loader
     // prevents that from happening).
     virtual engine::Task<void> dirty_log_enable(const CpuContext& cpu, std::uint32_t slot, DirtyLogOptions opts);

@@ -43,6 +43,9 @@ struct Memslot {
     std::uint64_t npages = 0;
     Backing backing = Backing::Anonymous;
     bool dirty_logging = false;       // KVM_MEM_LOG_DIRTY_PAGES
+    // mmap(MAP_POPULATE): the host pages are present (and hugetlb pages populated) before the VM
+    // runs, at no simulated cost (nx_huge_pages_perf_test; presets only).
+    bool populate = false;
     bool contains(Gfn g) const { return g >= base_gfn && g < base_gfn + npages; }
 };
 

@@ -10,6 +10,7 @@ std::uint64_t AccessStream::total() const {
         case Pattern::Sequential: return stride ? npages / stride : 0;
         case Pattern::Random: return npages;
         case Pattern::BlockSplit: return block_pages ? (npages / block_pages) * (1 + block_pages / 2) : 0;
+        case Pattern::WriteExec: return stride ? 2 * (npages / stride) : 0;
     }
     return 0;
 }
@@ -36,6 +37,10 @@ void StreamCursor::compute() {
             access_ = k_ == 0 ? Access::Write : Access::Read;
             return;
         }
+        case AccessStream::Pattern::WriteExec:
+            gfn_ = s_.base + ((i_ / 2) * s_.stride) % s_.npages;
+            access_ = i_ % 2 == 0 ? Access::Write : Access::Exec;
+            return;
     }
     set_access();
 }
@@ -61,6 +66,9 @@ void StreamCursor::next() {
             }
             gfn_ = k_ == 1 ? gfn_ + s_.block_pages / 2 : gfn_ + 1;
             access_ = Access::Read;
+            return;
+        case AccessStream::Pattern::WriteExec:
+            compute();
             return;
     }
     set_access();

@@ -39,6 +39,8 @@ struct AccessStream {
         Random,      // uniform pages of the region
         BlockSplit,  // per block: write its first page, then read its second half (the
                      // selftest's KVM_UPDATE_MAPPINGS on huge pages)
+        WriteExec,   // per page (base, base+stride, ...): write it, then execute it
+                     // (nx_huge_pages_perf_test's "*gva = RETURN_OPCODE; ((void (*)(void)) gva)();")
     };
     Pattern pattern = Pattern::Sequential;
     Gfn base = 0;

@@ -104,6 +104,9 @@ const char* kPttValues = "msbvp";
 const char* kPttSwitches = "";
 const char* kDlptValues = "vbsifxm";
 const char* kDlptSwitches = "geo";
+const char* kNxValues = "bsv";
+const char* kNxSwitches = "";
+const char* kNxUsage = "nx_huge_pages_perf_test [-b size] [-s backing] [-v vcpus]";
 const char* kPttUsage = "kvm_page_table_test [-m mode] [-s backing] [-b size] [-v vcpus] [-p offset]";
 const char* kDlptUsage =
     "dirty_log_perf_test [-v vcpus] [-b size-per-vcpu] [-s backing] [-i iterations] [-f write-fraction] [-g] [-e] "
@@ -122,7 +125,7 @@ Expanded kvm_page_table_test(const std::vector<std::string>& args, Time gt) {
 
     Expanded e;
     e.vm.vcpus = vcpus;
-    e.vm.memslots.push_back(vm::Memslot{1, kTestBaseGfn, npages, backing, false});
+    e.vm.memslots.push_back(vm::Memslot{1, kTestBaseGfn, npages, backing, false, false});
     Workload& w = e.workload;
     w.preset = "kvm_page_table_test";
     w.preset_args = args;
@@ -185,7 +188,7 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
     e.vm.vcpus = vcpus;
     std::vector<std::uint32_t> slot_ids;
     for (std::uint32_t i = 0; i < nslots; ++i) {
-        e.vm.memslots.push_back(vm::Memslot{i + 1, kTestBaseGfn + i * slot_pages, slot_pages, backing, false});
+        e.vm.memslots.push_back(vm::Memslot{i + 1, kTestBaseGfn + i * slot_pages, slot_pages, backing, false, false});
         slot_ids.push_back(i + 1);
     }
     Workload& w = e.workload;
@@ -229,6 +232,48 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
     w.steps.push_back(disable);
     return e;
 }
+// nx_huge_pages_perf_test (James Houghton, "[PATCH v5 6/7] KVM: selftests: Add an NX huge pages
+// jitter test", 2025-07-07): the guest walks its memory 4K page by 4K page; in every other 1 GiB
+// region (page & (1 << 18) clear) it writes a RET to the page and executes it, in the others it
+// only writes, timing each write (rdtsc); it reports the largest: "Max fault latency: N cycles".
+// The memory is MAP_POPULATE'd. The test has one vCPU; -v (an extension) gives each vCPU its own
+// region of -b bytes, walked in lockstep region by region. Each 1 GiB region is a stage: "execute
+// region i" or "write region i"; the printed maximum is over the write stages' fault latencies.
+Expanded nx_huge_pages_perf_test(const std::vector<std::string>& args, Time gt) {
+    const Flags f = parse_flags(args, kNxValues, kNxSwitches, kNxUsage);
+    const vm::Backing backing = backing_flag(f, vm::Backing::Anonymous);
+    const std::uint64_t bytes = size_flag(f, 'b', 2ULL << 30);
+    if (bytes <= (1ULL << 30))
+        throw PresetError(f.values.at('b').second, "expected more than 1G (\"Must use more than 1GiB of memory.\"), got \"" +
+                                                       f.values.at('b').first + "\"");
+    const auto vcpus = static_cast<std::uint32_t>(int_flag(f, 'v', 1, 1, 4096));
+    const std::uint64_t large_pages = vm::pages_per(vm::host_level(backing));
+    std::uint64_t per_vcpu = bytes / vm::kPageSize;
+    per_vcpu = (per_vcpu + large_pages - 1) / large_pages * large_pages;  // the slot, aligned as vm_mem_add needs
+    if (per_vcpu * vcpus > (std::uint64_t{1} << (vm::kMaxPhysAddrBits - 12)))
+        throw PresetError(f.values.at('b').second, "expected -b x -v to be at most 4P (2^52 bytes)");
+
+    Expanded e;
+    e.vm.vcpus = vcpus;
+    e.vm.memslots.push_back(vm::Memslot{1, kTestBaseGfn, per_vcpu * vcpus, backing, false, true});  // MAP_POPULATE
+    Workload& w = e.workload;
+    w.preset = "nx_huge_pages_perf_test";
+    w.preset_args = args;
+    constexpr std::uint64_t kRegion = 1ULL << 18;  // 4K pages per 1 GiB
+    const std::uint64_t guest_pages = bytes / vm::kPageSize;
+    for (std::uint64_t r = 0; r * kRegion < guest_pages; ++r) {
+        const std::uint64_t n = std::min(kRegion, guest_pages - r * kRegion);
+        const bool exec = r % 2 == 0;
+        Step st{Step::Kind::Stage, (exec ? "execute region " : "write region ") + std::to_string(r), false, {}, {}, 1, {}};
+        for (std::uint32_t v = 0; v < vcpus; ++v) {
+            AccessStream s = seq(kTestBaseGfn + v * per_vcpu + r * kRegion, n, 1, Access::Write, gt);
+            if (exec) s.pattern = AccessStream::Pattern::WriteExec;
+            st.streams.push_back(s);
+        }
+        w.steps.push_back(std::move(st));
+    }
+    return e;
+}
 }  // namespace
 
 const std::vector<GuestMode>& guest_modes() {
@@ -251,6 +296,9 @@ const std::vector<PresetInfo>& presets() {
     static const std::vector<PresetInfo> list = {
         {"dirty_log_perf_test", "dirty logging: populate, enable, dirty/get/clear per iteration, disable", kDlptUsage,
          kDlptValues, kDlptSwitches},
+        {"nx_huge_pages_perf_test",
+         "NX huge page recovery jitter: per 1G region write+execute or timed writes, max write fault latency", kNxUsage,
+         kNxValues, kNxSwitches},
         {"kvm_page_table_test", "create, update (dirty logging on) and adjust mappings, every vCPU over the whole region",
          kPttUsage, kPttValues, kPttSwitches},
     };
@@ -287,6 +335,7 @@ bool parse_selftest_size(const std::string& s, std::uint64_t& out) {
 Expanded expand_preset(const std::string& name, const std::vector<std::string>& args, Time guest_access) {
     if (name == "kvm_page_table_test") return kvm_page_table_test(args, guest_access);
     if (name == "dirty_log_perf_test") return dirty_log_perf_test(args, guest_access);
+    if (name == "nx_huge_pages_perf_test") return nx_huge_pages_perf_test(args, guest_access);
     throw PresetError(-1, "unknown preset \"" + name + "\"");
 }
 

@@ -4,6 +4,7 @@
 //   dirty_log_perf_test  -v vcpus -b size-per-vcpu -s backing -i iterations -f write-fraction
 //                        -g (no manual protect / initially set) -e (vCPUs run while disabling)
 //                        -x memslots -o (every vCPU walks the whole region) [-m mode]
+//   nx_huge_pages_perf_test  -b size -s backing [-v vcpus]
 #pragma once
 
 #include <stdexcept>

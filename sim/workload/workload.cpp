@@ -27,6 +27,8 @@ Executor::Executor(engine::Simulator& sim, vm::MmuModel& model, const vm::VmConf
     for (std::size_t i = 0; i < w.events.size(); ++i)
         actor_cpus_.push_back(
             vm::CpuContext{w.events[i].name, thread_cpu(static_cast<std::uint32_t>(vm.vcpus + 1 + i), host), -1});
+    // The VM's own workers run on the CPU after the timed events' actors.
+    worker_cpu_ = vm::CpuContext{"vm_worker", thread_cpu(static_cast<std::uint32_t>(vm.vcpus + 1 + w.events.size()), host), -1};
     stats_.resize(vm.vcpus);
 }
 
@@ -34,6 +36,7 @@ void Executor::start() {
     for (std::uint32_t i = 0; i < vm_.vcpus; ++i) sim_.spawn(vcpus_[i].name, vcpu(i));
     sim_.spawn("vmm", vmm());
     for (std::size_t i = 0; i < w_.events.size(); ++i) sim_.spawn(w_.events[i].name, repeated(w_.events[i].at, w_.events[i].repeat, actor_cpus_[i], w_.events[i].host));
+    model_.start_vm_workers(worker_cpu_);
 }
 
 std::uint64_t Executor::accesses() const {
@@ -154,6 +157,7 @@ engine::Task<void> Executor::vmm() {
     }
     quit_ = true;
     current_ = nullptr;
+    model_.stop_vm_workers();
     go_.notify_all();
 }
 

@@ -101,6 +101,7 @@ private:
     GuestScheduler sched_;
     std::vector<vm::CpuContext> vcpus_;
     vm::CpuContext vmm_cpu_;
+    vm::CpuContext worker_cpu_;
     std::vector<vm::CpuContext> actor_cpus_;
     std::vector<VcpuStats> stats_;
     engine::Signal go_;

@@ -1007,3 +1007,196 @@ TEST_CASE("tdp_mmu_fast_page_fault = false: write-protection faults take mmu_loc
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// NX huge pages (host feature nx_huge_pages) and their recovery
+
+namespace {
+
+struct NxTdp : Harness {
+    NxTdp(Backing b, std::uint64_t npages, vm::Knobs k = {}, bool nx = true) : Harness(b, npages, 1, std::move(k)) {
+        host.features["nx_huge_pages"] = nx;
+        build(make_tdp);
+    }
+    X86TdpMmu& tdp() { return static_cast<X86TdpMmu&>(*model); }
+    // n exec faults, one per 2M page from B on, then run to completion.
+    void exec_split(std::uint64_t n) {
+        VcpuResult r;
+        spawn_vcpu(0, range(B, n, Access::Exec, 512), 0_ns, r);
+        REQUIRE(sim.run() == engine::RunStatus::Completed);
+        REQUIRE(r.faults == n);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("nx: the knobs, their defaults and the derived recovery period", "[x86_tdp]") {
+    const vm::ModelInfo* info = models::builtin_models().find("x86_tdp");
+    REQUIRE(info);
+    CHECK(std::get<std::int64_t>(info->knob("nx_huge_pages_recovery_ratio")->default_value) == 60);
+    CHECK(std::get<std::int64_t>(info->knob("nx_huge_pages_recovery_period_ms")->default_value) == 0);
+    CHECK(std::get<std::string>(info->knob("nx_recovery_lock")->default_value) == "write");
+    CHECK(std::find(info->features.begin(), info->features.end(), "nx_huge_pages") != info->features.end());
+    models::x86_tdp::Config c;
+    c.nx_huge_pages = true;
+    CHECK(c.nx_recovery_period() == 60000);  // 60*60*1000 / 60
+    c.nx_recovery_ratio = 10000;
+    CHECK(c.nx_recovery_period() == 1000);  // min(ratio, 3600): at least a second
+    c.nx_recovery_period_ms = 7;
+    CHECK(c.nx_recovery_period() == 7);
+    c.nx_recovery_ratio = 0;
+    CHECK(c.nx_recovery_period() == 0);
+    c.nx_recovery_ratio = 60;
+    c.nx_huge_pages = false;
+    CHECK(c.nx_recovery_period() == 0);
+    Harness h(Backing::Anonymous, 512, 1, {{"nx_huge_pages_recovery_ratio", std::int64_t{-1}}});
+    CHECK_THROWS_WITH(h.build(make_tdp), Catch::Contains("nx_huge_pages_recovery_ratio"));
+    Harness h2(Backing::Anonymous, 512, 1, {{"nx_recovery_lock", std::string("none")}});
+    CHECK_THROWS_WITH(h2.build(make_tdp), Catch::Contains("nx_recovery_lock"));
+}
+
+TEST_CASE("nx: a huge SPTE is not executable; an exec fault maps 4K and tracks the page table", "[x86_tdp]") {
+    NxTdp t(Backing::Hugetlb2M, 1024);
+    VcpuResult r;
+    t.spawn_vcpu(0, {{B, Access::Write}, {B + 5, Access::Exec}, {B + 512, Access::Read}}, 0_ns, r);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(r.faults == 3);
+    // The exec fault split the 2M SPTE (tdp_mmu_split_huge_page): 512 4K children, executable.
+    CHECK(t.tdp().mapping_level(B + 5) == PageLevel::K4);
+    CHECK(t.tdp().mapping_level(B + 511) == PageLevel::K4);
+    CHECK(t.model->hits(0, B + 300, Access::Exec));
+    // The other 2M page: huge, readable, not executable.
+    CHECK(t.tdp().mapping_level(B + 512) == PageLevel::M2);
+    CHECK((t.tdp().leaf_spte(B + 512) & models::x86_tdp::spte::X) == 0);
+    CHECK_FALSE(t.model->hits(0, B + 512, Access::Exec));
+    CHECK(t.model->hits(0, B + 600, Access::Read));
+    const auto list = t.tdp().possible_nx_huge_pages();
+    REQUIRE(list.size() == 1);
+    CHECK(list[0] == std::make_pair(2, B));
+    CHECK(t.gauge("nx_lpage_splits") == 1);
+    CHECK(t.counter("track_possible_nx_huge_page") == 1);
+    CHECK(t.counter("kvm_mmu_split_huge_page") == 1);
+    CHECK(t.gauge("pages_2m") == 1);
+    CHECK(t.gauge("pages_4k") == 512);
+}
+
+TEST_CASE("nx: off, an exec fault maps the huge page executable and tracks nothing", "[x86_tdp]") {
+    NxTdp t(Backing::Hugetlb2M, 1024, {}, false);
+    VcpuResult r;
+    t.spawn_vcpu(0, {{B + 5, Access::Exec}}, 0_ns, r);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(r.faults == 1);
+    CHECK(t.tdp().mapping_level(B + 5) == PageLevel::M2);
+    CHECK(t.model->hits(0, B + 6, Access::Exec));
+    CHECK(t.tdp().possible_nx_huge_pages().empty());
+    CHECK(t.gauge("nx_lpage_splits") == 0);
+}
+
+TEST_CASE("nx: 1G backing tracks the PD and the PT an exec fault links", "[x86_tdp]") {
+    NxTdp t(Backing::Hugetlb1G, 512 * 512);
+    VcpuResult r;
+    t.spawn_vcpu(0, {{B + 1, Access::Write}, {B, Access::Exec}}, 0_ns, r);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(r.faults == 2);  // a 1G SPTE, then the exec fault splits it twice
+    CHECK(t.counter("kvm_mmu_split_huge_page") == 2);
+    CHECK(t.tdp().mapping_level(B) == PageLevel::K4);
+    const auto list = t.tdp().possible_nx_huge_pages();
+    REQUIRE(list.size() == 2);
+    CHECK(list[0] == std::make_pair(3, B));
+    CHECK(list[1] == std::make_pair(2, B));
+    // The other 2M pages of the 1G page: split to 2M, still not executable.
+    CHECK(t.tdp().mapping_level(B + 512) == PageLevel::M2);
+    CHECK_FALSE(t.model->hits(0, B + 512, Access::Exec));
+}
+
+TEST_CASE("nx: disallowed_hugepage_adjust maps 4K below a page table an exec fault linked", "[x86_tdp]") {
+    // fault_split = zap: the exec fault zaps the 2M SPTE and links an empty page table, so a
+    // write elsewhere in the 2M range faults; it must not map 2M over the NX page table.
+    NxTdp t(Backing::Hugetlb2M, 1024, {{"fault_split", std::string("zap")}});
+    VcpuResult r;
+    t.spawn_vcpu(0, {{B, Access::Write}, {B + 5, Access::Exec}, {B + 7, Access::Write}}, 0_ns, r);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(r.faults == 3);
+    CHECK(t.tdp().mapping_level(B + 7) == PageLevel::K4);
+    CHECK(t.tdp().mapping_level(B + 5) == PageLevel::K4);
+    CHECK_FALSE(t.tdp().mapping_level(B + 8));
+    CHECK(t.counter("disallowed_hugepage_adjust") == 1);
+    CHECK(t.tdp().possible_nx_huge_pages().size() == 1);
+}
+
+TEST_CASE("nx: recovery zaps ceil(n / ratio) tracked page tables, oldest first; a write then maps 2M", "[x86_tdp]") {
+    NxTdp t(Backing::Hugetlb2M, 10 * 512, {{"nx_huge_pages_recovery_ratio", std::int64_t{4}}});
+    t.exec_split(10);
+    REQUIRE(t.tdp().possible_nx_huge_pages().size() == 10);
+    t.spawn_actor("recovery", 0_ns, [&]() { return t.tdp().recover_nx_huge_pages(t.host_ctx(1)); });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("nx_huge_pages_recovery_zapped") == 3);  // DIV_ROUND_UP(10, 4)
+    auto list = t.tdp().possible_nx_huge_pages();
+    REQUIRE(list.size() == 7);
+    CHECK(list[0] == std::make_pair(2, B + 3 * 512));
+    CHECK(t.gauge("nx_lpage_splits") == 7);
+    for (Gfn g : {B, B + 512, B + 1024}) CHECK_FALSE(t.tdp().mapping_level(g + 9));
+    CHECK(t.tdp().mapping_level(B + 3 * 512) == PageLevel::K4);
+    CHECK(t.counter("remote_tlb_flush") == 1);  // one flush for the pass (no yield)
+    const auto w = t.lock("mmu_lock", engine::LockMode::Write, "kvm_recover_nx_huge_pages");
+    REQUIRE(w);
+    CHECK(w->acquisitions == 1);
+    // The range faults again; a write maps the huge page back.
+    VcpuResult r;
+    t.spawn_vcpu(0, {{B + 9, Access::Write}}, 0_ns, r);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(r.faults == 1);
+    CHECK(t.tdp().mapping_level(B + 9) == PageLevel::M2);
+    t.spawn_actor("recovery2", 0_ns, [&]() { return t.tdp().recover_nx_huge_pages(t.host_ctx(1)); });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.counter("nx_huge_pages_recovery_zapped") == 5);  // + DIV_ROUND_UP(7, 4)
+    CHECK(t.tdp().possible_nx_huge_pages().size() == 5);
+}
+
+TEST_CASE("nx: the recovery worker runs every period until stopped", "[x86_tdp]") {
+    NxTdp t(Backing::Hugetlb2M, 10 * 512,
+            {{"nx_huge_pages_recovery_ratio", std::int64_t{4}}, {"nx_huge_pages_recovery_period_ms", std::int64_t{1}}});
+    t.exec_split(10);
+    const engine::Time t0 = t.sim.now();
+    t.model->start_vm_workers(t.host_ctx(1));
+    t.sim.run(t0 + 3500_us);
+    // Passes at about 1, 2 and 3 ms (each period from the end of the last pass): 10 -> 7 -> 5 -> 3.
+    CHECK(t.counter("kvm_recover_nx_huge_pages") == 3);
+    CHECK(t.counter("nx_huge_pages_recovery_zapped") == 7);
+    CHECK(t.tdp().possible_nx_huge_pages().size() == 3);
+    t.model->stop_vm_workers();
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.sim.now() <= t0 + 3500_us);  // stopped while asleep: the timer is cancelled
+    CHECK(t.counter("kvm_recover_nx_huge_pages") == 3);
+}
+
+TEST_CASE("nx: a fault waits behind a write-mode recovery, not behind a read-mode one", "[x86_tdp]") {
+    for (const char* mode : {"write", "read"}) {
+        NxTdp t(Backing::Hugetlb2M, 41 * 512,
+                {{"nx_huge_pages_recovery_ratio", std::int64_t{1}}, {"nx_recovery_lock", std::string(mode)}});
+        t.exec_split(40);
+        const engine::Time t0 = t.sim.now();
+        engine::Time rec_done;
+        t.spawn_actor("recovery", 0_ns, [&]() { return t.tdp().recover_nx_huge_pages(t.host_ctx(1)); }, &rec_done);
+        VcpuResult r;
+        t.spawn_vcpu(0, {{B + 40 * 512, Access::Write}}, 0_ns, r);  // a 2M page recovery does not touch
+        REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+        CHECK(r.faults == 1);
+        CHECK(t.counter("nx_huge_pages_recovery_zapped") == 40);
+        CHECK(t.tdp().possible_nx_huge_pages().empty());
+        CHECK(t.tdp().mapping_level(B + 40 * 512) == PageLevel::M2);
+        const auto f = t.lock("mmu_lock", engine::LockMode::Read, "kvm_tdp_mmu_page_fault");
+        REQUIRE(f);
+        INFO(mode << ": recovery " << (rec_done - t0).str() << ", fault done " << (r.done - t0).str());
+        if (std::string(mode) == "write") {
+            CHECK(f->contended == 1);
+            CHECK(t.counter("nx_huge_pages_recovery_cond_resched") == 1);  // yielded to the fault
+            CHECK(t.lock("mmu_lock", engine::LockMode::Write, "kvm_recover_nx_huge_pages"));
+        } else {
+            CHECK(f->contended == 0);
+            CHECK(t.counter("nx_huge_pages_recovery_cond_resched") == 0);
+            CHECK(r.done < rec_done);  // done while the recovery still ran
+            CHECK(t.lock("mmu_lock", engine::LockMode::Read, "kvm_recover_nx_huge_pages"));
+        }
+    }
+}

@@ -714,3 +714,42 @@ TEST_CASE("golden: shipped seed 001 per variant (lock drops, split caches, roots
     CHECK(two_none > min_none);
     CHECK(two_pre * 5 < min_none);
 }
+
+TEST_CASE("golden: NX huge page recovery under mmu_lock write or read (nx_huge_pages_perf_test)", "[x86_tdp][golden]") {
+    const char* f = "scenarios/selftests/x86-nx-huge-page-recovery.json";
+    const auto wr = run_file(f, "write"), rd = run_file(f, "read");
+    for (const auto* r : {&wr, &rd}) {
+        CHECK(r->status == "completed");
+        REQUIRE(r->phases.size() == 2);
+        CHECK(r->phases[0].name == "execute region 0");
+        CHECK(r->phases[1].name == "write region 1");
+        // Region 0: a 2M fault for each first write, an exec fault splitting it (tracked); region
+        // 1: one 2M fault per 2 MiB, each timed.
+        CHECK(stat(*r, "pf_taken") == 1536);
+        CHECK(stat(*r, "track_possible_nx_huge_page") == 512);
+        CHECK(stat(*r, "kvm_mmu_split_huge_page") == 512);
+        CHECK(r->phases[1].fault_latency_ps.count() == 512);
+        CHECK(stat(*r, "pages_2m") == 512);  // region 1's; region 0's are all split
+        // What recovery zapped is gone from the list: nx_lpage_splits is the rest.
+        CHECK(stat(*r, "nx_lpage_splits") == 512 - stat(*r, "nx_huge_pages_recovery_zapped"));
+        CHECK(phase_stat(*r, "write region 1", "nx_huge_pages_recovery_zapped") > 0);  // during the timed writes
+    }
+    CHECK(stat(wr, "kvm_recover_nx_huge_pages") == 10);
+    CHECK(stat(wr, "nx_huge_pages_recovery_zapped") == 407);
+    CHECK(stat(rd, "kvm_recover_nx_huge_pages") == 7);
+    CHECK(stat(rd, "nx_huge_pages_recovery_zapped") == 322);
+    // Under write the recovery yields to every waiting fault, with a flush; under read it never
+    // has to, and flushes once per pass.
+    CHECK(stat(wr, "nx_huge_pages_recovery_cond_resched") == 406);
+    CHECK(stat(rd, "nx_huge_pages_recovery_cond_resched") == 0);
+    CHECK(stat(rd, "remote_tlb_flush") == 7);
+    // The selftest's line: the faults of region 1 wait behind a write-mode recovery, not a
+    // read-mode one.
+    REQUIRE(report::max_fault_latency_cycles(wr));
+    REQUIRE(report::max_fault_latency_cycles(rd));
+    CHECK(*report::max_fault_latency_cycles(wr) == 40841);
+    CHECK(*report::max_fault_latency_cycles(rd) == 4306);
+    CHECK(*report::max_fault_latency_cycles(rd) < *report::max_fault_latency_cycles(wr));
+    CHECK(report::hex64(wr.fingerprint) == "92ac7c2fd9a54a50");
+    CHECK(report::hex64(rd.fingerprint) == "6acfa42d0e6f9037");
+}

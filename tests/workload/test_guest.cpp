@@ -461,3 +461,41 @@ TEST_CASE("fault latency: every fault from its exit to the return to the guest, 
     // The run: 50 us held, 55 us in faults, 10 accesses of 3 ns.
     CHECK(sim.now() == Time::us(105) + Time::ns(30));
 }
+
+TEST_CASE("nx_huge_pages_perf_test expands to per-1G stages, write+execute then timed writes", "[workload][presets]") {
+    const auto e = workload::expand_preset("nx_huge_pages_perf_test", {"-b", "3G", "-s", "anonymous_hugetlb_2mb"}, 10_ns);
+    REQUIRE(e.vm.memslots.size() == 1);
+    CHECK(e.vm.vcpus == 1);
+    CHECK(e.vm.memslots[0].npages == 3 * 262144);
+    CHECK(e.vm.memslots[0].populate);  // MAP_POPULATE
+    CHECK(e.workload.preset == "nx_huge_pages_perf_test");
+    REQUIRE(e.workload.steps.size() == 3);
+    CHECK(e.workload.steps[0].name == "execute region 0");
+    CHECK(e.workload.steps[1].name == "write region 1");
+    CHECK(e.workload.steps[2].name == "execute region 2");
+    CHECK(e.workload.steps[0].streams[0].pattern == AccessStream::Pattern::WriteExec);
+    CHECK(e.workload.steps[1].streams[0].pattern == AccessStream::Pattern::Sequential);
+    CHECK(e.workload.steps[1].streams[0].access == vm::Access::Write);
+    CHECK(e.workload.steps[1].streams[0].base == e.vm.memslots[0].base_gfn + 262144);
+    CHECK(e.workload.steps[2].streams[0].total() == 2 * 262144);
+    // Each page written, then executed.
+    workload::StreamCursor c(e.workload.steps[0].streams[0], engine::RandomStream(1, "t"));
+    const vm::Gfn b = e.vm.memslots[0].base_gfn;
+    std::vector<std::pair<vm::Gfn, vm::Access>> seen;
+    for (int i = 0; i < 4; ++i, c.advance()) seen.emplace_back(c.gfn(), c.access());
+    CHECK(seen == std::vector<std::pair<vm::Gfn, vm::Access>>{
+                      {b, vm::Access::Write}, {b, vm::Access::Exec}, {b + 1, vm::Access::Write}, {b + 1, vm::Access::Exec}});
+    // -v: each vCPU its own -b, in lockstep.
+    const auto v2 = workload::expand_preset("nx_huge_pages_perf_test", {"-v", "2"}, 10_ns);
+    CHECK(v2.vm.vcpus == 2);
+    CHECK(v2.vm.memslots[0].npages == 2 * 2 * 262144);  // default 2G each
+    REQUIRE(v2.workload.steps.size() == 2);
+    CHECK(v2.workload.steps[0].streams[1].base == v2.vm.memslots[0].base_gfn + 2 * 262144);
+    // "Must use more than 1GiB of memory."
+    try {
+        workload::expand_preset("nx_huge_pages_perf_test", {"-b", "1G"}, 10_ns);
+        FAIL("expected a PresetError");
+    } catch (const workload::PresetError& err) {
+        CHECK(err.arg == 1);
+    }
+}
