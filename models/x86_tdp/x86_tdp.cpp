@@ -241,13 +241,14 @@ struct X86TdpMmu::ModelCounters {
           nx_zapped(c.id("nx_huge_pages_recovery_zapped")),
           nx_tracked(c.id("track_possible_nx_huge_page")),
           nx_adjust(c.id("disallowed_hugepage_adjust")),
-          nx_yields(c.id("nx_huge_pages_recovery_cond_resched")) {}
+          nx_yields(c.id("nx_huge_pages_recovery_cond_resched")),
+          nx_dirty_skipped(c.id("nx_huge_pages_recovery_dirty_tracked")) {}
     engine::CounterId retry_precheck, retry_stale, retry_frozen, retry_cmpxchg, fast_retry, yields,
         yields_needbreak, yields_resched, yield_flushes, zap_atomic, zap_leaf, splits, split_allocs,
         topup_objs, alloc_atomic, dirty_marked, wrprot, dirty_harvested,
         smm_enter, smm_exit, smm_ignored, smm_stall, smi_handler_lines, smram_lines, root_alloc, root_reuse,
         root_put, root_free, root_walk, rebuild_faults, pf_zap_huge, recovered, nx_recoveries, nx_zapped, nx_tracked,
-        nx_adjust, nx_yields;
+        nx_adjust, nx_yields, nx_dirty_skipped;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1896,6 +1897,15 @@ Task<void> X86TdpMmu::recover_nx_huge_pages(const vm::CpuContext& cpu) {
         const auto [level, gfn] = nx_list_.begin()->second;
         EntryRef r = ref(level, gfn);
         b.acc += k_.tdp_iter_step + touch(b.cpu, r.addr, true);
+        // v6.2+ (David Matlack, "KVM: x86/mmu: Do not recover dirty-tracked NX Huge Pages"): a
+        // table in a slot that logs dirty pages is only unaccounted; disabling dirty logging
+        // recovers its huge page with the others.
+        const Slot* s = slot_of(gfn);
+        if (s && vm_.memslots[s->index].dirty_logging) {
+            unlink_nx(r);
+            sim_.counters().add(mc_->nx_dirty_skipped);
+            continue;
+        }
         if (shared) {
             unlink_nx(r);  // unaccount_nx_huge_page before the zap
             b.acc += replace_table(b, level, gfn, 0);

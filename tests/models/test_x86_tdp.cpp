@@ -1153,6 +1153,23 @@ TEST_CASE("nx: recovery zaps ceil(n / ratio) tracked page tables, oldest first; 
     CHECK(t.tdp().possible_nx_huge_pages().size() == 5);
 }
 
+TEST_CASE("nx: recovery only unaccounts the tables of a slot that logs dirty pages", "[x86_tdp]") {
+    NxTdp t(Backing::Hugetlb2M, 10 * 512, {{"nx_huge_pages_recovery_ratio", std::int64_t{4}}});
+    t.exec_split(10);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t.model->dirty_log_enable(t.host_ctx(1), 0, {}); });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    const auto flushes = t.counter("remote_tlb_flush");
+    t.spawn_actor("recovery", 0_ns, [&]() { return t.tdp().recover_nx_huge_pages(t.host_ctx(1)); });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    // DIV_ROUND_UP(10, 4) tables taken off the list, none zapped, nothing to flush.
+    CHECK(t.counter("nx_huge_pages_recovery_dirty_tracked") == 3);
+    CHECK(t.counter("nx_huge_pages_recovery_zapped") == 0);
+    CHECK(t.tdp().possible_nx_huge_pages().size() == 7);
+    CHECK(t.gauge("nx_lpage_splits") == 7);
+    CHECK(t.counter("remote_tlb_flush") == flushes);
+    CHECK(t.tdp().mapping_level(B) == PageLevel::K4);  // still mapped
+}
+
 TEST_CASE("nx: the recovery worker runs every period until stopped", "[x86_tdp]") {
     NxTdp t(Backing::Hugetlb2M, 10 * 512,
             {{"nx_huge_pages_recovery_ratio", std::int64_t{4}}, {"nx_huge_pages_recovery_period_ms", std::int64_t{1}}});
