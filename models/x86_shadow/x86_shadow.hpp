@@ -145,6 +145,14 @@ public:
     explicit X86ShadowMmu(vm::ModelEnv& env);
     ~X86ShadowMmu() override;
 
+    // The embedded TDP MMU's per-VM workers (NX huge page recovery) run as they would alone.
+    void start_vm_workers(const vm::CpuContext& cpu) override {
+        if (tdp_) tdp_->start_vm_workers(cpu);
+    }
+    void stop_vm_workers() override {
+        if (tdp_) tdp_->stop_vm_workers();
+    }
+
     // A nested transition (or the embedded TDP MMU's SMM) holds the stream: accesses only wait.
     bool stream_held(std::uint32_t vcpu) const override {
         return hold_.held(vcpu) || (tdp_ && tdp_->stream_held(vcpu));

@@ -752,4 +752,13 @@ TEST_CASE("golden: NX huge page recovery under mmu_lock write or read (nx_huge_p
     CHECK(*report::max_fault_latency_cycles(rd) < *report::max_fault_latency_cycles(wr));
     CHECK(report::hex64(wr.fingerprint) == "92ac7c2fd9a54a50");
     CHECK(report::hex64(rd.fingerprint) == "6acfa42d0e6f9037");
+    // x86_shadow with the TDP MMU on runs the same worker in its embedded TDP MMU.
+    scenario::LoadOptions o;
+    o.models = &models::builtin_models();
+    o.variant = "read";
+    o.host_dirs = {src("scenarios/hosts")};
+    o.overrides = {{"/mmu/model", "x86_shadow"}, {"/mmu/knobs/tdp_mmu", true}};
+    const auto sh = runner::run(scenario::load_scenario(src(f), o), {});
+    CHECK(stat(sh, "kvm_recover_nx_huge_pages") == stat(rd, "kvm_recover_nx_huge_pages"));
+    CHECK(stat(sh, "nx_huge_pages_recovery_zapped") == stat(rd, "nx_huge_pages_recovery_zapped"));
 }
