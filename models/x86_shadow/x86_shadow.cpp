@@ -2362,6 +2362,14 @@ vm::ModelInfo x86_shadow_model_info() {
             k.applies_when.push_back(with_tdp("it is the mmu_lock mode of the TDP MMU's fault path; the shadow MMU's "
                                               "faults always take mmu_lock for write, and tdp_mmu false turns the TDP "
                                               "MMU off"));
+        } else if (k.name == "huge_page_recovery") {
+            k.applies_when.push_back(with_tdp("David Matlack's v6.13 series changed the TDP MMU's recovery "
+                                              "(kvm_tdp_mmu_recover_huge_pages) only; the shadow MMU's "
+                                              "kvm_rmap_zap_collapsible_sptes is as before"));
+        } else if (k.name == "nx_huge_pages_recovery_ratio" || k.name == "nx_huge_pages_recovery_period_ms" ||
+                   k.name == "nx_recovery_lock") {
+            k.applies_when.push_back(with_tdp("NX huge pages and their recovery are modelled in the TDP MMU only; "
+                                              "the shadow MMU's possible_nx_huge_pages list is not"));
         } else if (k.name == "fault_split" || k.name == "tdp_mmu_fast_page_fault") {
             k.applies_when.push_back(with_tdp("it changes the TDP MMU's fault path (kvm_tdp_mmu_map, fast_page_fault on "
                                               "TDP MMU roots); with tdp_mmu false the shadow MMU handles L1 faults"));

@@ -410,6 +410,14 @@ TEST_CASE("x86_shadow rejects knobs that cannot act, naming the knob and why", "
                Catch::StartsWith("FILE: /mmu/knobs/tdp_mmu_fast_page_fault: ") &&
                    Catch::Contains("/mmu/knobs/tdp_mmu is false"));
     CHECK(err(R"("tdp_mmu": true, "fault_split": "zap", "tdp_mmu_fast_page_fault": false)").empty());
+    for (const char* k : {R"("huge_page_recovery": "in_place")", R"("nx_recovery_lock": "read")",
+                          R"("nx_huge_pages_recovery_ratio": 4)", R"("nx_huge_pages_recovery_period_ms": 1)"}) {
+        INFO(k);
+        const std::string name = std::string(k).substr(1, std::string(k).find('"', 1) - 1);
+        CHECK_THAT(err(k), Catch::StartsWith("FILE: /mmu/knobs/" + name + ": ") &&
+                               Catch::Contains("/mmu/knobs/tdp_mmu is false"));
+        CHECK(err(std::string(R"("tdp_mmu": true, )") + k).empty());
+    }
     CHECK_THAT(err(R"("eager_page_split": false)"),
                Catch::StartsWith("FILE: /mmu/knobs/eager_page_split: ") && Catch::Contains("/mmu/knobs/tdp_mmu is false"));
     CHECK_THAT(err(R"("alias_percent": 2)"),
