@@ -1883,7 +1883,7 @@ Task<void> X86TdpMmu::nx_yield(Bulk& b, bool flush) {
 //    SPTE with tdp_mmu_set_spte_atomic (a cmpxchg to non-present; handle_removed_pt shared).
 // Either way one flush at the end or before a yield (kvm_mmu_remote_flush_or_zap), and a yield
 // after any table when need_resched() || rwlock_needbreak().
-Task<void> X86TdpMmu::recover_nx_huge_pages(const vm::CpuContext& cpu) {
+Task<void> X86TdpMmu::recover_nx_huge_pages(vm::CpuContext cpu) {
     const bool shared = cfg_.nx_recovery_read;
     sim_.counters().add(mc_->nx_recoveries);
     Bulk b = make_bulk(cpu);

@@ -206,7 +206,7 @@ public:
     // SPTE linking each page table and its first gfn.
     std::vector<std::pair<int, vm::Gfn>> possible_nx_huge_pages() const;
     // kvm_recover_nx_huge_pages once, now (the worker's body; for tests).
-    engine::Task<void> recover_nx_huge_pages(const vm::CpuContext& cpu);
+    engine::Task<void> recover_nx_huge_pages(vm::CpuContext cpu);  // by value: callers (tests) pass temporaries
 
     // Introspection for tests and drivers (no simulated cost).
     // The level of the present leaf SPTE mapping gfn, if any.

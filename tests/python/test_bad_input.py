@@ -261,7 +261,10 @@ def test_interrupted_run_removes_its_temporary_files(tmp_path, sig):
     p = subprocess.Popen([str(KVMSIM), "run", str(scenario), "--quiet", "--json", str(out / "r.json"),
                           "--trace", str(out / "t.json"), "--events", str(out / "e.json"),
                           "--set", "workload.phases.0.stream.count=2000000"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         # A shell starting the tests in the background ignores SIGINT, and an ignored
+                         # signal stays ignored (kvmsim leaves it so): give the run the default.
+                         preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     try:
         # The temporary files exist once the run starts (made before it).
         deadline = time.monotonic() + 60

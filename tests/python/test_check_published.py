@@ -65,11 +65,11 @@ def test_change_rows_match_hand_computed_values(checked):
         assert row["error_factor_after"] == pytest.approx(factor(sa, pub_a))
         assert row["within_1_5x"] == (factor(r_sim, r_pub) <= 1.5)
         assert row["sign_right"] == (side(r_pub) == side(r_sim))
-    # On 16M with 4 vCPUs the host's copy-on-write races (readers map the zero page, the writer's
-    # COW invalidates it) cost the after variant more permission faults and TLBIs than the CMOs
-    # it saves: CREATE is slower, as the made-up figure says; UPDATE is unchanged in the model
-    # and the second row's published ratio (1.2) is not.
-    assert rows[0]["sign_right"] and not rows[1]["sign_right"]
+    # UPDATE is unchanged in the model (v5.12 cleans nothing on a permission fault, wherever the
+    # CMOs are), so against the made-up published 1.2 its sign is wrong. (CREATE's side depends on
+    # the copy-on-write races of 4 vCPUs on 16M, which vCPU reaches a page first: checked above
+    # against its own values, not pinned.)
+    assert rows[1]["simulated"]["ratio"] == pytest.approx(1, abs=1e-5) and not rows[1]["sign_right"]
     # A stat row, unchanged on both sides: both ratios within 2% of 1 is a right sign.
     stat = rows[2]
     assert stat["unit"] == "count"
