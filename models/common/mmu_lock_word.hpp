@@ -31,7 +31,7 @@ public:
         const std::uint32_t prev = line_.state().owner;
         engine::Time done = line_.rmw(cpu, now);
         if (mode == engine::LockMode::Write && now > asked && prev != cpu && prev != engine::Topology::kNoCpu)
-            done += line_.line_class().topology().line_transfer(prev, cpu);
+            done += line_.line_class().transfer(prev, cpu);
         return done - now;
     }
 

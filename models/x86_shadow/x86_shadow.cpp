@@ -22,6 +22,7 @@
 
 #include "models/common/bulk.hpp"
 #include "models/common/costs.hpp"
+#include "models/common/dirty_bitmap.hpp"
 #include "models/common/knobs.hpp"
 #include "models/common/slot.hpp"
 #include "models/x86_context/x86_context.hpp"
@@ -2113,32 +2114,20 @@ Task<std::uint64_t> X86ShadowMmu::get_dirty_log_protect(const vm::CpuContext& cp
     DirtyLogCounters& dc = dirty_log_counters();
     Bulk b = make_bulk(cpu);
     std::uint64_t harvested = 0;
-    const std::size_t nw = s.bitmap.size();
-    if (words) sim_.counters().add(dc.words, nw);
+    if (words) sim_.counters().add(dc.words, s.bitmap.size());
     if (s.manual_protect) {
-        for (std::size_t i = 0; i < nw; ++i) {
-            if (b.acc >= kSettleQuantum) co_await settle(b);
-            b.acc += kt_.dirty_bitmap_word;
-            if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
-            harvested += static_cast<std::uint64_t>(std::popcount(s.bitmap[i]));
-        }
-        co_await settle(b);
+        harvested = co_await copy_dirty_bitmap(sim_, cache_, b, s, kt_.dirty_bitmap_word);
         sim_.counters().add(dc.harvested, harvested);
         co_return harvested;
     }
     bool flush = false;
     co_await lock(b, sim_.site("kvm_get_dirty_log_protect"));  // KVM_MMU_LOCK
-    for (std::size_t i = 0; i < nw; ++i) {
+    for (std::size_t i = 0; i < s.bitmap.size(); ++i) {
         if (b.acc >= kSettleQuantum) co_await settle(b);
-        if (words) {
-            b.acc += kt_.dirty_bitmap_word;
-            if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
-        }
-        if (!s.bitmap[i]) continue;
+        if (words) read_dirty_word(cache_, b, s, i, kt_.dirty_bitmap_word);
+        const std::uint64_t mask = take_dirty_word(cache_, b, s, i);
+        if (!mask) continue;
         flush = true;
-        const std::uint64_t mask = s.bitmap[i];  // xchg(&dirty_bitmap[i], 0)
-        s.bitmap[i] = 0;
-        b.acc += touch(b.cpu, s.bitmap_addr + i * 8, true);
         harvested += static_cast<std::uint64_t>(std::popcount(mask));
         enable_log_dirty_pt_masked(b, s, i * 64, mask);
     }

@@ -28,6 +28,7 @@
 
 #include "models/common/bulk.hpp"
 #include "models/common/costs.hpp"
+#include "models/common/dirty_bitmap.hpp"
 #include "models/common/knobs.hpp"
 #include "models/common/slot.hpp"
 
@@ -1457,29 +1458,19 @@ Task<std::uint64_t> X86TdpMmu::dirty_log_get(const vm::CpuContext& cpu, std::uin
     if (!vm_.memslots[s.index].dirty_logging || s.bitmap.empty()) co_return 0;  // -ENOENT
     Bulk b = make_bulk(cpu);
     std::uint64_t harvested = 0;
-    const std::size_t nw = s.bitmap.size();
     if (s.manual_protect) {  // the bitmap is copied as is; KVM_CLEAR_DIRTY_LOG protects
-        for (std::size_t i = 0; i < nw; ++i) {
-            if (b.acc >= kSettleQuantum) co_await settle(b);
-            b.acc += k_.dirty_bitmap_word;
-            if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
-            harvested += static_cast<std::uint64_t>(std::popcount(s.bitmap[i]));
-        }
-        co_await settle(b);
+        harvested = co_await copy_dirty_bitmap(sim_, cache_, b, s, k_.dirty_bitmap_word);
         sim_.counters().add(mc_->dirty_harvested, harvested);
         co_return harvested;
     }
     bool flush = false;
     co_await lock(b, LockMode::Write, site_get_);  // KVM_MMU_LOCK
-    for (std::size_t i = 0; i < nw; ++i) {
+    for (std::size_t i = 0; i < s.bitmap.size(); ++i) {
         if (b.acc >= kSettleQuantum) co_await settle(b);
-        b.acc += k_.dirty_bitmap_word;
-        if (i % 8 == 0) b.acc += touch(b.cpu, s.bitmap_addr + i * 8, false);
-        if (!s.bitmap[i]) continue;
+        read_dirty_word(cache_, b, s, i, k_.dirty_bitmap_word);
+        const std::uint64_t mask = take_dirty_word(cache_, b, s, i);
+        if (!mask) continue;
         flush = true;
-        const std::uint64_t mask = s.bitmap[i];  // xchg(&dirty_bitmap[i], 0)
-        s.bitmap[i] = 0;
-        b.acc += touch(b.cpu, s.bitmap_addr + i * 8, true);
         harvested += static_cast<std::uint64_t>(std::popcount(mask));
         co_await enable_log_dirty_pt_masked(b, s, i * 64, mask);
     }

@@ -43,6 +43,8 @@ public:
 
     const std::string& name() const { return name_; }
     const Topology& topology() const { return xfer_.topology(); }
+    // What `to_cpu` pays to take a line `from_cpu` owns (Topology::line_transfer, by table).
+    Time transfer(std::uint32_t from_cpu, std::uint32_t to_cpu) const { return xfer_(from_cpu, to_cpu); }
 
 private:
     LineRecord& record();
