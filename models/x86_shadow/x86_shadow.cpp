@@ -181,8 +181,9 @@ struct X86ShadowMmu::Unlinked {
     std::vector<std::uint32_t> pt_sp;
 };
 
-struct X86ShadowMmu::Slot : SlotState {  // host_level capped at 2M
+struct X86ShadowMmu::Slot : SlotState {  // host_level capped at 2M (L1's EPT for a nested guest)
     bool manual_protect = false;            // KVM_DIRTY_LOG_INITIALLY_SET when logging was enabled
+    int direct_level = 1;                   // the backing's level: the direct tree maps up to 1G
 };
 
 struct X86ShadowMmu::VcpuState : VcpuCaches {
@@ -314,6 +315,7 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
         s->base = m.base_gfn;
         s->npages = m.npages;
         s->host_level = std::min(2, static_cast<int>(vm::host_level(m.backing)));
+        s->direct_level = static_cast<int>(vm::host_level(m.backing));
         s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * (slots_.size() + 32);
         if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
         slots_.push_back(std::move(s));
@@ -364,6 +366,11 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
         Time ignored;
         t.root = alloc_shadow_page(0, 0, make_role(4, true, false), setup, setup, nullptr, ignored);
         sps_[t.root].root_count = vm_.vcpus;
+        for (const auto& sl : slots_) has_1g_ = has_1g_ || sl->direct_level == 3;
+        if (has_1g_) {
+            rmap1g_.assign(span_ >> 18, 0);
+            rmap1g_base_ = kdata_.alloc((span_ >> 18) * 8);
+        }
     }
 }
 
@@ -429,7 +436,8 @@ std::uint32_t X86ShadowMmu::bucket_size(std::uint32_t bucket) const {
 
 std::uint32_t X86ShadowMmu::rmap_size(Gfn gfn, int level) const {
     if (!rmaps_ || gfn - span_base_ >= span_) return 0;
-    return level == 1 ? rmap4k_[gfn - span_base_] : rmap2m_[(gfn - span_base_) >> 9];
+    const std::uint64_t i = gfn - span_base_;
+    return level == 1 ? rmap4k_[i] : level == 2 ? rmap2m_[i >> 9] : level == 3 && has_1g_ ? rmap1g_[i >> 18] : 0;
 }
 
 std::optional<vm::PageLevel> X86ShadowMmu::mapping_level(std::uint32_t vcpu, Gfn gfn) const {
@@ -442,6 +450,7 @@ std::optional<vm::PageLevel> X86ShadowMmu::mapping_level(std::uint32_t vcpu, Gfn
     if (i >= span_) return std::nullopt;
     if (is_leaf(t->pte[i])) return vm::PageLevel::K4;
     if (is_leaf(t->pde[i >> 9])) return vm::PageLevel::M2;
+    if (is_leaf(t->pdpte[i >> 18])) return vm::PageLevel::G1;
     return std::nullopt;
 }
 
@@ -626,13 +635,19 @@ Time X86ShadowMmu::pte_list_remove(std::uint32_t cpu, std::uint32_t& n, std::uin
 
 std::uint64_t X86ShadowMmu::rmap_head_addr(Gfn gfn, int level) const {
     const std::uint64_t i = gfn - span_base_;
+    if (level == 3) return rmap1g_base_ + (i >> 18) * 8;
     return level == 1 ? rmap_base_ + i * 8 : rmap_base_ + span_ * 8 + (i >> 9) * 8;
+}
+
+X86ShadowMmu::RmapCount& X86ShadowMmu::rmap_count(Gfn gfn, int level) {
+    const std::uint64_t i = gfn - span_base_;
+    return level == 1 ? rmap4k_[i] : level == 2 ? rmap2m_[i >> 9] : rmap1g_[i >> 18];
 }
 
 // rmap_add: max_mmu_rmap_size records the entries found before the add (pte_list_add's count).
 Time X86ShadowMmu::rmap_add(std::uint32_t cpu, Gfn gfn, int level, MmuMemoryCache& cache) {
     if (!rmaps_) return Time::zero();
-    RmapCount& head = level == 1 ? rmap4k_[gfn - span_base_] : rmap2m_[(gfn - span_base_) >> 9];
+    RmapCount& head = rmap_count(gfn, level);
     std::uint32_t n = head;
     if (n == kRmapCountMax) throw std::logic_error("x86_shadow: rmap entry count overflow");
     stats_.set_max(stats_.max_mmu_rmap_size, n);
@@ -643,7 +658,7 @@ Time X86ShadowMmu::rmap_add(std::uint32_t cpu, Gfn gfn, int level, MmuMemoryCach
 
 Time X86ShadowMmu::rmap_remove(std::uint32_t cpu, Gfn gfn, int level) {
     if (!rmaps_) return Time::zero();
-    RmapCount& head = level == 1 ? rmap4k_[gfn - span_base_] : rmap2m_[(gfn - span_base_) >> 9];
+    RmapCount& head = rmap_count(gfn, level);
     std::uint32_t n = head;
     if (n == 0) return Time::zero();
     const Time c = pte_list_remove(cpu, n, rmap_head_addr(gfn, level));
@@ -651,13 +666,14 @@ Time X86ShadowMmu::rmap_remove(std::uint32_t cpu, Gfn gfn, int level) {
     return c;
 }
 
-// drop_large_spte of the 2M SPTE covering gfn: clear it, remove it from its rmap, and flush if
-// asked (kvm_flush_remote_tlbs_sptep).
-Time X86ShadowMmu::drop_large_spte(std::uint32_t cpu, Tree& t, Gfn gfn, bool flush) {
-    std::uint8_t& e = entry(t, 2, gfn);
-    Time c = touch(cpu, entry_addr(t, 2, gfn), true) + kt_.spte_update + rmap_remove(cpu, round_gfn(gfn, 2), 2);
+// drop_large_spte of the huge SPTE at `level` (2M or 1G) covering gfn: clear it, remove it from
+// its rmap, and flush if asked (kvm_flush_remote_tlbs_sptep).
+Time X86ShadowMmu::drop_large_spte(std::uint32_t cpu, Tree& t, int level, Gfn gfn, bool flush) {
+    std::uint8_t& e = entry(t, level, gfn);
+    Time c = touch(cpu, entry_addr(t, level, gfn), true) + kt_.spte_update +
+             rmap_remove(cpu, round_gfn(gfn, level), level);
     e = 0;
-    stats_.update_page_stats(vm::PageLevel::M2, -1);
+    stats_.update_page_stats(static_cast<vm::PageLevel>(level), -1);
     sim_.counters().add(mc_->dropped_large);
     if (flush) c += tlb_.flush();
     return c;
@@ -670,7 +686,7 @@ Time X86ShadowMmu::link_shadow_page(std::uint32_t cpu, Tree& t, int level, Gfn g
     Time c;
     if (t.nested) restore(sp, t);  // unlinked from this tree by kvm_mmu_track_write: linked again
     std::uint8_t& e = entry(t, level, gfn);
-    if (is_leaf(e)) c += drop_large_spte(cpu, t, gfn, flush);
+    if (is_leaf(e)) c += drop_large_spte(cpu, t, level, gfn, flush);
     e = spte::TABLE;
     child(t, level, gfn) = sp;
     c += touch(cpu, entry_addr(t, level, gfn), true) + kt_.spte_update;
@@ -698,7 +714,7 @@ Time X86ShadowMmu::prepare_zap_page(std::uint32_t cpu, Tree& t, std::uint32_t id
         c += kt_.spte_update;
         if (is_leaf(e)) {
             c += rmap_remove(cpu, g, level);
-            stats_.update_page_stats(level == 1 ? vm::PageLevel::K4 : vm::PageLevel::M2, -1);
+            stats_.update_page_stats(static_cast<vm::PageLevel>(level), -1);
         } else {
             const std::uint32_t ch = child(t, level, g);
             c += prepare_zap_page(cpu, t, ch, level - 1, g);
@@ -832,15 +848,18 @@ Time X86ShadowMmu::topup_caches(VcpuState& v, bool indirect) {
     return cost;
 }
 
-// kvm_mmu_max_mapping_level: the host mapping's level (host_pfn_mapping_level, from the GUP) if
-// the huge page lies inside the slot; 4K while the slot logs dirty pages.
+// kvm_mmu_max_mapping_level: the host mapping's level (host_pfn_mapping_level, from the GUP: a
+// 1G hugetlb page maps 1G, with EPT's 1G pages) if the huge page lies inside the slot
+// (lpage_info); 4K while the slot logs dirty pages.
 int X86ShadowMmu::max_level(const Slot& s, Gfn gfn, int host_level) const {
     if (vm_.memslots[s.index].dirty_logging) return 1;
-    if (s.host_level >= 2 && host_level >= 2) {
-        const Gfn g0 = round_gfn(gfn, 2);
-        if (g0 >= s.base && g0 + 512 <= s.base + s.npages) return 2;
+    int level = std::min(s.direct_level, host_level);
+    while (level > 1) {
+        const Gfn g0 = round_gfn(gfn, level);
+        if (g0 >= s.base && g0 + pages_at(level) <= s.base + s.npages) break;
+        --level;
     }
-    return 1;
+    return level;
 }
 
 // L1's EPT for the L2 guest maps 2M pages where the backing is huge (and the page lies inside
@@ -905,7 +924,7 @@ Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gf
     c += kt_.tdp_walk_level + touch(cpu, addr, true) + kt_.spte_update;
     if (!is_leaf(e)) {
         c += rmap_add(cpu, round_gfn(gfn, goal), goal, v.desc);
-        stats_.update_page_stats(goal == 1 ? vm::PageLevel::K4 : vm::PageLevel::M2, 1);
+        stats_.update_page_stats(static_cast<vm::PageLevel>(goal), 1);
     }
     if (t.nested) {  // the leaf now follows L1's current entry: nothing left to sync for it
         const std::uint32_t leaf_sp = child(t, goal + 1, gfn);
@@ -963,7 +982,9 @@ Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acces
     // again (at most 4 retries); a leaf that allows the write by then (another vCPU fixed it) is
     // RET_PF_SPURIOUS, without the lock (is_access_allowed).
     if (access == vm::Access::Write) {
-        auto leaf_level = [&] { return is_leaf(entry(*t, 1, gfn)) ? 1 : is_leaf(entry(*t, 2, gfn)) ? 2 : 0; };
+        auto leaf_level = [&] {
+            return is_leaf(entry(*t, 1, gfn)) ? 1 : is_leaf(entry(*t, 2, gfn)) ? 2 : is_leaf(entry(*t, 3, gfn)) ? 3 : 0;
+        };
         int lvl = leaf_level();
         for (int retries = 0; lvl;) {
             const std::uint8_t e = entry(*t, lvl, gfn);
@@ -975,7 +996,7 @@ Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acces
                 co_await sim_.delay(pre + kt_.fault_exit);
                 co_return;
             }
-            if (!(e & spte::MW) || (lvl == 2 && vm_.memslots[s->index].dirty_logging)) break;
+            if (!(e & spte::MW) || (lvl >= 2 && vm_.memslots[s->index].dirty_logging)) break;
             pre += kt_.fast_pf_base + kt_.spte_cmpxchg;
             for (int l = 4; l >= lvl; --l) pre += kt_.tdp_walk_level + touch(cpu, entry_addr(*t, l, gfn), l == lvl);
             co_await sim_.delay(pre);
@@ -1017,15 +1038,16 @@ Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acces
         engine::LockGuard g = co_await mmu_lock_.write(t->nested ? site_ept_fault_ : site_direct_fault_);
         const engine::TraceScope slice(sim_, t->nested ? "FNAME(fetch)" : "direct_map");
         Time held = lock_word_.acquired(cpu, engine::LockMode::Write, asked, sim_.now());
-        const std::uint8_t l1 = entry(*t, 1, gfn), l2 = entry(*t, 2, gfn);
-        const bool ok = (is_leaf(l1) && (l1 & need)) || (is_leaf(l2) && (l2 & need));
+        const std::uint8_t l1 = entry(*t, 1, gfn), l2 = entry(*t, 2, gfn), l3 = entry(*t, 3, gfn);
+        const bool ok = (is_leaf(l1) && (l1 & need)) || (is_leaf(l2) && (l2 & need)) || (is_leaf(l3) && (l3 & need));
         if (inv_.retry_gfn(mmu_seq, gfn)) {  // is_page_fault_stale: RET_PF_RETRY
             sim_.counters().add(mc_->retry_stale);
             retry = true;
         } else if (!ok) {  // else another vCPU mapped it meanwhile: spurious
             int goal = max_level(*s, gfn, 4 - gup.level);
             if (t->nested) goal = std::min(goal, guest_leaf_level(*s));
-            if (goal == 2 && is_table(l2)) goal = 1;  // huge pages are not rebuilt over a page table
+            if (goal == 3 && is_table(l3)) goal = 2;  // huge pages are not rebuilt over a page table
+            if (goal == 2 && is_table(l2)) goal = 1;
             held += map(cpu, v, *t, *s, gfn, goal, leaf);
             fixed = true;
         } else {
@@ -1851,17 +1873,17 @@ std::uint32_t X86ShadowMmu::free_split_caches() {
     return n;
 }
 
-// shadow_mmu_split_huge_page of the nested tree's 2M SPTE at gfn (2M-aligned): a direct SP
-// (found, or taken from the split caches), 512 4K SPTEs with the huge SPTE's permissions, each
-// added to its gfn's rmap (a descriptor only where the gfn is already mapped elsewhere), then
-// linked in place of the huge SPTE (no flush: nothing was unmapped).
-Task<void> X86ShadowMmu::split_huge_page(Bulk& b, Slot& s, Tree& t, Gfn gfn) {
-    (void)s;
-    const std::uint8_t huge = entry(t, 2, gfn);
+// shadow_mmu_split_huge_page of t's huge SPTE at `level` (2M or 1G) covering gfn (aligned to it):
+// a direct SP one level down (found, or taken from the split caches), 512 SPTEs with the huge
+// SPTE's permissions, each added to its rmap (a descriptor only where the gfn is already mapped
+// elsewhere), then linked in place of the huge SPTE (no flush: nothing was unmapped).
+Task<void> X86ShadowMmu::split_huge_page(Bulk& b, Tree& t, int level, Gfn gfn) {
+    const std::uint8_t huge = entry(t, level, gfn);
+    const int cl = level - 1;
+    const std::uint64_t step = pages_at(cl);
     Time c;
     const std::uint32_t sp =
-        get_shadow_page(b.cpu, gfn, make_role(1, true, true), split_header_, split_page_, nullptr, true, c);
-    const std::uint64_t i = gfn - span_base_;
+        get_shadow_page(b.cpu, gfn, make_role(cl, true, t.nested), split_header_, split_page_, nullptr, true, c);
     // A direct SP found with SPTEs in this tree (unlinked from it by kvm_mmu_track_write) keeps
     // them: they map the same frames; only the others are filled and added to the rmaps.
     restore(sp, t);
@@ -1869,7 +1891,7 @@ Task<void> X86ShadowMmu::split_huge_page(Bulk& b, Slot& s, Tree& t, Gfn gfn) {
     std::array<bool, 512> fill{};
     unsigned filled = 0;
     for (unsigned k = 0; k < 512; ++k) {
-        std::uint8_t& e = t.pte[i + k];
+        std::uint8_t& e = entry(t, cl, gfn + k * step);
         if (is_present(e)) continue;
         e = ch;
         fill[k] = true;
@@ -1878,7 +1900,8 @@ Task<void> X86ShadowMmu::split_huge_page(Bulk& b, Slot& s, Tree& t, Gfn gfn) {
     c += kt_.split_spte_fill * filled + touch(b.cpu, sps_[sp].page, true, 4096);
     for (unsigned k = 0; k < 512; ++k) {
         if (!fill[k]) continue;  // kept
-        RmapCount& n = rmap4k_[i + k];
+        const Gfn g = gfn + k * step;
+        RmapCount& n = rmap_count(g, cl);
         if (n == kRmapCountMax) throw std::logic_error("x86_shadow: rmap entry count overflow");
         stats_.set_max(stats_.max_mmu_rmap_size, n);
         c += k_.rmap_op;
@@ -1889,51 +1912,56 @@ Task<void> X86ShadowMmu::split_huge_page(Bulk& b, Slot& s, Tree& t, Gfn gfn) {
             }
             ++descs_live_;
             sim_.counters().add(mc_->descs);
-            c += touch(b.cpu, desc_addr(rmap_head_addr(gfn + k, 1)), true);
+            c += touch(b.cpu, desc_addr(rmap_head_addr(g, cl)), true);
         }
         ++n;
-        if (k % 8 == 0) c += touch(b.cpu, rmap_head_addr(gfn + k, 1), true, 64);
+        if (k % 8 == 0) c += touch(b.cpu, rmap_head_addr(g, cl), true, 64);
     }
-    stats_.update_page_stats(vm::PageLevel::K4, filled);
-    c += link_shadow_page(b.cpu, t, 2, gfn, sp, split_desc_, false);
+    stats_.update_page_stats(static_cast<vm::PageLevel>(cl), filled);
+    c += link_shadow_page(b.cpu, t, level, gfn, sp, split_desc_, false);
     sim_.counters().add(mc_->splits);
     b.acc += c;
     co_return;
 }
 
-// kvm_shadow_mmu_try_split_huge_pages (mmu_lock write held): walk the slot's 2M rmaps; for every
-// huge SPTE, shadow_mmu_try_split_huge_page: when need_topup_split_caches_or_resched(), drop
+// kvm_shadow_mmu_try_split_huge_pages (mmu_lock write held) over the slot's gfns [start, end):
+// from the largest huge level down to 2M, walk the rmaps of that level; for every huge SPTE
+// (the nested trees' and, as David Matlack's 2022 proposal did with the TDP MMU off, the direct
+// tree's), shadow_mmu_try_split_huge_page: when need_topup_split_caches_or_resched(), drop
 // mmu_lock, cond_resched, topup_split_caches, retake it and restart the rmap walk (-EAGAIN).
-Task<void> X86ShadowMmu::try_split_huge_pages(Bulk& b, Slot& s) {
-    for (Gfn g = round_gfn(s.base + 511, 2); g + 512 <= s.base + s.npages; g += 512) {
-        if (b.acc >= kSettleQuantum) co_await settle(b);
-        b.acc += k_.rmap_head_step;
-        if (((g - span_base_) >> 9) % 8 == 0) b.acc += touch(b.cpu, rmap_head_addr(g, 2), false, 64);
-        if (rmap2m_[(g - span_base_) >> 9] == 0) continue;
-        for (;;) {  // restart: for_each_rmap_spte
-            Tree* huge = nullptr;
-            for (auto& t : nested_)
-                if (is_leaf(t->pde[(g - span_base_) >> 9])) {
-                    huge = t.get();
-                    break;
+// A 1G page is split into 2M pages, which the 2M pass then splits.
+Task<void> X86ShadowMmu::try_split_huge_pages(Bulk& b, Slot& s, Gfn start, Gfn end) {
+    for (int level = max_rmap_level(); level >= 2; --level) {
+        const std::uint64_t n = pages_at(level);
+        for (Gfn g = round_gfn(start, level); g < end; g += n) {
+            if (g < s.base || g + n > s.base + s.npages) continue;  // not a huge page of the slot
+            if (b.acc >= kSettleQuantum) co_await settle(b);
+            b.acc += k_.rmap_head_step;
+            if (((g - span_base_) / n) % 8 == 0) b.acc += touch(b.cpu, rmap_head_addr(g, level), false, 64);
+            if (rmap_count(g, level) == 0) continue;
+            for (;;) {  // restart: for_each_rmap_spte
+                Tree* huge = nullptr;
+                if (direct_ && is_leaf(entry(*direct_, level, g))) huge = direct_.get();
+                for (auto& t : nested_)
+                    if (!huge && is_leaf(entry(*t, level, g))) huge = t.get();
+                if (!huge) break;
+                const bool low = split_desc_.nobjs() < kSplitDescCacheMin || split_header_.nobjs() < 1 ||
+                                 split_page_.nobjs() < 1;
+                if (low || need_resched(b)) {  // need_topup_split_caches_or_resched
+                    sim_.counters().add(mc_->split_drops);
+                    if (low) sim_.counters().add(mc_->split_drops_topup);
+                    const bool resched = b.clock.need_resched(sim_.now() + b.acc);
+                    co_await unlock(b);
+                    b.acc += kt_.lock_yield;  // cond_resched
+                    co_await settle(b);
+                    if (resched) b.clock.start(sim_.now());
+                    b.acc += topup_split_caches();
+                    co_await lock(b, site_split_);
+                    sim_.counters().add(mc_->split_restarts);  // -EAGAIN
+                    continue;
                 }
-            if (!huge) break;
-            const bool low = split_desc_.nobjs() < kSplitDescCacheMin || split_header_.nobjs() < 1 ||
-                             split_page_.nobjs() < 1;
-            if (low || need_resched(b)) {  // need_topup_split_caches_or_resched
-                sim_.counters().add(mc_->split_drops);
-                if (low) sim_.counters().add(mc_->split_drops_topup);
-                const bool resched = b.clock.need_resched(sim_.now() + b.acc);
-                co_await unlock(b);
-                b.acc += kt_.lock_yield;  // cond_resched
-                co_await settle(b);
-                if (resched) b.clock.start(sim_.now());
-                b.acc += topup_split_caches();
-                co_await lock(b, site_split_);
-                sim_.counters().add(mc_->split_restarts);  // -EAGAIN
-                continue;
+                co_await split_huge_page(b, *huge, level, g);
             }
-            co_await split_huge_page(b, s, *huge, g);
         }
     }
     split_cache_gauges();
@@ -1952,7 +1980,7 @@ Task<void> X86ShadowMmu::remove_write_access(Bulk& b, Slot& s) {
         sim_.counters().add(mc_->wrprot);
         flush = true;
     };
-    for (int level = 1; level <= 2; ++level) {
+    for (int level = 1; level <= max_rmap_level(); ++level) {
         const std::uint64_t step = pages_at(level);
         for (Gfn g = round_gfn(s.base, level); g < s.base + s.npages; g += step * 8) {
             if (b.acc >= kSettleQuantum) co_await settle(b);
@@ -2005,10 +2033,11 @@ Task<void> X86ShadowMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32
     if (opts.manual_protect_initially_set || !rmaps_) co_return;
     Bulk b = make_bulk(cpu);
     engine::LockGuard slots = co_await slots_lock_.lock(site_memslot_);
-    // kvm_mmu_slot_try_split_huge_pages: the shadow MMU splits only when the TDP MMU is on.
-    if (tdp_ && cfg_.eager_page_split) {
+    // kvm_mmu_slot_try_split_huge_pages: in v6.9 the shadow MMU splits (nested MMUs' huge pages)
+    // only when the TDP MMU is on; with it off, as David Matlack's 2022 proposal did.
+    if (cfg_.eager_page_split) {
         co_await lock(b, site_split_);
-        co_await try_split_huge_pages(b, s);
+        co_await try_split_huge_pages(b, s, s.base, s.base + s.npages);
         co_await unlock(b);
     }
     co_await lock(b, site_wrprot_);
@@ -2065,10 +2094,10 @@ bool X86ShadowMmu::rmap_write_protect(Bulk& b, Gfn gfn, int level, bool pt_prote
 
 // kvm_arch_mmu_enable_log_dirty_pt_masked without PML (v6.9), mmu_lock held for write: for
 // initially-all-set, the huge mappings around the mask's first and last page are write-protected
-// (kvm_mmu_slot_gfn_write_protect from PG_LEVEL_2M: the 2M rmap, then the 1G one, which is empty
-// here since the model maps at most 2M; kvm_mmu_try_split_huge_pages acts only on the TDP MMU);
-// then kvm_mmu_write_protect_pt_masked: rmap_write_protect(pt_protect false) on the 4K rmap of
-// every page of the mask.
+// (kvm_mmu_slot_gfn_write_protect from PG_LEVEL_2M: the 2M rmap, then the 1G one; the caller has
+// split them first with eager_page_split, kvm_mmu_try_split_huge_pages); then
+// kvm_mmu_write_protect_pt_masked: rmap_write_protect(pt_protect false) on the 4K rmap of every
+// page of the mask.
 void X86ShadowMmu::enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask) {
     DirtyLogCounters& dc = dirty_log_counters();
     sim_.counters().add(dc.masked);
@@ -2078,7 +2107,8 @@ void X86ShadowMmu::enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t of
         auto gfn_write_protect = [&](Gfn g) {
             sim_.counters().add(dc.huge_wrprot);
             rmap_write_protect(b, g, 2, true);
-            b.acc += k_.rmap_head_step;  // the 1G rmap head
+            if (has_1g_) rmap_write_protect(b, g, 3, true);
+            else b.acc += k_.rmap_head_step;  // the 1G rmap head (always empty)
         };
         gfn_write_protect(start);
         if (((start + 511) & ~Gfn{511}) != ((end + 511) & ~Gfn{511})) gfn_write_protect(end);
@@ -2182,6 +2212,11 @@ Task<void> X86ShadowMmu::clear_dirty_log_protect(const vm::CpuContext& cpu, Slot
         s.bitmap[i] &= ~user;
         b.acc += touch(b.cpu, s.bitmap_addr + i * 8, true);
         flush = true;
+        if (s.manual_protect && cfg_.eager_page_split) {  // kvm_mmu_try_split_huge_pages(.., PG_LEVEL_4K)
+            const Gfn first_set = s.base + off + static_cast<unsigned>(std::countr_zero(mask));
+            const Gfn last_set = s.base + off + 63 - static_cast<unsigned>(std::countl_zero(mask));
+            co_await try_split_huge_pages(b, s, first_set, last_set + 1);
+        }
         enable_log_dirty_pt_masked(b, s, off, mask);
     }
     co_await unlock(b);
@@ -2230,8 +2265,13 @@ Task<void> X86ShadowMmu::invalidate_range_start(const vm::CpuContext& cpu, Gfn s
         const Gfn a = std::max(start, span_base_), z = std::min(end, span_base_ + span_);
         for (Gfn g = a; g < z; ++g) {
             if (rmaps_) b.acc += k_.rmap_head_step * 2;  // the 4K and 2M rmap heads of g
+            if ((g == a || (g & (pages_at(3) - 1)) == 0) && is_leaf(entry(t, 3, g))) {
+                b.acc += drop_large_spte(b.cpu, t, 3, g, false);
+                sim_.counters().add(mc_->mn_zapped);
+                flush = true;
+            }
             if ((g == a || (g & 511) == 0) && is_leaf(entry(t, 2, g))) {
-                b.acc += drop_large_spte(b.cpu, t, g, false);
+                b.acc += drop_large_spte(b.cpu, t, 2, g, false);
                 sim_.counters().add(mc_->mn_zapped);
                 flush = true;
             }
@@ -2344,9 +2384,13 @@ vm::ModelInfo x86_shadow_model_info() {
         "eager_page_split", {true}, "the split caches are used only by eager page splitting"};
     for (auto& k : info.knobs) {
         if (k.name == "eager_page_split") {
-            k.meaning += "; with tdp_mmu on it also splits the nested MMUs' huge pages (kvm_shadow_mmu_try_split_huge_pages)";
-            k.applies_when.push_back(with_tdp("kvm_mmu_slot_try_split_huge_pages returns at once unless the TDP MMU is "
-                                              "on (v6.9), so nothing is split eagerly with tdp_mmu false"));
+            k.meaning +=
+                "; with tdp_mmu on it also splits the nested MMUs' huge pages (kvm_shadow_mmu_try_split_huge_pages, "
+                "v5.19+). With tdp_mmu false it splits the direct (L1) huge pages through the rmaps (1G into 2M, "
+                "then 2M into 4K), as David Matlack's '[PATCH 00/23] KVM: Extend Eager Page Splitting to the "
+                "shadow MMU' (2022-02-03) proposed; that form was not merged (the merged series split only "
+                "nested MMUs' pages, and only with the TDP MMU on), so the upstream kernel with tdp_mmu false "
+                "behaves as false here: huge pages are dropped by the first write fault";
         } else if (k.name == "fault_lock") {
             k.applies_when.push_back(with_tdp("it is the mmu_lock mode of the TDP MMU's fault path; the shadow MMU's "
                                               "faults always take mmu_lock for write, and tdp_mmu false turns the TDP "
@@ -2363,8 +2407,6 @@ vm::ModelInfo x86_shadow_model_info() {
             k.applies_when.push_back(with_tdp("it changes the TDP MMU's fault path (kvm_tdp_mmu_map, fast_page_fault on "
                                               "TDP MMU roots); with tdp_mmu false the shadow MMU handles L1 faults"));
         } else if (k.name == "split_desc_cache_capacity" || k.name == "split_cache_free") {
-            k.applies_when.push_back(with_tdp("the nested MMUs' huge pages are split eagerly only with the TDP MMU on "
-                                              "(kvm_mmu_slot_try_split_huge_pages returns at once otherwise)"));
             k.applies_when.push_back(with_eager);
         } else if (k.name == "alias_percent") {
             k.applies_when.push_back(with_tdp("the aliased rmap entries are laid down when the first shadow root "

@@ -28,7 +28,10 @@
 //               kvm_clear_dirty_log_protect -> kvm_arch_mmu_enable_log_dirty_pt_masked (no PML):
 //               kvm_mmu_write_protect_pt_masked, rmap_write_protect / spte_write_protect,
 //               kvm_mmu_slot_gfn_write_protect (initially-all-set); fast_page_fault and
-//               mark_page_dirty_in_slot for the write faults that follow
+//               mark_page_dirty_in_slot for the write faults that follow. With tdp_mmu off,
+//               eager_page_split splits the direct tree's huge pages (1G -> 2M -> 4K) as David
+//               Matlack's unmerged "[PATCH 00/23] KVM: Extend Eager Page Splitting to the shadow
+//               MMU" (2022-02-03) proposed; the direct tree maps 1G on 1G hugetlb backing
 // With tdp_mmu on (kvm.tdp_mmu=Y), L1 faults and the TDP half of every bulk operation go to an
 // embedded x86_tdp model sharing mmu_lock. Seed 000 (Peter Feiner's "avoid mmu_page_hash lookup
 // for direct_map-only VM", 2020, and Sean Christopherson's review) and seed 001 (David Matlack's
@@ -160,7 +163,7 @@ public:
 
     // O(1): false while the vCPU's stream is held (a nested transition runs on it); else the
     // vCPU's tree (its nested root's, while it runs L2; else the direct tree or the TDP MMU's),
-    // then the 4K entry, then the 2M entry.
+    // then the 4K entry, then the 2M entry, then the 1G entry.
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
         if (hold_.held(vcpu)) [[unlikely]]
             return false;
@@ -177,7 +180,9 @@ public:
         if (e & x86_tdp::spte::P) [[likely]]
             return (e & need) != 0;
         const std::uint8_t d = t->pde[i >> 9];
-        return (d & x86_tdp::spte::LEAF) && (d & need) != 0;
+        if (d & x86_tdp::spte::LEAF) return (d & need) != 0;
+        const std::uint8_t g = t->pdpte[i >> 18];  // a 1G leaf (direct tree, 1G backing)
+        return (g & x86_tdp::spte::LEAF) && (g & need) != 0;
     }
     engine::Time fault_lookahead() const override;
 
@@ -258,7 +263,8 @@ private:
     engine::Time rmap_add(std::uint32_t cpu, vm::Gfn gfn, int level, MmuMemoryCache& cache);
     engine::Time rmap_remove(std::uint32_t cpu, vm::Gfn gfn, int level);
     std::uint64_t rmap_head_addr(vm::Gfn gfn, int level) const;
-    engine::Time drop_large_spte(std::uint32_t cpu, Tree& t, vm::Gfn gfn, bool flush);
+    int max_rmap_level() const { return has_1g_ ? 3 : 2; }
+    engine::Time drop_large_spte(std::uint32_t cpu, Tree& t, int level, vm::Gfn gfn, bool flush);
     engine::Time link_shadow_page(std::uint32_t cpu, Tree& t, int level, vm::Gfn gfn, std::uint32_t sp,
                                   MmuMemoryCache& cache, bool flush);
     engine::Time zap_tree(std::uint32_t cpu, Tree& t, bool flush = true);
@@ -317,8 +323,8 @@ private:
     engine::Task<void> unlock(Bulk& b);
     engine::Task<void> cond_resched(Bulk& b, bool flush);
     bool need_resched(const Bulk& b) const;
-    engine::Task<void> try_split_huge_pages(Bulk& b, Slot& s);
-    engine::Task<void> split_huge_page(Bulk& b, Slot& s, Tree& t, vm::Gfn gfn);
+    engine::Task<void> try_split_huge_pages(Bulk& b, Slot& s, vm::Gfn start, vm::Gfn end);
+    engine::Task<void> split_huge_page(Bulk& b, Tree& t, int level, vm::Gfn gfn);
     engine::Task<void> remove_write_access(Bulk& b, Slot& s);
     bool rmap_write_protect(Bulk& b, vm::Gfn gfn, int level, bool pt_protect);
     void enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask);
@@ -390,6 +396,12 @@ private:
     using RmapCount = std::uint16_t;  // entries; 2 bytes per gfn keeps large VMs affordable
     static constexpr std::uint32_t kRmapCountMax = 0xffff;
     std::vector<RmapCount> rmap4k_, rmap2m_;
+    RmapCount& rmap_count(vm::Gfn gfn, int level);
+    // The 1G rmaps (tdp_mmu off and a slot backed by 1G pages only: the direct tree maps 1G there;
+    // elsewhere they are always empty and their heads are not walked, see docs/models/x86_shadow.md).
+    bool has_1g_ = false;
+    std::vector<RmapCount> rmap1g_;
+    std::uint64_t rmap1g_base_ = 0;
 
     // Seed 000: the one-way bool / the indirect MMU count, and v6.9's shadow_root_allocated.
     bool may_have_multiple_parents_ = false;

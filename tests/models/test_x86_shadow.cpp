@@ -186,7 +186,9 @@ TEST_CASE("bucket walks visit every SP of the bucket and count gfn mismatches as
 TEST_CASE("seed 000: child SP lookups are skipped while there is no indirect root", "[x86_shadow][seed000]") {
     for (const char* mode : {"always", "skip_bool", "skip_count"}) {
         INFO(mode);
-        Shadow s(Backing::AnonymousThp, 512 * 8, 2, knobs({{"child_sp_lookup", std::string(mode)}}));
+        // v6.9: nothing is split eagerly with the TDP MMU off, so the write shatters.
+        Shadow s(Backing::AnonymousThp, 512 * 8, 2,
+                 knobs({{"child_sp_lookup", std::string(mode)}, {"eager_page_split", false}}));
         const bool skip = std::string(mode) != "always";
         s.access(0, {{B, Access::Read}});                             // PDPT + PD
         CHECK(s.counter("kvm_mmu_find_shadow_page") == (skip ? 0u : 2u));
@@ -968,7 +970,7 @@ TEST_CASE("tdp_mmu off, initially-all-set: nothing is protected at enable; KVM_G
 TEST_CASE("tdp_mmu off, initially-all-set: KVM_CLEAR_DIRTY_LOG write-protects the 2M mappings around each word "
           "(kvm_mmu_slot_gfn_write_protect); the next write drops the huge SPTE and maps 4K",
           "[x86_shadow][dirty]") {
-    Shadow s(Backing::AnonymousThp, 4 * 512, 1);
+    Shadow s(Backing::AnonymousThp, 4 * 512, 1, knobs({{"eager_page_split", false}}));  // v6.9
     s.access(0, range(B, 4, Access::Write, 512));
     REQUIRE(s.gauge("pages_2m") == 4);
     s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {true}); });
@@ -1042,4 +1044,96 @@ TEST_CASE("tdp_mmu off: two vCPUs writing one write-protected page: one fast fix
     CHECK(s.counter("fast_pf_cmpxchg_retry") == 1);
     CHECK(s.counter("mark_page_dirty_in_slot") == 1);
     CHECK(s.lock("mmu_lock", engine::LockMode::Write, "direct_page_fault")->acquisitions == 512);  // populate only
+}
+
+TEST_CASE("tdp_mmu off: a 1G hugetlb page is mapped with a 1G SPTE in the direct tree; the notifier drops it",
+          "[x86_shadow][1g]") {
+    Shadow s(Backing::Hugetlb1G, 2 * 512 * 512, 1);
+    s.access(0, {{B + 5, Access::Read}});
+    CHECK(s.sh().mapping_level(0, B + 5) == PageLevel::G1);
+    CHECK(s.gauge("pages_1g") == 1);
+    CHECK(s.gauge("pages_2m") == 0);
+    CHECK(s.sh().n_used_mmu_pages() == 2);  // the root and one PDPT SP: no PD or PT below
+    CHECK(s.sh().rmap_size(B, 3) == 1);
+    CHECK(s.sh().rmap_size(B, 2) == 0);
+    CHECK(s.model->hits(0, B + 512 * 512 - 1, Access::Read));
+    CHECK_FALSE(s.model->hits(0, B + 512 * 512, Access::Read));  // the second 1G page
+    s.on_host([&]() { return s.sh().invalidate_range_start(s.hctx, B + 7, B + 8); });
+    s.on_host([&]() { return s.sh().invalidate_range_end(s.hctx, B + 7, B + 8); });
+    CHECK(s.gauge("pages_1g") == 0);
+    CHECK(s.sh().rmap_size(B, 3) == 0);
+    CHECK_FALSE(s.model->hits(0, B + 5, Access::Read));
+}
+
+namespace {
+// tdp_mmu off, one 1G hugetlb page written (a 1G SPTE), then dirty logging enabled, then one
+// write at B + 5.
+struct OneGigDirtyRun {
+    std::uint64_t splits, drops, dropped_large;
+    std::int64_t pages_4k, pages_2m, pages_1g;
+    std::uint64_t pf_fast, flushes;
+    bool hits_far_read;
+};
+OneGigDirtyRun one_gig_dirty_run(bool eager) {
+    Shadow s(Backing::Hugetlb1G, 512 * 512, 1, knobs({{"eager_page_split", eager}}));
+    s.access(0, {{B + 5, Access::Write}});
+    REQUIRE(s.gauge("pages_1g") == 1);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    const std::uint64_t flushes_before = s.counter("remote_tlb_flush");
+    s.access(0, {{B + 5, Access::Write}});
+    return {s.counter("kvm_mmu_split_huge_page"),
+            s.counter("need_topup_split_caches"),
+            s.counter("drop_large_spte"),
+            s.gauge("pages_4k"),
+            s.gauge("pages_2m"),
+            s.gauge("pages_1g"),
+            s.counter("pf_fast"),
+            s.counter("remote_tlb_flush") - flushes_before,
+            s.model->hits(0, B + 300000 % (512 * 512), Access::Read)};
+}
+}  // namespace
+
+TEST_CASE("eager_page_split with tdp_mmu off (the 2022 proposal): enabling dirty logging splits the direct 1G page "
+          "into 2M pages and those into 4K; without it the first write drops the 1G SPTE",
+          "[x86_shadow][1g][dirty]") {
+    const OneGigDirtyRun on = one_gig_dirty_run(true);
+    CHECK(on.splits == 1 + 512);  // the 1G page, then each of its 2M pages
+    CHECK(on.pages_4k == 512 * 512);
+    CHECK(on.pages_2m == 0);
+    CHECK(on.pages_1g == 0);
+    // Every split takes an SP from split_shadow_page_cache, topped up to 40 with mmu_lock dropped.
+    CHECK(on.drops == (1 + 512 + 39) / 40);
+    CHECK(on.dropped_large == 1 + 512);  // each huge SPTE replaced by its split table, without a flush
+    CHECK(on.pf_fast == 1);  // the 4K SPTE was write-protected, MMU-writable: fixed without mmu_lock
+    CHECK(on.flushes == 0);
+    CHECK(on.hits_far_read);  // the rest of the 1G page stays mapped (4K, read-only)
+
+    const OneGigDirtyRun off = one_gig_dirty_run(false);
+    CHECK(off.splits == 0);
+    CHECK(off.dropped_large == 1);  // the write fault drops the 1G SPTE (with its flush) and maps 4K
+    CHECK(off.pages_4k == 1);
+    CHECK(off.pages_1g == 0);
+    CHECK(off.pf_fast == 0);
+    CHECK(off.flushes == 1);
+    CHECK_FALSE(off.hits_far_read);  // every other page of the 1G range faults again
+}
+
+TEST_CASE("eager_page_split with tdp_mmu off, initially-all-set: KVM_CLEAR_DIRTY_LOG splits the huge pages around "
+          "each word before write-protecting it",
+          "[x86_shadow][dirty]") {
+    Shadow s(Backing::AnonymousThp, 4 * 512, 1);
+    s.access(0, range(B, 4, Access::Write, 512));
+    REQUIRE(s.gauge("pages_2m") == 4);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {true}); });
+    CHECK(s.counter("kvm_mmu_split_huge_page") == 0);  // initially-all-set: nothing at enable
+    s.on_host([&]() { return s.model->dirty_log_clear(s.hctx, 0, B, 512 + 64); });
+    CHECK(s.counter("kvm_mmu_split_huge_page") == 2);  // the two 2M pages the cleared words cover
+    CHECK(s.gauge("pages_2m") == 2);
+    CHECK(s.gauge("pages_4k") == 1024);
+    CHECK(s.counter("spte_write_protected") == 512 + 64);  // the cleared pages' 4K SPTEs
+    CHECK(s.model->hits(0, B + 512 + 100, Access::Write));  // split, not cleared: still writable
+    CHECK_FALSE(s.model->hits(0, B + 5, Access::Write));
+    s.access(0, {{B + 5, Access::Write}});
+    CHECK(s.counter("pf_fast") == 1);
+    CHECK(s.counter("remote_tlb_flush") == 1);  // the clear's, after the unlock: the splits flush nothing
 }

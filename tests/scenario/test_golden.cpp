@@ -47,6 +47,12 @@ std::uint64_t phase_stat(const runner::Result& r, const std::string& phase, cons
     FAIL("no phase " << phase);
     return 0;
 }
+double phase_time(const runner::Result& r, const std::string& phase) {
+    for (const auto& p : r.phases)
+        if (p.name == phase) return p.sim_time_ns;
+    FAIL("no phase " << phase);
+    return 0;
+}
 const runner::LockResult* lock(const runner::Result& r, const std::string& mode, const std::string& site) {
     for (const auto& l : r.locks)
         if (l.lock == "mmu_lock" && l.mode == mode && l.site == site) return &l;
@@ -508,6 +514,50 @@ TEST_CASE("golden: huge page recovery while the vCPUs run (x86_tdp huge_page_rec
     CHECK(report::hex64(zap.fingerprint) == "a91a03fab43d3c80");
     CHECK(report::hex64(batched.fingerprint) == "9b57f51d989aa7da");
     CHECK(report::hex64(in_place.fingerprint) == "c6994c75cea835b3");
+}
+
+TEST_CASE("golden: x86_tdp fault_split, a dirty-logging write fault under a 2M SPTE", "[x86_tdp][golden]") {
+    const char* f = "scenarios/selftests/x86-fault-split.json";
+    const auto zap = run_file(f, "zap"), in_place = run_file(f, "in_place");
+    const std::string IT1 = "Iteration 1 dirty memory";
+    for (const auto* r : {&zap, &in_place}) CHECK(r->status == "completed");
+    // 4 x 256M of 2M pages: 512 huge SPTEs, each met by one write fault.
+    CHECK(phase_stat(zap, IT1, "pf_huge_spte_zapped") == 512);
+    CHECK(phase_stat(zap, IT1, "kvm_mmu_split_huge_page") == 0);
+    CHECK(phase_stat(in_place, IT1, "kvm_mmu_split_huge_page") == 512);
+    // zap: a flush per huge SPTE and every page faulted in under the lock; in place: no flush,
+    // the other 511 pages of each are fast-path fixes.
+    CHECK(phase_stat(zap, IT1, "remote_tlb_flush") == 512);
+    CHECK(phase_stat(in_place, IT1, "remote_tlb_flush") == 0);
+    CHECK(phase_stat(zap, IT1, "pf_fast") == 0);
+    CHECK(phase_stat(in_place, IT1, "pf_fast") == 512 * 511);
+    CHECK(phase_time(in_place, IT1) * 3 < phase_time(zap, IT1));
+    CHECK(report::hex64(zap.fingerprint) == "92ad7c0e109fb99e");
+    CHECK(report::hex64(in_place.fingerprint) == "79a6732aa8811bf4");
+}
+
+TEST_CASE("golden: x86_shadow eager page splitting with the TDP MMU off, on 1G pages", "[x86_shadow][golden]") {
+    const char* f = "scenarios/selftests/x86-shadow-eager-split.json";
+    const auto lazy = run_file(f, "no_eager_split"), eager = run_file(f, "eager_split");
+    const std::string EN = "Enabling dirty logging", IT1 = "Iteration 1 dirty memory";
+    for (const auto* r : {&lazy, &eager}) {
+        CHECK(r->status == "completed");
+        CHECK(phase_stat(*r, "Populate memory", "pages_1g") == 1);  // 4 x 256M: one 1G SPTE
+    }
+    // Upstream: the first write drops the 1G SPTE (one flush); every page of the gigabyte then
+    // takes a slow fault under mmu_lock write.
+    CHECK(stat(lazy, "kvm_mmu_split_huge_page") == 0);
+    CHECK(phase_stat(lazy, IT1, "drop_large_spte") == 1);
+    CHECK(phase_stat(lazy, IT1, "pf_fixed") == 512 * 512);
+    CHECK(phase_stat(lazy, IT1, "pf_fast") == 0);
+    // The proposal: 1 + 512 splits at enable; the writes are fast-path fixes.
+    CHECK(phase_stat(eager, EN, "kvm_mmu_split_huge_page") == 1 + 512);
+    CHECK(phase_stat(eager, IT1, "pf_fast") == 512 * 512);
+    CHECK(phase_stat(eager, IT1, "drop_large_spte") == 0);
+    CHECK(phase_time(eager, EN) > phase_time(lazy, EN));
+    CHECK(phase_time(eager, IT1) * 5 < phase_time(lazy, IT1));
+    CHECK(report::hex64(lazy.fingerprint) == "b14989377fb06fcd");
+    CHECK(report::hex64(eager.fingerprint) == "40deae99923f2a47");
 }
 
 TEST_CASE("golden: seed 002 storm in small", "[x86_context][golden]") {

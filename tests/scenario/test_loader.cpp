@@ -418,8 +418,13 @@ TEST_CASE("x86_shadow rejects knobs that cannot act, naming the knob and why", "
                                Catch::Contains("/mmu/knobs/tdp_mmu is false"));
         CHECK(err(std::string(R"("tdp_mmu": true, )") + k).empty());
     }
-    CHECK_THAT(err(R"("eager_page_split": false)"),
-               Catch::StartsWith("FILE: /mmu/knobs/eager_page_split: ") && Catch::Contains("/mmu/knobs/tdp_mmu is false"));
+    // eager_page_split acts with tdp_mmu false (David Matlack's 2022 proposal), and so do the
+    // split caches' knobs with it.
+    CHECK(err(R"("eager_page_split": false)").empty());
+    CHECK(err(R"("split_desc_cache_capacity": 1026, "split_cache_free": "flags_change")").empty());
+    CHECK_THAT(err(R"("eager_page_split": false, "split_cache_free": "flags_change")"),
+               Catch::StartsWith("FILE: /mmu/knobs/split_cache_free: ") &&
+                   Catch::Contains("/mmu/knobs/eager_page_split is false"));
     CHECK_THAT(err(R"("alias_percent": 2)"),
                Catch::StartsWith("FILE: /mmu/knobs/alias_percent: ") && Catch::Contains("/mmu/knobs/tdp_mmu is false"));
     CHECK(err(R"("tdp_mmu": true, "alias_percent": 2)").empty());
