@@ -23,6 +23,18 @@ struct SlotState {
     bool contains(vm::Gfn g) const { return g >= base && g - base < npages; }
 };
 
+// x86 levels (1: 4K, 2: 2M, 3: 1G): the largest level up to `level` whose huge page around gfn lies
+// inside the slot (kvm_mmu_max_mapping_level's lpage_info: a huge page crossing the slot's edge is
+// disallowed).
+inline int x86_level_inside_slot(const SlotState& s, vm::Gfn gfn, int level) {
+    for (; level > 1; --level) {
+        const std::uint64_t n = std::uint64_t{1} << (9 * (level - 1));
+        const vm::Gfn g0 = gfn & ~(n - 1);
+        if (g0 >= s.base && g0 + n <= s.base + s.npages) break;
+    }
+    return level;
+}
+
 struct VcpuCaches {
     MmuMemoryCache desc;    // mmu_pte_list_desc_cache
     MmuMemoryCache page;    // mmu_shadow_page_cache

@@ -853,13 +853,7 @@ Time X86ShadowMmu::topup_caches(VcpuState& v, bool indirect) {
 // (lpage_info); 4K while the slot logs dirty pages.
 int X86ShadowMmu::max_level(const Slot& s, Gfn gfn, int host_level) const {
     if (vm_.memslots[s.index].dirty_logging) return 1;
-    int level = std::min(s.direct_level, host_level);
-    while (level > 1) {
-        const Gfn g0 = round_gfn(gfn, level);
-        if (g0 >= s.base && g0 + pages_at(level) <= s.base + s.npages) break;
-        --level;
-    }
-    return level;
+    return x86_level_inside_slot(s, gfn, std::min(s.direct_level, host_level));
 }
 
 // L1's EPT for the L2 guest maps 2M pages where the backing is huge (and the page lies inside

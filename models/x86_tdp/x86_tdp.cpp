@@ -656,13 +656,7 @@ int X86TdpMmu::host_mapping_level(const Slot& s, Gfn gfn) const {
 // pages lying inside the slot (lpage_info), and 4K while the slot logs dirty pages.
 int X86TdpMmu::max_mapping_level(const Slot& s, Gfn gfn, int host_level) const {
     if (vm_.memslots[s.index].dirty_logging) return 1;
-    int level = std::min(s.host_level, host_level);
-    while (level > 1) {
-        const Gfn g0 = round_gfn(gfn, level);
-        if (g0 >= s.base && g0 + pages_at(level) <= s.base + s.npages) break;
-        --level;
-    }
-    return level;
+    return x86_level_inside_slot(s, gfn, std::min(s.host_level, host_level));
 }
 
 Time X86TdpMmu::touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes) {
