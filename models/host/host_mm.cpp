@@ -849,16 +849,21 @@ Task<void> HostMm::wake_userfault(std::uint32_t cpu, Uffd& u, Gfn unit, std::uin
     auto g = co_await u.wqh->lock(site_uffd_wake_);
     Time t = wqh_line_->rmw(u.wqh_word, cpu, sim_.now());
     const auto walked = static_cast<std::int64_t>(u.pending.size() + u.waiting.size());
+    // Both queues walked in order (fault_pending_wqh, then fault_wqh); the matches woken in that order.
     std::vector<UffdWaiter*> woken;
-    auto match = [&](UffdWaiter* w) {
-        if (w->unit >= unit && w->unit < unit + npages) {
-            woken.push_back(w);
-            return true;
+    auto sweep = [&](auto& queue) {
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < queue.size(); ++i) {
+            UffdWaiter* w = queue[i];
+            if (w->unit >= unit && w->unit < unit + npages)
+                woken.push_back(w);
+            else
+                queue[kept++] = w;
         }
-        return false;
+        queue.resize(kept);
     };
-    u.pending.erase(std::remove_if(u.pending.begin(), u.pending.end(), match), u.pending.end());
-    u.waiting.erase(std::remove_if(u.waiting.begin(), u.waiting.end(), match), u.waiting.end());
+    sweep(u.pending);
+    sweep(u.waiting);
     t += k_.uffd_wake_per_waiter * walked + k_.uffd_ttwu * static_cast<std::int64_t>(woken.size());
     if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
     for (UffdWaiter* w : woken) w->woken->set();
