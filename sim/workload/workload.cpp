@@ -47,11 +47,10 @@ void Executor::start() {
     sim_.spawn("vmm", vmm());
     for (std::size_t i = 0; i < w_.events.size(); ++i) sim_.spawn(w_.events[i].name, repeated(w_.events[i].at, w_.events[i].repeat, actor_cpus_[i], w_.events[i].host));
     model_.start_vm_workers(worker_cpu_);
-    if (vm::Userfaultfd* uf = model_.userfaultfd()) {
-        const std::size_t per = vm_.userfaultfd.readers;
-        for (std::size_t k = 0; k < reader_cpus_.size(); ++k) sim_.spawn(reader_cpus_[k].name, uffd_reader(k / per, k));
-        (void)uf;
-    }
+    // readers-per-uffd threads for each uffd, in order (reader k reads uffd k / readers).
+    if (model_.userfaultfd())
+        for (std::size_t k = 0; k < reader_cpus_.size(); ++k)
+            sim_.spawn(reader_cpus_[k].name, uffd_reader(k / vm_.userfaultfd.readers, k));
 }
 
 // uffd_handler_thread_fn (tools/testing/selftests/kvm/lib/userfaultfd_util.c, v6.8): poll the uffd
