@@ -312,7 +312,7 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
       cfg_(Config::from(env.knobs, env.host)),
       k_(Costs::from(env.host.costs)),
       host_(std::make_unique<host::HostMm>(env.sim, env.host, env.vm.memslots, host::Costs::from(env.host.costs),
-                                           host::Features::from(env.host))),
+                                           host::Features::from(env.host), env.vm.userfaultfd)),
       stats_(env.sim.counters()) {
     host_->set_notifier(this);
     line_xfer_ = engine::LineTransfer(host_->topology());
@@ -1567,7 +1567,7 @@ vm::ModelInfo arm64_stage2_model_info() {
     };
     info.costs = arm64_stage2::Costs::names();
     for (const auto& c : host::Costs::names()) info.costs.push_back(c);
-    info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}};
+    info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}, {"uffd_copy_rate", host::Costs::kMinZeroRate}};
     // A D-cache clean of a 1 GiB block at most 1e6 ps a byte stays within the clock by far;
     // icache_line is the I-cache line in bytes.
     info.cost_maximums = {{"dcache_clean_byte", 1e6}, {"icache_line", 65536}};

@@ -137,6 +137,7 @@ public:
     const Config& config() const { return cfg_; }
     const Costs& costs() const { return k_; }
     host::HostMm& host_mm() { return *host_; }
+    vm::Userfaultfd* userfaultfd() override { return host_->uffds() ? host_.get() : nullptr; }
     // For tests: every call point (a GUP, a spinlock arrival) waits for its own event (the
     // reference for the call points taken ahead of events, which must give the same run).
     void set_early_arrivals(bool on) { early_ = on; }

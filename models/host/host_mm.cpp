@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <array>
+#include <deque>
 #include <stdexcept>
 
 namespace kvmsim::models::host {
@@ -42,6 +43,13 @@ constexpr std::pair<const char*, Time Costs::*> kTimes[] = {
     {"host_fault_base", &Costs::host_fault_base},
     {"host_zero_page_map", &Costs::zero_page_map},
     {"host_pmd_split", &Costs::pmd_split},
+    {"uffd_handle_userfault", &Costs::uffd_handle_userfault},
+    {"uffd_wake_latency", &Costs::uffd_wake_latency},
+    {"uffd_wake_per_waiter", &Costs::uffd_wake_per_waiter},
+    {"uffd_ttwu", &Costs::uffd_ttwu},
+    {"uffd_syscall", &Costs::uffd_syscall},
+    {"uffd_continue", &Costs::uffd_continue},
+    {"memory_fault_exit", &Costs::memory_fault_exit},
 };
 
 }  // namespace
@@ -51,6 +59,7 @@ const std::vector<std::string>& Costs::names() {
         std::vector<std::string> v;
         for (const auto& [name, member] : kTimes) v.emplace_back(name);
         v.emplace_back("zero_rate");
+        v.emplace_back("uffd_copy_rate");
         return v;
     }();
     return n;
@@ -65,6 +74,10 @@ Costs Costs::from(const vm::CostProfile& p) {
     if (!(rate >= kMinZeroRate) || rate > 1e15)
         throw std::invalid_argument("host: zero_rate must be a rate in bytes per second, at least 1e6");
     c.zero_rate = static_cast<std::uint64_t>(rate);
+    const double copy = p.number("uffd_copy_rate");
+    if (!(copy >= kMinZeroRate) || copy > 1e15)
+        throw std::invalid_argument("host: uffd_copy_rate must be a rate in bytes per second, at least 1e6");
+    c.uffd_copy_rate = static_cast<std::uint64_t>(copy);
     return c;
 }
 
@@ -138,9 +151,45 @@ private:
     std::array<engine::CounterId, kCount> ids_{};
 };
 
+// A userfaultfd context (fs/userfaultfd.c struct userfaultfd_ctx): fault_pending_wqh (faults not
+// read yet, oldest first: find_userfault takes the list's last entry), fault_wqh (read, waiting for
+// the wake), both under fault_pending_wqh.lock (fault_wqh's own lock nests inside it and is not
+// modelled apart); fd_wqh (the readers in poll).
+struct HostMm::UffdWaiter {
+    Gfn unit = 0;  // the page (4 KiB, or the huge page's first frame) the fault waits for
+    std::unique_ptr<engine::Signal> woken;
+};
+
+struct HostMm::Uffd {
+    Gfn start = 0, end = 0;
+    std::unique_ptr<engine::SpinLock> wqh;  // fault_pending_wqh.lock
+    LineState wqh_word;                      // its lock word's line
+    LineState fd_wqh_word;                   // fd_wqh.lock's line
+    std::deque<UffdWaiter*> pending;         // fault_pending_wqh
+    std::vector<UffdWaiter*> waiting;        // fault_wqh
+    std::unique_ptr<engine::Signal> fd_wqh;  // readers blocked in poll
+    bool shut = false;
+};
+
+struct HostMm::UffdCounters {
+    enum Id : std::uint8_t { userfault, copy, cont, eexist, wake, read_msg, read_eagain, poll_sleep, memfault_exit, kCount };
+    static constexpr const char* kNames[kCount] = {
+        "uffd_handle_userfault", "uffdio_copy", "uffdio_continue", "uffdio_eexist", "uffdio_wake",
+        "uffd_read_msg", "uffd_read_eagain", "uffd_poll_sleep", "memory_fault_exit",
+    };
+    explicit UffdCounters(engine::Counters& c) : c_(c) {
+        for (std::size_t i = 0; i < kCount; ++i) ids_[i] = c.id(kNames[i]);
+    }
+    void add(Id id, std::uint64_t n = 1) { c_.add(ids_[id], n); }
+
+private:
+    engine::Counters& c_;
+    std::array<engine::CounterId, kCount> ids_{};
+};
+
 HostMm::HostMm(engine::Simulator& sim, const vm::HostConfig& host, const std::vector<vm::Memslot>& slots, Costs costs,
-               Features features)
-    : sim_(sim), topo_(host.topology), k_(costs), ft_(features) {
+               Features features, const vm::UffdConfig& uffd)
+    : sim_(sim), topo_(host.topology), k_(costs), ft_(features), uffd_cfg_(uffd) {
     c_ = std::make_unique<Counters>(sim_.counters());
     refcount_ = std::make_unique<engine::LineClass>(sim_, topo_, "struct_page_refcount");
     mmap_lock_ = std::make_unique<engine::LineClass>(sim_, topo_, "mmap_lock");
@@ -179,6 +228,22 @@ HostMm::HostMm(engine::Simulator& sim, const vm::HostConfig& host, const std::ve
         }
         slots_.push_back(std::move(s));
         if (m.populate) populate(m.base_gfn, m.base_gfn + m.npages);
+    }
+    if (uffd_cfg_.enabled()) {
+        uc_ = std::make_unique<UffdCounters>(sim_.counters());
+        wqh_line_ = std::make_unique<engine::LineClass>(sim_, topo_, "uffd_fault_pending_wqh");
+        fd_wqh_line_ = std::make_unique<engine::LineClass>(sim_, topo_, "uffd_fd_wqh");
+        site_uffd_fault_ = sim_.site("handle_userfault");
+        site_uffd_read_ = sim_.site("userfaultfd_ctx_read");
+        site_uffd_wake_ = sim_.site("__wake_userfault");
+        for (const auto& [a, z] : uffd_cfg_.ranges) {
+            auto u = std::make_unique<Uffd>();
+            u->start = a;
+            u->end = z;
+            u->wqh = std::make_unique<engine::SpinLock>(sim_, "uffd_wqh");
+            u->fd_wqh = std::make_unique<engine::Signal>(sim_, "uffd_fd_wqh");
+            uffds_.push_back(std::move(u));
+        }
     }
 }
 
@@ -363,6 +428,14 @@ Gup HostMm::try_gup(std::uint32_t cpu, Gfn gfn, bool write, Time at) {
 Task<Gup> HostMm::gup(const vm::CpuContext& ctx, Gfn gfn, bool write) {
     Slot* s = slot_of(gfn);
     if (!s) throw std::logic_error("host: GUP outside every memslot");
+    // A registered range with no page there: the fault goes to userspace (VM_FAULT_RETRY, then
+    // the GUP starts over and finds the page).
+    for (int rounds = 0; !uffds_.empty() && state(*s, gfn) == Page::Absent; ++rounds) {
+        Uffd* u = uffd_at(gfn);
+        if (!u) break;
+        if (rounds == 64) throw std::logic_error("host: userfault made no progress");
+        co_await userfault(ctx, *u, *s, gfn);
+    }
     if (gup_analytic(gfn, write)) co_return try_gup(ctx.host_cpu, gfn, write, sim_.now());
     if (s->hugetlb) co_return co_await hugetlb_populate(ctx, *s, gfn);
     const std::uint32_t cpu = ctx.host_cpu;
@@ -593,6 +666,215 @@ Task<void> HostMm::unmap(const vm::CpuContext& ctx, Gfn start, Gfn end) {
                   static_cast<std::uint8_t>(Page::Absent));
     }
     if (notifier_) co_await notifier_->invalidate_range_end(ctx, start, end);
+}
+
+// ---- userfaultfd (Linux v6.8) ----
+
+HostMm::Uffd* HostMm::uffd_at(Gfn gfn) {
+    for (auto& u : uffds_)
+        if (gfn >= u->start && gfn < u->end) return u.get();
+    return nullptr;
+}
+
+std::optional<std::size_t> HostMm::uffd_of(Gfn gfn) const {
+    for (std::size_t i = 0; i < uffds_.size(); ++i)
+        if (gfn >= uffds_[i]->start && gfn < uffds_[i]->end) return i;
+    return std::nullopt;
+}
+
+std::size_t HostMm::uffd_waiters(std::size_t fd) const {
+    return fd < uffds_.size() ? uffds_[fd]->pending.size() + uffds_[fd]->waiting.size() : 0;
+}
+
+// The page a fault message names and UFFDIO_COPY / _CONTINUE fills (demand_paging_size is the
+// backing's page size): a hugetlb page whole, else 4 KiB.
+std::uint64_t HostMm::unit_pages(const Slot& s) const {
+    return s.hugetlb ? std::uint64_t{1} << (9 * static_cast<unsigned>(3 - s.host_level)) : 1;
+}
+
+Gfn HostMm::uffd_unit(const Slot& s, Gfn gfn) const { return gfn & ~(unit_pages(s) - 1); }
+
+// hva_to_pfn on a missing page of a registered range. The vCPU's thread normally takes the slow
+// path into handle_mm_fault (do_anonymous_page, hugetlb_no_page, or shmem's page-cache lookup
+// for MINOR), which calls handle_userfault. With exit_on_missing KVM tries the fast GUP only and
+// exits (KVM_EXIT_MEMORY_FAULT); the test's vCPU thread resolves the page itself
+// (ready_page -> UFFDIO_COPY / UFFDIO_CONTINUE with DONTWAKE) and re-enters.
+Task<void> HostMm::userfault(const vm::CpuContext& ctx, Uffd& u, Slot& s, Gfn gfn) {
+    const Gfn unit = uffd_unit(s, gfn);
+    if (uffd_cfg_.exit_on_missing && ctx.vcpu >= 0) {
+        uc_->add(UffdCounters::memfault_exit);
+        co_await sim_.delay(k_.gup_fast + k_.memory_fault_exit);
+        co_await mfill(ctx.host_cpu, u, unit, false);
+        co_return;
+    }
+    c_->add(Counters::gup_slow);
+    c_->add(Counters::handle_mm_fault);
+    const Time t = mmap_lock_->rmw(mmap_lock_line_, ctx.host_cpu, sim_.now() + k_.gup_fast + k_.gup_slow);
+    if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
+    co_await handle_userfault(ctx, u, unit);
+}
+
+// handle_userfault: the message queued on fault_pending_wqh under its lock, the pollers woken
+// (wake_up_poll(&ctx->fd_wqh, EPOLLIN): every reader blocked in poll, each a try_to_wake_up),
+// mmap_read_unlock, schedule() until userfaultfd_wake_function wakes us; then the woken task runs
+// after the wake-up latency and returns VM_FAULT_RETRY.
+Task<void> HostMm::handle_userfault(const vm::CpuContext& ctx, Uffd& u, Gfn unit) {
+    const std::uint32_t cpu = ctx.host_cpu;
+    uc_->add(UffdCounters::userfault);
+    co_await sim_.delay(k_.uffd_handle_userfault);
+    UffdWaiter w;
+    w.unit = unit;
+    w.woken = std::make_unique<engine::Signal>(sim_, "handle_userfault");
+    {
+        auto g = co_await u.wqh->lock(site_uffd_fault_);
+        const Time t = wqh_line_->rmw(u.wqh_word, cpu, sim_.now());
+        if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
+        u.pending.push_back(&w);  // set_current_state before the unlock: a wake from here on is not lost
+    }
+    {
+        Time t = fd_wqh_line_->rmw(u.fd_wqh_word, cpu, sim_.now());
+        t += k_.uffd_ttwu * static_cast<std::int64_t>(u.fd_wqh->waiting());
+        if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
+        u.fd_wqh->notify_all();
+    }
+    const Time t = mmap_lock_->rmw(mmap_lock_line_, cpu, sim_.now());
+    if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
+    co_await w.woken->wait();
+    co_await sim_.delay(k_.uffd_wake_latency);
+}
+
+// poll(2) on the uffd and the quit pipe: userfaultfd_poll says EPOLLIN while fault_pending_wqh is
+// not empty; otherwise the reader sleeps on fd_wqh until handle_userfault (or the quit pipe) wakes it.
+Task<bool> HostMm::poll(const vm::CpuContext& cpu, std::size_t fd) {
+    (void)cpu;
+    Uffd& u = *uffds_.at(fd);
+    co_await sim_.delay(k_.uffd_syscall);
+    // do_poll: asleep until woken, then, once running, every fd polled again.
+    while (u.pending.empty() && !u.shut) {
+        uc_->add(UffdCounters::poll_sleep);
+        co_await u.fd_wqh->wait();
+        co_await sim_.delay(k_.uffd_wake_latency);
+    }
+    co_return !u.shut;
+}
+
+// userfaultfd_read -> userfaultfd_ctx_read (O_NONBLOCK): fd_wqh.lock, then fault_pending_wqh.lock;
+// the oldest pending fault moves to fault_wqh and its message is returned; none left: EAGAIN.
+Task<std::optional<Gfn>> HostMm::read(const vm::CpuContext& ctx, std::size_t fd) {
+    Uffd& u = *uffds_.at(fd);
+    const std::uint32_t cpu = ctx.host_cpu;
+    co_await sim_.delay(k_.uffd_syscall);
+    Time t = fd_wqh_line_->rmw(u.fd_wqh_word, cpu, sim_.now());
+    if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
+    auto g = co_await u.wqh->lock(site_uffd_read_);
+    t = wqh_line_->rmw(u.wqh_word, cpu, sim_.now());
+    if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
+    if (u.pending.empty()) {
+        uc_->add(UffdCounters::read_eagain);
+        g.unlock();
+        co_return std::nullopt;
+    }
+    UffdWaiter* w = u.pending.front();
+    u.pending.pop_front();
+    u.waiting.push_back(w);
+    uc_->add(UffdCounters::read_msg);
+    g.unlock();
+    co_return w->unit;
+}
+
+// The reader's handle_uffd_page_request: UFFDIO_COPY / UFFDIO_CONTINUE with mode 0 (it wakes the
+// waiters), or, after EEXIST, UFFDIO_WAKE.
+Task<void> HostMm::resolve(const vm::CpuContext& ctx, std::size_t fd, Gfn gfn) {
+    Uffd& u = *uffds_.at(fd);
+    const Slot* s = slot_of(gfn);
+    if (!s) throw std::logic_error("host: uffd message outside every memslot");
+    co_await mfill(ctx.host_cpu, u, uffd_unit(*s, gfn), true);
+}
+
+// userfaultfd_copy / userfaultfd_continue -> mfill_atomic (mm/userfaultfd.c, v6.8): mmap_read_lock;
+// MISSING: mfill_atomic_pte_copy (a page allocated, copy_from_user of the prototype into it) or
+// hugetlb_mfill_atomic_pte; MINOR: mfill_atomic_pte_continue (the page-cache page looked up);
+// mfill_atomic_install_pte under the page-table lock, -EEXIST if a page is there already;
+// mmap_read_unlock; then, unless DONTWAKE, wake_userfault over the range.
+Task<void> HostMm::mfill(std::uint32_t cpu, Uffd& u, Gfn unit, bool wake) {
+    Slot& s = *slot_of(unit);
+    const std::uint64_t npages = unit_pages(s);
+    co_await sim_.delay(k_.uffd_syscall);
+    Time t = mmap_lock_->rmw(mmap_lock_line_, cpu, sim_.now());
+    if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
+    bool exists = state(s, unit) != Page::Absent;
+    if (!exists) {
+        if (uffd_cfg_.mode == vm::UffdConfig::Mode::Minor) {
+            uc_->add(UffdCounters::cont);
+            co_await sim_.delay(k_.uffd_continue);
+        } else {
+            uc_->add(UffdCounters::copy);
+            co_await sim_.delay(k_.host_fault_base);  // the page allocated and charged, as a fault's
+            co_await memory(cpu).transfer(npages * k4K, k_.uffd_copy_rate);
+        }
+        LineState& ptl = s.hugetlb ? s.pmdl[s.i1(unit)] : s.ptl[s.i2(unit)];
+        t = ptl_->rmw(ptl, cpu, sim_.now());
+        if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
+        if (state(s, unit) == Page::Absent) {
+            if (s.hugetlb) {
+                s.ready[s.ih(unit)] = sim_.now().ps();
+                allocated(s, cpu, unit, Page::Hugetlb, sim_.now());
+            } else {
+                s.pte[s.i4(unit)] = static_cast<std::uint8_t>(Page::Private);
+                allocated(s, cpu, unit, Page::Private, sim_.now());
+            }
+            ++version_;
+        } else {
+            exists = true;
+        }
+    }
+    if (exists) uc_->add(UffdCounters::eexist);
+    t = mmap_lock_->rmw(mmap_lock_line_, cpu, sim_.now());
+    if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
+    if (!wake) co_return;
+    if (exists) {  // the test's UFFDIO_WAKE after EEXIST
+        uc_->add(UffdCounters::wake);
+        co_await sim_.delay(k_.uffd_syscall);
+    }
+    co_await wake_userfault(cpu, u, unit, npages);
+}
+
+// wake_userfault -> __wake_userfault: nothing when neither queue has an entry (the lockless
+// waitqueue_active check under refile_seq); otherwise under fault_pending_wqh.lock every entry of
+// both queues is checked against the range (userfaultfd_wake_function) and each match woken
+// (try_to_wake_up) and removed. One uffd for all vCPUs (-a) makes that walk as long as the
+// number of vCPUs waiting.
+Task<void> HostMm::wake_userfault(std::uint32_t cpu, Uffd& u, Gfn unit, std::uint64_t npages) {
+    if (u.pending.empty() && u.waiting.empty()) co_return;
+    auto g = co_await u.wqh->lock(site_uffd_wake_);
+    Time t = wqh_line_->rmw(u.wqh_word, cpu, sim_.now());
+    const auto walked = static_cast<std::int64_t>(u.pending.size() + u.waiting.size());
+    // Both queues walked in order (fault_pending_wqh, then fault_wqh); the matches woken in that order.
+    std::vector<UffdWaiter*> woken;
+    auto sweep = [&](auto& queue) {
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < queue.size(); ++i) {
+            UffdWaiter* w = queue[i];
+            if (w->unit >= unit && w->unit < unit + npages)
+                woken.push_back(w);
+            else
+                queue[kept++] = w;
+        }
+        queue.resize(kept);
+    };
+    sweep(u.pending);
+    sweep(u.waiting);
+    t += k_.uffd_wake_per_waiter * walked + k_.uffd_ttwu * static_cast<std::int64_t>(woken.size());
+    if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
+    for (UffdWaiter* w : woken) w->woken->set();
+    g.unlock();
+}
+
+void HostMm::shutdown() {
+    for (auto& u : uffds_) {
+        u->shut = true;
+        u->fd_wqh->notify_all();
+    }
 }
 
 }  // namespace kvmsim::models::host

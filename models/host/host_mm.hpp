@@ -37,6 +37,15 @@
 //     the share of the socket's memory bandwidth it would get now; transfer() moves it;
 //   * a host unmap (the scenario operation "invalidate"): unmap(), which calls the notifier's
 //     invalidate_range_start / _end around dropping the pages.
+//   * userfaultfd (VmConfig::userfaultfd, demand_paging_test -u): gup() of a page missing in a
+//     registered range sleeps in handle_userfault until a reader resolves it; HostMm is the
+//     vm::Userfaultfd the workload's reader threads poll, read and resolve (the model returns it
+//     from MmuModel::userfaultfd()). Linux v6.8: fs/userfaultfd.c (handle_userfault,
+//     userfaultfd_poll, userfaultfd_ctx_read, userfaultfd_copy / _continue, __wake_userfault,
+//     userfaultfd_wake_function), mm/userfaultfd.c (mfill_atomic_copy, mfill_atomic_continue,
+//     mfill_atomic_install_pte, hugetlb_mfill_atomic_pte). With exit_on_missing (-w, the
+//     unmerged KVM_CAP_EXIT_ON_MISSING series) a vCPU's fault exits to userspace instead and the
+//     vCPU thread resolves it (UFFDIO_COPY / UFFDIO_CONTINUE with DONTWAKE).
 #pragma once
 
 #include <cstdint>
@@ -75,6 +84,15 @@ struct Costs {
     engine::Time zero_page_map;    // "host_zero_page_map": do_anonymous_page / huge zero page mapping on a read
     engine::Time pmd_split;        // "host_pmd_split": __split_huge_pmd's own work (512 PTEs)
     std::uint64_t zero_rate = 0;   // "zero_rate": bytes/s one core clears (clear_page, DC ZVA)
+    // userfaultfd (Linux v6.8 fs/userfaultfd.c, mm/userfaultfd.c); see docs/models/host.md.
+    engine::Time uffd_handle_userfault;  // "uffd_handle_userfault": handle_userfault's own work before schedule()
+    engine::Time uffd_wake_latency;      // "uffd_wake_latency": a task woken from a wait queue until it runs
+    engine::Time uffd_wake_per_waiter;   // "uffd_wake_per_waiter": __wake_up_locked_key's check of one entry
+    engine::Time uffd_ttwu;              // "uffd_ttwu": the waker's try_to_wake_up of one task
+    engine::Time uffd_syscall;           // "uffd_syscall": a poll / read / ioctl on the uffd, entry to exit
+    engine::Time uffd_continue;          // "uffd_continue": UFFDIO_CONTINUE's page-cache lookup (shmem_get_folio)
+    engine::Time memory_fault_exit;      // "memory_fault_exit": -w: KVM_EXIT_MEMORY_FAULT, re-entry, the fault again
+    std::uint64_t uffd_copy_rate = 0;    // "uffd_copy_rate": bytes/s UFFDIO_COPY's copy_from_user moves
     static const std::vector<std::string>& names();
     // The least zero_rate a model using the host mm accepts at load time (ModelInfo::
     // cost_minimums): 1 MB/s, so clearing a 1 GiB page stays within the clock by far.
@@ -120,11 +138,11 @@ struct GupLines {
     bool changing = false;  // the GUP would change the host's page tables: it commutes with nothing
 };
 
-class HostMm {
+class HostMm : public vm::Userfaultfd {
 public:
     HostMm(engine::Simulator& sim, const vm::HostConfig& host, const std::vector<vm::Memslot>& slots, Costs costs,
-           Features features);
-    ~HostMm();
+           Features features, const vm::UffdConfig& uffd = {});
+    ~HostMm() override;
     HostMm(const HostMm&) = delete;
     HostMm& operator=(const HostMm&) = delete;
 
@@ -165,6 +183,18 @@ public:
     // caller may keep their answers while it is unchanged.
     std::uint64_t state_version() const { return version_; }
 
+    // vm::Userfaultfd: the VMM's reader threads (fs/userfaultfd.c userfaultfd_poll,
+    // userfaultfd_read, userfaultfd_ioctl). uffds() is 0 when nothing is registered.
+    std::size_t uffds() const override { return uffds_.size(); }
+    engine::Task<bool> poll(const vm::CpuContext& cpu, std::size_t fd) override;
+    engine::Task<std::optional<vm::Gfn>> read(const vm::CpuContext& cpu, std::size_t fd) override;
+    engine::Task<void> resolve(const vm::CpuContext& cpu, std::size_t fd, vm::Gfn gfn) override;
+    void shutdown() override;
+    // The uffd whose range holds gfn, if any (introspection).
+    std::optional<std::size_t> uffd_of(vm::Gfn gfn) const;
+    // Faults sleeping on uffd `fd` (read or not).
+    std::size_t uffd_waiters(std::size_t fd) const;
+
     // Introspection (no simulated cost).
     Page page(vm::Gfn gfn) const;
     const Costs& costs() const { return k_; }
@@ -189,6 +219,16 @@ private:
     engine::Task<void> wp_page_copy(const vm::CpuContext& cpu, Slot& s, vm::Gfn gfn);
     engine::Task<void> clear_pages(std::uint32_t cpu, std::uint64_t bytes);
     engine::Bandwidth& memory(std::uint32_t cpu) const;
+    struct Uffd;
+    struct UffdWaiter;
+    struct UffdCounters;
+    Uffd* uffd_at(vm::Gfn gfn);
+    vm::Gfn uffd_unit(const Slot& s, vm::Gfn gfn) const;
+    std::uint64_t unit_pages(const Slot& s) const;
+    engine::Task<void> userfault(const vm::CpuContext& cpu, Uffd& u, Slot& s, vm::Gfn gfn);
+    engine::Task<void> handle_userfault(const vm::CpuContext& cpu, Uffd& u, vm::Gfn unit);
+    engine::Task<void> mfill(std::uint32_t cpu, Uffd& u, vm::Gfn unit, bool wake);
+    engine::Task<void> wake_userfault(std::uint32_t cpu, Uffd& u, vm::Gfn unit, std::uint64_t npages);
 
     engine::Simulator& sim_;
     engine::Topology topo_;
@@ -210,6 +250,13 @@ private:
     // hugetlb pages being populated (slot index << 40 | huge page): the fault mutex's holder
     // signals the faults waiting for it.
     std::map<std::uint64_t, std::unique_ptr<engine::Signal>> populating_;
+    // userfaultfd: made only when the VM registers a range (so runs without one keep their
+    // statistics' names and order).
+    vm::UffdConfig uffd_cfg_;
+    std::vector<std::unique_ptr<Uffd>> uffds_;
+    std::unique_ptr<engine::LineClass> wqh_line_, fd_wqh_line_;
+    std::unique_ptr<UffdCounters> uc_;
+    engine::Site site_uffd_fault_{}, site_uffd_read_{}, site_uffd_wake_{};
 };
 
 }  // namespace kvmsim::models::host

@@ -295,7 +295,7 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
     site_mn_end_ = sim_.site("kvm_mmu_notifier_invalidate_range_end");
     // One host mm for the VM, shared with the embedded TDP MMU; its notifier is this model.
     host_ = std::make_unique<host::HostMm>(env.sim, env.host, env.vm.memslots, host::Costs::from(env.host.costs),
-                                           host::Features::from(env.host));
+                                           host::Features::from(env.host), env.vm.userfaultfd);
     host_->set_notifier(this);
     if (cfg_.tdp_mmu) tdp_ = std::make_unique<x86_tdp::X86TdpMmu>(env, mmu_, *host_);
 
@@ -2414,7 +2414,7 @@ vm::ModelInfo x86_shadow_model_info() {
         }
     }
     info.costs = x86_shadow::Costs::all_names();
-    info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}};
+    info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}, {"uffd_copy_rate", host::Costs::kMinZeroRate}};
     info.features = host::Features::names();
     info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet,      vm::Operation::DirtyLogClear,
                        vm::Operation::DirtyLogDisable, vm::Operation::NestedStart,     vm::Operation::NestedStop,

@@ -203,6 +203,7 @@ public:
     engine::Task<void> invalidate_range_end(const vm::CpuContext& cpu, vm::Gfn start, vm::Gfn end) override;
     engine::Task<void> change_pte(const vm::CpuContext& cpu, vm::Gfn gfn) override;
     host::HostMm& host_mm() { return *host_; }
+    vm::Userfaultfd* userfaultfd() override { return host_->uffds() ? host_.get() : nullptr; }
 
     // Introspection for tests (no simulated cost).
     const Config& config() const { return cfg_; }

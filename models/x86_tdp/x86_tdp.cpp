@@ -269,7 +269,7 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
       own_host_(shared_host ? nullptr
                             : std::make_unique<host::HostMm>(env.sim, env.host, env.vm.memslots,
                                                              host::Costs::from(env.host.costs),
-                                                             host::Features::from(env.host))),
+                                                             host::Features::from(env.host), env.vm.userfaultfd)),
       host_(shared_host ? shared_host : own_host_.get()),
       stats_(env.sim.counters()),
       tlb_(stats_, k_.tlb_flush_base, k_.tlb_flush_per_vcpu, env.vm.vcpus),
@@ -2002,7 +2002,7 @@ vm::ModelInfo x86_tdp_model_info() {
     info.costs = x86_tdp::Costs::names();
     for (const std::string& c : x86_context::Costs::names()) info.costs.push_back(c);
     for (const std::string& c : host::Costs::names()) info.costs.push_back(c);
-    info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}};
+    info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}, {"uffd_copy_rate", host::Costs::kMinZeroRate}};
     info.features = host::Features::names();
     info.features.push_back("nx_huge_pages");  // kvm.nx_huge_pages (the iTLB multihit mitigation)
     info.operations = {vm::Operation::DirtyLogEnable,  vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,

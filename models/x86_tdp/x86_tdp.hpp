@@ -224,6 +224,7 @@ public:
     const Costs& costs() const { return k_; }
     const x86_context::MmuContext& context() const { return *ctx_; }
     host::HostMm& host_mm() { return *host_; }
+    vm::Userfaultfd* userfaultfd() override { return host_->uffds() ? host_ : nullptr; }
     bool in_smm(std::uint32_t vcpu) const;
     // Roots in the list (valid or being freed) and the references of the one with hpa.
     std::size_t tdp_mmu_roots() const { return roots_.size(); }

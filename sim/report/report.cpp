@@ -169,6 +169,19 @@ std::optional<std::uint64_t> max_fault_latency_cycles(const runner::Result& r) {
     return static_cast<std::uint64_t>(static_cast<double>(max_ps) * static_cast<double>(khz) / 1e9);
 }
 
+std::optional<DemandPagingRates> demand_paging_rates(const runner::Result& r) {
+    if (r.preset != "demand_paging_test" || r.vcpus == 0) return std::nullopt;
+    for (const auto& p : r.phases)
+        if (p.name == "Demand paging" && p.sim_time_ns > 0) {
+            DemandPagingRates d;
+            const double pages = static_cast<double>(r.guest_accesses / r.vcpus);  // memstress_args.vcpu_args[0].pages
+            d.per_vcpu = pages / (p.sim_time_ns / 1e9);
+            d.overall = d.per_vcpu * r.vcpus;
+            return d;
+        }
+    return std::nullopt;
+}
+
 void print_summary(std::ostream& os, const runner::Result& r) {
     os << r.scenario;
     if (!r.variant.empty()) os << " [" << r.variant << "]";
@@ -188,6 +201,12 @@ void print_summary(std::ostream& os, const runner::Result& r) {
             os << "  (" << p.name << ": " << seconds(p.sim_time_ns) << ")\n";
     }
     if (const auto cycles = max_fault_latency_cycles(r)) os << "  Max fault latency: " << *cycles << " cycles\n";
+    if (const auto d = demand_paging_rates(r)) {
+        std::ostringstream l;
+        l << std::fixed << std::setprecision(6) << "  Per-vcpu demand paging rate:\t" << d->per_vcpu
+          << " pgs/sec/vcpu\n  Overall demand paging rate:\t" << d->overall << " pgs/sec\n";
+        os << l.str();
+    }
     os << "\nKVM stats:\n";
     for (const auto& [k, v] : r.stats)
         if (v) os << "  " << std::left << std::setw(44) << k << v << "\n";

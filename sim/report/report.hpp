@@ -24,4 +24,12 @@ std::string hex64(std::uint64_t v);
 // stages at the host's tsc_frequency; nothing for another preset or a host without the frequency.
 std::optional<std::uint64_t> max_fault_latency_cycles(const runner::Result& r);
 
+// demand_paging_test's "Per-vcpu demand paging rate" (pgs/sec/vcpu) and "Overall demand paging
+// rate" (pgs/sec): each vCPU's pages over the "Demand paging" stage's time, and that times the
+// vCPUs; nothing for another preset or a run that did not finish the stage.
+struct DemandPagingRates {
+    double per_vcpu = 0, overall = 0;
+};
+std::optional<DemandPagingRates> demand_paging_rates(const runner::Result& r);
+
 }  // namespace kvmsim::report

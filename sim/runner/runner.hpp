@@ -67,6 +67,7 @@ struct Result {
     bool seed_used = false;  // false: every seed gives this same result
     std::string model;
     std::string preset;
+    std::uint32_t vcpus = 0;  // the VM's
     // The host profile's tsc_frequency (Hz), 0 if it has none: selftests that print rdtsc cycles.
     std::uint64_t tsc_hz = 0;
     std::uint64_t fingerprint = 0;

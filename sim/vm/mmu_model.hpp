@@ -107,9 +107,31 @@ struct ModelEnv {
     const Knobs& knobs;  // complete: every knob of the model, defaults filled in
 };
 
+// The userfaultfds of the VM's memory as the VMM's reader threads use them (the host mm
+// implements it: models/host). The workload runs the threads' loop (poll, read, resolve).
+class Userfaultfd {
+public:
+    virtual ~Userfaultfd() = default;
+    virtual std::size_t uffds() const = 0;
+    // poll(2) on uffd `fd` (and the test's quit pipe): returns when a fault message is pending
+    // (true) or the uffd is shut down (false).
+    virtual engine::Task<bool> poll(const CpuContext& cpu, std::size_t fd) = 0;
+    // read(2) of one message (O_NONBLOCK): the faulting guest frame, or none (EAGAIN: another
+    // reader took it).
+    virtual engine::Task<std::optional<Gfn>> read(const CpuContext& cpu, std::size_t fd) = 0;
+    // UFFDIO_COPY (MISSING) or UFFDIO_CONTINUE (MINOR) of the page at gfn, waking its waiters
+    // (UFFDIO_WAKE after an EEXIST).
+    virtual engine::Task<void> resolve(const CpuContext& cpu, std::size_t fd, Gfn gfn) = 0;
+    // uffd_stop_demand_paging: the readers' polls return false.
+    virtual void shutdown() = 0;
+};
+
 class MmuModel {
 public:
     virtual ~MmuModel() = default;
+
+    // The VM's userfaultfds when VmConfig::userfaultfd registers any (null otherwise).
+    virtual Userfaultfd* userfaultfd() { return nullptr; }
 
     // Would this guest access complete without exiting to KVM? Pure: no simulated time, no
     // side effects. Called for every guest access, so it must be cheap.

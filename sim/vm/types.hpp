@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "sim/engine/cache.hpp"
@@ -49,9 +50,27 @@ struct Memslot {
     bool contains(Gfn g) const { return g >= base_gfn && g < base_gfn + npages; }
 };
 
+// userfaultfd registrations of guest memory by the VMM (demand_paging_test -u): the host mm
+// sends a fault on a registered range that finds no page to the uffd's readers.
+struct UffdConfig {
+    enum class Mode : std::uint8_t { None, Missing, Minor };  // UFFDIO_REGISTER_MODE_MISSING / _MINOR
+    Mode mode = Mode::None;
+    // One uffd per range, [first, second) in guest frames (the memslots' hvas mirror them).
+    std::vector<std::pair<Gfn, Gfn>> ranges;
+    std::uint32_t readers = 1;  // reader threads per uffd (-r)
+    // Shared memory (shmem, shared hugetlb): the page cache holds every page (MINOR's prefault
+    // through the alias) and a fault finds it there with no PTE.
+    bool shared = false;
+    // KVM_CAP_EXIT_ON_MISSING (-w): a vCPU's fault on a missing page exits to userspace, which
+    // resolves it on the vCPU thread, instead of sleeping in handle_userfault.
+    bool exit_on_missing = false;
+    bool enabled() const { return mode != Mode::None && !ranges.empty(); }
+};
+
 struct VmConfig {
     std::vector<Memslot> memslots;
     std::uint32_t vcpus = 1;
+    UffdConfig userfaultfd;
 };
 
 // Latency constants of a host, by name. Every value comes from a host profile that cites its

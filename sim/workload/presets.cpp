@@ -107,6 +107,10 @@ const char* kDlptSwitches = "geo";
 const char* kNxValues = "bsv";
 const char* kNxSwitches = "";
 const char* kNxUsage = "nx_huge_pages_perf_test [-b size] [-s backing] [-v vcpus]";
+const char* kDpValues = "bvusrm";
+const char* kDpSwitches = "aw";
+const char* kDpUsage =
+    "demand_paging_test [-b size-per-vcpu] [-v vcpus] [-u MISSING|MINOR] [-s backing] [-a] [-r readers] [-w] [-m mode]";
 const char* kPttUsage = "kvm_page_table_test [-m mode] [-s backing] [-b size] [-v vcpus] [-p offset]";
 const char* kDlptUsage =
     "dirty_log_perf_test [-v vcpus] [-b size-per-vcpu] [-s backing] [-i iterations] [-f write-fraction] [-g] [-e] "
@@ -274,6 +278,89 @@ Expanded nx_huge_pages_perf_test(const std::vector<std::string>& args, Time gt) 
     }
     return e;
 }
+
+// demand_paging_test (tools/testing/selftests/kvm/demand_paging_test.c, v6.8: -a and -r from Anish
+// Moorthy's "Allow many vCPUs and reader threads per UFFD"; -w from his unmerged series "Improve
+// scalability of KVM + userfaultfd live migration via annotated memory faults", v3 2023-04 through
+// v6 2023-11, KVM_CAP_EXIT_ON_MISSING / KVM_MEM_USERFAULT_ON_MISSING). memstress gives each vCPU
+// its own -b bytes of one memslot; each vCPU writes every 4 KiB guest page of its part once
+// (write_percent 100). With -u the memory is registered with one uffd per vCPU's part (-a: one
+// for all of it), each read by -r threads; MINOR prefaults the page cache through the alias
+// first. The vCPUs' run is the stage "Demand paging"; the test prints the per-vCPU and overall
+// demand paging rates over it. -s also takes shmem and shared_hugetlb (the shared backings MINOR
+// needs); they are simulated as 4 KiB / hugetlb 2 MiB slots whose page cache holds every page.
+Expanded demand_paging_test(const std::vector<std::string>& args, Time gt) {
+    const Flags f = parse_flags(args, kDpValues, kDpSwitches, kDpUsage);
+    mode_flag(f);
+    const auto vcpus = static_cast<std::uint32_t>(int_flag(f, 'v', 1, 1, 4096));
+    vm::Backing backing = vm::Backing::Anonymous;
+    bool shared = false;
+    if (auto it = f.values.find('s'); it != f.values.end()) {
+        const std::string& b = it->second.first;
+        if (b == "shmem") {
+            shared = true;
+        } else if (b == "shared_hugetlb") {
+            shared = true;
+            backing = vm::Backing::Hugetlb2M;
+        } else {
+            backing = backing_flag(f, backing);
+        }
+    }
+    vm::UffdConfig::Mode mode = vm::UffdConfig::Mode::None;
+    if (auto it = f.values.find('u'); it != f.values.end()) {
+        if (it->second.first == "MISSING")
+            mode = vm::UffdConfig::Mode::Missing;
+        else if (it->second.first == "MINOR")
+            mode = vm::UffdConfig::Mode::Minor;
+        else
+            throw PresetError(it->second.second, "expected MISSING or MINOR (\"UFFD mode must be 'MISSING' or 'MINOR'.\"), got \"" +
+                                                     it->second.first + "\"");
+        if (mode == vm::UffdConfig::Mode::Minor && !shared)
+            throw PresetError(it->second.second, "-u MINOR needs shared memory (\"userfaultfd MINOR mode requires shared "
+                                                 "memory; pick a different -s\"): expected -s shmem or -s shared_hugetlb");
+        if (backing == vm::Backing::AnonymousThp)
+            throw PresetError(f.values.at('s').second, "-s anonymous_thp with -u is not simulated (UFFDIO_COPY of a "
+                                                       "THP-sized page); expected anonymous, shmem or a hugetlb backing");
+    }
+    const bool uffd = mode != vm::UffdConfig::Mode::None;
+    if (auto it = f.values.find('r'); it != f.values.end() && !uffd)
+        throw PresetError(it->second.second, "-r (reader threads per uffd) acts only with -u");
+    if (auto it = f.switches.find('a'); it != f.switches.end() && !uffd)
+        throw PresetError(it->second, "-a (one uffd for all of guest memory) acts only with -u");
+    if (auto it = f.switches.find('w'); it != f.switches.end() && !uffd)
+        throw PresetError(it->second, "-w (memory fault exits) acts only with -u");
+    const auto readers = static_cast<std::uint32_t>(int_flag(f, 'r', 1, 1, 1024));
+    const std::uint64_t large_pages = vm::pages_per(vm::host_level(backing));
+    const std::uint64_t per_vcpu = size_flag(f, 'b', 1ULL << 30) / vm::kPageSize;
+    if (per_vcpu == 0 || per_vcpu % large_pages)
+        throw PresetError(f.values.at('b').second, "expected a size per vCPU that is a multiple of the backing's page (" +
+                                                       std::to_string(large_pages * vm::kPageSize) + " bytes), got \"" +
+                                                       f.values.at('b').first + "\"");
+    if (per_vcpu * vcpus > (std::uint64_t{1} << (vm::kMaxPhysAddrBits - 12)))
+        throw PresetError(f.values.at('b').second, "expected -b x -v to be at most 4P (2^52 bytes)");
+
+    Expanded e;
+    e.vm.vcpus = vcpus;
+    const std::uint64_t total = per_vcpu * vcpus;
+    e.vm.memslots.push_back(vm::Memslot{1, kTestBaseGfn, total, backing, false, false});
+    vm::UffdConfig& u = e.vm.userfaultfd;
+    u.mode = mode;
+    u.shared = shared;
+    if (uffd) {
+        u.readers = readers;
+        u.exit_on_missing = f.switches.count('w') > 0;
+        const std::uint32_t n = f.switches.count('a') ? 1 : vcpus;
+        for (std::uint32_t i = 0; i < n; ++i)
+            u.ranges.emplace_back(kTestBaseGfn + i * (total / n), kTestBaseGfn + (i + 1) * (total / n));
+    }
+    Workload& w = e.workload;
+    w.preset = "demand_paging_test";
+    w.preset_args = args;
+    Step run{Step::Kind::Stage, "Demand paging", true, {}, {}, 1, {}};
+    for (std::uint32_t v = 0; v < vcpus; ++v) run.streams.push_back(seq(kTestBaseGfn + v * per_vcpu, per_vcpu, 1, Access::Write, gt));
+    w.steps.push_back(std::move(run));
+    return e;
+}
 }  // namespace
 
 const std::vector<GuestMode>& guest_modes() {
@@ -288,7 +375,8 @@ const std::vector<GuestMode>& guest_modes() {
 const std::vector<std::string>& preset_backings() {
     static const std::vector<std::string> list = {
         vm::to_string(vm::Backing::Anonymous), vm::to_string(vm::Backing::AnonymousThp),
-        vm::to_string(vm::Backing::Hugetlb2M), vm::to_string(vm::Backing::Hugetlb1G)};
+        vm::to_string(vm::Backing::Hugetlb2M), vm::to_string(vm::Backing::Hugetlb1G),
+        "shmem", "shared_hugetlb"};  // demand_paging_test only
     return list;
 }
 
@@ -299,6 +387,9 @@ const std::vector<PresetInfo>& presets() {
         {"nx_huge_pages_perf_test",
          "NX huge page recovery jitter: per 1G region write+execute or timed writes, max write fault latency", kNxUsage,
          kNxValues, kNxSwitches},
+        {"demand_paging_test",
+         "demand paging: each vCPU writes its memory once, faults resolved through userfaultfd (-u) by reader threads",
+         kDpUsage, kDpValues, kDpSwitches},
         {"kvm_page_table_test", "create, update (dirty logging on) and adjust mappings, every vCPU over the whole region",
          kPttUsage, kPttValues, kPttSwitches},
     };
@@ -336,6 +427,7 @@ Expanded expand_preset(const std::string& name, const std::vector<std::string>& 
     if (name == "kvm_page_table_test") return kvm_page_table_test(args, guest_access);
     if (name == "dirty_log_perf_test") return dirty_log_perf_test(args, guest_access);
     if (name == "nx_huge_pages_perf_test") return nx_huge_pages_perf_test(args, guest_access);
+    if (name == "demand_paging_test") return demand_paging_test(args, guest_access);
     throw PresetError(-1, "unknown preset \"" + name + "\"");
 }
 

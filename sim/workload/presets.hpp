@@ -5,6 +5,7 @@
 //                        -g (no manual protect / initially set) -e (vCPUs run while disabling)
 //                        -x memslots -o (every vCPU walks the whole region) [-m mode]
 //   nx_huge_pages_perf_test  -b size -s backing [-v vcpus]
+//   demand_paging_test   -b size-per-vcpu -v vcpus -u MISSING|MINOR -s backing -a -r readers -w
 #pragma once
 
 #include <stdexcept>

@@ -30,6 +30,16 @@ Executor::Executor(engine::Simulator& sim, vm::MmuModel& model, const vm::VmConf
     // The VM's own workers run on the CPU after the timed events' actors.
     worker_cpu_ = vm::CpuContext{"vm_worker", thread_cpu(static_cast<std::uint32_t>(vm.vcpus + 1 + w.events.size()), host), -1};
     stats_.resize(vm.vcpus);
+    // The uffd reader threads, on the CPUs after the worker's.
+    if (vm::Userfaultfd* uf = model.userfaultfd()) {
+        const auto first = static_cast<std::uint32_t>(vm.vcpus + 2 + w.events.size());
+        for (std::size_t fd = 0; fd < uf->uffds(); ++fd)
+            for (std::uint32_t r = 0; r < vm.userfaultfd.readers; ++r) {
+                const auto i = static_cast<std::uint32_t>(reader_cpus_.size());
+                reader_cpus_.push_back(vm::CpuContext{"uffd" + std::to_string(fd) + "_reader" + std::to_string(r),
+                                                      thread_cpu(first + i, host), -1});
+            }
+    }
 }
 
 void Executor::start() {
@@ -37,6 +47,22 @@ void Executor::start() {
     sim_.spawn("vmm", vmm());
     for (std::size_t i = 0; i < w_.events.size(); ++i) sim_.spawn(w_.events[i].name, repeated(w_.events[i].at, w_.events[i].repeat, actor_cpus_[i], w_.events[i].host));
     model_.start_vm_workers(worker_cpu_);
+    // readers-per-uffd threads for each uffd, in order (reader k reads uffd k / readers).
+    if (model_.userfaultfd())
+        for (std::size_t k = 0; k < reader_cpus_.size(); ++k)
+            sim_.spawn(reader_cpus_[k].name, uffd_reader(k / vm_.userfaultfd.readers, k));
+}
+
+// uffd_handler_thread_fn (tools/testing/selftests/kvm/lib/userfaultfd_util.c, v6.8): poll the uffd
+// and the quit pipe, read one message (EAGAIN: another reader took it), handle_uffd_page_request.
+engine::Task<void> Executor::uffd_reader(std::size_t fd, std::size_t k) {
+    vm::Userfaultfd& uf = *model_.userfaultfd();
+    const vm::CpuContext& cpu = reader_cpus_[k];
+    while (co_await uf.poll(cpu, fd)) {
+        const std::optional<Gfn> gfn = co_await uf.read(cpu, fd);
+        if (!gfn) continue;
+        co_await uf.resolve(cpu, fd, *gfn);
+    }
 }
 
 std::uint64_t Executor::accesses() const {
@@ -158,6 +184,7 @@ engine::Task<void> Executor::vmm() {
     quit_ = true;
     current_ = nullptr;
     model_.stop_vm_workers();
+    if (vm::Userfaultfd* uf = model_.userfaultfd()) uf->shutdown();  // uffd_stop_demand_paging
     go_.notify_all();
 }
 

@@ -93,6 +93,8 @@ private:
     engine::Task<void> vcpu_op(const vm::CpuContext& cpu, const HostOp& op, std::uint32_t& pending,
                                engine::Signal& done);
     void release_vcpus(const std::vector<AccessStream>* streams);
+    // A VMM thread reading uffd `fd` (demand_paging_test's uffd_handler_thread_fn).
+    engine::Task<void> uffd_reader(std::size_t fd, std::size_t k);
 
     engine::Simulator& sim_;
     vm::MmuModel& model_;
@@ -103,6 +105,7 @@ private:
     vm::CpuContext vmm_cpu_;
     vm::CpuContext worker_cpu_;
     std::vector<vm::CpuContext> actor_cpus_;
+    std::vector<vm::CpuContext> reader_cpus_;  // uffd reader threads, readers-per-uffd for each uffd
     std::vector<VcpuStats> stats_;
     engine::Signal go_;
     engine::Signal all_done_;

@@ -50,6 +50,15 @@ inline vm::CostProfile test_costs() {
     ns("host_zero_page_map", 70);
     ns("host_pmd_split", 400);
     p.set("zero_rate", 20.48e9);  // bytes/s: 4 KiB in 200 ns
+    // userfaultfd (round; only demand-paging tests use them).
+    ns("uffd_handle_userfault", 1000);
+    ns("uffd_wake_latency", 2000);
+    ns("uffd_wake_per_waiter", 100);
+    ns("uffd_ttwu", 500);
+    ns("uffd_syscall", 300);
+    ns("uffd_continue", 400);
+    ns("memory_fault_exit", 2000);
+    p.set("uffd_copy_rate", 10.24e9);  // bytes/s: 4 KiB in 400 ns
     ns("mmu_cache_alloc_page", 300);
     ns("mmu_cache_alloc_obj", 50);
     ns("tlb_flush_base", 1000);
@@ -82,6 +91,15 @@ inline vm::CostProfile arm64_test_costs() {
     ns("host_zero_page_map", 70);
     ns("host_pmd_split", 400);
     p.set("zero_rate", 40.96e9);  // bytes/s: 4 KiB in 100 ns
+    // userfaultfd (round; only demand-paging tests use them).
+    ns("uffd_handle_userfault", 1000);
+    ns("uffd_wake_latency", 2000);
+    ns("uffd_wake_per_waiter", 100);
+    ns("uffd_ttwu", 500);
+    ns("uffd_syscall", 300);
+    ns("uffd_continue", 400);
+    ns("memory_fault_exit", 2000);
+    p.set("uffd_copy_rate", 10.24e9);  // bytes/s: 4 KiB in 400 ns
     ns("mmu_cache_alloc_page", 200);
     ns("mmu_lock_op", 10);
     ns("stage2_map_base", 50);

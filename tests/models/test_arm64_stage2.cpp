@@ -70,7 +70,7 @@ TEST_CASE("arm64_stage2 is registered with its knobs, costs, the fwb feature and
     CHECK(info->knob("cmo")->choices == std::vector<std::string>{"map_walker", "user_mem_abort"});
     CHECK(std::get<bool>(info->knob("preempt")->default_value));
     CHECK(info->features == std::vector<std::string>{"fwb", "thp_use_zero_page", "thp_wp_zero_page_split"});
-    CHECK(info->costs.size() == 23 + 6);  // its own and the host's (models/host)
+    CHECK(info->costs.size() == 23 + 6 + 8);  // its own, the host mm's and its userfaultfd's (models/host)
     for (auto op : {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
                     vm::Operation::DirtyLogDisable, vm::Operation::Invalidate})
         CHECK(info->supports(op));

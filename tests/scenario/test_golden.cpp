@@ -812,3 +812,40 @@ TEST_CASE("golden: NX huge page recovery under mmu_lock write or read (nx_huge_p
     CHECK(stat(sh, "kvm_recover_nx_huge_pages") == stat(rd, "kvm_recover_nx_huge_pages"));
     CHECK(stat(sh, "nx_huge_pages_recovery_zapped") == stat(rd, "nx_huge_pages_recovery_zapped"));
 }
+
+TEST_CASE("golden: demand paging through userfaultfd (demand_paging_test -u MISSING -v 8 -b 8M)", "[x86_tdp][uffd][golden]") {
+    const char* f = "scenarios/selftests/x86-demand-paging-uffd.json";
+    const std::string DP = "Demand paging";
+    const auto per = run_file(f, "per_vcpu"), one = run_file(f, "single_uffd"), four = run_file(f, "single_uffd_4_readers"),
+               w = run_file(f, "exit_on_missing");
+    // 8 vCPUs x 8 MiB: 16384 first touches, each a missing page in a registered range.
+    for (const auto* r : {&per, &one, &four, &w}) {
+        CHECK(r->status == "completed");
+        CHECK(stat(*r, "uffdio_copy") == 16384);
+    }
+    for (const auto* r : {&per, &one, &four}) {
+        CHECK(stat(*r, "uffd_handle_userfault") == 16384);
+        CHECK(stat(*r, "uffd_read_msg") == 16384);
+    }
+    // -w: no fault sleeps on a uffd; each vCPU exits and copies its own page.
+    CHECK(stat(w, "uffd_handle_userfault") == 0);
+    CHECK(stat(w, "memory_fault_exit") == 16384);
+    // One uffd, one reader: every vCPU's fault queues behind the others' (the wait-queue lock held
+    // by __wake_userfault's walk), so the stage takes longer than with a uffd per vCPU; four
+    // readers recover most of it.
+    const auto t = [&](const runner::Result& r) {
+        for (const auto& p : r.phases)
+            if (p.name == DP) return p.sim_time_ns;
+        return 0.0;
+    };
+    CHECK(t(one) > t(per));
+    CHECK(t(four) < t(one));
+    CHECK(t(w) < t(per));
+    const auto rates = report::demand_paging_rates(per);
+    REQUIRE(rates);
+    CHECK(rates->overall == Approx(rates->per_vcpu * 8));
+    CHECK(report::hex64(per.fingerprint) == "6fdae201601015a5");
+    CHECK(report::hex64(one.fingerprint) == "4fccc739487b8213");
+    CHECK(report::hex64(four.fingerprint) == "cb3f672fcde8cd2f");
+    CHECK(report::hex64(w.fingerprint) == "f6ad3e6a7d3f1750");
+}
