@@ -1749,12 +1749,14 @@ vm::ModelInfo arm64_stage2_model_info() {
     info.name = "arm64_stage2";
     info.summary =
         "arm64 stage-2 (KVM/arm64): user_mem_abort, the stage-2 map walker with break-before-make, TLBIs, "
-        "cache maintenance (seed 004), dirty logging with lazy block splitting and rebuilding";
+        "cache maintenance (seed 004), dirty logging with lazy or eager (v6.5) block splitting and rebuilding";
     info.kernel =
         "Linux v6.2: arch/arm64/kvm/mmu.c (user_mem_abort, kvm_mmu_wp_memory_region), arch/arm64/kvm/hyp/pgtable.c "
         "(stage2_map_walker, stage2_map_walker_try_leaf, stage2_try_break_pte, kvm_pgtable_stage2_relax_perms), "
         "virt/kvm/kvm_main.c; mmu_lock = spinlock and cmo = user_mem_abort give v5.12 (before Yanan Wang's "
-        "'KVM: arm64: Move guest CMOs to the fault handlers', v5.14)";
+        "'KVM: arm64: Move guest CMOs to the fault handlers', v5.14); eager_split_chunk_size and relax_perms_tlbi "
+        "give v6.5's eager page splitting (kvm_mmu_split_huge_pages, kvm_pgtable_stage2_split) and local TLBI on "
+        "permission relaxation";
     info.knobs = {
         choice_knob("mmu_lock", "rwlock", {"rwlock", "spinlock"},
                     "kvm->mmu_lock: 'rwlock' (v6.2, parallel stage-2 faults: faults take it for read and install "
