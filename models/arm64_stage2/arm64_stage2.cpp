@@ -85,6 +85,7 @@ constexpr std::pair<const char*, Time Costs::*> kTimes[] = {
     {"stage2_free_entry", &Costs::stage2_free_entry},
     {"relax_perms_base", &Costs::relax_perms_base},
     {"tlbi_ipa", &Costs::tlbi_ipa},
+    {"tlbi_ipa_nsh", &Costs::tlbi_ipa_nsh},
     {"tlbi_vmid", &Costs::tlbi_vmid},
     {"icache_inval_line", &Costs::icache_inval_line},
     {"icache_inval_all", &Costs::icache_inval_all},
@@ -127,6 +128,16 @@ Config Config::from(const vm::Knobs& knobs, const vm::HostConfig& host) {
     c.cmo_in_walker =
         knob_choice(knobs, "cmo", "map_walker", {"map_walker", "user_mem_abort"}, "arm64_stage2") == "map_walker";
     c.preempt = knob_bool(knobs, "preempt", true, "arm64_stage2");
+    // KVM_CAP_ARM_EAGER_SPLIT_CHUNK_SIZE: 0 or a block size the stage-2 tables support
+    // (kvm_is_block_size_supported: 4K, 2M, 1G with 4 KiB pages), else -EINVAL.
+    const std::string chunk = knob_choice(knobs, "eager_split_chunk_size", "0", {"0", "4K", "2M", "1G"}, "arm64_stage2");
+    c.relax_tlbi_local =
+        knob_choice(knobs, "relax_perms_tlbi", "broadcast", {"broadcast", "local"}, "arm64_stage2") == "local";
+    c.split_chunk_pages = chunk == "4K" ? 1 : chunk == "2M" ? 512 : chunk == "1G" ? (1u << 18) : 0;
+    if (c.split_chunk_pages && c.spinlock)
+        throw std::invalid_argument(
+            "arm64_stage2: knob 'eager_split_chunk_size' needs mmu_lock = \"rwlock\" (eager splitting, v6.5, came after "
+            "the rwlock, v6.2)");
     if (!host.features.count("fwb")) throw std::invalid_argument("arm64_stage2: the host profile lacks feature 'fwb'");
     c.fwb = host.feature("fwb");
     return c;
@@ -241,7 +252,8 @@ struct Arm64Stage2::ModelCounters {
     enum Id : std::uint8_t {
         map, map_same, relax, relax_again, locked, retry_inv, bbm, tlbi_ipa, tlbi_vmid, dc_bytes, dc_calls, ic_range,
         ic_bytes, ic_all, block_to_table, table_to_block, tables_linked, tables_freed, tables_rcu, topup_objs,
-        alloc_atomic, change_pte_map, dirty_marked, wp, unmapped, harvested, resched, kCount
+        alloc_atomic, change_pte_map, dirty_marked, wp, unmapped, harvested, resched, split_chunks, split_blocks,
+        split_ptes, split_topups, split_topup_objs, split_enomem, tlbi_ipa_nsh, kCount
     };
     static constexpr const char* kNames[kCount] = {
         "kvm_pgtable_stage2_map", "stage2_map_same_pte", "kvm_pgtable_stage2_relax_perms", "stage2_relax_perms_no_leaf",
@@ -251,7 +263,9 @@ struct Arm64Stage2::ModelCounters {
         "stage2_table_pages_linked", "stage2_table_pages_freed", "stage2_free_removed_table_rcu",
         "mmu_topup_memory_cache_objs", "mmu_memory_cache_alloc_atomic", "kvm_set_spte_gfn_mapped",
         "mark_page_dirty_in_slot", "stage2_wp_ptes", "stage2_unmap_ptes", "dirty_pages_harvested",
-        "mmu_lock_cond_resched",
+        "mmu_lock_cond_resched", "kvm_pgtable_stage2_split", "stage2_split_walker_blocks",
+        "stage2_create_unlinked_ptes", "split_page_cache_topups", "split_page_cache_objs", "stage2_split_enomem",
+        "__kvm_tlb_flush_vmid_ipa_nsh",
     };
     explicit ModelCounters(engine::Counters& c) : c_(c) {
         for (std::size_t i = 0; i < kCount; ++i) ids_[i] = c.id(kNames[i]);
@@ -327,6 +341,9 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
     site_mn_start_ = sim_.site("kvm_mmu_notifier_invalidate_range_start");
     site_mn_end_ = sim_.site("kvm_mmu_notifier_invalidate_range_end");
     site_mn_change_ = sim_.site("kvm_mmu_notifier_change_pte");
+    site_split_region_ = sim_.site("kvm_mmu_split_memory_region");
+    site_split_ = sim_.site("kvm_mmu_split_huge_pages");
+    split_cache_ = MmuMemoryCache("split_page_cache", k_.mmu_cache_alloc_page);
     if (cfg_.spinlock)
         spin_id_ = sim_.lock_stats().lock_id("mmu_lock");
     else
@@ -1164,8 +1181,13 @@ void Arm64Stage2::relax_perms(Walk& w) {
     } else {
         w.ret = kSpurious;
     }
-    w.h += k_.tlbi_ipa;
-    mc_->add(ModelCounters::tlbi_ipa);
+    if (cfg_.relax_tlbi_local) {  // v6.5: TLBI IPAS2E1, VMALLE1 and DSB NSH, this CPU only
+        w.h += k_.tlbi_ipa_nsh;
+        mc_->add(ModelCounters::tlbi_ipa_nsh);
+    } else {
+        w.h += k_.tlbi_ipa;
+        mc_->add(ModelCounters::tlbi_ipa);
+    }
     w.ok = true;
 }
 
@@ -1216,9 +1238,9 @@ Task<void> Arm64Stage2::settle(Bulk& b) { co_await models::settle(sim_, b); }
 
 // mmu_lock for write (spin_lock before v6.2), after host_entry (the ioctl's or the notifier's way
 // to the lock: no host arrival comes sooner after its last event).
-Task<void> Arm64Stage2::lock(Bulk& b, engine::Site site) {
+Task<void> Arm64Stage2::lock(Bulk& b, engine::Site site, bool entry) {
     co_await settle(b);
-    co_await sim_.delay(k_.host_entry);
+    if (entry) co_await sim_.delay(k_.host_entry);
     b.site = site;
     if (!cfg_.spinlock) {
         b.guard = co_await rw_->write(site);
@@ -1314,6 +1336,177 @@ Task<void> Arm64Stage2::wp_range(Bulk& b, Gfn start, Gfn end) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Eager page splitting (Ricardo Koller, "KVM: arm64: Eager Huge-page splitting for dirty-logging",
+// merged for v6.5 through kvmarm-6.5; arch/arm64/kvm/mmu.c, arch/arm64/kvm/hyp/pgtable.c).
+
+// kvm_mmu_split_nr_page_tables(chunk): the table pages splitting a chunk's blocks down to
+// PAGE_SIZE may take: one per 1 GiB (KVM_PGTABLE_MIN_BLOCK_LEVEL is 1 with 4 KiB pages) plus one
+// per 2 MiB, rounded up. It is both the split cache's capacity and its minimum.
+std::uint32_t Arm64Stage2::split_nr_page_tables() const {
+    const std::uint64_t c = cfg_.split_chunk_pages;
+    return static_cast<std::uint32_t>((c + pages_at(1) - 1) / pages_at(1) + (c + pages_at(2) - 1) / pages_at(2));
+}
+
+// need_split_memcache_topup_or_resched: need_resched(), a waiter on mmu_lock
+// (rwlock_needbreak), or fewer free pages in the split cache than a chunk may take.
+bool Arm64Stage2::need_split_memcache_topup_or_resched(const Bulk& b) const {
+    if (b.clock.need_resched(sim_.now() + b.acc) || needbreak()) return true;
+    return split_cache_.nr_free_objects() < split_nr_page_tables();
+}
+
+// stage2_split_walker on a valid block at `level`: kvm_pgtable_stage2_create_unlinked builds the
+// subtree that maps the same output with the block's permissions (a walk with
+// KVM_PGTABLE_WALK_SKIP_BBM_TLBI | KVM_PGTABLE_WALK_SKIP_CMO: no TLBI and no CMO for the new,
+// unreachable entries), down to PAGE_SIZE when the cache holds every page that takes
+// (stage2_block_get_nr_page_tables: 1 + 512 for a 1 GiB block, 1 for a 2 MiB one; force_pte), else
+// one table of the next level's blocks, which the walk then descends into and splits in turn.
+// Then stage2_try_break_pte (the block made KVM_INVALID_PTE_LOCKED, __kvm_tlb_flush_vmid_ipa
+// for the block it held) and stage2_make_pte (the table). Returns false on -ENOMEM (the cache
+// cannot give one page).
+bool Arm64Stage2::split_block(Bulk& b, int level, std::uint32_t ri, Gfn gfn) {
+    const std::uint8_t e = plan_entry(level, ri, gfn);
+    std::uint32_t nr = level == 1 ? 1 + 512 : 1;
+    bool force_pte = true;
+    if (split_cache_.nr_free_objects() < nr) {
+        force_pte = false;
+        nr = 1;
+    }
+    if (split_cache_.nr_free_objects() < nr) {
+        mc_->add(ModelCounters::split_enomem);
+        return false;
+    }
+    const auto leaf = static_cast<std::uint8_t>(pte::V | (e & (pte::R | pte::W | pte::X)));
+    b.acc += k_.stage2_map_base;  // kvm_pgtable_stage2_create_unlinked's walk set-up
+    // One table page from the split cache, its 512 descriptors written by the map walker.
+    auto new_table = [&]() {
+        const bool cached = split_cache_.alloc();
+        (void)cached;  // nr pages are there (checked above)
+        const std::uint64_t page = split_pages_.back();
+        split_pages_.pop_back();
+        b.acc += touch(b.cpu, page, true, vm::kPageSize) + (k_.stage2_walk_step + k_.stage2_pte_update) * 512;
+        mc_->add(ModelCounters::tables_linked);
+        mc_->add(ModelCounters::split_ptes, 512);
+        return page;
+    };
+    const std::size_t r = ri;
+    if (level == 1) {
+        t2_page_[ri] = new_table();
+        const auto b2 = static_cast<std::ptrdiff_t>(r << 9);
+        if (force_pte) {
+            for (std::uint32_t i2 = 0; i2 < 512; ++i2) t3_page_[(r << 9) | i2] = new_table();
+            std::fill_n(plan3_.begin() + static_cast<std::ptrdiff_t>(r << 18), 1 << 18, leaf);
+            std::fill_n(vis3_.begin() + static_cast<std::ptrdiff_t>(r << 18), 1 << 18, leaf);
+            std::fill_n(plan2_.begin() + b2, 512, pte::TABLE);
+            std::fill_n(vis2_.begin() + b2, 512, pte::TABLE);
+            stats_.update_page_stats(vm::PageLevel::K4, 1 << 18);
+        } else {
+            std::fill_n(plan2_.begin() + b2, 512, leaf);
+            std::fill_n(vis2_.begin() + b2, 512, leaf);
+            stats_.update_page_stats(vm::PageLevel::M2, 512);
+        }
+    } else {
+        t3_page_[i2(ri, gfn)] = new_table();
+        const auto b3 = static_cast<std::ptrdiff_t>((r << 18) | (round_gfn(gfn, 2) & 0x3ffff));
+        std::fill_n(plan3_.begin() + b3, 512, leaf);
+        std::fill_n(vis3_.begin() + b3, 512, leaf);
+        stats_.update_page_stats(vm::PageLevel::K4, 512);
+    }
+    // stage2_try_break_pte, then stage2_make_pte: both copies at once, as every host operation
+    // changes them (the guest cannot run between the two here).
+    b.acc += touch(b.cpu, entry_addr(level, ri, gfn), true) + k_.stage2_pte_update + k_.tlbi_ipa + k_.stage2_pte_update;
+    set_both(level, ri, gfn, pte::TABLE);
+    stats_.update_page_stats(page_level(level), -1);
+    mc_->add(ModelCounters::bbm);
+    mc_->add(ModelCounters::tlbi_ipa);
+    mc_->add(ModelCounters::block_to_table);
+    mc_->add(ModelCounters::split_blocks);
+    return true;
+}
+
+// kvm_pgtable_stage2_split over [start, end): a kvm_pgtable_walk with KVM_PGTABLE_WALK_LEAF that
+// visits every descriptor of the range (a walker step and a new line each, as stage2_wp_range)
+// and calls stage2_split_walker on the valid blocks; after a split it reloads the entry and walks
+// the new table. Returns false on -ENOMEM.
+bool Arm64Stage2::stage2_split(Bulk& b, Gfn start, Gfn end) {
+    mc_->add(ModelCounters::split_chunks);
+    for (Gfn a = start; a < end;) {
+        const Gfn next = std::min(round_gfn(a, 1) + pages_at(1), end);
+        const std::uint32_t ri = region_of(a);
+        if (ri != kNoRegion) {
+            auto step = [&](int level, Gfn g) {
+                const std::uint64_t addr = entry_addr(level, ri, g);
+                b.acc += k_.stage2_walk_step;
+                if ((addr >> 6) != b.last_line) {
+                    b.acc += touch(b.cpu, addr, false);
+                    b.last_line = addr >> 6;
+                }
+                return plan_entry(level, ri, g);
+            };
+            std::uint8_t e1 = step(1, a);
+            if (is_leaf(e1)) {
+                if (!split_block(b, 1, ri, a)) return false;
+                e1 = plan_entry(1, ri, a);
+            }
+            if (is_table(e1)) {
+                for (Gfn g2 = round_gfn(a, 2); g2 < next; g2 += pages_at(2)) {
+                    std::uint8_t e2 = step(2, g2);
+                    if (is_leaf(e2)) {
+                        if (!split_block(b, 2, ri, g2)) return false;
+                        e2 = plan_entry(2, ri, g2);
+                    }
+                    if (is_table(e2))  // no huge pages at the last level: visited, nothing done
+                        for (Gfn g3 = std::max(g2, a); g3 < std::min(g2 + pages_at(2), next); ++g3) step(3, g3);
+                }
+            }
+        }
+        a = next;
+    }
+    return true;
+}
+
+// kvm_mmu_split_huge_pages(start, end), mmu_lock held for write: chunk by chunk
+// (__stage2_range_addr_end: the next chunk-aligned boundary), each chunk's split preceded, when
+// need_split_memcache_topup_or_resched(), by write_unlock, cond_resched(),
+// __kvm_mmu_topup_memory_cache(split_page_cache, n, n) with n = kvm_mmu_split_nr_page_tables(chunk)
+// (GFP_KERNEL_ACCOUNT | __GFP_ZERO pages, mmu_cache_alloc_page each), write_lock. Best effort: a
+// failed split ends it.
+Task<void> Arm64Stage2::split_huge_pages(Bulk& b, Gfn start, Gfn end) {
+    const std::uint64_t chunk = cfg_.split_chunk_pages;
+    if (chunk == 0) co_return;
+    const std::uint32_t cap = split_nr_page_tables();
+    const engine::Site outer = b.site;
+    for (Gfn a = start; a < end;) {
+        if (need_split_memcache_topup_or_resched(b)) {
+            const bool resched = b.clock.need_resched(sim_.now() + b.acc);
+            co_await unlock(b);
+            b.acc += k_.lock_yield;
+            if (resched) {
+                co_await settle(b);
+                b.clock.start(sim_.now());
+            }
+            std::uint32_t n = 0;
+            split_cache_.topup(cap, cap, &n);
+            b.acc += k_.mmu_cache_alloc_page * static_cast<std::int64_t>(n);
+            // __GFP_ZERO leaves each page's lines in this CPU's cache; the clearing itself is in
+            // mmu_cache_alloc_page.
+            for (std::uint32_t i = 0; i < n; ++i) {
+                split_pages_.push_back(pt_alloc_.alloc());
+                (void)touch(b.cpu, split_pages_.back(), true, vm::kPageSize);
+            }
+            mc_->add(ModelCounters::split_topups);
+            mc_->add(ModelCounters::split_topup_objs, n);
+            mc_->add(ModelCounters::topup_objs, n);
+            co_await lock(b, site_split_, false);
+            b.site = outer;  // a later cond_resched re-takes the lock for the caller
+        }
+        const Gfn next = std::min((a + chunk) & ~(chunk - 1), end);
+        if (!stage2_split(b, a, next)) break;
+        a = next;
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+    }
+}
+
 // KVM_SET_USER_MEMORY_REGION adding KVM_MEM_LOG_DIRTY_PAGES: the memslot update, then
 // kvm_arch_commit_memory_region -> kvm_mmu_wp_memory_region (unless initially-all-set):
 // write-protect every leaf under mmu_lock (blocks stay blocks: no eager splitting by default),
@@ -1336,6 +1529,11 @@ Task<void> Arm64Stage2::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_
     stats_.add(stats_.remote_tlb_flush_requests);
     stats_.add(stats_.remote_tlb_flush);
     mc_->add(ModelCounters::tlbi_vmid);
+    if (cfg_.split_chunk_pages) {  // v6.5: kvm_mmu_split_memory_region, write-protected blocks split
+        co_await lock(b, site_split_region_, false);
+        co_await split_huge_pages(b, s.base, s.base + s.npages);
+        co_await unlock(b);
+    }
     co_await settle(b);
 }
 
@@ -1410,6 +1608,11 @@ Task<void> Arm64Stage2::dirty_log_clear(const vm::CpuContext& cpu, std::uint32_t
         b.acc += touch(b.cpu, s.bitmap_addr + i * 8, true);
         flush = true;
         co_await harvest(b, s, i, mask);
+        // kvm_arch_mmu_enable_log_dirty_pt_masked, initially-all-set (v6.5): the same range's
+        // blocks split after their write protection.
+        const Gfn base = s.base + i * 64;
+        co_await split_huge_pages(b, base + static_cast<unsigned>(std::countr_zero(mask)),
+                                  base + 64 - static_cast<unsigned>(std::countl_zero(mask)));
     }
     co_await unlock(b);
     if (flush) {
@@ -1433,6 +1636,9 @@ Task<void> Arm64Stage2::dirty_log_disable(const vm::CpuContext& cpu, std::uint32
     s.bitmap.clear();
     s.bitmap.shrink_to_fit();
     s.manual_protect = false;
+    split_cache_.free_all();  // kvm_arch_commit_memory_region: kvm_mmu_free_memory_cache(split_page_cache)
+    for (const std::uint64_t page : split_pages_) pt_alloc_.free(page);
+    split_pages_.clear();
 }
 
 // kvm_pgtable_stage2_unmap over [start, end): every leaf overlapping it goes (a block entirely),
@@ -1543,12 +1749,14 @@ vm::ModelInfo arm64_stage2_model_info() {
     info.name = "arm64_stage2";
     info.summary =
         "arm64 stage-2 (KVM/arm64): user_mem_abort, the stage-2 map walker with break-before-make, TLBIs, "
-        "cache maintenance (seed 004), dirty logging with lazy block splitting and rebuilding";
+        "cache maintenance (seed 004), dirty logging with lazy or eager (v6.5) block splitting and rebuilding";
     info.kernel =
         "Linux v6.2: arch/arm64/kvm/mmu.c (user_mem_abort, kvm_mmu_wp_memory_region), arch/arm64/kvm/hyp/pgtable.c "
         "(stage2_map_walker, stage2_map_walker_try_leaf, stage2_try_break_pte, kvm_pgtable_stage2_relax_perms), "
         "virt/kvm/kvm_main.c; mmu_lock = spinlock and cmo = user_mem_abort give v5.12 (before Yanan Wang's "
-        "'KVM: arm64: Move guest CMOs to the fault handlers', v5.14)";
+        "'KVM: arm64: Move guest CMOs to the fault handlers', v5.14); eager_split_chunk_size and relax_perms_tlbi "
+        "give v6.5's eager page splitting (kvm_mmu_split_huge_pages, kvm_pgtable_stage2_split) and local TLBI on "
+        "permission relaxation";
     info.knobs = {
         choice_knob("mmu_lock", "rwlock", {"rwlock", "spinlock"},
                     "kvm->mmu_lock: 'rwlock' (v6.2, parallel stage-2 faults: faults take it for read and install "
@@ -1564,7 +1772,24 @@ vm::ModelInfo arm64_stage2_model_info() {
         bool_knob("preempt", true,
                   "host kernel with CONFIG_PREEMPTION: spin/rwlock_needbreak() report mmu_lock waiters, so "
                   "stage2_apply_range yields to them between 1 GiB chunks; false: it yields only on need_resched()"),
+        choice_knob("eager_split_chunk_size", "0", {"0", "4K", "2M", "1G"},
+                    "KVM_CAP_ARM_EAGER_SPLIT_CHUNK_SIZE (Ricardo Koller's eager page splitting, merged for v6.5): "
+                    "'0' (the default, also the kernel's) leaves blocks to the write faults that split them; a "
+                    "supported block size (kvm_is_block_size_supported: 4K, 2M or 1G with 4 KiB pages; anything else "
+                    "is -EINVAL) makes enabling dirty logging (kvm_mmu_split_memory_region) and, with "
+                    "initially-all-set, KVM_CLEAR_DIRTY_LOG (kvm_arch_mmu_enable_log_dirty_pt_masked) split the "
+                    "write-protected blocks to 4 KiB pages under mmu_lock for write (kvm_mmu_split_huge_pages), "
+                    "chunk by chunk, topping up the split page cache with mmu_lock dropped"),
     };
+    info.knobs.push_back(choice_knob(
+        "relax_perms_tlbi", "broadcast", {"broadcast", "local"},
+        "the TLBI after kvm_pgtable_stage2_relax_perms: 'broadcast' (before v6.5: __kvm_tlb_flush_vmid_ipa, "
+        "inner shareable, tlbi_ipa) or 'local' (v6.5, Marc Zyngier's 'KVM: arm64: Use local TLBI on permission "
+        "relaxation', a12ab1378a88, merged with the eager splitting series: __kvm_tlb_flush_vmid_ipa_nsh on the "
+        "faulting CPU only, tlbi_ipa_nsh)"));
+    info.knobs[info.knobs.size() - 2].applies_when.push_back(
+        {"mmu_lock", {std::string("rwlock")},
+         "eager page splitting (v6.5) takes mmu_lock for write, an rwlock since v6.2; the spinlock is older"});
     info.costs = arm64_stage2::Costs::names();
     for (const auto& c : host::Costs::names()) info.costs.push_back(c);
     info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}, {"uffd_copy_rate", host::Costs::kMinZeroRate}};

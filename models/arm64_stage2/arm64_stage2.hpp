@@ -20,6 +20,11 @@
 //   dirty log   kvm_mmu_wp_memory_region -> stage2_wp_range, kvm_get_dirty_log_protect,
 //               kvm_clear_dirty_log_protect, kvm_arch_mmu_enable_log_dirty_pt_masked; disabling
 //               only swaps the memslot (blocks are rebuilt by later faults)
+//   eager split (knob eager_split_chunk_size, Ricardo Koller's series, merged for v6.5)
+//               kvm_mmu_split_memory_region / kvm_arch_mmu_enable_log_dirty_pt_masked ->
+//               kvm_mmu_split_huge_pages (need_split_memcache_topup_or_resched,
+//               __kvm_mmu_topup_memory_cache with mmu_lock dropped) -> kvm_pgtable_stage2_split
+//               (stage2_split_walker: kvm_pgtable_stage2_create_unlinked, stage2_try_break_pte)
 //   notifiers   kvm_mmu_notifier_invalidate_range_start/end -> kvm_unmap_gfn_range ->
 //               kvm_pgtable_stage2_unmap
 // See docs/models/arm64_stage2.md for the design, the costs and what is left out.
@@ -56,7 +61,7 @@ namespace arm64_stage2 {
 struct Costs {
     engine::Time fault_entry, fault_exit, user_mem_abort, mmu_cache_alloc_page,
         mmu_lock_op, stage2_map_base, stage2_walk_level, stage2_pte_update, stage2_free_entry, relax_perms_base,
-        tlbi_ipa, tlbi_vmid, icache_inval_line, icache_inval_all, mark_page_dirty, host_entry, memslot_update,
+        tlbi_ipa, tlbi_ipa_nsh, tlbi_vmid, icache_inval_line, icache_inval_all, mark_page_dirty, host_entry, memslot_update,
         stage2_walk_step, dirty_bitmap_word, sched_timeslice, lock_yield;
     double dcache_clean_byte = 0;  // ps per byte cleaned to the point of coherency
     std::uint64_t icache_line = 64;
@@ -69,6 +74,13 @@ struct Config {
     bool cmo_in_walker = true;    // cmo = "map_walker" (v5.14+) or "user_mem_abort" (before)
     bool preempt = true;          // CONFIG_PREEMPTION: spin/rwlock_needbreak() is live
     bool fwb = false;             // host feature FEAT_S2FWB (stage2_has_fwb)
+    // KVM_CAP_ARM_EAGER_SPLIT_CHUNK_SIZE in 4 KiB pages (kvm->arch.mmu.split_page_chunk_size);
+    // 0: no eager splitting (the default, as in the kernel).
+    std::uint64_t split_chunk_pages = 0;
+    // relax_perms_tlbi = "local": kvm_pgtable_stage2_relax_perms invalidates with
+    // __kvm_tlb_flush_vmid_ipa_nsh (Marc Zyngier, "KVM: arm64: Use local TLBI on permission
+    // relaxation", a12ab1378a88, merged for v6.5 with the eager splitting series).
+    bool relax_tlbi_local = false;
     static Config from(const vm::Knobs& knobs, const vm::HostConfig& host);
 };
 
@@ -135,6 +147,7 @@ public:
     std::uint64_t table_pages() const { return pt_alloc_.live(); }  // including the 2 root pages
     bool dirty(std::uint32_t slot, vm::Gfn gfn) const;
     const Config& config() const { return cfg_; }
+    const MmuMemoryCache& split_page_cache() const { return split_cache_; }
     const Costs& costs() const { return k_; }
     host::HostMm& host_mm() { return *host_; }
     vm::Userfaultfd* userfaultfd() override { return host_->uffds() ? host_.get() : nullptr; }
@@ -241,7 +254,9 @@ private:
     // --- host-side operations ---
     Bulk make_bulk(const vm::CpuContext& cpu);
     engine::Task<void> settle(Bulk& b);
-    engine::Task<void> lock(Bulk& b, engine::Site site);
+    // entry: the request's way to the lock first (host_entry); false for a re-acquisition inside
+    // the same request under the rwlock (kvm_mmu_split_huge_pages after its top-up).
+    engine::Task<void> lock(Bulk& b, engine::Site site, bool entry = true);
     engine::Task<void> unlock(Bulk& b);
     engine::Task<void> cond_resched(Bulk& b);
     bool needbreak() const;
@@ -249,6 +264,12 @@ private:
     void wp_entry(Bulk& b, int level, std::uint32_t ri, vm::Gfn gfn);
     engine::Task<void> harvest(Bulk& b, Slot& s, std::uint64_t word, std::uint64_t mask);
     engine::Task<void> unmap_range(Bulk& b, vm::Gfn start, vm::Gfn end);
+    // --- eager page splitting (eager_split_chunk_size) ---
+    std::uint32_t split_nr_page_tables() const;
+    bool need_split_memcache_topup_or_resched(const Bulk& b) const;
+    engine::Task<void> split_huge_pages(Bulk& b, vm::Gfn start, vm::Gfn end);
+    bool stage2_split(Bulk& b, vm::Gfn start, vm::Gfn end);
+    bool split_block(Bulk& b, int level, std::uint32_t ri, vm::Gfn gfn);
     Slot* slot_of(vm::Gfn gfn);
     const Slot* slot_of(vm::Gfn gfn) const;
     Slot& slot_by_id(std::uint32_t id);
@@ -317,7 +338,10 @@ private:
     std::vector<TraceItem> trace_;         // min-heap of trace records not yet due
     std::uint64_t trace_seq_ = 0;
 
-    engine::Site site_fault_, site_wp_, site_get_, site_clear_, site_mn_start_, site_mn_end_, site_mn_change_;
+    engine::Site site_fault_, site_wp_, site_get_, site_clear_, site_mn_start_, site_mn_end_, site_mn_change_,
+        site_split_region_, site_split_;
+    MmuMemoryCache split_cache_;  // kvm->arch.mmu.split_page_cache
+    std::vector<std::uint64_t> split_pages_;  // its pages' addresses (zeroed, so cached, at the top-up)
     std::unique_ptr<ModelCounters> mc_;
 };
 

@@ -102,7 +102,7 @@ AccessStream seq(Gfn base, std::uint64_t npages, std::uint64_t stride, Access a,
 // Each preset's flags, as its getopt string has them: with a value, or a switch.
 const char* kPttValues = "msbvp";
 const char* kPttSwitches = "";
-const char* kDlptValues = "vbsifxm";
+const char* kDlptValues = "vbsifxmw";
 const char* kDlptSwitches = "geo";
 const char* kNxValues = "bsv";
 const char* kNxSwitches = "";
@@ -114,7 +114,7 @@ const char* kDpUsage =
 const char* kPttUsage = "kvm_page_table_test [-m mode] [-s backing] [-b size] [-v vcpus] [-p offset]";
 const char* kDlptUsage =
     "dirty_log_perf_test [-v vcpus] [-b size-per-vcpu] [-s backing] [-i iterations] [-f write-fraction] [-g] [-e] "
-    "[-x memslots] [-o] [-m mode]";
+    "[-x memslots] [-o] [-m mode] [-w write-percent]";
 
 Expanded kvm_page_table_test(const std::vector<std::string>& args, Time gt) {
     const Flags f = parse_flags(args, kPttValues, kPttSwitches, kPttUsage);
@@ -174,7 +174,14 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
         throw PresetError(f.values.at('b').second, "expected -b x -v (" + std::to_string(vcpus) +
                                                        " vCPUs) to be at most 4P (2^52 bytes)");
     const auto iterations = static_cast<std::uint32_t>(int_flag(f, 'i', 2, 1, 100000));
+    // -f (before v6.2): 1/<fraction of pages to write>, every wr_fract-th access writes. -w (v6.2+,
+    // Colton Lewis's random access series, which removed -f): each access writes with probability
+    // write_percent / 100 (guest_random; here the stream's Bernoulli draws).
     const std::uint64_t wr_fract = int_flag(f, 'f', 1, 1, 1000000);
+    const std::uint64_t write_percent = int_flag(f, 'w', 100, 0, 100);
+    if (f.values.count('f') && f.values.count('w'))
+        throw PresetError(f.values.at('w').second,
+                          "-w (v6.2+) replaced -f (before v6.2): give one of them, not both");
     const auto nslots = static_cast<std::uint32_t>(int_flag(f, 'x', 1, 1, 512));
     const bool manual = !f.switches.count('g');
     const bool run_while_disabling = f.switches.count('e') > 0;
@@ -206,6 +213,11 @@ Expanded dirty_log_perf_test(const std::vector<std::string>& args, Time gt) {
         AccessStream s = overlap ? seq(kTestBaseGfn, total, 1, Access::Write, gt)
                                  : seq(kTestBaseGfn + v * per_vcpu, per_vcpu, 1, Access::Write, gt);
         s.write_every = wr_fract;
+        if (write_percent != 100) {
+            s.write_every = 0;
+            s.mix = true;
+            s.write_fraction = static_cast<double>(write_percent) / 100.0;
+        }
         pass.push_back(s);
     }
     w.steps.push_back(Step{Step::Kind::Stage, "Populate memory", true, pass, {}, 1, {}});

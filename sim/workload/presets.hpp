@@ -1,7 +1,8 @@
 // Selftest presets: a selftest's own command line expanded into the VM it creates and the
 // workload it runs, with its stage names and printed metrics.
 //   kvm_page_table_test  -m mode -s backing -b size -v vcpus [-p offset]
-//   dirty_log_perf_test  -v vcpus -b size-per-vcpu -s backing -i iterations -f write-fraction
+//   dirty_log_perf_test  -v vcpus -b size-per-vcpu -s backing -i iterations -f write-fraction (before
+//                        v6.2) or -w write-percent (v6.2+, Bernoulli per access)
 //                        -g (no manual protect / initially set) -e (vCPUs run while disabling)
 //                        -x memslots -o (every vCPU walks the whole region) [-m mode]
 //   nx_huge_pages_perf_test  -b size -s backing [-v vcpus]

@@ -108,6 +108,7 @@ inline vm::CostProfile arm64_test_costs() {
     ns("stage2_free_entry", 1);
     ns("relax_perms_base", 20);
     ns("tlbi_ipa", 500);
+    ns("tlbi_ipa_nsh", 40);
     ns("tlbi_vmid", 700);
     p.set("dcache_clean_byte", 10);
     p.set("icache_line", 64);

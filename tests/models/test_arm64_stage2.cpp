@@ -70,7 +70,7 @@ TEST_CASE("arm64_stage2 is registered with its knobs, costs, the fwb feature and
     CHECK(info->knob("cmo")->choices == std::vector<std::string>{"map_walker", "user_mem_abort"});
     CHECK(std::get<bool>(info->knob("preempt")->default_value));
     CHECK(info->features == std::vector<std::string>{"fwb", "thp_use_zero_page", "thp_wp_zero_page_split"});
-    CHECK(info->costs.size() == 23 + 6 + 8);  // its own, the host mm's and its userfaultfd's (models/host)
+    CHECK(info->costs.size() == 24 + 6 + 8);  // its own, the host mm's and its userfaultfd's (models/host)
     for (auto op : {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
                     vm::Operation::DirtyLogDisable, vm::Operation::Invalidate})
         CHECK(info->supports(op));
@@ -608,4 +608,202 @@ TEST_CASE("arm64_stage2 runs are deterministic and a tracer changes nothing", "[
     CHECK(c == a);
     CHECK(tr.ordered);
     CHECK(tr.holds > 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Eager page splitting (eager_split_chunk_size, v6.5) and the local TLBI on permission relaxation.
+
+namespace {
+vm::Knobs split_knobs(const std::string& chunk, const std::string& relax = "broadcast") {
+    return {{"mmu_lock", std::string("rwlock")}, {"cmo", std::string("map_walker")},
+            {"eager_split_chunk_size", chunk}, {"relax_perms_tlbi", relax}};
+}
+
+// Maps every block of the slot (hugetlb, populated) by a read of its first page, enables dirty
+// logging (not initially-all-set) at 20 ms (a 1 GiB block's first clean takes 10.7 ms), then
+// writes `write_gfn` at 100 ms.
+struct SplitRun {
+    A64 t;
+    VcpuResult a, b;
+    engine::Time enable_start, enable_end;
+    SplitRun(Backing backing, std::uint64_t npages, vm::Knobs k, Gfn write_gfn)
+        : t(backing, npages, 1, std::move(k)) {
+        t.populate();
+        const std::uint64_t block = backing == Backing::Hugetlb1G ? (1u << 18) : 512;
+        std::vector<R> reads;
+        for (Gfn g = 0; g < npages; g += block) reads.push_back({B + g, Access::Read});
+        t.spawn_vcpu(0, reads, 0_ns, a);
+        t.spawn_actor("vmm", 20_ms, [this]() -> engine::Task<void> {
+            enable_start = t.sim.now();
+            co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {});
+            enable_end = t.sim.now();
+        });
+        t.spawn_vcpu(0, {{write_gfn, Access::Write}}, 100_ms, b);
+        REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    }
+};
+}  // namespace
+
+TEST_CASE("eager_split_chunk_size and relax_perms_tlbi: knobs, defaults, the kernel's validation", "[arm64][split]") {
+    const vm::ModelInfo* info = models::builtin_models().find("arm64_stage2");
+    REQUIRE(info);
+    const vm::KnobSpec* k = info->knob("eager_split_chunk_size");
+    REQUIRE(k);
+    CHECK(std::get<std::string>(k->default_value) == "0");
+    CHECK(k->choices == std::vector<std::string>{"0", "4K", "2M", "1G"});
+    CHECK(k->meaning.find("v6.5") != std::string::npos);
+    REQUIRE(k->applies_when.size() == 1);
+    CHECK(k->applies_when[0].knob == "mmu_lock");
+    const vm::KnobSpec* r = info->knob("relax_perms_tlbi");
+    REQUIRE(r);
+    CHECK(std::get<std::string>(r->default_value) == "broadcast");
+    // Not a block size (kvm_is_block_size_supported): -EINVAL.
+    Harness h(Backing::Anonymous, 512, 1, {{"eager_split_chunk_size", std::string("3M")}});
+    h.host.costs = arm64_test_costs();
+    h.host.features["fwb"] = false;
+    CHECK_THROWS_WITH(h.build(make_a64), Catch::Contains("eager_split_chunk_size"));
+    // Eager splitting takes the rwlock for write: not with the pre-v6.2 spinlock.
+    Harness h2(Backing::Anonymous, 512, 1,
+               {{"mmu_lock", std::string("spinlock")}, {"eager_split_chunk_size", std::string("2M")}});
+    h2.host.costs = arm64_test_costs();
+    h2.host.features["fwb"] = false;
+    CHECK_THROWS_WITH(h2.build(make_a64), Catch::Contains("rwlock"));
+}
+
+TEST_CASE("eager split 2M: enabling dirty logging splits every write-protected 2 MiB block, one BBM and TLBI "
+          "by IPA per chunk, the split cache topped up with mmu_lock dropped",
+          "[arm64][split]") {
+    SplitRun s(Backing::Hugetlb2M, 4 * 512, split_knobs("2M"), B + 512 + 5);
+    A64& t = s.t;
+    // 4 chunks of 2 MiB, a block each.
+    CHECK(t.counter("kvm_pgtable_stage2_split") == 4);
+    CHECK(t.counter("stage2_split_walker_blocks") == 4);
+    CHECK(t.counter("stage2_block_to_table") == 4);
+    CHECK(t.counter("stage2_break_before_make") == 4);
+    CHECK(t.counter("stage2_create_unlinked_ptes") == 4 * 512);
+    // kvm_mmu_split_nr_page_tables(2M) = 1 + 1: the empty cache first gets 2 pages; every chunk
+    // takes 1 and leaves 1 < 2, so every chunk is preceded by a top-up of 1 (the first by 2).
+    CHECK(t.counter("split_page_cache_topups") == 4);
+    CHECK(t.counter("split_page_cache_objs") == 2 + 1 + 1 + 1);
+    CHECK(t.m().split_page_cache().nobjs() == 1);
+    // The split's TLBIs: one by IPA per block (stage2_try_break_pte); the write after it is a
+    // permission fault relaxed (broadcast TLBI by default) without a split or a CMO.
+    CHECK(t.counter("__kvm_tlb_flush_vmid_ipa") == 4 + 1);
+    CHECK(t.counter("__kvm_tlb_flush_vmid") == 1);  // kvm_flush_remote_tlbs after the write protection
+    CHECK(t.counter("kvm_pgtable_stage2_relax_perms") == 1);
+    CHECK(t.counter("dcache_clean_poc_bytes") == 4 * k2M);  // the first mappings only
+    CHECK(t.gauge("pages_2m") == 0);
+    CHECK(t.gauge("pages_4k") == 4 * 512);
+    // Every page mapped read-only at 4 KiB (the blocks were write-protected first), B + 517 written.
+    CHECK(t.m().mapping_level(B + 7) == PageLevel::K4);
+    CHECK(t.model->hits(0, B + 2047, Access::Read));
+    CHECK_FALSE(t.model->hits(0, B + 2047, Access::Write));
+    CHECK(t.model->hits(0, B + 517, Access::Write));
+    // Lock modes: the split under mmu_lock for write, taken by kvm_mmu_split_memory_region and
+    // again after each top-up; the fault for read.
+    auto region = t.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_split_memory_region");
+    auto huge = t.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_split_huge_pages");
+    REQUIRE(region);
+    REQUIRE(huge);
+    CHECK(region->acquisitions == 1);
+    CHECK(huge->acquisitions == 4);
+    CHECK(t.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_wp_memory_region")->acquisitions == 1);
+    CHECK(t.lock("mmu_lock", engine::LockMode::Read, "user_mem_abort")->acquisitions == 4 + 1);
+}
+
+TEST_CASE("eager split chunk \"0\" leaves dirty logging as it was: the write fault splits the block", "[arm64][split]") {
+    SplitRun off(Backing::Hugetlb2M, 4 * 512, split_knobs("0"), B + 512 + 5);
+    SplitRun dflt(Backing::Hugetlb2M, 4 * 512, {{"mmu_lock", std::string("rwlock")}, {"cmo", std::string("map_walker")}},
+                  B + 512 + 5);
+    for (const char* c : {"kvm_pgtable_stage2_split", "stage2_split_walker_blocks", "split_page_cache_topups"})
+        CHECK(off.t.counter(c) == 0);
+    CHECK(off.t.counter("stage2_block_to_table") == 1);  // by the write fault
+    CHECK(off.t.gauge("pages_2m") == 3);
+    CHECK(off.t.gauge("pages_4k") == 1);
+    CHECK_FALSE(off.t.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_split_memory_region"));
+    // Bit for bit the run without the knob: the same counters, times and enable duration.
+    const auto& ca = off.t.sim.counters();
+    const auto& cb = dflt.t.sim.counters();
+    REQUIRE(ca.size() == cb.size());
+    for (std::size_t i = 0; i < ca.size(); ++i) {
+        INFO(ca.name(static_cast<engine::CounterId>(i)));
+        CHECK(ca.name(static_cast<engine::CounterId>(i)) == cb.name(static_cast<engine::CounterId>(i)));
+        CHECK(ca.total(static_cast<engine::CounterId>(i)) == cb.total(static_cast<engine::CounterId>(i)));
+    }
+    CHECK(off.enable_end - off.enable_start == dflt.enable_end - dflt.enable_start);
+    CHECK(off.b.done == dflt.b.done);
+    CHECK(off.t.sim.fingerprint() == dflt.t.sim.fingerprint());
+}
+
+TEST_CASE("eager split of a 1 GiB block: chunk 1G builds it down to PTEs at once (513 pages); chunk 2M splits it "
+          "to 2 MiB blocks, then one of those per chunk",
+          "[arm64][split]") {
+    SECTION("1G") {
+        SplitRun s(Backing::Hugetlb1G, 1u << 18, split_knobs("1G"), B + 5);
+        CHECK(s.t.counter("kvm_pgtable_stage2_split") == 1);
+        CHECK(s.t.counter("stage2_split_walker_blocks") == 1);  // force_pte: no 2 MiB block is left to split
+        CHECK(s.t.counter("stage2_break_before_make") == 1);
+        CHECK(s.t.counter("split_page_cache_objs") == 513);
+        CHECK(s.t.counter("stage2_create_unlinked_ptes") == 513 * 512);
+        CHECK(s.t.gauge("pages_1g") == 0);
+        CHECK(s.t.gauge("pages_4k") == 1 << 18);
+    }
+    SECTION("2M") {
+        SplitRun s(Backing::Hugetlb1G, 1u << 18, split_knobs("2M"), B + 5);
+        CHECK(s.t.counter("kvm_pgtable_stage2_split") == 512);
+        CHECK(s.t.counter("stage2_split_walker_blocks") == 1 + 512);
+        CHECK(s.t.counter("stage2_break_before_make") == 1 + 512);
+        CHECK(s.t.counter("__kvm_tlb_flush_vmid_ipa") == 1 + 512 + 1);  // BBMs, then the relax
+        // Chunk 1: 2 pages (the 1 GiB block's table, one 2 MiB block's); chunk 2: a top-up of 2,
+        // one used; chunks 3-512: a top-up of 1 each.
+        CHECK(s.t.counter("split_page_cache_topups") == 512);
+        CHECK(s.t.counter("split_page_cache_objs") == 2 + 2 + 510);
+        CHECK(s.t.gauge("pages_2m") == 0);
+        CHECK(s.t.gauge("pages_4k") == 1 << 18);
+    }
+}
+
+TEST_CASE("eager split with initially-all-set: nothing at enable, KVM_CLEAR_DIRTY_LOG splits the cleared range's "
+          "block after protecting it",
+          "[arm64][split]") {
+    A64 t(Backing::Hugetlb2M, 4 * 512, 1, split_knobs("2M"));
+    t.populate();
+    VcpuResult a;
+    t.spawn_vcpu(0, {{B, Access::Read}, {B + 512, Access::Read}, {B + 1024, Access::Read}, {B + 1536, Access::Read}},
+                 0_ns, a);
+    std::uint64_t split_at_enable = 1;
+    t.spawn_actor("vmm", 1_ms, [&]() -> engine::Task<void> {
+        vm::DirtyLogOptions o;
+        o.manual_protect_initially_set = true;
+        co_await t.model->dirty_log_enable(t.host_ctx(3), 0, o);
+        split_at_enable = t.counter("stage2_split_walker_blocks");
+        co_await t.model->dirty_log_clear(t.host_ctx(3), 0, B + 512, 64);
+    });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(split_at_enable == 0);
+    CHECK(t.counter("stage2_split_walker_blocks") == 1);
+    CHECK(t.counter("kvm_pgtable_stage2_split") == 1);
+    CHECK(t.gauge("pages_2m") == 3);
+    CHECK(t.gauge("pages_4k") == 512);
+    CHECK(t.m().mapping_level(B + 600) == PageLevel::K4);
+    CHECK(t.m().mapping_level(B + 1100) == PageLevel::M2);
+    // stage2_wp_range protected the whole block holding the cleared pages, then the split gave
+    // its permissions to all 512 PTEs; the other blocks stay writable.
+    CHECK_FALSE(t.model->hits(0, B + 512 + 3, Access::Write));
+    CHECK_FALSE(t.model->hits(0, B + 512 + 100, Access::Write));
+    CHECK(t.model->hits(0, B + 512 + 100, Access::Read));
+    CHECK(t.model->hits(0, B + 1100, Access::Write));
+    CHECK(t.lock("mmu_lock", engine::LockMode::Write, "kvm_clear_dirty_log_protect")->acquisitions == 1);
+    CHECK(t.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_split_huge_pages")->acquisitions == 1);
+}
+
+TEST_CASE("relax_perms_tlbi local: the permission relaxation's TLBI is __kvm_tlb_flush_vmid_ipa_nsh", "[arm64][split]") {
+    SplitRun bc(Backing::Hugetlb2M, 512, split_knobs("2M"), B + 5);
+    SplitRun lc(Backing::Hugetlb2M, 512, split_knobs("2M", "local"), B + 5);
+    CHECK(bc.t.counter("__kvm_tlb_flush_vmid_ipa") == 2);
+    CHECK(bc.t.counter("__kvm_tlb_flush_vmid_ipa_nsh") == 0);
+    CHECK(lc.t.counter("__kvm_tlb_flush_vmid_ipa") == 1);  // the split's BBM stays broadcast
+    CHECK(lc.t.counter("__kvm_tlb_flush_vmid_ipa_nsh") == 1);
+    // The write fault is shorter by exactly tlbi_ipa - tlbi_ipa_nsh (500 - 40 ns).
+    CHECK(bc.b.done - lc.b.done == 460_ns);
 }

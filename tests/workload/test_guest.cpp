@@ -229,6 +229,43 @@ TEST_CASE("dirty_log_perf_test -o overlaps the vCPUs' accesses", "[workload][pre
     CHECK(p.workload.steps[0].streams[2].npages == 16384);
 }
 
+TEST_CASE("dirty_log_perf_test -w (write percent, v6.2+), -f (before v6.2), -i and -m as the eager split series ran them",
+          "[workload][presets]") {
+    // Ricardo Koller's arm64 eager split runs: -s anonymous_hugetlb_2mb -b 1G -v N -i 3 -m 2 [-w 10].
+    const auto e = workload::expand_preset(
+        "dirty_log_perf_test", {"-s", "anonymous_hugetlb_2mb", "-b", "64M", "-v", "2", "-i", "3", "-m", "2", "-w", "10"},
+        10_ns);
+    std::size_t dirty = 0;
+    for (const auto& st : e.workload.steps)
+        if (st.name.find("dirty memory") != std::string::npos) ++dirty;
+    CHECK(dirty == 3);
+    for (const auto& s : e.workload.steps[2].streams) {
+        CHECK(s.mix);  // each access writes with probability 0.1 (guest_random_u32 % 100 < 10)
+        CHECK(s.write_fraction == 0.1);
+        CHECK(s.write_every == 0);
+    }
+    // -w 100 (the default) and -f 1 are the same all-writes pass, with no draws.
+    for (const auto& args : {std::vector<std::string>{"-w", "100"}, std::vector<std::string>{"-f", "1"},
+                             std::vector<std::string>{}}) {
+        const auto d = workload::expand_preset("dirty_log_perf_test", args, 10_ns);
+        CHECK_FALSE(d.workload.steps[2].streams[0].mix);
+        CHECK(d.workload.steps[2].streams[0].write_every == 1);
+    }
+    const auto f = workload::expand_preset("dirty_log_perf_test", {"-f", "4"}, 10_ns);
+    CHECK(f.workload.steps[2].streams[0].write_every == 4);
+    auto arg_of = [](std::vector<std::string> args) {
+        try {
+            workload::expand_preset("dirty_log_perf_test", args, 10_ns);
+        } catch (const workload::PresetError& e) {
+            return e.arg;
+        }
+        return -99;
+    };
+    CHECK(arg_of({"-w", "101"}) == 1);
+    CHECK(arg_of({"-f", "2", "-w", "50"}) == 3);  // -w replaced -f: not both
+    CHECK(arg_of({"-m", "1"}) == 1);              // 64 KiB guest pages are not simulated
+}
+
 TEST_CASE("preset flags are checked", "[workload][presets]") {
     using workload::PresetError;
     auto arg_of = [](std::vector<std::string> args) {
