@@ -62,6 +62,8 @@ enum class Operation : std::uint8_t {
     NestedStop,
     NestedEptpSwitch,  // L1 switches a vCPU's L2 to another EPTP (VMPTRLD + VMRESUME)
     NestedEptWrite,    // L1 rewrites leaf entries of its EPT for an L2 (EPT12), then INVEPT
+    ClearYoung,        // MMU notifier clear_young over a GPA range (kvm_age_gfn)
+    TestYoung,         // MMU notifier test_young over a GPA range (kvm_test_age_gfn)
 };
 const char* to_string(Operation op);
 
@@ -80,6 +82,19 @@ struct NestedEptWrite {
     std::uint32_t entries = 0;
     bool invept = true;
     std::uint8_t level = 0;
+};
+
+// Who calls the clear_young/test_young notifiers, one host page at a time: the page_idle bitmap
+// (mm/page_idle.c: page_idle_bitmap_write -> page_idle_clear_pte_refs -> rmap walk ->
+// ptep_clear_young_notify) or the multi-gen LRU's page-table walk (mm/vmscan.c: walk_pte_range ->
+// ptep_clear_young_notify / lru_gen_notifier_*). The caller's own work per page differs.
+enum class AgeCaller : std::uint8_t { PageIdle, LruGen };
+const char* to_string(AgeCaller c);
+
+struct AgeRequest {
+    Gfn start = 0, end = 0;  // [start, end), notified one host page at a time
+    bool clear = true;       // clear_young (kvm_age_gfn) or test_young (kvm_test_age_gfn)
+    AgeCaller via = AgeCaller::PageIdle;
 };
 
 struct DirtyLogOptions {
@@ -175,6 +190,9 @@ public:
     // The L1 hypervisor on vCPU cpu.vcpu (after a nested VM-exit if the vCPU runs L2, which it
     // resumes afterwards) rewrites leaf entries of its EPT for an L2 guest (see NestedEptWrite).
     virtual engine::Task<void> nested_ept_write(const CpuContext& cpu, const NestedEptWrite& w);
+    // The host ages guest memory (see AgeRequest) on the thread `cpu`: one MMU-notifier call per
+    // host page of the range. Returns the number of calls that found the page young.
+    virtual engine::Task<std::uint64_t> age_range(const CpuContext& cpu, const AgeRequest& r);
 };
 
 struct ModelInfo {
