@@ -48,7 +48,7 @@ def test_page_idle_stages_and_aging(tmp_path):
         assert stat(ph[i], "sptes_aged") == 1024
     # x86 with A/D bits: the accesses to idle memory do not exit.
     assert stat(ph[4], "pf_taken") == 0 and stat(ph[6], "pf_taken") == 0
-    assert stat(ph[0], "pf_taken") == 1024
+    assert stat(ph[0], "pf_fixed") == 1024
 
 
 def test_lru_gen_aging_passes(tmp_path):
@@ -79,7 +79,7 @@ def test_p_ages_while_populating(tmp_path, model, profile, mode):
     p = doc["phases"][0]
     assert stat(p, "aging_passes") >= 1
     assert stat(p, "kvm_age_gfn") == 1024 * stat(p, "aging_passes")
-    assert stat(p, "pf_taken") == 1024
+    assert stat(p, "pf_fixed") == 1024
 
 
 @pytest.mark.parametrize("args,model,profile,knobs,pointer,reason", [
