@@ -1598,9 +1598,10 @@ Task<void> Arm64Stage2::handle_access_fault(const vm::CpuContext& ctx, Gfn gfn, 
 }
 
 // kvm_pgtable_stage2_mkold (stage2_update_leaf_attrs clearing KVM_PTE_LEAF_ATTR_LO_S2_AF with a
-// cmpxchg on each young leaf of [start, end)) or kvm_pgtable_stage2_is_young. No TLB invalidation
-// for clear_young: "there is no need to invalidate the TLB" (kvm_pgtable_stage2_mkold), an old
-// translation still cached just delays the next AF fault. Returns whether a leaf was young.
+// cmpxchg on each young leaf of [start, end)) or kvm_pgtable_stage2_is_young. No TLB invalidation:
+// kvm_pgtable_stage2_mkold leaves it to its caller (kvm_pgtable_stage2_test_clear_young later
+// says so: "the caller's responsibility") and clear_young does not flush; an old translation
+// still cached just delays the next AF fault. Returns whether a leaf was young.
 bool Arm64Stage2::age_leaves(Bulk& b, Gfn start, Gfn end, bool clear) {
     bool young = false;
     for (Gfn g = start; g < end;) {
