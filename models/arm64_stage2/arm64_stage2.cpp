@@ -1710,6 +1710,8 @@ vm::ModelInfo arm64_stage2_model_info() {
                 "mainline (kvm_handle_hva_range takes mmu_lock for write) or 'read' = James Houghton, '[PATCH v6 "
                 "03/11] KVM: arm64: Relax locking for kvm_test_age_gfn and kvm_age_gfn' (2024-07-24, not merged: "
                 "the stage-2 age walker under the read lock). arm64 never aged without mmu_lock");
+            k.refused_choices = {{"lockless", "arm64 never aged without mmu_lock: only x86 has "
+                                              "CONFIG_KVM_MMU_LOCKLESS_AGING (v6.14)"}};
             k.applies_when.push_back({"mmu_lock", {std::string("rwlock")},
                                       "before v6.2 mmu_lock was a spinlock: aging took it like every other walk"});
             return k;

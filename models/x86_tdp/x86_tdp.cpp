@@ -2017,11 +2017,18 @@ vm::ModelInfo x86_tdp_model_info() {
         choice_knob("fault_lock", "read", {"read", "write"},
                "mmu_lock mode of the TDP MMU fault path: 'read' (parallel faults, v5.12+) or 'write' "
                "(exclusive, before v5.12). Other paths keep their v6.9 lock modes."),
-        choice_knob("age_lock", "write", {"write", "lockless"},
-                    "kvm_age_gfn / kvm_test_age_gfn from the clear_young/test_young MMU notifiers: 'write' = "
-                    "v6.9 (kvm_handle_hva_range takes mmu_lock for write) or 'lockless' = v6.14 (James Houghton, "
-                    "'[PATCH v8 00/11] KVM: x86/mmu: Age sptes locklessly', 2024-11: no mmu_lock, the TDP MMU's "
-                    "walk under RCU with atomic Accessed-bit clears). x86 never aged under mmu_lock for read"),
+        [] {
+            vm::KnobSpec k = choice_knob(
+                "age_lock", "write", {"write", "lockless"},
+                "kvm_age_gfn / kvm_test_age_gfn from the clear_young/test_young MMU notifiers: 'write' = v6.9 "
+                "(kvm_handle_hva_range takes mmu_lock for write) or 'lockless' = v6.14 (James Houghton, '[PATCH v8 "
+                "00/11] KVM: x86/mmu: Age sptes locklessly', 2024-11: no mmu_lock, the TDP MMU's walk under RCU "
+                "with atomic Accessed-bit clears). x86 never aged under mmu_lock for read");
+            k.refused_choices = {{"read", "x86 never aged under mmu_lock for read: kvm_handle_hva_range took it for "
+                                          "write (KVM_MMU_LOCK) until v6.14 made x86 aging lockless "
+                                          "(CONFIG_KVM_MMU_LOCKLESS_AGING); 'read' is arm64's unmerged patch"}};
+            return k;
+        }(),
         choice_knob("zap_lock", "write", {"write", "read", "drop_write_zap_read"},
                "kvm_zap_gfn_range (seed 003): 'write' = v6.x (write lock, 4K-granular leaf zap, yield on "
                "need_resched/rwlock_needbreak with a flush before each yield, one flush at the end); "

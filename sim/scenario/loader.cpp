@@ -294,7 +294,14 @@ vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info) {
         switch (spec->type) {
             case vm::KnobSpec::Type::Bool: knobs[key] = v.as_bool(); break;
             case vm::KnobSpec::Type::Int: knobs[key] = v.as_int(spec->min, spec->max); break;
-            case vm::KnobSpec::Type::Choice: knobs[key] = v.as_enum(spec->choices); break;
+            case vm::KnobSpec::Type::Choice:
+                if (v.is_string())
+                    for (const auto& [value, why] : spec->refused_choices)
+                        if (v.as_string() == value)
+                            v.fail("knob \"" + key + "\" = \"" + value + "\" cannot act on model " + info.name + ": " +
+                                   why);
+                knobs[key] = v.as_enum(spec->choices);
+                break;
         }
     }
     // A knob set in the scenario must be able to act, given the other knobs' final values.

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -38,6 +39,9 @@ struct KnobSpec {
     std::vector<std::string> choices;  // Choice
     std::int64_t min = 0, max = 0;     // Int, inclusive
     std::vector<AppliesWhen> applies_when;
+    // Choice: values the knob has on other models or kernels but that cannot act on this model,
+    // as (value, why): setting one is a load-time error that says why.
+    std::vector<std::pair<std::string, std::string>> refused_choices;
 };
 
 // A knob name the model knows but that can never act on it (a knob of a model it embeds, or of a

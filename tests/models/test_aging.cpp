@@ -86,6 +86,10 @@ TEST_CASE("age_lock: x86_tdp has write and lockless, arm64_stage2 write and read
     CHECK(a64->knob("age_lock")->choices == std::vector<std::string>{"write", "read"});
     CHECK(std::get<std::string>(tdp->knob("age_lock")->default_value) == "write");
     CHECK(std::get<std::string>(a64->knob("age_lock")->default_value) == "write");
+    REQUIRE(tdp->knob("age_lock")->refused_choices.size() == 1);
+    CHECK(tdp->knob("age_lock")->refused_choices[0].first == "read");
+    REQUIRE(a64->knob("age_lock")->refused_choices.size() == 1);
+    CHECK(a64->knob("age_lock")->refused_choices[0].first == "lockless");
     CHECK(tdp->supports(vm::Operation::ClearYoung));
     CHECK(a64->supports(vm::Operation::TestYoung));
     Harness h(Backing::Anonymous, 512, 1, {{"age_lock", std::string("read")}});

@@ -84,8 +84,10 @@ def test_p_ages_while_populating(tmp_path, model, profile, mode):
 
 @pytest.mark.parametrize("args,model,profile,knobs,pointer,reason", [
     ("-p -v 2 -b 2M", "x86_tdp", "x86-server", {}, "/workload/args", "-p specified without -l"),
-    ("-v 2 -b 2M", "x86_tdp", "x86-server", {"age_lock": "read"}, "/mmu/knobs/age_lock", "lockless"),
-    ("-v 2 -b 2M", "arm64_stage2", "kunpeng-920", {"age_lock": "lockless"}, "/mmu/knobs/age_lock", "read"),
+    ("-v 2 -b 2M", "x86_tdp", "x86-server", {"age_lock": "read"}, "/mmu/knobs/age_lock",
+     "never aged under mmu_lock for read"),
+    ("-v 2 -b 2M", "arm64_stage2", "kunpeng-920", {"age_lock": "lockless"}, "/mmu/knobs/age_lock",
+     "never aged without mmu_lock"),
     ("-v 2 -b 2M", "arm64_stage2", "kunpeng-920", {"age_lock": "read", "mmu_lock": "spinlock"},
      "/mmu/knobs/age_lock", "spinlock"),
 ])
