@@ -140,6 +140,9 @@ Config Config::from(const vm::Knobs& knobs, const vm::HostConfig& host) {
             "the rwlock, v6.2)");
     if (!host.features.count("fwb")) throw std::invalid_argument("arm64_stage2: the host profile lacks feature 'fwb'");
     c.fwb = host.feature("fwb");
+    // FEAT_HAFDBS: a profile without the feature has it off (the access-flag faults happen).
+    c.hafdbs = host.features.count("hafdbs") && host.feature("hafdbs");
+    c.age_lock = parse_age_lock(knob_choice(knobs, "age_lock", "write", {"write", "read"}, "arm64_stage2"));
     return c;
 }
 
@@ -325,6 +328,7 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
       vm_(env.vm),
       cfg_(Config::from(env.knobs, env.host)),
       k_(Costs::from(env.host.costs)),
+      ak_(AgingCosts::from(env.host.costs)),
       host_(std::make_unique<host::HostMm>(env.sim, env.host, env.vm.memslots, host::Costs::from(env.host.costs),
                                            host::Features::from(env.host), env.vm.userfaultfd)),
       stats_(env.sim.counters()) {
@@ -449,6 +453,8 @@ std::uint64_t Arm64Stage2::free_subtree(int level, std::uint32_t ri, Gfn gfn) {
 void Arm64Stage2::set_both(int level, std::uint32_t ri, Gfn gfn, std::uint8_t value) {
     plan_entry(level, ri, gfn) = value;
     std::uint8_t& e = vis_entry(level, ri, gfn);
+    // A new leaf has its AF set (stage2_set_prot_attr); a permission change keeps the AF.
+    if (!aged_.empty() && (!is_leaf(e) || !is_leaf(value))) aged_[level == 3 ? i3(ri, gfn) : level == 2 ? i3(ri, gfn & ~Gfn{511}) : i3(ri, 0)] = 0;
     if (is_table(e) && !is_table(value)) zero_below(true, level, ri, gfn);
     e = value;
 }
@@ -596,6 +602,8 @@ void Arm64Stage2::publish_due() {
     while (!pub_.empty() && pub_.front().time <= now) {
         const Publish& p = pub_.front();
         std::uint8_t& e = vis_entry(p.level, p.ri, p.gfn);
+        if (!aged_.empty() && (!is_leaf(e) || !is_leaf(p.value)))
+            aged_[p.level == 3 ? i3(p.ri, p.gfn) : p.level == 2 ? i3(p.ri, p.gfn & ~Gfn{511}) : i3(p.ri, 0)] = 0;
         if (is_table(e) && !is_table(p.value)) zero_below(true, p.level, p.ri, p.gfn);
         e = p.value;
         pub_.pop_front();
@@ -933,6 +941,7 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
     // Lock records of a traced run are flushed when the fault returns: the coroutine does it.
     if (!cfg_.spinlock || sim_.tracer()) return std::nullopt;
     if (ctx.vcpu < 0 || static_cast<std::size_t>(ctx.vcpu) >= vcpus_.size()) return std::nullopt;  // prepare() says
+    if (!aged_.empty() && access_fault(gfn, access)) return std::nullopt;  // handle_access_fault waits
     Fault& f = vcpus_[static_cast<std::size_t>(ctx.vcpu)]->stash;
     f = Fault{};
     if (!prepare(f, ctx, gfn, access, start)) {
@@ -965,6 +974,10 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
                        ? vcpus_[static_cast<std::size_t>(ctx.vcpu)].get()
                        : nullptr;
     const bool stashed = v && v->stashed;  // page_fault_now() took it part of the way
+    if (!stashed && v && !aged_.empty() && access_fault(gfn, access)) {
+        co_await handle_access_fault(ctx, gfn, start);
+        co_return;
+    }
     Fault& f = stashed ? v->stash : local;
     if (stashed) {
         v->stashed = false;
@@ -1238,12 +1251,12 @@ Task<void> Arm64Stage2::settle(Bulk& b) { co_await models::settle(sim_, b); }
 
 // mmu_lock for write (spin_lock before v6.2), after host_entry (the ioctl's or the notifier's way
 // to the lock: no host arrival comes sooner after its last event).
-Task<void> Arm64Stage2::lock(Bulk& b, engine::Site site, bool entry) {
+Task<void> Arm64Stage2::lock(Bulk& b, engine::Site site, bool read, bool entry) {
     co_await settle(b);
     if (entry) co_await sim_.delay(k_.host_entry);
     b.site = site;
     if (!cfg_.spinlock) {
-        b.guard = co_await rw_->write(site);
+        b.guard = co_await (read ? rw_->read(site) : rw_->write(site));
     } else if (open_ || !waiters_.empty()) {
         co_await SpinWaitAwaiter{*this, nullptr, site, sim_.now()};
     } else {
@@ -1497,7 +1510,7 @@ Task<void> Arm64Stage2::split_huge_pages(Bulk& b, Gfn start, Gfn end) {
             mc_->add(ModelCounters::split_topups);
             mc_->add(ModelCounters::split_topup_objs, n);
             mc_->add(ModelCounters::topup_objs, n);
-            co_await lock(b, site_split_, false);
+            co_await lock(b, site_split_, false, false);
             b.site = outer;  // a later cond_resched re-takes the lock for the caller
         }
         const Gfn next = std::min((a + chunk) & ~(chunk - 1), end);
@@ -1530,7 +1543,7 @@ Task<void> Arm64Stage2::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_
     stats_.add(stats_.remote_tlb_flush);
     mc_->add(ModelCounters::tlbi_vmid);
     if (cfg_.split_chunk_pages) {  // v6.5: kvm_mmu_split_memory_region, write-protected blocks split
-        co_await lock(b, site_split_region_, false);
+        co_await lock(b, site_split_region_, false, false);
         co_await split_huge_pages(b, s.base, s.base + s.npages);
         co_await unlock(b);
     }
@@ -1733,6 +1746,135 @@ Task<void> Arm64Stage2::change_pte(const vm::CpuContext& cpu, Gfn gfn) {
     co_await settle(b);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Access tracking (v6.2 kvm_age_gfn / kvm_test_age_gfn -> kvm_pgtable_stage2_mkold /
+// kvm_pgtable_stage2_is_young; handle_access_fault -> kvm_pgtable_stage2_mkyoung)
+
+std::size_t Arm64Stage2::leaf_head(Gfn gfn) const {
+    const std::uint32_t ri = region_of(gfn);
+    if (vis3_[i3(ri, gfn)] & pte::V) return i3(ri, gfn);
+    if (is_leaf(vis2_[i2(ri, gfn)])) return i3(ri, gfn & ~Gfn{511});
+    return i3(ri, 0);
+}
+
+bool Arm64Stage2::aged(Gfn gfn) const {
+    const std::uint32_t ri = region_of(gfn);
+    if (aged_.empty() || ri == kNoRegion) return false;
+    return aged_[leaf_head(gfn)] != 0;
+}
+
+// The guest's access finds a valid leaf with the permission it needs but the AF clear, and the CPU
+// does not set the AF itself: an access-flag fault (ESR_ELx_FSC_ACCESS).
+bool Arm64Stage2::access_fault(Gfn gfn, vm::Access access) const {
+    if (cfg_.hafdbs) return false;
+    const std::uint32_t ri = region_of(gfn);
+    if (ri == kNoRegion) return false;
+    const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
+    std::uint8_t e = vis3_[i3(ri, gfn)];
+    if (!(e & pte::V)) {
+        e = vis2_[i2(ri, gfn)];
+        if (!is_leaf(e)) e = vis1_[ri];
+        if (!is_leaf(e)) return false;
+    }
+    return (e & need) != 0 && aged_[leaf_head(gfn)] != 0;
+}
+
+// kvm_handle_guest_abort -> handle_access_fault (v6.2): mmu_lock for read (the spinlock before
+// v6.1), kvm_pgtable_stage2_mkyoung (a walk to the leaf, the AF set with a cmpxchg), unlock; no
+// TLB maintenance (an AF fault leaves no TLB entry). The vCPU retries the access.
+Task<void> Arm64Stage2::handle_access_fault(const vm::CpuContext& ctx, Gfn gfn, Time start) {
+    if (start > sim_.now()) co_await sim_.delay(start - sim_.now());
+    sim_.counters().add(sim_.counters().id("kvm_access_fault"));
+    Bulk b = make_bulk(ctx);
+    b.acc += k_.fault_entry;
+    co_await lock(b, sim_.site("handle_access_fault"), true, false);
+    const std::uint32_t ri = region_of(gfn);
+    for (int level = 1; level <= 3; ++level) {
+        b.acc += k_.stage2_walk_level + touch(b.cpu, entry_addr(level, ri, gfn), false);
+        if (!is_table(plan_entry(level, ri, gfn))) break;
+    }
+    std::uint8_t& a = aged_[leaf_head(gfn)];
+    if (a) {
+        a = 0;
+        b.acc += k_.stage2_pte_update;
+    }
+    co_await unlock(b);
+    b.acc += k_.fault_exit;
+    co_await settle(b);
+}
+
+// kvm_pgtable_stage2_mkold (stage2_update_leaf_attrs clearing KVM_PTE_LEAF_ATTR_LO_S2_AF with a
+// cmpxchg on each young leaf of [start, end)) or kvm_pgtable_stage2_is_young. No TLB invalidation:
+// kvm_pgtable_stage2_mkold leaves it to its caller (kvm_pgtable_stage2_test_clear_young later
+// says so: "the caller's responsibility") and clear_young does not flush; an old translation
+// still cached just delays the next AF fault. Returns whether a leaf was young.
+bool Arm64Stage2::age_leaves(Bulk& b, Gfn start, Gfn end, bool clear) {
+    bool young = false;
+    for (Gfn g = start; g < end;) {
+        const std::uint32_t ri = region_of(g);
+        if (ri == kNoRegion) break;
+        int level = 1;
+        for (;; ++level) {
+            const std::uint64_t addr = entry_addr(level, ri, g);
+            b.acc += k_.stage2_walk_level;
+            if ((addr >> 6) != b.last_line) {
+                b.acc += touch(b.cpu, addr, false);
+                b.last_line = addr >> 6;
+            }
+            if (level == 3 || !is_table(plan_entry(level, ri, g))) break;
+        }
+        const std::uint8_t e = plan_entry(level, ri, g);
+        const Gfn next = std::min(end, round_gfn(g, level) + pages_at(level));
+        if (is_leaf(e)) {
+            std::uint8_t& a = aged_[level == 3 ? i3(ri, g) : level == 2 ? i3(ri, g & ~Gfn{511}) : i3(ri, 0)];
+            if (!a) {
+                young = true;
+                if (clear) {
+                    a = 1;
+                    b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(level, ri, g), true);
+                    sim_.counters().add(sim_.counters().id("sptes_aged"));
+                }
+            }
+        }
+        g = next;
+    }
+    return young;
+}
+
+// The host's aging of [start, end): per host page, the caller's work, then the MMU notifier
+// (kvm_mmu_notifier_clear_young / test_young -> kvm_handle_hva_range): mmu_lock for write
+// (KVM_MMU_LOCK: v6.2 and mainline) or read (age_lock = "read": James Houghton's v6 03/11,
+// not merged), kvm_age_gfn / kvm_test_age_gfn, unlock.
+Task<std::uint64_t> Arm64Stage2::age_range(const vm::CpuContext& cpu, const vm::AgeRequest& r) {
+    if (aged_.empty()) aged_.assign(vis3_.size(), 0);
+    const engine::Site site = sim_.site(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
+    const engine::CounterId calls = sim_.counters().id(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
+    const engine::CounterId young_calls = sim_.counters().id(r.clear ? "kvm_age_gfn_young" : "kvm_test_age_gfn_young");
+    const bool read = cfg_.age_lock == AgeLock::Read;
+    Bulk b = make_bulk(cpu);
+    std::uint64_t young_n = 0;
+    for (Gfn g = r.start; g < r.end;) {
+        const Slot* s = slot_of(g);
+        const std::uint64_t host_pages = s ? vm::pages_per(vm::host_level(vm_.memslots[s->index].backing)) : 1;
+        const Gfn e = std::min(r.end, (g / host_pages + 1) * host_pages);
+        b.acc += ak_.caller(r.via) + ak_.mmu_notifier_young;
+        if (s && region_of(g) != kNoRegion) {
+            co_await lock(b, site, read, false);
+            const bool young = age_leaves(b, g, e, r.clear);
+            co_await unlock(b);
+            sim_.counters().add(calls);
+            if (young) {
+                ++young_n;
+                sim_.counters().add(young_calls);
+            }
+        }
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        g = e;
+    }
+    co_await settle(b);
+    co_return young_n;
+}
+
 // An MMU-notifier invalidation by a host unmap (the scenario operation): the host's unmap, which
 // calls invalidate_range_start and _end around dropping its pages.
 Task<void> Arm64Stage2::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn end) {
@@ -1769,6 +1911,19 @@ vm::ModelInfo arm64_stage2_model_info() {
                     "exec fault, under mmu_lock, whether or not the walker then installs anything) or "
                     "'map_walker' (v5.14+: kvm_pgtable_mm_ops callbacks, only when a PTE is installed or exec "
                     "permission added)"),
+        [] {
+            vm::KnobSpec k = choice_knob(
+                "age_lock", "write", {"write", "read"},
+                "kvm_age_gfn / kvm_test_age_gfn from the clear_young/test_young MMU notifiers: 'write' = v6.2 and "
+                "mainline (kvm_handle_hva_range takes mmu_lock for write) or 'read' = James Houghton, '[PATCH v6 "
+                "03/11] KVM: arm64: Relax locking for kvm_test_age_gfn and kvm_age_gfn' (2024-07-24, not merged: "
+                "the stage-2 age walker under the read lock). arm64 never aged without mmu_lock");
+            k.refused_choices = {{"lockless", "arm64 never aged without mmu_lock: only x86 has "
+                                              "CONFIG_KVM_MMU_LOCKLESS_AGING (v6.14)"}};
+            k.applies_when.push_back({"mmu_lock", {std::string("rwlock")},
+                                      "before v6.2 mmu_lock was a spinlock: aging took it like every other walk"});
+            return k;
+        }(),
         bool_knob("preempt", true,
                   "host kernel with CONFIG_PREEMPTION: spin/rwlock_needbreak() report mmu_lock waiters, so "
                   "stage2_apply_range yields to them between 1 GiB chunks; false: it yields only on need_resched()"),
@@ -1792,15 +1947,17 @@ vm::ModelInfo arm64_stage2_model_info() {
          "eager page splitting (v6.5) takes mmu_lock for write, an rwlock since v6.2; the spinlock is older"});
     info.costs = arm64_stage2::Costs::names();
     for (const auto& c : host::Costs::names()) info.costs.push_back(c);
+    for (const auto& c : AgingCosts::names()) info.costs.push_back(c);
     info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}, {"uffd_copy_rate", host::Costs::kMinZeroRate}};
     // A D-cache clean of a 1 GiB block at most 1e6 ps a byte stays within the clock by far;
     // icache_line is the I-cache line in bytes.
     info.cost_maximums = {{"dcache_clean_byte", 1e6}, {"icache_line", 65536}};
     info.cost_powers_of_two = {"icache_line"};
-    info.features = {"fwb"};
+    info.features = {"fwb", "hafdbs"};
     for (const auto& f : host::Features::names()) info.features.push_back(f);
     info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
-                       vm::Operation::DirtyLogDisable, vm::Operation::Invalidate};
+                       vm::Operation::DirtyLogDisable, vm::Operation::Invalidate, vm::Operation::ClearYoung,
+                       vm::Operation::TestYoung};
     info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {
         return std::make_unique<arm64_stage2::Arm64Stage2>(env);
     };

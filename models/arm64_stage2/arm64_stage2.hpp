@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "models/common/aging.hpp"
 #include "models/common/host_memory.hpp"
 #include "models/common/invalidation.hpp"
 #include "models/common/kvm_stats.hpp"
@@ -81,6 +82,8 @@ struct Config {
     // __kvm_tlb_flush_vmid_ipa_nsh (Marc Zyngier, "KVM: arm64: Use local TLBI on permission
     // relaxation", a12ab1378a88, merged for v6.5 with the eager splitting series).
     bool relax_tlbi_local = false;
+    bool hafdbs = false;          // host feature FEAT_HAFDBS: the CPU sets a stage-2 AF itself (VTCR_EL2.HA)
+    AgeLock age_lock = AgeLock::Write;  // knob age_lock: kvm_age_gfn under mmu_lock write or read
     static Config from(const vm::Knobs& knobs, const vm::HostConfig& host);
 };
 
@@ -111,14 +114,28 @@ public:
         if (ri == kNoRegion) [[unlikely]]
             return false;
         const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
-        const std::uint8_t e3 = vis3_[(static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff)];
+        const std::size_t i = (static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff);
+        const std::uint8_t e3 = vis3_[i];
         if (e3 & pte::V) [[likely]]
-            return (e3 & need) != 0;
+            return (e3 & need) != 0 && young(i);
         const std::uint8_t e2 = vis2_[(static_cast<std::size_t>(ri) << 9) | ((gfn >> 9) & 511)];
-        if ((e2 & pte::TABLE) == pte::V) return (e2 & need) != 0;
+        if ((e2 & pte::TABLE) == pte::V) return (e2 & need) != 0 && young(i & ~std::size_t{511});
         const std::uint8_t e1 = vis1_[ri];
-        return (e1 & pte::TABLE) == pte::V && (e1 & need) != 0;
+        return (e1 & pte::TABLE) == pte::V && (e1 & need) != 0 && young(i & ~std::size_t{0x3ffff});
     }
+    // A leaf whose access flag KVM cleared (aged) takes an access-flag fault (handle_access_fault),
+    // unless the CPU has FEAT_HAFDBS: then its walk sets the AF (VTCR_EL2.HA, set by v6.2's
+    // kvm_get_vtcr) with no exit and no simulated time, hits()'s only side effect.
+    bool young(std::size_t head) const {
+        if (aged_.empty() || !aged_[head]) [[likely]]
+            return true;
+        if (!cfg_.hafdbs) return false;
+        aged_[head] = 0;
+        return true;
+    }
+    engine::Task<std::uint64_t> age_range(const vm::CpuContext& cpu, const vm::AgeRequest& r) override;
+    // For tests: is the leaf mapping gfn aged (AF clear) and not accessed since?
+    bool aged(vm::Gfn gfn) const;
 
     engine::Task<void> page_fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access) override;
     engine::Task<void> page_fault_at(engine::Simulator& sim, const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access,
@@ -254,9 +271,9 @@ private:
     // --- host-side operations ---
     Bulk make_bulk(const vm::CpuContext& cpu);
     engine::Task<void> settle(Bulk& b);
-    // entry: the request's way to the lock first (host_entry); false for a re-acquisition inside
+    // read: mmu_lock for read (the rwlock). entry: the request's way to the lock first (host_entry); false for a re-acquisition inside
     // the same request under the rwlock (kvm_mmu_split_huge_pages after its top-up).
-    engine::Task<void> lock(Bulk& b, engine::Site site, bool entry = true);
+    engine::Task<void> lock(Bulk& b, engine::Site site, bool read = false, bool entry = true);
     engine::Task<void> unlock(Bulk& b);
     engine::Task<void> cond_resched(Bulk& b);
     bool needbreak() const;
@@ -270,6 +287,10 @@ private:
     engine::Task<void> split_huge_pages(Bulk& b, vm::Gfn start, vm::Gfn end);
     bool stage2_split(Bulk& b, vm::Gfn start, vm::Gfn end);
     bool split_block(Bulk& b, int level, std::uint32_t ri, vm::Gfn gfn);
+    bool age_leaves(Bulk& b, vm::Gfn start, vm::Gfn end, bool clear);
+    bool access_fault(vm::Gfn gfn, vm::Access access) const;
+    engine::Task<void> handle_access_fault(const vm::CpuContext& ctx, vm::Gfn gfn, engine::Time start);
+    std::size_t leaf_head(vm::Gfn gfn) const;  // the aged_ index of the visible leaf mapping gfn
     Slot* slot_of(vm::Gfn gfn);
     const Slot* slot_of(vm::Gfn gfn) const;
     Slot& slot_by_id(std::uint32_t id);
@@ -279,6 +300,7 @@ private:
     vm::VmConfig& vm_;
     Config cfg_;
     Costs k_;
+    AgingCosts ak_;
     std::unique_ptr<host::HostMm> host_;
     std::uint64_t dcache_rate_ = 0;  // bytes/s one core cleans to PoC (1 / dcache_clean_byte)
     KvmStats stats_;
@@ -299,6 +321,9 @@ private:
     // level-2 table (512) and the level-3 tables below (262144). vis*: what the guest sees (hits);
     // plan*: what walkers under mmu_lock read and write (ahead of vis by the reserved holds).
     std::vector<std::uint8_t> vis1_, vis2_, vis3_, plan1_, plan2_, plan3_;
+    // Access flags KVM cleared (1: aged, not accessed since), per leaf at the vis3_ index of its
+    // first 4K; empty until the first aging. Mutable: with FEAT_HAFDBS hits() sets the AF again.
+    mutable std::vector<std::uint8_t> aged_;
     std::vector<std::uint64_t> t2_page_;  // per region: the level-2 table page linked from level 1
     std::vector<std::uint64_t> t3_page_;  // per region * 512: the level-3 table pages
     GibRegions regions_;

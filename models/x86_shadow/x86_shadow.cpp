@@ -109,6 +109,8 @@ std::vector<std::string> Costs::all_names() {
     n.insert(n.end(), ctx.begin(), ctx.end());
     const auto& hc = host::Costs::names();
     n.insert(n.end(), hc.begin(), hc.end());
+    const auto& ac = AgingCosts::names();
+    n.insert(n.end(), ac.begin(), ac.end());
     return n;
 }
 
@@ -265,6 +267,8 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
       cache_(env.cache),
       vm_(env.vm),
       cfg_(Config::from(env.knobs)),
+      age_lock_(parse_age_lock(knob_choice(env.knobs, "age_lock", "write", {"write", "lockless"}, kModel))),
+      ak_(AgingCosts::from(env.host.costs)),
       kt_(x86_tdp::Costs::from(env.host.costs)),
       k_(Costs::from(env.host.costs)),
       stats_(env.sim.counters()),
@@ -2086,6 +2090,82 @@ bool X86ShadowMmu::rmap_write_protect(Bulk& b, Gfn gfn, int level, bool pt_prote
     return changed;
 }
 
+// kvm_age_rmap / kvm_test_age_rmap (v6.9 mmu.c) on the rmap of gfn at level: every SPTE on it
+// (the direct tree's and the nested trees', as rmap_write_protect finds them) whose Accessed bit
+// is set has it cleared (clear_bit on the SPTE: atomic, the A/D bits are volatile) or, for
+// test_young, is reported. With age_lock = "lockless" (v6.14, Sean Christopherson's rmap walk in
+// James Houghton's v8 series) the rmap head is locked with a cmpxchg of its bit 0
+// (kvm_rmap_lock_readonly) instead of mmu_lock. Returns whether an SPTE was young.
+bool X86ShadowMmu::age_rmap(Bulk& b, Gfn gfn, int level, bool clear) {
+    b.acc += k_.rmap_head_step;
+    const std::uint64_t head = rmap_head_addr(gfn, level);
+    if (age_lock_ == AgeLock::Lockless) {
+        b.acc += touch(b.cpu, head, true) + kt_.spte_cmpxchg;  // kvm_rmap_lock_readonly
+        b.last_line = head >> 6;
+    } else if ((head >> 6) != b.last_line) {
+        b.acc += touch(b.cpu, head, false, 64);
+        b.last_line = head >> 6;
+    }
+    bool young = false;
+    if (rmap_size(gfn, level) != 0) {
+        auto visit = [&](std::uint8_t& e, std::uint64_t addr) {
+            if (!is_leaf(e)) return;
+            b.acc += k_.rmap_op + touch(b.cpu, addr, false);
+            if (e & kAged) return;  // is_accessed_spte() false
+            young = true;
+            if (!clear) return;
+            e = static_cast<std::uint8_t>(e | kAged);
+            b.acc += touch(b.cpu, addr, true) + kt_.spte_cmpxchg;
+            sim_.counters().add(sim_.counters().id("sptes_aged"));
+        };
+        const Gfn g = round_gfn(gfn, level);
+        if (direct_) visit(entry(*direct_, level, g), entry_addr(*direct_, level, g));
+        for (auto& t : nested_) visit(entry(*t, level, g), entry_addr(*t, level, g));
+    }
+    if (age_lock_ == AgeLock::Lockless) b.acc += kt_.spte_update;  // kvm_rmap_unlock_readonly
+    return young;
+}
+
+// The host's aging of [start, end), per host page: the caller's work and the MMU notifier, then
+// kvm_age_gfn / kvm_test_age_gfn (v6.9): with the rmaps allocated (TDP MMU off, or a shadow root
+// exists), kvm_handle_gfn_range over the 4K and 2M rmaps; the TDP MMU's half goes to the
+// embedded model (which pays its own notifier walk, and takes the shared mmu_lock itself). Under
+// mmu_lock for write (v6.9) or, lockless (v6.14), with per-rmap locks.
+Task<std::uint64_t> X86ShadowMmu::age_range(const vm::CpuContext& cpu, const vm::AgeRequest& r) {
+    std::uint64_t young_n = 0;
+    if (tdp_) young_n = co_await tdp_->age_range(cpu, r);
+    if (!rmaps_) co_return young_n;
+    const engine::Site site = sim_.site(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
+    const engine::CounterId calls = sim_.counters().id(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
+    const engine::CounterId young_calls = sim_.counters().id(r.clear ? "kvm_age_gfn_young" : "kvm_test_age_gfn_young");
+    Bulk b = make_bulk(cpu);
+    for (Gfn g = r.start; g < r.end;) {
+        const Slot* s = slot_of(g);
+        const std::uint64_t host_pages =
+            s && host_->page(g) == host::Page::Hugetlb ? vm::pages_per(vm::host_level(vm_.memslots[s->index].backing))
+            : s && (host_->page(g) == host::Page::Huge || host_->page(g) == host::Page::HugeZero) ? 512
+                                                                                                  : 1;
+        const Gfn e = std::min(r.end, (g / host_pages + 1) * host_pages);
+        if (!tdp_) b.acc += ak_.caller(r.via) + ak_.mmu_notifier_young;  // else paid by the TDP half
+        if (s && g >= span_base_ && g < span_base_ + span_) {
+            if (age_lock_ == AgeLock::Write) co_await lock(b, site);
+            bool young = false;
+            for (Gfn x = g; x < e; ++x) young |= age_rmap(b, x, 1, r.clear);
+            for (Gfn x = round_gfn(g, 2); x < e; x += 512) young |= age_rmap(b, x, 2, r.clear);
+            if (age_lock_ == AgeLock::Write) co_await unlock(b);
+            sim_.counters().add(calls);
+            if (young) {
+                ++young_n;
+                sim_.counters().add(young_calls);
+            }
+        }
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        g = e;
+    }
+    co_await settle(b);
+    co_return young_n;
+}
+
 // kvm_arch_mmu_enable_log_dirty_pt_masked without PML (v6.9), mmu_lock held for write: for
 // initially-all-set, the huge mappings around the mask's first and last page are write-protected
 // (kvm_mmu_slot_gfn_write_protect from PG_LEVEL_2M: the 2M rmap, then the 1G one; the caller has
@@ -2377,7 +2457,10 @@ vm::ModelInfo x86_shadow_model_info() {
     const vm::KnobSpec::AppliesWhen with_eager{
         "eager_page_split", {true}, "the split caches are used only by eager page splitting"};
     for (auto& k : info.knobs) {
-        if (k.name == "eager_page_split") {
+        if (k.name == "age_lock") {
+            k.meaning += "; the shadow MMU's rmap walk (kvm_age_rmap) likewise: under mmu_lock for write, or (v6.14) "
+                         "with each rmap head locked by a cmpxchg (kvm_rmap_lock_readonly)";
+        } else if (k.name == "eager_page_split") {
             k.meaning +=
                 "; with tdp_mmu on it also splits the nested MMUs' huge pages (kvm_shadow_mmu_try_split_huge_pages, "
                 "v5.19+). With tdp_mmu false it splits the direct (L1) huge pages through the rmaps (1G into 2M, "
@@ -2418,7 +2501,8 @@ vm::ModelInfo x86_shadow_model_info() {
     info.features = host::Features::names();
     info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet,      vm::Operation::DirtyLogClear,
                        vm::Operation::DirtyLogDisable, vm::Operation::NestedStart,     vm::Operation::NestedStop,
-                       vm::Operation::NestedEptpSwitch, vm::Operation::NestedEptWrite};
+                       vm::Operation::NestedEptpSwitch, vm::Operation::NestedEptWrite, vm::Operation::ClearYoung,
+                       vm::Operation::TestYoung};
     info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {
         return std::make_unique<x86_shadow::X86ShadowMmu>(env);
     };

@@ -48,6 +48,7 @@
 #include <utility>
 #include <vector>
 
+#include "models/common/aging.hpp"
 #include "models/common/host_memory.hpp"
 #include "models/common/kvm_stats.hpp"
 #include "models/common/memory_cache.hpp"
@@ -178,12 +179,22 @@ public:
         const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
         const std::uint8_t e = t->pte[i];
         if (e & x86_tdp::spte::P) [[likely]]
-            return (e & need) != 0;
+            return (e & need) != 0 && set_accessed(t->pte[i]);
         const std::uint8_t d = t->pde[i >> 9];
-        if (d & x86_tdp::spte::LEAF) return (d & need) != 0;
+        if (d & x86_tdp::spte::LEAF) return (d & need) != 0 && set_accessed(t->pde[i >> 9]);
         const std::uint8_t g = t->pdpte[i >> 18];  // a 1G leaf (direct tree, 1G backing)
-        return (g & x86_tdp::spte::LEAF) && (g & need) != 0;
+        return (g & x86_tdp::spte::LEAF) && (g & need) != 0 && set_accessed(t->pdpte[i >> 18]);
     }
+    // An SPTE whose Accessed bit kvm_age_rmap cleared carries kAged; with EPT A/D bits the CPU's
+    // walk sets the Accessed bit again on an access that hits (no exit, no simulated time): the
+    // only state hits() changes. A fault's new SPTE is written without kAged (make_spte sets A).
+    static constexpr std::uint8_t kAged = 0x40;
+    static bool set_accessed(const std::uint8_t& e) {
+        if (e & kAged) [[unlikely]]
+            const_cast<std::uint8_t&>(e) = static_cast<std::uint8_t>(e & ~kAged);  // the tree is never const
+        return true;
+    }
+    engine::Task<std::uint64_t> age_range(const vm::CpuContext& cpu, const vm::AgeRequest& r) override;
     engine::Time fault_lookahead() const override;
 
     engine::Task<void> page_fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access) override;
@@ -328,6 +339,7 @@ private:
     engine::Task<void> split_huge_page(Bulk& b, Tree& t, int level, vm::Gfn gfn);
     engine::Task<void> remove_write_access(Bulk& b, Slot& s);
     bool rmap_write_protect(Bulk& b, vm::Gfn gfn, int level, bool pt_protect);
+    bool age_rmap(Bulk& b, vm::Gfn gfn, int level, bool clear);
     void enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask);
     engine::Task<std::uint64_t> get_dirty_log_protect(const vm::CpuContext& cpu, Slot& s);
     engine::Task<void> clear_dirty_log_protect(const vm::CpuContext& cpu, Slot& s, vm::Gfn first, std::uint64_t npages);
@@ -341,6 +353,8 @@ private:
     engine::CacheModel& cache_;
     vm::VmConfig& vm_;
     Config cfg_;
+    AgeLock age_lock_ = AgeLock::Write;  // knob age_lock (x86_tdp's, shared)
+    AgingCosts ak_;
     x86_tdp::Costs kt_;
     Costs k_;
     KvmStats stats_;

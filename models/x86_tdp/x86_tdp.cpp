@@ -129,6 +129,7 @@ Config Config::from(const vm::Knobs& knobs) {
     c.nx_recovery_ratio = knob_int(knobs, "nx_huge_pages_recovery_ratio", 60, 0, kUintMax, "x86_tdp");
     c.nx_recovery_period_ms = knob_int(knobs, "nx_huge_pages_recovery_period_ms", 0, 0, kUintMax, "x86_tdp");
     c.nx_recovery_read = knob_choice(knobs, "nx_recovery_lock", "write", {"write", "read"}, "x86_tdp") == "read";
+    c.age_lock = parse_age_lock(knob_choice(knobs, "age_lock", "write", {"write", "lockless"}, "x86_tdp"));
     return c;
 }
 
@@ -266,6 +267,7 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
       vm_(env.vm),
       cfg_(Config::from(env.knobs)),
       k_(Costs::from(env.host.costs)),
+      ak_(AgingCosts::from(env.host.costs)),
       own_host_(shared_host ? nullptr
                             : std::make_unique<host::HostMm>(env.sim, env.host, env.vm.memslots,
                                                              host::Costs::from(env.host.costs),
@@ -443,6 +445,7 @@ std::uint64_t X86TdpMmu::child_page(int level, Gfn gfn) const {
 
 void X86TdpMmu::set_leaf(int level, Gfn gfn, std::uint8_t value) {
     EntryRef r = ref(level, gfn);
+    if (!aged_.empty()) aged_[age_index(level, gfn)] = 0;  // make_spte sets the Accessed bit
     const bool was = is_leaf(*r.e), now = is_leaf(value);
     if (was != now) stats_.update_page_stats(page_level(level), now ? 1 : -1);
     *r.e = value;
@@ -456,6 +459,7 @@ void X86TdpMmu::set_leaf(int level, Gfn gfn, std::uint8_t value) {
 void X86TdpMmu::clear_entry(int level, Gfn gfn) {
     EntryRef r = ref(level, gfn);
     if (!r.e) return;
+    if (!aged_.empty() && level <= 3) aged_[age_index(level, gfn)] = 0;
     if (is_leaf(*r.e)) stats_.update_page_stats(page_level(level), -1);
     *r.e = 0;
     if (r.serial) {
@@ -1605,6 +1609,78 @@ Task<void> X86TdpMmu::invalidate_range(const vm::CpuContext& cpu, Gfn start, Gfn
 
 
 // ---------------------------------------------------------------------------------------------
+// Access tracking (v6.9 kvm_age_gfn / kvm_test_age_gfn -> kvm_tdp_mmu_age_gfn_range /
+// kvm_tdp_mmu_test_age_gfn; v6.14 with age_lock = "lockless")
+
+std::size_t X86TdpMmu::age_index(int level, Gfn gfn) const {
+    const std::size_t base = static_cast<std::size_t>(region_of(gfn)) << 18;
+    if (level == 1) return base | (gfn & 0x3ffff);
+    if (level == 2) return base | (gfn & 0x3fe00);
+    return base;
+}
+
+bool X86TdpMmu::aged(Gfn gfn) const {
+    if (aged_.empty() || region_of(gfn) == kNoRegion) return false;
+    for (int level = 1; level <= 3; ++level)
+        if (is_leaf(entry(level, gfn))) return aged_[age_index(level, gfn)] != 0;
+    return false;
+}
+
+// age_gfn_range / test_age_gfn (tdp_mmu.c): walk the leaves of [start, end) (tdp_root_for_each_leaf_pte)
+// and, for a leaf whose Accessed bit is set, clear it with an atomic AND (tdp_mmu_clear_spte_bits:
+// the A/D bits are volatile, so atomic under either lock mode; v6.14's
+// tdp_mmu_clear_spte_bits_atomic) or only report it (test_young). No TLB flush: clear_young never
+// flushes (kvm_handle_hva_range_no_flush). Returns whether a leaf was young.
+bool X86TdpMmu::age_gfn_range(Bulk& b, Gfn start, Gfn end, bool clear) {
+    bool young = false;
+    TdpIter it;
+    for (iter_start(it, 1, start); it.valid && it.gfn < end; iter_next(it)) {
+        b.acc += step(b, it);
+        if (!is_leaf(entry(it.level, it.gfn))) continue;
+        std::uint8_t& a = aged_[age_index(it.level, it.gfn)];
+        if (a) continue;  // is_accessed_spte() false: nothing to do
+        young = true;
+        if (!clear) break;  // kvm_tdp_mmu_test_age_gfn returns at the first young leaf
+        a = 1;
+        b.acc += touch(b.cpu, entry_addr(it.level, it.gfn), true) + k_.spte_cmpxchg;
+        sim_.counters().add(sim_.counters().id("sptes_aged"));
+    }
+    return young;
+}
+
+// The host's aging of [start, end): per host page, the caller's own work, then the MMU notifier
+// (kvm_mmu_notifier_clear_young / test_young -> kvm_handle_hva_range): mmu_lock for write
+// (KVM_MMU_LOCK, v6.9) or none (v6.14: range->lockless, under RCU), the walk, the unlock.
+Task<std::uint64_t> X86TdpMmu::age_range(const vm::CpuContext& cpu, const vm::AgeRequest& r) {
+    if (aged_.empty()) aged_.assign(pte_.size(), 0);
+    const engine::Site site = sim_.site(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
+    const engine::CounterId calls = sim_.counters().id(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
+    const engine::CounterId young_calls = sim_.counters().id(r.clear ? "kvm_age_gfn_young" : "kvm_test_age_gfn_young");
+    Bulk b = make_bulk(cpu);
+    std::uint64_t young_n = 0;
+    for (Gfn g = r.start; g < r.end;) {
+        const Slot* s = slot_of(g);
+        const std::uint64_t host_pages = s ? pages_at(host_mapping_level(*s, g)) : 1;
+        const Gfn e = std::min(r.end, (g / host_pages + 1) * host_pages);
+        b.acc += ak_.caller(r.via) + ak_.mmu_notifier_young;
+        if (s) {  // kvm_handle_hva_range finds a memslot: KVM's handler runs
+            if (cfg_.age_lock == AgeLock::Write) co_await lock(b, LockMode::Write, site);
+            const bool young = age_gfn_range(b, g, e, r.clear);
+            if (cfg_.age_lock == AgeLock::Write) co_await unlock(b);
+            sim_.counters().add(calls);
+            if (young) {
+                ++young_n;
+                sim_.counters().add(young_calls);
+            }
+        }
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        g = e;
+    }
+    co_await settle(b);
+    co_return young_n;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Roots and SMM (see docs/models/x86_context.md)
 
 // kvm_calc_tdp_mmu_root_page_role: direct, 4-level, the CPU role's SMM and guest mode.
@@ -1935,6 +2011,18 @@ vm::ModelInfo x86_tdp_model_info() {
         choice_knob("fault_lock", "read", {"read", "write"},
                "mmu_lock mode of the TDP MMU fault path: 'read' (parallel faults, v5.12+) or 'write' "
                "(exclusive, before v5.12). Other paths keep their v6.9 lock modes."),
+        [] {
+            vm::KnobSpec k = choice_knob(
+                "age_lock", "write", {"write", "lockless"},
+                "kvm_age_gfn / kvm_test_age_gfn from the clear_young/test_young MMU notifiers: 'write' = v6.9 "
+                "(kvm_handle_hva_range takes mmu_lock for write) or 'lockless' = v6.14 (James Houghton, '[PATCH v8 "
+                "00/11] KVM: x86/mmu: Age sptes locklessly', 2024-11: no mmu_lock, the TDP MMU's walk under RCU "
+                "with atomic Accessed-bit clears). x86 never aged under mmu_lock for read");
+            k.refused_choices = {{"read", "x86 never aged under mmu_lock for read: kvm_handle_hva_range took it for "
+                                          "write (KVM_MMU_LOCK) until v6.14 made x86 aging lockless "
+                                          "(CONFIG_KVM_MMU_LOCKLESS_AGING); 'read' is arm64's unmerged patch"}};
+            return k;
+        }(),
         choice_knob("zap_lock", "write", {"write", "read", "drop_write_zap_read"},
                "kvm_zap_gfn_range (seed 003): 'write' = v6.x (write lock, 4K-granular leaf zap, yield on "
                "need_resched/rwlock_needbreak with a flush before each yield, one flush at the end); "
@@ -2002,12 +2090,14 @@ vm::ModelInfo x86_tdp_model_info() {
     info.costs = x86_tdp::Costs::names();
     for (const std::string& c : x86_context::Costs::names()) info.costs.push_back(c);
     for (const std::string& c : host::Costs::names()) info.costs.push_back(c);
+    for (const std::string& c : AgingCosts::names()) info.costs.push_back(c);
     info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}, {"uffd_copy_rate", host::Costs::kMinZeroRate}};
     info.features = host::Features::names();
     info.features.push_back("nx_huge_pages");  // kvm.nx_huge_pages (the iTLB multihit mitigation)
     info.operations = {vm::Operation::DirtyLogEnable,  vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
                        vm::Operation::DirtyLogDisable, vm::Operation::ZapGfnRange, vm::Operation::Invalidate,
-                       vm::Operation::SmmEnter,        vm::Operation::SmmExit};
+                       vm::Operation::SmmEnter,        vm::Operation::SmmExit,     vm::Operation::ClearYoung,
+                       vm::Operation::TestYoung};
     info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {
         return std::make_unique<x86_tdp::X86TdpMmu>(env);
     };

@@ -54,6 +54,7 @@
 #include <string>
 #include <vector>
 
+#include "models/common/aging.hpp"
 #include "models/common/host_memory.hpp"
 #include "models/common/invalidation.hpp"
 #include "models/common/kvm_stats.hpp"
@@ -108,6 +109,9 @@ struct Config {
     // "in_place" (v6.13's 13e2e4f62a4b: the table replaced by a huge SPTE, no refault).
     HugePageRecovery huge_page_recovery = HugePageRecovery::Zap;
     x86_context::InitMode mmu_init = x86_context::InitMode::FullEveryReset;
+    // age_lock: kvm_age_gfn / kvm_test_age_gfn under mmu_lock for write (v6.9) or lockless
+    // (v6.14, "KVM: x86/mmu: Age sptes locklessly").
+    AgeLock age_lock = AgeLock::Write;
     // NX huge pages: the host feature (kvm.nx_huge_pages; set by the constructor from the host, not
     // a knob) and the recovery worker's module parameters.
     bool nx_huge_pages = false;
@@ -172,14 +176,26 @@ public:
         if (ri == kNoRegion) [[unlikely]]
             return false;
         const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
-        const std::uint8_t e = pte_[(static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff)];
+        const std::size_t i4 = (static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff);
+        const std::uint8_t e = pte_[i4];
         if (e & spte::P) [[likely]]
-            return (e & need) != 0;
+            return (e & need) != 0 && set_accessed(i4);
         const std::uint8_t d = pde_[(static_cast<std::size_t>(ri) << 9) | ((gfn >> 9) & 511)];
-        if (d & spte::LEAF) return (d & need) != 0;
+        if (d & spte::LEAF) return (d & need) != 0 && set_accessed(i4 & ~std::size_t{511});
         const std::uint8_t u = pdpte_[ri];
-        return (u & spte::LEAF) && (u & need) != 0;
+        return (u & spte::LEAF) && (u & need) != 0 && set_accessed(i4 & ~std::size_t{0x3ffff});
     }
+    // With EPT A/D bits the CPU's page walk sets a leaf's Accessed bit on an access that hits: no
+    // exit, no simulated time (the walk's cost is in guest_access). The model's only side effect
+    // of hits(), and only once something was aged.
+    bool set_accessed(std::size_t head) const {
+        if (!aged_.empty()) [[unlikely]]
+            aged_[head] = 0;
+        return true;
+    }
+    engine::Task<std::uint64_t> age_range(const vm::CpuContext& cpu, const vm::AgeRequest& r) override;
+    // Was the leaf mapping gfn aged (Accessed clear) and not accessed since? For tests.
+    bool aged(vm::Gfn gfn) const;
 
     engine::Task<void> page_fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access) override;
     engine::Task<void> dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t slot,
@@ -328,12 +344,15 @@ private:
     engine::Task<void> enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask);
     void clear_dirty_pt_masked(Bulk& b, vm::Gfn gfn, std::uint64_t mask);
     void write_protect_gfn(Bulk& b, vm::Gfn gfn, int min_level);
+    bool age_gfn_range(Bulk& b, vm::Gfn start, vm::Gfn end, bool clear);
+    std::size_t age_index(int level, vm::Gfn gfn) const;
 
     engine::Simulator& sim_;
     engine::CacheModel& cache_;
     vm::VmConfig& vm_;
     Config cfg_;
     Costs k_;
+    AgingCosts ak_;
     std::unique_ptr<host::HostMm> own_host_;  // null when the host's mm is shared
     host::HostMm* host_ = nullptr;
     KvmStats stats_;
@@ -361,6 +380,9 @@ private:
     std::vector<std::uint32_t> pt_serial_;
     std::vector<std::uint64_t> pt_page_;
     std::vector<std::uint8_t> pte_;             // region * 262144 + index
+    // Accessed bits KVM cleared (1: aged, not accessed since), per leaf at the pte_ index of its
+    // first 4K; empty until the first aging pass. Mutable: hits() is where the CPU sets A again.
+    mutable std::vector<std::uint8_t> aged_;
     // NX huge pages, per table entry at level 3 (per region) and 2 (region * 512 + index): 0 = the
     // linked page table is not nx_huge_page_disallowed, 1 = it is, >= 2 = it is and is tracked
     // (its key in nx_list_, which orders the list oldest first).
@@ -388,7 +410,7 @@ private:
     // Sites and model counters.
     engine::Site site_fault_, site_zap_, site_split_, site_split_relock_, site_wrprot_, site_get_,
         site_clear_, site_collapsible_, site_mn_start_, site_mn_end_, site_free_roots_, site_alloc_root_,
-        site_nx_recovery_;
+        site_nx_recovery_, site_age_, site_test_age_;
     struct ModelCounters;
     std::unique_ptr<ModelCounters> mc_;
 };

@@ -294,7 +294,14 @@ vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info) {
         switch (spec->type) {
             case vm::KnobSpec::Type::Bool: knobs[key] = v.as_bool(); break;
             case vm::KnobSpec::Type::Int: knobs[key] = v.as_int(spec->min, spec->max); break;
-            case vm::KnobSpec::Type::Choice: knobs[key] = v.as_enum(spec->choices); break;
+            case vm::KnobSpec::Type::Choice:
+                if (v.is_string())
+                    for (const auto& [value, why] : spec->refused_choices)
+                        if (v.as_string() == value)
+                            v.fail("knob \"" + key + "\" = \"" + value + "\" cannot act on model " + info.name + ": " +
+                                   why);
+                knobs[key] = v.as_enum(spec->choices);
+                break;
         }
     }
     // A knob set in the scenario must be able to act, given the other knobs' final values.
@@ -428,6 +435,7 @@ const std::vector<std::pair<std::string_view, vm::Operation>> kOpsTable = {
     {"smm_enter", vm::Operation::SmmEnter},              {"smm_exit", vm::Operation::SmmExit},
     {"nested_start", vm::Operation::NestedStart},        {"nested_stop", vm::Operation::NestedStop},
     {"nested_eptp_switch", vm::Operation::NestedEptpSwitch}, {"nested_ept_write", vm::Operation::NestedEptWrite},
+    {"clear_young", vm::Operation::ClearYoung},          {"test_young", vm::Operation::TestYoung},
 };
 
 vm::Operation parse_op(const Node& n) {
@@ -497,14 +505,15 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
                                std::initializer_list<std::string_view> extra_keys) {
     std::vector<std::string_view> keys = {"op",    "slots", "start", "size",    "reason",  "initially_set",
                                           "chunk", "vcpus", "eptp",  "eptps",   "entries", "invept",
-                                          "smi_handler", "level"};
+                                          "smi_handler", "level", "via"};
     keys.insert(keys.end(), extra_keys.begin(), extra_keys.end());
     n.check_keys(keys);
     workload::HostOp h;
     h.op = parse_op(n["op"]);
     require_op(n["op"], info, h.op);
     h.slots = slots_of(n, vm);
-    if (h.op == vm::Operation::ZapGfnRange || h.op == vm::Operation::Invalidate) {
+    const bool aging = h.op == vm::Operation::ClearYoung || h.op == vm::Operation::TestYoung;
+    if (h.op == vm::Operation::ZapGfnRange || h.op == vm::Operation::Invalidate || aging) {
         const std::uint64_t start = n.opt_size("start", vm.memslots.front().base_gfn * vm::kPageSize);
         const std::uint64_t size = n.opt_size("size", vm.memslots.front().npages * vm::kPageSize, vm::kPageSize);
         if (start % vm::kPageSize) n["start"].fail("expected a 4K-aligned guest physical address");
@@ -517,7 +526,19 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
     const bool nested = h.op == vm::Operation::NestedStart || h.op == vm::Operation::NestedStop ||
                         h.op == vm::Operation::NestedEptpSwitch || h.op == vm::Operation::NestedEptWrite;
     const bool per_vcpu = h.op == vm::Operation::SmmEnter || h.op == vm::Operation::SmmExit || nested;
-    if (per_vcpu) {
+    if (aging) {
+        h.age_via = n.opt_enum_mapped<vm::AgeCaller>(
+            "via", vm::AgeCaller::PageIdle, {{"page_idle", vm::AgeCaller::PageIdle}, {"lru_gen", vm::AgeCaller::LruGen}});
+        // With vcpus, each named vCPU's thread ages its share of the range (page_idle marking).
+        if (n.has("vcpus")) {
+            h.vcpus = vcpus_of(n, vm, h.op);
+            if (h.end - h.start < h.vcpus.size()) n["vcpus"].fail("expected at most one vCPU per page of the range");
+        }
+    } else if (n.has("via")) {
+        n["via"].fail("expected via only for clear_young and test_young");
+    }
+    if (aging) {
+    } else if (per_vcpu) {
         h.vcpus = vcpus_of(n, vm, h.op);
     } else if (n.has("vcpus")) {
         n["vcpus"].fail(std::string("expected no vcpus for ") + vm::to_string(h.op) + " (it runs on a host thread)");
@@ -741,8 +762,13 @@ void parse_phases(const Node& wl, Scenario& sc, const vm::ModelInfo& info, Time 
         if (has_host) {
             step.kind = workload::Step::Kind::Host;
             const Node h = p["host"];
-            step.host = parse_host_op(h, sc.vm, info, {"count", "interval"});
+            step.host = parse_host_op(h, sc.vm, info, {"count", "interval", "until_vcpus_done"});
             step.repeat = parse_repeat(h, Time::zero(), "the phase's start");
+            step.repeat.until_vcpus_done = h.opt_bool("until_vcpus_done", false);
+            if (step.repeat.until_vcpus_done && (h.has("count") || h.has("interval")))
+                h["until_vcpus_done"].fail("expected until_vcpus_done without count or interval");
+            if (step.repeat.until_vcpus_done && !p.has("stream") && !p.has("streams"))
+                h["until_vcpus_done"].fail("expected until_vcpus_done only in a phase with vCPU streams");
         } else {
             step.kind = workload::Step::Kind::Stage;
         }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -38,6 +39,9 @@ struct KnobSpec {
     std::vector<std::string> choices;  // Choice
     std::int64_t min = 0, max = 0;     // Int, inclusive
     std::vector<AppliesWhen> applies_when;
+    // Choice: values the knob has on other models or kernels but that cannot act on this model,
+    // as (value, why): setting one is a load-time error that says why.
+    std::vector<std::pair<std::string, std::string>> refused_choices;
 };
 
 // A knob name the model knows but that can never act on it (a knob of a model it embeds, or of a
@@ -62,6 +66,8 @@ enum class Operation : std::uint8_t {
     NestedStop,
     NestedEptpSwitch,  // L1 switches a vCPU's L2 to another EPTP (VMPTRLD + VMRESUME)
     NestedEptWrite,    // L1 rewrites leaf entries of its EPT for an L2 (EPT12), then INVEPT
+    ClearYoung,        // MMU notifier clear_young over a GPA range (kvm_age_gfn)
+    TestYoung,         // MMU notifier test_young over a GPA range (kvm_test_age_gfn)
 };
 const char* to_string(Operation op);
 
@@ -80,6 +86,19 @@ struct NestedEptWrite {
     std::uint32_t entries = 0;
     bool invept = true;
     std::uint8_t level = 0;
+};
+
+// Who calls the clear_young/test_young notifiers, one host page at a time: the page_idle bitmap
+// (mm/page_idle.c: page_idle_bitmap_write -> page_idle_clear_pte_refs -> rmap walk ->
+// ptep_clear_young_notify) or the multi-gen LRU's page-table walk (mm/vmscan.c: walk_pte_range ->
+// ptep_clear_young_notify / lru_gen_notifier_*). The caller's own work per page differs.
+enum class AgeCaller : std::uint8_t { PageIdle, LruGen };
+const char* to_string(AgeCaller c);
+
+struct AgeRequest {
+    Gfn start = 0, end = 0;  // [start, end), notified one host page at a time
+    bool clear = true;       // clear_young (kvm_age_gfn) or test_young (kvm_test_age_gfn)
+    AgeCaller via = AgeCaller::PageIdle;
 };
 
 struct DirtyLogOptions {
@@ -197,6 +216,9 @@ public:
     // The L1 hypervisor on vCPU cpu.vcpu (after a nested VM-exit if the vCPU runs L2, which it
     // resumes afterwards) rewrites leaf entries of its EPT for an L2 guest (see NestedEptWrite).
     virtual engine::Task<void> nested_ept_write(const CpuContext& cpu, const NestedEptWrite& w);
+    // The host ages guest memory (see AgeRequest) on the thread `cpu`: one MMU-notifier call per
+    // host page of the range. Returns the number of calls that found the page young.
+    virtual engine::Task<std::uint64_t> age_range(const CpuContext& cpu, const AgeRequest& r);
 };
 
 struct ModelInfo {

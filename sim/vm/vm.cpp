@@ -76,6 +76,16 @@ const char* to_string(Operation op) {
         case Operation::NestedStop: return "nested_stop";
         case Operation::NestedEptpSwitch: return "nested_eptp_switch";
         case Operation::NestedEptWrite: return "nested_ept_write";
+        case Operation::ClearYoung: return "clear_young";
+        case Operation::TestYoung: return "test_young";
+    }
+    return "?";
+}
+
+const char* to_string(AgeCaller c) {
+    switch (c) {
+        case AgeCaller::PageIdle: return "page_idle";
+        case AgeCaller::LruGen: return "lru_gen";
     }
     return "?";
 }
@@ -124,6 +134,10 @@ engine::Task<void> MmuModel::zap_gfn_range(const CpuContext&, Gfn, Gfn, ZapReaso
 engine::Task<void> MmuModel::invalidate_range(const CpuContext&, Gfn, Gfn) {
     unsupported("invalidate_range");
     co_return;
+}
+engine::Task<std::uint64_t> MmuModel::age_range(const CpuContext&, const AgeRequest&) {
+    unsupported("age_range");
+    co_return 0;
 }
 engine::Task<void> MmuModel::smm_transition(const CpuContext&, bool, const SmiHandler&) {
     unsupported("smm_transition");

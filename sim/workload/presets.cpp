@@ -106,6 +106,10 @@ const char* kDlptValues = "vbsifxmw";
 const char* kDlptSwitches = "geo";
 const char* kNxValues = "bsv";
 const char* kNxSwitches = "";
+const char* kAtptValues = "mbvsr";
+const char* kAtptSwitches = "olp";
+const char* kAtptUsage =
+    "access_tracking_perf_test [-m mode] [-b vcpu_bytes] [-v vcpus] [-o] [-s mem_type] [-l] [-r memcg_root] [-p]";
 const char* kNxUsage = "nx_huge_pages_perf_test [-b size] [-s backing] [-v vcpus]";
 const char* kDpValues = "bvusrm";
 const char* kDpSwitches = "aw";
@@ -373,6 +377,99 @@ Expanded demand_paging_test(const std::vector<std::string>& args, Time gt) {
     w.steps.push_back(std::move(run));
     return e;
 }
+
+// access_tracking_perf_test with James Houghton's multi-gen LRU option ("[PATCH v4 7/7] KVM:
+// selftests: Add multi-gen LRU aging to access_tracking_perf_test", 2024-05-29; getopt
+// "hm:b:v:os:lr:p"). Each vCPU touches its own -b bytes (or, with -o, all of them). Without -l,
+// "Mark memory idle" marks every page idle through /sys/kernel/mm/page_idle/bitmap on the vCPU
+// threads, each its own region (vCPU 0 alone with -o): one clear_young per page. With -l, each
+// "lru_gen: Aging" is one aging pass of the test's memcg (lru_gen_do_aging: the MGLRU page-table
+// walk, one clear_young per young PTE; the series' v6 single-notifier form). -p (needs -l): aging
+// passes run back to back while the vCPUs populate memory (run_benchmark); the phase lasts until
+// the last pass started before the vCPUs were done has finished ("lru_gen avg pass duration"'s
+// total), the passes are the counter aging_passes. -r (the memcg root) changes nothing here.
+Expanded access_tracking_perf_test(const std::vector<std::string>& args, Time gt) {
+    const Flags f = parse_flags(args, kAtptValues, kAtptSwitches, kAtptUsage);
+    mode_flag(f);
+    const vm::Backing backing = backing_flag(f, vm::Backing::Anonymous);
+    const auto vcpus = static_cast<std::uint32_t>(int_flag(f, 'v', 1, 1, 4096));
+    const std::uint64_t per_vcpu = size_flag(f, 'b', 1ULL << 30) / vm::kPageSize;
+    if (per_vcpu == 0)
+        throw PresetError(f.values.at('b').second, "expected a size per vCPU of at least 4K (one page), got \"" +
+                                                       f.values.at('b').first + "\"");
+    if (per_vcpu * vcpus > (std::uint64_t{1} << (vm::kMaxPhysAddrBits - 12)))
+        throw PresetError(f.values.at('b').second, "expected -b x -v to be at most 4P (2^52 bytes)");
+    const bool overlap = f.switches.count('o') > 0;
+    const bool lru_gen = f.switches.count('l') > 0;
+    const bool bench = f.switches.count('p') > 0;
+    if (bench && !lru_gen)
+        throw PresetError(f.switches.at('p'), "-p specified without -l (the benchmark ages with the multi-gen LRU)");
+    const std::uint64_t large_pages = vm::pages_per(vm::host_level(backing));
+    const std::uint64_t total = per_vcpu * vcpus;
+    const std::uint64_t slot_pages = (total + large_pages - 1) / large_pages * large_pages;
+
+    Expanded e;
+    e.vm.vcpus = vcpus;
+    e.vm.memslots.push_back(vm::Memslot{1, kTestBaseGfn, slot_pages, backing, false, false});
+    Workload& w = e.workload;
+    w.preset = "access_tracking_perf_test";
+    w.preset_args = args;
+
+    auto pass = [&](Access a) {
+        std::vector<AccessStream> v;
+        for (std::uint32_t i = 0; i < vcpus; ++i)
+            v.push_back(overlap ? seq(kTestBaseGfn, total, 1, a, gt) : seq(kTestBaseGfn + i * per_vcpu, per_vcpu, 1, a, gt));
+        return v;
+    };
+    auto aging = [&](const std::string& name) {
+        Step st{Step::Kind::Host, name, true, {}, {}, 1, {}};
+        st.host.op = vm::Operation::ClearYoung;
+        st.host.start = kTestBaseGfn;
+        st.host.end = kTestBaseGfn + total;
+        st.host.age_via = vm::AgeCaller::LruGen;
+        return st;
+    };
+    auto mark_idle = [&]() {
+        Step st{Step::Kind::Host, "Mark memory idle", true, {}, {}, 1, {}};
+        st.host.op = vm::Operation::ClearYoung;
+        st.host.start = kTestBaseGfn;
+        st.host.end = kTestBaseGfn + total;
+        st.host.age_via = vm::AgeCaller::PageIdle;
+        if (overlap) {
+            st.host.vcpus = {0};
+        } else {
+            for (std::uint32_t i = 0; i < vcpus; ++i) st.host.vcpus.push_back(i);
+        }
+        return st;
+    };
+    const auto write = pass(Access::Write), read = pass(Access::Read);
+    if (bench) {
+        Step st = aging("lru_gen: Aging while populating memory");
+        st.streams = write;
+        st.repeat.until_vcpus_done = true;
+        w.steps.push_back(st);
+        return e;
+    }
+    w.steps.push_back(Step{Step::Kind::Stage, "Populating memory", true, write, {}, 1, {}});
+    w.steps.push_back(Step{Step::Kind::Stage, "Writing to populated memory", true, write, {}, 1, {}});
+    w.steps.push_back(Step{Step::Kind::Stage, "Reading from populated memory", true, read, {}, 1, {}});
+    if (lru_gen) {
+        w.steps.push_back(aging("lru_gen: Aging"));  // the initial page-table scan
+        w.steps.push_back(aging("lru_gen: Aging"));
+    } else {
+        w.steps.push_back(mark_idle());
+    }
+    w.steps.push_back(Step{Step::Kind::Stage, "Writing to idle memory", true, write, {}, 1, {}});
+    if (lru_gen) {
+        w.steps.push_back(aging("lru_gen: Aging"));
+        w.steps.push_back(aging("lru_gen: Aging"));
+    } else {
+        w.steps.push_back(mark_idle());
+    }
+    w.steps.push_back(Step{Step::Kind::Stage, "Reading from idle memory", true, read, {}, 1, {}});
+    if (lru_gen) w.steps.push_back(aging("lru_gen: Aging"));
+    return e;
+}
 }  // namespace
 
 const std::vector<GuestMode>& guest_modes() {
@@ -394,6 +491,10 @@ const std::vector<std::string>& preset_backings() {
 
 const std::vector<PresetInfo>& presets() {
     static const std::vector<PresetInfo> list = {
+        {"access_tracking_perf_test",
+         "access tracking: populate, write/read, age (page_idle or -l lru_gen), write/read idle memory; -p ages "
+         "while populating",
+         kAtptUsage, kAtptValues, kAtptSwitches},
         {"dirty_log_perf_test", "dirty logging: populate, enable, dirty/get/clear per iteration, disable", kDlptUsage,
          kDlptValues, kDlptSwitches},
         {"nx_huge_pages_perf_test",
@@ -440,6 +541,7 @@ Expanded expand_preset(const std::string& name, const std::vector<std::string>& 
     if (name == "dirty_log_perf_test") return dirty_log_perf_test(args, guest_access);
     if (name == "nx_huge_pages_perf_test") return nx_huge_pages_perf_test(args, guest_access);
     if (name == "demand_paging_test") return demand_paging_test(args, guest_access);
+    if (name == "access_tracking_perf_test") return access_tracking_perf_test(args, guest_access);
     throw PresetError(-1, "unknown preset \"" + name + "\"");
 }
 

@@ -92,7 +92,11 @@ engine::Task<void> Executor::vcpu(std::uint32_t index) {
             co_await sched_.run(vcpus_[index], (*current_)[index], stats_[index]);
             sim_.trace_end();
         }
-        if (--running_ == 0) all_done_.notify_all();
+        if (--running_ == 0) {
+            // access_tracking_perf_test -p's "vcpu wall time": from the step's start to the last vCPU done.
+            if (wall_) sim_.counters().set_max(*wall_, static_cast<std::uint64_t>((sim_.now() - step_start_).ps() / 1000));
+            all_done_.notify_all();
+        }
     }
 }
 
@@ -128,9 +132,25 @@ engine::Task<void> Executor::host_op(const vm::CpuContext& cpu, const HostOp& op
         case Operation::NestedStop:
         case Operation::NestedEptpSwitch:
         case Operation::NestedEptWrite: co_await on_vcpus(op); break;
+        case Operation::ClearYoung:
+        case Operation::TestYoung:
+            if (op.vcpus.empty())
+                co_await age(cpu, op, op.start, op.end);
+            else
+                co_await on_vcpus(op);
+            break;
     }
     sim_.trace_end();
     if (sim_.tracer()) trace_counters(sim_);
+}
+
+engine::Task<void> Executor::age(const vm::CpuContext& cpu, const HostOp& op, Gfn start, Gfn end) {
+    vm::AgeRequest r;
+    r.start = start;
+    r.end = end;
+    r.clear = op.op == vm::Operation::ClearYoung;
+    r.via = op.age_via;
+    (void)co_await model_.age_range(cpu, r);
 }
 
 engine::Task<void> Executor::vcpu_op(const vm::CpuContext& cpu, const HostOp& op, std::uint32_t& pending,
@@ -143,6 +163,16 @@ engine::Task<void> Executor::vcpu_op(const vm::CpuContext& cpu, const HostOp& op
         case Operation::NestedStop: co_await model_.nested_stop(cpu, op.eptp); break;
         case Operation::NestedEptpSwitch: co_await model_.nested_eptp_switch(cpu, op.eptps); break;
         case Operation::NestedEptWrite: co_await model_.nested_ept_write(cpu, op.ept); break;
+        case Operation::ClearYoung:
+        case Operation::TestYoung: {
+            // The vCPU thread's share of the range (the last takes the remainder).
+            std::size_t k = 0;
+            while (k < op.vcpus.size() && op.vcpus[k] != static_cast<std::uint32_t>(cpu.vcpu)) ++k;
+            const std::uint64_t n = op.vcpus.size(), total = op.end - op.start, part = total / n;
+            const Gfn s = op.start + part * k;
+            co_await age(cpu, op, s, k + 1 == n ? op.end : s + part);
+            break;
+        }
         default: throw std::logic_error(std::string("not a per-vCPU operation: ") + vm::to_string(op.op));
     }
     if (--pending == 0) done.notify_all();
@@ -167,6 +197,10 @@ engine::Task<void> Executor::vmm() {
         stage_name_ = step.name;
         sim_.trace_begin(step.name);
         const Time t0 = sim_.now();
+        step_start_ = t0;
+        wall_.reset();
+        if (step.repeat.until_vcpus_done)  // registered only when used
+            wall_ = sim_.counters().id("vcpu_wall_time_ns", engine::Counters::Kind::Max);
         if (step.kind == Step::Kind::Stage) {
             release_vcpus(&step.streams);
             co_await all_done_.wait();
@@ -189,6 +223,14 @@ engine::Task<void> Executor::vmm() {
 }
 
 engine::Task<void> Executor::repeated(Time first, const Repeat& r, vm::CpuContext& cpu, const HostOp& op) {
+    if (r.until_vcpus_done) {
+        // Checked after each run: the vCPUs released with this step are still going.
+        do {
+            co_await host_op(cpu, op);
+            sim_.counters().add(sim_.counters().id("aging_passes"));  // registered only when used
+        } while (running_ > 0);
+        co_return;
+    }
     for (std::uint32_t k = 0; k < r.count; ++k) {
         const Time at = first + r.interval * static_cast<std::int64_t>(k);
         if (at > sim_.now()) co_await sim_.delay(at - sim_.now());

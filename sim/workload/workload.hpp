@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,10 @@ struct HostOp {
     vm::SmiHandler smi_handler;  // smm_enter: SMBASE and the guest SMI handler's working set
     std::vector<Gfn> eptps;     // nested_eptp_switch: the L2 guests' EPTPs L1 switches among
     vm::NestedEptWrite ept;     // nested_ept_write
+    // clear_young/test_young: who calls the notifiers; with `vcpus`, [start, end) is split evenly
+    // among those vCPUs' threads, each aging its part concurrently (access_tracking_perf_test's
+    // page_idle marking runs on the vCPU threads).
+    vm::AgeCaller age_via = vm::AgeCaller::PageIdle;
 };
 
 // An operation that runs `count` times, `interval` apart from its first start (a storm); a run
@@ -35,6 +40,10 @@ struct HostOp {
 struct Repeat {
     std::uint32_t count = 1;
     Time interval;
+    // Host step with streams: run again and again (at least once, `interval` ignored) until the
+    // vCPUs are done (access_tracking_perf_test -p: MGLRU aging passes while the vCPUs fault
+    // memory in); `count` is then unused.
+    bool until_vcpus_done = false;
 };
 
 struct Step {
@@ -90,6 +99,7 @@ private:
     engine::Task<void> repeated(Time first, const Repeat& r, vm::CpuContext& cpu, const HostOp& op);
     engine::Task<void> host_op(const vm::CpuContext& cpu, const HostOp& op);
     engine::Task<void> on_vcpus(const HostOp& op);
+    engine::Task<void> age(const vm::CpuContext& cpu, const HostOp& op, Gfn start, Gfn end);
     engine::Task<void> vcpu_op(const vm::CpuContext& cpu, const HostOp& op, std::uint32_t& pending,
                                engine::Signal& done);
     void release_vcpus(const std::vector<AccessStream>* streams);
@@ -114,6 +124,8 @@ private:
     std::uint32_t running_ = 0;
     bool quit_ = false;
     std::vector<PhaseResult> phases_;
+    Time step_start_;
+    std::optional<engine::CounterId> wall_;  // vcpu_wall_time_ns, for until_vcpus_done steps
 };
 
 }  // namespace kvmsim::workload

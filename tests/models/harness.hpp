@@ -74,6 +74,9 @@ inline vm::CostProfile test_costs() {
     ns("mmu_init_loop_step", 1);
     ns("kvm_mmu_unload_base", 20);
     ns("kvm_mmu_load_base", 100);
+    ns("mmu_notifier_young", 20);
+    ns("page_idle_page", 1000);
+    ns("lru_gen_pte", 10);
     return p;
 }
 
@@ -121,6 +124,9 @@ inline vm::CostProfile arm64_test_costs() {
     ns("dirty_bitmap_word", 2);
     ns("sched_timeslice", 1'000'000);  // 1 ms
     ns("lock_yield", 50);
+    ns("mmu_notifier_young", 20);
+    ns("page_idle_page", 1000);
+    ns("lru_gen_pte", 10);
     return p;
 }
 
