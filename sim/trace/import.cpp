@@ -51,6 +51,7 @@ struct Thread {
     std::vector<Pending> pending;
     bool pending_mmio = false, pending_spurious = false;
     std::vector<Fault> faults;
+    std::int64_t tail_ns = 0;  // guest time after the last fault, to the end of the trace
 };
 
 struct Line {
@@ -181,7 +182,7 @@ public:
 
 private:
     [[noreturn]] void fail(const std::string& what) const {
-        throw ImportError(file_ + ":" + std::to_string(line_no_) + ": " + what);
+        throw ImportError(file_, line_no_, what);
     }
     void skip(const std::string& why) { ++summary_.skipped[why]; }
     std::string_view field(const std::vector<std::string_view>& toks, std::string_view key, bool required,
@@ -489,6 +490,12 @@ std::string size_text(std::uint64_t b) {
     return std::to_string(b >> 10) + "K";
 }
 
+const Fault* last_memory_fault(const Thread& t) {
+    for (auto it = t.faults.rbegin(); it != t.faults.rend(); ++it)
+        if (!it->mmio) return &*it;
+    return nullptr;
+}
+
 struct Figures {
     std::uint64_t total = 0, read = 0, write = 0, exec = 0, not_present = 0, protection = 0, spurious = 0, mmio = 0;
     std::vector<std::int64_t> latency;
@@ -521,15 +528,20 @@ struct Figures {
 };
 
 oj Importer::build() {
-    // Exits still open at the end: their faults count, without a latency.
-    for (auto& t : threads_)
+    // The guest time after each thread's last fault: to its last event if it is back in the
+    // guest then. Exits still open at the end: their faults count, without a latency.
+    for (auto& t : threads_) {
+        const bool fault_pending = !t.pending.empty() && !t.pending_mmio;
+        t.tail_ns = t.in_kvm ? (fault_pending ? 0 : t.guest_ns) : t.guest_ns + (t.last_ns - t.last_entry_ns);
         if (t.in_kvm) close_exit(t, t.last_ns, false);
+    }
     std::uint64_t faults = 0;
     for (const auto& t : threads_)
         for (const auto& f : t.faults) faults += f.mmio ? 0 : 1;
     if (faults == 0)
-        throw ImportError(file_ + ": no guest page faults in the trace (expected kvm_page_fault or kvm_guest_fault "
-                                  "events: trace-cmd record -e kvm -e kvmmmu, or perf record -e 'kvm:*' -e 'kvmmmu:*')");
+        throw ImportError(file_, 0,
+                          "no guest page faults in the trace (expected kvm_page_fault or kvm_guest_fault events: "
+                          "trace-cmd record -e kvm -e kvmmmu, or perf record -e 'kvm:*' -e 'kvmmmu:*')");
     summary_.faults = faults;
 
     // vCPUs: the trace's ids in order, then threads without one (arm64) numbered after them.
@@ -573,7 +585,7 @@ oj Importer::build() {
     const std::int64_t span = t_end - t0 + 1;
     const auto window = opts_.window_ns ? static_cast<std::int64_t>(opts_.window_ns) : span;
     const std::size_t nwin = static_cast<std::size_t>((span + window - 1) / window);
-    if (nwin > 10'000) throw ImportError(file_ + ": --window gives " + std::to_string(nwin) + " phases; expected at most 10000");
+    if (nwin > 10'000) throw ImportError(file_, 0, "the window gives " + std::to_string(nwin) + " phases; expected at most 10000");
     auto win_of = [&](std::int64_t ns) { return static_cast<std::size_t>((ns - t0) / window); };
     auto win_name = [&](std::size_t w) { return opts_.window_ns ? "window " + std::to_string(w) : std::string("trace"); };
 
@@ -607,10 +619,8 @@ oj Importer::build() {
                     std::int64_t gap = 0;
                     if (k + 1 < in.size()) {
                         gap = in[k + 1]->gap_before_ns;
-                    } else if (&t.faults.back() == in[k] || w + 1 == nwin) {
-                        // The vCPU's last fault: the guest time after it to its last event.
-                        const std::int64_t entry = in[k]->exit_ns + std::max<std::int64_t>(0, in[k]->latency_ns);
-                        gap = std::max<std::int64_t>(0, t.last_ns - entry);
+                    } else if (in[k] == last_memory_fault(t)) {
+                        gap = t.tail_ns;  // the vCPU's last fault
                     }
                     acc.push_back({in[k]->gpa / kPage * kPage, access_name(in[k]->access), time_text(std::min<std::int64_t>(gap, 1'000'000'000))});
                 }

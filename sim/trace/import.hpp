@@ -39,8 +39,19 @@
 
 namespace kvmsim::trace {
 
+// what(): "FILE:LINE: MESSAGE" ("FILE: MESSAGE" when no line is to blame).
 struct ImportError : std::runtime_error {
-    using std::runtime_error::runtime_error;
+    ImportError(std::string file, std::size_t line, std::string message)
+        : std::runtime_error(file + (line ? ":" + std::to_string(line) : std::string()) + ": " + message),
+          file_(std::move(file)), line_(line), message_(std::move(message)) {}
+    const std::string& file() const noexcept { return file_; }
+    std::size_t line() const noexcept { return line_; }
+    const std::string& message() const noexcept { return message_; }
+
+private:
+    std::string file_;
+    std::size_t line_;
+    std::string message_;
 };
 
 struct ImportOptions {
