@@ -469,7 +469,7 @@ Command add_import_trace(CLI::App& top) {
   trace-cmd report > trace.txt       # or: perf record -e 'kvm:*' -e 'kvmmmu:*' -p PID; perf script > trace.txt
   kvmsim import-trace trace.txt -o replay.json --window 10ms
   kvmsim run replay.json             # recorded and simulated fault latencies side by side
-  kvmsim run replay.json --set /mmu/knobs/tdp_mmu=false   # a what-if
+  kvmsim run replay.json --set vm.memslots.0.backing=anonymous_thp   # a what-if
 
 Exit status: 0 written, 2 bad input (the error names the trace's file and line).)");
     return {&c, [a] { return cmd_import_trace(*a); }};
