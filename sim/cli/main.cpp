@@ -465,11 +465,13 @@ Command add_import_trace(CLI::App& top) {
               "one phase per window of T of the trace (e.g. 10ms; default: one phase, \"trace\")");
     add_scenario_options(c, a->scenario_args);
     c.footer(R"(Examples:
-  trace-cmd record -e kvm -e kvmmmu -P $(pidof qemu-system-x86_64)   # on the host, then:
-  trace-cmd report > trace.txt       # or: perf record -e 'kvm:*' -e 'kvmmmu:*' -p PID; perf script > trace.txt
   kvmsim import-trace trace.txt -o replay.json --window 10ms
   kvmsim run replay.json             # recorded and simulated fault latencies side by side
   kvmsim run replay.json --set vm.memslots.0.backing=anonymous_thp   # a what-if
+
+Recording a trace on the host (docs/trace-import.md):
+  trace-cmd record -e kvm -e kvmmmu -P PID; trace-cmd report > trace.txt
+  perf record -e 'kvm:*' -e 'kvmmmu:*' -p PID -- sleep 10; perf script > trace.txt
 
 Exit status: 0 written, 2 bad input (the error names the trace's file and line).)");
     return {&c, [a] { return cmd_import_trace(*a); }};

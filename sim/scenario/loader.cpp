@@ -617,7 +617,7 @@ workload::AccessStream parse_explicit_stream(const Node& s, const vm::VmConfig& 
         x.gfn = gfn;
         x.access = parts[1].as_enum_mapped<vm::Access>(
             {{"read", vm::Access::Read}, {"write", vm::Access::Write}, {"exec", vm::Access::Exec}});
-        x.gap = parts[2].as_time(Time::zero(), Time::s(1));
+        x.gap = parts[2].as_time(Time::zero(), kMaxStormStart);
         total += x.gap;
         if (total > kMaxStormStart) parts[2].fail("expected the stream's guest time to stay within 1000000 s");
         out->push_back(x);
