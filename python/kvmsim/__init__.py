@@ -9,6 +9,7 @@ result, bit for bit, in any process.
     r = kvmsim.run(sc, variant="read-lock", overrides={"vm.vcpus": 8})
     r.stats["pf_fixed"], r.locks_df, r.fingerprint
     kvmsim.compare(sc, seeds=3)                       # the table of `kvmsim compare`
+    kvmsim.import_trace("trace.txt")                  # a scenario from a trace-cmd/perf trace
     kvmsim.sweep(sc, grid={"vm.vcpus": [4, 8, 16]}, seeds=3,
                  executor=concurrent.futures.ProcessPoolExecutor(2), results="sweep.jsonl")
 
@@ -17,10 +18,11 @@ See docs/python.md for the whole API.
 
 from . import _core
 from ._compare import compare
-from ._errors import GridError, ScenarioError
+from ._errors import GridError, ScenarioError, TraceError
 from ._result import Result, run
 from ._scenario import Scenario, load, scenarios_dir, to_pointer
 from ._sweep import run_point, sweep, with_units
+from ._trace import import_trace
 
 __version__ = _core.__version__
 #: SHA-256 of the sources (and compiler) the C++ core was built from: two builds with the same
@@ -40,7 +42,9 @@ __all__ = [
     "Result",
     "Scenario",
     "ScenarioError",
+    "TraceError",
     "compare",
+    "import_trace",
     "load",
     "run",
     "run_point",

@@ -20,7 +20,10 @@
 #include "sim/report/compare.hpp"
 #include "sim/report/report.hpp"
 #include "sim/runner/runner.hpp"
+#include "sim/scenario/input_file.hpp"
 #include "sim/scenario/loader.hpp"
+#include "sim/scenario/units.hpp"
+#include "sim/trace/import.hpp"
 
 #ifndef KVMSIM_VERSION
 #define KVMSIM_VERSION "unknown"
@@ -170,6 +173,33 @@ void raise_scenario_error(const scenario::ScenarioError& e) {
     PyErr_SetObject(cls.ptr(), exc.ptr());
 }
 
+// kvmsim.import_trace: the scenario document (JSON text) made from a trace file, as `kvmsim
+// import-trace` writes it. A bad trace raises kvmsim.TraceError (file, line, message).
+std::string import_trace(const std::string& path, const std::optional<std::string>& model,
+                         const std::optional<std::string>& host, const std::optional<std::string>& backing,
+                         const std::optional<std::string>& name, const std::optional<std::string>& window) {
+    trace::ImportOptions o;
+    if (model) o.model = *model;
+    if (host) o.host = *host;
+    if (backing) o.backing = *backing;
+    if (name) o.name = *name;
+    if (window) {
+        const auto t = scenario::parse_time(*window);
+        if (!t || t.value().ps() < 1000) throw py::value_error("window: expected a time of at least 1ns such as \"10ms\", got \"" + *window + "\"");
+        o.window_ns = static_cast<std::uint64_t>(t.value().ps() / 1000);
+    }
+    const std::string text = scenario::read_input_file(path, "a trace file");
+    try {
+        py::gil_scoped_release nogil;
+        return trace::import_trace(text, path, o).scenario.dump(2) + "\n";
+    } catch (const trace::ImportError& e) {
+        py::object cls = py::module_::import("kvmsim._errors").attr("TraceError");
+        py::object exc = cls(e.what(), "file"_a = e.file(), "line"_a = e.line(), "message"_a = e.message());
+        PyErr_SetObject(cls.ptr(), exc.ptr());
+        throw py::error_already_set();
+    }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -198,6 +228,9 @@ PYBIND11_MODULE(_core, m) {
     m.def("compare_values", &compare_values, "scenario"_a, "selftest_metrics"_a, "variants"_a, "seeds"_a,
           "values"_a,
           "Before/after statistics from metric lists values[variant][seed]: (table text, JSON text).");
+    m.def("import_trace", &import_trace, "path"_a, py::kw_only(), "model"_a = py::none(), "host"_a = py::none(),
+          "backing"_a = py::none(), "name"_a = py::none(), "window"_a = py::none(),
+          "A scenario (JSON text) from a trace-cmd report / perf script text file, as kvmsim import-trace makes it.");
     m.def("t95", &report::t95, "df"_a, "Two-sided 95% quantile of Student's t (Boost.Math's, as kvmsim compare uses).");
     m.def("runs_in_progress", [] { return g_runs_in_progress.load(); },
           "How many run() calls are executing now (with the GIL released).");

@@ -30,5 +30,14 @@ def compare_values(
     seeds: list[int],
     values: list[list[list[tuple[str, str, float]]]],
 ) -> tuple[str, str]: ...
+def import_trace(
+    path: str,
+    *,
+    model: str | None = None,
+    host: str | None = None,
+    backing: str | None = None,
+    name: str | None = None,
+    window: str | None = None,
+) -> str: ...
 def t95(df: int) -> float: ...
 def runs_in_progress() -> int: ...

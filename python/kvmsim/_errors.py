@@ -67,3 +67,17 @@ def _rebuild(cls, text, state):
     Exception.__init__(e, text)
     e.__dict__.update(state)
     return e
+
+
+class TraceError(ValueError):
+    """A recorded trace kvmsim.import_trace cannot read.
+
+    ``str(e)`` is the message ``kvmsim import-trace`` prints, ``FILE:LINE: MESSAGE``. Attributes:
+    ``file``, ``line`` (1-based; 0 when no one line is to blame) and ``message``.
+    """
+
+    def __init__(self, text: str, *, file: str = "", line: int = 0, message: str = "") -> None:
+        super().__init__(text)
+        self.file = file
+        self.line = line
+        self.message = message or text

@@ -12,6 +12,7 @@
 //   kvmsim list [--json]         models, knobs, presets, host profiles
 //   kvmsim compare PATH...       every variant over common seeds, or two saved results
 //   kvmsim check-published [DIR] scenarios against the figures of their "published" block
+//   kvmsim import-trace TRACE -o OUT  a scenario from a recorded trace (sim/trace/import.hpp)
 //   kvmsim report RESULT...      a cover-letter document from saved results (sim/report/cover_report.hpp)
 //   kvmsim completion bash       the bash completion script
 //   --set PATH=VALUE             on every command that loads scenarios, repeatable: an override
@@ -51,7 +52,10 @@
 #include "sim/runner/runner.hpp"
 #include "sim/scenario/json_util.hpp"
 #include "sim/scenario/loader.hpp"
+#include "sim/scenario/input_file.hpp"
+#include "sim/scenario/limits.hpp"
 #include "sim/scenario/units.hpp"
+#include "sim/trace/import.hpp"
 #include "sim/workload/presets.hpp"
 
 #ifndef KVMSIM_SOURCE_DIR
@@ -379,6 +383,98 @@ Command add_run(CLI::App& top) {
 
 Exit status: 0 the run completed (or stopped at --until), 1 it did not (deadlock), 2 bad input.)");
     return {&c, [a] { return cmd_run(*a); }};
+}
+
+// ---- import-trace
+
+std::string suggestion(const std::string& word, const std::vector<std::string>& candidates);
+
+struct ImportArgs {
+    std::string trace;
+    std::optional<std::string> out, model, host, backing, name;
+    std::optional<engine::Time> window;
+    ScenarioArgs scenario_args;
+};
+
+int cmd_import_trace(const ImportArgs& a) {
+    if (!a.out) throw UsageError("-o SCENARIO.json is required: where the scenario is written");
+    trace::ImportOptions o;
+    if (a.model) {
+        std::vector<std::string> names;
+        for (const auto* m : models::builtin_models().all()) names.push_back(m->name);
+        if (std::find(names.begin(), names.end(), *a.model) == names.end())
+            throw UsageError("--model: unknown MMU model \"" + *a.model + "\"" + suggestion(*a.model, names));
+        o.model = *a.model;
+    }
+    if (a.host) {
+        if (!scenario::is_profile_name(*a.host))
+            throw UsageError("--host: expected a host profile name (scenarios/hosts/NAME.json, kvmsim list), got \"" +
+                             *a.host + "\"");
+        o.host = *a.host;
+    }
+    if (a.backing) {
+        std::vector<std::string> names;
+        for (const auto& [n, b] : scenario::backing_names()) names.emplace_back(n);
+        if (std::find(names.begin(), names.end(), *a.backing) == names.end())
+            throw UsageError("--backing: unknown backing \"" + *a.backing + "\"" + suggestion(*a.backing, names));
+        o.backing = *a.backing;
+    }
+    if (a.name) o.name = *a.name;
+    if (a.window) {
+        if (a.window->ps() < 1000) throw UsageError("--window: expected at least 1ns");
+        o.window_ns = static_cast<std::uint64_t>(a.window->ps() / 1000);
+    }
+    // The output is checked before the trace is read; nothing is written unless the scenario loads.
+    report::OutputFile out(*a.out, "-o");
+    const std::string text = scenario::read_input_file(a.trace, "a trace file");
+    trace::ImportResult r;
+    try {
+        r = trace::import_trace(text, a.trace, o);
+    } catch (const trace::ImportError& e) {
+        std::cerr << e.what() << "\n";
+        return 2;
+    }
+    const std::string json = r.scenario.dump(2) + "\n";
+    try {
+        scenario::load_scenario_text(json, *a.out, load_options(std::nullopt, std::nullopt));
+    } catch (const scenario::ScenarioError& e) {
+        std::cerr << "kvmsim import-trace: the scenario made from " << a.trace << " does not load: " << e.what() << "\n";
+        return 2;
+    }
+    out.write(json);
+    out.commit();
+    const auto& s = r.summary;
+    std::cout << *a.out << ": " << s.faults << " guest page faults on " << s.vcpus << " vCPUs in " << s.phases
+              << (s.phases == 1 ? " phase" : " phases") << " (" << s.format << ", " << s.arch << ", " << s.lines
+              << " lines, " << s.events << " events read)\n";
+    for (const auto& [why, n] : s.skipped) std::cout << "  skipped " << n << ": " << why << "\n";
+    return 0;
+}
+
+Command add_import_trace(CLI::App& top) {
+    auto a = std::make_shared<ImportArgs>();
+    CLI::App& c = *top.add_subcommand("import-trace",
+                                      "Make a scenario from a recorded KVM trace (trace-cmd report or perf script text)");
+    c.add_option("TRACE", a->trace, "the trace: the text of trace-cmd report or perf script")->required()->type_name("");
+    add_path(c, "-o,--output", a->out, "SCENARIO", "write the scenario here (required; replaces a regular file)");
+    add_path(c, "--model", a->model, "NAME", "the MMU model (default: x86_tdp for an x86 trace, arm64_stage2 for arm64)");
+    add_path(c, "--host", a->host, "PROFILE", "the host profile (default: x86-server for x86, kunpeng-920 for arm64)");
+    add_path(c, "--backing", a->backing, "NAME", "the memslots' backing (default: anonymous)");
+    add_path(c, "--name", a->name, "NAME", "the scenario's name (default: the trace file's name)");
+    add_value(c, "--window", a->window, parse_time_arg, "T",
+              "one phase per window of T of the trace (e.g. 10ms; default: one phase, \"trace\")");
+    add_scenario_options(c, a->scenario_args);
+    c.footer(R"(Examples:
+  kvmsim import-trace trace.txt -o replay.json --window 10ms
+  kvmsim run replay.json             # recorded and simulated fault latencies side by side
+  kvmsim run replay.json --set vm.memslots.0.backing=anonymous_thp   # a what-if
+
+Recording a trace on the host (docs/trace-import.md):
+  trace-cmd record -e kvm -e kvmmmu -P PID; trace-cmd report > trace.txt
+  perf record -e 'kvm:*' -e 'kvmmmu:*' -p PID -- sleep 10; perf script > trace.txt
+
+Exit status: 0 written, 2 bad input (the error names the trace's file and line).)");
+    return {&c, [a] { return cmd_import_trace(*a); }};
 }
 
 // ---- diff
@@ -1231,7 +1327,8 @@ Environment:
 
     std::vector<Command> commands = {add_run(app),      add_compare(app),         add_validate(app),
                                      add_list(app),     add_suite(app),           add_diff(app),
-                                     add_check_published(app), add_report(app), add_completion(app)};
+                                     add_check_published(app), add_report(app), add_import_trace(app),
+                                     add_completion(app)};
     for (auto& c : commands) {
         c.app->allow_extras();          // reported below, with a did-you-mean
         c.app->set_help_all_flag("");   // --help-all is kvmsim's own

@@ -2,6 +2,7 @@
 
 #include "sim/report/output_file.hpp"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <fstream>
@@ -79,6 +80,57 @@ nlohmann::ordered_json caches_json(const std::vector<std::string>& levels, const
     j["memory_accesses"] = c.memory_accesses;
     return j;
 }
+nlohmann::ordered_json recorded_figures_json(const scenario::RecordedFigures& f) {
+    nlohmann::ordered_json j;
+    if (!f.name.empty()) j["name"] = f.name;
+    j["faults"] = nlohmann::ordered_json::object();
+    for (const auto& [k, v] : f.faults) j["faults"][k] = v;
+    j["latency_ns"] = {{"count", f.latency_count},
+                       {"p50", f.latency_p50_ns},
+                       {"p99", f.latency_p99_ns},
+                       {"max", f.latency_max_ns}};
+    return j;
+}
+
+// The scenario's "recorded" block as the result carries it (beside the simulated figures).
+nlohmann::ordered_json recorded_json(const scenario::Recorded& rec) {
+    nlohmann::ordered_json j;
+    j["source"] = rec.source;
+    j["format"] = rec.format;
+    j["phases"] = nlohmann::ordered_json::array();
+    for (const auto& f : rec.phases) j["phases"].push_back(recorded_figures_json(f));
+    j["whole"] = recorded_figures_json(rec.whole);
+    return j;
+}
+
+std::string pretty_ns(double v);
+
+// The recorded trace's figures beside the run's, per phase and for the whole run.
+void print_recorded(std::ostream& os, const runner::Result& r) {
+    const scenario::Recorded& rec = *r.recorded;
+    os << "\nFault latency, recorded (" << rec.format << " trace " << rec.source << ") and simulated:\n";
+    os << "  " << std::left << std::setw(24) << "phase" << std::right << std::setw(10) << "faults" << std::setw(10)
+       << "(sim)" << std::setw(11) << "p50" << std::setw(11) << "(sim)" << std::setw(11) << "p99" << std::setw(11)
+       << "(sim)" << std::setw(11) << "max" << std::setw(11) << "(sim)" << "\n";
+    const auto row = [&os](const std::string& name, const scenario::RecordedFigures& f, const engine::FineHistogram& h) {
+        os << "  " << std::left << std::setw(24) << name << std::right << std::setw(10) << f.latency_count
+           << std::setw(10) << h.count() << std::setw(11) << pretty_ns(f.latency_p50_ns) << std::setw(11)
+           << pretty_ns(ns(h.percentile(0.5))) << std::setw(11) << pretty_ns(f.latency_p99_ns) << std::setw(11)
+           << pretty_ns(ns(h.percentile(0.99))) << std::setw(11) << pretty_ns(f.latency_max_ns) << std::setw(11)
+           << pretty_ns(ns(h.max())) << "\n";
+    };
+    for (const auto& f : rec.phases) {
+        const auto it = std::find_if(r.phases.begin(), r.phases.end(), [&](const auto& p) { return p.name == f.name; });
+        if (it != r.phases.end()) row(f.name, f, it->fault_latency_ps);
+        else row(f.name + " (not run)", f, engine::FineHistogram{});
+    }
+    row("(whole run)", rec.whole, r.fault_latency_ps);
+    os << "  recorded faults:";
+    for (const auto& [k, v] : rec.whole.faults) os << " " << k << " " << v;
+    os << "\n  simulated: exits " << r.guest_exits << ", pf_fixed " << (r.stats.count("pf_fixed") ? r.stats.at("pf_fixed") : 0)
+       << ", pf_spurious " << (r.stats.count("pf_spurious") ? r.stats.at("pf_spurious") : 0) << "\n";
+}
+
 }  // namespace
 
 std::string hex64(std::uint64_t v) {
@@ -134,6 +186,7 @@ nlohmann::ordered_json to_json(const runner::Result& r) {
     j["guest_exits"] = r.guest_exits;
     j["sim_time_ns"] = r.sim_time_ns;
     j["wall_time_s"] = r.wall_time_s;
+    if (r.recorded) j["recorded"] = recorded_json(*r.recorded);
     // How the run was made: `kvmsim run` of resolved_scenario (its host profile beside it)
     // with this seed on this build gives this result again.
     if (!r.resolved_json.empty()) j["resolved_scenario"] = nlohmann::ordered_json::parse(r.resolved_json);
@@ -265,7 +318,8 @@ void print_summary(std::ostream& os, const runner::Result& r) {
                << std::setw(12) << b.transfers << std::setw(12) << pretty_ns(b.busy.to_ns()) << std::setw(10)
                << b.peak_concurrency << "\n";
     }
-    if (r.fault_latency_ps.count()) {
+    if (r.recorded) print_recorded(os, r);
+    if (r.fault_latency_ps.count() && !r.recorded) {
         os << "\nFault latency (exit to return to the guest):\n";
         os << "  " << std::left << std::setw(32) << "phase" << std::right << std::setw(14) << "faults"
            << std::setw(11) << "p50" << std::setw(11) << "p99" << std::setw(11) << "max" << "\n";

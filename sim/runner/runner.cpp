@@ -81,6 +81,7 @@ Result run(const scenario::Scenario& s, const RunOptions& opts) {
     r.model = s.model;
     r.preset = s.workload.preset;
     r.vcpus = s.vm.vcpus;
+    r.recorded = s.recorded;
     if (s.host.costs.has("tsc_frequency")) r.tsc_hz = static_cast<std::uint64_t>(s.host.costs.number("tsc_frequency"));
     r.fingerprint = sim.fingerprint();
     r.status = status == engine::RunStatus::Deadlock    ? "deadlock"

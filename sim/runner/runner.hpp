@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,7 @@ struct Result {
     std::uint64_t guest_exits = 0;
     double sim_time_ns = 0;
     double wall_time_s = 0;
+    std::optional<scenario::Recorded> recorded;  // Scenario::recorded: printed beside the run's
 };
 
 struct RunOptions {

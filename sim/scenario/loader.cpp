@@ -31,7 +31,8 @@ namespace {
 std::string read_file(const std::string& path) { return read_input_file(path, "a scenario file"); }
 
 const std::vector<std::string_view> kTopKeys = {"$schema", "name", "description", "seed", "host", "vm",
-                                                "mmu", "workload", "events", "variants", "published"};
+                                                "mmu", "workload", "events", "variants", "published",
+                                                "recorded"};
 
 // ---- host profile --------------------------------------------------------------------------
 
@@ -603,7 +604,52 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
     return h;
 }
 
+// {"pattern": "explicit", "start_delay": TIME, "accesses": [[ADDRESS, ACCESS, GAP], ...]}: the
+// accesses in order (a recorded trace's faults), each followed by GAP of guest time.
+// A simulated time far beyond any run, that keeps the arithmetic exact: the latest a storm's
+// last run may start, and the most guest time an explicit stream may hold.
+constexpr Time kMaxStormStart = Time::s(1'000'000);
+
+workload::AccessStream parse_explicit_stream(const Node& s, const vm::VmConfig& vm) {
+    s.check_keys({"pattern", "start_delay", "accesses"});
+    workload::AccessStream a;
+    a.pattern = workload::AccessStream::Pattern::Explicit;
+    a.start_delay = s.opt_time("start_delay", Time::zero(), Time::zero(), kMaxStormStart);
+    const Node list = s.array("accesses");
+    if (list.size() > kMaxCount) list.fail_expected("at most " + std::to_string(kMaxCount) + " accesses");
+    auto out = std::make_shared<std::vector<workload::ExplicitAccess>>();
+    out->reserve(list.size());
+    Time total = a.start_delay;
+    const vm::Memslot* last = nullptr;  // consecutive accesses mostly hit the same memslot
+    for (const auto& e : list.elements()) {
+        if (!e.json().is_array() || e.size() != 3)
+            e.fail_expected("[address, access, gap]: a guest-physical address, \"read\", \"write\" or \"exec\", "
+                            "and the guest time after the access");
+        const auto parts = e.elements();
+        const std::uint64_t addr = parts[0].as_size();
+        const vm::Gfn gfn = addr / vm::kPageSize;
+        if (!last || !last->contains(gfn)) {
+            last = nullptr;
+            for (const auto& m : vm.memslots)
+                if (m.contains(gfn)) last = &m;
+            if (!last) parts[0].fail("expected an address inside a memslot, got " + std::to_string(addr));
+        }
+        workload::ExplicitAccess x;
+        x.gfn = gfn;
+        x.access = parts[1].as_enum_mapped<vm::Access>(
+            {{"read", vm::Access::Read}, {"write", vm::Access::Write}, {"exec", vm::Access::Exec}});
+        x.gap = parts[2].as_time(Time::zero(), kMaxStormStart);
+        total += x.gap;
+        if (total > kMaxStormStart) parts[2].fail("expected the stream's guest time to stay within 1000000 s");
+        out->push_back(x);
+    }
+    a.npages = out->size();
+    a.accesses = std::move(out);
+    return a;
+}
+
 workload::AccessStream parse_stream(const Node& s, const vm::VmConfig& vm, std::uint32_t vcpu, Time guest_time) {
+    if (s.has("pattern") && s["pattern"].json() == "explicit") return parse_explicit_stream(s, vm);
     s.check_keys({"pattern", "slot", "start", "size", "stride", "count", "access", "mix", "write_every",
                   "partitioned", "guest_time"});
     workload::AccessStream a;
@@ -613,7 +659,9 @@ workload::AccessStream parse_stream(const Node& s, const vm::VmConfig& vm, std::
          {"strided", workload::AccessStream::Pattern::Sequential},
          {"random", workload::AccessStream::Pattern::Random},
          // each page written, then executed (nx_huge_pages_perf_test's guest): 2 accesses a page
-         {"write_exec", workload::AccessStream::Pattern::WriteExec}});
+         {"write_exec", workload::AccessStream::Pattern::WriteExec},
+         // [address, access, gap] listed (parse_explicit_stream)
+         {"explicit", workload::AccessStream::Pattern::Explicit}});
     const vm::Memslot& slot = slot_by_id(s.has("slot") ? s["slot"] : s, vm,
                                          s.has("slot") ? s["slot"].as_uint() : vm.memslots.front().id);
     std::uint64_t start = slot.base_gfn, npages = slot.npages;
@@ -717,9 +765,7 @@ vm::VmConfig parse_vm(const Node& v) {
 }
 
 // A storm's "count" and "interval" (count > 1 needs an interval). The last run starts at
-// first + interval * (count - 1), which must lie within kMaxStormStart: a simulated time far
-// beyond any run, that keeps the arithmetic exact.
-constexpr Time kMaxStormStart = Time::s(1'000'000);
+// first + interval * (count - 1), which must lie within kMaxStormStart.
 
 workload::Repeat parse_repeat(const Node& n, Time first, const char* first_name) {
     workload::Repeat r;
@@ -916,6 +962,54 @@ Published parse_published(const Node& p, const Scenario& sc) {
     return out;
 }
 
+// ---- recorded figures (kvmsim import-trace) ---------------------------------------------------
+
+RecordedFigures parse_recorded_figures(const Node& n, bool named) {
+    if (named) n.check_keys({"name", "from", "to", "faults", "exits", "events", "latency_ns"});
+    else n.check_keys({"faults", "exits", "events", "latency_ns"});
+    RecordedFigures f;
+    if (named) f.name = n.get_string("name");
+    if (auto faults = n.opt_object("faults"))
+        for (const auto& [k, v] : faults->members()) f.faults.emplace_back(k, v.as_uint());
+    for (const char* k : {"exits", "events"})
+        if (auto o = n.opt_object(k))
+            for (const auto& [name, v] : o->members()) v.as_uint();
+    if (auto l = n.opt_object("latency_ns")) {
+        l->check_keys({"count", "p50", "p99", "max", "mean"});
+        f.latency_count = l->get_uint("count");
+        f.latency_p50_ns = l->opt_number("p50", 0, 0);
+        f.latency_p99_ns = l->opt_number("p99", 0, 0);
+        f.latency_max_ns = l->opt_number("max", 0, 0);
+        if (l->has("mean")) l->get_number("mean", 0);
+    }
+    return f;
+}
+
+// The "recorded" block: what a trace measured. Its phases must be the workload's.
+Recorded parse_recorded(const Node& r, const Scenario& sc) {
+    r.check_keys({"source", "vcpu_ids", "phases", "whole"});
+    Recorded out;
+    const Node src = r.object("source");
+    src.check_keys({"file", "format", "arch", "lines", "skipped", "note"});
+    out.source = src.get_string("file");
+    out.format = src.get_enum("format", {"trace-cmd", "perf"});
+    if (auto ids = r.opt_array("vcpu_ids")) {
+        if (ids->size() != sc.vm.vcpus)
+            ids->fail("expected one vCPU id per vCPU (" + std::to_string(sc.vm.vcpus) + "), got " + std::to_string(ids->size()));
+        for (const auto& e : ids->elements()) e.as_uint();
+    }
+    std::vector<std::string> step_names;
+    for (const auto& s : sc.workload.steps) step_names.push_back(s.name);
+    for (const auto& p : r.array("phases").elements()) {
+        RecordedFigures f = parse_recorded_figures(p, true);
+        if (std::find(step_names.begin(), step_names.end(), f.name) == step_names.end())
+            p["name"].fail("expected a phase of the workload, got \"" + f.name + "\"" + did_you_mean_suffix(f.name, step_names));
+        out.phases.push_back(std::move(f));
+    }
+    out.whole = parse_recorded_figures(r.object("whole"), false);
+    return out;
+}
+
 Scenario build(const Node& doc, const std::string& path, const std::string& sha, const std::string& variant,
                const std::vector<std::string>& variants, const LoadOptions& opts) {
     doc.check_keys(kTopKeys);
@@ -1018,6 +1112,7 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
     check_guest_memory(doc.has("vm") ? doc["vm"] : wl.has("args") ? wl["args"] : wl, sc.vm, !doc.has("vm"));
     if (auto evs = doc.opt_array("events")) parse_events(*evs, sc, *info);
     if (auto p = doc.opt_object("published")) sc.published = parse_published(*p, sc);
+    if (auto r = doc.opt_object("recorded")) sc.recorded = parse_recorded(*r, sc);
 
     json resolved = doc.json();  // the variant's patch and the overrides applied; no "variants"
     resolved.erase("seed");

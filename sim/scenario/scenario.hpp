@@ -47,6 +47,23 @@ struct Published {
     std::vector<PublishedRow> rows;
 };
 
+// What a recorded trace measured (the "recorded" block kvmsim import-trace writes): printed by
+// `kvmsim run` beside the simulated figures. Latencies are nanoseconds from the exit to the
+// return to the guest (kvm_exit to kvm_entry) of the exits that took a guest page fault.
+struct RecordedFigures {
+    std::string name;  // a phase of the workload; "" for the whole trace
+    std::vector<std::pair<std::string, std::uint64_t>> faults;  // "total", "write", ... in file order
+    std::uint64_t latency_count = 0;
+    double latency_p50_ns = 0, latency_p99_ns = 0, latency_max_ns = 0;
+};
+
+struct Recorded {
+    std::string source;  // the trace file, as import-trace was given it
+    std::string format;  // "trace-cmd" or "perf"
+    std::vector<RecordedFigures> phases;
+    RecordedFigures whole;
+};
+
 // True if `name` matches `pattern`, where "*" matches any (possibly empty) text.
 bool phase_matches(std::string_view pattern, std::string_view name);
 
@@ -76,6 +93,7 @@ struct Scenario {
     vm::Knobs knobs;          // every knob of the model, defaults filled in
     workload::Workload workload;
     std::optional<Published> published;  // the "published" block, if any
+    std::optional<Recorded> recorded;    // the "recorded" block, if any
 };
 
 }  // namespace kvmsim::scenario

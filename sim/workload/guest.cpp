@@ -5,18 +5,20 @@
 namespace kvmsim::workload {
 
 std::uint64_t AccessStream::total() const {
+    if (pattern == Pattern::Explicit) return accesses ? accesses->size() : 0;
     if (count) return count;
     switch (pattern) {
         case Pattern::Sequential: return stride ? npages / stride : 0;
         case Pattern::Random: return npages;
         case Pattern::BlockSplit: return block_pages ? (npages / block_pages) * (1 + block_pages / 2) : 0;
         case Pattern::WriteExec: return stride ? 2 * (npages / stride) : 0;
+        case Pattern::Explicit: break;
     }
     return 0;
 }
 
 StreamCursor::StreamCursor(const AccessStream& s, engine::RandomStream rng)
-    : s_(s), rng_(rng), total_(s.npages ? s.total() : 0) {
+    : s_(s), rng_(rng), total_(s.npages ? s.total() : 0), gap_(s.guest_time) {
     if (total_) compute();
 }
 
@@ -41,6 +43,13 @@ void StreamCursor::compute() {
             gfn_ = s_.base + ((i_ / 2) * s_.stride) % s_.npages;
             access_ = i_ % 2 == 0 ? Access::Write : Access::Exec;
             return;
+        case AccessStream::Pattern::Explicit: {
+            const ExplicitAccess& a = (*s_.accesses)[i_];
+            gfn_ = a.gfn;
+            access_ = a.access;
+            gap_ = a.gap;
+            return;
+        }
     }
     set_access();
 }
@@ -68,6 +77,7 @@ void StreamCursor::next() {
             access_ = Access::Read;
             return;
         case AccessStream::Pattern::WriteExec:
+        case AccessStream::Pattern::Explicit:
             compute();
             return;
     }
@@ -104,7 +114,7 @@ engine::Task<void> GuestScheduler::run(const vm::CpuContext& cpu, const AccessSt
     v.cpu = &cpu;
     v.cursor = &cursor;
     v.stats = &stats;
-    v.guest_time = stream.guest_time;
+    if (stream.start_delay > Time::zero()) co_await sim_.delay(stream.start_delay);
     while (!cursor.done()) {
         v.t = sim_.now();
         sim_.trace_begin("guest");
@@ -166,7 +176,7 @@ GuestScheduler::Ahead GuestScheduler::run_ahead(Vcpu& v, Time next_event) {
             break;
         }
         ++n;
-        v.t += v.guest_time;
+        v.t += c.gap();
         c.advance();
         if (c.done()) {
             r = Ahead::Done;
@@ -226,7 +236,7 @@ void GuestScheduler::fire(engine::Simulator& sim) {
                 break;
             }
             ++n;
-            v.t += v.guest_time;
+            v.t += c.gap();
             c.advance();
             if (c.done()) {
                 v.fault = false;

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "sim/engine/random.hpp"
@@ -33,6 +34,14 @@ using engine::Time;
 using vm::Access;
 using vm::Gfn;
 
+// One access of an explicit stream: the page, how it is accessed, and the guest time after it
+// (before the next access of the stream).
+struct ExplicitAccess {
+    Gfn gfn = 0;
+    Access access = Access::Read;
+    Time gap;
+};
+
 struct AccessStream {
     enum class Pattern : std::uint8_t {
         Sequential,  // base, base+stride, ... (count accesses, wrapping around the region)
@@ -41,6 +50,8 @@ struct AccessStream {
                      // selftest's KVM_UPDATE_MAPPINGS on huge pages)
         WriteExec,   // per page (base, base+stride, ...): write it, then execute it
                      // (nx_huge_pages_perf_test's "*gva = RETURN_OPCODE; ((void (*)(void)) gva)();")
+        Explicit,    // the listed accesses in order, each followed by its own guest time (a
+                     // recorded trace's faults, kvmsim import-trace)
     };
     Pattern pattern = Pattern::Sequential;
     Gfn base = 0;
@@ -53,7 +64,11 @@ struct AccessStream {
     double write_fraction = 0;     // mix by Bernoulli draws when mix is true
     double exec_fraction = 0;
     bool mix = false;
-    Time guest_time;               // guest time per access
+    Time guest_time;               // guest time per access (not Explicit)
+    // Explicit: the accesses (shared: a stream is copied per vCPU and per cursor); npages is
+    // their number. start_delay: guest time before the first access (any pattern).
+    std::shared_ptr<const std::vector<ExplicitAccess>> accesses;
+    Time start_delay;
     std::uint64_t total() const;   // accesses in the stream
 };
 
@@ -64,6 +79,8 @@ public:
     bool done() const { return i_ >= total_; }
     Gfn gfn() const { return gfn_; }
     Access access() const { return access_; }
+    // The guest time after the current access (the stream's guest_time, or Explicit's own).
+    Time gap() const { return gap_; }
     void advance() {
         ++i_;
         if (i_ < total_) next();
@@ -80,6 +97,7 @@ private:
     std::uint64_t i_ = 0;
     Gfn gfn_ = 0;
     Access access_ = Access::Read;
+    Time gap_;
     std::uint64_t k_ = 0;  // BlockSplit: the access's index within its block
 };
 
@@ -112,7 +130,6 @@ private:
         StreamCursor* cursor = nullptr;
         VcpuStats* stats = nullptr;
         Time t;               // local time of the current access
-        Time guest_time;
         std::coroutine_handle<> h{};
         engine::Process* process = nullptr;
         bool fault = false;   // handed back to take a fault (else: stream done)

@@ -17,7 +17,8 @@ from test_cli_schemas import ROOT, kvmsim
 ZAP = ROOT / "tests" / "data" / "tdp-zap.json"
 SPLIT = ROOT / "tests" / "data" / "tdp-split.json"
 SEED003 = ROOT / "scenarios" / "seeds" / "003-zap-gfn-range.json"
-COMMANDS = ["run", "compare", "validate", "list", "suite", "diff", "check-published", "report", "completion"]
+COMMANDS = ["run", "compare", "validate", "list", "suite", "diff", "check-published", "report", "import-trace",
+            "completion"]
 MAN = BUILD / "sim" / "cli" / "kvmsim.1"
 COMPLETION = BUILD / "sim" / "cli" / "kvmsim"
 
@@ -325,6 +326,8 @@ def test_the_bash_completion_completes_commands_and_options():
     assert complete("kvmsim", "list", "--") == ["--help", "--json", "--host-dir", "--set"]
     assert complete("kvmsim", "check-published", "--o") == ["--only"]
     assert complete("kvmsim", "completion", "") == ["bash"]
+    assert complete("kvmsim", "i") == ["import-trace"]
+    assert complete("kvmsim", "import-trace", "x.txt", "--wi") == ["--window"]
     # Files where a command takes a file, directories where it takes one, nothing for a number.
     assert complete("kvmsim", "run", "scenarios/seeds/003") == ["scenarios/seeds/003-zap-gfn-range.json"]
     assert complete("kvmsim", "run", "x.json", "--json", "READ") == ["README.md"]

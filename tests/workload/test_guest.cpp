@@ -536,3 +536,33 @@ TEST_CASE("nx_huge_pages_perf_test expands to per-1G stages, write+execute then 
         CHECK(err.arg == 1);
     }
 }
+
+TEST_CASE("an explicit stream replays its accesses with their own guest times", "[workload][guest][trace]") {
+    engine::Simulator sim(1);
+    // A fault costs 1us + 500ns: each access that misses returns 1.5us after it is made.
+    ToyModel m(sim, 64, Time::us(1), Time::ns(500));
+    const vm::CpuContext cpu{"vcpu0", 0, 0};
+    workload::GuestScheduler g(sim, m);
+    workload::VcpuStats st;
+    AccessStream s;
+    s.pattern = AccessStream::Pattern::Explicit;
+    s.start_delay = Time::ns(300);
+    s.accesses = std::make_shared<const std::vector<workload::ExplicitAccess>>(std::vector<workload::ExplicitAccess>{
+        {5, vm::Access::Read, Time::ns(2000)},
+        {5, vm::Access::Write, Time::ns(100)},   // a protection fault on the page just read
+        {5, vm::Access::Read, Time::ns(40)},     // a hit: costs only its gap
+        {9, vm::Access::Exec, Time::ns(700)}});
+    s.npages = s.accesses->size();
+    CHECK(s.total() == 4);
+    sim.spawn("vcpu0", sched_vcpu(g, cpu, s, st));
+    REQUIRE(sim.run() == engine::RunStatus::Completed);
+    // 300ns delay; fault (gfn 5, at 300ns) -> back at 1.8us, hit, +2000ns; fault (write, at
+    // 3.8us) -> back at 5.3us, hit, +100ns; hit +40ns; fault (gfn 9 at 5.44us) -> 6.94us, +700ns.
+    using F = std::tuple<std::int64_t, std::int32_t, vm::Gfn>;
+    CHECK(m.faults == std::vector<F>{F{1'300'000, 0, 5}, F{4'800'000, 0, 5}, F{6'440'000, 0, 9}});
+    CHECK(sim.now() == Time::ns(7640));
+    CHECK(st.faults == 3);
+    CHECK(st.accesses == 4);
+    CHECK(g.fault_latency(0).count() == 3);
+    CHECK(g.fault_latency(0).max() == static_cast<std::uint64_t>(Time::ns(1500).ps()));
+}
