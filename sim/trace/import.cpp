@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -44,6 +45,9 @@ struct Thread {
     std::optional<std::uint32_t> vcpu;
     bool in_kvm = false;
     bool ept_exit = false;         // the current exit is a VMX EPT violation
+    // The current exit is an SVM NPF: its fault from kvm_exit's info1 (the error code) and info2
+    // (the guest physical address), used when no kvm_page_fault line follows it.
+    std::optional<Pending> npf;
     std::int64_t exit_ns = 0;
     std::int64_t last_entry_ns = 0;  // guest time runs from here
     std::int64_t guest_ns = 0;       // guest time since the last fault's entry
@@ -278,6 +282,11 @@ Thread& Importer::thread(std::string_view name) {
 
 // The exit ends at `entry_ns`: its faults are recorded (latency known if `entered`).
 void Importer::close_exit(Thread& t, std::int64_t entry_ns, bool entered) {
+    if (t.pending.empty() && t.npf) {
+        t.pending.push_back(*t.npf);
+        ++events_["kvm_exit npf without kvm_page_fault"];
+    }
+    t.npf.reset();
     if (!t.pending.empty()) {
         bool first = true;
         for (const Pending& p : t.pending) {
@@ -343,6 +352,15 @@ void Importer::event(const Line& l) {
         t.in_kvm = true;
         t.exit_ns = l.ns;
         t.ept_exit = reason == "EPT_VIOLATION";
+        if (!arm && (reason == "npf" || reason == "NPF")) {
+            // SVM's exit_info_1 is the NPF error code (PFERR_*), exit_info_2 the faulting GPA.
+            const std::uint64_t ec = number(field(toks, "info1", true, name), 16, "info1");
+            Pending p;
+            p.gpa = number(field(toks, "info2", true, name), 16, "info2");
+            p.access = ec & 2 ? Access::Write : ec & 16 ? Access::Exec : Access::Read;
+            p.present = (ec & 1) != 0;
+            if (p.gpa < kMaxPhysAddr) t.npf = p;
+        }
     } else if (ev == "kvm_entry") {
         if (l.fields.rfind("PC:", 0) == 0) {
             set_arch("arm64");

@@ -84,6 +84,26 @@ TEST_CASE("import-trace: the error code's meaning follows the exit", "[trace]") 
     CHECK(r.scenario["recorded"]["vcpu_ids"] == nlohmann::ordered_json::array({2}));
 }
 
+TEST_CASE("import-trace: an NPF exit without kvm_page_fault is a fault from kvm_exit's info1 and info2", "[trace]") {
+    // SYNTHETIC: SVM's kvm_exit prints exit_info_1 (the NPF error code) and exit_info_2 (the GPA).
+    const std::string text =
+        "  qemu-7 [001] .... 5.000001: kvm_exit: vcpu 0 reason npf rip 0x0 info1 0x6 info2 0x12345678 intr_info 0x0 error_code 0x0\n"
+        "  qemu-7 [001] .... 5.000004: kvm_entry: vcpu 0, rip 0x0\n"
+        "  qemu-7 [001] .... 5.000010: kvm_exit: vcpu 0 reason npf rip 0x0 info1 0x7 info2 0x9000 intr_info 0x0 error_code 0x0\n"
+        "  qemu-7 [001] .... 5.000011: kvm_page_fault: vcpu 0 rip 0x0 address 0x9000 error_code 0x7\n"
+        "  qemu-7 [001] .... 5.000013: kvm_entry: vcpu 0, rip 0x0\n";
+    const auto r = trace::import_trace(text, "npf.txt", {});
+    const auto& acc = r.scenario["workload"]["phases"][0]["streams"][0]["accesses"];
+    REQUIRE(acc.size() == 2);  // the second exit's kvm_page_fault is the same fault, not another
+    CHECK(acc[0][0] == 0x12345000ULL);
+    CHECK(acc[0][1] == "write");  // PFERR_WRITE_MASK
+    CHECK(acc[1][0] == 0x9000ULL);
+    const auto& w = r.scenario["recorded"]["whole"];
+    CHECK(w["faults"]["not_present"] == 1);
+    CHECK(w["faults"]["protection"] == 1);
+    CHECK(w["latency_ns"]["p50"] == 3000);
+}
+
 TEST_CASE("import-trace: arm64 kvm_guest_fault's ESR", "[trace]") {
     const std::string text =
         "  qemu-9 [008] ..... 7.000001: kvm_exit: TRAP: HSR_EC: 0x0024 (DABT_LOW), PC: 0xffff800008123450\n"
