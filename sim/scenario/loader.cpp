@@ -279,7 +279,7 @@ std::string knob_value_text(const vm::KnobValue& v) {
     return std::holds_alternative<std::string>(v) ? "\"" + vm::to_string(v) + "\"" : vm::to_string(v);
 }
 
-vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info) {
+vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info, const vm::HostConfig& host) {
     vm::Knobs knobs;
     for (const auto& k : info.knobs) knobs[k.name] = k.default_value;
     const auto given = mmu.opt_object("knobs");
@@ -307,6 +307,15 @@ vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info) {
                 wanted += (i ? " or " : "") + knob_value_text(cond.values[i]);
             v.fail("knob \"" + key + "\" has no effect while " + mmu.pointer() + "/knobs/" + cond.knob + " is " +
                    knob_value_text(other) + " (it acts only when that is " + wanted + "): " + cond.why);
+        }
+        for (const auto& req : info.knob(key)->requires_features) {
+            if (knobs.at(key) != req.value) continue;
+            const auto f = host.features.find(req.feature);
+            if (f != host.features.end() && f->second) continue;
+            v.fail("knob \"" + key + "\" = " + knob_value_text(req.value) + " needs host feature \"" + req.feature +
+                   "\", which host profile " + host.profile + " " +
+                   (f == host.features.end() ? "does not list" : "sets false (override it under /host/features)") +
+                   ": " + req.why);
         }
     }
     return knobs;
@@ -428,6 +437,7 @@ const std::vector<std::pair<std::string_view, vm::Operation>> kOpsTable = {
     {"smm_enter", vm::Operation::SmmEnter},              {"smm_exit", vm::Operation::SmmExit},
     {"nested_start", vm::Operation::NestedStart},        {"nested_stop", vm::Operation::NestedStop},
     {"nested_eptp_switch", vm::Operation::NestedEptpSwitch}, {"nested_ept_write", vm::Operation::NestedEptWrite},
+    {"vm_destroy", vm::Operation::VmDestroy},
 };
 
 vm::Operation parse_op(const Node& n) {
@@ -503,6 +513,11 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
     workload::HostOp h;
     h.op = parse_op(n["op"]);
     require_op(n["op"], info, h.op);
+    if (h.op == vm::Operation::VmDestroy) {
+        for (const std::string_view k : {"slots", "start", "size", "reason", "initially_set", "chunk", "vcpus", "eptp",
+                                         "eptps", "entries", "invept", "smi_handler", "level"})
+            if (n.has(k)) n[k].fail("expected no arguments for vm_destroy (it unmaps the whole VM)");
+    }
     h.slots = slots_of(n, vm);
     if (h.op == vm::Operation::ZapGfnRange || h.op == vm::Operation::Invalidate) {
         const std::uint64_t start = n.opt_size("start", vm.memslots.front().base_gfn * vm::kPageSize);
@@ -584,7 +599,7 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
 
 workload::AccessStream parse_stream(const Node& s, const vm::VmConfig& vm, std::uint32_t vcpu, Time guest_time) {
     s.check_keys({"pattern", "slot", "start", "size", "stride", "count", "access", "mix", "write_every",
-                  "partitioned", "guest_time"});
+                  "partitioned", "guest_time", "touch_back"});
     workload::AccessStream a;
     a.pattern = s.opt_enum_mapped<workload::AccessStream::Pattern>(
         "pattern", workload::AccessStream::Pattern::Sequential,
@@ -629,6 +644,11 @@ workload::AccessStream parse_stream(const Node& s, const vm::VmConfig& vm, std::
         a.write_fraction = w;
         a.exec_fraction = x;
     }
+    a.touch_back = s.opt_uint("touch_back", 0, 0, 4096);
+    if (a.touch_back && a.pattern != workload::AccessStream::Pattern::Sequential)
+        s["touch_back"].fail("expected touch_back only with a sequential (or strided) pattern");
+    if (a.touch_back && a.count > kMaxCount / (a.touch_back + 1))
+        s["touch_back"].fail("expected count x (touch_back + 1) at most " + std::to_string(kMaxCount));
     a.guest_time = s.opt_time("guest_time", guest_time, Time::ps(1), Time::s(1));
     if (a.count > 0 && a.guest_time.ps() > Time::s(1'000'000).ps() / static_cast<std::int64_t>(a.count))
         throw s.error_at("count", "expected count x guest_time (" + format_time(a.guest_time) +
@@ -918,7 +938,7 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
         mmu["model"].fail("unknown MMU model \"" + model + "\"" + did_you_mean_suffix(model, names));
     }
     sc.model = model;
-    sc.knobs = load_knobs(mmu, *info);
+    sc.knobs = load_knobs(mmu, *info, sc.host);
     for (const auto& c : info->costs)
         if (!sc.host.costs.has(c))
             doc["host"]["profile"].fail("host profile " + sc.host.profile + " lacks cost \"" + c + "\", which model " +

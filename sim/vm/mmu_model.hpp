@@ -16,6 +16,10 @@
 #include "sim/engine/simulator.hpp"
 #include "sim/vm/types.hpp"
 
+namespace kvmsim::models {
+class GuestTlb;  // models/common/guest_tlb.hpp: a model owns it, the guest scheduler looks it up
+}
+
 namespace kvmsim::vm {
 
 using KnobValue = std::variant<bool, std::int64_t, std::string>;
@@ -38,6 +42,14 @@ struct KnobSpec {
     std::vector<std::string> choices;  // Choice
     std::int64_t min = 0, max = 0;     // Int, inclusive
     std::vector<AppliesWhen> applies_when;
+    // A value the host must have a CPU feature for (HostConfig::features): the knob set to `value`
+    // on a host without `feature` is a load-time error that says `why`.
+    struct RequiresFeature {
+        KnobValue value;
+        std::string feature;
+        std::string why;
+    };
+    std::vector<RequiresFeature> requires_features;
 };
 
 // A knob name the model knows but that can never act on it (a knob of a model it embeds, or of a
@@ -62,6 +74,7 @@ enum class Operation : std::uint8_t {
     NestedStop,
     NestedEptpSwitch,  // L1 switches a vCPU's L2 to another EPTP (VMPTRLD + VMRESUME)
     NestedEptWrite,    // L1 rewrites leaf entries of its EPT for an L2 (EPT12), then INVEPT
+    VmDestroy,         // the whole VM unmapped (its stage-2 / EPT torn down)
 };
 const char* to_string(Operation op);
 
@@ -145,6 +158,20 @@ public:
     // workload lets vCPUs that only hit run ahead of each other by this much, exactly.
     virtual Time fault_lookahead() const { return Time::zero(); }
 
+    // The vCPUs' TLB of guest translations (models/common/guest_tlb.hpp), or nullptr: no TLB
+    // model, every access that hits() costs only its guest time (an infinite TLB). The guest
+    // scheduler looks an access that hits() up in it; a miss costs tlb_refill()'s time, as
+    // guest time (no event, no exit).
+    virtual models::GuestTlb* guest_tlb() { return nullptr; }
+    // The refill of a TLB miss by an access that hits(): the hardware's walk of the tables, which
+    // fills the vCPU's TLB. Returns its time. Called ahead of engine time, like hits(): it may
+    // change only the vCPU's TLB and statistics, nothing another vCPU or hits() reads.
+    virtual Time tlb_refill(std::uint32_t vcpu, Gfn gfn) {
+        (void)vcpu;
+        (void)gfn;
+        return Time::zero();
+    }
+
     // The VM's own host threads (x86's kvm-nx-lpage-recovery worker): started when the workload
     // starts, on `cpu`, and stopped when its last step is done. Default: none.
     virtual void start_vm_workers(const CpuContext& cpu) { (void)cpu; }
@@ -175,6 +202,9 @@ public:
     // The L1 hypervisor on vCPU cpu.vcpu (after a nested VM-exit if the vCPU runs L2, which it
     // resumes afterwards) rewrites leaf entries of its EPT for an L2 guest (see NestedEptWrite).
     virtual engine::Task<void> nested_ept_write(const CpuContext& cpu, const NestedEptWrite& w);
+    // The VM's memory unmapped as a whole (the VM's teardown: every memslot through the unmap
+    // path, with its TLB invalidations).
+    virtual engine::Task<void> vm_destroy(const CpuContext& cpu);
 };
 
 struct ModelInfo {

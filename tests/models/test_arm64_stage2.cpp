@@ -69,8 +69,9 @@ TEST_CASE("arm64_stage2 is registered with its knobs, costs, the fwb feature and
     CHECK(std::get<std::string>(info->knob("cmo")->default_value) == "map_walker");
     CHECK(info->knob("cmo")->choices == std::vector<std::string>{"map_walker", "user_mem_abort"});
     CHECK(std::get<bool>(info->knob("preempt")->default_value));
-    CHECK(info->features == std::vector<std::string>{"fwb", "thp_use_zero_page", "thp_wp_zero_page_split"});
-    CHECK(info->costs.size() == 23 + 6);  // its own and the host's (models/host)
+    CHECK(info->features ==
+          std::vector<std::string>{"fwb", "tlbi_range", "guest_tlb", "thp_use_zero_page", "thp_wp_zero_page_split"});
+    CHECK(info->costs.size() == 23 + 6 + 7);  // its own, the host's (models/host), the optional TLB ones
     for (auto op : {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
                     vm::Operation::DirtyLogDisable, vm::Operation::Invalidate})
         CHECK(info->supports(op));

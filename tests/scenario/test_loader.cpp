@@ -474,7 +474,7 @@ TEST_CASE("arm64_stage2 rejects SMM and nested operations at load time, naming t
     auto err = [&](const std::string& text) { return load_error_text(d.write("seeds/arm.json", text), builtin_opts()); };
     CHECK(err(arm) ==
           "FILE: /events/1/op: model arm64_stage2 does not support smm_enter (it supports: dirty_log_enable, "
-          "dirty_log_get, dirty_log_clear, dirty_log_disable, invalidate)");
+          "dirty_log_get, dirty_log_clear, dirty_log_disable, invalidate, vm_destroy)");
     CHECK_THAT(err(replace(arm, "\"smm_enter\"", "\"nested_start\"")),
                Catch::StartsWith("FILE: /events/1/op: model arm64_stage2 does not support nested_start"));
     CHECK_THAT(err(replace(arm, "\"smm_enter\"", "\"zap_gfn_range\"")),
