@@ -529,6 +529,7 @@ Time Arm64Stage2::tlb_refill(std::uint32_t vcpu, Gfn gfn) {
 namespace {
 // MAX_TLBI_RANGE_PAGES (arch/arm64/include/asm/tlbflush.h, v6.6): __TLBI_RANGE_PAGES(31, 3).
 constexpr std::uint64_t kMaxTlbiRangePages = std::uint64_t{32} << 16;
+}  // namespace
 // The TLBI instructions __flush_tlb_range_op (v6.6) issues for `pages` 4K pages with
 // FEAT_TLBIRANGE: an odd page count takes one single-page TLBI, then per scale 0..3 one range
 // TLBI of (num + 1) << (5 * scale + 1) pages, num = __TLBI_RANGE_NUM(pages, scale).
@@ -554,7 +555,6 @@ std::uint64_t tlbi_range_ops(std::uint64_t pages) {
     }
     return ops;
 }
-}  // namespace
 
 Time Arm64Stage2::tlb_flush_vmid_range(Gfn start, Gfn end) {
     Time t;

@@ -83,6 +83,10 @@ struct Config {
     static Config from(const vm::Knobs& knobs, const vm::HostConfig& host);
 };
 
+// The TLBI instructions __flush_tlb_range_op (arch/arm64/include/asm/tlbflush.h, v6.6) issues
+// for `pages` 4 KiB pages with FEAT_TLBIRANGE (pages below MAX_TLBI_RANGE_PAGES).
+std::uint64_t tlbi_range_ops(std::uint64_t pages);
+
 // Stage-2 descriptor state bits, one byte per entry (see arm64_stage2.cpp).
 namespace pte {
 inline constexpr std::uint8_t V = 0x01;       // valid

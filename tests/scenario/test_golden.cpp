@@ -812,3 +812,34 @@ TEST_CASE("golden: NX huge page recovery under mmu_lock write or read (nx_huge_p
     CHECK(stat(sh, "kvm_recover_nx_huge_pages") == stat(rd, "kvm_recover_nx_huge_pages"));
     CHECK(stat(sh, "nx_huge_pages_recovery_zapped") == stat(rd, "nx_huge_pages_recovery_zapped"));
 }
+
+TEST_CASE("golden: arm64_stage2 tlbi by_ipa vs range with the guest TLB on, touch_back and vm_destroy",
+          "[arm64][golden][tlb]") {
+    const char* f = "scenarios/selftests/arm64-tlbi-range.json";
+    const auto ipa = run_file(f, "by_ipa"), range = run_file(f, "range");
+    const std::string ADJ = "KVM_ADJUST_MAPPINGS", UNMAP = "Unmap VM";
+    for (const auto* r : {&ipa, &range}) {
+        CHECK(r->status == "completed");
+        // 4 vCPUs x 127 blocks rebuilt (a table replaced by a block), each then touching back 8
+        // blocks (the first 8 of each vCPU fewer): 508 + 4 x (127 x 8 - 36) accesses.
+        CHECK(phase_stat(*r, ADJ, "stage2_table_to_block") == 508);
+        CHECK(phase_stat(*r, UNMAP, "stage2_unmap_ptes") == 512);
+    }
+    CHECK(ipa.guest_accesses == range.guest_accesses);
+    // by_ipa: a TLBI by VMID per block rebuilt empties every vCPU's TLB, so every touched-back
+    // block misses; range: only the rebuilt block's range goes, the touched-back blocks hit.
+    CHECK(phase_stat(ipa, ADJ, "__kvm_tlb_flush_vmid") == 508);
+    CHECK(phase_stat(range, ADJ, "__kvm_tlb_flush_vmid") == 0);
+    CHECK(phase_stat(range, ADJ, "__kvm_tlb_flush_vmid_range") == 508);
+    CHECK(phase_stat(range, ADJ, "tlbi_range_ops") == 508);  // a 2 MiB block: one range TLBI
+    CHECK(phase_stat(ipa, ADJ, "guest_tlb_miss") == 508 + 4 * (127 * 8 - 36));
+    CHECK(phase_stat(range, ADJ, "guest_tlb_miss") == 508);
+    // Unmap VM: a TLBI by IPA per leaf (FWB, so no CMOs) against one deferred range flush.
+    CHECK(phase_stat(ipa, UNMAP, "__kvm_tlb_flush_vmid_ipa") == 512);
+    CHECK(phase_stat(range, UNMAP, "__kvm_tlb_flush_vmid_ipa") == 0);
+    CHECK(phase_stat(range, UNMAP, "__kvm_tlb_flush_vmid_range") == 1);
+    CHECK(phase_time(range, UNMAP) * 20 < phase_time(ipa, UNMAP));
+    CHECK(phase_time(range, ADJ) < phase_time(ipa, ADJ));
+    CHECK(report::hex64(ipa.fingerprint) == "8244fae91d067649");
+    CHECK(report::hex64(range.fingerprint) == "5dffb6d9e8b5ff73");
+}
