@@ -1753,6 +1753,15 @@ vm::ModelInfo arm64_stage2_model_info() {
     // icache_line is the I-cache line in bytes.
     info.cost_maximums = {{"dcache_clean_byte", 1e6}, {"icache_line", 65536}};
     info.cost_powers_of_two = {"icache_line"};
+    // The guest TLB's arrays: at most 16384 entries of each size per vCPU, 1 to 64 ways.
+    for (const char* c : {"tlb_entries_4k", "tlb_entries_2m", "tlb_entries_1g"}) {
+        info.cost_maximums.emplace_back(c, 16384);
+        info.cost_integers.emplace_back(c);
+        info.cost_multiples.emplace_back(c, "tlb_ways");
+    }
+    info.cost_minimums.emplace_back("tlb_ways", 1);
+    info.cost_maximums.emplace_back("tlb_ways", 64);
+    info.cost_integers.emplace_back("tlb_ways");
     info.features = {"fwb", "tlbi_range", "guest_tlb"};
     for (const auto& f : host::Features::names()) info.features.push_back(f);
     info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,

@@ -966,6 +966,19 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
         if (x >= 1 && x == std::floor(x) && std::has_single_bit(static_cast<std::uint64_t>(x))) continue;
         bad_cost(c, "expected a power of two for cost \"" + c + "\" (model " + model + ")");
     }
+    for (const auto& c : info->cost_integers) {
+        if (!sc.host.costs.has(c)) continue;
+        const double x = sc.host.costs.number(c);
+        if (x == std::floor(x)) continue;
+        bad_cost(c, "expected a whole number for cost \"" + c + "\" (model " + model + " counts it)");
+    }
+    for (const auto& [c, of] : info->cost_multiples) {
+        if (!sc.host.costs.has(c) || !sc.host.costs.has(of)) continue;
+        const double x = sc.host.costs.number(c), y = sc.host.costs.number(of);
+        if (y >= 1 && std::fmod(x, y) == 0) continue;
+        bad_cost(c, "expected cost \"" + c + "\" (" + number_text(x) + ") to be a multiple of cost \"" + of + "\" (" +
+                        number_text(y) + "), model " + model + "'s sets of that many ways");
+    }
     for (const auto& f : info->features)
         if (!sc.host.features.count(f))
             doc["host"]["profile"].fail("host profile " + sc.host.profile + " lacks feature \"" + f + "\", which model " +

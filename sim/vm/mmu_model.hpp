@@ -221,6 +221,10 @@ struct ModelInfo {
     // most), and costs that must be a power of two (a cache line in bytes).
     std::vector<std::pair<std::string, double>> cost_maximums;
     std::vector<std::string> cost_powers_of_two;
+    // Costs that must be whole numbers (counts: TLB entries, ways), and costs that must be a
+    // multiple of another cost, as (name, of).
+    std::vector<std::string> cost_integers;
+    std::vector<std::pair<std::string, std::string>> cost_multiples;
     std::vector<std::string> features;  // host feature names it reads (HostConfig::features)
     std::vector<Operation> operations;
     std::function<std::unique_ptr<MmuModel>(ModelEnv&)> create;
