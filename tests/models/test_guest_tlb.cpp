@@ -179,3 +179,58 @@ TEST_CASE("touch_back: each new page, then up to N earlier ones, nearest first",
     CHECK(r.accesses == 9);
     CHECK(r.refills == 4);
 }
+
+namespace {
+Task<void> flusher(engine::Simulator& sim, GuestTlb& tlb, Time every, int times) {
+    for (int i = 0; i < times; ++i) {
+        co_await sim.delay(every);
+        if (i % 3 == 2)
+            tlb.invalidate_all();
+        else
+            tlb.invalidate_range(static_cast<vm::Gfn>(4 * i), static_cast<vm::Gfn>(4 * i + 20));
+    }
+}
+
+// Reference: every access an event, the refill waited for as a delay.
+Task<void> naive_tlb_vcpu(engine::Simulator& sim, TlbToy& m, std::uint32_t v, workload::AccessStream s) {
+    workload::StreamCursor c(s, engine::RandomStream(1, "unused"));
+    while (!c.done()) {
+        Time t = s.guest_time;
+        if (!m.tlb.lookup(v, c.gfn())) t += m.tlb_refill(v, c.gfn());
+        c.advance();
+        co_await sim.delay(t);
+    }
+}
+
+std::pair<std::uint64_t, Time> run_flushed(bool batched) {
+    engine::Simulator sim(1);
+    TlbToy m(3, Time::ns(7));
+    workload::GuestScheduler g(sim, m);
+    std::vector<vm::CpuContext> cpus;
+    for (std::uint32_t v = 0; v < 3; ++v) cpus.push_back(vm::CpuContext{"vcpu" + std::to_string(v), v, static_cast<std::int32_t>(v)});
+    std::vector<workload::VcpuStats> st(3);
+    for (std::uint32_t v = 0; v < 3; ++v) {
+        workload::AccessStream s;
+        s.base = 0;
+        s.npages = 12 + 3 * v;  // fits the TLB between flushes
+        s.count = 4000;
+        s.touch_back = v;
+        s.guest_time = Time::ps(10007 + 17 * v);
+        if (batched)
+            sim.spawn(cpus[v].name, run_stream(g, cpus[v], s, st[v]));
+        else
+            sim.spawn(cpus[v].name, naive_tlb_vcpu(sim, m, v, s));
+    }
+    sim.spawn("flush", flusher(sim, m.tlb, Time::ps(3'000'017), 12));
+    REQUIRE(sim.run() == engine::RunStatus::Completed);
+    return {m.refills, sim.now()};
+}
+}  // namespace
+
+TEST_CASE("TLB invalidations at engine events: batched hits refill exactly as one event per access",
+          "[tlb][workload]") {
+    const auto naive = run_flushed(false), batched = run_flushed(true);
+    CHECK(naive.first > 3 * 20);  // the flushes force refills throughout
+    CHECK(batched.first == naive.first);
+    CHECK(batched.second == naive.second);
+}
