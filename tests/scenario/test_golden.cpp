@@ -843,3 +843,21 @@ TEST_CASE("golden: arm64_stage2 tlbi by_ipa vs range with the guest TLB on, touc
     CHECK(report::hex64(ipa.fingerprint) == "8244fae91d067649");
     CHECK(report::hex64(range.fingerprint) == "5dffb6d9e8b5ff73");
 }
+
+TEST_CASE("x86_tdp with the guest TLB on: misses refilled, every remote TLB flush empties the TLBs",
+          "[x86_tdp][tlb]") {
+    scenario::LoadOptions o;
+    o.models = &models::builtin_models();
+    o.host_dirs = {src("scenarios/hosts")};
+    const auto off = runner::run(scenario::load_scenario(src("tests/data/tdp-zap.json"), o), {});
+    o.overrides = {{"/host/features/guest_tlb", true}};
+    const auto on = runner::run(scenario::load_scenario(src("tests/data/tdp-zap.json"), o), {});
+    CHECK(on.status == "completed");
+    CHECK(on.guest_accesses == off.guest_accesses);
+    CHECK(stat(off, "guest_tlb_miss") == 0);
+    CHECK(stat(on, "guest_tlb_miss") > 0);
+    CHECK(stat(on, "guest_tlb_miss") <= on.guest_accesses);
+    CHECK(stat(on, "guest_tlb_refill_walk_levels") >= 2 * stat(on, "guest_tlb_miss"));
+    CHECK(stat(on, "remote_tlb_flush") > 0);
+    CHECK(on.sim_time_ns > off.sim_time_ns);  // the refill walks are guest time
+}
