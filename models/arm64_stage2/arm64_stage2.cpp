@@ -110,10 +110,29 @@ const std::vector<std::string>& Costs::names() {
     return n;
 }
 
+const std::vector<std::string>& Costs::optional_names() {
+    static const std::vector<std::string> n = {"tlb_entries_4k", "tlb_entries_2m", "tlb_entries_1g", "tlb_ways",
+                                               "tlb_walk_level", "tlbi_vmid_range", "tlbi_range_op"};
+    return n;
+}
+
 Costs Costs::from(const vm::CostProfile& p) {
     require_costs(p, names(), "arm64_stage2");
     Costs c;
     for (const auto& [name, member] : kTimes) c.*member = p.time(name);
+    c.has_tlb = p.has("tlb_entries_4k") && p.has("tlb_entries_2m") && p.has("tlb_entries_1g") && p.has("tlb_ways") &&
+                p.has("tlb_walk_level");
+    if (c.has_tlb) {
+        const char* n[3] = {"tlb_entries_4k", "tlb_entries_2m", "tlb_entries_1g"};
+        for (std::size_t i = 0; i < 3; ++i) c.tlb_entries[i] = static_cast<std::uint32_t>(p.number(n[i]));
+        c.tlb_ways = static_cast<std::uint32_t>(p.number("tlb_ways"));
+        c.tlb_walk_level = p.time("tlb_walk_level");
+    }
+    c.has_tlbi_range = p.has("tlbi_vmid_range") && p.has("tlbi_range_op");
+    if (c.has_tlbi_range) {
+        c.tlbi_range = p.time("tlbi_vmid_range");
+        c.tlbi_range_op = p.time("tlbi_range_op");
+    }
     c.dcache_clean_byte = p.number("dcache_clean_byte");
     c.icache_line = static_cast<std::uint64_t>(p.number("icache_line"));
     if (c.icache_line == 0 || (c.icache_line & (c.icache_line - 1)))
@@ -143,6 +162,10 @@ Config Config::from(const vm::Knobs& knobs, const vm::HostConfig& host) {
     // FEAT_HAFDBS: a profile without the feature has it off (the access-flag faults happen).
     c.hafdbs = host.features.count("hafdbs") && host.feature("hafdbs");
     c.age_lock = parse_age_lock(knob_choice(knobs, "age_lock", "write", {"write", "read"}, "arm64_stage2"));
+    c.tlbi_range = knob_choice(knobs, "tlbi", "by_ipa", {"by_ipa", "range"}, "arm64_stage2") == "range";
+    if (c.tlbi_range && !(host.features.count("tlbi_range") && host.feature("tlbi_range")))
+        throw std::invalid_argument("arm64_stage2: tlbi = \"range\" needs host feature tlbi_range (FEAT_TLBIRANGE)");
+    c.guest_tlb = host.features.count("guest_tlb") && host.feature("guest_tlb");
     return c;
 }
 
@@ -280,6 +303,19 @@ private:
     std::array<engine::CounterId, kCount> ids_{};
 };
 
+// Counters of the TLB model and of range TLBIs, registered only when either is on (so results
+// without them keep their stats).
+struct Arm64Stage2::TlbCounters {
+    engine::CounterId range_calls, range_ops, miss, walk_levels, flush_all, flush_range;
+    explicit TlbCounters(engine::Counters& c)
+        : range_calls(c.id("__kvm_tlb_flush_vmid_range")),
+          range_ops(c.id("tlbi_range_ops")),
+          miss(c.id("guest_tlb_miss")),
+          walk_levels(c.id("guest_tlb_refill_walk_levels")),
+          flush_all(c.id("guest_tlb_flush_all")),
+          flush_range(c.id("guest_tlb_flush_range")) {}
+};
+
 class Arm64Stage2::Publisher : public engine::EventTarget {
 public:
     explicit Publisher(Arm64Stage2& m) : m_(m) {}
@@ -348,6 +384,16 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
     site_split_region_ = sim_.site("kvm_mmu_split_memory_region");
     site_split_ = sim_.site("kvm_mmu_split_huge_pages");
     split_cache_ = MmuMemoryCache("split_page_cache", k_.mmu_cache_alloc_page);
+    site_destroy_ = sim_.site("kvm_arch_flush_shadow_all");
+    if (cfg_.tlbi_range && !k_.has_tlbi_range)
+        throw std::invalid_argument("arm64_stage2: tlbi = \"range\" needs costs tlbi_vmid_range and tlbi_range_op");
+    if (cfg_.guest_tlb) {
+        if (!k_.has_tlb)
+            throw std::invalid_argument(
+                "arm64_stage2: host feature guest_tlb needs costs tlb_entries_4k, _2m, _1g, tlb_ways, tlb_walk_level");
+        tlb_ = std::make_unique<models::GuestTlb>(env.vm.vcpus, models::GuestTlb::Geometry{k_.tlb_entries, k_.tlb_ways});
+    }
+    if (tlb_ || cfg_.tlbi_range) tc_ = std::make_unique<TlbCounters>(sim_.counters());
     if (cfg_.spinlock)
         spin_id_ = sim_.lock_stats().lock_id("mmu_lock");
     else
@@ -455,8 +501,117 @@ void Arm64Stage2::set_both(int level, std::uint32_t ri, Gfn gfn, std::uint8_t va
     std::uint8_t& e = vis_entry(level, ri, gfn);
     // A new leaf has its AF set (stage2_set_prot_attr); a permission change keeps the AF.
     if (!aged_.empty() && (!is_leaf(e) || !is_leaf(value))) aged_[level == 3 ? i3(ri, gfn) : level == 2 ? i3(ri, gfn & ~Gfn{511}) : i3(ri, 0)] = 0;
+    if (tlb_) tlb_vis_change(level, gfn, e, value);
     if (is_table(e) && !is_table(value)) zero_below(true, level, ri, gfn);
     e = value;
+}
+
+// The guest sees a descriptor change: a valid leaf that changes in any way went with a TLBI by
+// IPA of its range (break-before-make, unmap, write protection, relaxed permissions:
+// __kvm_tlb_flush_vmid_ipa, broadcast); a table replaced by a block with __kvm_tlb_flush_vmid
+// (stage2_try_break_pte before v6.6) or, with tlbi = "range", kvm_tlb_flush_vmid_range over the
+// table's range (v6.6). The TLBIs' time is charged where the walkers issue them.
+void Arm64Stage2::tlb_vis_change(int level, Gfn gfn, std::uint8_t old, std::uint8_t value) {
+    if (old == value) return;
+    const Gfn start = round_gfn(gfn, level), end = start + pages_at(level);
+    if (is_leaf(old)) {
+        tlb_->invalidate_range(start, end);
+        sim_.counters().add(tc_->flush_range);
+    } else if (is_table(old)) {
+        if (cfg_.tlbi_range) {
+            tlb_->invalidate_range(start, end);
+            sim_.counters().add(tc_->flush_range);
+        } else {
+            tlb_->invalidate_all();
+            sim_.counters().add(tc_->flush_all);
+        }
+    }
+}
+
+// The hardware's refill of a TLB miss: a walk of the stage-2 tables from the level-1 root (two
+// concatenated pages, 40-bit IPA) to the leaf, one level at a time; the entry is cached at the
+// leaf's size. The guest's own stage 1 is not modelled (guest_access stands for it).
+Time Arm64Stage2::tlb_refill(std::uint32_t vcpu, Gfn gfn) {
+    const std::uint32_t ri = regions_.of(gfn);
+    int level = 0;
+    if (ri != kNoRegion) {
+        if (vis3_[i3(ri, gfn)] & pte::V)
+            level = 3;
+        else if (is_leaf(vis2_[i2(ri, gfn)]))
+            level = 2;
+        else if (is_leaf(vis1_[ri]))
+            level = 1;
+    }
+    if (level == 0) return Time::zero();  // hits() said mapped: cannot happen
+    tlb_->fill(vcpu, gfn, 3 - level);
+    sim_.counters().add(tc_->miss);
+    sim_.counters().add(tc_->walk_levels, static_cast<std::uint64_t>(level));
+    return k_.tlb_walk_level * static_cast<std::int64_t>(level);
+}
+
+namespace {
+// MAX_TLBI_RANGE_PAGES (arch/arm64/include/asm/tlbflush.h, v6.6): __TLBI_RANGE_PAGES(31, 3).
+constexpr std::uint64_t kMaxTlbiRangePages = std::uint64_t{32} << 16;
+}  // namespace
+// The TLBI instructions __flush_tlb_range_op (v6.6) issues for `pages` 4K pages with
+// FEAT_TLBIRANGE: an odd page count takes one single-page TLBI, then per scale 0..3 one range
+// TLBI of (num + 1) << (5 * scale + 1) pages, num = __TLBI_RANGE_NUM(pages, scale).
+std::uint64_t tlbi_range_ops(std::uint64_t pages) {
+    std::uint64_t ops = 0;
+    unsigned scale = 0;
+    while (pages > 0) {
+        if (pages % 2 == 1) {
+            ++ops;
+            --pages;
+            continue;
+        }
+        if (scale > 3) {  // not reached for pages <= MAX_TLBI_RANGE_PAGES - 1
+            ++ops;
+            break;
+        }
+        const std::int64_t num = static_cast<std::int64_t>((pages >> (5 * scale + 1)) & 0x1f) - 1;
+        if (num >= 0) {
+            ++ops;
+            pages -= static_cast<std::uint64_t>(num + 1) << (5 * scale + 1);
+        }
+        ++scale;
+    }
+    return ops;
+}
+
+Time Arm64Stage2::tlb_flush_vmid_range(Gfn start, Gfn end) {
+    Time t;
+    for (Gfn a = start; a < end;) {
+        const std::uint64_t pages = std::min<std::uint64_t>(end - a, kMaxTlbiRangePages - 1);
+        const std::uint64_t ops = tlbi_range_ops(pages);
+        t += k_.tlbi_range + k_.tlbi_range_op * static_cast<std::int64_t>(ops);
+        sim_.counters().add(tc_->range_calls);
+        sim_.counters().add(tc_->range_ops, ops);
+        a += pages;
+    }
+    return t;
+}
+
+// The flush after a memslot's write protection or dirty-log harvest: kvm_flush_remote_tlbs (a
+// TLBI by VMID, counted in remote_tlb_flush) before the series; kvm_flush_remote_tlbs_memslot ->
+// kvm_arch_flush_remote_tlbs_range -> kvm_tlb_flush_vmid_range with it (v6.6), which does not go
+// through kvm_flush_remote_tlbs.
+Time Arm64Stage2::flush_range(Gfn start, Gfn end) {
+    if (cfg_.tlbi_range) {
+        if (tlb_) {
+            tlb_->invalidate_range(start, end);
+            sim_.counters().add(tc_->flush_range);
+        }
+        return tlb_flush_vmid_range(start, end);
+    }
+    stats_.add(stats_.remote_tlb_flush_requests);
+    stats_.add(stats_.remote_tlb_flush);
+    mc_->add(ModelCounters::tlbi_vmid);
+    if (tlb_) {
+        tlb_->invalidate_all();
+        sim_.counters().add(tc_->flush_all);
+    }
+    return k_.tlbi_vmid;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -604,6 +759,7 @@ void Arm64Stage2::publish_due() {
         std::uint8_t& e = vis_entry(p.level, p.ri, p.gfn);
         if (!aged_.empty() && (!is_leaf(e) || !is_leaf(p.value)))
             aged_[p.level == 3 ? i3(p.ri, p.gfn) : p.level == 2 ? i3(p.ri, p.gfn & ~Gfn{511}) : i3(p.ri, 0)] = 0;
+        if (tlb_) tlb_vis_change(p.level, p.gfn, e, p.value);
         if (is_table(e) && !is_table(p.value)) zero_below(true, p.level, p.ri, p.gfn);
         e = p.value;
         pub_.pop_front();
@@ -1146,9 +1302,14 @@ void Arm64Stage2::try_leaf(Walk& w, int level, std::uint8_t old) {
     if (is_table(old)) {  // a block replaces the table: break it, flush the VMID, free the table
         const std::uint64_t entries = free_subtree(level, w.ri, f.gfn);
         emit(w, level, f.gfn, pte::LOCKED, false);
-        w.h += touch(f.cpu, entry_addr(level, w.ri, f.gfn), true) + k_.tlbi_vmid;
+        w.h += touch(f.cpu, entry_addr(level, w.ri, f.gfn), true);
+        if (cfg_.tlbi_range) {  // v6.6: kvm_tlb_flush_vmid_range over the table's range
+            w.h += tlb_flush_vmid_range(round_gfn(f.gfn, level), round_gfn(f.gfn, level) + pages_at(level));
+        } else {
+            w.h += k_.tlbi_vmid;
+            mc_->add(ModelCounters::tlbi_vmid);
+        }
         mc_->add(ModelCounters::bbm);
-        mc_->add(ModelCounters::tlbi_vmid);
         mc_->add(ModelCounters::table_to_block);
         if (cfg_.spinlock)  // before v6.2 the removed table is walked and freed under the lock
             w.h += k_.stage2_free_entry * static_cast<std::int64_t>(entries);
@@ -1538,10 +1699,7 @@ Task<void> Arm64Stage2::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_
     co_await lock(b, site_wp_);
     co_await wp_range(b, s.base, s.base + s.npages);
     co_await unlock(b);
-    b.acc += k_.tlbi_vmid;  // kvm_flush_remote_tlbs: TLBI VMALLS12E1IS, broadcast
-    stats_.add(stats_.remote_tlb_flush_requests);
-    stats_.add(stats_.remote_tlb_flush);
-    mc_->add(ModelCounters::tlbi_vmid);
+    b.acc += flush_range(s.base, s.base + s.npages);  // kvm_flush_remote_tlbs: TLBI VMALLS12E1IS, broadcast
     if (cfg_.split_chunk_pages) {  // v6.5: kvm_mmu_split_memory_region, write-protected blocks split
         co_await lock(b, site_split_region_, false, false);
         co_await split_huge_pages(b, s.base, s.base + s.npages);
@@ -1588,12 +1746,7 @@ Task<std::uint64_t> Arm64Stage2::dirty_log_get(const vm::CpuContext& cpu, std::u
         co_await harvest(b, s, i, mask);
     }
     co_await unlock(b);
-    if (flush) {  // kvm_flush_remote_tlbs_memslot
-        b.acc += k_.tlbi_vmid;
-        stats_.add(stats_.remote_tlb_flush_requests);
-        stats_.add(stats_.remote_tlb_flush);
-        mc_->add(ModelCounters::tlbi_vmid);
-    }
+    if (flush) b.acc += flush_range(s.base, s.base + s.npages);  // kvm_flush_remote_tlbs_memslot
     co_await settle(b);
     mc_->add(ModelCounters::harvested, harvested);
     co_return harvested;
@@ -1628,12 +1781,7 @@ Task<void> Arm64Stage2::dirty_log_clear(const vm::CpuContext& cpu, std::uint32_t
                                   base + 64 - static_cast<unsigned>(std::countl_zero(mask)));
     }
     co_await unlock(b);
-    if (flush) {
-        b.acc += k_.tlbi_vmid;
-        stats_.add(stats_.remote_tlb_flush_requests);
-        stats_.add(stats_.remote_tlb_flush);
-        mc_->add(ModelCounters::tlbi_vmid);
-    }
+    if (flush) b.acc += flush_range(s.base, s.base + s.npages);  // kvm_flush_remote_tlbs_memslot
     co_await settle(b);
 }
 
@@ -1658,12 +1806,20 @@ Task<void> Arm64Stage2::dirty_log_disable(const vm::CpuContext& cpu, std::uint32
 // with a TLBI by IPA each and, without FWB, a clean of what it mapped (stage2_unmap_walker).
 // Emptied table pages stay linked (the kernel frees them).
 Task<void> Arm64Stage2::unmap_range(Bulk& b, Gfn start, Gfn end) {
+    // stage2_unmap_defer_tlb_flush (v6.6): with FEAT_TLBIRANGE and FWB (no CMOs in the walk) the
+    // per-leaf TLBIs give way to one kvm_tlb_flush_vmid_range over the range after the walk.
+    const bool defer = cfg_.tlbi_range && cfg_.fwb;
+    bool unmapped = false;
     auto unmap = [&](int level, std::uint32_t ri, Gfn g) {
         set_both(level, ri, g, 0);
         stats_.update_page_stats(page_level(level), -1);
-        b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(level, ri, g), true) + k_.tlbi_ipa +
+        b.acc += k_.stage2_pte_update + touch(b.cpu, entry_addr(level, ri, g), true) +
                  dcache_clean(b.cpu, pages_at(level) * vm::kPageSize, sim_.now() + b.acc);
-        mc_->add(ModelCounters::tlbi_ipa);
+        if (!defer) {
+            b.acc += k_.tlbi_ipa;
+            mc_->add(ModelCounters::tlbi_ipa);
+        }
+        unmapped = true;
         mc_->add(ModelCounters::unmapped);
     };
     for (Gfn a = start; a < end;) {
@@ -1693,6 +1849,19 @@ Task<void> Arm64Stage2::unmap_range(Bulk& b, Gfn start, Gfn end) {
         if (b.acc >= kSettleQuantum) co_await settle(b);
         if (a < end) co_await cond_resched(b);
     }
+    if (defer && unmapped) b.acc += tlb_flush_vmid_range(start, end);
+}
+
+// The VM's teardown as its memory goes (the series' "Unmap VM"): kvm_unmap_gfn_range over every
+// memslot under mmu_lock for write, i.e. kvm_pgtable_stage2_unmap with its TLBIs (per leaf, or one
+// range per memslot when deferred); the emptied tables are then freed by kvm_pgtable_stage2_destroy
+// (kvm_free_stage2_pgd), which issues no TLBI and is not timed.
+Task<void> Arm64Stage2::vm_destroy(const vm::CpuContext& cpu) {
+    Bulk b = make_bulk(cpu);
+    co_await lock(b, site_destroy_);
+    for (const auto& s : slots_) co_await unmap_range(b, s->base, s->base + s->npages);
+    co_await unlock(b);
+    co_await settle(b);
 }
 
 // kvm_mmu_notifier_invalidate_range_start: under mmu_lock for write, kvm_mmu_invalidate_begin
@@ -1924,6 +2093,17 @@ vm::ModelInfo arm64_stage2_model_info() {
                                       "before v6.2 mmu_lock was a spinlock: aging took it like every other walk"});
             return k;
         }(),
+        [] {
+            vm::KnobSpec k = choice_knob(
+                "tlbi", "by_ipa", {"by_ipa", "range"},
+                "stage-2 TLB invalidation of a range: 'by_ipa' (before v6.6: a TLBI by IPA per leaf unmapped, "
+                "and a TLBI by VMID for a table replaced by a block or a memslot's flush, kvm_flush_remote_tlbs) "
+                "or 'range' (Raghavendra Rao Ananta's FEAT_TLBIRANGE series, v6.6: kvm_tlb_flush_vmid_range with "
+                "range TLBIs for those, and with FWB one range after an unmap walk instead of a TLBI per leaf)");
+            k.requires_features = {{std::string("range"), "tlbi_range",
+                                    "range TLBIs are FEAT_TLBIRANGE instructions (ARMv8.4)"}};
+            return k;
+        }(),
         bool_knob("preempt", true,
                   "host kernel with CONFIG_PREEMPTION: spin/rwlock_needbreak() report mmu_lock waiters, so "
                   "stage2_apply_range yields to them between 1 GiB chunks; false: it yields only on need_resched()"),
@@ -1948,16 +2128,26 @@ vm::ModelInfo arm64_stage2_model_info() {
     info.costs = arm64_stage2::Costs::names();
     for (const auto& c : host::Costs::names()) info.costs.push_back(c);
     for (const auto& c : AgingCosts::names()) info.costs.push_back(c);
+    for (const auto& c : arm64_stage2::Costs::optional_names()) info.costs.push_back(c);
     info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}, {"uffd_copy_rate", host::Costs::kMinZeroRate}};
     // A D-cache clean of a 1 GiB block at most 1e6 ps a byte stays within the clock by far;
     // icache_line is the I-cache line in bytes.
     info.cost_maximums = {{"dcache_clean_byte", 1e6}, {"icache_line", 65536}};
     info.cost_powers_of_two = {"icache_line"};
-    info.features = {"fwb", "hafdbs"};
+    // The guest TLB's arrays: at most 16384 entries of each size per vCPU, 1 to 64 ways.
+    for (const char* c : {"tlb_entries_4k", "tlb_entries_2m", "tlb_entries_1g"}) {
+        info.cost_maximums.emplace_back(c, 16384);
+        info.cost_integers.emplace_back(c);
+        info.cost_multiples.emplace_back(c, "tlb_ways");
+    }
+    info.cost_minimums.emplace_back("tlb_ways", 1);
+    info.cost_maximums.emplace_back("tlb_ways", 64);
+    info.cost_integers.emplace_back("tlb_ways");
+    info.features = {"fwb", "hafdbs", "tlbi_range", "guest_tlb"};
     for (const auto& f : host::Features::names()) info.features.push_back(f);
     info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
                        vm::Operation::DirtyLogDisable, vm::Operation::Invalidate, vm::Operation::ClearYoung,
-                       vm::Operation::TestYoung};
+                       vm::Operation::TestYoung,      vm::Operation::VmDestroy};
     info.create = [](vm::ModelEnv& env) -> std::unique_ptr<vm::MmuModel> {
         return std::make_unique<arm64_stage2::Arm64Stage2>(env);
     };

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "models/common/aging.hpp"
+#include "models/common/guest_tlb.hpp"
 #include "models/common/host_memory.hpp"
 #include "models/common/invalidation.hpp"
 #include "models/common/kvm_stats.hpp"
@@ -66,6 +67,14 @@ struct Costs {
         stage2_walk_step, dirty_bitmap_word, sched_timeslice, lock_yield;
     double dcache_clean_byte = 0;  // ps per byte cleaned to the point of coherency
     std::uint64_t icache_line = 64;
+    // Optional (absent: no TLB model, and tlbi = "range" cannot be costed): the guest TLB's
+    // geometry, the refill walk's cost per stage-2 level, a __kvm_tlb_flush_vmid_range call and
+    // each range TLBI instruction it issues.
+    std::array<std::uint32_t, 3> tlb_entries{};  // tlb_entries_4k, _2m, _1g
+    std::uint32_t tlb_ways = 0;
+    engine::Time tlb_walk_level, tlbi_range, tlbi_range_op;
+    bool has_tlb = false, has_tlbi_range = false;
+    static const std::vector<std::string>& optional_names();
     static const std::vector<std::string>& names();
     static Costs from(const vm::CostProfile& p);
 };
@@ -84,8 +93,14 @@ struct Config {
     bool relax_tlbi_local = false;
     bool hafdbs = false;          // host feature FEAT_HAFDBS: the CPU sets a stage-2 AF itself (VTCR_EL2.HA)
     AgeLock age_lock = AgeLock::Write;  // knob age_lock: kvm_age_gfn under mmu_lock write or read
+    bool tlbi_range = false;      // tlbi = "range": FEAT_TLBIRANGE used (v6.6), else by IPA / VMID
+    bool guest_tlb = false;       // host feature guest_tlb: the vCPUs' TLB is modelled
     static Config from(const vm::Knobs& knobs, const vm::HostConfig& host);
 };
+
+// The TLBI instructions __flush_tlb_range_op (arch/arm64/include/asm/tlbflush.h, v6.6) issues
+// for `pages` 4 KiB pages with FEAT_TLBIRANGE (pages below MAX_TLBI_RANGE_PAGES).
+std::uint64_t tlbi_range_ops(std::uint64_t pages);
 
 // Stage-2 descriptor state bits, one byte per entry (see arm64_stage2.cpp).
 namespace pte {
@@ -143,6 +158,9 @@ public:
     std::optional<engine::Time> page_fault_now(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access,
                                                engine::Time start) override;
     engine::Time fault_lookahead() const override { return min_fault_pre_; }
+    models::GuestTlb* guest_tlb() override { return tlb_.get(); }
+    engine::Time tlb_refill(std::uint32_t vcpu, vm::Gfn gfn) override;
+    engine::Task<void> vm_destroy(const vm::CpuContext& cpu) override;
 
     engine::Task<void> dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t slot,
                                         vm::DirtyLogOptions opts) override;
@@ -210,6 +228,14 @@ private:
     void zero_below(bool vis, int level, std::uint32_t ri, vm::Gfn gfn);
     std::uint64_t free_subtree(int level, std::uint32_t ri, vm::Gfn gfn);
     void set_both(int level, std::uint32_t ri, vm::Gfn gfn, std::uint8_t value);
+    // The guest TLB's entries a visible descriptor change takes away (the TLBI that goes with it).
+    void tlb_vis_change(int level, vm::Gfn gfn, std::uint8_t old, std::uint8_t value);
+    // kvm_flush_remote_tlbs_memslot / kvm_arch_flush_remote_tlbs_range over [start, end): returns its time.
+    engine::Time flush_range(vm::Gfn start, vm::Gfn end);
+    // kvm_tlb_flush_vmid_range (v6.6) over [start, end): __kvm_tlb_flush_vmid_range calls of at most
+    // MAX_TLBI_RANGE_PAGES (counted); returns its time. The TLB's entries go with the descriptor
+    // changes (tlb_vis_change) or at the caller.
+    engine::Time tlb_flush_vmid_range(vm::Gfn start, vm::Gfn end);
 
     // --- the fault path ---
     bool prepare(Fault& f, const vm::CpuContext& ctx, vm::Gfn gfn, vm::Access access, engine::Time start);
@@ -368,6 +394,10 @@ private:
     MmuMemoryCache split_cache_;  // kvm->arch.mmu.split_page_cache
     std::vector<std::uint64_t> split_pages_;  // its pages' addresses (zeroed, so cached, at the top-up)
     std::unique_ptr<ModelCounters> mc_;
+    struct TlbCounters;
+    std::unique_ptr<TlbCounters> tc_;
+    std::unique_ptr<models::GuestTlb> tlb_;
+    engine::Site site_destroy_;
 };
 
 }  // namespace arm64_stage2

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "models/common/guest_tlb.hpp"
 #include "models/common/kvm_stats.hpp"
 #include "sim/engine/time.hpp"
 
@@ -19,12 +20,16 @@ public:
     RemoteTlbFlush(KvmStats& stats, engine::Time base, engine::Time per_vcpu, std::uint32_t vcpus)
         : stats_(stats), base_(base), per_vcpu_(per_vcpu), vcpus_(vcpus) {}
 
-    // Counts one flush and returns the time it takes the caller.
+    // Counts one flush and returns the time it takes the caller; every vCPU's guest TLB, if the
+    // model keeps one, is emptied (KVM_REQ_TLB_FLUSH: INVEPT single-context on each vCPU, or
+    // all-context).
     engine::Time flush() {
         stats_.add(stats_.remote_tlb_flush_requests);
         stats_.add(stats_.remote_tlb_flush);
+        if (guest_tlb_) guest_tlb_->invalidate_all();
         return cost();
     }
+    void set_guest_tlb(GuestTlb* t) { guest_tlb_ = t; }
     engine::Time cost() const { return base_ + per_vcpu_ * static_cast<std::int64_t>(vcpus_); }
     std::uint32_t vcpus() const { return vcpus_; }
 
@@ -33,6 +38,7 @@ private:
     engine::Time base_;
     engine::Time per_vcpu_;
     std::uint32_t vcpus_;
+    GuestTlb* guest_tlb_ = nullptr;
 };
 
 }  // namespace kvmsim::models

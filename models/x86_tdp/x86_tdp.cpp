@@ -106,7 +106,21 @@ Costs Costs::from(const vm::CostProfile& p) {
     c.memslot_update = p.time("memslot_update");
     c.tdp_root_lookup_step = p.time("tdp_root_lookup_step");
     c.smm_transition = p.time("smm_transition");
+    c.has_tlb = p.has("tlb_entries_4k") && p.has("tlb_entries_2m") && p.has("tlb_entries_1g") && p.has("tlb_ways") &&
+                p.has("tlb_walk_level");
+    if (c.has_tlb) {
+        const char* n[3] = {"tlb_entries_4k", "tlb_entries_2m", "tlb_entries_1g"};
+        for (std::size_t i = 0; i < 3; ++i) c.tlb_entries[i] = static_cast<std::uint32_t>(p.number(n[i]));
+        c.tlb_ways = static_cast<std::uint32_t>(p.number("tlb_ways"));
+        c.tlb_walk_level = p.time("tlb_walk_level");
+    }
     return c;
+}
+
+const std::vector<std::string>& Costs::optional_names() {
+    static const std::vector<std::string> n = {"tlb_entries_4k", "tlb_entries_2m", "tlb_entries_1g", "tlb_ways",
+                                               "tlb_walk_level"};
+    return n;
 }
 
 Config Config::from(const vm::Knobs& knobs) {
@@ -282,6 +296,16 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
       hold_(env.sim, env.vm.vcpus, "in SMM (until smm_exit)") {
     if (own_host_) own_host_->set_notifier(this);
     mc_ = std::make_unique<ModelCounters>(sim_.counters());
+    if (env.host.features.count("guest_tlb") && env.host.feature("guest_tlb")) {
+        if (!k_.has_tlb)
+            throw std::invalid_argument(
+                "x86_tdp: host feature guest_tlb needs costs tlb_entries_4k, _2m, _1g, tlb_ways, tlb_walk_level");
+        gtlb_ = std::make_unique<models::GuestTlb>(env.vm.vcpus,
+                                                   models::GuestTlb::Geometry{k_.tlb_entries, k_.tlb_ways});
+        tlb_.set_guest_tlb(gtlb_.get());
+        tlb_miss_id_ = sim_.counters().id("guest_tlb_miss");
+        tlb_walk_id_ = sim_.counters().id("guest_tlb_refill_walk_levels");
+    }
     site_fault_ = sim_.site("kvm_tdp_mmu_page_fault");
     site_zap_ = sim_.site("kvm_zap_gfn_range");
     site_split_ = sim_.site("kvm_mmu_slot_try_split_huge_pages");
@@ -1996,6 +2020,28 @@ Task<void> X86TdpMmu::recover_nx_huge_pages(vm::CpuContext cpu) {
 // ---------------------------------------------------------------------------------------------
 // Registration
 
+// The hardware's refill of a guest TLB miss: a 4-level EPT walk from the root to the leaf (4 levels
+// to a 4K SPTE, 3 to 2M, 2 to 1G), the entry cached at the leaf's size. Emptied by every
+// kvm_flush_remote_tlbs (RemoteTlbFlush).
+engine::Time x86_tdp::X86TdpMmu::tlb_refill(std::uint32_t vcpu, vm::Gfn gfn) {
+    const std::uint64_t r = (gfn >> 18) - lut_base_;
+    if (r >= lut_.size() || lut_[r] == kNoRegion) return engine::Time::zero();
+    const std::uint32_t ri = lut_[r];
+    int size = -1;
+    if (pte_[(static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff)] & x86_tdp::spte::P)
+        size = 0;
+    else if (pde_[(static_cast<std::size_t>(ri) << 9) | ((gfn >> 9) & 511)] & x86_tdp::spte::LEAF)
+        size = 1;
+    else if (pdpte_[ri] & x86_tdp::spte::LEAF)
+        size = 2;
+    if (size < 0) return engine::Time::zero();
+    gtlb_->fill(vcpu, gfn, size);
+    const auto levels = static_cast<std::uint64_t>(4 - size);
+    sim_.counters().add(tlb_miss_id_);
+    sim_.counters().add(tlb_walk_id_, levels);
+    return k_.tlb_walk_level * static_cast<std::int64_t>(levels);
+}
+
 vm::ModelInfo x86_tdp_model_info() {
     vm::ModelInfo info;
     info.name = "x86_tdp";
@@ -2094,6 +2140,16 @@ vm::ModelInfo x86_tdp_model_info() {
     info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}, {"uffd_copy_rate", host::Costs::kMinZeroRate}};
     info.features = host::Features::names();
     info.features.push_back("nx_huge_pages");  // kvm.nx_huge_pages (the iTLB multihit mitigation)
+    info.features.push_back("guest_tlb");      // the vCPUs' TLB model (models/common/guest_tlb.hpp)
+    for (const std::string& c : x86_tdp::Costs::optional_names()) info.costs.push_back(c);
+    for (const char* c : {"tlb_entries_4k", "tlb_entries_2m", "tlb_entries_1g"}) {
+        info.cost_maximums.emplace_back(c, 16384);
+        info.cost_integers.emplace_back(c);
+        info.cost_multiples.emplace_back(c, "tlb_ways");
+    }
+    info.cost_minimums.emplace_back("tlb_ways", 1);
+    info.cost_maximums.emplace_back("tlb_ways", 64);
+    info.cost_integers.emplace_back("tlb_ways");
     info.operations = {vm::Operation::DirtyLogEnable,  vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
                        vm::Operation::DirtyLogDisable, vm::Operation::ZapGfnRange, vm::Operation::Invalidate,
                        vm::Operation::SmmEnter,        vm::Operation::SmmExit,     vm::Operation::ClearYoung,

@@ -84,6 +84,12 @@ struct Costs {
         lock_yield, dirty_bitmap_word, memslot_update, tdp_root_lookup_step, smm_transition;
     static const std::vector<std::string>& names();
     static Costs from(const vm::CostProfile& p);
+    // Optional: the guest TLB (host feature guest_tlb), as arm64_stage2's.
+    std::array<std::uint32_t, 3> tlb_entries{};
+    std::uint32_t tlb_ways = 0;
+    engine::Time tlb_walk_level;
+    bool has_tlb = false;
+    static const std::vector<std::string>& optional_names();
 };
 
 enum class ZapLock : std::uint8_t { Write, Read, DropWriteZapRead };
@@ -165,6 +171,8 @@ public:
     // From an SMI until RSM is done the vCPU's accesses enter the model only to wait.
     bool stream_held(std::uint32_t vcpu) const override { return hold_.held(vcpu); }
 
+    models::GuestTlb* guest_tlb() override { return gtlb_.get(); }
+    engine::Time tlb_refill(std::uint32_t vcpu, vm::Gfn gfn) override;
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
         // An SMM transition or in SMM (the stream is held): the access must enter the model.
         if (hold_.held(vcpu)) [[unlikely]]
@@ -413,6 +421,8 @@ private:
         site_nx_recovery_, site_age_, site_test_age_;
     struct ModelCounters;
     std::unique_ptr<ModelCounters> mc_;
+    std::unique_ptr<models::GuestTlb> gtlb_;  // host feature guest_tlb, else none
+    engine::CounterId tlb_miss_id_ = 0, tlb_walk_id_ = 0;
 };
 
 }  // namespace x86_tdp

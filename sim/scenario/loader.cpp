@@ -280,7 +280,7 @@ std::string knob_value_text(const vm::KnobValue& v) {
     return std::holds_alternative<std::string>(v) ? "\"" + vm::to_string(v) + "\"" : vm::to_string(v);
 }
 
-vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info) {
+vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info, const vm::HostConfig& host) {
     vm::Knobs knobs;
     for (const auto& k : info.knobs) knobs[k.name] = k.default_value;
     const auto given = mmu.opt_object("knobs");
@@ -315,6 +315,15 @@ vm::Knobs load_knobs(const Node& mmu, const vm::ModelInfo& info) {
                 wanted += (i ? " or " : "") + knob_value_text(cond.values[i]);
             v.fail("knob \"" + key + "\" has no effect while " + mmu.pointer() + "/knobs/" + cond.knob + " is " +
                    knob_value_text(other) + " (it acts only when that is " + wanted + "): " + cond.why);
+        }
+        for (const auto& req : info.knob(key)->requires_features) {
+            if (knobs.at(key) != req.value) continue;
+            const auto f = host.features.find(req.feature);
+            if (f != host.features.end() && f->second) continue;
+            v.fail("knob \"" + key + "\" = " + knob_value_text(req.value) + " needs host feature \"" + req.feature +
+                   "\", which host profile " + host.profile + " " +
+                   (f == host.features.end() ? "does not list" : "sets false (override it under /host/features)") +
+                   ": " + req.why);
         }
     }
     return knobs;
@@ -437,6 +446,7 @@ const std::vector<std::pair<std::string_view, vm::Operation>> kOpsTable = {
     {"nested_start", vm::Operation::NestedStart},        {"nested_stop", vm::Operation::NestedStop},
     {"nested_eptp_switch", vm::Operation::NestedEptpSwitch}, {"nested_ept_write", vm::Operation::NestedEptWrite},
     {"clear_young", vm::Operation::ClearYoung},          {"test_young", vm::Operation::TestYoung},
+    {"vm_destroy", vm::Operation::VmDestroy},
 };
 
 vm::Operation parse_op(const Node& n) {
@@ -512,6 +522,11 @@ workload::HostOp parse_host_op(const Node& n, const vm::VmConfig& vm, const vm::
     workload::HostOp h;
     h.op = parse_op(n["op"]);
     require_op(n["op"], info, h.op);
+    if (h.op == vm::Operation::VmDestroy) {
+        for (const std::string_view k : {"slots", "start", "size", "reason", "initially_set", "chunk", "vcpus", "eptp",
+                                         "eptps", "entries", "invept", "smi_handler", "level"})
+            if (n.has(k)) n[k].fail("expected no arguments for vm_destroy (it unmaps the whole VM)");
+    }
     h.slots = slots_of(n, vm);
     const bool aging = h.op == vm::Operation::ClearYoung || h.op == vm::Operation::TestYoung;
     if (h.op == vm::Operation::ZapGfnRange || h.op == vm::Operation::Invalidate || aging) {
@@ -651,7 +666,7 @@ workload::AccessStream parse_explicit_stream(const Node& s, const vm::VmConfig& 
 workload::AccessStream parse_stream(const Node& s, const vm::VmConfig& vm, std::uint32_t vcpu, Time guest_time) {
     if (s.has("pattern") && s["pattern"].json() == "explicit") return parse_explicit_stream(s, vm);
     s.check_keys({"pattern", "slot", "start", "size", "stride", "count", "access", "mix", "write_every",
-                  "partitioned", "guest_time"});
+                  "partitioned", "guest_time", "touch_back"});
     workload::AccessStream a;
     a.pattern = s.opt_enum_mapped<workload::AccessStream::Pattern>(
         "pattern", workload::AccessStream::Pattern::Sequential,
@@ -698,6 +713,11 @@ workload::AccessStream parse_stream(const Node& s, const vm::VmConfig& vm, std::
         a.write_fraction = w;
         a.exec_fraction = x;
     }
+    a.touch_back = s.opt_uint("touch_back", 0, 0, 4096);
+    if (a.touch_back && a.pattern != workload::AccessStream::Pattern::Sequential)
+        s["touch_back"].fail("expected touch_back only with a sequential (or strided) pattern");
+    if (a.touch_back && a.count > kMaxCount / (a.touch_back + 1))
+        s["touch_back"].fail("expected count x (touch_back + 1) at most " + std::to_string(kMaxCount));
     a.guest_time = s.opt_time("guest_time", guest_time, Time::ps(1), Time::s(1));
     if (a.count > 0 && a.guest_time.ps() > Time::s(1'000'000).ps() / static_cast<std::int64_t>(a.count))
         throw s.error_at("count", "expected count x guest_time (" + format_time(a.guest_time) +
@@ -1038,7 +1058,7 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
         mmu["model"].fail("unknown MMU model \"" + model + "\"" + did_you_mean_suffix(model, names));
     }
     sc.model = model;
-    sc.knobs = load_knobs(mmu, *info);
+    sc.knobs = load_knobs(mmu, *info, sc.host);
     for (const auto& c : info->costs)
         if (!sc.host.costs.has(c))
             doc["host"]["profile"].fail("host profile " + sc.host.profile + " lacks cost \"" + c + "\", which model " +
@@ -1065,6 +1085,19 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
         const double x = sc.host.costs.number(c);
         if (x >= 1 && x == std::floor(x) && std::has_single_bit(static_cast<std::uint64_t>(x))) continue;
         bad_cost(c, "expected a power of two for cost \"" + c + "\" (model " + model + ")");
+    }
+    for (const auto& c : info->cost_integers) {
+        if (!sc.host.costs.has(c)) continue;
+        const double x = sc.host.costs.number(c);
+        if (x == std::floor(x)) continue;
+        bad_cost(c, "expected a whole number for cost \"" + c + "\" (model " + model + " counts it)");
+    }
+    for (const auto& [c, of] : info->cost_multiples) {
+        if (!sc.host.costs.has(c) || !sc.host.costs.has(of)) continue;
+        const double x = sc.host.costs.number(c), y = sc.host.costs.number(of);
+        if (y >= 1 && std::fmod(x, y) == 0) continue;
+        bad_cost(c, "expected cost \"" + c + "\" (" + number_text(x) + ") to be a multiple of cost \"" + of + "\" (" +
+                        number_text(y) + "), model " + model + "'s sets of that many ways");
     }
     for (const auto& f : info->features)
         if (!sc.host.features.count(f))

@@ -17,6 +17,10 @@
 #include "sim/engine/simulator.hpp"
 #include "sim/vm/types.hpp"
 
+namespace kvmsim::models {
+class GuestTlb;  // models/common/guest_tlb.hpp: a model owns it, the guest scheduler looks it up
+}
+
 namespace kvmsim::vm {
 
 using KnobValue = std::variant<bool, std::int64_t, std::string>;
@@ -42,6 +46,14 @@ struct KnobSpec {
     // Choice: values the knob has on other models or kernels but that cannot act on this model,
     // as (value, why): setting one is a load-time error that says why.
     std::vector<std::pair<std::string, std::string>> refused_choices;
+    // A value the host must have a CPU feature for (HostConfig::features): the knob set to `value`
+    // on a host without `feature` is a load-time error that says `why`.
+    struct RequiresFeature {
+        KnobValue value;
+        std::string feature;
+        std::string why;
+    };
+    std::vector<RequiresFeature> requires_features;
 };
 
 // A knob name the model knows but that can never act on it (a knob of a model it embeds, or of a
@@ -68,6 +80,7 @@ enum class Operation : std::uint8_t {
     NestedEptWrite,    // L1 rewrites leaf entries of its EPT for an L2 (EPT12), then INVEPT
     ClearYoung,        // MMU notifier clear_young over a GPA range (kvm_age_gfn)
     TestYoung,         // MMU notifier test_young over a GPA range (kvm_test_age_gfn)
+    VmDestroy,         // the whole VM unmapped (its stage-2 / EPT torn down)
 };
 const char* to_string(Operation op);
 
@@ -186,6 +199,20 @@ public:
     // workload lets vCPUs that only hit run ahead of each other by this much, exactly.
     virtual Time fault_lookahead() const { return Time::zero(); }
 
+    // The vCPUs' TLB of guest translations (models/common/guest_tlb.hpp), or nullptr: no TLB
+    // model, every access that hits() costs only its guest time (an infinite TLB). The guest
+    // scheduler looks an access that hits() up in it; a miss costs tlb_refill()'s time, as
+    // guest time (no event, no exit).
+    virtual models::GuestTlb* guest_tlb() { return nullptr; }
+    // The refill of a TLB miss by an access that hits(): the hardware's walk of the tables, which
+    // fills the vCPU's TLB. Returns its time. Called ahead of engine time, like hits(): it may
+    // change only the vCPU's TLB and statistics, nothing another vCPU or hits() reads.
+    virtual Time tlb_refill(std::uint32_t vcpu, Gfn gfn) {
+        (void)vcpu;
+        (void)gfn;
+        return Time::zero();
+    }
+
     // The VM's own host threads (x86's kvm-nx-lpage-recovery worker): started when the workload
     // starts, on `cpu`, and stopped when its last step is done. Default: none.
     virtual void start_vm_workers(const CpuContext& cpu) { (void)cpu; }
@@ -219,6 +246,10 @@ public:
     // The host ages guest memory (see AgeRequest) on the thread `cpu`: one MMU-notifier call per
     // host page of the range. Returns the number of calls that found the page young.
     virtual engine::Task<std::uint64_t> age_range(const CpuContext& cpu, const AgeRequest& r);
+
+    // The VM's memory unmapped as a whole (the VM's teardown: every memslot through the unmap
+    // path, with its TLB invalidations).
+    virtual engine::Task<void> vm_destroy(const CpuContext& cpu);
 };
 
 struct ModelInfo {
@@ -235,6 +266,10 @@ struct ModelInfo {
     // most), and costs that must be a power of two (a cache line in bytes).
     std::vector<std::pair<std::string, double>> cost_maximums;
     std::vector<std::string> cost_powers_of_two;
+    // Costs that must be whole numbers (counts: TLB entries, ways), and costs that must be a
+    // multiple of another cost, as (name, of).
+    std::vector<std::string> cost_integers;
+    std::vector<std::pair<std::string, std::string>> cost_multiples;
     std::vector<std::string> features;  // host feature names it reads (HostConfig::features)
     std::vector<Operation> operations;
     std::function<std::unique_ptr<MmuModel>(ModelEnv&)> create;

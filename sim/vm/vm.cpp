@@ -76,6 +76,7 @@ const char* to_string(Operation op) {
         case Operation::NestedStop: return "nested_stop";
         case Operation::NestedEptpSwitch: return "nested_eptp_switch";
         case Operation::NestedEptWrite: return "nested_ept_write";
+        case Operation::VmDestroy: return "vm_destroy";
         case Operation::ClearYoung: return "clear_young";
         case Operation::TestYoung: return "test_young";
     }
@@ -129,6 +130,10 @@ engine::Task<void> MmuModel::dirty_log_disable(const CpuContext&, std::uint32_t)
 }
 engine::Task<void> MmuModel::zap_gfn_range(const CpuContext&, Gfn, Gfn, ZapReason) {
     unsupported("zap_gfn_range");
+    co_return;
+}
+engine::Task<void> MmuModel::vm_destroy(const CpuContext&) {
+    unsupported("vm_destroy");
     co_return;
 }
 engine::Task<void> MmuModel::invalidate_range(const CpuContext&, Gfn, Gfn) {

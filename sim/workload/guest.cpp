@@ -2,10 +2,20 @@
 
 #include <algorithm>
 
+#include "models/common/guest_tlb.hpp"
+
 namespace kvmsim::workload {
 
 std::uint64_t AccessStream::total() const {
     if (pattern == Pattern::Explicit) return accesses ? accesses->size() : 0;
+    if (touch_back == 0) return pages();
+    // sum over new pages j of 1 + min(touch_back, j)
+    const std::uint64_t p = pages();
+    const std::uint64_t ramp = std::min(p, touch_back + 1);  // pages j < ramp touch j back
+    return p + ramp * (ramp - 1) / 2 + (p - ramp) * touch_back;
+}
+
+std::uint64_t AccessStream::pages() const {
     if (count) return count;
     switch (pattern) {
         case Pattern::Sequential: return stride ? npages / stride : 0;
@@ -23,6 +33,12 @@ StreamCursor::StreamCursor(const AccessStream& s, engine::RandomStream rng)
 }
 
 void StreamCursor::compute() {
+    if (s_.touch_back && i_ == 0) {  // the stream's first access (touch_back: Sequential only)
+        j_ = b_ = 0;
+        gfn_ = new_gfn_ = s_.base;
+        set_access();
+        return;
+    }
     switch (s_.pattern) {
         case AccessStream::Pattern::Sequential:
             gfn_ = s_.base + (i_ * s_.stride) % s_.npages;
@@ -56,6 +72,20 @@ void StreamCursor::compute() {
 
 // compute() without divisions, for the common steps (millions of accesses per stage).
 void StreamCursor::next() {
+    if (s_.touch_back) [[unlikely]] {
+        if (b_ < std::min(s_.touch_back, j_)) {
+            ++b_;
+            const std::uint64_t back = (b_ * s_.stride) % s_.npages;
+            gfn_ = new_gfn_ >= s_.base + back ? new_gfn_ - back : new_gfn_ + s_.npages - back;
+        } else {
+            ++j_;
+            b_ = 0;
+            new_gfn_ = s_.base + (j_ * s_.stride) % s_.npages;
+            gfn_ = new_gfn_;
+        }
+        set_access();
+        return;
+    }
     switch (s_.pattern) {
         case AccessStream::Pattern::Sequential:
             if (s_.stride >= s_.npages) {
@@ -103,7 +133,15 @@ void trace_counters(engine::Simulator& sim) {
 }
 
 GuestScheduler::GuestScheduler(engine::Simulator& sim, vm::MmuModel& model)
-    : sim_(sim), model_(model), lookahead_(model.fault_lookahead()) {}
+    : sim_(sim), model_(model), tlb_(model.guest_tlb()), lookahead_(model.fault_lookahead()) {}
+
+// A TLB hit costs nothing beyond the access's guest time; a miss, the model's refill walk, which
+// fills the TLB. What the TLB holds changes only through the vCPU's own accesses and at engine
+// events (the invalidations), so this is exact ahead of engine time, like hits().
+Time GuestScheduler::translate(std::uint32_t vcpu, Gfn gfn) {
+    if (tlb_->lookup(vcpu, gfn)) return Time::zero();
+    return model_.tlb_refill(vcpu, gfn);
+}
 
 engine::Task<void> GuestScheduler::run(const vm::CpuContext& cpu, const AccessStream& stream, VcpuStats& stats) {
     // Only a stream that draws (random pattern, access mix) takes the seed.
@@ -175,6 +213,8 @@ GuestScheduler::Ahead GuestScheduler::run_ahead(Vcpu& v, Time next_event) {
             r = Ahead::Miss;
             break;
         }
+        if (tlb_) [[unlikely]]
+            v.t += translate(vcpu, c.gfn());
         ++n;
         v.t += c.gap();
         c.advance();
@@ -235,6 +275,8 @@ void GuestScheduler::fire(engine::Simulator& sim) {
                 out = true;
                 break;
             }
+            if (tlb_) [[unlikely]]
+                v.t += translate(vcpu, c.gfn());
             ++n;
             v.t += c.gap();
             c.advance();

@@ -69,6 +69,11 @@ struct AccessStream {
     // their number. start_delay: guest time before the first access (any pattern).
     std::shared_ptr<const std::vector<ExplicitAccess>> accesses;
     Time start_delay;
+    // Sequential: after each new page, touch up to touch_back earlier pages of the stream, the
+    // nearest first (FEAT_TLBIRANGE series' modified kvm_page_table_test ADJUST stage). count
+    // then counts the new pages.
+    std::uint64_t touch_back = 0;
+    std::uint64_t pages() const;   // new pages in the stream (accesses without touch_back)
     std::uint64_t total() const;   // accesses in the stream
 };
 
@@ -99,6 +104,9 @@ private:
     Access access_ = Access::Read;
     Time gap_;
     std::uint64_t k_ = 0;  // BlockSplit: the access's index within its block
+    std::uint64_t j_ = 0;  // touch_back: the new page's index in the stream
+    std::uint64_t b_ = 0;  // touch_back: pages back from it (0: the new page)
+    Gfn new_gfn_ = 0;      // touch_back: the new page
 };
 
 struct VcpuStats {
@@ -156,9 +164,12 @@ private:
     void release(Vcpu& v);
     enum class Ahead : std::uint8_t { Miss, Done, Horizon };
     Ahead run_ahead(Vcpu& v, Time next_event);
+    // An access that hits(): its TLB lookup, and on a miss the refill's time (guest time).
+    Time translate(std::uint32_t vcpu, Gfn gfn);
 
     engine::Simulator& sim_;
     vm::MmuModel& model_;
+    models::GuestTlb* tlb_;  // the model's, or nullptr (no TLB model)
     Time lookahead_;
     std::vector<Vcpu*> heap_;  // min-heap by (t, vcpu)
     std::uint64_t batches_ = 0;

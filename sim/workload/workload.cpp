@@ -126,6 +126,7 @@ engine::Task<void> Executor::host_op(const vm::CpuContext& cpu, const HostOp& op
             break;
         case Operation::ZapGfnRange: co_await model_.zap_gfn_range(cpu, op.start, op.end, op.reason); break;
         case Operation::Invalidate: co_await model_.invalidate_range(cpu, op.start, op.end); break;
+        case Operation::VmDestroy: co_await model_.vm_destroy(cpu); break;
         case Operation::SmmEnter:
         case Operation::SmmExit:
         case Operation::NestedStart:

@@ -69,8 +69,11 @@ TEST_CASE("arm64_stage2 is registered with its knobs, costs, the fwb feature and
     CHECK(std::get<std::string>(info->knob("cmo")->default_value) == "map_walker");
     CHECK(info->knob("cmo")->choices == std::vector<std::string>{"map_walker", "user_mem_abort"});
     CHECK(std::get<bool>(info->knob("preempt")->default_value));
-    CHECK(info->features == std::vector<std::string>{"fwb", "hafdbs", "thp_use_zero_page", "thp_wp_zero_page_split"});
-    CHECK(info->costs.size() == 24 + 6 + 8 + 3);  // its own, the host mm's, its userfaultfd's (models/host) and aging's (models/common/aging.hpp)
+    CHECK(info->features == std::vector<std::string>{"fwb", "hafdbs", "tlbi_range", "guest_tlb", "thp_use_zero_page",
+                                                     "thp_wp_zero_page_split"});
+    // its own, the host mm's, its userfaultfd's (models/host), aging's (models/common/aging.hpp) and the
+    // optional TLB ones
+    CHECK(info->costs.size() == 24 + 6 + 8 + 3 + 7);
     for (auto op : {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet, vm::Operation::DirtyLogClear,
                     vm::Operation::DirtyLogDisable, vm::Operation::Invalidate})
         CHECK(info->supports(op));

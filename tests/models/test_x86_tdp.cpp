@@ -51,7 +51,7 @@ TEST_CASE("x86_tdp is registered with its knobs, costs and operations", "[x86_td
     CHECK(std::get<std::string>(info->knob("fault_lock")->default_value) == "read");
     CHECK(std::get<bool>(info->knob("fault_precheck")->default_value));
     CHECK(std::get<bool>(info->knob("eager_page_split")->default_value));
-    CHECK(info->costs.size() == 33 + 8);  // 22 of the TDP MMU, 5 of the MMU context, the host mm's, 3 of aging; 8 of userfaultfd
+    CHECK(info->costs.size() == 33 + 8 + 5);  // 22 of the TDP MMU, 5 of the MMU context, the host mm's, 3 of aging; 8 of userfaultfd; 5 optional guest TLB
     CHECK(info->supports(vm::Operation::ZapGfnRange));
     CHECK(info->supports(vm::Operation::Invalidate));
     CHECK(info->supports(vm::Operation::DirtyLogClear));

@@ -990,3 +990,52 @@ TEST_CASE("golden: aging while the vCPUs populate memory, age_lock write against
     CHECK(report::hex64(aw.fingerprint) == "9c021ed66c3a23a4");
     CHECK(report::hex64(ar.fingerprint) == "711a61b0f80ae321");
 }
+
+TEST_CASE("golden: arm64_stage2 tlbi by_ipa vs range with the guest TLB on, touch_back and vm_destroy",
+          "[arm64][golden][tlb]") {
+    const char* f = "scenarios/selftests/arm64-tlbi-range.json";
+    const auto ipa = run_file(f, "by_ipa"), range = run_file(f, "range");
+    const std::string ADJ = "KVM_ADJUST_MAPPINGS", UNMAP = "Unmap VM";
+    for (const auto* r : {&ipa, &range}) {
+        CHECK(r->status == "completed");
+        // 4 vCPUs x 127 blocks rebuilt (a table replaced by a block), each then touching back 8
+        // blocks (the first 8 of each vCPU fewer): 508 + 4 x (127 x 8 - 36) accesses.
+        CHECK(phase_stat(*r, ADJ, "stage2_table_to_block") == 508);
+        CHECK(phase_stat(*r, UNMAP, "stage2_unmap_ptes") == 512);
+    }
+    CHECK(ipa.guest_accesses == range.guest_accesses);
+    // by_ipa: a TLBI by VMID per block rebuilt empties every vCPU's TLB, so every touched-back
+    // block misses; range: only the rebuilt block's range goes, the touched-back blocks hit.
+    CHECK(phase_stat(ipa, ADJ, "__kvm_tlb_flush_vmid") == 508);
+    CHECK(phase_stat(range, ADJ, "__kvm_tlb_flush_vmid") == 0);
+    CHECK(phase_stat(range, ADJ, "__kvm_tlb_flush_vmid_range") == 508);
+    CHECK(phase_stat(range, ADJ, "tlbi_range_ops") == 508);  // a 2 MiB block: one range TLBI
+    CHECK(phase_stat(ipa, ADJ, "guest_tlb_miss") == 508 + 4 * (127 * 8 - 36));
+    CHECK(phase_stat(range, ADJ, "guest_tlb_miss") == 508);
+    // Unmap VM: a TLBI by IPA per leaf (FWB, so no CMOs) against one deferred range flush.
+    CHECK(phase_stat(ipa, UNMAP, "__kvm_tlb_flush_vmid_ipa") == 512);
+    CHECK(phase_stat(range, UNMAP, "__kvm_tlb_flush_vmid_ipa") == 0);
+    CHECK(phase_stat(range, UNMAP, "__kvm_tlb_flush_vmid_range") == 1);
+    CHECK(phase_time(range, UNMAP) * 20 < phase_time(ipa, UNMAP));
+    CHECK(phase_time(range, ADJ) < phase_time(ipa, ADJ));
+    CHECK(report::hex64(ipa.fingerprint) == "8244fae91d067649");
+    CHECK(report::hex64(range.fingerprint) == "5dffb6d9e8b5ff73");
+}
+
+TEST_CASE("x86_tdp with the guest TLB on: misses refilled, every remote TLB flush empties the TLBs",
+          "[x86_tdp][tlb]") {
+    scenario::LoadOptions o;
+    o.models = &models::builtin_models();
+    o.host_dirs = {src("scenarios/hosts")};
+    const auto off = runner::run(scenario::load_scenario(src("tests/data/tdp-zap.json"), o), {});
+    o.overrides = {{"/host/features/guest_tlb", true}};
+    const auto on = runner::run(scenario::load_scenario(src("tests/data/tdp-zap.json"), o), {});
+    CHECK(on.status == "completed");
+    CHECK(on.guest_accesses == off.guest_accesses);
+    CHECK(stat(off, "guest_tlb_miss") == 0);
+    CHECK(stat(on, "guest_tlb_miss") > 0);
+    CHECK(stat(on, "guest_tlb_miss") <= on.guest_accesses);
+    CHECK(stat(on, "guest_tlb_refill_walk_levels") >= 2 * stat(on, "guest_tlb_miss"));
+    CHECK(stat(on, "remote_tlb_flush") > 0);
+    CHECK(on.sim_time_ns > off.sim_time_ns);  // the refill walks are guest time
+}

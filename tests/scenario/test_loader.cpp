@@ -474,7 +474,7 @@ TEST_CASE("arm64_stage2 rejects SMM and nested operations at load time, naming t
     auto err = [&](const std::string& text) { return load_error_text(d.write("seeds/arm.json", text), builtin_opts()); };
     CHECK(err(arm) ==
           "FILE: /events/1/op: model arm64_stage2 does not support smm_enter (it supports: dirty_log_enable, "
-          "dirty_log_get, dirty_log_clear, dirty_log_disable, invalidate, clear_young, test_young)");
+          "dirty_log_get, dirty_log_clear, dirty_log_disable, invalidate, clear_young, test_young, vm_destroy)");
     CHECK_THAT(err(replace(arm, "\"smm_enter\"", "\"nested_start\"")),
                Catch::StartsWith("FILE: /events/1/op: model arm64_stage2 does not support nested_start"));
     CHECK_THAT(err(replace(arm, "\"smm_enter\"", "\"zap_gfn_range\"")),
@@ -492,6 +492,45 @@ TEST_CASE("arm64_stage2 rejects SMM and nested operations at load time, naming t
                Catch::StartsWith("FILE: /host/features/fwb: expected"));
 }
 
+
+TEST_CASE("arm64_stage2 tlbi, the guest TLB's costs, touch_back and vm_destroy: located load errors",
+          "[scenario][loader][tlb]") {
+    Dir d;
+    const std::string ok = R"({
+  "name": "a", "host": {"profile": "kunpeng-920"},
+  "vm": {"vcpus": 2, "memslots": [{"size": "64M", "backing": "anonymous_thp"}]},
+  "mmu": {"model": "arm64_stage2", "knobs": {"tlbi": "by_ipa"}},
+  "workload": {"phases": [{"name": "boot", "stream": {"count": 10, "touch_back": 2}},
+                          {"name": "Unmap VM", "after": ["boot"], "host": {"op": "vm_destroy"}}]}
+})";
+    auto err = [&](const std::string& text) { return load_error_text(d.write("seeds/tlb.json", text), builtin_opts()); };
+    CHECK(err(ok) == "");
+    const std::string range = replace(ok, R"("tlbi": "by_ipa")", R"("tlbi": "range")");
+    CHECK(err(range) ==
+          "FILE: /mmu/knobs/tlbi: knob \"tlbi\" = \"range\" needs host feature \"tlbi_range\", which host profile "
+          "kunpeng-920 sets false (override it under /host/features): range TLBIs are FEAT_TLBIRANGE instructions "
+          "(ARMv8.4)");
+    CHECK(err(replace(range, R"("profile": "kunpeng-920")",
+                      R"("profile": "kunpeng-920", "features": {"tlbi_range": true})")) == "");
+    CHECK_THAT(err(replace(ok, R"("profile": "kunpeng-920")",
+                           R"("profile": "kunpeng-920", "costs": {"tlb_entries_4k": 1150})")),
+               Catch::StartsWith("FILE: /host/costs/tlb_entries_4k: expected cost \"tlb_entries_4k\" (1150) to be a "
+                                 "multiple of cost \"tlb_ways\" (4)"));
+    CHECK_THAT(err(replace(ok, R"("profile": "kunpeng-920")",
+                           R"("profile": "kunpeng-920", "costs": {"tlb_ways": 2.5})")),
+               Catch::StartsWith("FILE: /host/costs/tlb_ways: expected a whole number"));
+    CHECK_THAT(err(replace(ok, R"("profile": "kunpeng-920")",
+                           R"("profile": "kunpeng-920", "costs": {"tlb_entries_2m": 100000})")),
+               Catch::StartsWith("FILE: /host/costs/tlb_entries_2m: expected at most 16384"));
+    CHECK(err(replace(ok, R"({"op": "vm_destroy"})", R"({"op": "vm_destroy", "slots": [0]})")) ==
+          "FILE: /workload/phases/1/host/slots: expected no arguments for vm_destroy (it unmaps the whole VM)");
+    CHECK(err(replace(ok, R"("count": 10, "touch_back": 2)", R"("pattern": "random", "touch_back": 2)")) ==
+          "FILE: /workload/phases/0/stream/touch_back: expected touch_back only with a sequential (or strided) pattern");
+    // x86 models do not list vm_destroy: rejected at the operation.
+    CHECK_THAT(err(replace(replace(replace(ok, "arm64_stage2", "x86_tdp"), "kunpeng-920", "x86-server"),
+                           R"(, "knobs": {"tlbi": "by_ipa"})", "")),
+               Catch::StartsWith("FILE: /workload/phases/1/host/op: model x86_tdp does not support vm_destroy"));
+}
 
 TEST_CASE("SMM and nested events on x86_tdp: support, vCPU lists and defaults", "[scenario][loader]") {
     Dir d;
