@@ -1472,6 +1472,18 @@ void Arm64Stage2::wp_entry(Bulk& b, int level, std::uint32_t ri, Gfn gfn) {
     mc_->add(ModelCounters::wp);
 }
 
+// A bulk walker's visit of the descriptor at (level, ri, g): a walker step, and a touch of its
+// line when the walk moves to another line. Returns the descriptor as the walk will see it.
+std::uint8_t Arm64Stage2::walk_step(Bulk& b, int level, std::uint32_t ri, Gfn g) {
+    const std::uint64_t addr = entry_addr(level, ri, g);
+    b.acc += k_.stage2_walk_step;
+    if ((addr >> 6) != b.last_line) {
+        b.acc += touch(b.cpu, addr, false);
+        b.last_line = addr >> 6;
+    }
+    return plan_entry(level, ri, g);
+}
+
 // stage2_wp_range -> stage2_apply_range_resched(kvm_pgtable_stage2_wrprotect), 1 GiB at a time,
 // with a cond_resched between chunks. Every descriptor visited costs a walker step; every new
 // line of descriptors a touch.
@@ -1480,15 +1492,7 @@ Task<void> Arm64Stage2::wp_range(Bulk& b, Gfn start, Gfn end) {
         const Gfn next = std::min(round_gfn(a, 1) + pages_at(1), end);
         const std::uint32_t ri = region_of(a);
         if (ri != kNoRegion) {
-            auto step = [&](int level, Gfn g) {
-                const std::uint64_t addr = entry_addr(level, ri, g);
-                b.acc += k_.stage2_walk_step;
-                if ((addr >> 6) != b.last_line) {
-                    b.acc += touch(b.cpu, addr, false);
-                    b.last_line = addr >> 6;
-                }
-                return plan_entry(level, ri, g);
-            };
+            auto step = [&](int level, Gfn g) { return walk_step(b, level, ri, g); };
             const std::uint8_t e1 = step(1, a);
             if (is_leaf(e1)) {
                 wp_entry(b, 1, ri, a);
@@ -1608,15 +1612,7 @@ bool Arm64Stage2::stage2_split(Bulk& b, Gfn start, Gfn end) {
         const Gfn next = std::min(round_gfn(a, 1) + pages_at(1), end);
         const std::uint32_t ri = region_of(a);
         if (ri != kNoRegion) {
-            auto step = [&](int level, Gfn g) {
-                const std::uint64_t addr = entry_addr(level, ri, g);
-                b.acc += k_.stage2_walk_step;
-                if ((addr >> 6) != b.last_line) {
-                    b.acc += touch(b.cpu, addr, false);
-                    b.last_line = addr >> 6;
-                }
-                return plan_entry(level, ri, g);
-            };
+            auto step = [&](int level, Gfn g) { return walk_step(b, level, ri, g); };
             std::uint8_t e1 = step(1, a);
             if (is_leaf(e1)) {
                 if (!split_block(b, 1, ri, a)) return false;

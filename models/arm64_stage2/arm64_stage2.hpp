@@ -211,6 +211,7 @@ private:
     // --- descriptors ---
     static std::size_t i2(std::uint32_t ri, vm::Gfn gfn) { return (std::size_t{ri} << 9) | ((gfn >> 9) & 511); }
     static std::size_t i3(std::uint32_t ri, vm::Gfn gfn) { return (std::size_t{ri} << 18) | (gfn & 0x3ffff); }
+    std::uint8_t walk_step(Bulk& b, int level, std::uint32_t ri, vm::Gfn g);
     std::uint8_t& plan_entry(int level, std::uint32_t ri, vm::Gfn gfn) {
         return level == 1 ? plan1_[ri] : level == 2 ? plan2_[i2(ri, gfn)] : plan3_[i3(ri, gfn)];
     }

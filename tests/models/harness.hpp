@@ -32,6 +32,19 @@ inline engine::CacheConfig small_cache(std::uint32_t cpus) {
 }
 
 // Round numbers so that test expectations can be worked out by hand.
+// userfaultfd's costs (round; only demand-paging tests use them), the same on both profiles.
+inline void set_uffd_test_costs(vm::CostProfile& p) {
+    auto ns = [&](const char* n, double v) { p.set(n, v * 1000.0); };
+    ns("uffd_handle_userfault", 1000);
+    ns("uffd_wake_latency", 2000);
+    ns("uffd_wake_per_waiter", 100);
+    ns("uffd_ttwu", 500);
+    ns("uffd_syscall", 300);
+    ns("uffd_continue", 400);
+    ns("memory_fault_exit", 2000);
+    p.set("uffd_copy_rate", 10.24e9);  // bytes/s: 4 KiB in 400 ns
+}
+
 inline vm::CostProfile test_costs() {
     vm::CostProfile p;
     auto ns = [&](const char* n, double v) { p.set(n, v * 1000.0); };
@@ -50,15 +63,7 @@ inline vm::CostProfile test_costs() {
     ns("host_zero_page_map", 70);
     ns("host_pmd_split", 400);
     p.set("zero_rate", 20.48e9);  // bytes/s: 4 KiB in 200 ns
-    // userfaultfd (round; only demand-paging tests use them).
-    ns("uffd_handle_userfault", 1000);
-    ns("uffd_wake_latency", 2000);
-    ns("uffd_wake_per_waiter", 100);
-    ns("uffd_ttwu", 500);
-    ns("uffd_syscall", 300);
-    ns("uffd_continue", 400);
-    ns("memory_fault_exit", 2000);
-    p.set("uffd_copy_rate", 10.24e9);  // bytes/s: 4 KiB in 400 ns
+    set_uffd_test_costs(p);
     ns("mmu_cache_alloc_page", 300);
     ns("mmu_cache_alloc_obj", 50);
     ns("tlb_flush_base", 1000);
@@ -94,15 +99,7 @@ inline vm::CostProfile arm64_test_costs() {
     ns("host_zero_page_map", 70);
     ns("host_pmd_split", 400);
     p.set("zero_rate", 40.96e9);  // bytes/s: 4 KiB in 100 ns
-    // userfaultfd (round; only demand-paging tests use them).
-    ns("uffd_handle_userfault", 1000);
-    ns("uffd_wake_latency", 2000);
-    ns("uffd_wake_per_waiter", 100);
-    ns("uffd_ttwu", 500);
-    ns("uffd_syscall", 300);
-    ns("uffd_continue", 400);
-    ns("memory_fault_exit", 2000);
-    p.set("uffd_copy_rate", 10.24e9);  // bytes/s: 4 KiB in 400 ns
+    set_uffd_test_costs(p);
     ns("mmu_cache_alloc_page", 200);
     ns("mmu_lock_op", 10);
     ns("stage2_map_base", 50);
