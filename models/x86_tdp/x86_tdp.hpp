@@ -206,6 +206,9 @@ public:
     bool aged(vm::Gfn gfn) const;
 
     engine::Task<void> page_fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access) override;
+    // The default's delay to `start`, then page_fault(), in one coroutine frame (fault()).
+    engine::Task<void> page_fault_at(engine::Simulator& sim, const vm::CpuContext& cpu, vm::Gfn gfn,
+                                     vm::Access access, engine::Time start) override;
     engine::Task<void> dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t slot,
                                         vm::DirtyLogOptions opts) override;
     engine::Task<std::uint64_t> dirty_log_get(const vm::CpuContext& cpu, std::uint32_t slot) override;
@@ -321,7 +324,8 @@ private:
     engine::Task<std::uint64_t> get_root(const vm::CpuContext& cpu, x86_context::RootRole role, vm::Gfn pgd) override;
     engine::Task<void> put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) override;
     engine::Time zap_root_tree(std::uint32_t cpu);
-    engine::Task<void> fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access);
+    // page_fault() at `start` (>= now): one frame per exit, the stream hold's bracket included.
+    engine::Task<void> fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access, engine::Time start);
     engine::Time guest_copy(std::uint32_t cpu, std::uint64_t gpa, std::uint64_t bytes, bool write);
     std::uint64_t lines_of(std::uint64_t addr, std::uint64_t bytes) const;
 
