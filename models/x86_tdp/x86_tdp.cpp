@@ -1156,17 +1156,23 @@ X86TdpMmu::Bulk X86TdpMmu::make_bulk(const vm::CpuContext& cpu) {
     return b;
 }
 
-Task<void> X86TdpMmu::settle(Bulk& b) { co_await models::settle(sim_, b); }
+models::SettleAwaiter<models::BulkWalk> X86TdpMmu::settle(Bulk& b) { return models::settle(sim_, b); }
 
+// lock_walk's and unlock_walk's bodies (models/common/bulk.hpp) in this frame, not a nested one.
 Task<void> X86TdpMmu::lock(Bulk& b, LockMode mode, engine::Site site) {
     const Time asked = sim_.now() + b.acc;
-    co_await lock_walk(sim_, mmu_lock_, b, mode, site);
+    co_await settle(b);
+    b.guard = co_await (mode == LockMode::Write ? mmu_lock_.write(site) : mmu_lock_.read(site));
+    b.mode = mode;
+    b.site = site;
+    b.last_line = Bulk::kNoLine;
     b.acc += lock_word_.acquired(b.cpu, mode, asked, sim_.now());
 }
 
 Task<void> X86TdpMmu::unlock(Bulk& b) {
     const LockMode mode = b.mode;
-    co_await unlock_walk(sim_, b);
+    co_await settle(b);
+    b.guard.unlock();
     b.acc += lock_word_.released(b.cpu, mode, sim_.now());
 }
 

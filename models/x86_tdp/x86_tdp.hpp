@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "models/common/aging.hpp"
+#include "models/common/bulk.hpp"
 #include "models/common/host_memory.hpp"
 #include "models/common/invalidation.hpp"
 #include "models/common/kvm_stats.hpp"
@@ -336,7 +337,7 @@ private:
     void nx_link(MapPlan& p, int level, std::uint32_t cpu);
 
     // --- bulk walkers (the Bulk context holds the lock guard and the unelapsed work) ---
-    engine::Task<void> settle(Bulk& b);
+    models::SettleAwaiter<models::BulkWalk> settle(Bulk& b);  // no frame
     engine::Task<void> lock(Bulk& b, engine::LockMode mode, engine::Site site);
     engine::Task<void> unlock(Bulk& b);
     std::uint64_t entry_addr(int level, vm::Gfn gfn) const;
