@@ -391,7 +391,7 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
         if (!k_.has_tlb)
             throw std::invalid_argument(
                 "arm64_stage2: host feature guest_tlb needs costs tlb_entries_4k, _2m, _1g, tlb_ways, tlb_walk_level");
-        tlb_ = std::make_unique<models::GuestTlb>(env.vm.vcpus, models::GuestTlb::Geometry{k_.tlb_entries, k_.tlb_ways});
+        tlb_ = std::make_unique<vm::GuestTlb>(env.vm.vcpus, vm::GuestTlb::Geometry{k_.tlb_entries, k_.tlb_ways});
     }
     if (tlb_ || cfg_.tlbi_range) tc_ = std::make_unique<TlbCounters>(sim_.counters());
     if (cfg_.spinlock)
@@ -2012,32 +2012,23 @@ bool Arm64Stage2::age_leaves(Bulk& b, Gfn start, Gfn end, bool clear) {
 // not merged), kvm_age_gfn / kvm_test_age_gfn, unlock.
 Task<std::uint64_t> Arm64Stage2::age_range(const vm::CpuContext& cpu, const vm::AgeRequest& r) {
     if (aged_.empty()) aged_.assign(vis3_.size(), 0);
-    const engine::Site site = sim_.site(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
-    const engine::CounterId calls = sim_.counters().id(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
-    const engine::CounterId young_calls = sim_.counters().id(r.clear ? "kvm_age_gfn_young" : "kvm_test_age_gfn_young");
     const bool read = cfg_.age_lock == AgeLock::Read;
     Bulk b = make_bulk(cpu);
-    std::uint64_t young_n = 0;
-    for (Gfn g = r.start; g < r.end;) {
-        const Slot* s = slot_of(g);
-        const std::uint64_t host_pages = s ? vm::pages_per(vm::host_level(vm_.memslots[s->index].backing)) : 1;
-        const Gfn e = std::min(r.end, (g / host_pages + 1) * host_pages);
-        b.acc += ak_.caller(r.via) + ak_.mmu_notifier_young;
-        if (s && region_of(g) != kNoRegion) {
+    co_return co_await age_hva_range(
+        sim_, b, r, ak_.caller(r.via) + ak_.mmu_notifier_young,
+        [this](Gfn g) {
+            const Slot* s = slot_of(g);
+            const std::uint64_t host_pages = s ? vm::pages_per(vm::host_level(vm_.memslots[s->index].backing)) : 1;
+            return (g / host_pages + 1) * host_pages;
+        },
+        [&](Gfn g, Gfn e, engine::Site site) -> Task<std::optional<bool>> {
+            if (!slot_of(g) || region_of(g) == kNoRegion) co_return std::nullopt;
             co_await lock(b, site, read, false);
             const bool young = age_leaves(b, g, e, r.clear);
             co_await unlock(b);
-            sim_.counters().add(calls);
-            if (young) {
-                ++young_n;
-                sim_.counters().add(young_calls);
-            }
-        }
-        if (b.acc >= kSettleQuantum) co_await settle(b);
-        g = e;
-    }
-    co_await settle(b);
-    co_return young_n;
+            co_return young;
+        },
+        [&] { return settle(b); });
 }
 
 // An MMU-notifier invalidation by a host unmap (the scenario operation): the host's unmap, which

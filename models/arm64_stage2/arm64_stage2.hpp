@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "models/common/aging.hpp"
-#include "models/common/guest_tlb.hpp"
+#include "sim/vm/guest_tlb.hpp"
 #include "models/common/host_memory.hpp"
 #include "models/common/invalidation.hpp"
 #include "models/common/kvm_stats.hpp"
@@ -158,7 +158,7 @@ public:
     std::optional<engine::Time> page_fault_now(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access,
                                                engine::Time start) override;
     engine::Time fault_lookahead() const override { return min_fault_pre_; }
-    models::GuestTlb* guest_tlb() override { return tlb_.get(); }
+    vm::GuestTlb* guest_tlb() override { return tlb_.get(); }
     engine::Time tlb_refill(std::uint32_t vcpu, vm::Gfn gfn) override;
     engine::Task<void> vm_destroy(const vm::CpuContext& cpu) override;
 
@@ -397,7 +397,7 @@ private:
     std::unique_ptr<ModelCounters> mc_;
     struct TlbCounters;
     std::unique_ptr<TlbCounters> tc_;
-    std::unique_ptr<models::GuestTlb> tlb_;
+    std::unique_ptr<vm::GuestTlb> tlb_;
     engine::Site site_destroy_;
 };
 
