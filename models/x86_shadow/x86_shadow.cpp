@@ -2128,7 +2128,8 @@ bool X86ShadowMmu::age_rmap(Bulk& b, Gfn gfn, int level, bool clear) {
 
 // The host's aging of [start, end), per host page: the caller's work and the MMU notifier, then
 // kvm_age_gfn / kvm_test_age_gfn (v6.9): with the rmaps allocated (TDP MMU off, or a shadow root
-// exists), kvm_handle_gfn_range over the 4K and 2M rmaps; the TDP MMU's half goes to the
+// exists), kvm_handle_gfn_range over the 4K, 2M and 1G rmaps (for_each_slot_rmap_range,
+// PG_LEVEL_4K..KVM_MAX_HUGEPAGE_LEVEL); the TDP MMU's half goes to the
 // embedded model (which pays its own notifier walk, and takes the shared mmu_lock itself). Under
 // mmu_lock for write (v6.9) or, lockless (v6.14), with per-rmap locks.
 Task<std::uint64_t> X86ShadowMmu::age_range(const vm::CpuContext& cpu, const vm::AgeRequest& r) {
@@ -2153,6 +2154,10 @@ Task<std::uint64_t> X86ShadowMmu::age_range(const vm::CpuContext& cpu, const vm:
             bool young = false;
             for (Gfn x = g; x < e; ++x) young |= age_rmap(b, x, 1, r.clear);
             for (Gfn x = round_gfn(g, 2); x < e; x += 512) young |= age_rmap(b, x, 2, r.clear);
+            if (has_1g_)
+                for (Gfn x = round_gfn(g, 3); x < e; x += Gfn{1} << 18) young |= age_rmap(b, x, 3, r.clear);
+            else
+                b.acc += k_.rmap_head_step;  // the 1G rmap head (always empty)
             if (locked) co_await unlock(b);
             co_return young;
         },
