@@ -295,10 +295,28 @@ Time CacheModel::touch_range(std::uint32_t cpu, std::uint64_t addr, std::uint64_
     return sum;
 }
 
+// Hints only (no effect on results): ask the host for every line of a set's block, so that the
+// misses on the blocks an access will need overlap instead of following one another.
+inline void CacheModel::prefetch(const Level& l, std::size_t base) {
+    const std::uint32_t* p = l.data.data() + base;
+    for (std::size_t w = 0; w < l.stride; w += 16) __builtin_prefetch(p + w);
+}
+
+// Every private level of cpu that may hold `line` (claim and back_invalidate look them up).
+inline void CacheModel::prefetch_private(std::uint32_t cpu, std::uint64_t line) {
+    for (const Level& l : priv_) __builtin_prefetch(l.data.data() + cpu * l.inst_words + l.block(line));
+}
+
 // Everything else; l1_slot is the fast path's lookup in the nearest private level (if any).
 Time CacheModel::access_slow(CacheCounters& c, std::uint32_t cpu, std::uint64_t line, bool write,
                              std::uint32_t stamp, std::size_t l1_slot) {
     const std::size_t np = priv_.size();
+    // The nearest level missed (or needs an upgrade): the lower private levels' and the shared
+    // level's sets are likely needed; their host misses overlap.
+    if (l1_slot == kNotFound) {
+        for (std::size_t i = 1; i < np; ++i) prefetch(priv_[i], cpu * priv_[i].inst_words + priv_[i].block(line));
+        prefetch(llc_, llc_.block(line));
+    }
 
     for (std::size_t i = 0; i < np; ++i) {
         Level& l = priv_[i];
@@ -426,6 +444,12 @@ void CacheModel::clear_owned_hint(std::uint32_t cpu, std::uint64_t line) {
 Time CacheModel::claim(CacheCounters& c, std::uint32_t cpu, std::size_t llc_slot, std::uint64_t line) {
     std::uint32_t* words = llc_.data.data() + llc_slot + llc_.off_sh;
     const std::size_t step = llc_.ways;
+    for (std::size_t w = 0; w < words_; ++w) {
+        for (std::uint32_t bits = words[w * step]; bits != 0; bits &= bits - 1) {
+            const auto s = static_cast<std::uint32_t>(w * 32 + std::countr_zero(bits));
+            if (s != cpu) prefetch_private(s, line);
+        }
+    }
     Time lat = Time::zero();
     for (std::size_t w = 0; w < words_; ++w) {
         std::uint32_t bits = words[w * step];
@@ -449,6 +473,9 @@ void CacheModel::back_invalidate(CacheCounters& c, std::size_t llc_slot) {
     const std::uint64_t line = llc_.tag(llc_slot);
     std::uint32_t* words = llc_.data.data() + llc_slot + llc_.off_sh;
     const std::size_t step = llc_.ways;
+    for (std::size_t w = 0; w < words_; ++w)
+        for (std::uint32_t bits = words[w * step]; bits != 0; bits &= bits - 1)
+            prefetch_private(static_cast<std::uint32_t>(w * 32 + std::countr_zero(bits)), line);
     for (std::size_t w = 0; w < words_; ++w) {
         std::uint32_t bits = words[w * step];
         while (bits != 0) {

@@ -191,6 +191,8 @@ private:
     void evict_private(std::size_t k, std::uint32_t cpu, std::size_t slot);
     bool invalidate_private(std::uint32_t cpu, std::uint64_t line, std::size_t below);
     void clear_owned_hint(std::uint32_t cpu, std::uint64_t line);
+    static void prefetch(const Level& l, std::size_t base);
+    void prefetch_private(std::uint32_t cpu, std::uint64_t line);
     Time claim(CacheCounters& c, std::uint32_t cpu, std::size_t llc_slot, std::uint64_t line);
     Time transfer(std::uint32_t from, std::uint32_t to) const {
         return cfg_.cpus_per_socket != 0 && from / cfg_.cpus_per_socket != to / cfg_.cpus_per_socket
