@@ -189,7 +189,8 @@ int tdp_child(const std::string& size, unsigned vcpus) {
                         {"wall_s", r.wall_time_s},
                         {"guest_accesses", r.guest_accesses},
                         {"guest_exits", r.guest_exits},
-                        {"events", r.events}};
+                        {"events", r.events},
+                        {"fingerprint", r.fingerprint}};
     for (const auto& p : r.phases)
         if (p.selftest_metric) j["stages_s"][p.name] = p.sim_time_ns / 1e9;
     std::cout << j.dump() << std::endl;
