@@ -193,6 +193,8 @@ struct Arm64Stage2::Fault {
     std::uint32_t vcpu = 0;
     std::uint32_t cpu = 0;
     Gfn gfn = 0;
+    vm::Access access = vm::Access::Read;
+    Time start;              // the exit
     bool write = false, exec = false;
     bool perm = false;       // ESR_ELx_FSC_PERM: the hardware found a valid leaf lacking the access
     int fault_level = 0;     // that leaf's level (fault_granule)
@@ -224,6 +226,9 @@ struct Arm64Stage2::VcpuState {
     // could not finish without an event: page_fault_at(), called next, goes on with it.
     Fault stash;
     bool stashed = false;
+    // page_fault_now() left the stash as prepare() made it (its GUP could not be taken ahead):
+    // page_fault_at(), called next for the same fault, need not work it out again.
+    bool prepared = false;
 };
 
 // The work of a fault under mmu_lock, from the grant g; h is the time so far.
@@ -975,6 +980,8 @@ bool Arm64Stage2::prepare(Fault& f, const vm::CpuContext& ctx, Gfn gfn, vm::Acce
     f.vcpu = static_cast<std::uint32_t>(ctx.vcpu);
     f.cpu = ctx.host_cpu;
     f.gfn = gfn;
+    f.access = access;
+    f.start = start;
     f.write = access == vm::Access::Write;
     f.exec = access == vm::Access::Exec;
     f.s = slot_of(gfn);
@@ -1087,8 +1094,10 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
     // Lock records of a traced run are flushed when the fault returns: the coroutine does it.
     if (!cfg_.spinlock || sim_.tracer()) return std::nullopt;
     if (ctx.vcpu < 0 || static_cast<std::size_t>(ctx.vcpu) >= vcpus_.size()) return std::nullopt;  // prepare() says
+    VcpuState& v = *vcpus_[static_cast<std::size_t>(ctx.vcpu)];
+    v.prepared = false;
     if (!aged_.empty() && access_fault(gfn, access)) return std::nullopt;  // handle_access_fault waits
-    Fault& f = vcpus_[static_cast<std::size_t>(ctx.vcpu)]->stash;
+    Fault& f = v.stash;
     f = Fault{};
     if (!prepare(f, ctx, gfn, access, start)) {
         stats_.add(stats_.pf_taken);
@@ -1096,7 +1105,10 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
         return start + k_.fault_entry + k_.fault_exit;
     }
     // A GUP that changes the host's page tables waits for events (bandwidth, invalidations).
-    if (open_ || !call_now(Call::kGup, f)) return std::nullopt;
+    if (open_ || !call_now(Call::kGup, f)) {
+        v.prepared = true;
+        return std::nullopt;
+    }
     commit(f);
     f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
     after_gup(f);
@@ -1130,11 +1142,15 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
     if (v->stashed) {  // page_fault_now() took it part of the way
         v->stashed = false;
     } else {
-        f = Fault{};
-        if (!prepare(f, ctx, gfn, access, start)) {  // emulated: page_fault_cold() works it out again
-            co_await page_fault_cold(ctx, gfn, access, start);
-            co_return;
+        if (!v->prepared || f.gfn != gfn || f.access != access || f.start != start) {
+            f = Fault{};
+            if (!prepare(f, ctx, gfn, access, start)) {  // emulated: page_fault_cold() works it out again
+                v->prepared = false;
+                co_await page_fault_cold(ctx, gfn, access, start);
+                co_return;
+            }
         }
+        v->prepared = false;
         commit(f);
         w.kind = Call::kGup;
         if (!call_now(Call::kGup, f)) co_await w;
