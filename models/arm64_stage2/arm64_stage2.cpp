@@ -216,7 +216,7 @@ struct Arm64Stage2::Fault {
     Time d_at;
 };
 
-Time Arm64Stage2::call_time(Call::Kind kind, const Fault& f) {
+inline Time Arm64Stage2::call_time(Call::Kind kind, const Fault& f) {
     return kind == Call::kArrival ? f.t1 : kind == Call::kPut ? f.unlock : f.t_gup;
 }
 
@@ -229,6 +229,7 @@ struct Arm64Stage2::VcpuState {
     // page_fault_now() left the stash as prepare() made it (its GUP could not be taken ahead):
     // page_fault_at(), called next for the same fault, need not work it out again.
     bool prepared = false;
+    bool gup_later = false;  // ... because call_now() said its GUP must wait for its event
 };
 
 // The work of a fault under mmu_lock, from the grant g; h is the time so far.
@@ -446,6 +447,11 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
     t3_page_.assign(nr * 512, 0);
     vcpus_.reserve(vm_.vcpus);
     pending_pos_.assign(vm_.vcpus, kNoPos);
+    for (std::size_t l = 0; l < 3; ++l) {
+        pending_[l].resize(vm_.vcpus);
+        pending_t_[l].resize(vm_.vcpus);
+    }
+    pending_lines_.resize(vm_.vcpus);
     for (std::uint32_t i = 0; i < vm_.vcpus; ++i) {
         auto v = std::make_unique<VcpuState>();
         v->mc = MmuMemoryCache("mmu_page_cache", k_.mmu_cache_alloc_page);
@@ -826,11 +832,11 @@ bool Arm64Stage2::call_now(Call::Kind kind, const Fault& f) {
     const Time next = sim_.next_event_time();
     if (next != Time::max() && t >= next + (kind == Call::kArrival ? min_arrival_ : min_lead_)) return false;
     const std::int64_t tp = t.ps();
-    for (const std::int64_t pt : pending_t_[2])  // a host change under way commutes with nothing
-        if (pt <= tp) return false;
+    for (std::uint32_t i = 0; i < pending_n_[2]; ++i)  // a host change under way commutes with nothing
+        if (pending_t_[2][i] <= tp) return false;
     if (kind == Call::kArrival) {  // arrivals commute with GUPs and put_pages, not with each other
-        for (const std::int64_t pt : pending_t_[1])
-            if (pt <= tp) return false;
+        for (std::uint32_t i = 0; i < pending_n_[1]; ++i)
+            if (pending_t_[1][i] <= tp) return false;
         return true;
     }
     host::GupLines mine;
@@ -841,8 +847,8 @@ bool Arm64Stage2::call_now(Call::Kind kind, const Fault& f) {
         mine.ref = f.gup.ref;
     }
     const std::uint64_t ver = host_->state_version();
-    const std::vector<std::int64_t>& times = pending_t_[0];
-    for (std::size_t i = 0; i < times.size(); ++i) {
+    const std::int64_t* const times = pending_t_[0].data();
+    for (std::uint32_t i = 0, n = pending_n_[0]; i < n; ++i) {
         if (times[i] > tp) continue;
         const Call& p = pending_[0][i];
         host::GupLines theirs;
@@ -1033,42 +1039,39 @@ void Arm64Stage2::after_gup(Fault& f) {
 // pending_pos_ says where it is, so that erasing it needs no search.
 void Arm64Stage2::pending_push(Call::Kind kind, const Fault& f) {
     const std::uint32_t id = f.vcpu;
-    if (id >= pending_pos_.size() || pending_pos_[id] != kNoPos)
+    if (id >= pending_pos_.size() || pending_pos_[id] != kNoPos) [[unlikely]]
         throw std::logic_error("arm64_stage2: a vCPU with two call points waiting");
     const std::uint32_t list = kind == Call::kArrival ? 1 : kind == Call::kHost ? 2 : 0;
-    pending_pos_[id] = (list << 30) | static_cast<std::uint32_t>(pending_[list].size());
+    const std::uint32_t i = pending_n_[list]++;  // below the capacity: one per vCPU
+    pending_pos_[id] = (list << 30) | i;
     // Field by field from the fault (written long before): no wide reload of fresh narrow stores.
-    Call& c = pending_[list].emplace_back();
+    Call& c = pending_[list][i];
     c.t = call_time(kind, f).ps();
     c.kind = kind;
     c.id = id;
     c.gfn = f.gfn;
     c.write = f.write;
     c.line = f.gup.ref;
-    pending_t_[list].push_back(c.t);
-    if (list == 0) pending_lines_.emplace_back();
+    pending_t_[list][i] = c.t;
+    if (list == 0) pending_lines_[i].ver = ~std::uint64_t{0};
 }
 
 void Arm64Stage2::pending_erase(std::uint32_t id) {
-    const std::uint32_t pos = id < pending_pos_.size() ? pending_pos_[id] : ~std::uint32_t{0};
+    const std::uint32_t pos = id < pending_pos_.size() ? pending_pos_[id] : kNoPos;
     const std::uint32_t list = pos >> 30, i = pos & ((1u << 30) - 1);
-    if (list > 2 || i >= pending_[list].size() || pending_[list][i].id != id)
+    if (list > 2 || i >= pending_n_[list] || pending_[list][i].id != id) [[unlikely]]
         throw std::logic_error("arm64_stage2: call point not registered");
-    std::vector<Call>& calls = pending_[list];
-    std::vector<std::int64_t>& times = pending_t_[list];
-    calls[i] = calls.back();
-    times[i] = times.back();
+    const std::uint32_t last = --pending_n_[list];
+    Call* const calls = pending_[list].data();
+    std::int64_t* const times = pending_t_[list].data();
+    calls[i] = calls[last];
+    times[i] = times[last];
     pending_pos_[calls[i].id] = (list << 30) | i;
-    calls.pop_back();
-    times.pop_back();
-    if (list == 0) {
-        pending_lines_[i] = pending_lines_.back();
-        pending_lines_.pop_back();
-    }
+    if (list == 0) pending_lines_[i] = pending_lines_[last];
     pending_pos_[id] = kNoPos;
 }
 
-// Waits for the call point c in an event (a delay to its time, as sim_.delay), registered
+// Waits for the fault's call point `kind` in an event (a delay to its time, as sim_.delay), registered
 // meanwhile. An awaiter rather than a nested task: no frame per wait.
 struct Arm64Stage2::CallWait {
     Arm64Stage2& m;
@@ -1107,6 +1110,7 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
     // A GUP that changes the host's page tables waits for events (bandwidth, invalidations).
     if (open_ || !call_now(Call::kGup, f)) {
         v.prepared = true;
+        v.gup_later = !open_;
         return std::nullopt;
     }
     commit(f);
@@ -1142,7 +1146,10 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
     if (v->stashed) {  // page_fault_now() took it part of the way
         v->stashed = false;
     } else {
+        // page_fault_now() just found that the GUP waits: nothing call_now() reads has changed.
+        bool gup_later = v->prepared && v->gup_later;
         if (!v->prepared || f.gfn != gfn || f.access != access || f.start != start) {
+            gup_later = false;
             f = Fault{};
             if (!prepare(f, ctx, gfn, access, start)) {  // emulated: page_fault_cold() works it out again
                 v->prepared = false;
@@ -1153,7 +1160,7 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
         v->prepared = false;
         commit(f);
         w.kind = Call::kGup;
-        if (!call_now(Call::kGup, f)) co_await w;
+        if (gup_later || !call_now(Call::kGup, f)) co_await w;
         if (host_->gup_analytic(gfn, f.write))
             f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
         else

@@ -260,7 +260,7 @@ private:
     };
     struct CallWait;
     // A call point's time: the fault's GUP (kGup, kHost), its arrival, its put_page.
-    static engine::Time call_time(Call::Kind kind, const Fault& f);
+    [[gnu::always_inline]] static inline engine::Time call_time(Call::Kind kind, const Fault& f);
     engine::Time release(Fault& f);
     bool call_now(Call::Kind kind, const Fault& f);
     void pending_push(Call::Kind kind, const Fault& f);
@@ -369,8 +369,10 @@ private:
     // Call points still waiting for their event (each list in any order), by what call_now must
     // compare them with: 0 GUPs and put_pages, 1 arrivals, 2 host changes under way; with their
     // times apart, for the scans.
+    // Each list's first pending_n_ entries are in use; its capacity is one per vCPU.
     std::array<std::vector<Call>, 3> pending_;
     std::array<std::vector<std::int64_t>, 3> pending_t_;
+    std::array<std::uint32_t, 3> pending_n_{};
     std::vector<CachedLines> pending_lines_;   // beside pending_[0]
     std::vector<std::uint32_t> pending_pos_;   // by Call::id (the vCPU): its list and index there (list << 30 | index)
     static constexpr std::uint32_t kNoPos = ~std::uint32_t{0};
