@@ -216,6 +216,16 @@ struct Arm64Stage2::Fault {
     Time d_at;
 };
 
+// try_gup's answer into the fault field by field: it comes back through the stack, just written
+// field by field, and a wide copy would read it back across those stores (no store forwarding).
+[[gnu::always_inline]] inline void set_gup(host::Gup& d, const host::Gup& s) {
+    d.done = s.done;
+    d.writable = s.writable;
+    d.level = s.level;
+    d.ref = s.ref;
+    d.slow = s.slow;
+}
+
 inline Time Arm64Stage2::call_time(Call::Kind kind, const Fault& f) {
     return kind == Call::kArrival ? f.t1 : kind == Call::kPut ? f.unlock : f.t_gup;
 }
@@ -1064,9 +1074,10 @@ void Arm64Stage2::pending_erase(std::uint32_t id) {
     const std::uint32_t last = --pending_n_[list];
     Call* const calls = pending_[list].data();
     std::int64_t* const times = pending_t_[list].data();
+    const std::uint32_t moved = calls[last].id;  // read before the copy (not back from it)
     calls[i] = calls[last];
     times[i] = times[last];
-    pending_pos_[calls[i].id] = (list << 30) | i;
+    pending_pos_[moved] = (list << 30) | i;
     if (list == 0) pending_lines_[i] = pending_lines_[last];
     pending_pos_[id] = kNoPos;
 }
@@ -1114,7 +1125,7 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
         return std::nullopt;
     }
     commit(f);
-    f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
+    set_gup(f.gup, host_->try_gup(f.cpu, gfn, f.write, f.t_gup));
     after_gup(f);
     f.proc = sim_.current();
     if (!call_now(Call::kArrival, f)) {
@@ -1162,7 +1173,7 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
         w.kind = Call::kGup;
         if (gup_later || !call_now(Call::kGup, f)) co_await w;
         if (host_->gup_analytic(gfn, f.write))
-            f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
+            set_gup(f.gup, host_->try_gup(f.cpu, gfn, f.write, f.t_gup));
         else
             co_await gup_changing(f, ctx);
         after_gup(f);
