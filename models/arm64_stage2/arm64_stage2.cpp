@@ -190,8 +190,11 @@ struct Arm64Stage2::Fault {
     VcpuState* v = nullptr;
     Slot* s = nullptr;
     engine::Process* proc = nullptr;
+    std::uint32_t vcpu = 0;
     std::uint32_t cpu = 0;
     Gfn gfn = 0;
+    vm::Access access = vm::Access::Read;
+    Time start;              // the exit
     bool write = false, exec = false;
     bool perm = false;       // ESR_ELx_FSC_PERM: the hardware found a valid leaf lacking the access
     int fault_level = 0;     // that leaf's level (fault_granule)
@@ -213,12 +216,30 @@ struct Arm64Stage2::Fault {
     Time d_at;
 };
 
+// try_gup's answer into the fault field by field: it comes back through the stack, just written
+// field by field, and a wide copy would read it back across those stores (no store forwarding).
+[[gnu::always_inline]] inline void set_gup(host::Gup& d, const host::Gup& s) {
+    d.done = s.done;
+    d.writable = s.writable;
+    d.level = s.level;
+    d.ref = s.ref;
+    d.slow = s.slow;
+}
+
+inline Time Arm64Stage2::call_time(Call::Kind kind, const Fault& f) {
+    return kind == Call::kArrival ? f.t1 : kind == Call::kPut ? f.unlock : f.t_gup;
+}
+
 struct Arm64Stage2::VcpuState {
     MmuMemoryCache mc;  // vcpu->arch.mmu_page_cache
     // A fault page_fault_now() took part of the way (its GUP charged, maybe its hold reserved) but
     // could not finish without an event: page_fault_at(), called next, goes on with it.
     Fault stash;
     bool stashed = false;
+    // page_fault_now() left the stash as prepare() made it (its GUP could not be taken ahead):
+    // page_fault_at(), called next for the same fault, need not work it out again.
+    bool prepared = false;
+    bool gup_later = false;  // ... because call_now() said its GUP must wait for its event
 };
 
 // The work of a fault under mmu_lock, from the grant g; h is the time so far.
@@ -391,7 +412,7 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
         if (!k_.has_tlb)
             throw std::invalid_argument(
                 "arm64_stage2: host feature guest_tlb needs costs tlb_entries_4k, _2m, _1g, tlb_ways, tlb_walk_level");
-        tlb_ = std::make_unique<models::GuestTlb>(env.vm.vcpus, models::GuestTlb::Geometry{k_.tlb_entries, k_.tlb_ways});
+        tlb_ = std::make_unique<vm::GuestTlb>(env.vm.vcpus, vm::GuestTlb::Geometry{k_.tlb_entries, k_.tlb_ways});
     }
     if (tlb_ || cfg_.tlbi_range) tc_ = std::make_unique<TlbCounters>(sim_.counters());
     if (cfg_.spinlock)
@@ -435,6 +456,12 @@ Arm64Stage2::Arm64Stage2(vm::ModelEnv& env)
     t2_page_.assign(nr, 0);
     t3_page_.assign(nr * 512, 0);
     vcpus_.reserve(vm_.vcpus);
+    pending_pos_.assign(vm_.vcpus, kNoPos);
+    for (std::size_t l = 0; l < 3; ++l) {
+        pending_[l].resize(vm_.vcpus);
+        pending_t_[l].resize(vm_.vcpus);
+    }
+    pending_lines_.resize(vm_.vcpus);
     for (std::uint32_t i = 0; i < vm_.vcpus; ++i) {
         auto v = std::make_unique<VcpuState>();
         v->mc = MmuMemoryCache("mmu_page_cache", k_.mmu_cache_alloc_page);
@@ -809,28 +836,29 @@ void Arm64Stage2::trace_flush() {
 // after an event not yet processed (so after the next event time), and those already waiting for
 // their event are in pending_ (as is the start of a GUP changing the host's page tables, under way:
 // it makes its calls as it goes).
-bool Arm64Stage2::call_now(Time t, const Call& c) {
+bool Arm64Stage2::call_now(Call::Kind kind, const Fault& f) {
     if (!early_) return false;
+    const Time t = call_time(kind, f);
     const Time next = sim_.next_event_time();
-    if (next != Time::max() && t >= next + (c.kind == Call::kArrival ? min_arrival_ : min_lead_)) return false;
+    if (next != Time::max() && t >= next + (kind == Call::kArrival ? min_arrival_ : min_lead_)) return false;
     const std::int64_t tp = t.ps();
-    for (const std::int64_t pt : pending_t_[2])  // a host change under way commutes with nothing
-        if (pt <= tp) return false;
-    if (c.kind == Call::kArrival) {  // arrivals commute with GUPs and put_pages, not with each other
-        for (const std::int64_t pt : pending_t_[1])
-            if (pt <= tp) return false;
+    for (std::uint32_t i = 0; i < pending_n_[2]; ++i)  // a host change under way commutes with nothing
+        if (pending_t_[2][i] <= tp) return false;
+    if (kind == Call::kArrival) {  // arrivals commute with GUPs and put_pages, not with each other
+        for (std::uint32_t i = 0; i < pending_n_[1]; ++i)
+            if (pending_t_[1][i] <= tp) return false;
         return true;
     }
     host::GupLines mine;
-    if (c.kind == Call::kGup) {
-        mine = host_->gup_lines(c.gfn, c.write, t);
+    if (kind == Call::kGup) {
+        mine = host_->gup_lines(f.gfn, f.write, t);
         if (mine.changing) return false;
     } else {
-        mine.ref = c.line;
+        mine.ref = f.gup.ref;
     }
     const std::uint64_t ver = host_->state_version();
-    const std::vector<std::int64_t>& times = pending_t_[0];
-    for (std::size_t i = 0; i < times.size(); ++i) {
+    const std::int64_t* const times = pending_t_[0].data();
+    for (std::uint32_t i = 0, n = pending_n_[0]; i < n; ++i) {
         if (times[i] > tp) continue;
         const Call& p = pending_[0][i];
         host::GupLines theirs;
@@ -965,8 +993,11 @@ bool Arm64Stage2::prepare(Fault& f, const vm::CpuContext& ctx, Gfn gfn, vm::Acce
     if (ctx.vcpu < 0 || static_cast<std::size_t>(ctx.vcpu) >= vcpus_.size())
         throw std::invalid_argument("arm64_stage2: page_fault from '" + ctx.name + "', which is not a vCPU of the VM");
     f.v = vcpus_[static_cast<std::size_t>(ctx.vcpu)].get();
+    f.vcpu = static_cast<std::uint32_t>(ctx.vcpu);
     f.cpu = ctx.host_cpu;
     f.gfn = gfn;
+    f.access = access;
+    f.start = start;
     f.write = access == vm::Access::Write;
     f.exec = access == vm::Access::Exec;
     f.s = slot_of(gfn);
@@ -1014,91 +1045,73 @@ void Arm64Stage2::after_gup(Fault& f) {
 }
 
 // Registers a call point waiting for its event (the lists are unordered: call_now looks at all).
-// Its id is a slot of pending_pos_, so that erasing it needs no search.
-std::uint32_t Arm64Stage2::pending_push(Call c) {
-    if (pending_free_.empty()) {
-        pending_free_.push_back(static_cast<std::uint32_t>(pending_pos_.size()));
-        pending_pos_.push_back(0);
-    }
-    c.id = pending_free_.back();
-    pending_free_.pop_back();
-    const std::uint32_t list = c.kind == Call::kArrival ? 1 : c.kind == Call::kHost ? 2 : 0;
-    pending_pos_[c.id] = (list << 30) | static_cast<std::uint32_t>(pending_[list].size());
-    pending_[list].push_back(c);
-    pending_t_[list].push_back(c.t);
-    if (list == 0) pending_lines_.emplace_back();
-    return c.id;
+// Its id is its fault's vCPU (a vCPU has at most one call point waiting), whose slot of
+// pending_pos_ says where it is, so that erasing it needs no search.
+void Arm64Stage2::pending_push(Call::Kind kind, const Fault& f) {
+    const std::uint32_t id = f.vcpu;
+    if (id >= pending_pos_.size() || pending_pos_[id] != kNoPos) [[unlikely]]
+        throw std::logic_error("arm64_stage2: a vCPU with two call points waiting");
+    const std::uint32_t list = kind == Call::kArrival ? 1 : kind == Call::kHost ? 2 : 0;
+    const std::uint32_t i = pending_n_[list]++;  // below the capacity: one per vCPU
+    pending_pos_[id] = (list << 30) | i;
+    // Field by field from the fault (written long before): no wide reload of fresh narrow stores.
+    Call& c = pending_[list][i];
+    c.t = call_time(kind, f).ps();
+    c.kind = kind;
+    c.id = id;
+    c.gfn = f.gfn;
+    c.write = f.write;
+    c.line = f.gup.ref;
+    pending_t_[list][i] = c.t;
+    if (list == 0) pending_lines_[i].ver = ~std::uint64_t{0};
 }
 
 void Arm64Stage2::pending_erase(std::uint32_t id) {
-    const std::uint32_t pos = id < pending_pos_.size() ? pending_pos_[id] : ~std::uint32_t{0};
+    const std::uint32_t pos = id < pending_pos_.size() ? pending_pos_[id] : kNoPos;
     const std::uint32_t list = pos >> 30, i = pos & ((1u << 30) - 1);
-    if (list > 2 || i >= pending_[list].size() || pending_[list][i].id != id)
+    if (list > 2 || i >= pending_n_[list] || pending_[list][i].id != id) [[unlikely]]
         throw std::logic_error("arm64_stage2: call point not registered");
-    std::vector<Call>& calls = pending_[list];
-    std::vector<std::int64_t>& times = pending_t_[list];
-    calls[i] = calls.back();
-    times[i] = times.back();
-    pending_pos_[calls[i].id] = (list << 30) | i;
-    calls.pop_back();
-    times.pop_back();
-    if (list == 0) {
-        pending_lines_[i] = pending_lines_.back();
-        pending_lines_.pop_back();
-    }
-    pending_free_.push_back(id);
+    const std::uint32_t last = --pending_n_[list];
+    Call* const calls = pending_[list].data();
+    std::int64_t* const times = pending_t_[list].data();
+    const std::uint32_t moved = calls[last].id;  // read before the copy (not back from it)
+    calls[i] = calls[last];
+    times[i] = times[last];
+    pending_pos_[moved] = (list << 30) | i;
+    if (list == 0) pending_lines_[i] = pending_lines_[last];
+    pending_pos_[id] = kNoPos;
 }
 
-// Waits for the call point c in an event (a delay to its time, as sim_.delay), registered
+// Waits for the fault's call point `kind` in an event (a delay to its time, as sim_.delay), registered
 // meanwhile. An awaiter rather than a nested task: no frame per wait.
 struct Arm64Stage2::CallWait {
     Arm64Stage2& m;
-    Call c;
+    const Fault& f;
+    Call::Kind kind = Call::kGup;
     bool registered = false;
-    std::uint32_t id = 0;
-    bool await_ready() const noexcept { return c.t <= m.sim_.now().ps(); }
+    bool await_ready() const noexcept { return call_time(kind, f) <= m.sim_.now(); }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
-        id = m.pending_push(c);
+        m.pending_push(kind, f);
         registered = true;
-        m.sim_.schedule_resume_pid(Time::ps(c.t), h, h.promise().pid, engine::EventKind::Delay);
+        m.sim_.schedule_resume_pid(call_time(kind, f), h, h.promise().pid, engine::EventKind::Delay);
     }
     void await_resume() {
-        if (registered) m.pending_erase(id);
+        if (registered) {
+            registered = false;
+            m.pending_erase(f.vcpu);
+        }
     }
 };
-
-
-Arm64Stage2::Call Arm64Stage2::gup_call(const Fault& f) {
-    Call c;
-    c.t = f.t_gup.ps();
-    c.kind = Call::kGup;
-    c.gfn = f.gfn;
-    c.write = f.write;
-    return c;
-}
-
-Arm64Stage2::Call Arm64Stage2::arrival_call(const Fault& f) {
-    Call c;
-    c.t = f.t1.ps();
-    c.kind = Call::kArrival;
-    return c;
-}
-
-Arm64Stage2::Call Arm64Stage2::put_call(const Fault& f) {
-    Call c;
-    c.t = f.unlock.ps();
-    c.kind = Call::kPut;
-    c.line = f.gup.ref;
-    return c;
-}
 
 std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn gfn, vm::Access access, Time start) {
     // Lock records of a traced run are flushed when the fault returns: the coroutine does it.
     if (!cfg_.spinlock || sim_.tracer()) return std::nullopt;
     if (ctx.vcpu < 0 || static_cast<std::size_t>(ctx.vcpu) >= vcpus_.size()) return std::nullopt;  // prepare() says
+    VcpuState& v = *vcpus_[static_cast<std::size_t>(ctx.vcpu)];
+    v.prepared = false;
     if (!aged_.empty() && access_fault(gfn, access)) return std::nullopt;  // handle_access_fault waits
-    Fault& f = vcpus_[static_cast<std::size_t>(ctx.vcpu)]->stash;
+    Fault& f = v.stash;
     f = Fault{};
     if (!prepare(f, ctx, gfn, access, start)) {
         stats_.add(stats_.pf_taken);
@@ -1106,79 +1119,114 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
         return start + k_.fault_entry + k_.fault_exit;
     }
     // A GUP that changes the host's page tables waits for events (bandwidth, invalidations).
-    if (open_ || !call_now(f.t_gup, gup_call(f))) return std::nullopt;
+    if (open_ || !call_now(Call::kGup, f)) {
+        v.prepared = true;
+        v.gup_later = !open_;
+        return std::nullopt;
+    }
     commit(f);
-    f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
+    set_gup(f.gup, host_->try_gup(f.cpu, gfn, f.write, f.t_gup));
     after_gup(f);
     f.proc = sim_.current();
-    if (!call_now(f.t1, arrival_call(f))) {
+    if (!call_now(Call::kArrival, f)) {
         f.v->stashed = true;
         return std::nullopt;
     }
     spin_reserve(f, std::max(f.t1, busy_until_));
-    if (!call_now(f.unlock, put_call(f))) {
+    if (!call_now(Call::kPut, f)) {
         f.v->stashed = true;
         return std::nullopt;
     }
     return release(f);
 }
 
+// The hot path (mmu_lock as a spinlock, a vCPU's fault in a memslot): the fault lives in the
+// vCPU's stash (page_fault_now() may have taken it part of the way), not in the frame, and one
+// CallWait serves every call point, so that the frame stays a few lines; the rest is page_fault_cold().
 Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& ctx, Gfn gfn, vm::Access access,
                                       Time start) {
-    Fault local;
-    VcpuState* v = ctx.vcpu >= 0 && static_cast<std::size_t>(ctx.vcpu) < vcpus_.size()
-                       ? vcpus_[static_cast<std::size_t>(ctx.vcpu)].get()
-                       : nullptr;
-    const bool stashed = v && v->stashed;  // page_fault_now() took it part of the way
-    if (!stashed && v && !aged_.empty() && access_fault(gfn, access)) {
-        co_await handle_access_fault(ctx, gfn, start);
+    VcpuState* const v = ctx.vcpu >= 0 && static_cast<std::size_t>(ctx.vcpu) < vcpus_.size()
+                             ? vcpus_[static_cast<std::size_t>(ctx.vcpu)].get()
+                             : nullptr;
+    if (!v || (!v->stashed && (!cfg_.spinlock || (!aged_.empty() && access_fault(gfn, access))))) {
+        co_await page_fault_cold(ctx, gfn, access, start);
         co_return;
     }
-    Fault& f = stashed ? v->stash : local;
-    if (stashed) {
+    Fault& f = v->stash;
+    CallWait w{*this, f};
+    if (v->stashed) {  // page_fault_now() took it part of the way
         v->stashed = false;
     } else {
-        if (!prepare(f, ctx, gfn, access, start)) {
-            stats_.add(stats_.pf_taken);
-            stats_.add(stats_.pf_emulate);
-            co_await sim_.delay(start + k_.fault_entry + k_.fault_exit - sim_.now());
-            co_return;
+        // page_fault_now() just found that the GUP waits: nothing call_now() reads has changed.
+        bool gup_later = v->prepared && v->gup_later;
+        if (!v->prepared || f.gfn != gfn || f.access != access || f.start != start) {
+            gup_later = false;
+            f = Fault{};
+            if (!prepare(f, ctx, gfn, access, start)) {  // emulated: page_fault_cold() works it out again
+                v->prepared = false;
+                co_await page_fault_cold(ctx, gfn, access, start);
+                co_return;
+            }
         }
+        v->prepared = false;
         commit(f);
-        if (!cfg_.spinlock) {
-            f.proc = sim_.current();
-            co_await fault_rw(f, ctx);
-            co_return;
-        }
-        if (!call_now(f.t_gup, gup_call(f))) co_await CallWait{*this, gup_call(f)};
-        if (host_->gup_analytic(gfn, f.write)) {
-            f.gup = host_->try_gup(f.cpu, gfn, f.write, f.t_gup);
-        } else {
-            // The GUP changes the host's page tables, as it goes (at its own time: the wait
-            // above). Until it reaches mmu_lock no call point after its start is taken ahead
-            // of its event (see call_now).
-            Call c;
-            c.t = f.t_gup.ps();
-            c.kind = Call::kHost;
-            const std::uint32_t id = pending_push(c);
-            f.gup = co_await host_->gup(ctx, gfn, f.write);
-            pending_erase(id);
-        }
+        w.kind = Call::kGup;
+        if (gup_later || !call_now(Call::kGup, f)) co_await w;
+        if (host_->gup_analytic(gfn, f.write))
+            set_gup(f.gup, host_->try_gup(f.cpu, gfn, f.write, f.t_gup));
+        else
+            co_await gup_changing(f, ctx);
         after_gup(f);
     }
     f.proc = sim_.current();
     if (!f.reserved) {
-        const Time t = f.t1;
-        if (!call_now(t, arrival_call(f))) co_await CallWait{*this, arrival_call(f)};
+        w.kind = Call::kArrival;
+        if (!call_now(Call::kArrival, f)) co_await w;
         if (open_)
-            co_await SpinWaitAwaiter{*this, &f, site_fault_, t};  // resumed at f.unlock
+            co_await SpinWaitAwaiter{*this, &f, site_fault_, f.t1};  // resumed at f.unlock
         else
-            spin_reserve(f, std::max(t, busy_until_));
+            spin_reserve(f, std::max(f.t1, busy_until_));
     }
-    if (!call_now(f.unlock, put_call(f))) co_await CallWait{*this, put_call(f)};
+    w.kind = Call::kPut;
+    if (!call_now(Call::kPut, f)) co_await w;
     f.r = release(f);
     co_await sim_.delay(f.r - sim_.now());
     if (sim_.tracer()) trace_flush();
+}
+
+// The GUP changes the host's page tables, as it goes (at its own time: the wait before it).
+// Until it reaches mmu_lock no call point after its start is taken ahead of its event (see
+// call_now).
+Task<void> Arm64Stage2::gup_changing(Fault& f, const vm::CpuContext& ctx) {
+    pending_push(Call::kHost, f);
+    f.gup = co_await host_->gup(ctx, f.gfn, f.write);
+    pending_erase(f.vcpu);
+}
+
+// page_fault_at() when not on its hot path: not a vCPU (prepare() says so), an access-flag fault,
+// an emulated access, or mmu_lock as an rwlock.
+Task<void> Arm64Stage2::page_fault_cold(const vm::CpuContext& ctx, Gfn gfn, vm::Access access, Time start) {
+    Fault f;
+    VcpuState* v = ctx.vcpu >= 0 && static_cast<std::size_t>(ctx.vcpu) < vcpus_.size()
+                       ? vcpus_[static_cast<std::size_t>(ctx.vcpu)].get()
+                       : nullptr;
+    if (v && !aged_.empty() && access_fault(gfn, access)) {
+        co_await handle_access_fault(ctx, gfn, start);
+        co_return;
+    }
+    if (!prepare(f, ctx, gfn, access, start)) {
+        stats_.add(stats_.pf_taken);
+        stats_.add(stats_.pf_emulate);
+        co_await sim_.delay(start + k_.fault_entry + k_.fault_exit - sim_.now());
+        co_return;
+    }
+    commit(f);
+    if (!cfg_.spinlock) {
+        f.proc = sim_.current();
+        co_await fault_rw(f, ctx);
+        co_return;
+    }
+    throw std::logic_error("arm64_stage2: page_fault_cold on the spinlock's hot path");
 }
 
 // The work under mmu_lock from g (spinlock: all of it at once); returns its length.
@@ -2012,32 +2060,23 @@ bool Arm64Stage2::age_leaves(Bulk& b, Gfn start, Gfn end, bool clear) {
 // not merged), kvm_age_gfn / kvm_test_age_gfn, unlock.
 Task<std::uint64_t> Arm64Stage2::age_range(const vm::CpuContext& cpu, const vm::AgeRequest& r) {
     if (aged_.empty()) aged_.assign(vis3_.size(), 0);
-    const engine::Site site = sim_.site(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
-    const engine::CounterId calls = sim_.counters().id(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
-    const engine::CounterId young_calls = sim_.counters().id(r.clear ? "kvm_age_gfn_young" : "kvm_test_age_gfn_young");
     const bool read = cfg_.age_lock == AgeLock::Read;
     Bulk b = make_bulk(cpu);
-    std::uint64_t young_n = 0;
-    for (Gfn g = r.start; g < r.end;) {
-        const Slot* s = slot_of(g);
-        const std::uint64_t host_pages = s ? vm::pages_per(vm::host_level(vm_.memslots[s->index].backing)) : 1;
-        const Gfn e = std::min(r.end, (g / host_pages + 1) * host_pages);
-        b.acc += ak_.caller(r.via) + ak_.mmu_notifier_young;
-        if (s && region_of(g) != kNoRegion) {
+    co_return co_await age_hva_range(
+        sim_, b, r, ak_.caller(r.via) + ak_.mmu_notifier_young,
+        [this](Gfn g) {
+            const Slot* s = slot_of(g);
+            const std::uint64_t host_pages = s ? vm::pages_per(vm::host_level(vm_.memslots[s->index].backing)) : 1;
+            return (g / host_pages + 1) * host_pages;
+        },
+        [&](Gfn g, Gfn e, engine::Site site) -> Task<std::optional<bool>> {
+            if (!slot_of(g) || region_of(g) == kNoRegion) co_return std::nullopt;
             co_await lock(b, site, read, false);
             const bool young = age_leaves(b, g, e, r.clear);
             co_await unlock(b);
-            sim_.counters().add(calls);
-            if (young) {
-                ++young_n;
-                sim_.counters().add(young_calls);
-            }
-        }
-        if (b.acc >= kSettleQuantum) co_await settle(b);
-        g = e;
-    }
-    co_await settle(b);
-    co_return young_n;
+            co_return young;
+        },
+        [&] { return settle(b); });
 }
 
 // An MMU-notifier invalidation by a host unmap (the scenario operation): the host's unmap, which

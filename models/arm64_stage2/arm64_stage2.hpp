@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "models/common/aging.hpp"
-#include "models/common/guest_tlb.hpp"
+#include "sim/vm/guest_tlb.hpp"
 #include "models/common/host_memory.hpp"
 #include "models/common/invalidation.hpp"
 #include "models/common/kvm_stats.hpp"
@@ -158,7 +158,7 @@ public:
     std::optional<engine::Time> page_fault_now(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access,
                                                engine::Time start) override;
     engine::Time fault_lookahead() const override { return min_fault_pre_; }
-    models::GuestTlb* guest_tlb() override { return tlb_.get(); }
+    vm::GuestTlb* guest_tlb() override { return tlb_.get(); }
     engine::Time tlb_refill(std::uint32_t vcpu, vm::Gfn gfn) override;
     engine::Task<void> vm_destroy(const vm::CpuContext& cpu) override;
 
@@ -248,7 +248,7 @@ private:
         std::int64_t t = 0;
         const engine::LineState* line = nullptr;  // kPut: the refcount line
         vm::Gfn gfn = 0;                          // kGup
-        std::uint32_t id = 0;                     // pending_: its slot in pending_pos_
+        std::uint32_t id = 0;                     // its fault's vCPU: its slot in pending_pos_
         enum Kind : std::uint8_t { kGup, kArrival, kPut, kHost } kind = kGup;
         bool write = false;
     };
@@ -259,12 +259,11 @@ private:
         std::uint64_t ver = ~std::uint64_t{0};
     };
     struct CallWait;
-    static Call gup_call(const Fault& f);
-    static Call arrival_call(const Fault& f);
-    static Call put_call(const Fault& f);
+    // A call point's time: the fault's GUP (kGup, kHost), its arrival, its put_page.
+    [[gnu::always_inline]] static inline engine::Time call_time(Call::Kind kind, const Fault& f);
     engine::Time release(Fault& f);
-    bool call_now(engine::Time t, const Call& c);
-    std::uint32_t pending_push(Call c);
+    bool call_now(Call::Kind kind, const Fault& f);
+    void pending_push(Call::Kind kind, const Fault& f);
     void pending_erase(std::uint32_t id);
     std::uint32_t topup_objects(const VcpuState& v) const;
     int max_mapping_level(const Slot& s, vm::Gfn gfn) const;
@@ -283,6 +282,8 @@ private:
     engine::Time touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes = 8);
     engine::Time lock_line(std::uint32_t cpu, bool queued);
     engine::Task<void> fault_rw(Fault& f, const vm::CpuContext& ctx);
+    engine::Task<void> page_fault_cold(const vm::CpuContext& ctx, vm::Gfn gfn, vm::Access access, engine::Time start);
+    engine::Task<void> gup_changing(Fault& f, const vm::CpuContext& ctx);
 
     // --- mmu_lock as a spinlock: a FIFO timeline of reserved holds (see arm64_stage2.cpp) ---
     engine::Time spin_reserve(Fault& f, engine::Time g);
@@ -368,11 +369,13 @@ private:
     // Call points still waiting for their event (each list in any order), by what call_now must
     // compare them with: 0 GUPs and put_pages, 1 arrivals, 2 host changes under way; with their
     // times apart, for the scans.
+    // Each list's first pending_n_ entries are in use; its capacity is one per vCPU.
     std::array<std::vector<Call>, 3> pending_;
     std::array<std::vector<std::int64_t>, 3> pending_t_;
+    std::array<std::uint32_t, 3> pending_n_{};
     std::vector<CachedLines> pending_lines_;   // beside pending_[0]
-    std::vector<std::uint32_t> pending_pos_;   // by Call::id: its list and index there (list << 30 | index)
-    std::vector<std::uint32_t> pending_free_;  // ids not in use
+    std::vector<std::uint32_t> pending_pos_;   // by Call::id (the vCPU): its list and index there (list << 30 | index)
+    static constexpr std::uint32_t kNoPos = ~std::uint32_t{0};
     struct RecordSlot {
         std::uint64_t key;
         engine::LockRecord* rec;
@@ -397,7 +400,7 @@ private:
     std::unique_ptr<ModelCounters> mc_;
     struct TlbCounters;
     std::unique_ptr<TlbCounters> tc_;
-    std::unique_ptr<models::GuestTlb> tlb_;
+    std::unique_ptr<vm::GuestTlb> tlb_;
     engine::Site site_destroy_;
 };
 

@@ -4,10 +4,15 @@
 // (virt/kvm/kvm_main.c), and the mmu_lock mode the handler runs under (knob age_lock).
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "models/common/bulk.hpp"
 #include "models/common/costs.hpp"
+#include "sim/engine/simulator.hpp"
 #include "sim/vm/mmu_model.hpp"
 
 namespace kvmsim::models {
@@ -43,5 +48,37 @@ struct AgingCosts {
     }
     engine::Time caller(vm::AgeCaller via) const { return via == vm::AgeCaller::PageIdle ? page_idle_page : lru_gen_pte; }
 };
+
+// kvm_handle_hva_range's loop for the aging notifiers, the same in every model: one notifier call
+// per host page of [r.start, r.end) (`page_end(g)`: the end of g's host page), each charged
+// `per_call` (the caller's and the notifier's own work) on `b`; `handle(g, e, site)` runs KVM's
+// handler over [g, e) at `site` (kvm_age_gfn or kvm_test_age_gfn) and returns nullopt when no
+// memslot handler ran, else whether an SPTE was young. Counts the handler calls and the young
+// ones (kvm_age_gfn[_young], kvm_test_age_gfn[_young]); lets the work elapse every
+// kSettleQuantum through `settle()` and at the end. Returns the young calls.
+template <class Walk, class PageEnd, class Handle, class Settle>
+engine::Task<std::uint64_t> age_hva_range(engine::Simulator& sim, Walk& b, vm::AgeRequest r, engine::Time per_call,
+                                          PageEnd page_end, Handle handle, Settle settle) {
+    const engine::Site site = sim.site(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
+    const engine::CounterId calls = sim.counters().id(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
+    const engine::CounterId young_calls = sim.counters().id(r.clear ? "kvm_age_gfn_young" : "kvm_test_age_gfn_young");
+    std::uint64_t young_n = 0;
+    for (vm::Gfn g = r.start; g < r.end;) {
+        const vm::Gfn e = std::min(r.end, page_end(g));
+        b.acc += per_call;
+        const std::optional<bool> young = co_await handle(g, e, site);
+        if (young) {
+            sim.counters().add(calls);
+            if (*young) {
+                ++young_n;
+                sim.counters().add(young_calls);
+            }
+        }
+        if (b.acc >= kSettleQuantum) co_await settle();
+        g = e;
+    }
+    co_await settle();
+    co_return young_n;
+}
 
 }  // namespace kvmsim::models

@@ -9,9 +9,9 @@
 
 #include <cstdint>
 
-#include "models/common/guest_tlb.hpp"
 #include "models/common/kvm_stats.hpp"
 #include "sim/engine/time.hpp"
+#include "sim/vm/guest_tlb.hpp"
 
 namespace kvmsim::models {
 
@@ -29,7 +29,7 @@ public:
         if (guest_tlb_) guest_tlb_->invalidate_all();
         return cost();
     }
-    void set_guest_tlb(GuestTlb* t) { guest_tlb_ = t; }
+    void set_guest_tlb(vm::GuestTlb* t) { guest_tlb_ = t; }
     engine::Time cost() const { return base_ + per_vcpu_ * static_cast<std::int64_t>(vcpus_); }
     std::uint32_t vcpus() const { return vcpus_; }
 
@@ -38,7 +38,7 @@ private:
     engine::Time base_;
     engine::Time per_vcpu_;
     std::uint32_t vcpus_;
-    GuestTlb* guest_tlb_ = nullptr;
+    vm::GuestTlb* guest_tlb_ = nullptr;
 };
 
 }  // namespace kvmsim::models

@@ -2128,41 +2128,40 @@ bool X86ShadowMmu::age_rmap(Bulk& b, Gfn gfn, int level, bool clear) {
 
 // The host's aging of [start, end), per host page: the caller's work and the MMU notifier, then
 // kvm_age_gfn / kvm_test_age_gfn (v6.9): with the rmaps allocated (TDP MMU off, or a shadow root
-// exists), kvm_handle_gfn_range over the 4K and 2M rmaps; the TDP MMU's half goes to the
+// exists), kvm_handle_gfn_range over the 4K, 2M and 1G rmaps (for_each_slot_rmap_range,
+// PG_LEVEL_4K..KVM_MAX_HUGEPAGE_LEVEL); the TDP MMU's half goes to the
 // embedded model (which pays its own notifier walk, and takes the shared mmu_lock itself). Under
 // mmu_lock for write (v6.9) or, lockless (v6.14), with per-rmap locks.
 Task<std::uint64_t> X86ShadowMmu::age_range(const vm::CpuContext& cpu, const vm::AgeRequest& r) {
     std::uint64_t young_n = 0;
     if (tdp_) young_n = co_await tdp_->age_range(cpu, r);
     if (!rmaps_) co_return young_n;
-    const engine::Site site = sim_.site(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
-    const engine::CounterId calls = sim_.counters().id(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
-    const engine::CounterId young_calls = sim_.counters().id(r.clear ? "kvm_age_gfn_young" : "kvm_test_age_gfn_young");
+    const bool locked = age_lock_ == AgeLock::Write;
     Bulk b = make_bulk(cpu);
-    for (Gfn g = r.start; g < r.end;) {
-        const Slot* s = slot_of(g);
-        const std::uint64_t host_pages =
-            s && host_->page(g) == host::Page::Hugetlb ? vm::pages_per(vm::host_level(vm_.memslots[s->index].backing))
-            : s && (host_->page(g) == host::Page::Huge || host_->page(g) == host::Page::HugeZero) ? 512
-                                                                                                  : 1;
-        const Gfn e = std::min(r.end, (g / host_pages + 1) * host_pages);
-        if (!tdp_) b.acc += ak_.caller(r.via) + ak_.mmu_notifier_young;  // else paid by the TDP half
-        if (s && g >= span_base_ && g < span_base_ + span_) {
-            if (age_lock_ == AgeLock::Write) co_await lock(b, site);
+    young_n += co_await age_hva_range(
+        sim_, b, r, tdp_ ? Time::zero() : ak_.caller(r.via) + ak_.mmu_notifier_young,  // else paid by the TDP half
+        [this](Gfn g) {
+            const Slot* s = slot_of(g);
+            const std::uint64_t host_pages =
+                s && host_->page(g) == host::Page::Hugetlb ? vm::pages_per(vm::host_level(vm_.memslots[s->index].backing))
+                : s && (host_->page(g) == host::Page::Huge || host_->page(g) == host::Page::HugeZero) ? 512
+                                                                                                      : 1;
+            return (g / host_pages + 1) * host_pages;
+        },
+        [&](Gfn g, Gfn e, engine::Site site) -> Task<std::optional<bool>> {
+            if (!slot_of(g) || g < span_base_ || g >= span_base_ + span_) co_return std::nullopt;
+            if (locked) co_await lock(b, site);
             bool young = false;
             for (Gfn x = g; x < e; ++x) young |= age_rmap(b, x, 1, r.clear);
             for (Gfn x = round_gfn(g, 2); x < e; x += 512) young |= age_rmap(b, x, 2, r.clear);
-            if (age_lock_ == AgeLock::Write) co_await unlock(b);
-            sim_.counters().add(calls);
-            if (young) {
-                ++young_n;
-                sim_.counters().add(young_calls);
-            }
-        }
-        if (b.acc >= kSettleQuantum) co_await settle(b);
-        g = e;
-    }
-    co_await settle(b);
+            if (has_1g_)
+                for (Gfn x = round_gfn(g, 3); x < e; x += Gfn{1} << 18) young |= age_rmap(b, x, 3, r.clear);
+            else
+                b.acc += k_.rmap_head_step;  // the 1G rmap head (always empty)
+            if (locked) co_await unlock(b);
+            co_return young;
+        },
+        [&] { return settle(b); });
     co_return young_n;
 }
 

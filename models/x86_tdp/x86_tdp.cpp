@@ -300,8 +300,8 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
         if (!k_.has_tlb)
             throw std::invalid_argument(
                 "x86_tdp: host feature guest_tlb needs costs tlb_entries_4k, _2m, _1g, tlb_ways, tlb_walk_level");
-        gtlb_ = std::make_unique<models::GuestTlb>(env.vm.vcpus,
-                                                   models::GuestTlb::Geometry{k_.tlb_entries, k_.tlb_ways});
+        gtlb_ = std::make_unique<vm::GuestTlb>(env.vm.vcpus,
+                                                   vm::GuestTlb::Geometry{k_.tlb_entries, k_.tlb_ways});
         tlb_.set_guest_tlb(gtlb_.get());
         tlb_miss_id_ = sim_.counters().id("guest_tlb_miss");
         tlb_walk_id_ = sim_.counters().id("guest_tlb_refill_walk_levels");
@@ -1697,31 +1697,23 @@ bool X86TdpMmu::age_gfn_range(Bulk& b, Gfn start, Gfn end, bool clear) {
 // (KVM_MMU_LOCK, v6.9) or none (v6.14: range->lockless, under RCU), the walk, the unlock.
 Task<std::uint64_t> X86TdpMmu::age_range(const vm::CpuContext& cpu, const vm::AgeRequest& r) {
     if (aged_.empty()) aged_.assign(pte_.size(), 0);
-    const engine::Site site = sim_.site(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
-    const engine::CounterId calls = sim_.counters().id(r.clear ? "kvm_age_gfn" : "kvm_test_age_gfn");
-    const engine::CounterId young_calls = sim_.counters().id(r.clear ? "kvm_age_gfn_young" : "kvm_test_age_gfn_young");
+    const bool locked = cfg_.age_lock == AgeLock::Write;
     Bulk b = make_bulk(cpu);
-    std::uint64_t young_n = 0;
-    for (Gfn g = r.start; g < r.end;) {
-        const Slot* s = slot_of(g);
-        const std::uint64_t host_pages = s ? pages_at(host_mapping_level(*s, g)) : 1;
-        const Gfn e = std::min(r.end, (g / host_pages + 1) * host_pages);
-        b.acc += ak_.caller(r.via) + ak_.mmu_notifier_young;
-        if (s) {  // kvm_handle_hva_range finds a memslot: KVM's handler runs
-            if (cfg_.age_lock == AgeLock::Write) co_await lock(b, LockMode::Write, site);
+    co_return co_await age_hva_range(
+        sim_, b, r, ak_.caller(r.via) + ak_.mmu_notifier_young,
+        [this](Gfn g) {
+            const Slot* s = slot_of(g);
+            const std::uint64_t host_pages = s ? pages_at(host_mapping_level(*s, g)) : 1;
+            return (g / host_pages + 1) * host_pages;
+        },
+        [&](Gfn g, Gfn e, engine::Site site) -> Task<std::optional<bool>> {
+            if (!slot_of(g)) co_return std::nullopt;  // kvm_handle_hva_range finds no memslot
+            if (locked) co_await lock(b, LockMode::Write, site);
             const bool young = age_gfn_range(b, g, e, r.clear);
-            if (cfg_.age_lock == AgeLock::Write) co_await unlock(b);
-            sim_.counters().add(calls);
-            if (young) {
-                ++young_n;
-                sim_.counters().add(young_calls);
-            }
-        }
-        if (b.acc >= kSettleQuantum) co_await settle(b);
-        g = e;
-    }
-    co_await settle(b);
-    co_return young_n;
+            if (locked) co_await unlock(b);
+            co_return young;
+        },
+        [&] { return settle(b); });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2160,7 +2152,7 @@ vm::ModelInfo x86_tdp_model_info() {
     info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}, {"uffd_copy_rate", host::Costs::kMinZeroRate}};
     info.features = host::Features::names();
     info.features.push_back("nx_huge_pages");  // kvm.nx_huge_pages (the iTLB multihit mitigation)
-    info.features.push_back("guest_tlb");      // the vCPUs' TLB model (models/common/guest_tlb.hpp)
+    info.features.push_back("guest_tlb");      // the vCPUs' TLB model (sim/vm/guest_tlb.hpp)
     for (const std::string& c : x86_tdp::Costs::optional_names()) info.costs.push_back(c);
     for (const char* c : {"tlb_entries_4k", "tlb_entries_2m", "tlb_entries_1g"}) {
         info.cost_maximums.emplace_back(c, 16384);

@@ -172,7 +172,7 @@ public:
     // From an SMI until RSM is done the vCPU's accesses enter the model only to wait.
     bool stream_held(std::uint32_t vcpu) const override { return hold_.held(vcpu); }
 
-    models::GuestTlb* guest_tlb() override { return gtlb_.get(); }
+    vm::GuestTlb* guest_tlb() override { return gtlb_.get(); }
     engine::Time tlb_refill(std::uint32_t vcpu, vm::Gfn gfn) override;
     bool hits(std::uint32_t vcpu, vm::Gfn gfn, vm::Access access) const override {
         // An SMM transition or in SMM (the stream is held): the access must enter the model.
@@ -426,7 +426,7 @@ private:
         site_nx_recovery_, site_age_, site_test_age_;
     struct ModelCounters;
     std::unique_ptr<ModelCounters> mc_;
-    std::unique_ptr<models::GuestTlb> gtlb_;  // host feature guest_tlb, else none
+    std::unique_ptr<vm::GuestTlb> gtlb_;  // host feature guest_tlb, else none
     engine::CounterId tlb_miss_id_ = 0, tlb_walk_id_ = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <utility>
 
@@ -14,10 +15,18 @@ namespace kvmsim::engine {
 
 namespace {
 
-constexpr std::uint16_t kNoOwner = 0xFFFF;
+constexpr std::uint32_t kNoOwner = 0xFFFF;
 constexpr std::uint32_t kMaxCpus = 1024;
-// Per-instance slots are indexed with 32 bits in the directory (llc_slot).
-constexpr std::uint64_t kMaxSlots = std::numeric_limits<std::uint32_t>::max();
+// Positions in the shared level are kept in 31 bits by the private levels (aux; the top bit is
+// the nearest level's "owned" hint).
+constexpr std::uint64_t kMaxWords = (std::uint64_t{1} << 31) - 1;
+constexpr std::size_t kBlockAlign = 64;
+
+// Words per set block: a power of two up to one 64-byte line, else whole lines.
+std::size_t block_stride(std::size_t words) {
+    if (words <= 16) return std::bit_ceil(words);
+    return (words + 15) / 16 * 16;
+}
 
 [[noreturn]] void bad_config(const std::string& what) {
     throw std::invalid_argument("CacheModel: invalid configuration: " + what);
@@ -28,6 +37,16 @@ std::string level_label(std::size_t i, const CacheLevelConfig& l) {
 }
 
 }  // namespace
+
+void CacheModel::Words::Free::operator()(std::uint32_t* p) const {
+    ::operator delete[](p, std::align_val_t{kBlockAlign});
+}
+
+void CacheModel::Words::reset(std::size_t n) {
+    p_.reset(static_cast<std::uint32_t*>(::operator new[](n * sizeof(std::uint32_t), std::align_val_t{kBlockAlign})));
+    n_ = n;
+    std::fill_n(p_.get(), n, 0U);
+}
 
 void CacheCounters::merge(const CacheCounters& o) {
     if (levels.size() < o.levels.size()) levels.resize(o.levels.size());
@@ -72,35 +91,40 @@ CacheModel::CacheModel(CacheConfig cfg) : cfg_(std::move(cfg)) {
             bad_config(label + ": size_bytes " + std::to_string(lc.size_bytes) +
                        " is not a multiple of ways * line_bytes (" + std::to_string(lc.ways) + " * " +
                        std::to_string(cfg_.line_bytes) + " = " + std::to_string(set_bytes) + ")");
-        const std::uint64_t lines = lc.size_bytes / cfg_.line_bytes;
-        if (lines > kMaxSlots)
-            bad_config(label + ": " + std::to_string(lines) + " lines, at most " +
-                       std::to_string(kMaxSlots) + " supported");
+        const bool shared = (i + 1 == n);
+        // Fields per way: tag halves and age, plus the aux word (private levels, or a shared
+        // level with a directory) and the sharer words.
+        const std::size_t sharer_words = (cfg_.cpus + 31) / 32;
+        const std::size_t fields = !shared ? 4 : n > 1 ? 4 + sharer_words : 3;
+        const std::uint64_t sets = lc.size_bytes / set_bytes;
+        const std::size_t stride = block_stride(fields * lc.ways);
+        if (lc.ways > kMaxWords || sets > kMaxWords / stride)
+            bad_config(label + ": " + std::to_string(lc.size_bytes / cfg_.line_bytes) + " lines in " +
+                       std::to_string(sets) + " sets of " + std::to_string(stride) +
+                       " metadata words, more than the " + std::to_string(kMaxWords) + " words supported");
 
         Level l;
         l.ways = lc.ways;
-        l.sets = lc.size_bytes / set_bytes;
+        l.sets = sets;
         l.sets_pow2 = std::has_single_bit(l.sets);
         l.set_mask = l.sets_pow2 ? l.sets - 1 : 0;
-        l.slots = static_cast<std::size_t>(lines);
+        l.stride = stride;
+        l.inst_words = static_cast<std::size_t>(sets) * stride;
+        l.off_hi = lc.ways;
+        l.off_age = 2 * std::size_t{lc.ways};
+        l.off_aux = 3 * std::size_t{lc.ways};
+        l.off_sh = 4 * std::size_t{lc.ways};
         l.hit = lc.hit_latency;
-        const bool shared = (i + 1 == n);
-        const std::size_t total = shared ? l.slots : l.slots * cfg_.cpus;
-        l.tag_lo.assign(total, kEmptyHi);
-        l.tag_hi.assign(total, kEmptyHi);
-        l.ages.assign(total, 0);
+        l.data.reset(shared ? l.inst_words : l.inst_words * cfg_.cpus);
         if (shared) {
             llc_ = std::move(l);
         } else {
-            l.llc_slot.assign(total, 0);
             priv_.push_back(std::move(l));
         }
     }
-    if (!priv_.empty()) {
-        words_ = (cfg_.cpus + 63) / 64;
-        sharers_.assign(llc_.slots * words_, 0);
-        owner_.assign(llc_.slots, kNoOwner);
-    }
+    if (!priv_.empty()) words_ = (cfg_.cpus + 31) / 32;
+    for (Level& l : priv_) empty_level(l, false);
+    empty_level(llc_, true);
     zero_.levels.resize(n);
     phases_.assign(1, zero_);
 }
@@ -124,17 +148,19 @@ CacheCounters CacheModel::total() const {
 
 std::size_t CacheModel::phase_count() const { return phases_.size(); }
 
+// Every way empty, no owner, no sharer.
+void CacheModel::empty_level(Level& l, bool shared) {
+    std::uint32_t* d = l.data.data();
+    std::fill_n(d, l.data.size(), 0U);
+    for (std::size_t base = 0; base < l.data.size(); base += l.stride) {
+        std::fill_n(d + base, 2 * std::size_t{l.ways}, kEmptyHi);  // tag_lo, tag_hi
+        if (shared && !priv_.empty()) std::fill_n(d + base + l.off_aux, l.ways, kNoOwner);
+    }
+}
+
 void CacheModel::flush_all() {
-    auto empty = [](Level& l) {
-        std::fill(l.tag_lo.begin(), l.tag_lo.end(), kEmptyHi);
-        std::fill(l.tag_hi.begin(), l.tag_hi.end(), kEmptyHi);
-        std::fill(l.ages.begin(), l.ages.end(), 0);
-        std::fill(l.llc_slot.begin(), l.llc_slot.end(), 0);
-    };
-    for (Level& l : priv_) empty(l);
-    empty(llc_);
-    std::fill(sharers_.begin(), sharers_.end(), 0);
-    std::fill(owner_.begin(), owner_.end(), kNoOwner);
+    for (Level& l : priv_) empty_level(l, false);
+    empty_level(llc_, true);
     clock_ = 0;
 }
 
@@ -152,13 +178,13 @@ void CacheModel::renormalize_stamps() {
     std::vector<std::pair<std::uint32_t, std::size_t>> order;
     auto renorm = [&](Level& l) {
         max_ways = std::max(max_ways, l.ways);
-        for (std::size_t base = 0; base < l.ages.size(); base += l.ways) {
+        for (std::size_t base = 0; base < l.data.size(); base += l.stride) {
             order.clear();
             for (std::size_t s = base; s < base + l.ways; ++s)
-                if (l.valid(s)) order.emplace_back(l.ages[s], s);
+                if (l.valid(s)) order.emplace_back(l.age(s), s);
             std::sort(order.begin(), order.end());
             std::uint32_t rank = 0;
-            for (const auto& [age, s] : order) l.ages[s] = ++rank;
+            for (const auto& [age, s] : order) l.age(s) = ++rank;
         }
     };
     for (Level& l : priv_) renorm(l);
@@ -186,8 +212,8 @@ inline std::uint64_t CacheModel::match_mask(const std::uint32_t* p, std::uint32_
 // Compare the low halves of the whole set, then confirm candidates on the high half (a line is in
 // at most one way; low-half collisions need lines 2^32 lines apart in the same set).
 inline std::size_t CacheModel::find(const Level& l, std::size_t base, std::uint64_t line) const {
-    const std::uint32_t* lo = l.tag_lo.data() + base;
-    const std::uint32_t* hi = l.tag_hi.data() + base;
+    const std::uint32_t* lo = l.data.data() + base;
+    const std::uint32_t* hi = lo + l.off_hi;
     const auto key_hi = static_cast<std::uint32_t>(line >> 32);
     for (std::uint32_t b = 0; b < l.ways; b += 64) {
         std::uint64_t m = match_mask(lo + b, std::min<std::uint32_t>(l.ways - b, 64),
@@ -205,7 +231,7 @@ inline std::size_t CacheModel::find(const Level& l, std::size_t base, std::uint6
 // so it wins; the minimum of (stamp, way) also breaks ties towards the lowest way). Branch-free:
 // which way wins is data-dependent and would mispredict.
 std::size_t CacheModel::victim(const Level& l, std::size_t base) {
-    const std::uint32_t* a = l.ages.data() + base;
+    const std::uint32_t* a = l.data.data() + base + l.off_age;
     auto key = [&](std::uint32_t w) -> std::uint64_t { return (std::uint64_t{a[w]} << 32) | w; };
     // Two independent min chains (even and odd ways) halve the dependency chain.
     std::uint64_t best0 = ~std::uint64_t{0}, best1 = ~std::uint64_t{0};
@@ -219,7 +245,7 @@ std::size_t CacheModel::victim(const Level& l, std::size_t base) {
 }
 
 bool CacheModel::is_sharer(std::size_t llc_slot, std::uint32_t cpu) const {
-    return (sharers_[llc_slot * words_ + cpu / 64] >> (cpu % 64)) & 1U;
+    return (llc_.data.data()[llc_slot + llc_.off_sh + (cpu / 32) * std::size_t{llc_.ways}] >> (cpu % 32)) & 1U;
 }
 
 // Fast path: a hit in the nearest private level that needs no coherence action.
@@ -228,12 +254,12 @@ inline Time CacheModel::access_line(CacheCounters& c, std::uint32_t cpu, std::ui
     std::size_t l1_slot = kNotFound;
     if (!priv_.empty()) [[likely]] {
         Level& l = priv_[0];
-        l1_slot = find(l, cpu * l.slots + l.set_offset(line), line);
-        if (l1_slot != kNotFound && (!write || owner_[l.llc_slot[l1_slot]] == cpu)) [[likely]] {
+        l1_slot = find(l, cpu * l.inst_words + l.block(line), line);
+        if (l1_slot != kNotFound && (!write || (l.aux(l1_slot) & kOwnedHint) != 0)) [[likely]] {
             CacheLevelCounters& lc = c.levels[0];
             ++lc.accesses;
             ++lc.hits;
-            l.ages[l1_slot] = stamp;
+            l.age(l1_slot) = stamp;
             return l.hit;
         }
     }
@@ -269,54 +295,81 @@ Time CacheModel::touch_range(std::uint32_t cpu, std::uint64_t addr, std::uint64_
     return sum;
 }
 
+// Hints only (no effect on results): ask the host for every line of a set's block, so that the
+// misses on the blocks an access will need overlap instead of following one another.
+inline void CacheModel::prefetch(const Level& l, std::size_t base) {
+    const std::uint32_t* p = l.data.data() + base;
+    for (std::size_t w = 0; w < l.stride; w += 16) __builtin_prefetch(p + w);
+}
+
+// Every private level of cpu that may hold `line` (claim and back_invalidate look them up).
+inline void CacheModel::prefetch_private(std::uint32_t cpu, std::uint64_t line) {
+    for (const Level& l : priv_) __builtin_prefetch(l.data.data() + cpu * l.inst_words + l.block(line));
+}
+
 // Everything else; l1_slot is the fast path's lookup in the nearest private level (if any).
 Time CacheModel::access_slow(CacheCounters& c, std::uint32_t cpu, std::uint64_t line, bool write,
                              std::uint32_t stamp, std::size_t l1_slot) {
     const std::size_t np = priv_.size();
+    // The nearest level missed (or needs an upgrade): the lower private levels' and the shared
+    // level's sets are likely needed; their host misses overlap.
+    if (l1_slot == kNotFound) {
+        for (std::size_t i = 1; i < np; ++i) prefetch(priv_[i], cpu * priv_[i].inst_words + priv_[i].block(line));
+        prefetch(llc_, llc_.block(line));
+    }
 
     for (std::size_t i = 0; i < np; ++i) {
         Level& l = priv_[i];
         CacheLevelCounters& lc = c.levels[i];
         ++lc.accesses;
-        const std::size_t slot = i == 0 ? l1_slot : find(l, cpu * l.slots + l.set_offset(line), line);
+        const std::size_t slot = i == 0 ? l1_slot : find(l, cpu * l.inst_words + l.block(line), line);
         if (slot == kNotFound) {
             ++lc.misses;
             continue;
         }
         ++lc.hits;
-        l.ages[slot] = stamp;
-        const std::uint32_t ls = l.llc_slot[slot];
-        for (std::size_t k = i; k-- > 0;) fill_private(k, cpu, line, ls, stamp);
+        l.age(slot) = stamp;
+        const std::uint32_t ls = l.aux(slot) & kPosMask;
+        // A write leaves cpu the owner (below): its nearest level gets the hint. (claim touches
+        // only other CPUs' copies, so it commutes with these fills.)
+        const std::uint32_t hint = write ? kOwnedHint : 0;
+        if (i == 0) {
+            l.aux(slot) |= hint;
+        } else {
+            for (std::size_t k = i; k-- > 1;) fill_private(k, cpu, line, ls, stamp);
+            fill_private(0, cpu, line, ls | hint, stamp);
+        }
         Time lat = l.hit;
         // Upgrade: the line is ours but maybe shared; a write must own it.
-        if (write && owner_[ls] != cpu) lat = std::max(lat, claim(c, cpu, ls, line));
+        if (write && owner(ls) != cpu) lat = std::max(lat, claim(c, cpu, ls, line));
         return lat;
     }
 
     CacheLevelCounters& lc = c.levels[np];
     ++lc.accesses;
-    const std::size_t base = llc_.set_offset(line);
+    const std::size_t base = llc_.block(line);
     std::size_t slot = find(llc_, base, line);
     Time lat;
     if (slot != kNotFound) {
         ++lc.hits;
-        llc_.ages[slot] = stamp;
+        llc_.age(slot) = stamp;
         lat = llc_.hit;
         if (np == 0) return lat;
         // By the exact directory, an owner is never `cpu` here: cpu missed its private levels.
-        if (owner_[slot] != kNoOwner) {
+        if (owner(slot) != kNoOwner) {
             ++c.coherence_misses;
-            lat = transfer(owner_[slot], cpu);
+            lat = transfer(owner(slot), cpu);
             if (write) {
                 claim(c, cpu, slot, line);
             } else {
-                owner_[slot] = kNoOwner;
-                sharers_[slot * words_ + cpu / 64] |= std::uint64_t{1} << (cpu % 64);
+                clear_owned_hint(owner(slot), line);
+                owner(slot) = kNoOwner;
+                *sharer_word(slot, cpu) |= std::uint32_t{1} << (cpu % 32);
             }
         } else if (write) {
             lat = std::max(lat, claim(c, cpu, slot, line));
         } else {
-            sharers_[slot * words_ + cpu / 64] |= std::uint64_t{1} << (cpu % 64);
+            *sharer_word(slot, cpu) |= std::uint32_t{1} << (cpu % 32);
         }
     } else {
         ++lc.misses;
@@ -325,13 +378,16 @@ Time CacheModel::access_slow(CacheCounters& c, std::uint32_t cpu, std::uint64_t 
         slot = victim(llc_, base);
         if (np != 0 && llc_.valid(slot)) back_invalidate(c, slot);
         llc_.set_tag(slot, line);
-        llc_.ages[slot] = stamp;
+        llc_.age(slot) = stamp;
         if (np == 0) return lat;
-        sharers_[slot * words_ + cpu / 64] = std::uint64_t{1} << (cpu % 64);
-        owner_[slot] = write ? static_cast<std::uint16_t>(cpu) : kNoOwner;
+        // back_invalidate (or an empty way) left every sharer word zero.
+        *sharer_word(slot, cpu) = std::uint32_t{1} << (cpu % 32);
+        owner(slot) = write ? cpu : kNoOwner;
     }
-    for (std::size_t k = np; k-- > 0;)
-        fill_private(k, cpu, line, static_cast<std::uint32_t>(slot), stamp);
+    // A write leaves cpu the owner (claim, or the fill above).
+    const std::uint32_t aux = static_cast<std::uint32_t>(slot);
+    for (std::size_t k = np; k-- > 1;) fill_private(k, cpu, line, aux, stamp);
+    fill_private(0, cpu, line, write ? aux | kOwnedHint : aux, stamp);
     return lat;
 }
 
@@ -339,11 +395,11 @@ Time CacheModel::access_slow(CacheCounters& c, std::uint32_t cpu, std::uint64_t 
 void CacheModel::fill_private(std::size_t k, std::uint32_t cpu, std::uint64_t line,
                               std::uint32_t llc_slot, std::uint32_t stamp) {
     Level& l = priv_[k];
-    const std::size_t slot = victim(l, cpu * l.slots + l.set_offset(line));
+    const std::size_t slot = victim(l, cpu * l.inst_words + l.block(line));
     if (l.valid(slot)) evict_private(k, cpu, slot);
     l.set_tag(slot, line);
-    l.ages[slot] = stamp;
-    l.llc_slot[slot] = llc_slot;
+    l.age(slot) = stamp;
+    l.aux(slot) = llc_slot;
 }
 
 // Evict the line at `slot` of private level k of cpu: inclusion removes it from the levels above;
@@ -351,12 +407,12 @@ void CacheModel::fill_private(std::size_t k, std::uint32_t cpu, std::uint64_t li
 void CacheModel::evict_private(std::size_t k, std::uint32_t cpu, std::size_t slot) {
     Level& l = priv_[k];
     const std::uint64_t line = l.tag(slot);
-    const std::uint32_t ls = l.llc_slot[slot];
+    const std::uint32_t ls = l.aux(slot) & kPosMask;
     l.clear(slot);
     invalidate_private(cpu, line, k);
     if (k + 1 == priv_.size()) {
-        sharers_[ls * words_ + cpu / 64] &= ~(std::uint64_t{1} << (cpu % 64));
-        if (owner_[ls] == cpu) owner_[ls] = kNoOwner;
+        *sharer_word(ls, cpu) &= ~(std::uint32_t{1} << (cpu % 32));
+        if (owner(ls) == cpu) owner(ls) = kNoOwner;
     }
 }
 
@@ -365,7 +421,7 @@ bool CacheModel::invalidate_private(std::uint32_t cpu, std::uint64_t line, std::
     bool found = false;
     for (std::size_t j = 0; j < below; ++j) {
         Level& l = priv_[j];
-        const std::size_t slot = find(l, cpu * l.slots + l.set_offset(line), line);
+        const std::size_t slot = find(l, cpu * l.inst_words + l.block(line), line);
         if (slot != kNotFound) {
             l.clear(slot);
             found = true;
@@ -374,45 +430,63 @@ bool CacheModel::invalidate_private(std::uint32_t cpu, std::uint64_t line, std::
     return found;
 }
 
+// `cpu` stops owning `line` but keeps its copies: its nearest level's hint must not claim it.
+void CacheModel::clear_owned_hint(std::uint32_t cpu, std::uint64_t line) {
+    Level& l = priv_[0];
+    const std::size_t slot = find(l, cpu * l.inst_words + l.block(line), line);
+    if (slot != kNotFound) l.aux(slot) &= kPosMask;
+}
+
 // Write by cpu: invalidate every other sharer (counted), make cpu the sole sharer and the owner.
 // True if another CPU had to be invalidated.
 // Makes cpu the line's sole sharer and owner; returns the invalidations' latency (zero if there
 // were none).
 Time CacheModel::claim(CacheCounters& c, std::uint32_t cpu, std::size_t llc_slot, std::uint64_t line) {
-    std::uint64_t* words = sharers_.data() + llc_slot * words_;
+    std::uint32_t* words = llc_.data.data() + llc_slot + llc_.off_sh;
+    const std::size_t step = llc_.ways;
+    for (std::size_t w = 0; w < words_; ++w) {
+        for (std::uint32_t bits = words[w * step]; bits != 0; bits &= bits - 1) {
+            const auto s = static_cast<std::uint32_t>(w * 32 + std::countr_zero(bits));
+            if (s != cpu) prefetch_private(s, line);
+        }
+    }
     Time lat = Time::zero();
     for (std::size_t w = 0; w < words_; ++w) {
-        std::uint64_t bits = words[w];
-        if (w == cpu / 64) bits &= ~(std::uint64_t{1} << (cpu % 64));
+        std::uint32_t bits = words[w * step];
+        if (w == cpu / 32) bits &= ~(std::uint32_t{1} << (cpu % 32));
         while (bits != 0) {
-            const auto s = static_cast<std::uint32_t>(w * 64 + std::countr_zero(bits));
+            const auto s = static_cast<std::uint32_t>(w * 32 + std::countr_zero(bits));
             bits &= bits - 1;
             invalidate_private(s, line, priv_.size());
             ++c.invalidations;
             lat = std::max(lat, transfer(s, cpu));
         }
-        words[w] = 0;
+        words[w * step] = 0;
     }
-    words[cpu / 64] = std::uint64_t{1} << (cpu % 64);
-    owner_[llc_slot] = static_cast<std::uint16_t>(cpu);
+    words[(cpu / 32) * step] = std::uint32_t{1} << (cpu % 32);
+    owner(llc_slot) = cpu;
     return lat;
 }
 
 // The shared level evicts the line at llc_slot: remove it from every sharer's private levels.
 void CacheModel::back_invalidate(CacheCounters& c, std::size_t llc_slot) {
     const std::uint64_t line = llc_.tag(llc_slot);
-    std::uint64_t* words = sharers_.data() + llc_slot * words_;
+    std::uint32_t* words = llc_.data.data() + llc_slot + llc_.off_sh;
+    const std::size_t step = llc_.ways;
+    for (std::size_t w = 0; w < words_; ++w)
+        for (std::uint32_t bits = words[w * step]; bits != 0; bits &= bits - 1)
+            prefetch_private(static_cast<std::uint32_t>(w * 32 + std::countr_zero(bits)), line);
     for (std::size_t w = 0; w < words_; ++w) {
-        std::uint64_t bits = words[w];
+        std::uint32_t bits = words[w * step];
         while (bits != 0) {
-            const auto s = static_cast<std::uint32_t>(w * 64 + std::countr_zero(bits));
+            const auto s = static_cast<std::uint32_t>(w * 32 + std::countr_zero(bits));
             bits &= bits - 1;
             invalidate_private(s, line, priv_.size());
             ++c.back_invalidations;
         }
-        words[w] = 0;
+        words[w * step] = 0;
     }
-    owner_[llc_slot] = kNoOwner;
+    owner(llc_slot) = kNoOwner;
 }
 
 std::string CacheModel::check_invariants() const {
@@ -424,20 +498,20 @@ std::string CacheModel::check_invariants() const {
     // Tags in the right set, no duplicates, stamps not from the future.
     auto check_level = [&](const Level& l, std::size_t level, std::size_t instances) -> std::string {
         for (std::size_t inst = 0; inst < instances; ++inst) {
-            for (std::size_t base = inst * l.slots; base < (inst + 1) * l.slots; base += l.ways) {
+            for (std::size_t base = inst * l.inst_words; base < (inst + 1) * l.inst_words; base += l.stride) {
                 for (std::size_t s = base; s < base + l.ways; ++s) {
                     if (!l.valid(s)) continue;
                     const std::uint64_t t = l.tag(s);
                     const auto cpu = static_cast<std::uint32_t>(inst);
-                    if (inst * l.slots + l.set_offset(t) != base)
+                    if (inst * l.inst_words + l.block(t) != base)
                         return where(level, cpu, s) + "line " + std::to_string(t) + " in the wrong set";
-                    if (l.ages[s] == 0 || l.ages[s] > clock_)
-                        return where(level, cpu, s) + "bad LRU stamp " + std::to_string(l.ages[s]);
+                    if (l.age(s) == 0 || l.age(s) > clock_)
+                        return where(level, cpu, s) + "bad LRU stamp " + std::to_string(l.age(s));
                     for (std::size_t s2 = s + 1; s2 < base + l.ways; ++s2) {
                         if (!l.valid(s2)) continue;
                         if (l.tag(s2) == t)
                             return where(level, cpu, s) + "line " + std::to_string(t) + " twice in a set";
-                        if (l.ages[s2] == l.ages[s])
+                        if (l.age(s2) == l.age(s))
                             return where(level, cpu, s) + "equal LRU stamps in a set";
                     }
                 }
@@ -454,45 +528,55 @@ std::string CacheModel::check_invariants() const {
     for (std::size_t k = 0; k < np; ++k) {
         const Level& l = priv_[k];
         for (std::uint32_t cpu = 0; cpu < cfg_.cpus; ++cpu) {
-            for (std::size_t s = cpu * l.slots; s < (cpu + 1) * l.slots; ++s) {
-                if (!l.valid(s)) continue;
-                const std::uint64_t t = l.tag(s);
-                const std::size_t ls = l.llc_slot[s];
-                if (ls >= llc_.slots || !llc_.valid(ls) || llc_.tag(ls) != t)
-                    return where(k, cpu, s) + "line " + std::to_string(t) +
-                           " not at its recorded shared-level slot (inclusion broken)";
-                if (!is_sharer(ls, cpu))
-                    return where(k, cpu, s) + "line " + std::to_string(t) + " but cpu not a sharer";
-                for (std::size_t j = k + 1; j < np; ++j) {
-                    const Level& lj = priv_[j];
-                    const std::size_t sj = find(lj, cpu * lj.slots + lj.set_offset(t), t);
-                    if (sj == kNotFound)
-                        return where(k, cpu, s) + "line " + std::to_string(t) + " missing from " +
-                               cfg_.levels[j].name + " (inclusion broken)";
-                    if (lj.llc_slot[sj] != ls)
-                        return where(k, cpu, s) + "shared-level slot differs from " + cfg_.levels[j].name;
+            for (std::size_t base = cpu * l.inst_words; base < (cpu + 1) * l.inst_words; base += l.stride) {
+                for (std::size_t s = base; s < base + l.ways; ++s) {
+                    if (!l.valid(s)) continue;
+                    const std::uint64_t t = l.tag(s);
+                    const std::size_t ls = l.aux(s) & kPosMask;
+                    if (l.aux(s) & kOwnedHint) {
+                        if (k != 0 || llc_.aux(ls) != cpu)
+                            return where(k, cpu, s) + "line " + std::to_string(t) +
+                                   " has the owned hint but cpu is not its owner";
+                    }
+                    if (ls >= llc_.data.size() || ls % llc_.stride >= llc_.ways || !llc_.valid(ls) ||
+                        llc_.tag(ls) != t)
+                        return where(k, cpu, s) + "line " + std::to_string(t) +
+                               " not at its recorded shared-level slot (inclusion broken)";
+                    if (!is_sharer(ls, cpu))
+                        return where(k, cpu, s) + "line " + std::to_string(t) + " but cpu not a sharer";
+                    for (std::size_t j = k + 1; j < np; ++j) {
+                        const Level& lj = priv_[j];
+                        const std::size_t sj = find(lj, cpu * lj.inst_words + lj.block(t), t);
+                        if (sj == kNotFound)
+                            return where(k, cpu, s) + "line " + std::to_string(t) + " missing from " +
+                                   cfg_.levels[j].name + " (inclusion broken)";
+                        if ((lj.aux(sj) & kPosMask) != ls)
+                            return where(k, cpu, s) + "shared-level slot differs from " + cfg_.levels[j].name;
+                    }
                 }
             }
         }
     }
     // Directory: sharer bit iff the last private level holds the line; an owner is the sole sharer.
     const Level& last = priv_[np - 1];
-    for (std::size_t ls = 0; ls < llc_.slots; ++ls) {
-        const bool valid = llc_.valid(ls);
-        const std::uint64_t t = llc_.tag(ls);
-        const std::uint16_t own = owner_[ls];
-        if (!valid && own != kNoOwner) return where(np, own, ls) + "empty slot has an owner";
-        for (std::uint32_t cpu = 0; cpu < cfg_.cpus; ++cpu) {
-            const bool bit = is_sharer(ls, cpu);
-            const bool held = valid && find(last, cpu * last.slots + last.set_offset(t), t) != kNotFound;
-            if (bit != held)
-                return where(np, cpu, ls) + (bit ? "stale sharer bit" : "missing sharer bit");
-            if (own != kNoOwner && cpu != own && bit)
-                return where(np, cpu, ls) + "shared with cpu " + std::to_string(cpu) +
-                       " while owned by cpu " + std::to_string(own);
+    for (std::size_t base = 0; base < llc_.data.size(); base += llc_.stride) {
+        for (std::size_t ls = base; ls < base + llc_.ways; ++ls) {
+            const bool valid = llc_.valid(ls);
+            const std::uint64_t t = llc_.tag(ls);
+            const std::uint32_t own = llc_.aux(ls);
+            if (!valid && own != kNoOwner) return where(np, own, ls) + "empty slot has an owner";
+            for (std::uint32_t cpu = 0; cpu < cfg_.cpus; ++cpu) {
+                const bool bit = is_sharer(ls, cpu);
+                const bool held = valid && find(last, cpu * last.inst_words + last.block(t), t) != kNotFound;
+                if (bit != held)
+                    return where(np, cpu, ls) + (bit ? "stale sharer bit" : "missing sharer bit");
+                if (own != kNoOwner && cpu != own && bit)
+                    return where(np, cpu, ls) + "shared with cpu " + std::to_string(cpu) +
+                           " while owned by cpu " + std::to_string(own);
+            }
+            if (own != kNoOwner && (own >= cfg_.cpus || !is_sharer(ls, own)))
+                return where(np, own, ls) + "owner is not a sharer";
         }
-        if (own != kNoOwner && (own >= cfg_.cpus || !is_sharer(ls, own)))
-            return where(np, own, ls) + "owner is not a sharer";
     }
     return {};
 }

@@ -28,6 +28,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -102,38 +103,77 @@ private:
     friend struct CacheModelTestAccess;  // defined by unit tests only
 
     static constexpr std::size_t kNotFound = ~std::size_t{0};
+    // Private levels' aux word: the shared-level position, and in the nearest level a hint bit
+    // set only while the CPU owns the line (so a write hit needs no directory look-up). The bit
+    // may be clear for an owned line (that write takes the slow path, with the same result).
+    static constexpr std::uint32_t kOwnedHint = std::uint32_t{1} << 31;
+    static constexpr std::uint32_t kPosMask = kOwnedHint - 1;
     // High half of an empty way's tag: line numbers are < 2^61 (line_bytes >= 8), so it never
     // matches a line.
     static constexpr std::uint32_t kEmptyHi = ~std::uint32_t{0};
 
-    // One level; private levels hold `cfg.cpus` instances back to back. Slot = instance * slots
-    // + set * ways + way; per-slot metadata lives in parallel arrays and never moves. The line
-    // number (tag) is split in 32-bit halves so that a set's low halves are compared 4 at a time.
+    // 32-bit words on 64-byte boundaries (only the speed depends on the alignment).
+    class Words {
+    public:
+        void reset(std::size_t n);
+        std::uint32_t* data() { return p_.get(); }
+        const std::uint32_t* data() const { return p_.get(); }
+        std::size_t size() const { return n_; }
+
+    private:
+        struct Free {
+            void operator()(std::uint32_t* p) const;
+        };
+        std::unique_ptr<std::uint32_t[], Free> p_;
+        std::size_t n_ = 0;
+    };
+
+    // One level; private levels hold `cfg.cpus` instances back to back. Each set is one block of
+    // `stride` words (a power of two up to 16 words, else a multiple of 16: 64-byte aligned),
+    // so that a lookup, its LRU update and its directory entry touch adjacent host cache lines
+    // rather than one line in each of several arrays. A way's fields sit W words apart:
+    //   [0, W)        tag_lo: low half of the line number
+    //   [W, 2W)       tag_hi: high half, kEmptyHi when the way is empty
+    //   [2W, 3W)      age: LRU stamp of the last use (>= 1 when valid, 0 when empty)
+    //   [3W, 4W)      aux: private levels: the line's position in the shared level (and
+    //                 kOwnedHint);
+    //                 shared level (with private levels): the owner CPU, or kNoOwner
+    //   [(4+j)W, ...) shared level: word j of the sharer bitset (CPUs 32j..32j+31)
+    // A slot ("position") is the index of its tag_lo word: block offset + way. Lines are split
+    // in 32-bit halves so that a set's low halves are compared 4 at a time.
     struct Level {
         std::uint64_t sets = 0;
         std::uint64_t set_mask = 0;  // sets - 1 when sets is a power of two
         bool sets_pow2 = false;
         std::uint32_t ways = 0;
-        std::size_t slots = 0;  // per instance: sets * ways
+        std::size_t stride = 0;      // words per set block
+        std::size_t inst_words = 0;  // words per instance: sets * stride
+        std::size_t off_hi = 0, off_age = 0, off_aux = 0, off_sh = 0;  // W, 2W, 3W, 4W
         Time hit;
-        std::vector<std::uint32_t> tag_lo;    // low half of the line number
-        std::vector<std::uint32_t> tag_hi;    // high half, kEmptyHi when the way is empty
-        std::vector<std::uint32_t> ages;      // LRU stamp of the last use (>= 1 when valid, 0 when empty)
-        std::vector<std::uint32_t> llc_slot;  // private levels: slot of the line in the shared level
+        Words data;
 
-        std::size_t set_offset(std::uint64_t line) const {
-            return static_cast<std::size_t>(sets_pow2 ? (line & set_mask) : (line % sets)) * ways;
+        std::size_t block(std::uint64_t line) const {
+            return static_cast<std::size_t>(sets_pow2 ? (line & set_mask) : (line % sets)) * stride;
         }
-        bool valid(std::size_t s) const { return tag_hi[s] != kEmptyHi; }
-        std::uint64_t tag(std::size_t s) const { return (std::uint64_t{tag_hi[s]} << 32) | tag_lo[s]; }
+        std::uint32_t& lo(std::size_t s) { return data.data()[s]; }
+        std::uint32_t& hi(std::size_t s) { return data.data()[s + off_hi]; }
+        std::uint32_t& age(std::size_t s) { return data.data()[s + off_age]; }
+        std::uint32_t& aux(std::size_t s) { return data.data()[s + off_aux]; }
+        std::uint32_t hi(std::size_t s) const { return data.data()[s + off_hi]; }
+        std::uint32_t age(std::size_t s) const { return data.data()[s + off_age]; }
+        std::uint32_t aux(std::size_t s) const { return data.data()[s + off_aux]; }
+        bool valid(std::size_t s) const { return hi(s) != kEmptyHi; }
+        std::uint64_t tag(std::size_t s) const {
+            return (std::uint64_t{hi(s)} << 32) | data.data()[s];
+        }
         void set_tag(std::size_t s, std::uint64_t line) {
-            tag_lo[s] = static_cast<std::uint32_t>(line);
-            tag_hi[s] = static_cast<std::uint32_t>(line >> 32);
+            lo(s) = static_cast<std::uint32_t>(line);
+            hi(s) = static_cast<std::uint32_t>(line >> 32);
         }
         void clear(std::size_t s) {
-            tag_lo[s] = kEmptyHi;
-            tag_hi[s] = kEmptyHi;
-            ages[s] = 0;  // an empty way is the oldest (victim() relies on it)
+            lo(s) = kEmptyHi;
+            hi(s) = kEmptyHi;
+            age(s) = 0;  // an empty way is the oldest (victim() relies on it)
         }
     };
 
@@ -150,6 +190,9 @@ private:
                       std::uint32_t stamp);
     void evict_private(std::size_t k, std::uint32_t cpu, std::size_t slot);
     bool invalidate_private(std::uint32_t cpu, std::uint64_t line, std::size_t below);
+    void clear_owned_hint(std::uint32_t cpu, std::uint64_t line);
+    static void prefetch(const Level& l, std::size_t base);
+    void prefetch_private(std::uint32_t cpu, std::uint64_t line);
     Time claim(CacheCounters& c, std::uint32_t cpu, std::size_t llc_slot, std::uint64_t line);
     Time transfer(std::uint32_t from, std::uint32_t to) const {
         return cfg_.cpus_per_socket != 0 && from / cfg_.cpus_per_socket != to / cfg_.cpus_per_socket
@@ -158,14 +201,17 @@ private:
     }
     void back_invalidate(CacheCounters& c, std::size_t llc_slot);
     bool is_sharer(std::size_t llc_slot, std::uint32_t cpu) const;
+    void empty_level(Level& l, bool shared);
+    std::uint32_t& owner(std::size_t llc_slot) { return llc_.aux(llc_slot); }
+    std::uint32_t* sharer_word(std::size_t llc_slot, std::uint32_t cpu) {
+        return llc_.data.data() + llc_slot + llc_.off_sh + (cpu / 32) * std::size_t{llc_.ways};
+    }
 
     CacheConfig cfg_;
     unsigned line_shift_ = 0;
     std::vector<Level> priv_;  // private levels, nearest first
     Level llc_;                // shared last level
     std::size_t words_ = 0;    // sharer words per LLC slot (0 without private levels)
-    std::vector<std::uint64_t> sharers_;  // llc slot * words_ + word
-    std::vector<std::uint16_t> owner_;    // per llc slot: CPU holding it modified, or kNoOwner
     std::uint32_t clock_ = 0;             // last LRU stamp handed out
     std::vector<CacheCounters> phases_;
     std::size_t cur_ = 0;

@@ -17,11 +17,9 @@
 #include "sim/engine/simulator.hpp"
 #include "sim/vm/types.hpp"
 
-namespace kvmsim::models {
-class GuestTlb;  // models/common/guest_tlb.hpp: a model owns it, the guest scheduler looks it up
-}
-
 namespace kvmsim::vm {
+
+class GuestTlb;  // sim/vm/guest_tlb.hpp: a model owns it, the guest scheduler looks it up
 
 using KnobValue = std::variant<bool, std::int64_t, std::string>;
 using Knobs = std::map<std::string, KnobValue, std::less<>>;
@@ -199,11 +197,11 @@ public:
     // workload lets vCPUs that only hit run ahead of each other by this much, exactly.
     virtual Time fault_lookahead() const { return Time::zero(); }
 
-    // The vCPUs' TLB of guest translations (models/common/guest_tlb.hpp), or nullptr: no TLB
+    // The vCPUs' TLB of guest translations (sim/vm/guest_tlb.hpp), or nullptr: no TLB
     // model, every access that hits() costs only its guest time (an infinite TLB). The guest
     // scheduler looks an access that hits() up in it; a miss costs tlb_refill()'s time, as
     // guest time (no event, no exit).
-    virtual models::GuestTlb* guest_tlb() { return nullptr; }
+    virtual vm::GuestTlb* guest_tlb() { return nullptr; }
     // The refill of a TLB miss by an access that hits(): the hardware's walk of the tables, which
     // fills the vCPU's TLB. Returns its time. Called ahead of engine time, like hits(): it may
     // change only the vCPU's TLB and statistics, nothing another vCPU or hits() reads.

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "models/common/guest_tlb.hpp"
+#include "sim/vm/guest_tlb.hpp"
 
 namespace kvmsim::workload {
 

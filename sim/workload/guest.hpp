@@ -174,7 +174,7 @@ private:
 
     engine::Simulator& sim_;
     vm::MmuModel& model_;
-    models::GuestTlb* tlb_;  // the model's, or nullptr (no TLB model)
+    vm::GuestTlb* tlb_;  // the model's, or nullptr (no TLB model)
     Time lookahead_;
     std::vector<Entry> heap_;  // min-heap by (t, vcpu)
     std::uint64_t batches_ = 0;

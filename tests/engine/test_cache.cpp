@@ -287,6 +287,32 @@ TEST_CASE("cache: a write to a line no other CPU holds is silent", "[cache][cohe
     CHECK(m.check_invariants().empty());
 }
 
+// The nearest level's "owned" hint (a write hit without a directory look-up) must follow
+// ownership: a line still owned after leaving L1, or refilled into L1 by a read, is written
+// without any invalidation.
+TEST_CASE("cache: writes to a line owned from a lower level stay silent", "[cache][coherence]") {
+    CacheModel m(three_level(2));
+    const std::uint64_t A = 0, B = 2, C = 4;  // all in L1 set 0 (2 ways); A and C share L2 set 0
+    CHECK(wr(m, 0, A) == kMem);
+    CHECK(rd(m, 0, B) == kMem);
+    CHECK(rd(m, 0, C) == kMem);  // evicts A from L1; L2 keeps it, modified
+    CHECK(wr(m, 0, A) == kL2);   // still the owner: no upgrade
+    CHECK(wr(m, 0, A) == kL1);   // L1 set 0 = {A, C}: B was the LRU
+    CHECK(rd(m, 0, B) == kL2);   // evicts C
+    CHECK(rd(m, 0, C) == kL2);   // evicts A from L1 again
+    CHECK(rd(m, 0, A) == kL2);   // a read refills L1
+    CHECK(wr(m, 0, A) == kL1);   // owned all along: silent
+    CHECK(wr(m, 0, A) == kL1);
+    const CacheCounters& c = m.phase_counters(0);
+    CHECK(c.invalidations == 0);
+    CHECK(c.coherence_misses == 0);
+    CHECK(m.check_invariants().empty());
+    CHECK(rd(m, 1, A) == kRemote);  // CPU1 takes a clean copy: CPU0 no longer owns it
+    CHECK(wr(m, 0, A) == kRemote);  // so CPU0's next write must invalidate CPU1
+    CHECK(c.invalidations == 1);
+    CHECK(m.check_invariants().empty());
+}
+
 TEST_CASE("cache: an invalidated way is refilled before a valid line is evicted", "[cache][coherence]") {
     CacheModel m(three_level(2));
     const std::uint64_t A = 0, B = 2, C = 4;  // all in L1 set 0 (2 ways)

@@ -1,16 +1,16 @@
-// The guest TLB (models/common/guest_tlb.hpp): fill, LRU eviction per set, invalidation by range
+// The guest TLB (sim/vm/guest_tlb.hpp): fill, LRU eviction per set, invalidation by range
 // and by VMID; arm64's range TLBI decomposition; and, through the guest scheduler, that a TLB hit
 // costs no event and a miss only guest time.
 #include <catch2/catch.hpp>
 
 #include "models/arm64_stage2/arm64_stage2.hpp"
-#include "models/common/guest_tlb.hpp"
+#include "sim/vm/guest_tlb.hpp"
 #include "sim/workload/guest.hpp"
 
 using namespace kvmsim;
 using engine::Task;
 using engine::Time;
-using models::GuestTlb;
+using vm::GuestTlb;
 
 TEST_CASE("guest TLB: a fill is found at its size by any frame it covers, on its vCPU only", "[tlb]") {
     GuestTlb t(2, GuestTlb::Geometry{{8, 4, 2}, 2});
@@ -107,7 +107,7 @@ struct TlbToy : vm::MmuModel {
     TlbToy(std::uint32_t vcpus, Time r) : tlb(vcpus, GuestTlb::Geometry{{16, 0, 0}, 4}), refill(r) {}
     bool hits(std::uint32_t, vm::Gfn, vm::Access) const override { return true; }
     Task<void> page_fault(const vm::CpuContext&, vm::Gfn, vm::Access) override { co_return; }
-    models::GuestTlb* guest_tlb() override { return &tlb; }
+    vm::GuestTlb* guest_tlb() override { return &tlb; }
     Time tlb_refill(std::uint32_t vcpu, vm::Gfn gfn) override {
         ++refills;
         tlb.fill(vcpu, gfn, 0);

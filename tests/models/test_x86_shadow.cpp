@@ -1065,6 +1065,30 @@ TEST_CASE("tdp_mmu off: a 1G hugetlb page is mapped with a 1G SPTE in the direct
     CHECK_FALSE(s.model->hits(0, B + 5, Access::Read));
 }
 
+TEST_CASE("tdp_mmu off: aging walks the 1G rmap, so a 1G SPTE is aged and found young", "[x86_shadow][1g][aging]") {
+    Shadow s(Backing::Hugetlb1G, 512 * 512, 1);
+    s.access(0, {{B + 5, Access::Read}});
+    REQUIRE(s.sh().rmap_size(B, 3) == 1);
+    std::vector<std::uint64_t> young;
+    auto age = [&](bool clear) {
+        s.on_host([&, clear]() -> engine::Task<void> {
+            vm::AgeRequest r;
+            r.start = B;
+            r.end = B + 512 * 512;
+            r.clear = clear;
+            young.push_back(co_await s.model->age_range(s.hctx, r));
+        });
+    };
+    age(false);  // test_young: young, nothing cleared
+    age(true);   // clear_young: young, the SPTE aged
+    age(true);   // nothing accessed since
+    CHECK(young == std::vector<std::uint64_t>{1, 1, 0});
+    CHECK(s.counter("sptes_aged") == 1);
+    CHECK(s.counter("kvm_age_gfn") == 2);  // one notifier call per (1G) host page
+    CHECK(s.counter("kvm_age_gfn_young") == 1);
+    CHECK(s.counter("kvm_test_age_gfn_young") == 1);
+}
+
 namespace {
 // tdp_mmu off, one 1G hugetlb page written (a 1G SPTE), then dirty logging enabled, then one
 // write at B + 5.

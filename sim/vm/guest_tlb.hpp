@@ -21,7 +21,7 @@
 
 #include "sim/vm/types.hpp"
 
-namespace kvmsim::models {
+namespace kvmsim::vm {
 
 class GuestTlb {
 public:
@@ -167,4 +167,4 @@ private:
     std::uint64_t evictions_ = 0;
 };
 
-}  // namespace kvmsim::models
+}  // namespace kvmsim::vm
