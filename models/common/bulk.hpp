@@ -4,6 +4,7 @@
 // often (settle) and always before a lock operation.
 #pragma once
 
+#include <coroutine>
 #include <cstdint>
 
 #include "models/common/resched.hpp"
@@ -31,15 +32,28 @@ struct BulkWalk {
     }
 };
 
-// Lets the accumulated work elapse.
-inline engine::Task<void> settle(engine::Simulator& sim, BulkWalk& b) {
-    if (b.acc > engine::Time::zero()) {
+// Lets the accumulated work elapse: one delay event if there is any, none otherwise. An
+// awaiter rather than a Task, so that the walkers' many settles cost no coroutine frame; the
+// event (time, process, kind) is the one a nested Task's delay would make.
+template <class B>
+struct SettleAwaiter {
+    engine::Simulator& sim;
+    B& b;
+    bool await_ready() const noexcept {
+        if (b.acc > engine::Time::zero()) return false;
+        b.last_line = B::kNoLine;
+        return true;
+    }
+    template <class P>
+    void await_suspend(std::coroutine_handle<P> h) {
         const engine::Time d = b.acc;
         b.acc = engine::Time::zero();
-        co_await sim.delay(d);
+        sim.delay(d).await_suspend(h);
     }
-    b.last_line = BulkWalk::kNoLine;
-}
+    void await_resume() const noexcept { b.last_line = B::kNoLine; }
+};
+
+inline SettleAwaiter<BulkWalk> settle(engine::Simulator& sim, BulkWalk& b) { return {sim, b}; }
 
 // Settles, then takes `lock` in `mode` at `site` (the caller charges the lock word's line).
 inline engine::Task<void> lock_walk(engine::Simulator& sim, engine::RwLock& lock, BulkWalk& b, engine::LockMode mode,
@@ -77,14 +91,7 @@ struct BulkWork {
     }
 };
 
-// Lets the accumulated work elapse.
-inline engine::Task<void> settle(engine::Simulator& sim, BulkWork& b) {
-    if (b.acc > engine::Time::zero()) {
-        const engine::Time d = b.acc;
-        b.acc = engine::Time::zero();
-        co_await sim.delay(d);
-    }
-    b.last_line = BulkWork::kNoLine;
-}
+// Lets the accumulated work elapse (SettleAwaiter).
+inline SettleAwaiter<BulkWork> settle(engine::Simulator& sim, BulkWork& b) { return {sim, b}; }
 
 }  // namespace kvmsim::models

@@ -27,58 +27,52 @@ namespace kvmsim::models {
 class GuestStreamHold {
 public:
     // `until`: what a waiter waits for, for diagnostics ("in SMM (until smm_exit)").
-    GuestStreamHold(engine::Simulator& sim, std::uint32_t vcpus, const std::string& until) : held_(vcpus, 0) {
-        v_.reserve(vcpus);
-        for (std::uint32_t i = 0; i < vcpus; ++i) {
-            auto s = std::make_unique<State>();
-            s->wake = std::make_unique<engine::Signal>(sim, "vcpu" + std::to_string(i) + " " + until);
-            v_.push_back(std::move(s));
-        }
+    GuestStreamHold(engine::Simulator& sim, std::uint32_t vcpus, const std::string& until) : f_(vcpus, 0) {
+        wake_.reserve(vcpus);
+        for (std::uint32_t i = 0; i < vcpus; ++i)
+            wake_.push_back(std::make_unique<engine::Signal>(sim, "vcpu" + std::to_string(i) + " " + until));
     }
 
     // For hits(): one byte per vCPU.
-    bool held(std::uint32_t vcpu) const { return vcpu < held_.size() && held_[vcpu] != 0; }
+    bool held(std::uint32_t vcpu) const { return vcpu < f_.size() && (f_[vcpu] & kHeld) != 0; }
 
     // page_fault's entry on a held vCPU: waits until the hold ends.
     engine::Task<void> wait_released(std::uint32_t vcpu) {
-        State& s = *v_.at(vcpu);
-        while (held_[vcpu]) co_await s.wake->wait();
+        engine::Signal& wake = *wake_.at(vcpu);
+        while (f_[vcpu] & kHeld) co_await wake.wait();
     }
-    // page_fault's work (not held at its entry) runs between these.
-    void fault_begin(std::uint32_t vcpu) { v_.at(vcpu)->in_fault = true; }
+    // page_fault's work (not held at its entry) runs between these. Every exit calls both: the
+    // flags are bytes of one small array, not per-vCPU heap objects.
+    void fault_begin(std::uint32_t vcpu) { f_.at(vcpu) |= kInFault; }
     void fault_end(std::uint32_t vcpu) {
-        State& s = *v_.at(vcpu);
-        s.in_fault = false;
-        if (s.in_op) s.wake->notify_all();
+        std::uint8_t& f = f_.at(vcpu);
+        f = static_cast<std::uint8_t>(f & ~kInFault);
+        if (f & kInOp) wake_[vcpu]->notify_all();
     }
 
     // An operation on the vCPU: serialize() first (waits for one in progress), then hold() when it
     // has work to do (holds the stream, waits for the fault in flight), then end().
     engine::Task<void> serialize(std::uint32_t vcpu) {
-        State& s = *v_.at(vcpu);
-        while (s.in_op) co_await s.wake->wait();
+        engine::Signal& wake = *wake_.at(vcpu);
+        while (f_[vcpu] & kInOp) co_await wake.wait();
     }
     engine::Task<void> hold(std::uint32_t vcpu) {
-        State& s = *v_.at(vcpu);
-        s.in_op = true;
-        held_[vcpu] = 1;
-        while (s.in_fault) co_await s.wake->wait();
+        engine::Signal& wake = *wake_.at(vcpu);
+        f_[vcpu] |= kInOp | kHeld;
+        while (f_[vcpu] & kInFault) co_await wake.wait();
     }
     void end(std::uint32_t vcpu, bool release) {
-        State& s = *v_.at(vcpu);
-        s.in_op = false;
-        if (release) held_[vcpu] = 0;
-        s.wake->notify_all();
+        engine::Signal& wake = *wake_.at(vcpu);
+        f_[vcpu] = static_cast<std::uint8_t>(f_[vcpu] & ~(release ? kInOp | kHeld : kInOp));
+        wake.notify_all();
     }
 
 private:
-    struct State {
-        bool in_fault = false;  // inside page_fault
-        bool in_op = false;     // an operation runs on the vCPU
-        std::unique_ptr<engine::Signal> wake;  // fault done / operation done
-    };
-    std::vector<std::uint8_t> held_;
-    std::vector<std::unique_ptr<State>> v_;
+    static constexpr std::uint8_t kHeld = 1;     // hits() false, page_fault waits
+    static constexpr std::uint8_t kInFault = 2;  // inside page_fault
+    static constexpr std::uint8_t kInOp = 4;     // an operation runs on the vCPU
+    std::vector<std::uint8_t> f_;                // per vCPU
+    std::vector<std::unique_ptr<engine::Signal>> wake_;  // fault done / operation done
 };
 
 }  // namespace kvmsim::models

@@ -498,13 +498,15 @@ void HostMm::account_transfer(std::uint32_t cpu, Time start, Time d, std::uint64
     st.finished(priced_ahead_, start + d, bytes);
 }
 
+// Not coroutines: the bandwidth's transfer task is the caller's (no frame of their own). Every
+// caller awaits at once, so clear_pages' count is taken when the transfer starts, as before.
 Task<void> HostMm::transfer(std::uint32_t cpu, std::uint64_t bytes, std::uint64_t cap) {
-    co_await memory(cpu).transfer(bytes, cap);
+    return memory(cpu).transfer(bytes, cap);
 }
 
 Task<void> HostMm::clear_pages(std::uint32_t cpu, std::uint64_t bytes) {
     c_->add(Counters::zeroed_4k, bytes / k4K);
-    co_await memory(cpu).transfer(bytes, k_.zero_rate);
+    return memory(cpu).transfer(bytes, k_.zero_rate);
 }
 
 // handle_mm_fault for an anonymous or THP page that is missing, or read-only for a write.

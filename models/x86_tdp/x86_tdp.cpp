@@ -932,25 +932,33 @@ int X86TdpMmu::map_zap_link(MapPlan& p, Slot& s, std::uint32_t cpu) {
     return map_commit(p, s, cpu, from);
 }
 
+// Not coroutines: the Task of fault() is the caller's, so an exit costs one frame.
 Task<void> X86TdpMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access) {
+    return fault(cpu_ctx, gfn, access, sim_.now());
+}
+
+Task<void> X86TdpMmu::page_fault_at(engine::Simulator&, const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access,
+                                    Time start) {
+    return fault(cpu_ctx, gfn, access, start);
+}
+
+// kvm_tdp_mmu_page_fault on the vCPU's loaded address-space-0 root.
+Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access, Time start) {
+    // MmuModel::page_fault_at's default: let the time pass to the access.
+    if (start > sim_.now()) co_await sim_.delay(start - sim_.now());
     if (cpu_ctx.vcpu < 0 || static_cast<std::size_t>(cpu_ctx.vcpu) >= vcpus_.size())
         throw std::invalid_argument("x86_tdp: page_fault from '" + cpu_ctx.name + "', which is not a vCPU of the VM");
-    const auto i = static_cast<std::uint32_t>(cpu_ctx.vcpu);
-    if (hold_.held(i)) {
+    const auto vi = static_cast<std::uint32_t>(cpu_ctx.vcpu);
+    if (hold_.held(vi)) {
         // The guest code of this stream does not run during an SMM transition or in SMM (the SMI
         // handler's accesses are smm_transition's): wait until RSM has been emulated and the root
         // reloaded, then retry the access. Not an exit: no pf_taken.
         sim_.counters().add(mc_->smm_stall);
-        co_await hold_.wait_released(i);
+        co_await hold_.wait_released(vi);
         co_return;
     }
-    hold_.fault_begin(i);
-    co_await fault(cpu_ctx, gfn, access);
-    hold_.fault_end(i);
-}
-
-// kvm_tdp_mmu_page_fault on the vCPU's loaded address-space-0 root.
-Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access access) {
+    // Every co_return below ends the fault: hold_.fault_end(vi) first.
+    hold_.fault_begin(vi);
     const std::uint32_t cpu = cpu_ctx.host_cpu;
     VcpuState& v = *vcpus_[static_cast<std::size_t>(cpu_ctx.vcpu)];
     stats_.add(stats_.pf_taken);
@@ -960,6 +968,7 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
     if (!s) {  // no memslot: MMIO, emulated
         stats_.add(stats_.pf_emulate);
         co_await sim_.delay(t + k_.fault_exit);
+        hold_.fault_end(vi);
         co_return;
     }
     const bool write = access == vm::Access::Write;
@@ -1000,6 +1009,7 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
                     stats_.add(stats_.pf_fast);
                     stats_.add(stats_.pf_spurious);
                     co_await sim_.delay(t + k_.fault_exit);
+                    hold_.fault_end(vi);
                     co_return;
                 }
                 std::uint8_t ne = e;
@@ -1021,6 +1031,7 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
                     stats_.add(stats_.pf_fast);
                     stats_.add(stats_.pf_fixed);
                     co_await sim_.delay(t + k_.fault_exit);
+                    hold_.fault_end(vi);
                     co_return;
                 }
                 sim_.counters().add(mc_->fast_retry);
@@ -1042,6 +1053,7 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
     if (cfg_.fault_precheck && inv_.retry_gfn_unsafe(mmu_seq, gfn)) {
         sim_.counters().add(mc_->retry_precheck);
         co_await sim_.delay(t + k_.fault_exit);
+        hold_.fault_end(vi);
         co_return;
     }
     // __kvm_faultin_pfn -> __gfn_to_pfn_memslot(write_fault = fault->write, &map_writable) ->
@@ -1063,6 +1075,7 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
         sim_.counters().add(mc_->retry_precheck);
         // kvm_release_pfn_clean, then RET_PF_RETRY.
         co_await sim_.delay(host_->put_page(cpu, gup, sim_.now()) - sim_.now() + k_.fault_exit);
+        hold_.fault_end(vi);
         co_return;
     }
     // host_pfn_mapping_level: the GUP's answer (x86 numbering).
@@ -1119,6 +1132,7 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
     } else if (ret == RET_PF_SPURIOUS)
         stats_.add(stats_.pf_spurious);
     co_await sim_.delay(t + k_.fault_exit);
+    hold_.fault_end(vi);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1142,17 +1156,23 @@ X86TdpMmu::Bulk X86TdpMmu::make_bulk(const vm::CpuContext& cpu) {
     return b;
 }
 
-Task<void> X86TdpMmu::settle(Bulk& b) { co_await models::settle(sim_, b); }
+models::SettleAwaiter<models::BulkWalk> X86TdpMmu::settle(Bulk& b) { return models::settle(sim_, b); }
 
+// lock_walk's and unlock_walk's bodies (models/common/bulk.hpp) in this frame, not a nested one.
 Task<void> X86TdpMmu::lock(Bulk& b, LockMode mode, engine::Site site) {
     const Time asked = sim_.now() + b.acc;
-    co_await lock_walk(sim_, mmu_lock_, b, mode, site);
+    co_await settle(b);
+    b.guard = co_await (mode == LockMode::Write ? mmu_lock_.write(site) : mmu_lock_.read(site));
+    b.mode = mode;
+    b.site = site;
+    b.last_line = Bulk::kNoLine;
     b.acc += lock_word_.acquired(b.cpu, mode, asked, sim_.now());
 }
 
 Task<void> X86TdpMmu::unlock(Bulk& b) {
     const LockMode mode = b.mode;
-    co_await unlock_walk(sim_, b);
+    co_await settle(b);
+    b.guard.unlock();
     b.acc += lock_word_.released(b.cpu, mode, sim_.now());
 }
 

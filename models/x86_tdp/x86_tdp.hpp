@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "models/common/aging.hpp"
+#include "models/common/bulk.hpp"
 #include "models/common/host_memory.hpp"
 #include "models/common/invalidation.hpp"
 #include "models/common/kvm_stats.hpp"
@@ -206,6 +207,9 @@ public:
     bool aged(vm::Gfn gfn) const;
 
     engine::Task<void> page_fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access) override;
+    // The default's delay to `start`, then page_fault(), in one coroutine frame (fault()).
+    engine::Task<void> page_fault_at(engine::Simulator& sim, const vm::CpuContext& cpu, vm::Gfn gfn,
+                                     vm::Access access, engine::Time start) override;
     engine::Task<void> dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t slot,
                                         vm::DirtyLogOptions opts) override;
     engine::Task<std::uint64_t> dirty_log_get(const vm::CpuContext& cpu, std::uint32_t slot) override;
@@ -321,7 +325,8 @@ private:
     engine::Task<std::uint64_t> get_root(const vm::CpuContext& cpu, x86_context::RootRole role, vm::Gfn pgd) override;
     engine::Task<void> put_roots(const vm::CpuContext& cpu, std::vector<std::uint64_t> roots) override;
     engine::Time zap_root_tree(std::uint32_t cpu);
-    engine::Task<void> fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access);
+    // page_fault() at `start` (>= now): one frame per exit, the stream hold's bracket included.
+    engine::Task<void> fault(const vm::CpuContext& cpu, vm::Gfn gfn, vm::Access access, engine::Time start);
     engine::Time guest_copy(std::uint32_t cpu, std::uint64_t gpa, std::uint64_t bytes, bool write);
     std::uint64_t lines_of(std::uint64_t addr, std::uint64_t bytes) const;
 
@@ -332,7 +337,7 @@ private:
     void nx_link(MapPlan& p, int level, std::uint32_t cpu);
 
     // --- bulk walkers (the Bulk context holds the lock guard and the unelapsed work) ---
-    engine::Task<void> settle(Bulk& b);
+    models::SettleAwaiter<models::BulkWalk> settle(Bulk& b);  // no frame
     engine::Task<void> lock(Bulk& b, engine::LockMode mode, engine::Site site);
     engine::Task<void> unlock(Bulk& b);
     std::uint64_t entry_addr(int level, vm::Gfn gfn) const;

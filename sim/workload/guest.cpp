@@ -202,7 +202,7 @@ const engine::FineHistogram& GuestScheduler::fault_latency(std::size_t phase) co
 // scheduler is armed no later than its earliest vCPU).
 GuestScheduler::Ahead GuestScheduler::run_ahead(Vcpu& v, Time next_event) {
     Time horizon = next_event;
-    if (!heap_.empty()) horizon = std::min(horizon, heap_.front()->t + lookahead_);
+    if (!heap_.empty()) horizon = std::min(horizon, heap_.front().t + lookahead_);
     ++batches_;
     StreamCursor& c = *v.cursor;
     const auto vcpu = static_cast<std::uint32_t>(v.cpu->vcpu);
@@ -228,7 +228,7 @@ GuestScheduler::Ahead GuestScheduler::run_ahead(Vcpu& v, Time next_event) {
 }
 
 void GuestScheduler::enter(Vcpu& v) {
-    heap_.push_back(&v);
+    heap_.push_back(Entry{v.t, v.cpu->vcpu, &v});
     std::push_heap(heap_.begin(), heap_.end(), Later{});
     // Re-arm now even if armed later: this vCPU's accesses start now.
     sim_.schedule(sim_.now(), *this);
@@ -243,7 +243,7 @@ void GuestScheduler::release(Vcpu& v) {
 void GuestScheduler::fire(engine::Simulator& sim) {
     const Time now = sim.now();
     while (!heap_.empty()) {
-        Vcpu& v = *heap_.front();
+        Vcpu& v = *heap_.front().v;
         if (v.t > now) {
             sim.schedule(v.t, *this);
             return;
@@ -256,8 +256,8 @@ void GuestScheduler::fire(engine::Simulator& sim) {
         }
         Time horizon = next_event;
         if (heap_.size() > 1) {
-            const Vcpu* second = heap_[1];
-            if (heap_.size() > 2 && Later{}(second, heap_[2])) second = heap_[2];
+            const Entry* second = &heap_[1];
+            if (heap_.size() > 2 && Later{}(*second, heap_[2])) second = &heap_[2];
             horizon = std::min(horizon, second->t + lookahead_);
         }
         std::pop_heap(heap_.begin(), heap_.end(), Later{});
@@ -290,7 +290,7 @@ void GuestScheduler::fire(engine::Simulator& sim) {
         if (out) {
             release(v);
         } else {
-            heap_.push_back(&v);
+            heap_.push_back(Entry{v.t, v.cpu->vcpu, &v});
             std::push_heap(heap_.begin(), heap_.end(), Later{});
         }
     }

@@ -142,10 +142,15 @@ private:
         engine::Process* process = nullptr;
         bool fault = false;   // handed back to take a fault (else: stream done)
     };
+    // A heap entry keeps its vCPU's key (its time when entered, which does not change while it
+    // is in the heap, and its index), so that ordering reads no Vcpu.
+    struct Entry {
+        Time t;
+        std::int32_t vcpu;
+        Vcpu* v;
+    };
     struct Later {
-        bool operator()(const Vcpu* a, const Vcpu* b) const {
-            return a->t != b->t ? a->t > b->t : a->cpu->vcpu > b->cpu->vcpu;
-        }
+        bool operator()(const Entry& a, const Entry& b) const { return a.t != b.t ? a.t > b.t : a.vcpu > b.vcpu; }
     };
     struct Enter {
         GuestScheduler& g;
@@ -171,7 +176,7 @@ private:
     vm::MmuModel& model_;
     vm::GuestTlb* tlb_;  // the model's, or nullptr (no TLB model)
     Time lookahead_;
-    std::vector<Vcpu*> heap_;  // min-heap by (t, vcpu)
+    std::vector<Entry> heap_;  // min-heap by (t, vcpu)
     std::uint64_t batches_ = 0;
     std::vector<engine::FineHistogram> fault_latency_;  // by simulator phase, grown per phase
 };
