@@ -28,7 +28,8 @@
 // taken ahead of its time must come in the same order as every other it does not commute with: it
 // may only be taken when no such call point can come at or before it (call_now). Arrivals commute
 // with GUPs and put_pages, not with each other; GUPs and put_pages commute unless they share a
-// line (host::GupLines: a refcount line, or the mmap_lock when both GUPs take the slow path); a
+// line (host::GupLines: a refcount line, or the mmap_lock line, which every GUP here uses for
+// user_mem_abort's VMA lookup: kVmaLookup); a
 // GUP changing the host's page tables commutes with nothing while it is under way. A put_page is
 // its own call point, at its time, so that a line is never held by a release far ahead of the
 // GUPs that come before it.
@@ -65,6 +66,13 @@ constexpr bool is_leaf(std::uint8_t e) { return (e & pte::TABLE) == pte::V; }
 vm::PageLevel page_level(int level) { return static_cast<vm::PageLevel>(4 - level); }
 
 enum Ret : std::uint8_t { kFixed, kSpurious, kAgain, kRetry };
+
+// user_mem_abort looks the VMA up under mmap_read_lock on every fault, just before the GUP
+// (v5.12: mmap_read_lock, find_vma_intersection, mmap_read_unlock, then the memory-cache top-up
+// and gfn_to_pfn_prot; v6.2: the top-up first, then mmap_read_lock, vma_lookup, the mmu_seq
+// snapshot, mmap_read_unlock, __gfn_to_pfn_memslot). Two RMWs on mm->mmap_lock's count, a line
+// the whole VM shares: every GUP call point uses it, so no two commute.
+constexpr bool kVmaLookup = true;
 
 }  // namespace
 
@@ -851,7 +859,7 @@ bool Arm64Stage2::call_now(Call::Kind kind, const Fault& f) {
     }
     host::GupLines mine;
     if (kind == Call::kGup) {
-        mine = host_->gup_lines(f.gfn, f.write, t);
+        mine = host_->gup_lines(f.gfn, f.write, t, kVmaLookup);
         if (mine.changing) return false;
     } else {
         mine.ref = f.gup.ref;
@@ -865,7 +873,7 @@ bool Arm64Stage2::call_now(Call::Kind kind, const Fault& f) {
         if (p.kind == Call::kGup) {
             CachedLines& cl = pending_lines_[i];
             if (cl.ver != ver) {  // gup_lines reads only the host's state (not the time)
-                cl.lines = host_->gup_lines(p.gfn, p.write, Time::ps(p.t));
+                cl.lines = host_->gup_lines(p.gfn, p.write, Time::ps(p.t), kVmaLookup);
                 cl.ver = ver;
             }
             theirs = cl.lines;
@@ -873,7 +881,7 @@ bool Arm64Stage2::call_now(Call::Kind kind, const Fault& f) {
         } else {
             theirs.ref = p.line;
         }
-        if (theirs.ref == mine.ref || (theirs.slow && mine.slow)) return false;
+        if (theirs.ref == mine.ref || (theirs.mmap_lock() && mine.mmap_lock())) return false;
     }
     return true;
 }
@@ -1125,7 +1133,7 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
         return std::nullopt;
     }
     commit(f);
-    set_gup(f.gup, host_->try_gup(f.cpu, gfn, f.write, f.t_gup));
+    set_gup(f.gup, host_->try_gup(f.cpu, gfn, f.write, f.t_gup, kVmaLookup));
     after_gup(f);
     f.proc = sim_.current();
     if (!call_now(Call::kArrival, f)) {
@@ -1173,7 +1181,7 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
         w.kind = Call::kGup;
         if (gup_later || !call_now(Call::kGup, f)) co_await w;
         if (host_->gup_analytic(gfn, f.write))
-            set_gup(f.gup, host_->try_gup(f.cpu, gfn, f.write, f.t_gup));
+            set_gup(f.gup, host_->try_gup(f.cpu, gfn, f.write, f.t_gup, kVmaLookup));
         else
             co_await gup_changing(f, ctx);
         after_gup(f);
@@ -1199,7 +1207,7 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
 // call_now).
 Task<void> Arm64Stage2::gup_changing(Fault& f, const vm::CpuContext& ctx) {
     pending_push(Call::kHost, f);
-    f.gup = co_await host_->gup(ctx, f.gfn, f.write);
+    f.gup = co_await host_->gup(ctx, f.gfn, f.write, kVmaLookup);
     pending_erase(f.vcpu);
 }
 
@@ -1420,9 +1428,9 @@ void Arm64Stage2::relax_perms(Walk& w) {
 Task<void> Arm64Stage2::fault_rw(Fault& f, const vm::CpuContext& ctx) {
     if (f.t_gup > sim_.now()) co_await sim_.delay(f.t_gup - sim_.now());
     if (host_->gup_analytic(f.gfn, f.write))
-        f.gup = host_->try_gup(f.cpu, f.gfn, f.write, f.t_gup);
+        f.gup = host_->try_gup(f.cpu, f.gfn, f.write, f.t_gup, kVmaLookup);
     else
-        f.gup = co_await host_->gup(ctx, f.gfn, f.write);
+        f.gup = co_await host_->gup(ctx, f.gfn, f.write, kVmaLookup);
     after_gup(f);
     if (f.t1 > sim_.now()) co_await sim_.delay(f.t1 - sim_.now());
     engine::LockGuard guard = co_await rw_->read(site_fault_);

@@ -4,7 +4,9 @@
 //   faults      kvm_handle_guest_abort -> user_mem_abort: vma_pagesize (PAGE_SIZE while dirty
 //               logging, else the backing's, limited by fault_supports_stage2_huge_mapping and
 //               transparent_hugepage_adjust), kvm_mmu_topup_memory_cache unless a permission
-//               fault, the mmu_invalidate_seq snapshot, __gfn_to_pfn_memslot, mmu_lock (spin_lock
+//               fault, mmap_read_lock + vma_lookup (find_vma_intersection in v5.12) +
+//               mmap_read_unlock on every fault (two RMWs on the VM's mmap_lock line), the
+//               mmu_invalidate_seq snapshot, __gfn_to_pfn_memslot, mmu_lock (spin_lock
 //               before v6.2, read_lock since), mmu_invalidate_retry, then
 //               kvm_pgtable_stage2_relax_perms (permission fault at the mapped size) or
 //               kvm_pgtable_stage2_map, mark_page_dirty_in_slot

@@ -313,8 +313,9 @@ bool HostMm::gup_analytic(Gfn gfn, bool write) const {
     return writable(p) || (!write && (p == Page::Zero || p == Page::HugeZero));
 }
 
-GupLines HostMm::gup_lines(Gfn gfn, bool write, Time /*at*/) const {
+GupLines HostMm::gup_lines(Gfn gfn, bool write, Time /*at*/, bool vma_lookup) const {
     GupLines l;
+    l.vma_lookup = vma_lookup;
     const Slot* s = slot_of(gfn);
     if (!s) return l;
     if (s->hugetlb) {
@@ -397,9 +398,18 @@ Time HostMm::follow(Slot& s, std::uint32_t cpu, Gfn gfn, Page p, Time t, Gup& g)
     return ptl_->rmw(ptl, cpu, t);
 }
 
-Gup HostMm::try_gup(std::uint32_t cpu, Gfn gfn, bool write, Time at) {
+// The caller's VMA lookup under mmap_read_lock: down_read (atomic_long_add_return_acquire on the
+// rwsem's count), then up_read (atomic_long_add_return_release) when it is done. Readers do not
+// exclude each other, but every one of them moves the count's line.
+Time HostMm::find_vma(std::uint32_t cpu, Time at) {
+    const Time t = mmap_lock_->rmw(mmap_lock_line_, cpu, at);
+    return mmap_lock_->rmw(mmap_lock_line_, cpu, t);
+}
+
+Gup HostMm::try_gup(std::uint32_t cpu, Gfn gfn, bool write, Time at, bool vma_lookup) {
     Slot* s = slot_of(gfn);
     if (!s) throw std::logic_error("host: GUP outside every memslot");
+    if (vma_lookup) at = find_vma(cpu, at);
     if (s->hugetlb) return hugetlb_gup(*s, cpu, gfn, at);
     const Page p = state(*s, gfn);
     Gup g;
@@ -425,9 +435,13 @@ Gup HostMm::try_gup(std::uint32_t cpu, Gfn gfn, bool write, Time at) {
     return g;
 }
 
-Task<Gup> HostMm::gup(const vm::CpuContext& ctx, Gfn gfn, bool write) {
+Task<Gup> HostMm::gup(const vm::CpuContext& ctx, Gfn gfn, bool write, bool vma_lookup) {
     Slot* s = slot_of(gfn);
     if (!s) throw std::logic_error("host: GUP outside every memslot");
+    if (vma_lookup) {
+        const Time t = find_vma(ctx.host_cpu, sim_.now());
+        if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
+    }
     // A registered range with no page there: the fault goes to userspace (VM_FAULT_RETRY, then
     // the GUP starts over and finds the page).
     for (int rounds = 0; !uffds_.empty() && state(*s, gfn) == Page::Absent; ++rounds) {

@@ -130,12 +130,15 @@ struct Gup {
 };
 
 // The shared lines a GUP that changes no page table would use (gup_lines): its page's refcount line
-// and, on the slow path, the mmap_lock and page-table-lock lines. Two GUPs commute (their calls
-// may come in either order) unless both take the slow path or they share the refcount line.
+// and, on the slow path, the mmap_lock and page-table-lock lines; with the caller's VMA lookup
+// (vma_lookup: arm64's user_mem_abort), the mmap_lock line always. Two GUPs commute (their calls
+// may come in either order) unless both use the mmap_lock line or they share the refcount line.
 struct GupLines {
     const engine::LineState* ref = nullptr;
     bool slow = false;
-    bool changing = false;  // the GUP would change the host's page tables: it commutes with nothing
+    bool vma_lookup = false;  // mmap_read_lock / mmap_read_unlock around the caller's VMA lookup first
+    bool changing = false;    // the GUP would change the host's page tables: it commutes with nothing
+    bool mmap_lock() const { return slow || vma_lookup; }
 };
 
 class HostMm : public vm::Userfaultfd {
@@ -151,12 +154,16 @@ public:
     // Pure: can hva_to_pfn for this access be worked out without changing the host's page tables
     // (nothing to allocate, clear, split or copy)?
     bool gup_analytic(vm::Gfn gfn, bool write) const;
+    // With vma_lookup the caller looks the VMA up under mmap_read_lock just before hva_to_pfn
+    // (arm64 user_mem_abort: find_vma_intersection in v5.12, vma_lookup in v6.x, then
+    // mmap_read_unlock): the rwsem's down_read and up_read, two RMWs on the mmap_lock line, come
+    // first; the lookup's own work is the caller's.
     // Pure: the lines hva_to_pfn at `at` would use, from the host's state now.
-    GupLines gup_lines(vm::Gfn gfn, bool write, engine::Time at) const;
+    GupLines gup_lines(vm::Gfn gfn, bool write, engine::Time at, bool vma_lookup = false) const;
     // hva_to_pfn at `at` (>= now) when gup_analytic(): works it out and charges its lines.
-    Gup try_gup(std::uint32_t cpu, vm::Gfn gfn, bool write, engine::Time at);
+    Gup try_gup(std::uint32_t cpu, vm::Gfn gfn, bool write, engine::Time at, bool vma_lookup = false);
     // hva_to_pfn now, changing the host's page tables as handle_mm_fault does.
-    engine::Task<Gup> gup(const vm::CpuContext& cpu, vm::Gfn gfn, bool write);
+    engine::Task<Gup> gup(const vm::CpuContext& cpu, vm::Gfn gfn, bool write, bool vma_lookup = false);
     // put_page of the GUP's reference at `at`: returns when the refcount line is done.
     engine::Time put_page(std::uint32_t cpu, const Gup& g, engine::Time at);
 
@@ -214,6 +221,7 @@ private:
     void allocated(Slot& s, std::uint32_t cpu, vm::Gfn gfn, Page p, engine::Time at);
     Gup hugetlb_gup(Slot& s, std::uint32_t cpu, vm::Gfn gfn, engine::Time at);
     engine::Task<Gup> hugetlb_populate(const vm::CpuContext& ctx, Slot& s, vm::Gfn gfn);
+    engine::Time find_vma(std::uint32_t cpu, engine::Time at);
     engine::Time follow(Slot& s, std::uint32_t cpu, vm::Gfn gfn, Page p, engine::Time t, Gup& g);
     engine::Task<void> handle_mm_fault(const vm::CpuContext& cpu, Slot& s, vm::Gfn gfn, bool write);
     engine::Task<void> wp_page_copy(const vm::CpuContext& cpu, Slot& s, vm::Gfn gfn);
