@@ -49,6 +49,20 @@ public:
         f = static_cast<std::uint8_t>(f & ~kInFault);
         if (f & kInOp) wake_[vcpu]->notify_all();
     }
+    // fault_begin() now and fault_end() when the returned scope ends: in a coroutine, at any
+    // co_return, before its caller resumes.
+    struct FaultScope {
+        GuestStreamHold& hold;
+        std::uint32_t vcpu;
+        FaultScope(GuestStreamHold& h, std::uint32_t v) : hold(h), vcpu(v) {}
+        FaultScope(const FaultScope&) = delete;
+        FaultScope& operator=(const FaultScope&) = delete;
+        ~FaultScope() { hold.fault_end(vcpu); }
+    };
+    [[nodiscard]] FaultScope fault_scope(std::uint32_t vcpu) {
+        fault_begin(vcpu);
+        return FaultScope{*this, vcpu};
+    }
 
     // An operation on the vCPU: serialize() first (waits for one in progress), then hold() when it
     // has work to do (holds the stream, waits for the fault in flight), then end().

@@ -957,8 +957,7 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
         co_await hold_.wait_released(vi);
         co_return;
     }
-    // Every co_return below ends the fault: hold_.fault_end(vi) first.
-    hold_.fault_begin(vi);
+    const GuestStreamHold::FaultScope in_fault = hold_.fault_scope(vi);  // fault_end at every co_return
     const std::uint32_t cpu = cpu_ctx.host_cpu;
     VcpuState& v = *vcpus_[static_cast<std::size_t>(cpu_ctx.vcpu)];
     stats_.add(stats_.pf_taken);
@@ -968,7 +967,6 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
     if (!s) {  // no memslot: MMIO, emulated
         stats_.add(stats_.pf_emulate);
         co_await sim_.delay(t + k_.fault_exit);
-        hold_.fault_end(vi);
         co_return;
     }
     const bool write = access == vm::Access::Write;
@@ -1009,7 +1007,6 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
                     stats_.add(stats_.pf_fast);
                     stats_.add(stats_.pf_spurious);
                     co_await sim_.delay(t + k_.fault_exit);
-                    hold_.fault_end(vi);
                     co_return;
                 }
                 std::uint8_t ne = e;
@@ -1031,7 +1028,6 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
                     stats_.add(stats_.pf_fast);
                     stats_.add(stats_.pf_fixed);
                     co_await sim_.delay(t + k_.fault_exit);
-                    hold_.fault_end(vi);
                     co_return;
                 }
                 sim_.counters().add(mc_->fast_retry);
@@ -1053,7 +1049,6 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
     if (cfg_.fault_precheck && inv_.retry_gfn_unsafe(mmu_seq, gfn)) {
         sim_.counters().add(mc_->retry_precheck);
         co_await sim_.delay(t + k_.fault_exit);
-        hold_.fault_end(vi);
         co_return;
     }
     // __kvm_faultin_pfn -> __gfn_to_pfn_memslot(write_fault = fault->write, &map_writable) ->
@@ -1075,7 +1070,6 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
         sim_.counters().add(mc_->retry_precheck);
         // kvm_release_pfn_clean, then RET_PF_RETRY.
         co_await sim_.delay(host_->put_page(cpu, gup, sim_.now()) - sim_.now() + k_.fault_exit);
-        hold_.fault_end(vi);
         co_return;
     }
     // host_pfn_mapping_level: the GUP's answer (x86 numbering).
@@ -1132,7 +1126,6 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
     } else if (ret == RET_PF_SPURIOUS)
         stats_.add(stats_.pf_spurious);
     co_await sim_.delay(t + k_.fault_exit);
-    hold_.fault_end(vi);
 }
 
 // ---------------------------------------------------------------------------------------------
