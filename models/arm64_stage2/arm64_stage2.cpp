@@ -1097,7 +1097,11 @@ struct Arm64Stage2::CallWait {
     const Fault& f;
     Call::Kind kind = Call::kGup;
     bool registered = false;
-    bool await_ready() const noexcept { return call_time(kind, f) <= m.sim_.now(); }
+    // Due already, or the next event anyway (then nobody can see it registered: no event between).
+    bool await_ready() noexcept {
+        const Time t = call_time(kind, f);
+        return t <= m.sim_.now() || m.sim_.resume_inline(t, engine::EventKind::Delay);
+    }
     template <class P>
     void await_suspend(std::coroutine_handle<P> h) {
         m.pending_push(kind, f);

@@ -39,8 +39,11 @@ template <class B>
 struct SettleAwaiter {
     engine::Simulator& sim;
     B& b;
-    bool await_ready() const noexcept {
-        if (b.acc > engine::Time::zero()) return false;
+    bool await_ready() noexcept {
+        if (b.acc > engine::Time::zero()) {
+            if (!sim.resume_inline(sim.now() + b.acc, engine::EventKind::Delay)) return false;
+            b.acc = engine::Time::zero();
+        }
         b.last_line = B::kNoLine;
         return true;
     }

@@ -49,11 +49,6 @@ void frame_free(void* p, std::size_t n) noexcept {
 }
 }  // namespace detail
 
-namespace {
-constexpr std::uint64_t kMul = 0x9e3779b97f4a7c15ULL;
-inline std::uint64_t rotl5(std::uint64_t x) { return (x << 5) | (x >> 59); }
-}  // namespace
-
 Simulator::Simulator(std::uint64_t seed) : seed_(seed) {
     phases_.push_back(PhaseInfo{"", Time::zero()});
     fifo_.reserve(64);
@@ -157,8 +152,7 @@ void Simulator::dispatch(const Event& e) {
     }
     now_ = e.time;
     ++events_;
-    hash_ = (rotl5(hash_) ^ static_cast<std::uint64_t>(e.time)) * kMul;
-    hash_ = (rotl5(hash_) ^ ((who << 8) | (e.order & 0xff))) * kMul;
+    fold(static_cast<std::uint64_t>(e.time), (who << 8) | (e.order & 0xff));
     if (event_log_) event_log_->logged(LoggedEvent{e.time, static_cast<std::uint32_t>(who), static_cast<std::uint8_t>(e.order & 0xff)});
     if (raw & 1)
         reinterpret_cast<EventTarget*>(raw & ~std::uintptr_t{1})->fire(*this);
@@ -170,6 +164,7 @@ void Simulator::dispatch(const Event& e) {
 
 RunStatus Simulator::run(Time until) {
     stop_ = false;
+    until_ = until.ps();
     for (;;) {
         if (stop_) return RunStatus::Stopped;
         Event e{};

@@ -89,6 +89,7 @@ Result run(const scenario::Scenario& s, const RunOptions& opts) {
                                                         : "completed";
     if (const auto* d = sim.deadlock()) r.deadlock = d->text;
     r.events = sim.events_processed();
+    r.events_inline = sim.events_inline();
     r.guest_accesses = exec.accesses();
     r.guest_exits = exec.guest_exits();
     r.sim_time_ns = sim.now().to_ns();

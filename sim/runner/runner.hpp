@@ -83,6 +83,7 @@ struct Result {
     engine::CacheCounters caches;                // whole run
     engine::FineHistogram fault_latency_ps;      // whole run: the phases' merged
     std::uint64_t events = 0;
+    std::uint64_t events_inline = 0;  // of `events`, processed without queueing (benchmarks only)
     std::uint64_t guest_accesses = 0;
     std::uint64_t guest_exits = 0;
     double sim_time_ns = 0;

@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "sim/engine/simulator.hpp"
@@ -161,4 +162,92 @@ TEST_CASE("the fingerprint covers time, process and kind", "[queue][determinism]
     CHECK(fp(1_ns, 2_ns) == base);
     CHECK(fp(1_ns, 3_ns) != base);  // another time
     CHECK(fp(2_ns, 1_ns) != base);  // same times, other process order
+}
+
+namespace {
+struct Kept : EventLog {
+    std::vector<std::tuple<std::int64_t, std::uint32_t, int>> events;
+    void logged(const LoggedEvent& e) override { events.emplace_back(e.time_ps, e.who, e.kind); }
+};
+struct Idle : EventTarget {
+    void fire(Simulator&) override {}
+};
+
+// a: 10 ns, then 5 more (before b's wakeup at 25: next anyway), then 10 more (to 25, where b's
+// earlier-scheduled wakeup must go first).
+Task<void> stepper(Simulator& sim, Log& log) {
+    co_await sim.delay(10_ns);
+    co_await sim.delay(5_ns);
+    log.entries.emplace_back(sim.now().ps(), "a15");
+    co_await sim.delay(10_ns);
+    log.entries.emplace_back(sim.now().ps(), "a25");
+}
+}  // namespace
+
+TEST_CASE("a wakeup due before every other event runs at once, as if dispatched", "[queue][determinism]") {
+    // Run 2 keeps a cancelled event at 12 ns: it never fires nor counts, but it stands before a's
+    // second wakeup, which must then be queued. Both runs must be the same event for event.
+    auto go = [](bool blocker, Kept& kept, Log& log) {
+        Simulator sim;
+        sim.set_event_log(&kept);
+        Idle idle;
+        if (blocker) {
+            sim.schedule(12_ns, idle);
+            sim.cancel(idle);
+        }
+        sim.spawn("a", stepper(sim, log));
+        sim.spawn("b", sleeper(sim, log, "b", 25_ns));
+        REQUIRE(sim.run() == RunStatus::Completed);
+        return std::tuple{sim.fingerprint(), sim.events_processed(), sim.events_inline()};
+    };
+    Kept k1, k2;
+    Log l1, l2;
+    const auto [fp1, n1, inl1] = go(false, k1, l1);
+    const auto [fp2, n2, inl2] = go(true, k2, l2);
+    CHECK(inl1 == 1);
+    CHECK(inl2 == 0);
+    CHECK(fp1 == fp2);
+    CHECK(n1 == n2);
+    CHECK(n1 == 6);
+    CHECK(k1.events == k2.events);
+    CHECK(l1.entries == l2.entries);
+    // b's wakeup at 25 ns was scheduled first, so it runs before a's.
+    const std::vector<std::pair<std::int64_t, std::string>> want = {
+        {15'000, "a15"}, {25'000, "b"}, {25'000, "a25"}};
+    CHECK(l1.entries == want);
+}
+
+namespace {
+Task<void> stop_then_sleep(Simulator& sim, Log& log) {
+    co_await sim.delay(1_ns);
+    sim.stop();
+    co_await sim.delay(1_ns);
+    log.entries.emplace_back(sim.now().ps(), "after stop");
+}
+Task<void> two_sleeps(Simulator& sim, Log& log) {
+    co_await sim.delay(10_ns);
+    co_await sim.delay(30_ns);
+    log.entries.emplace_back(sim.now().ps(), "40");
+}
+}  // namespace
+
+TEST_CASE("a wakeup past the run's limit, or after stop(), is not taken at once", "[queue]") {
+    {
+        Simulator sim;
+        Log log;
+        sim.spawn("a", two_sleeps(sim, log));
+        CHECK(sim.run(20_ns) == RunStatus::TimeLimit);
+        CHECK(sim.now() == 20_ns);
+        CHECK(log.entries.empty());
+        CHECK(sim.run() == RunStatus::Completed);
+        CHECK(log.entries.size() == 1);
+    }
+    {
+        Simulator sim;
+        Log log;
+        sim.spawn("a", stop_then_sleep(sim, log));
+        CHECK(sim.run() == RunStatus::Stopped);
+        CHECK(sim.now() == 1_ns);
+        CHECK(log.entries.empty());
+    }
 }
