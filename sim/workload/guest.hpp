@@ -152,6 +152,7 @@ private:
     struct Later {
         bool operator()(const Entry& a, const Entry& b) const { return a.t != b.t ? a.t > b.t : a.vcpu > b.vcpu; }
     };
+    void sift_down_front();
     struct Enter {
         GuestScheduler& g;
         Vcpu& v;
