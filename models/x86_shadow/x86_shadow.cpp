@@ -947,9 +947,8 @@ Task<void> X86ShadowMmu::page_fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::
         co_await hold_.wait_released(vi);
         co_return;
     }
-    hold_.fault_begin(vi);
+    const GuestStreamHold::FaultScope in_fault = hold_.fault_scope(vi);
     co_await fault(cpu_ctx, gfn, access);
-    hold_.fault_end(vi);
 }
 
 // kvm_mmu_page_fault in the vCPU's current mode: the nested tree (FNAME(page_fault) of the
