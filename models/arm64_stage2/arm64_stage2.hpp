@@ -41,7 +41,6 @@
 #include <vector>
 
 #include "models/common/aging.hpp"
-#include "sim/vm/guest_tlb.hpp"
 #include "models/common/host_memory.hpp"
 #include "models/common/invalidation.hpp"
 #include "models/common/kvm_stats.hpp"
@@ -50,6 +49,7 @@
 #include "models/common/resched.hpp"
 #include "models/host/host_mm.hpp"
 #include "sim/engine/sync.hpp"
+#include "sim/vm/guest_tlb.hpp"
 #include "sim/vm/mmu_model.hpp"
 
 namespace kvmsim::models {
