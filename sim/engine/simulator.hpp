@@ -116,13 +116,9 @@ public:
         if (size_ < kToHeap) to_heap();
         return e;
     }
-    // In heap mode, with nothing pending at or before `t`: moves the base to `t` (an event the
-    // caller processes without queueing it) and returns true. Otherwise changes nothing.
-    bool rebase_if_before(std::int64_t t) {
-        if (!heap_mode_ || (!h_.empty() && h_.front().time <= t)) return false;
-        last_ = t;
-        return true;
-    }
+    // In heap mode (where it is one comparison), whether nothing is pending at or before `t`;
+    // false in radix mode. Then rebase(t) is cheap: the base only moves.
+    bool before_all(std::int64_t t) const { return heap_mode_ && (h_.empty() || t < h_.front().time); }
     // Smallest time without changing anything (a scan of one bucket, remembered until a pop).
     std::int64_t min_time() const {
         if (heap_mode_) return h_.front().time;
@@ -343,9 +339,11 @@ public:
     // and pop and the resumption of a frame, never changes a run.
     bool resume_inline(Time at, EventKind kind) noexcept {
         const std::int64_t t = at.ps();
-        if (current_pid_ == kNoPid || fifo_head_ != fifo_.size() || stop_ || t > until_ || !finished_.empty())
+        // The queue first: with many processes it is what usually says no.
+        if (!queue_.before_all(t) || current_pid_ == kNoPid || fifo_head_ != fifo_.size() || stop_ || t > until_ ||
+            !finished_.empty())
             return false;
-        if (!queue_.rebase_if_before(t)) return false;
+        queue_.rebase(t);
         ++events_inline_;
         now_ = t;
         ++events_;
