@@ -340,8 +340,9 @@ public:
     bool resume_inline(Time at, EventKind kind) noexcept {
         const std::int64_t t = at.ps();
         // The queue first: with many processes it is what usually says no.
-        if (!queue_.before_all(t) || current_pid_ == kNoPid || fifo_head_ != fifo_.size() || stop_ || t > until_ ||
-            !finished_.empty())
+        // A time in the past is left to schedule_resume, which reports it.
+        if (!queue_.before_all(t) || t < now_ || current_pid_ == kNoPid || fifo_head_ != fifo_.size() || stop_ ||
+            t > until_ || !finished_.empty())
             return false;
         queue_.rebase(t);
         ++events_inline_;

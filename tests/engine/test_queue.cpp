@@ -224,6 +224,10 @@ Task<void> stop_then_sleep(Simulator& sim, Log& log) {
     co_await sim.delay(1_ns);
     log.entries.emplace_back(sim.now().ps(), "after stop");
 }
+Task<void> back_in_time(Simulator& sim) {
+    co_await sim.delay(10_ns);
+    co_await sim.delay(Time::ps(-1));
+}
 Task<void> two_sleeps(Simulator& sim, Log& log) {
     co_await sim.delay(10_ns);
     co_await sim.delay(30_ns);
@@ -232,6 +236,13 @@ Task<void> two_sleeps(Simulator& sim, Log& log) {
 }  // namespace
 
 TEST_CASE("a wakeup past the run's limit, or after stop(), is not taken at once", "[queue]") {
+    {
+        // Nothing else pending: only the time says no, and the queue reports it.
+        Simulator sim;
+        sim.spawn("a", back_in_time(sim));
+        CHECK_THROWS_WITH(sim.run(), Catch::Contains("scheduled in the past"));
+        CHECK(sim.now() == 10_ns);
+    }
     {
         Simulator sim;
         Log log;
