@@ -151,6 +151,7 @@ void Simulator::dispatch(const Event& e) {
         current_pid_ = e.pid;
     }
     now_ = e.time;
+    inline_run_ = 0;
     ++events_;
     fold(static_cast<std::uint64_t>(e.time), (who << 8) | (e.order & 0xff));
     if (event_log_) event_log_->logged(LoggedEvent{e.time, static_cast<std::uint32_t>(who), static_cast<std::uint8_t>(e.order & 0xff)});

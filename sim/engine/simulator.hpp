@@ -340,9 +340,11 @@ public:
     bool resume_inline(Time at, EventKind kind) noexcept {
         const std::int64_t t = at.ps();
         // The queue first: with many processes it is what usually says no.
-        // A time in the past is left to schedule_resume, which reports it.
+        // A time in the past is left to schedule_resume, which reports it. Every kMaxInlineRun-th
+        // wakeup in a row is queued anyway: a process that never suspends keeps its stack, and a
+        // nested task's completion resumes its parent on it (a tail call only when optimized).
         if (!queue_.before_all(t) || t < now_ || current_pid_ == kNoPid || fifo_head_ != fifo_.size() || stop_ ||
-            t > until_ || !finished_.empty())
+            t > until_ || !finished_.empty() || ++inline_run_ >= kMaxInlineRun)
             return false;
         queue_.rebase(t);
         ++events_inline_;
@@ -451,6 +453,8 @@ private:
     std::uint64_t seq_ = 0;
     std::uint64_t events_ = 0;
     std::uint64_t events_inline_ = 0;
+    static constexpr std::uint32_t kMaxInlineRun = 16;
+    std::uint32_t inline_run_ = 0;  // wakeups run at once since run() last dispatched an event
     std::uint64_t hash_ = 0x6b766d73696d0001ULL;  // "kvmsim"
     EventQueue queue_;
     std::vector<Event> fifo_;
