@@ -2497,6 +2497,7 @@ vm::ModelInfo x86_shadow_model_info() {
     info.costs = x86_shadow::Costs::all_names();
     info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}, {"uffd_copy_rate", host::Costs::kMinZeroRate}};
     info.features = host::Features::names();
+    info.features.push_back("nx_huge_pages");  // read by the embedded TDP MMU (tdp_mmu true)
     info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet,      vm::Operation::DirtyLogClear,
                        vm::Operation::DirtyLogDisable, vm::Operation::NestedStart,     vm::Operation::NestedStop,
                        vm::Operation::NestedEptpSwitch, vm::Operation::NestedEptWrite, vm::Operation::ClearYoung,

@@ -79,7 +79,7 @@ const std::vector<std::string>& Costs::names() {
         "split_spte_fill",   "mmu_cache_alloc_page", "mmu_cache_alloc_obj", "tlb_flush_base",
         "tlb_flush_per_vcpu",
         "sched_timeslice",   "lock_yield",          "dirty_bitmap_word",    "memslot_update",
-        "tdp_root_lookup_step", "smm_transition",
+        "tdp_root_lookup_step", "smm_transition", "pml_flush_entry",
     };
     return n;
 }
@@ -106,6 +106,7 @@ Costs Costs::from(const vm::CostProfile& p) {
     c.memslot_update = p.time("memslot_update");
     c.tdp_root_lookup_step = p.time("tdp_root_lookup_step");
     c.smm_transition = p.time("smm_transition");
+    c.pml_flush_entry = p.time("pml_flush_entry");
     c.has_tlb = p.has("tlb_entries_4k") && p.has("tlb_entries_2m") && p.has("tlb_entries_1g") && p.has("tlb_ways") &&
                 p.has("tlb_walk_level");
     if (c.has_tlb) {
@@ -322,6 +323,8 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
     // kvm.nx_huge_pages: a host feature (a profile without it, e.g. when x86_shadow embeds this
     // model and does not list it, has it off).
     cfg_.nx_huge_pages = env.host.features.count("nx_huge_pages") && env.host.feature("nx_huge_pages");
+    // kvm_intel.pml: likewise a host feature, off where the profile does not list it.
+    cfg_.pml = env.host.features.count("pml") && env.host.feature("pml");
     pages_lock_line_ = std::make_unique<engine::ContendedLine>(sim_, host_->topology(), "tdp_mmu_pages_lock");
     nx_wake_ = std::make_unique<engine::Signal>(sim_, "nx_huge_pages_recovery_period");
     nx_timer_ = std::make_unique<NxTimer>(*nx_wake_);
@@ -340,7 +343,10 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
         s->npages = m.npages;
         s->host_level = level_of(vm::host_level(m.backing));
         s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * slots_.size();
-        if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
+        if (m.dirty_logging) {
+            s->bitmap.assign((m.npages + 63) / 64, 0);
+            ++dirty_logging_slots_;
+        }
         for (std::uint64_t g = m.base_gfn >> 18; g <= (m.base_gfn + m.npages - 1) >> 18; ++g) g1s.push_back(g);
         slots_.push_back(std::move(s));
     }
@@ -392,6 +398,15 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
     for (std::uint32_t i = 0; i < vm_.vcpus; ++i) {
         ctx_->set_loaded_root(i, role0, root_hpa_);
         vcpus_[i]->smram_buf = kdata_.alloc(512);
+    }
+    if (cfg_.pml) {
+        clean_.assign(pte_.size(), 0);
+        pml_buf_.resize(vm_.vcpus);
+        for (auto& b : pml_buf_) b.reserve(kPmlEntries);
+        site_clear_dirty_ = sim_.site("kvm_mmu_slot_leaf_clear_dirty");
+        pml_full_id_ = sim_.counters().id("handle_pml_full");
+        pml_flushed_id_ = sim_.counters().id("vmx_flush_pml_buffer_entries");
+        dirty_cleared_id_ = sim_.counters().id("spte_dirty_cleared");
     }
 }
 
@@ -470,6 +485,8 @@ std::uint64_t X86TdpMmu::child_page(int level, Gfn gfn) const {
 void X86TdpMmu::set_leaf(int level, Gfn gfn, std::uint8_t value) {
     EntryRef r = ref(level, gfn);
     if (!aged_.empty()) aged_[age_index(level, gfn)] = 0;  // make_spte sets the Accessed bit
+    // make_spte sets Dirty on a writable SPTE (spte_shadow_dirty_mask); a read-only one starts clean.
+    if (!clean_.empty()) clean_[age_index(level, gfn)] = (value & spte::W) ? 0 : 1;
     const bool was = is_leaf(*r.e), now = is_leaf(value);
     if (was != now) stats_.update_page_stats(page_level(level), now ? 1 : -1);
     *r.e = value;
@@ -567,6 +584,10 @@ void X86TdpMmu::fill_split(int level, Gfn gfn, std::uint8_t huge) {
                     512, child);
     } else {
         std::fill_n(pde_.begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(ri) * 512), 512, child);
+    }
+    if (!clean_.empty()) {  // the children carry the huge SPTE's Dirty bit too
+        const std::uint8_t c = clean_[age_index(level, base)];
+        for (unsigned k = 0; k < 512; ++k) clean_[age_index(level - 1, base + k * pages_at(level - 1))] = c;
     }
     stats_.update_page_stats(page_level(level - 1), 512);
     sim_.counters().add(mc_->splits);
@@ -960,8 +981,20 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
     const GuestStreamHold::FaultScope in_fault = hold_.fault_scope(vi);  // fault_end at every co_return
     const std::uint32_t cpu = cpu_ctx.host_cpu;
     VcpuState& v = *vcpus_[static_cast<std::size_t>(cpu_ctx.vcpu)];
-    stats_.add(stats_.pf_taken);
     Time t = k_.fault_entry;
+    if (!pml_buf_.empty()) {
+        // vmx_handle_exit flushes the vCPU's PML buffer on every VM exit, before the handler.
+        const bool full = access == vm::Access::Write && pml_full_exit(vi, gfn);
+        t += pml_flush(vi, cpu);
+        if (full) {
+            // EXIT_REASON_PML_FULL: handle_pml_full has nothing left to do; the write runs again
+            // after the entry and is logged in the emptied buffer.
+            sim_.counters().add(pml_full_id_);
+            co_await sim_.delay(t + k_.fault_exit);
+            co_return;
+        }
+    }
+    stats_.add(stats_.pf_taken);
 
     Slot* s = slot_of(gfn);
     if (!s) {  // no memslot: MMIO, emulated
@@ -1310,10 +1343,11 @@ Task<void> X86TdpMmu::split_huge_pages_root(Bulk& b, Gfn start, Gfn end) {
     }
 }
 
-// wrprot_gfn_range(min_level = 4K), under mmu_lock read: clear the Writable bit of every leaf.
-Task<void> X86TdpMmu::wrprot_gfn_range(Bulk& b, Gfn start, Gfn end) {
+// wrprot_gfn_range, under mmu_lock read: clear the Writable bit of every leaf at min_level or
+// above (4K without PML; with PML only huge pages, PG_LEVEL_2M).
+Task<void> X86TdpMmu::wrprot_gfn_range(Bulk& b, Gfn start, Gfn end, int min_level) {
     TdpIter it;
-    for (iter_start(it, 1, start); it.valid && it.gfn < end; iter_next(it)) {
+    for (iter_start(it, min_level, start); it.valid && it.gfn < end; iter_next(it)) {
         if (b.acc >= kSettleQuantum) co_await settle(b);
         b.acc += step(b, it);
         if (should_yield(b, it)) {
@@ -1407,9 +1441,9 @@ Time X86TdpMmu::replace_table(Bulk& b, int level, Gfn gfn, std::uint8_t value) {
     return c + k_.spte_update;
 }
 
-// clear_dirty_pt_masked(wrprot = true), under mmu_lock write: write-protect the 4K SPTEs of
-// gfn + i for every bit i of mask.
-void X86TdpMmu::clear_dirty_pt_masked(Bulk& b, Gfn gfn, std::uint64_t mask) {
+// clear_dirty_pt_masked, under mmu_lock write: for every bit i of mask, write-protect the 4K SPTE
+// of gfn + i (wrprot) or clear its Dirty bit (PML).
+void X86TdpMmu::clear_dirty_pt_masked(Bulk& b, Gfn gfn, std::uint64_t mask, bool wrprot) {
     TdpIter it;
     const Gfn end = gfn + 64;
     for (iter_start(it, 1, gfn + static_cast<unsigned>(std::countr_zero(mask))); it.valid && it.gfn < end;
@@ -1420,11 +1454,17 @@ void X86TdpMmu::clear_dirty_pt_masked(Bulk& b, Gfn gfn, std::uint64_t mask) {
         if (!is_leaf(*r.e)) continue;
         if (it.level > 1 || !(mask & (std::uint64_t{1} << (it.gfn - gfn)))) continue;
         mask &= ~(std::uint64_t{1} << (it.gfn - gfn));
-        if (!(*r.e & spte::W)) continue;
-        *r.e = static_cast<std::uint8_t>(*r.e & ~spte::W);
+        if (wrprot) {
+            if (!(*r.e & spte::W)) continue;
+            *r.e = static_cast<std::uint8_t>(*r.e & ~spte::W);
+        } else {
+            std::uint8_t& c = clean_[age_index(1, it.gfn)];
+            if (c) continue;
+            c = 1;
+        }
         // tdp_mmu_clear_spte_bits: an atomic AND (the SPTE has volatile bits).
         b.acc += touch(b.cpu, r.addr, true) + k_.spte_cmpxchg + k_.spte_update;
-        sim_.counters().add(mc_->wrprot);
+        sim_.counters().add(wrprot ? mc_->wrprot : dirty_cleared_id_);
     }
 }
 
@@ -1444,7 +1484,8 @@ void X86TdpMmu::write_protect_gfn(Bulk& b, Gfn gfn, int min_level) {
     }
 }
 
-// kvm_arch_mmu_enable_log_dirty_pt_masked (no PML), mmu_lock held for write.
+// kvm_arch_mmu_enable_log_dirty_pt_masked, mmu_lock held for write: the 4K SPTEs write-protected,
+// or with PML (kvm_x86_ops.cpu_dirty_log_size) their Dirty bits cleared.
 Task<void> X86TdpMmu::enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask) {
     if (s.manual_protect) {
         // Initially-all-set: huge pages were never write-protected; split and protect them now.
@@ -1454,7 +1495,76 @@ Task<void> X86TdpMmu::enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t
         write_protect_gfn(b, start, 2);
         if (((start + 511) & ~Gfn{511}) != ((end + 511) & ~Gfn{511})) write_protect_gfn(b, end, 2);
     }
-    clear_dirty_pt_masked(b, s.base + offset, mask);
+    clear_dirty_pt_masked(b, s.base + offset, mask, !cfg_.pml);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PML (v6.9 arch/x86/kvm/vmx/vmx.c, arch/x86/kvm/x86.c, arch/x86/kvm/mmu/tdp_mmu.c)
+
+bool X86TdpMmu::pml_log(std::uint32_t vcpu, std::size_t head, Gfn gfn) const {
+    // PML is enabled in the VMCS only while a memslot logs dirty pages
+    // (vmx_update_cpu_dirty_logging); otherwise the CPU just sets D.
+    if (dirty_logging_slots_ > 0) {
+        std::vector<Gfn>& buf = pml_buf_[vcpu];
+        if (buf.size() == kPmlEntries) return false;  // the log is full: a VM exit before the write
+        buf.push_back(gfn);
+    }
+    clean_[head] = 0;
+    return true;
+}
+
+// Is a write to gfn, which did not hit, a PML-full exit (a writable leaf with D clear and a full
+// buffer) rather than an EPT violation?
+bool X86TdpMmu::pml_full_exit(std::uint32_t vcpu, Gfn gfn) const {
+    if (pml_buf_[vcpu].size() < kPmlEntries || dirty_logging_slots_ == 0) return false;
+    for (int level = 1; level <= 3; ++level) {
+        const std::uint8_t e = entry(level, gfn);
+        if (is_leaf(e)) return (e & spte::W) && clean_[age_index(level, gfn)];
+    }
+    return false;
+}
+
+// vmx_flush_pml_buffer: kvm_vcpu_mark_page_dirty for every logged GPA (its memslot through the
+// vCPU's last-used-slot cache, then mark_page_dirty_in_slot's bitmap store), and the index reset.
+Time X86TdpMmu::pml_flush(std::uint32_t vcpu, std::uint32_t cpu) {
+    std::vector<Gfn>& buf = pml_buf_[vcpu];
+    if (buf.empty()) return Time::zero();
+    Time t;
+    for (const Gfn g : buf) {
+        t += k_.pml_flush_entry;
+        if (Slot* s = slot_of(g)) t += mark_page_dirty(*s, g, cpu);
+    }
+    sim_.counters().add(pml_flushed_id_, buf.size());
+    buf.clear();
+    return t;
+}
+
+// kvm_arch_sync_dirty_log before KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG reads the bitmap: every
+// vCPU is kicked, and its VM exit flushes its PML buffer. The model flushes them at once, from
+// the caller's CPU and in its time (the kernel's vCPUs do it on their own CPUs meanwhile).
+void X86TdpMmu::sync_dirty_log(Bulk& b) {
+    for (std::uint32_t i = 0; i < pml_buf_.size(); ++i) b.acc += pml_flush(i, b.cpu);
+}
+
+// clear_dirty_gfn_range (kvm_mmu_slot_leaf_clear_dirty -> kvm_tdp_mmu_clear_dirty_slot), under
+// mmu_lock read: the Dirty bit of every leaf, at any level, cleared with tdp_mmu_set_spte_atomic.
+Task<void> X86TdpMmu::clear_dirty_gfn_range(Bulk& b, Gfn start, Gfn end) {
+    TdpIter it;
+    for (iter_start(it, 1, start); it.valid && it.gfn < end; iter_next(it)) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        b.acc += step(b, it);
+        if (should_yield(b, it)) {
+            co_await cond_resched(b, it, false);
+            continue;
+        }
+        EntryRef r = ref(it.level, it.gfn);
+        if (!is_leaf(*r.e)) continue;
+        std::uint8_t& c = clean_[age_index(it.level, it.gfn)];
+        if (c) continue;
+        c = 1;
+        b.acc += touch(b.cpu, r.addr, true) + k_.spte_cmpxchg + k_.spte_update;
+        sim_.counters().add(dirty_cleared_id_);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1472,6 +1582,7 @@ Task<void> X86TdpMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t 
     s.bitmap.assign((s.npages + 63) / 64, s.manual_protect ? ~std::uint64_t{0} : 0);
     if (s.manual_protect && (s.npages % 64)) s.bitmap.back() = (std::uint64_t{1} << (s.npages % 64)) - 1;
     m.dirty_logging = true;
+    ++dirty_logging_slots_;  // kvm_mmu_update_cpu_dirty_logging: PML on in every VMCS
     if (s.manual_protect) co_return;  // initially-all-set: nothing is write-protected now
     b.clock.start(sim_.now());
     if (cfg_.eager_page_split) {  // kvm_mmu_slot_try_split_huge_pages
@@ -1479,9 +1590,14 @@ Task<void> X86TdpMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t 
         co_await split_huge_pages_root(b, s.base, s.base + s.npages);
         co_await unlock(b);
     }
-    // kvm_mmu_slot_remove_write_access(slot, PG_LEVEL_4K)
+    if (cfg_.pml) {  // kvm_mmu_slot_leaf_clear_dirty
+        co_await lock(b, LockMode::Read, site_clear_dirty_);
+        co_await clear_dirty_gfn_range(b, s.base, s.base + s.npages);
+        co_await unlock(b);
+    }
+    // kvm_mmu_slot_remove_write_access(slot, PG_LEVEL_4K), or PG_LEVEL_2M with PML
     co_await lock(b, LockMode::Read, site_wrprot_);
-    co_await wrprot_gfn_range(b, s.base, s.base + s.npages);
+    co_await wrprot_gfn_range(b, s.base, s.base + s.npages, cfg_.pml ? 2 : 1);
     co_await unlock(b);
     b.acc += tlb_.flush();  // kvm_flush_remote_tlbs_memslot, unconditionally
     co_await settle(b);
@@ -1492,6 +1608,7 @@ Task<std::uint64_t> X86TdpMmu::dirty_log_get(const vm::CpuContext& cpu, std::uin
     Slot& s = slot_by_id(slot);
     if (!vm_.memslots[s.index].dirty_logging || s.bitmap.empty()) co_return 0;  // -ENOENT
     Bulk b = make_bulk(cpu);
+    if (cfg_.pml) sync_dirty_log(b);
     std::uint64_t harvested = 0;
     if (s.manual_protect) {  // the bitmap is copied as is; KVM_CLEAR_DIRTY_LOG protects
         harvested = co_await copy_dirty_bitmap(sim_, cache_, b, s, k_.dirty_bitmap_word);
@@ -1525,6 +1642,7 @@ Task<void> X86TdpMmu::dirty_log_clear(const vm::CpuContext& cpu, std::uint32_t s
     const std::uint64_t off0 = (first - s.base) & ~std::uint64_t{63};
     const std::uint64_t last = std::min(first - s.base + npages, s.npages);  // exclusive, slot-relative
     Bulk b = make_bulk(cpu);
+    if (cfg_.pml) sync_dirty_log(b);
     bool flush = false;
     co_await lock(b, LockMode::Write, site_clear_);
     for (std::uint64_t off = off0; off < last; off += 64) {
@@ -1558,6 +1676,7 @@ Task<void> X86TdpMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t
     Bulk b = make_bulk(cpu);
     co_await sim_.delay(k_.memslot_update);
     m.dirty_logging = false;
+    --dirty_logging_slots_;  // kvm_mmu_update_cpu_dirty_logging: PML off once none logs
     s.bitmap.clear();
     s.bitmap.shrink_to_fit();
     s.manual_protect = false;
@@ -2146,6 +2265,7 @@ vm::ModelInfo x86_tdp_model_info() {
     info.features = host::Features::names();
     info.features.push_back("nx_huge_pages");  // kvm.nx_huge_pages (the iTLB multihit mitigation)
     info.features.push_back("guest_tlb");      // the vCPUs' TLB model (sim/vm/guest_tlb.hpp)
+    info.features.push_back("pml");            // kvm_intel.pml: Page Modification Logging
     for (const std::string& c : x86_tdp::Costs::optional_names()) info.costs.push_back(c);
     for (const char* c : {"tlb_entries_4k", "tlb_entries_2m", "tlb_entries_1g"}) {
         info.cost_maximums.emplace_back(c, 16384);

@@ -82,7 +82,7 @@ namespace x86_tdp {
 struct Costs {
     engine::Time fault_entry, fault_exit, fast_pf_base, tdp_map_base, tdp_walk_level, spte_cmpxchg,
         spte_update, tdp_iter_step, split_spte_fill, mmu_cache_alloc_page, mmu_cache_alloc_obj, tlb_flush_base, tlb_flush_per_vcpu, sched_timeslice,
-        lock_yield, dirty_bitmap_word, memslot_update, tdp_root_lookup_step, smm_transition;
+        lock_yield, dirty_bitmap_word, memslot_update, tdp_root_lookup_step, smm_transition, pml_flush_entry;
     static const std::vector<std::string>& names();
     static Costs from(const vm::CostProfile& p);
     // Optional: the guest TLB (host feature guest_tlb), as arm64_stage2's.
@@ -122,6 +122,9 @@ struct Config {
     // NX huge pages: the host feature (kvm.nx_huge_pages; set by the constructor from the host, not
     // a knob) and the recovery worker's module parameters.
     bool nx_huge_pages = false;
+    // PML (Intel Page Modification Logging): the host feature pml (kvm_intel.pml with a CPU that
+    // has PML and EPT A/D bits; set by the constructor from the host, not a knob).
+    bool pml = false;
     std::int64_t nx_recovery_ratio = 60;      // nx_huge_pages_recovery_ratio (0: no recovery)
     std::int64_t nx_recovery_period_ms = 0;   // nx_huge_pages_recovery_period_ms (0: derived)
     bool nx_recovery_read = false;            // nx_recovery_lock = "read"
@@ -188,12 +191,24 @@ public:
         const std::size_t i4 = (static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff);
         const std::uint8_t e = pte_[i4];
         if (e & spte::P) [[likely]]
-            return (e & need) != 0 && set_accessed(i4);
+            return (e & need) != 0 && set_accessed(i4) && set_dirty(vcpu, i4, gfn, access);
         const std::uint8_t d = pde_[(static_cast<std::size_t>(ri) << 9) | ((gfn >> 9) & 511)];
-        if (d & spte::LEAF) return (d & need) != 0 && set_accessed(i4 & ~std::size_t{511});
+        if (d & spte::LEAF)
+            return (d & need) != 0 && set_accessed(i4 & ~std::size_t{511}) &&
+                   set_dirty(vcpu, i4 & ~std::size_t{511}, gfn, access);
         const std::uint8_t u = pdpte_[ri];
-        return (u & spte::LEAF) && (u & need) != 0 && set_accessed(i4 & ~std::size_t{0x3ffff});
+        return (u & spte::LEAF) && (u & need) != 0 && set_accessed(i4 & ~std::size_t{0x3ffff}) &&
+               set_dirty(vcpu, i4 & ~std::size_t{0x3ffff}, gfn, access);
     }
+    // With PML a write that hits a leaf whose Dirty bit KVM cleared has the CPU set D and log the
+    // GPA in the vCPU's PML buffer (no exit, no simulated time, as for A). A full buffer makes it
+    // a PML-full VM exit instead (false: the access enters the model, page_fault handles it).
+    bool set_dirty(std::uint32_t vcpu, std::size_t head, vm::Gfn gfn, vm::Access access) const {
+        if (clean_.empty() || access != vm::Access::Write || !clean_[head]) [[likely]]
+            return true;
+        return pml_log(vcpu, head, gfn);
+    }
+    bool pml_log(std::uint32_t vcpu, std::size_t head, vm::Gfn gfn) const;
     // With EPT A/D bits the CPU's page walk sets a leaf's Accessed bit on an access that hits: no
     // exit, no simulated time (the walk's cost is in guest_access). The model's only side effect
     // of hits(), and only once something was aged.
@@ -262,6 +277,7 @@ public:
     engine::Task<bool> new_pgd(const vm::CpuContext& cpu, vm::Gfn pgd);
 
     static constexpr std::uint32_t kNoRegion = ~std::uint32_t{0};
+    static constexpr std::size_t kPmlEntries = 512;  // PML_LOG_NR_ENTRIES: one 4 KiB page of GPAs
 
 private:
     X86TdpMmu(vm::ModelEnv& env, MmuLock* shared_mmu_lock, host::HostMm* shared_host);
@@ -350,13 +366,17 @@ private:
     engine::Task<void> zap_range_atomic(Bulk& b, vm::Gfn start, vm::Gfn end);
     engine::Task<void> zap_spte_atomic(Bulk& b, int level, vm::Gfn gfn);
     engine::Task<void> split_huge_pages_root(Bulk& b, vm::Gfn start, vm::Gfn end);
-    engine::Task<void> wrprot_gfn_range(Bulk& b, vm::Gfn start, vm::Gfn end);
+    engine::Task<void> wrprot_gfn_range(Bulk& b, vm::Gfn start, vm::Gfn end, int min_level);
     engine::Task<void> zap_collapsible_spte_range(Bulk& b, Slot& s);
     std::optional<std::uint8_t> first_leaf_below(Bulk& b, int level, vm::Gfn gfn);
     engine::Time replace_table(Bulk& b, int level, vm::Gfn gfn, std::uint8_t value);
     engine::Task<void> enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask);
-    void clear_dirty_pt_masked(Bulk& b, vm::Gfn gfn, std::uint64_t mask);
+    void clear_dirty_pt_masked(Bulk& b, vm::Gfn gfn, std::uint64_t mask, bool wrprot);
     void write_protect_gfn(Bulk& b, vm::Gfn gfn, int min_level);
+    engine::Task<void> clear_dirty_gfn_range(Bulk& b, vm::Gfn start, vm::Gfn end);
+    engine::Time pml_flush(std::uint32_t vcpu, std::uint32_t cpu);
+    bool pml_full_exit(std::uint32_t vcpu, vm::Gfn gfn) const;
+    void sync_dirty_log(Bulk& b);
     bool age_gfn_range(Bulk& b, vm::Gfn start, vm::Gfn end, bool clear);
     std::size_t age_index(int level, vm::Gfn gfn) const;
 
@@ -396,6 +416,13 @@ private:
     // Accessed bits KVM cleared (1: aged, not accessed since), per leaf at the pte_ index of its
     // first 4K; empty until the first aging pass. Mutable: hits() is where the CPU sets A again.
     mutable std::vector<std::uint8_t> aged_;
+    // PML: Dirty bits KVM cleared (1: D clear, the leaf not written since), indexed as aged_;
+    // empty without the host feature pml. Each vCPU's PML buffer (the GPAs logged since its last
+    // VM exit, at most kPmlEntries) and the number of memslots logging dirty pages
+    // (kvm->nr_memslots_dirty_logging: PML is enabled in every VMCS while it is nonzero).
+    mutable std::vector<std::uint8_t> clean_;
+    mutable std::vector<std::vector<vm::Gfn>> pml_buf_;
+    std::uint32_t dirty_logging_slots_ = 0;
     // NX huge pages, per table entry at level 3 (per region) and 2 (region * 512 + index): 0 = the
     // linked page table is not nx_huge_page_disallowed, 1 = it is, >= 2 = it is and is tracked
     // (its key in nx_list_, which orders the list oldest first).
@@ -423,11 +450,13 @@ private:
     // Sites and model counters.
     engine::Site site_fault_, site_zap_, site_split_, site_split_relock_, site_wrprot_, site_get_,
         site_clear_, site_collapsible_, site_mn_start_, site_mn_end_, site_free_roots_, site_alloc_root_,
-        site_nx_recovery_, site_age_, site_test_age_;
+        site_nx_recovery_, site_age_, site_test_age_, site_clear_dirty_;
     struct ModelCounters;
     std::unique_ptr<ModelCounters> mc_;
     std::unique_ptr<vm::GuestTlb> gtlb_;  // host feature guest_tlb, else none
     engine::CounterId tlb_miss_id_ = 0, tlb_walk_id_ = 0;
+    // Host feature pml only (so that runs without it keep their counter lists).
+    engine::CounterId pml_full_id_ = 0, pml_flushed_id_ = 0, dirty_cleared_id_ = 0;
 };
 
 }  // namespace x86_tdp

@@ -1103,6 +1103,16 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
         if (!sc.host.features.count(f))
             doc["host"]["profile"].fail("host profile " + sc.host.profile + " lacks feature \"" + f + "\", which model " +
                                         model + " needs");
+    // A feature the scenario sets must be one the model reads: setting another would do nothing.
+    if (auto feats = doc["host"].find("features")) {
+        for (const auto& [k, v] : feats->members()) {
+            if (std::find(info->features.begin(), info->features.end(), k) != info->features.end()) continue;
+            std::string reads;
+            for (const auto& f : info->features) reads += (reads.empty() ? "" : ", ") + f;
+            v.fail("feature \"" + k + "\" has no effect on model " + model + ", which reads " +
+                   (reads.empty() ? std::string("no host feature") : reads));
+        }
+    }
     const Time guest_time = sc.host.costs.has("guest_access") ? sc.host.costs.time("guest_access") : Time::ns(10);
 
     const Node wl = doc.object("workload");

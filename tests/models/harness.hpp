@@ -74,6 +74,7 @@ inline vm::CostProfile test_costs() {
     ns("memslot_update", 10'000);
     ns("tdp_root_lookup_step", 5);
     ns("smm_transition", 1000);
+    ns("pml_flush_entry", 15);
     ns("kvm_init_mmu_base", 10);
     ns("mmu_init_field_write", 1);
     ns("mmu_init_loop_step", 1);

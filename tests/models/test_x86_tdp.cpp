@@ -51,7 +51,7 @@ TEST_CASE("x86_tdp is registered with its knobs, costs and operations", "[x86_td
     CHECK(std::get<std::string>(info->knob("fault_lock")->default_value) == "read");
     CHECK(std::get<bool>(info->knob("fault_precheck")->default_value));
     CHECK(std::get<bool>(info->knob("eager_page_split")->default_value));
-    CHECK(info->costs.size() == 33 + 8 + 5);  // 22 of the TDP MMU, 5 of the MMU context, the host mm's, 3 of aging; 8 of userfaultfd; 5 optional guest TLB
+    CHECK(info->costs.size() == 34 + 8 + 5);  // 23 of the TDP MMU, 5 of the MMU context, the host mm's, 3 of aging; 8 of userfaultfd; 5 optional guest TLB
     CHECK(info->supports(vm::Operation::ZapGfnRange));
     CHECK(info->supports(vm::Operation::Invalidate));
     CHECK(info->supports(vm::Operation::DirtyLogClear));
@@ -1216,4 +1216,124 @@ TEST_CASE("nx: a fault waits behind a write-mode recovery, not behind a read-mod
             CHECK(t.lock("mmu_lock", engine::LockMode::Read, "kvm_recover_nx_huge_pages"));
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// PML (host feature pml)
+
+namespace {
+
+struct PmlTdp : Harness {
+    PmlTdp(Backing b, std::uint64_t npages, vm::Knobs k = {}) : Harness(b, npages, 1, std::move(k)) {
+        host.features["pml"] = true;
+        build(make_tdp);
+    }
+    X86TdpMmu& tdp() { return static_cast<X86TdpMmu&>(*model); }
+    void vcpu(std::vector<GuestAccess> a, VcpuResult& r) {
+        spawn_vcpu(0, std::move(a), 0_ns, r);
+        REQUIRE(sim.run() == engine::RunStatus::Completed);
+    }
+    void vmm(std::function<engine::Task<void>()> f) {
+        spawn_actor("vmm", 0_ns, std::move(f));
+        REQUIRE(sim.run() == engine::RunStatus::Completed);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("pml: enabling dirty logging clears Dirty bits instead of write-protecting; writes log without exits",
+          "[x86_tdp][dirty][pml]") {
+    PmlTdp t(Backing::Anonymous, 1024);
+    VcpuResult map, dirty1, dirty2;
+    std::uint64_t got = 0, again = 0;
+    t.vcpu(range(B, 1024, Access::Write), map);
+    REQUIRE(map.faults == 1024);
+    t.vmm([&]() -> engine::Task<void> { co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {}); });
+    CHECK(t.counter("spte_dirty_cleared") == 1024);  // kvm_mmu_slot_leaf_clear_dirty
+    CHECK(t.counter("spte_write_protected") == 0);   // no huge page to protect
+    CHECK(t.counter("remote_tlb_flush") == 1);
+    CHECK(t.lock("mmu_lock", engine::LockMode::Read, "kvm_mmu_slot_leaf_clear_dirty")->acquisitions == 1);
+    t.vcpu(range(B, 300, Access::Write, 3), dirty1);
+    CHECK(dirty1.faults == 0);  // the CPU sets D and logs the GPA
+    CHECK(t.counter("pf_taken") == 1024);
+    CHECK(t.counter("vmx_flush_pml_buffer_entries") == 0);
+    CHECK_FALSE(t.tdp().dirty(0, B));  // still in the vCPU's PML buffer
+    t.vmm([&]() -> engine::Task<void> {
+        got = co_await t.model->dirty_log_get(t.host_ctx(3), 0);  // kvm_arch_sync_dirty_log flushes it
+        again = co_await t.model->dirty_log_get(t.host_ctx(3), 0);
+    });
+    CHECK(got == 300);
+    CHECK(again == 0);
+    CHECK(t.counter("vmx_flush_pml_buffer_entries") == 300);
+    CHECK(t.counter("spte_dirty_cleared") == 1024 + 300);  // clear_dirty_pt_masked clears D, not W
+    CHECK(t.counter("spte_write_protected") == 0);
+    // B was harvested (D cleared again), B+1 is clean since the enable: both log.
+    t.vcpu(range(B, 2, Access::Write), dirty2);
+    CHECK(dirty2.faults == 0);
+    t.vmm([&]() -> engine::Task<void> { got = co_await t.model->dirty_log_get(t.host_ctx(3), 0); });
+    CHECK(got == 2);
+    CHECK(t.counter("vmx_flush_pml_buffer_entries") == 302);
+}
+
+TEST_CASE("pml: the write that finds the PML buffer full is a PML-full exit that flushes it, not a page fault",
+          "[x86_tdp][dirty][pml]") {
+    PmlTdp t(Backing::Anonymous, 2048);
+    VcpuResult map, dirty;
+    std::uint64_t got = 0;
+    t.vcpu(range(B, 1024, Access::Write), map);
+    t.vmm([&]() -> engine::Task<void> { co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {}); });
+    t.vcpu(range(B, 600, Access::Write), dirty);
+    CHECK(dirty.faults == 1);  // the 513th write
+    CHECK(t.counter("handle_pml_full") == 1);
+    CHECK(t.counter("pf_taken") == 1024);
+    CHECK(t.counter("vmx_flush_pml_buffer_entries") == 512);
+    CHECK(t.tdp().dirty(0, B + 511));
+    CHECK_FALSE(t.tdp().dirty(0, B + 512));  // logged after the flush, in the buffer
+    // Any other exit flushes the buffer too (vmx_handle_exit): a first touch of another page.
+    VcpuResult other;
+    t.vcpu({{B + 1500, Access::Write}}, other);
+    CHECK(other.faults == 1);
+    CHECK(t.counter("vmx_flush_pml_buffer_entries") == 600);
+    CHECK(t.tdp().dirty(0, B + 599));
+    t.vmm([&]() -> engine::Task<void> { got = co_await t.model->dirty_log_get(t.host_ctx(3), 0); });
+    CHECK(got == 601);  // and B+1500, marked by the fault that mapped it
+}
+
+TEST_CASE("pml: huge pages are write-protected at enable; split children keep the cleared Dirty bit and log",
+          "[x86_tdp][dirty][pml]") {
+    PmlTdp t(Backing::AnonymousThp, 2 * 512, {{"eager_page_split", false}});
+    VcpuResult map, dirty;
+    std::uint64_t got = 0;
+    t.vcpu(range(B, 2, Access::Write, 512), map);
+    REQUIRE(t.gauge("pages_2m") == 2);
+    t.vmm([&]() -> engine::Task<void> { co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {}); });
+    CHECK(t.counter("spte_dirty_cleared") == 2);
+    CHECK(t.counter("spte_write_protected") == 2);  // kvm_mmu_slot_remove_write_access(PG_LEVEL_2M)
+    // B: the fault splits the 2M page in place and maps B writable and dirty (marked in the slot).
+    // B+1..B+9: children of the protected huge SPTE, fixed by fast_page_fault (W only); the write
+    // then runs again and, D being clear as in the huge SPTE, is logged.
+    t.vcpu(range(B, 10, Access::Write), dirty);
+    CHECK(dirty.faults == 10);
+    CHECK(t.counter("kvm_mmu_split_huge_page") == 1);
+    CHECK(t.counter("pf_fast") == 9);
+    t.vmm([&]() -> engine::Task<void> { got = co_await t.model->dirty_log_get(t.host_ctx(3), 0); });
+    CHECK(t.counter("vmx_flush_pml_buffer_entries") == 9);
+    CHECK(got == 10);
+}
+
+TEST_CASE("pml: initially-all-set clears nothing at enable; KVM_CLEAR_DIRTY_LOG clears the Dirty bits it is given",
+          "[x86_tdp][dirty][pml]") {
+    PmlTdp t(Backing::Anonymous, 2048);
+    VcpuResult map, before, after;
+    t.vcpu(range(B, 1024, Access::Write), map);
+    t.vmm([&]() -> engine::Task<void> { co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {true}); });
+    CHECK(t.counter("spte_dirty_cleared") == 0);
+    t.vcpu(range(B, 128, Access::Write), before);  // D still set: nothing logged
+    t.vmm([&]() -> engine::Task<void> { co_await t.model->dirty_log_clear(t.host_ctx(3), 0, B, 64); });
+    CHECK(t.counter("spte_dirty_cleared") == 64);
+    t.vcpu(range(B, 128, Access::Write), after);
+    CHECK(before.faults + after.faults == 0);
+    VcpuResult other;
+    t.vcpu({{B + 1500, Access::Write}}, other);  // an exit: the buffer is flushed
+    CHECK(t.counter("vmx_flush_pml_buffer_entries") == 64);
 }
