@@ -80,6 +80,7 @@ const std::vector<std::string>& Costs::names() {
         "tlb_flush_per_vcpu",
         "sched_timeslice",   "lock_yield",          "dirty_bitmap_word",    "memslot_update",
         "tdp_root_lookup_step", "smm_transition", "pml_flush_entry",
+        "ept_dirty_assist",
     };
     return n;
 }
@@ -107,6 +108,7 @@ Costs Costs::from(const vm::CostProfile& p) {
     c.tdp_root_lookup_step = p.time("tdp_root_lookup_step");
     c.smm_transition = p.time("smm_transition");
     c.pml_flush_entry = p.time("pml_flush_entry");
+    c.ept_dirty_assist = p.time("ept_dirty_assist");
     c.has_tlb = p.has("tlb_entries_4k") && p.has("tlb_entries_2m") && p.has("tlb_entries_1g") && p.has("tlb_ways") &&
                 p.has("tlb_walk_level");
     if (c.has_tlb) {
@@ -402,6 +404,7 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
     if (cfg_.pml) {
         clean_.assign(pte_.size(), 0);
         pml_buf_.resize(vm_.vcpus);
+        assist_.assign(vm_.vcpus, Time::zero());
         for (auto& b : pml_buf_) b.reserve(kPmlEntries);
         site_clear_dirty_ = sim_.site("kvm_mmu_slot_leaf_clear_dirty");
         pml_full_id_ = sim_.counters().id("handle_pml_full");
@@ -1510,6 +1513,7 @@ bool X86TdpMmu::pml_log(std::uint32_t vcpu, std::size_t head, Gfn gfn) const {
         buf.push_back(gfn);
     }
     clean_[head] = 0;
+    assist_[vcpu] += k_.ept_dirty_assist;
     return true;
 }
 

@@ -52,6 +52,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/common/aging.hpp"
@@ -82,7 +83,8 @@ namespace x86_tdp {
 struct Costs {
     engine::Time fault_entry, fault_exit, fast_pf_base, tdp_map_base, tdp_walk_level, spte_cmpxchg,
         spte_update, tdp_iter_step, split_spte_fill, mmu_cache_alloc_page, mmu_cache_alloc_obj, tlb_flush_base, tlb_flush_per_vcpu, sched_timeslice,
-        lock_yield, dirty_bitmap_word, memslot_update, tdp_root_lookup_step, smm_transition, pml_flush_entry;
+        lock_yield, dirty_bitmap_word, memslot_update, tdp_root_lookup_step, smm_transition, pml_flush_entry,
+        ept_dirty_assist;
     static const std::vector<std::string>& names();
     static Costs from(const vm::CostProfile& p);
     // Optional: the guest TLB (host feature guest_tlb), as arm64_stage2's.
@@ -200,15 +202,20 @@ public:
         return (u & spte::LEAF) && (u & need) != 0 && set_accessed(i4 & ~std::size_t{0x3ffff}) &&
                set_dirty(vcpu, i4 & ~std::size_t{0x3ffff}, gfn, access);
     }
-    // With PML a write that hits a leaf whose Dirty bit KVM cleared has the CPU set D and log the
-    // GPA in the vCPU's PML buffer (no exit, no simulated time, as for A). A full buffer makes it
-    // a PML-full VM exit instead (false: the access enters the model, page_fault handles it).
+    // With PML a write that hits a leaf whose Dirty bit KVM cleared has the CPU set D (an assist:
+    // ept_dirty_assist of guest time, taken by take_hit_assist) and log the GPA in the vCPU's PML
+    // buffer, without an exit. A full buffer makes it a PML-full VM exit instead (false: the
+    // access enters the model, page_fault handles it).
     bool set_dirty(std::uint32_t vcpu, std::size_t head, vm::Gfn gfn, vm::Access access) const {
         if (clean_.empty() || access != vm::Access::Write || !clean_[head]) [[likely]]
             return true;
         return pml_log(vcpu, head, gfn);
     }
     bool pml_log(std::uint32_t vcpu, std::size_t head, vm::Gfn gfn) const;
+    bool hit_assists() const override { return cfg_.pml; }
+    engine::Time take_hit_assist(std::uint32_t vcpu) override {
+        return std::exchange(assist_[vcpu], engine::Time::zero());
+    }
     // With EPT A/D bits the CPU's page walk sets a leaf's Accessed bit on an access that hits: no
     // exit, no simulated time (the walk's cost is in guest_access). The model's only side effect
     // of hits(), and only once something was aged.
@@ -422,6 +429,7 @@ private:
     // (kvm->nr_memslots_dirty_logging: PML is enabled in every VMCS while it is nonzero).
     mutable std::vector<std::uint8_t> clean_;
     mutable std::vector<std::vector<vm::Gfn>> pml_buf_;
+    mutable std::vector<engine::Time> assist_;  // per vCPU: Dirty-bit assists not yet taken
     std::uint32_t dirty_logging_slots_ = 0;
     // NX huge pages, per table entry at level 3 (per region) and 2 (region * 512 + index): 0 = the
     // linked page table is not nx_huge_page_disallowed, 1 = it is, >= 2 = it is and is tracked

@@ -163,9 +163,19 @@ public:
     // The VM's userfaultfds when VmConfig::userfaultfd registers any (null otherwise).
     virtual Userfaultfd* userfaultfd() { return nullptr; }
 
-    // Would this guest access complete without exiting to KVM? Pure: no simulated time, no
-    // side effects. Called for every guest access, so it must be cheap.
+    // Would this guest access complete without exiting to KVM? No simulated time, and no side
+    // effects but the hardware's on a hit (x86: the Accessed bit after aging, the Dirty bit and
+    // the PML log), which the guest scheduler's time order keeps exact. Called for every guest
+    // access, so it must be cheap.
     virtual bool hits(std::uint32_t vcpu, Gfn gfn, Access access) const = 0;
+    // Guest time the vCPU's hits took beyond their own (a hardware assist: x86's Dirty-bit update
+    // with PML), accumulated by hits() and taken after each hit; asked only when hit_assists()
+    // is true, so a model without assists costs the scheduler nothing.
+    virtual bool hit_assists() const { return false; }
+    virtual Time take_hit_assist(std::uint32_t vcpu) {
+        (void)vcpu;
+        return Time::zero();
+    }
     // The exit for an access that did not hit (EPT violation, stage-2 abort). Returns when the
     // guest may retry the access (which may fault again).
     virtual engine::Task<void> page_fault(const CpuContext& cpu, Gfn gfn, Access access) = 0;

@@ -133,7 +133,11 @@ void trace_counters(engine::Simulator& sim) {
 }
 
 GuestScheduler::GuestScheduler(engine::Simulator& sim, vm::MmuModel& model)
-    : sim_(sim), model_(model), tlb_(model.guest_tlb()), lookahead_(model.fault_lookahead()) {}
+    : sim_(sim),
+      model_(model),
+      tlb_(model.guest_tlb()),
+      assists_(model.hit_assists()),
+      lookahead_(model.fault_lookahead()) {}
 
 // A TLB hit costs nothing beyond the access's guest time; a miss, the model's refill walk, which
 // fills the TLB. What the TLB holds changes only through the vCPU's own accesses and at engine
@@ -215,6 +219,8 @@ GuestScheduler::Ahead GuestScheduler::run_ahead(Vcpu& v, Time next_event) {
         }
         if (tlb_) [[unlikely]]
             v.t += translate(vcpu, c.gfn());
+        if (assists_) [[unlikely]]
+            v.t += model_.take_hit_assist(vcpu);
         ++n;
         v.t += c.gap();
         c.advance();
@@ -277,6 +283,8 @@ void GuestScheduler::fire(engine::Simulator& sim) {
             }
             if (tlb_) [[unlikely]]
                 v.t += translate(vcpu, c.gfn());
+            if (assists_) [[unlikely]]
+                v.t += model_.take_hit_assist(vcpu);
             ++n;
             v.t += c.gap();
             c.advance();

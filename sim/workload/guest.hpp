@@ -176,6 +176,7 @@ private:
     engine::Simulator& sim_;
     vm::MmuModel& model_;
     vm::GuestTlb* tlb_;  // the model's, or nullptr (no TLB model)
+    bool assists_;       // the model's hits may take assist time (MmuModel::hit_assists)
     Time lookahead_;
     std::vector<Entry> heap_;  // min-heap by (t, vcpu)
     std::uint64_t batches_ = 0;

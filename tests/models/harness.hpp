@@ -75,6 +75,7 @@ inline vm::CostProfile test_costs() {
     ns("tdp_root_lookup_step", 5);
     ns("smm_transition", 1000);
     ns("pml_flush_entry", 15);
+    ns("ept_dirty_assist", 100);
     ns("kvm_init_mmu_base", 10);
     ns("mmu_init_field_write", 1);
     ns("mmu_init_loop_step", 1);
@@ -150,7 +151,8 @@ inline engine::Task<void> vcpu_program(engine::Simulator& sim, vm::MmuModel& m, 
             ++out.faults;
             co_await m.page_fault(ctx, a.gfn, a.access);
         }
-        if (think > engine::Time::zero()) co_await sim.delay(think);
+        const engine::Time t = think + (m.hit_assists() ? m.take_hit_assist(v) : engine::Time::zero());
+        if (t > engine::Time::zero()) co_await sim.delay(t);
     }
     out.done = sim.now();
 }

@@ -51,7 +51,7 @@ TEST_CASE("x86_tdp is registered with its knobs, costs and operations", "[x86_td
     CHECK(std::get<std::string>(info->knob("fault_lock")->default_value) == "read");
     CHECK(std::get<bool>(info->knob("fault_precheck")->default_value));
     CHECK(std::get<bool>(info->knob("eager_page_split")->default_value));
-    CHECK(info->costs.size() == 34 + 8 + 5);  // 23 of the TDP MMU, 5 of the MMU context, the host mm's, 3 of aging; 8 of userfaultfd; 5 optional guest TLB
+    CHECK(info->costs.size() == 35 + 8 + 5);  // 24 of the TDP MMU, 5 of the MMU context, the host mm's, 3 of aging; 8 of userfaultfd; 5 optional guest TLB
     CHECK(info->supports(vm::Operation::ZapGfnRange));
     CHECK(info->supports(vm::Operation::Invalidate));
     CHECK(info->supports(vm::Operation::DirtyLogClear));
@@ -1253,8 +1253,10 @@ TEST_CASE("pml: enabling dirty logging clears Dirty bits instead of write-protec
     CHECK(t.counter("spte_write_protected") == 0);   // no huge page to protect
     CHECK(t.counter("remote_tlb_flush") == 1);
     CHECK(t.lock("mmu_lock", engine::LockMode::Read, "kvm_mmu_slot_leaf_clear_dirty")->acquisitions == 1);
+    const engine::Time t0 = t.sim.now();
     t.vcpu(range(B, 300, Access::Write, 3), dirty1);
     CHECK(dirty1.faults == 0);  // the CPU sets D and logs the GPA
+    CHECK(dirty1.done - t0 == 300 * (10_ns + 100_ns));  // each write: guest time + ept_dirty_assist
     CHECK(t.counter("pf_taken") == 1024);
     CHECK(t.counter("vmx_flush_pml_buffer_entries") == 0);
     CHECK_FALSE(t.tdp().dirty(0, B));  // still in the vCPU's PML buffer
