@@ -2443,6 +2443,8 @@ vm::ModelInfo x86_shadow_model_info() {
         {"mmu_init",
          "seed 002's knob acts on kvm_init_mmu after SMM role changes, and x86_shadow has no SMM; its nested "
          "MMU (guest_mmu, kvm_init_shadow_ept_mmu) is initialized once per vCPU"},
+        {"pml_slot_set_dirty",
+         "it acts on PML dirty logging (host feature pml), which x86_tdp models and x86_shadow does not read"},
     };
     for (const auto& [name, why] : inert) {
         info.knobs.erase(std::remove_if(info.knobs.begin(), info.knobs.end(),

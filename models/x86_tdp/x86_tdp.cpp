@@ -147,6 +147,7 @@ Config Config::from(const vm::Knobs& knobs) {
     c.nx_recovery_period_ms = knob_int(knobs, "nx_huge_pages_recovery_period_ms", 0, 0, kUintMax, "x86_tdp");
     c.nx_recovery_read = knob_choice(knobs, "nx_recovery_lock", "write", {"write", "read"}, "x86_tdp") == "read";
     c.age_lock = parse_age_lock(knob_choice(knobs, "age_lock", "write", {"write", "lockless"}, "x86_tdp"));
+    c.pml_slot_set_dirty = knob_bool(knobs, "pml_slot_set_dirty", false, "x86_tdp");
     return c;
 }
 
@@ -407,6 +408,10 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
         assist_.assign(vm_.vcpus, Time::zero());
         for (auto& b : pml_buf_) b.reserve(kPmlEntries);
         site_clear_dirty_ = sim_.site("kvm_mmu_slot_leaf_clear_dirty");
+        if (cfg_.pml_slot_set_dirty) {
+            site_set_dirty_ = sim_.site("kvm_mmu_slot_set_dirty");
+            dirty_set_id_ = sim_.counters().id("spte_dirty_set");
+        }
         pml_full_id_ = sim_.counters().id("handle_pml_full");
         pml_flushed_id_ = sim_.counters().id("vmx_flush_pml_buffer_entries");
         dirty_cleared_id_ = sim_.counters().id("spte_dirty_cleared");
@@ -1550,6 +1555,30 @@ void X86TdpMmu::sync_dirty_log(Bulk& b) {
     for (std::uint32_t i = 0; i < pml_buf_.size(); ++i) b.acc += pml_flush(i, b.cpu);
 }
 
+// set_dirty_gfn_range (v5.11, kvm_tdp_mmu_slot_set_dirty), mmu_lock held exclusively: every leaf
+// with Dirty clear gets it back with tdp_mmu_set_spte (a plain write). Returns whether any did.
+Task<bool> X86TdpMmu::set_dirty_gfn_range(Bulk& b, Gfn start, Gfn end) {
+    bool set = false;
+    TdpIter it;
+    for (iter_start(it, 1, start); it.valid && it.gfn < end; iter_next(it)) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        b.acc += step(b, it);
+        if (should_yield(b, it)) {
+            co_await cond_resched(b, it, false);
+            continue;
+        }
+        EntryRef r = ref(it.level, it.gfn);
+        if (!is_leaf(*r.e)) continue;
+        std::uint8_t& c = clean_[age_index(it.level, it.gfn)];
+        if (!c) continue;
+        c = 0;
+        set = true;
+        b.acc += touch(b.cpu, r.addr, true) + k_.spte_update;
+        sim_.counters().add(dirty_set_id_);
+    }
+    co_return set;
+}
+
 // clear_dirty_gfn_range (kvm_mmu_slot_leaf_clear_dirty -> kvm_tdp_mmu_clear_dirty_slot), under
 // mmu_lock read: the Dirty bit of every leaf, at any level, cleared with tdp_mmu_set_spte_atomic.
 Task<void> X86TdpMmu::clear_dirty_gfn_range(Bulk& b, Gfn start, Gfn end) {
@@ -1688,6 +1717,14 @@ Task<void> X86TdpMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t
     co_await lock(b, LockMode::Read, site_collapsible_);
     co_await zap_collapsible_spte_range(b, s);
     co_await unlock(b);
+    if (cfg_.pml && cfg_.pml_slot_set_dirty) {
+        // Before v5.12 (b6e16ae5d99f): vmx_slot_disable_log_dirty -> kvm_mmu_slot_set_dirty,
+        // under mmu_lock taken exclusively, then a flush if any SPTE changed.
+        co_await lock(b, LockMode::Write, site_set_dirty_);
+        const bool flush = co_await set_dirty_gfn_range(b, s.base, s.base + s.npages);
+        co_await unlock(b);
+        if (flush) b.acc += tlb_.flush();  // kvm_arch_flush_remote_tlbs_memslot
+    }
     co_await settle(b);
 }
 
@@ -2245,6 +2282,17 @@ vm::ModelInfo x86_tdp_model_info() {
                 "the TDP MMU', commit 6e8eb2060cc7, merged for v5.15); false = v5.10-v5.14, where "
                 "direct_page_fault skipped fast_page_fault for a TDP MMU root, so a write-protection fault "
                 "takes the full path: top-up, GUP, mmu_lock (fault_lock's mode), kvm_tdp_mmu_map"),
+        [] {
+            vm::KnobSpec k = bool_knob(
+                "pml_slot_set_dirty", false,
+                "with PML: true = before v5.12, where disabling dirty logging set every leaf SPTE's Dirty bit "
+                "back (vmx_slot_disable_log_dirty -> kvm_mmu_slot_set_dirty -> the TDP MMU's "
+                "set_dirty_gfn_range, under mmu_lock taken exclusively, then a flush); false = v5.12+ (Sean "
+                "Christopherson's 'KVM: x86/mmu: Don't set dirty bits when disabling dirty logging w/ PML', "
+                "commit b6e16ae5d99f)");
+            k.requires_features = {{true, "pml", "the Dirty bits are those PML dirty logging cleared"}};
+            return k;
+        }(),
         int_knob("nx_huge_pages_recovery_ratio", 60, 0, x86_tdp::kUintMax,
                  "kvm.nx_huge_pages_recovery_ratio (Linux v6.9 default 60): with the host feature nx_huge_pages, "
                  "every period the recovery worker (kvm_nx_huge_page_recovery_worker) zaps "

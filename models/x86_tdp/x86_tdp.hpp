@@ -127,6 +127,9 @@ struct Config {
     // PML (Intel Page Modification Logging): the host feature pml (kvm_intel.pml with a CPU that
     // has PML and EPT A/D bits; set by the constructor from the host, not a knob).
     bool pml = false;
+    // pml_slot_set_dirty: before v5.12, disabling dirty logging with PML set every leaf's Dirty
+    // bit back (kvm_mmu_slot_set_dirty).
+    bool pml_slot_set_dirty = false;
     std::int64_t nx_recovery_ratio = 60;      // nx_huge_pages_recovery_ratio (0: no recovery)
     std::int64_t nx_recovery_period_ms = 0;   // nx_huge_pages_recovery_period_ms (0: derived)
     bool nx_recovery_read = false;            // nx_recovery_lock = "read"
@@ -381,6 +384,7 @@ private:
     void clear_dirty_pt_masked(Bulk& b, vm::Gfn gfn, std::uint64_t mask, bool wrprot);
     void write_protect_gfn(Bulk& b, vm::Gfn gfn, int min_level);
     engine::Task<void> clear_dirty_gfn_range(Bulk& b, vm::Gfn start, vm::Gfn end);
+    engine::Task<bool> set_dirty_gfn_range(Bulk& b, vm::Gfn start, vm::Gfn end);
     engine::Time pml_flush(std::uint32_t vcpu, std::uint32_t cpu);
     bool pml_full_exit(std::uint32_t vcpu, vm::Gfn gfn) const;
     void sync_dirty_log(Bulk& b);
@@ -458,13 +462,13 @@ private:
     // Sites and model counters.
     engine::Site site_fault_, site_zap_, site_split_, site_split_relock_, site_wrprot_, site_get_,
         site_clear_, site_collapsible_, site_mn_start_, site_mn_end_, site_free_roots_, site_alloc_root_,
-        site_nx_recovery_, site_age_, site_test_age_, site_clear_dirty_;
+        site_nx_recovery_, site_age_, site_test_age_, site_clear_dirty_, site_set_dirty_;
     struct ModelCounters;
     std::unique_ptr<ModelCounters> mc_;
     std::unique_ptr<vm::GuestTlb> gtlb_;  // host feature guest_tlb, else none
     engine::CounterId tlb_miss_id_ = 0, tlb_walk_id_ = 0;
     // Host feature pml only (so that runs without it keep their counter lists).
-    engine::CounterId pml_full_id_ = 0, pml_flushed_id_ = 0, dirty_cleared_id_ = 0;
+    engine::CounterId pml_full_id_ = 0, pml_flushed_id_ = 0, dirty_cleared_id_ = 0, dirty_set_id_ = 0;
 };
 
 }  // namespace x86_tdp

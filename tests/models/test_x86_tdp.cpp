@@ -1339,3 +1339,28 @@ TEST_CASE("pml: initially-all-set clears nothing at enable; KVM_CLEAR_DIRTY_LOG 
     t.vcpu({{B + 1500, Access::Write}}, other);  // an exit: the buffer is flushed
     CHECK(t.counter("vmx_flush_pml_buffer_entries") == 64);
 }
+
+TEST_CASE("pml: pml_slot_set_dirty (before v5.12) sets the cleared Dirty bits back when logging stops",
+          "[x86_tdp][dirty][pml]") {
+    for (const bool old : {false, true}) {
+        INFO("pml_slot_set_dirty " << old);
+        PmlTdp t(Backing::Anonymous, 2048, {{"pml_slot_set_dirty", old}});
+        VcpuResult map, dirty, after;
+        t.vcpu(range(B, 1024, Access::Write), map);
+        t.vmm([&]() -> engine::Task<void> { co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {}); });
+        t.vcpu(range(B, 100, Access::Write), dirty);  // 100 Dirty bits set again by the CPU
+        engine::Time done;
+        t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t.model->dirty_log_disable(t.host_ctx(3), 0); },
+                      &done);
+        REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+        CHECK(t.counter("spte_dirty_set") == (old ? 924 : 0));
+        CHECK(t.counter("remote_tlb_flush") == (old ? 2 : 1));
+        if (old) CHECK(t.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_slot_set_dirty")->acquisitions == 1);
+        // Either way PML is off now: a write to a still-clean SPTE sets D without logging.
+        t.vcpu(range(B + 500, 10, Access::Write), after);
+        CHECK(after.faults == 0);
+        VcpuResult other;
+        t.vcpu({{B + 1500, Access::Write}}, other);  // a first touch: an exit, which flushes the buffer
+        CHECK(t.counter("vmx_flush_pml_buffer_entries") == 100);
+    }
+}
