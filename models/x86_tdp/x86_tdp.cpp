@@ -1351,9 +1351,11 @@ Task<void> X86TdpMmu::split_huge_pages_root(Bulk& b, Gfn start, Gfn end) {
     }
 }
 
-// wrprot_gfn_range, under mmu_lock read: clear the Writable bit of every leaf at min_level or
-// above (4K without PML; with PML only huge pages, PG_LEVEL_2M).
-Task<void> X86TdpMmu::wrprot_gfn_range(Bulk& b, Gfn start, Gfn end, int min_level) {
+// The walk of wrprot_gfn_range, clear_dirty_gfn_range and set_dirty_gfn_range: every present
+// leaf of [start, end) at min_level or above, tdp_mmu_iter_cond_resched between SPTEs; `op`
+// changes a leaf (adding its work to b.acc) and says whether it did. Returns how many it changed.
+Task<std::uint64_t> X86TdpMmu::leaf_walk(Bulk& b, Gfn start, Gfn end, int min_level, LeafOp op) {
+    std::uint64_t changed = 0;
     TdpIter it;
     for (iter_start(it, min_level, start); it.valid && it.gfn < end; iter_next(it)) {
         if (b.acc >= kSettleQuantum) co_await settle(b);
@@ -1363,11 +1365,41 @@ Task<void> X86TdpMmu::wrprot_gfn_range(Bulk& b, Gfn start, Gfn end, int min_leve
             continue;
         }
         EntryRef r = ref(it.level, it.gfn);
-        if (!is_leaf(*r.e) || !(*r.e & spte::W)) continue;
-        *r.e = static_cast<std::uint8_t>(*r.e & ~spte::W);
-        b.acc += touch(b.cpu, r.addr, true) + k_.spte_cmpxchg + k_.spte_update;
-        sim_.counters().add(mc_->wrprot);
+        if (!is_leaf(*r.e)) continue;
+        if ((this->*op)(b, it, r)) ++changed;
     }
+    co_return changed;
+}
+
+// wrprot_gfn_range's body, under mmu_lock read: clear the Writable bit (tdp_mmu_set_spte_atomic).
+bool X86TdpMmu::wrprot_leaf(Bulk& b, const TdpIter&, EntryRef& r) {
+    if (!(*r.e & spte::W)) return false;
+    *r.e = static_cast<std::uint8_t>(*r.e & ~spte::W);
+    b.acc += touch(b.cpu, r.addr, true) + k_.spte_cmpxchg + k_.spte_update;
+    sim_.counters().add(mc_->wrprot);
+    return true;
+}
+
+// clear_dirty_gfn_range's body (kvm_mmu_slot_leaf_clear_dirty -> kvm_tdp_mmu_clear_dirty_slot),
+// under mmu_lock read: clear the Dirty bit of a leaf at any level (tdp_mmu_set_spte_atomic).
+bool X86TdpMmu::clear_dirty_leaf(Bulk& b, const TdpIter& it, EntryRef& r) {
+    std::uint8_t& c = clean_[age_index(it.level, it.gfn)];
+    if (c) return false;
+    c = 1;
+    b.acc += touch(b.cpu, r.addr, true) + k_.spte_cmpxchg + k_.spte_update;
+    sim_.counters().add(dirty_cleared_id_);
+    return true;
+}
+
+// set_dirty_gfn_range's body (v5.11, kvm_tdp_mmu_slot_set_dirty), mmu_lock held exclusively:
+// set a clear Dirty bit back with tdp_mmu_set_spte (a plain write).
+bool X86TdpMmu::set_dirty_leaf(Bulk& b, const TdpIter& it, EntryRef& r) {
+    std::uint8_t& c = clean_[age_index(it.level, it.gfn)];
+    if (!c) return false;
+    c = 0;
+    b.acc += touch(b.cpu, r.addr, true) + k_.spte_update;
+    sim_.counters().add(dirty_set_id_);
+    return true;
 }
 
 // Huge page recovery when dirty logging is disabled, under mmu_lock read: every page table at 2M
@@ -1555,51 +1587,6 @@ void X86TdpMmu::sync_dirty_log(Bulk& b) {
     for (std::uint32_t i = 0; i < pml_buf_.size(); ++i) b.acc += pml_flush(i, b.cpu);
 }
 
-// set_dirty_gfn_range (v5.11, kvm_tdp_mmu_slot_set_dirty), mmu_lock held exclusively: every leaf
-// with Dirty clear gets it back with tdp_mmu_set_spte (a plain write). Returns whether any did.
-Task<bool> X86TdpMmu::set_dirty_gfn_range(Bulk& b, Gfn start, Gfn end) {
-    bool set = false;
-    TdpIter it;
-    for (iter_start(it, 1, start); it.valid && it.gfn < end; iter_next(it)) {
-        if (b.acc >= kSettleQuantum) co_await settle(b);
-        b.acc += step(b, it);
-        if (should_yield(b, it)) {
-            co_await cond_resched(b, it, false);
-            continue;
-        }
-        EntryRef r = ref(it.level, it.gfn);
-        if (!is_leaf(*r.e)) continue;
-        std::uint8_t& c = clean_[age_index(it.level, it.gfn)];
-        if (!c) continue;
-        c = 0;
-        set = true;
-        b.acc += touch(b.cpu, r.addr, true) + k_.spte_update;
-        sim_.counters().add(dirty_set_id_);
-    }
-    co_return set;
-}
-
-// clear_dirty_gfn_range (kvm_mmu_slot_leaf_clear_dirty -> kvm_tdp_mmu_clear_dirty_slot), under
-// mmu_lock read: the Dirty bit of every leaf, at any level, cleared with tdp_mmu_set_spte_atomic.
-Task<void> X86TdpMmu::clear_dirty_gfn_range(Bulk& b, Gfn start, Gfn end) {
-    TdpIter it;
-    for (iter_start(it, 1, start); it.valid && it.gfn < end; iter_next(it)) {
-        if (b.acc >= kSettleQuantum) co_await settle(b);
-        b.acc += step(b, it);
-        if (should_yield(b, it)) {
-            co_await cond_resched(b, it, false);
-            continue;
-        }
-        EntryRef r = ref(it.level, it.gfn);
-        if (!is_leaf(*r.e)) continue;
-        std::uint8_t& c = clean_[age_index(it.level, it.gfn)];
-        if (c) continue;
-        c = 1;
-        b.acc += touch(b.cpu, r.addr, true) + k_.spte_cmpxchg + k_.spte_update;
-        sim_.counters().add(dirty_cleared_id_);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Host-side operations
 
@@ -1625,12 +1612,12 @@ Task<void> X86TdpMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t 
     }
     if (cfg_.pml) {  // kvm_mmu_slot_leaf_clear_dirty
         co_await lock(b, LockMode::Read, site_clear_dirty_);
-        co_await clear_dirty_gfn_range(b, s.base, s.base + s.npages);
+        co_await leaf_walk(b, s.base, s.base + s.npages, 1, &X86TdpMmu::clear_dirty_leaf);
         co_await unlock(b);
     }
     // kvm_mmu_slot_remove_write_access(slot, PG_LEVEL_4K), or PG_LEVEL_2M with PML
     co_await lock(b, LockMode::Read, site_wrprot_);
-    co_await wrprot_gfn_range(b, s.base, s.base + s.npages, cfg_.pml ? 2 : 1);
+    co_await leaf_walk(b, s.base, s.base + s.npages, cfg_.pml ? 2 : 1, &X86TdpMmu::wrprot_leaf);
     co_await unlock(b);
     b.acc += tlb_.flush();  // kvm_flush_remote_tlbs_memslot, unconditionally
     co_await settle(b);
@@ -1721,7 +1708,7 @@ Task<void> X86TdpMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t
         // Before v5.12 (b6e16ae5d99f): vmx_slot_disable_log_dirty -> kvm_mmu_slot_set_dirty,
         // under mmu_lock taken exclusively, then a flush if any SPTE changed.
         co_await lock(b, LockMode::Write, site_set_dirty_);
-        const bool flush = co_await set_dirty_gfn_range(b, s.base, s.base + s.npages);
+        const bool flush = co_await leaf_walk(b, s.base, s.base + s.npages, 1, &X86TdpMmu::set_dirty_leaf) > 0;
         co_await unlock(b);
         if (flush) b.acc += tlb_.flush();  // kvm_arch_flush_remote_tlbs_memslot
     }
