@@ -406,6 +406,7 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
         clean_.assign(pte_.size(), 0);
         pml_buf_.resize(vm_.vcpus);
         assist_.assign(vm_.vcpus, Time::zero());
+        for (std::uint32_t i = 0; i < vm_.vcpus; ++i) vcpu_cpu_.push_back(vm::thread_cpu(i, env.host));
         for (auto& b : pml_buf_) b.reserve(kPmlEntries);
         site_clear_dirty_ = sim_.site("kvm_mmu_slot_leaf_clear_dirty");
         if (cfg_.pml_slot_set_dirty) {
@@ -1541,7 +1542,7 @@ Task<void> X86TdpMmu::enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t
 // ---------------------------------------------------------------------------------------------
 // PML (v6.9 arch/x86/kvm/vmx/vmx.c, arch/x86/kvm/x86.c, arch/x86/kvm/mmu/tdp_mmu.c)
 
-bool X86TdpMmu::pml_log(std::uint32_t vcpu, std::size_t head, Gfn gfn) const {
+bool X86TdpMmu::pml_log(std::uint32_t vcpu, std::size_t head, int level, Gfn gfn) const {
     // PML is enabled in the VMCS only while a memslot logs dirty pages
     // (vmx_update_cpu_dirty_logging); otherwise the CPU just sets D.
     if (dirty_logging_slots_ > 0) {
@@ -1550,7 +1551,9 @@ bool X86TdpMmu::pml_log(std::uint32_t vcpu, std::size_t head, Gfn gfn) const {
         buf.push_back(gfn);
     }
     clean_[head] = 0;
-    assist_[vcpu] += k_.ept_dirty_assist;
+    // The page walker's locked update of the SPTE: its line comes to the vCPU's CPU. Hits run in
+    // time order (fault_lookahead() is zero), so the cache model sees them in order.
+    assist_[vcpu] += k_.ept_dirty_assist + cache_.touch(vcpu_cpu_[vcpu], entry_addr(level, gfn), 8, true);
     return true;
 }
 

@@ -196,25 +196,26 @@ public:
         const std::size_t i4 = (static_cast<std::size_t>(ri) << 18) | (gfn & 0x3ffff);
         const std::uint8_t e = pte_[i4];
         if (e & spte::P) [[likely]]
-            return (e & need) != 0 && set_accessed(i4) && set_dirty(vcpu, i4, gfn, access);
+            return (e & need) != 0 && set_accessed(i4) && set_dirty(vcpu, i4, 1, gfn, access);
         const std::uint8_t d = pde_[(static_cast<std::size_t>(ri) << 9) | ((gfn >> 9) & 511)];
         if (d & spte::LEAF)
             return (d & need) != 0 && set_accessed(i4 & ~std::size_t{511}) &&
-                   set_dirty(vcpu, i4 & ~std::size_t{511}, gfn, access);
+                   set_dirty(vcpu, i4 & ~std::size_t{511}, 2, gfn, access);
         const std::uint8_t u = pdpte_[ri];
         return (u & spte::LEAF) && (u & need) != 0 && set_accessed(i4 & ~std::size_t{0x3ffff}) &&
-               set_dirty(vcpu, i4 & ~std::size_t{0x3ffff}, gfn, access);
+               set_dirty(vcpu, i4 & ~std::size_t{0x3ffff}, 3, gfn, access);
     }
-    // With PML a write that hits a leaf whose Dirty bit KVM cleared has the CPU set D (an assist:
-    // ept_dirty_assist of guest time, taken by take_hit_assist) and log the GPA in the vCPU's PML
-    // buffer, without an exit. A full buffer makes it a PML-full VM exit instead (false: the
-    // access enters the model, page_fault handles it).
-    bool set_dirty(std::uint32_t vcpu, std::size_t head, vm::Gfn gfn, vm::Access access) const {
+    // With PML a write that hits a leaf (at `level`) whose Dirty bit KVM cleared has the CPU set
+    // D (an assist: ept_dirty_assist plus the SPTE's line through the cache model, guest time
+    // taken by take_hit_assist) and log the GPA in the vCPU's PML buffer, without an exit. A full
+    // buffer makes it a PML-full VM exit instead (false: the access enters the model, page_fault
+    // handles it).
+    bool set_dirty(std::uint32_t vcpu, std::size_t head, int level, vm::Gfn gfn, vm::Access access) const {
         if (clean_.empty() || access != vm::Access::Write || !clean_[head]) [[likely]]
             return true;
-        return pml_log(vcpu, head, gfn);
+        return pml_log(vcpu, head, level, gfn);
     }
-    bool pml_log(std::uint32_t vcpu, std::size_t head, vm::Gfn gfn) const;
+    bool pml_log(std::uint32_t vcpu, std::size_t head, int level, vm::Gfn gfn) const;
     bool hit_assists() const override { return cfg_.pml; }
     engine::Time take_hit_assist(std::uint32_t vcpu) override {
         return std::exchange(assist_[vcpu], engine::Time::zero());
@@ -436,6 +437,7 @@ private:
     mutable std::vector<std::uint8_t> clean_;
     mutable std::vector<std::vector<vm::Gfn>> pml_buf_;
     mutable std::vector<engine::Time> assist_;  // per vCPU: Dirty-bit assists not yet taken
+    std::vector<std::uint32_t> vcpu_cpu_;       // per vCPU: its host CPU (vm::thread_cpu)
     std::uint32_t dirty_logging_slots_ = 0;
     // NX huge pages, per table entry at level 3 (per region) and 2 (region * 512 + index): 0 = the
     // linked page table is not nx_huge_page_disallowed, 1 = it is, >= 2 = it is and is tracked

@@ -103,6 +103,12 @@ struct HostConfig {
     bool feature(std::string_view name) const;
 };
 
+// The CPU of the i-th thread the VMM creates (the vCPUs first, vCPU i being thread i, then its
+// own): spread over the sockets as the scheduler places busy threads created one after another on
+// an idle machine (select_task_rq_fair on fork and wake-up -> find_idlest_group: the least-loaded
+// socket next), so thread i runs on socket i mod S. Past the last CPU it wraps around.
+std::uint32_t thread_cpu(std::uint32_t i, const HostConfig& host);
+
 // Who is executing: a vCPU (vcpu >= 0) or a host-side actor (the VMM's ioctl thread, an MMU
 // notifier). host_cpu selects the CPU in the cache model.
 struct CpuContext {

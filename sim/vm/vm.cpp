@@ -44,6 +44,14 @@ PageLevel host_level(Backing b) {
     return PageLevel::K4;
 }
 
+std::uint32_t thread_cpu(std::uint32_t i, const HostConfig& host) {
+    const std::uint32_t cpus = host.cpus ? host.cpus : 1;
+    const engine::Topology& t = host.topology;
+    const std::uint32_t j = i % cpus;
+    if (t.sockets <= 1 || t.cpus() != cpus) return j;
+    return (j % t.sockets) * t.cpus_per_socket + (j / t.sockets) % t.cpus_per_socket;
+}
+
 bool HostConfig::feature(std::string_view name) const {
     auto it = features.find(name);
     if (it == features.end()) throw std::out_of_range("host profile has no feature '" + std::string(name) + "'");

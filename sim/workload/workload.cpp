@@ -2,19 +2,7 @@
 
 namespace kvmsim::workload {
 
-namespace {
-// The CPU of the i-th thread the VMM creates (the vCPUs first, then its own): spread over the
-// sockets as the scheduler places busy threads created one after another on an idle machine
-// (select_task_rq_fair on fork and wake-up -> find_idlest_group: the least-loaded socket next), so
-// thread i runs on socket i mod S. Past the last CPU it wraps around.
-std::uint32_t thread_cpu(std::uint32_t i, const vm::HostConfig& host) {
-    const std::uint32_t cpus = host.cpus ? host.cpus : 1;
-    const engine::Topology& t = host.topology;
-    const std::uint32_t j = i % cpus;
-    if (t.sockets <= 1 || t.cpus() != cpus) return j;
-    return (j % t.sockets) * t.cpus_per_socket + (j / t.sockets) % t.cpus_per_socket;
-}
-}  // namespace
+using vm::thread_cpu;
 
 Executor::Executor(engine::Simulator& sim, vm::MmuModel& model, const vm::VmConfig& vm, const vm::HostConfig& host,
                    const Workload& w)
