@@ -2202,7 +2202,8 @@ vm::ModelInfo x86_tdp_model_info() {
     info.name = "x86_tdp";
     info.summary =
         "x86 TDP MMU (EPT/NPT): faults under mmu_lock read with cmpxchg installs, fast page faults, "
-        "dirty logging with eager splitting, kvm_zap_gfn_range lock modes (seed 003)";
+        "dirty logging with eager splitting (write protection, or Intel PML with host feature pml), "
+        "kvm_zap_gfn_range lock modes (seed 003)";
     info.kernel =
         "Linux v6.9: arch/x86/kvm/mmu/tdp_mmu.c, arch/x86/kvm/mmu/mmu.c, arch/x86/kvm/x86.c "
         "(kvm_mmu_slot_apply_flags), virt/kvm/kvm_main.c; zap_lock alternatives from Yan Zhao's "

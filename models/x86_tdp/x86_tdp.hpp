@@ -16,6 +16,10 @@
 //               kvm_arch_mmu_enable_log_dirty_pt_masked (clear_dirty_pt_masked, write_protect_gfn,
 //               kvm_mmu_try_split_huge_pages), kvm_mmu_zap_collapsible_sptes ->
 //               zap_collapsible_spte_range
+//   PML         (host feature pml) vmx_flush_pml_buffer and handle_pml_full (vmx/vmx.c),
+//               vmx_update_cpu_dirty_logging, kvm_arch_sync_dirty_log, kvm_mmu_slot_leaf_clear_dirty ->
+//               clear_dirty_gfn_range, clear_dirty_pt_masked (wrprot false), make_spte's Dirty bit;
+//               v5.11's kvm_mmu_slot_set_dirty -> set_dirty_gfn_range by knob (pml_slot_set_dirty)
 //   zaps        kvm_zap_gfn_range -> kvm_tdp_mmu_zap_leafs -> tdp_mmu_zap_leafs with
 //               tdp_mmu_iter_cond_resched; the seed 003 alternatives (zap_lock knob): Yan Zhao's
 //               "[PATCH v4 12/12] KVM: x86/mmu: convert kvm_zap_gfn_range() to use shared
