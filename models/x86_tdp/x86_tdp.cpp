@@ -991,7 +991,7 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
     const std::uint32_t cpu = cpu_ctx.host_cpu;
     VcpuState& v = *vcpus_[static_cast<std::size_t>(cpu_ctx.vcpu)];
     Time t = k_.fault_entry;
-    if (!pml_buf_.empty()) {
+    if (cfg_.pml) {
         // vmx_handle_exit flushes the vCPU's PML buffer on every VM exit, before the handler.
         const bool full = access == vm::Access::Write && pml_full_exit(vi, gfn);
         t += pml_flush(vi, cpu);
@@ -1495,17 +1495,9 @@ void X86TdpMmu::clear_dirty_pt_masked(Bulk& b, Gfn gfn, std::uint64_t mask, bool
         if (!is_leaf(*r.e)) continue;
         if (it.level > 1 || !(mask & (std::uint64_t{1} << (it.gfn - gfn)))) continue;
         mask &= ~(std::uint64_t{1} << (it.gfn - gfn));
-        if (wrprot) {
-            if (!(*r.e & spte::W)) continue;
-            *r.e = static_cast<std::uint8_t>(*r.e & ~spte::W);
-        } else {
-            std::uint8_t& c = clean_[age_index(1, it.gfn)];
-            if (c) continue;
-            c = 1;
-        }
-        // tdp_mmu_clear_spte_bits: an atomic AND (the SPTE has volatile bits).
-        b.acc += touch(b.cpu, r.addr, true) + k_.spte_cmpxchg + k_.spte_update;
-        sim_.counters().add(wrprot ? mc_->wrprot : dirty_cleared_id_);
+        // tdp_mmu_clear_spte_bits: an atomic AND (the SPTE has volatile bits), priced as the
+        // bulk walks' cmpxchg.
+        (this->*(wrprot ? &X86TdpMmu::wrprot_leaf : &X86TdpMmu::clear_dirty_leaf))(b, it, r);
     }
 }
 
