@@ -271,6 +271,11 @@ Page HostMm::page(Gfn gfn) const {
     return s ? state(*s, gfn) : Page::Absent;
 }
 
+int HostMm::mapping_level(Gfn gfn) const {
+    const Slot* s = slot_of(gfn);
+    return s ? map_level(*s, state(*s, gfn)) : 3;
+}
+
 // The host mapping's size as KVM sees it: PageTransCompoundMap holds for a PMD-mapped THP and
 // for the huge zero page (a compound page without rmap mapcounts), not for a 4 KiB page.
 int HostMm::map_level(const Slot& s, Page p) const {

@@ -204,6 +204,10 @@ public:
 
     // Introspection (no simulated cost).
     Page page(vm::Gfn gfn) const;
+    // The size of the host's mapping of gfn as its page tables say now, in Gup::level's numbering
+    // (3: 4 KiB, also when nothing is mapped; 2: a PMD-mapped THP or the huge zero page; a hugetlb
+    // page: its size). What KVM's host_pfn_mapping_level finds; its walk's cost is the caller's.
+    int mapping_level(vm::Gfn gfn) const;
     const Costs& costs() const { return k_; }
     const Features& features() const { return ft_; }
     const engine::Topology& topology() const { return topo_; }

@@ -97,7 +97,7 @@ const std::vector<std::string>& Costs::names() {
     static const std::vector<std::string> n = {
         "shadow_fault_base", "hash_entry_step",   "sp_alloc_base", "account_shadowed",  "rmap_op",
         "rmap_head_step",    "sp_zap_base",       "rmap_alloc_per_4k", "guest_walk_level", "shadow_root_alloc",
-        "nested_transition", "sync_spte",         "emulate_write",
+        "nested_transition", "sync_spte",         "emulate_write",     "max_mapping_level",
     };
     return n;
 }
@@ -121,9 +121,9 @@ Costs Costs::from(const vm::CostProfile& p) {
         &Costs::shadow_fault_base, &Costs::hash_entry_step, &Costs::sp_alloc_base,     &Costs::account_shadowed,
         &Costs::rmap_op,           &Costs::rmap_head_step,  &Costs::sp_zap_base,       &Costs::rmap_alloc_per_4k,
         &Costs::guest_walk_level,  &Costs::shadow_root_alloc, &Costs::nested_transition, &Costs::sync_spte,
-        &Costs::emulate_write,
+        &Costs::emulate_write,     &Costs::max_mapping_level,
     };
-    static_assert(std::size(kFields) == 13);
+    static_assert(std::size(kFields) == 14);
     Costs c;
     for (std::size_t i = 0; i < std::size(kFields); ++i) c.*kFields[i] = p.time(names()[i]);
     return c;
@@ -917,6 +917,7 @@ Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gf
     }
     if (t.nested) sps_[child(t, goal + 1, gfn)].write_flooding = 0;  // the leaf's SP too
     // mmu_set_spte at the goal level.
+    if (is_table(entry(t, goal, gfn))) c += replace_empty_table(cpu, t, goal, gfn);
     std::uint8_t& e = entry(t, goal, gfn);
     const std::uint64_t addr = entry_addr(t, goal, gfn);
     c += kt_.tdp_walk_level + touch(cpu, addr, true) + kt_.spte_update;
@@ -1043,8 +1044,12 @@ Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acces
         } else if (!ok) {  // else another vCPU mapped it meanwhile: spurious
             int goal = max_level(*s, gfn, 4 - gup.level);
             if (t->nested) goal = std::min(goal, guest_leaf_level(*s));
-            if (goal == 3 && is_table(l3)) goal = 2;  // huge pages are not rebuilt over a page table
-            if (goal == 2 && is_table(l2)) goal = 1;
+            // mmu_set_spte replaces a page table with the huge SPTE (drop_parent_pte). The model
+            // does so in the direct tree when no SPTE below is present (what
+            // kvm_mmu_zap_collapsible_sptes leaves); a table with present SPTEs keeps the fault
+            // at the level below (the kernel would unlink them, still mapped, with the table).
+            if (goal == 3 && is_table(l3) && (t->nested || !table_empty(*t, 3, gfn))) goal = 2;
+            if (goal == 2 && is_table(l2) && (t->nested || !table_empty(*t, 2, gfn))) goal = 1;
             held += map(cpu, v, *t, *s, gfn, goal, leaf);
             fixed = true;
         } else {
@@ -1629,6 +1634,51 @@ Time X86ShadowMmu::drop_parent_pte(std::uint32_t cpu, Tree& t, int level, Gfn gf
     return c;
 }
 
+// Whether no SPTE below the table at (level, gfn) of t is present (its page tables may be).
+bool X86ShadowMmu::table_empty(const Tree& t, int level, Gfn gfn) const {
+    const std::uint64_t i = round_gfn(gfn, level) - span_base_;
+    const std::uint64_t n = std::min<std::uint64_t>(pages_at(level), span_ - i);
+    auto present = [](std::uint8_t e) { return is_leaf(e); };
+    if (std::any_of(t.pte.begin() + static_cast<std::ptrdiff_t>(i), t.pte.begin() + static_cast<std::ptrdiff_t>(i + n),
+                    present))
+        return false;
+    if (level < 3) return true;
+    return std::none_of(t.pde.begin() + static_cast<std::ptrdiff_t>(i >> 9),
+                        t.pde.begin() + static_cast<std::ptrdiff_t>((i + n + 511) >> 9), present);
+}
+
+// mmu_set_spte over a table SPTE whose subtree holds no present SPTE: drop_parent_pte unlinks the
+// child SP (its parent_ptes entry removed), then kvm_flush_remote_tlbs_gfn. The kernel leaves
+// the child in mmu_page_hash until something zaps it; the model frees it and the SPs below it
+// at no cost (they map nothing), so a later fault allocates a new one where the kernel would
+// find the old one in the hash.
+Time X86ShadowMmu::replace_empty_table(std::uint32_t cpu, Tree& t, int level, Gfn gfn) {
+    const std::uint32_t ch = child(t, level, gfn);
+    Time c = kt_.spte_update + pte_list_remove(cpu, sps_[ch].parents, sps_[ch].header + 64);
+    entry(t, level, gfn) = 0;
+    child(t, level, gfn) = 0;
+    if (sps_[ch].parents == 0) free_subtree(t, ch, level - 1, round_gfn(gfn, level));
+    sim_.counters().add(mc_->drop_parent);
+    return c + tlb_.flush();
+}
+
+// Frees sp, an SP at `level` of t over `base` whose SPTEs are all non-present, and its child SPs.
+void X86ShadowMmu::free_subtree(Tree& t, std::uint32_t sp, int level, Gfn base) {
+    if (level > 1) {
+        for (unsigned k = 0; k < 512; ++k) {
+            const Gfn g = base + k * pages_at(level);
+            if (g - span_base_ >= span_) break;
+            if (!is_table(entry(t, level, g))) continue;
+            std::uint32_t& link = child(t, level, g);
+            sps_[link].parents = 0;
+            free_subtree(t, link, level - 1, g);
+            entry(t, level, g) = 0;
+            link = 0;
+        }
+    }
+    free_sp(sp);
+}
+
 // kvm_mmu_track_write (mmu_lock write): ++mmu_pte_write; for every SP shadowing the page
 // (for_each_gfn_valid_sp_with_gptes, unlinked ones too): a third write to an upper-level SP
 // without a fault using it in between zaps it (detect_write_flooding: kvm_mmu_prepare_zap_page,
@@ -2043,6 +2093,52 @@ Task<void> X86ShadowMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32
     co_await settle(b);
 }
 
+// kvm_mmu_zap_collapsible_sptes' rmap half (v6.9 kvm_rmap_zap_collapsible_sptes), under mmu_lock
+// for write: walk_slot_rmaps over the slot's 4K and 2M rmaps (KVM_MAX_HUGEPAGE_LEVEL - 1), with
+// flush_on_yield. For every SPTE on a head, kvm_mmu_zap_collapsible_spte: sptep_to_sp (the SP's
+// header line) and, for a direct SP, kvm_mmu_max_mapping_level(sp->gfn) (`max_mapping_level`:
+// lpage_info and host_pfn_mapping_level's walk of the host page tables, whose lines are not
+// modelled); an SP whose level is below that loses the SPTE (kvm_zap_one_rmap_spte), the flush
+// left for the next yield or the end (kvm_arch_flush_remote_tlbs_memslot: without Hyper-V's
+// ranged flush, kvm_available_flush_tlb_with_range() is false). The next fault maps the huge page
+// over the emptied table. The nested trees' SPTEs are visited and left alone (see
+// docs/models/x86_shadow.md).
+Task<void> X86ShadowMmu::zap_collapsible_sptes(Bulk& b, Slot& s) {
+    bool flush = false;
+    std::optional<engine::CounterId> zapped;
+    const Gfn end = s.base + s.npages;
+    for (int level = 1; level <= 2; ++level) {
+        const std::uint64_t step = pages_at(level);
+        for (Gfn g = round_gfn(s.base, level); g < end; g += step * 8) {
+            if (b.acc >= kSettleQuantum) co_await settle(b);
+            if (need_resched(b)) {
+                co_await cond_resched(b, flush);
+                flush = false;
+            }
+            b.acc += k_.rmap_head_step * 8 + touch(b.cpu, rmap_head_addr(g, level), false, 64);
+            for (Gfn h = g; h < g + step * 8 && h < end; h += step) {
+                const std::uint32_t n = rmap_size(h, level);
+                if (n == 0) continue;
+                b.acc += k_.rmap_op * n;  // for_each_rmap_spte
+                for (auto& t : nested_)
+                    if (is_leaf(entry(*t, level, h))) b.acc += touch(b.cpu, sps_[child(*t, level + 1, h)].header, false);
+                if (!direct_ || !is_leaf(entry(*direct_, level, h))) continue;
+                Tree& t = *direct_;
+                const Gfn sp_gfn = round_gfn(h, level + 1);
+                b.acc += touch(b.cpu, sps_[child(t, level + 1, h)].header, false) + k_.max_mapping_level;
+                if (max_level(s, sp_gfn, 4 - host_->mapping_level(sp_gfn)) <= level) continue;
+                b.acc += touch(b.cpu, entry_addr(t, level, h), true) + kt_.spte_update + rmap_remove(b.cpu, h, level);
+                entry(t, level, h) = 0;
+                stats_.update_page_stats(static_cast<vm::PageLevel>(level), -1);
+                if (!zapped) zapped = sim_.counters().id("kvm_mmu_zap_collapsible_spte");
+                sim_.counters().add(*zapped);
+                flush = true;
+            }
+        }
+    }
+    if (flush) b.acc += tlb_.flush();
+}
+
 X86ShadowMmu::DirtyLogCounters& X86ShadowMmu::dirty_log_counters() {
     if (!dlc_) dlc_ = std::make_unique<DirtyLogCounters>(sim_.counters());
     return *dlc_;
@@ -2309,6 +2405,17 @@ Task<void> X86ShadowMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint3
         m.dirty_logging = false;
     }
     s.bitmap.clear();
+    // kvm_mmu_slot_apply_flags -> kvm_mmu_zap_collapsible_sptes: the rmap half when the rmaps
+    // exist. v6.9 runs it before the TDP MMU's half; with the TDP MMU on the model runs it after
+    // (the embedded model's part includes the memslot update).
+    if (rmaps_) {
+        if (!site_collapsible_) site_collapsible_ = sim_.site("kvm_mmu_zap_collapsible_sptes");
+        Bulk b = make_bulk(cpu);
+        co_await lock(b, *site_collapsible_);
+        co_await zap_collapsible_sptes(b, s);
+        co_await unlock(b);
+        co_await settle(b);
+    }
     if (cfg_.split_cache_free == SplitCacheFree::FlagsChange) {
         engine::LockGuard slots = co_await slots_lock_.lock(site_memslot_);
         free_split_caches();

@@ -108,7 +108,7 @@ constexpr std::uint32_t pte_list_descs(std::uint32_t n) { return n <= 1 ? 0 : (n
 struct Costs {
     engine::Time shadow_fault_base, hash_entry_step, sp_alloc_base, account_shadowed, rmap_op, rmap_head_step,
         sp_zap_base, rmap_alloc_per_4k, guest_walk_level, shadow_root_alloc, nested_transition, sync_spte,
-        emulate_write;
+        emulate_write, max_mapping_level;
     static const std::vector<std::string>& names();  // the shadow MMU's own
     static std::vector<std::string> all_names();      // with x86_tdp's and x86_context's
     static Costs from(const vm::CostProfile& p);
@@ -338,6 +338,10 @@ private:
     engine::Task<void> try_split_huge_pages(Bulk& b, Slot& s, vm::Gfn start, vm::Gfn end);
     engine::Task<void> split_huge_page(Bulk& b, Tree& t, int level, vm::Gfn gfn);
     engine::Task<void> remove_write_access(Bulk& b, Slot& s);
+    engine::Task<void> zap_collapsible_sptes(Bulk& b, Slot& s);
+    bool table_empty(const Tree& t, int level, vm::Gfn gfn) const;
+    engine::Time replace_empty_table(std::uint32_t cpu, Tree& t, int level, vm::Gfn gfn);
+    void free_subtree(Tree& t, std::uint32_t sp, int level, vm::Gfn base);
     bool rmap_write_protect(Bulk& b, vm::Gfn gfn, int level, bool pt_protect);
     bool age_rmap(Bulk& b, vm::Gfn gfn, int level, bool clear);
     void enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask);
@@ -434,6 +438,7 @@ private:
     // Registered on the first KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG, so that runs without them
     // report no new (zero) counters.
     std::unique_ptr<DirtyLogCounters> dlc_;
+    std::optional<engine::Site> site_collapsible_;  // registered on the first disable
 };
 
 }  // namespace x86_shadow

@@ -701,14 +701,7 @@ X86TdpMmu::Slot& X86TdpMmu::slot_by_id(std::uint32_t id) {
 
 // host_pfn_mapping_level: the size of the host's mapping of gfn as its page tables say now (a
 // PMD-mapped THP or huge zero page: 2M; a hugetlb page: its size; else, or nothing mapped, 4K).
-int X86TdpMmu::host_mapping_level(const Slot& s, Gfn gfn) const {
-    switch (host_->page(gfn)) {
-        case host::Page::Hugetlb: return s.host_level;
-        case host::Page::Huge:
-        case host::Page::HugeZero: return 2;
-        default: return 1;
-    }
-}
+int X86TdpMmu::host_mapping_level(Gfn gfn) const { return 4 - host_->mapping_level(gfn); }
 
 // kvm_mmu_hugepage_adjust / kvm_mmu_max_mapping_level: the host mapping level, limited to huge
 // pages lying inside the slot (lpage_info), and 4K while the slot logs dirty pages.
@@ -1433,7 +1426,7 @@ Task<void> X86TdpMmu::zap_collapsible_spte_range(Bulk& b, Slot& s) {
         if (it.level > 3 || !is_present(e)) continue;
         if (is_leaf(e)) continue;
         if (it.gfn < start || it.gfn >= end) continue;
-        if (max_mapping_level(s, it.gfn, host_mapping_level(s, it.gfn)) < it.level) continue;
+        if (max_mapping_level(s, it.gfn, host_mapping_level(it.gfn)) < it.level) continue;
         if (mode == HugePageRecovery::Zap) {
             co_await zap_spte_atomic(b, it.level, it.gfn);
             continue;
@@ -1838,7 +1831,7 @@ Task<std::uint64_t> X86TdpMmu::age_range(const vm::CpuContext& cpu, const vm::Ag
         sim_, b, r, ak_.caller(r.via) + ak_.mmu_notifier_young,
         [this](Gfn g) {
             const Slot* s = slot_of(g);
-            const std::uint64_t host_pages = s ? pages_at(host_mapping_level(*s, g)) : 1;
+            const std::uint64_t host_pages = s ? pages_at(host_mapping_level(g)) : 1;
             return (g / host_pages + 1) * host_pages;
         },
         [&](Gfn g, Gfn e, engine::Site site) -> Task<std::optional<bool>> {

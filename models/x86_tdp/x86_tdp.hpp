@@ -346,7 +346,7 @@ private:
     const Slot* slot_of(vm::Gfn gfn) const;
     Slot& slot_by_id(std::uint32_t id);
     int max_mapping_level(const Slot& s, vm::Gfn gfn, int host_level) const;
-    int host_mapping_level(const Slot& s, vm::Gfn gfn) const;
+    int host_mapping_level(vm::Gfn gfn) const;
     engine::Time touch(std::uint32_t cpu, std::uint64_t addr, bool write, std::uint64_t bytes = 8);
     engine::Time mark_page_dirty(Slot& s, vm::Gfn gfn, std::uint32_t cpu);
     engine::Time topup_caches(VcpuState& v);

@@ -39,7 +39,7 @@ struct Shadow : Harness {
         auto ns = [&](const char* n, double v) { host.costs.set(n, v * 1000.0); };
         for (const char* n : {"shadow_fault_base", "hash_entry_step", "sp_alloc_base", "account_shadowed", "rmap_op",
                               "rmap_head_step", "sp_zap_base", "rmap_alloc_per_4k", "guest_walk_level",
-                              "shadow_root_alloc", "nested_transition", "sync_spte", "emulate_write"})
+                              "shadow_root_alloc", "nested_transition", "sync_spte", "emulate_write", "max_mapping_level"})
             ns(n, 5);
         build([](vm::ModelEnv& e) { return make(e, "x86_shadow"); });
     }

@@ -26,7 +26,7 @@ std::unique_ptr<vm::MmuModel> make_shadow(vm::ModelEnv& env) {
 }
 
 struct Shadow : Harness {
-    Shadow(Backing b, std::uint64_t npages, std::uint32_t vcpus, vm::Knobs k = {})
+    Shadow(Backing b, std::uint64_t npages, std::uint32_t vcpus, vm::Knobs k = {}, double max_mapping_level_ns = 20)
         : Harness(b, npages, vcpus, std::move(k)) {
         auto ns = [&](const char* n, double v) { host.costs.set(n, v * 1000.0); };
         ns("shadow_fault_base", 400);
@@ -42,6 +42,7 @@ struct Shadow : Harness {
         ns("nested_transition", 1000);
         ns("sync_spte", 10);
         ns("emulate_write", 500);
+        ns("max_mapping_level", max_mapping_level_ns);
         build(make_shadow);
         for (std::uint32_t i = 0; i < vcpus; ++i) vctx.push_back(vcpu_ctx(i));
     }
@@ -1160,4 +1161,71 @@ TEST_CASE("eager_page_split with tdp_mmu off, initially-all-set: KVM_CLEAR_DIRTY
     s.access(0, {{B + 5, Access::Write}});
     CHECK(s.counter("pf_fast") == 1);
     CHECK(s.counter("remote_tlb_flush") == 1);  // the clear's, after the unlock: the splits flush nothing
+}
+
+TEST_CASE("tdp_mmu off: disabling dirty logging zaps the 4K SPTEs of pages the host maps huge "
+          "(kvm_rmap_zap_collapsible_sptes); the next faults map 2M over the emptied tables",
+          "[x86_shadow][dirty][collapsible]") {
+    Shadow s(Backing::AnonymousThp, 4 * 512, 1, knobs({{"eager_page_split", false}}));
+    s.access(0, range(B, 4, Access::Write, 512));
+    REQUIRE(s.gauge("pages_2m") == 4);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    s.access(0, range(B, 4 * 512, Access::Write));  // the first write in each 2M page drops it
+    REQUIRE(s.gauge("pages_4k") == 4 * 512);
+    REQUIRE(s.gauge("pages_2m") == 0);
+    const std::uint32_t sps_logging = s.sh().n_used_mmu_pages();
+    CHECK(sps_logging == 3 + 4);  // root, PDPT, PD and the four page tables
+    const std::uint64_t flushes = s.counter("remote_tlb_flush");
+    s.on_host([&]() { return s.model->dirty_log_disable(s.hctx, 0); });
+    // Every 4K SPTE's SP (level 1) is below the host's 2M mapping: zapped, with one flush.
+    CHECK(s.counter("kvm_mmu_zap_collapsible_spte") == 4 * 512);
+    CHECK(s.gauge("pages_4k") == 0);
+    CHECK(s.sh().rmap_size(B + 7, 1) == 0);
+    CHECK(s.counter("remote_tlb_flush") == flushes + 1);
+    CHECK(s.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_zap_collapsible_sptes")->acquisitions == 1);
+    CHECK_FALSE(s.model->hits(0, B + 7, Access::Read));
+    CHECK(s.sh().n_used_mmu_pages() == sps_logging);  // the page tables stay linked, empty
+    // One read per 2M page maps it huge again: mmu_set_spte unlinks the empty page table.
+    s.access(0, range(B, 4, Access::Read, 512));
+    CHECK(s.gauge("pages_2m") == 4);
+    CHECK(s.sh().mapping_level(0, B + 700) == PageLevel::M2);
+    CHECK(s.counter("drop_parent_pte") == 4);
+    CHECK(s.sh().n_used_mmu_pages() == 3);
+    CHECK(s.model->hits(0, B + 3 * 512 + 9, Access::Write));
+}
+
+TEST_CASE("tdp_mmu off: on 4K pages the collapsible walk checks every SPTE's mapping level and zaps nothing",
+          "[x86_shadow][dirty][collapsible]") {
+    auto hold = [](double check_ns) {
+        Shadow s(Backing::Anonymous, 1024, 1, {}, check_ns);
+        s.access(0, range(B, 1024, Access::Write));
+        s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+        s.on_host([&]() { return s.model->dirty_log_disable(s.hctx, 0); });
+        CHECK(s.counter("kvm_mmu_zap_collapsible_spte") == 0);
+        CHECK(s.gauge("pages_4k") == 1024);
+        CHECK_FALSE(s.model->hits(0, B + 5, Access::Write));  // still write-protected: the next write is fixed fast
+        const auto rec = s.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_zap_collapsible_sptes");
+        REQUIRE(rec);
+        CHECK(rec->acquisitions == 1);
+        return rec->hold_ps.max();
+    };
+    // kvm_mmu_max_mapping_level once per present SPTE: 100 ns more each is 1024 x 100 ns more held.
+    CHECK(hold(120) - hold(20) == 1024 * 100 * 1000);
+}
+
+TEST_CASE("tdp_mmu off, 1G hugetlb split eagerly while logging: the disable zaps every 4K SPTE and a fault maps "
+          "1G over the emptied PD",
+          "[x86_shadow][1g][dirty][collapsible]") {
+    Shadow s(Backing::Hugetlb1G, 512 * 512, 1, knobs({{"eager_page_split", true}}));
+    s.access(0, {{B + 5, Access::Write}});
+    REQUIRE(s.gauge("pages_1g") == 1);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    REQUIRE(s.gauge("pages_4k") == 512 * 512);
+    s.on_host([&]() { return s.model->dirty_log_disable(s.hctx, 0); });
+    CHECK(s.counter("kvm_mmu_zap_collapsible_spte") == 512 * 512);
+    CHECK(s.gauge("pages_4k") == 0);
+    s.access(0, {{B + 100000, Access::Read}});
+    CHECK(s.gauge("pages_1g") == 1);
+    CHECK(s.sh().mapping_level(0, B + 5) == PageLevel::G1);
+    CHECK(s.sh().n_used_mmu_pages() == 2);  // the root and the PDPT: the PD and its 512 PTs freed
 }
