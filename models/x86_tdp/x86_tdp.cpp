@@ -348,7 +348,7 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
         s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * slots_.size();
         if (m.dirty_logging) {
             s->bitmap.assign((m.npages + 63) / 64, 0);
-            ++dirty_logging_slots_;
+            pml_.slot_logging(true);
         }
         for (std::uint64_t g = m.base_gfn >> 18; g <= (m.base_gfn + m.npages - 1) >> 18; ++g) g1s.push_back(g);
         slots_.push_back(std::move(s));
@@ -404,17 +404,12 @@ X86TdpMmu::X86TdpMmu(vm::ModelEnv& env, MmuLock* shared, host::HostMm* shared_ho
     }
     if (cfg_.pml) {
         clean_.assign(pte_.size(), 0);
-        pml_buf_.resize(vm_.vcpus);
-        assist_.assign(vm_.vcpus, Time::zero());
-        for (std::uint32_t i = 0; i < vm_.vcpus; ++i) vcpu_cpu_.push_back(vm::thread_cpu(i, env.host));
-        for (auto& b : pml_buf_) b.reserve(kPmlEntries);
         site_clear_dirty_ = sim_.site("kvm_mmu_slot_leaf_clear_dirty");
         if (cfg_.pml_slot_set_dirty) {
             site_set_dirty_ = sim_.site("kvm_mmu_slot_set_dirty");
             dirty_set_id_ = sim_.counters().id("spte_dirty_set");
         }
-        pml_full_id_ = sim_.counters().id("handle_pml_full");
-        pml_flushed_id_ = sim_.counters().id("vmx_flush_pml_buffer_entries");
+        pml_.init(sim_, env.host, vm_.vcpus);
         dirty_cleared_id_ = sim_.counters().id("spte_dirty_cleared");
     }
 }
@@ -991,7 +986,7 @@ Task<void> X86TdpMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Access a
         if (full) {
             // EXIT_REASON_PML_FULL: handle_pml_full has nothing left to do; the write runs again
             // after the entry and is logged in the emptied buffer.
-            sim_.counters().add(pml_full_id_);
+            pml_.full_exit();
             co_await sim_.delay(t + k_.fault_exit);
             co_return;
         }
@@ -1528,24 +1523,18 @@ Task<void> X86TdpMmu::enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t
 // PML (v6.9 arch/x86/kvm/vmx/vmx.c, arch/x86/kvm/x86.c, arch/x86/kvm/mmu/tdp_mmu.c)
 
 bool X86TdpMmu::pml_log(std::uint32_t vcpu, std::size_t head, int level, Gfn gfn) const {
-    // PML is enabled in the VMCS only while a memslot logs dirty pages
-    // (vmx_update_cpu_dirty_logging); otherwise the CPU just sets D.
-    if (dirty_logging_slots_ > 0) {
-        std::vector<Gfn>& buf = pml_buf_[vcpu];
-        if (buf.size() == kPmlEntries) return false;  // the log is full: a VM exit before the write
-        buf.push_back(gfn);
-    }
+    if (!pml_.log(vcpu, gfn)) return false;  // the log is full: a VM exit before the write
     clean_[head] = 0;
     // The page walker's locked update of the SPTE: its line comes to the vCPU's CPU. Hits run in
     // time order (fault_lookahead() is zero), so the cache model sees them in order.
-    assist_[vcpu] += k_.ept_dirty_assist + cache_.touch(vcpu_cpu_[vcpu], entry_addr(level, gfn), 8, true);
+    pml_.assist(vcpu, k_.ept_dirty_assist + cache_.touch(pml_.cpu(vcpu), entry_addr(level, gfn), 8, true));
     return true;
 }
 
 // Is a write to gfn, which did not hit, a PML-full exit (a writable leaf with D clear and a full
 // buffer) rather than an EPT violation?
 bool X86TdpMmu::pml_full_exit(std::uint32_t vcpu, Gfn gfn) const {
-    if (pml_buf_[vcpu].size() < kPmlEntries || dirty_logging_slots_ == 0) return false;
+    if (!pml_.full(vcpu)) return false;
     for (int level = 1; level <= 3; ++level) {
         const std::uint8_t e = entry(level, gfn);
         if (is_leaf(e)) return (e & spte::W) && clean_[age_index(level, gfn)];
@@ -1556,23 +1545,17 @@ bool X86TdpMmu::pml_full_exit(std::uint32_t vcpu, Gfn gfn) const {
 // vmx_flush_pml_buffer: kvm_vcpu_mark_page_dirty for every logged GPA (its memslot through the
 // vCPU's last-used-slot cache, then mark_page_dirty_in_slot's bitmap store), and the index reset.
 Time X86TdpMmu::pml_flush(std::uint32_t vcpu, std::uint32_t cpu) {
-    std::vector<Gfn>& buf = pml_buf_[vcpu];
-    if (buf.empty()) return Time::zero();
-    Time t;
-    for (const Gfn g : buf) {
-        t += k_.pml_flush_entry;
-        if (Slot* s = slot_of(g)) t += mark_page_dirty(*s, g, cpu);
-    }
-    sim_.counters().add(pml_flushed_id_, buf.size());
-    buf.clear();
-    return t;
+    return pml_.flush(vcpu, k_.pml_flush_entry, [&](Gfn g) {
+        Slot* s = slot_of(g);
+        return s ? mark_page_dirty(*s, g, cpu) : Time::zero();
+    });
 }
 
 // kvm_arch_sync_dirty_log before KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG reads the bitmap: every
 // vCPU is kicked, and its VM exit flushes its PML buffer. The model flushes them at once, from
 // the caller's CPU and in its time (the kernel's vCPUs do it on their own CPUs meanwhile).
 void X86TdpMmu::sync_dirty_log(Bulk& b) {
-    for (std::uint32_t i = 0; i < pml_buf_.size(); ++i) b.acc += pml_flush(i, b.cpu);
+    for (std::uint32_t i = 0; i < pml_.vcpus(); ++i) b.acc += pml_flush(i, b.cpu);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1590,7 +1573,7 @@ Task<void> X86TdpMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32_t 
     s.bitmap.assign((s.npages + 63) / 64, s.manual_protect ? ~std::uint64_t{0} : 0);
     if (s.manual_protect && (s.npages % 64)) s.bitmap.back() = (std::uint64_t{1} << (s.npages % 64)) - 1;
     m.dirty_logging = true;
-    ++dirty_logging_slots_;  // kvm_mmu_update_cpu_dirty_logging: PML on in every VMCS
+    pml_.slot_logging(true);  // kvm_mmu_update_cpu_dirty_logging: PML on in every VMCS
     if (s.manual_protect) co_return;  // initially-all-set: nothing is write-protected now
     b.clock.start(sim_.now());
     if (cfg_.eager_page_split) {  // kvm_mmu_slot_try_split_huge_pages
@@ -1684,7 +1667,7 @@ Task<void> X86TdpMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint32_t
     Bulk b = make_bulk(cpu);
     co_await sim_.delay(k_.memslot_update);
     m.dirty_logging = false;
-    --dirty_logging_slots_;  // kvm_mmu_update_cpu_dirty_logging: PML off once none logs
+    pml_.slot_logging(false);  // kvm_mmu_update_cpu_dirty_logging: PML off once none logs
     s.bitmap.clear();
     s.bitmap.shrink_to_fit();
     s.manual_protect = false;

@@ -66,6 +66,7 @@
 #include "models/common/kvm_stats.hpp"
 #include "models/common/memory_cache.hpp"
 #include "models/common/mmu_lock_word.hpp"
+#include "models/common/pml.hpp"
 #include "models/common/stream_hold.hpp"
 #include "models/host/host_mm.hpp"
 #include "models/common/resched.hpp"
@@ -221,9 +222,7 @@ public:
     }
     bool pml_log(std::uint32_t vcpu, std::size_t head, int level, vm::Gfn gfn) const;
     bool hit_assists() const override { return cfg_.pml; }
-    engine::Time take_hit_assist(std::uint32_t vcpu) override {
-        return std::exchange(assist_[vcpu], engine::Time::zero());
-    }
+    engine::Time take_hit_assist(std::uint32_t vcpu) override { return pml_.take_assist(vcpu); }
     // With EPT A/D bits the CPU's page walk sets a leaf's Accessed bit on an access that hits: no
     // exit, no simulated time (the walk's cost is in guest_access). The model's only side effect
     // of hits(), and only once something was aged.
@@ -292,7 +291,6 @@ public:
     engine::Task<bool> new_pgd(const vm::CpuContext& cpu, vm::Gfn pgd);
 
     static constexpr std::uint32_t kNoRegion = ~std::uint32_t{0};
-    static constexpr std::size_t kPmlEntries = 512;  // PML_LOG_NR_ENTRIES: one 4 KiB page of GPAs
 
 private:
     X86TdpMmu(vm::ModelEnv& env, MmuLock* shared_mmu_lock, host::HostMm* shared_host);
@@ -435,14 +433,9 @@ private:
     // first 4K; empty until the first aging pass. Mutable: hits() is where the CPU sets A again.
     mutable std::vector<std::uint8_t> aged_;
     // PML: Dirty bits KVM cleared (1: D clear, the leaf not written since), indexed as aged_;
-    // empty without the host feature pml. Each vCPU's PML buffer (the GPAs logged since its last
-    // VM exit, at most kPmlEntries) and the number of memslots logging dirty pages
-    // (kvm->nr_memslots_dirty_logging: PML is enabled in every VMCS while it is nonzero).
+    // empty without the host feature pml. The vCPUs' PML buffers and assists (models/common/pml.hpp).
     mutable std::vector<std::uint8_t> clean_;
-    mutable std::vector<std::vector<vm::Gfn>> pml_buf_;
-    mutable std::vector<engine::Time> assist_;  // per vCPU: Dirty-bit assists not yet taken
-    std::vector<std::uint32_t> vcpu_cpu_;       // per vCPU: its host CPU (vm::thread_cpu)
-    std::uint32_t dirty_logging_slots_ = 0;
+    PmlLog pml_;
     // NX huge pages, per table entry at level 3 (per region) and 2 (region * 512 + index): 0 = the
     // linked page table is not nx_huge_page_disallowed, 1 = it is, >= 2 = it is and is tracked
     // (its key in nx_list_, which orders the list oldest first).
@@ -476,7 +469,7 @@ private:
     std::unique_ptr<vm::GuestTlb> gtlb_;  // host feature guest_tlb, else none
     engine::CounterId tlb_miss_id_ = 0, tlb_walk_id_ = 0;
     // Host feature pml only (so that runs without it keep their counter lists).
-    engine::CounterId pml_full_id_ = 0, pml_flushed_id_ = 0, dirty_cleared_id_ = 0, dirty_set_id_ = 0;
+    engine::CounterId dirty_cleared_id_ = 0, dirty_set_id_ = 0;
 };
 
 }  // namespace x86_tdp
