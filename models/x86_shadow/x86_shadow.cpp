@@ -148,6 +148,7 @@ Config Config::from(const vm::Knobs& knobs) {
                                  "flags_change"
                              ? SplitCacheFree::FlagsChange
                              : SplitCacheFree::VmDestroy;
+    c.pml_slot_set_dirty = knob_bool(knobs, "pml_slot_set_dirty", false, kModel);
     return c;
 }
 
@@ -302,6 +303,12 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
                                            host::Features::from(env.host), env.vm.userfaultfd);
     host_->set_notifier(this);
     if (cfg_.tdp_mmu) tdp_ = std::make_unique<x86_tdp::X86TdpMmu>(env, mmu_, *host_);
+    pml_ = env.host.features.count("pml") && env.host.feature("pml");
+    if (pml_ && !cfg_.tdp_mmu) {
+        pml_log_.init(sim_, env.host, env.vm.vcpus);
+        dirty_cleared_id_ = sim_.counters().id("spte_dirty_cleared");
+        if (cfg_.pml_slot_set_dirty) dirty_set_id_ = sim_.counters().id("spte_dirty_set");
+    }
 
     hash_addr_ = kdata_.alloc(kMmuHashBuckets * 8);
     sps_.emplace_back();  // id 0: none
@@ -321,7 +328,10 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
         s->host_level = std::min(2, static_cast<int>(vm::host_level(m.backing)));
         s->direct_level = static_cast<int>(vm::host_level(m.backing));
         s->bitmap_addr = kDirtyBitmapBase + kDirtyBitmapWindow * (slots_.size() + 32);
-        if (m.dirty_logging) s->bitmap.assign((m.npages + 63) / 64, 0);
+        if (m.dirty_logging) {
+            s->bitmap.assign((m.npages + 63) / 64, 0);
+            pml_log_.slot_logging(true);
+        }
         slots_.push_back(std::move(s));
     }
     if (slots_.empty()) throw std::invalid_argument("x86_shadow: the VM has no memslot");
@@ -380,7 +390,9 @@ X86ShadowMmu::X86ShadowMmu(vm::ModelEnv& env)
 
 X86ShadowMmu::~X86ShadowMmu() = default;
 
-Time X86ShadowMmu::fault_lookahead() const { return kt_.fault_entry; }
+// With PML, hits() sets Dirty bits and writes SPTE lines through the cache model: they must run
+// in time order (docs/architecture.md), as x86_tdp's do.
+Time X86ShadowMmu::fault_lookahead() const { return pml_ ? Time::zero() : kt_.fault_entry; }
 
 // ---------------------------------------------------------------------------------------------
 // State
@@ -965,8 +977,19 @@ Task<void> X86ShadowMmu::fault(const vm::CpuContext& cpu_ctx, Gfn gfn, vm::Acces
     if (!t) t = direct_.get();
     const std::uint32_t cpu = cpu_ctx.host_cpu;
     VcpuState& v = *vcpus_[vi];
-    stats_.add(stats_.pf_taken);
     Time pre = kt_.fault_entry;
+    if (pml_log_.on() && !t->nested) {
+        // vmx_handle_exit flushes the PML buffer on every VM exit from L1 (not from L2: PML is
+        // never on in vmcs02), before the handler.
+        const bool full = access == vm::Access::Write && pml_full_exit(vi, gfn);
+        pre += pml_flush(vi, cpu);
+        if (full) {  // EXIT_REASON_PML_FULL: the write runs again after the entry
+            pml_log_.full_exit();
+            co_await sim_.delay(pre + kt_.fault_exit);
+            co_return;
+        }
+    }
+    stats_.add(stats_.pf_taken);
     Slot* s = slot_of(gfn);
     if (!s) {
         stats_.add(stats_.pf_emulate);
@@ -2014,11 +2037,11 @@ Task<void> X86ShadowMmu::try_split_huge_pages(Bulk& b, Slot& s, Gfn start, Gfn e
     split_cache_gauges();
 }
 
-// kvm_mmu_slot_remove_write_access on the rmaps (slot_rmap_write_protect, 4K and 2M levels):
-// every rmap head of the slot is visited; every writable SPTE in it is write-protected
-// (MMU-writable stays, so the fast path can restore it). Yields with a flush when needed.
-Task<void> X86ShadowMmu::remove_write_access(Bulk& b, Slot& s) {
-    bool flush = false;
+// kvm_mmu_slot_remove_write_access on the rmaps (slot_rmap_write_protect, from min_level: 4K, or
+// 2M with PML): every rmap head of the slot is visited; every writable SPTE in it is
+// write-protected (MMU-writable stays, so the fast path can restore it). Yields with a flush when
+// needed (`flush`: one already pending), and flushes at the end if anything changed.
+Task<void> X86ShadowMmu::remove_write_access(Bulk& b, Slot& s, int min_level, bool flush) {
     auto protect = [&](Tree& t, int level, Gfn g) {
         std::uint8_t& e = entry(t, level, g);
         if (!is_leaf(e) || !(e & spte::W)) return;
@@ -2027,7 +2050,7 @@ Task<void> X86ShadowMmu::remove_write_access(Bulk& b, Slot& s) {
         sim_.counters().add(mc_->wrprot);
         flush = true;
     };
-    for (int level = 1; level <= max_rmap_level(); ++level) {
+    for (int level = min_level; level <= max_rmap_level(); ++level) {
         const std::uint64_t step = pages_at(level);
         for (Gfn g = round_gfn(s.base, level); g < s.base + s.npages; g += step * 8) {
             if (b.acc >= kSettleQuantum) co_await settle(b);
@@ -2052,10 +2075,95 @@ Task<void> X86ShadowMmu::remove_write_access(Bulk& b, Slot& s) {
             sim_.counters().add(mc_->wrprot);
             flush = true;
         };
-        for (std::size_t k = 0; k < u.pte.size(); ++k) protect_aside(u.pte[k], u.base + k);
+        if (min_level == 1)
+            for (std::size_t k = 0; k < u.pte.size(); ++k) protect_aside(u.pte[k], u.base + k);
         for (std::size_t k = 0; k < u.pde.size(); ++k) protect_aside(u.pde[k], u.base + k * 512);
     }
     if (flush) b.acc += tlb_.flush();
+}
+
+// kvm_mmu_slot_leaf_clear_dirty's rmap half (v6.9; host feature pml), under mmu_lock for write:
+// walk_slot_rmaps_4k(__rmap_clear_dirty), without a flush on yield. Every SPTE on a 4K rmap:
+// the direct tree's has its Dirty bit cleared (spte_clear_dirty, when set), a nested tree's is
+// write-protected (spte_wrprot_for_clear_dirty: its SP is A/D-disabled under PML), as are those
+// of SPs kvm_mmu_track_write unlinked. Returns whether an SPTE changed (the caller flushes).
+Task<bool> X86ShadowMmu::leaf_clear_dirty(Bulk& b, Slot& s) {
+    bool changed = false;
+    for (Gfn g = s.base; g < s.base + s.npages; ++g) {
+        if (b.acc >= kSettleQuantum) co_await settle(b);
+        if (need_resched(b)) co_await cond_resched(b, false);
+        changed |= rmap_write_protect(b, g, 1, false, true);
+    }
+    co_return changed;
+}
+
+// Before v5.12 (commit b6e16ae5d99f; knob pml_slot_set_dirty): disabling dirty logging with PML
+// set the Dirty bit of every SPTE that has A/D bits again (vmx_slot_disable_log_dirty ->
+// kvm_mmu_slot_set_dirty: slot_handle_all_level(__rmap_set_dirty) under mmu_lock), then a flush if
+// any changed. Every rmap head of every level is visited; the direct tree's SPTEs with the bit
+// clear are written.
+Task<void> X86ShadowMmu::slot_set_dirty(Bulk& b, Slot& s) {
+    bool flush = false;
+    for (int level = 1; level <= max_rmap_level(); ++level) {
+        const std::uint64_t step = pages_at(level);
+        for (Gfn g = round_gfn(s.base, level); g < s.base + s.npages; g += step * 8) {
+            if (b.acc >= kSettleQuantum) co_await settle(b);
+            if (need_resched(b)) co_await cond_resched(b, false);
+            b.acc += k_.rmap_head_step * 8 + touch(b.cpu, rmap_head_addr(g, level), false, 64);
+            for (Gfn h = g; h < g + step * 8 && h < s.base + s.npages; h += step) {
+                const std::uint32_t n = rmap_size(h, level);
+                if (n == 0) continue;
+                b.acc += k_.rmap_op * n;  // for_each_rmap_spte
+                if (!direct_) continue;
+                std::uint8_t& e = entry(*direct_, level, h);
+                if (!is_leaf(e) || !(e & kDirtyClear)) continue;
+                e = static_cast<std::uint8_t>(e & ~kDirtyClear);
+                b.acc += touch(b.cpu, entry_addr(*direct_, level, h), true) + kt_.spte_update;
+                sim_.counters().add(dirty_set_id_);
+                flush = true;
+            }
+        }
+    }
+    if (flush) b.acc += tlb_.flush();  // kvm_arch_flush_remote_tlbs_memslot
+}
+
+// ---------------------------------------------------------------------------------------------
+// PML (v6.9 arch/x86/kvm/vmx/vmx.c; the TDP MMU off: the direct tree's SPTEs)
+
+bool X86ShadowMmu::pml_log(std::uint32_t vcpu, std::uint8_t& e, int level, Gfn gfn) const {
+    if (!pml_log_.log(vcpu, gfn)) return false;  // the log is full: a VM exit before the write
+    e = static_cast<std::uint8_t>(e & ~kDirtyClear);
+    // The page walker's locked update of the SPTE: its line comes to the vCPU's CPU (hits run in
+    // time order with PML: fault_lookahead() is zero).
+    pml_log_.assist(vcpu, kt_.ept_dirty_assist +
+                              cache_.touch(pml_log_.cpu(vcpu), entry_addr(*direct_, level, round_gfn(gfn, level)), 8, true));
+    return true;
+}
+
+// Is a write to gfn from L1, which did not hit, a PML-full exit (a writable direct-tree leaf with
+// D clear and a full buffer) rather than an EPT violation?
+bool X86ShadowMmu::pml_full_exit(std::uint32_t vcpu, Gfn gfn) const {
+    if (!pml_log_.full(vcpu) || gfn - span_base_ >= span_) return false;
+    const Tree& t = *direct_;
+    const std::uint64_t i = gfn - span_base_;
+    for (const std::uint8_t e : {t.pte[i], t.pde[i >> 9], t.pdpte[i >> 18]})
+        if (is_leaf(e)) return (e & spte::W) && (e & kDirtyClear);
+    return false;
+}
+
+// vmx_flush_pml_buffer: kvm_vcpu_mark_page_dirty for every logged GPA.
+Time X86ShadowMmu::pml_flush(std::uint32_t vcpu, std::uint32_t cpu) {
+    return pml_log_.flush(vcpu, kt_.pml_flush_entry, [&](Gfn g) {
+        Slot* s = slot_of(g);
+        return s ? mark_page_dirty(*s, g, cpu) : Time::zero();
+    });
+}
+
+// kvm_arch_sync_dirty_log before KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG reads the bitmap: every
+// vCPU is kicked and its VM exit flushes its buffer; the model flushes them at once, from the
+// caller's CPU and in its time (as x86_tdp does).
+void X86ShadowMmu::sync_dirty_log(Bulk& b) {
+    for (std::uint32_t i = 0; i < pml_log_.vcpus(); ++i) b.acc += pml_flush(i, b.cpu);
 }
 
 // KVM_SET_USER_MEMORY_REGION adding KVM_MEM_LOG_DIRTY_PAGES, then kvm_mmu_slot_apply_flags.
@@ -2070,6 +2178,7 @@ Task<void> X86ShadowMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32
     } else {
         co_await sim_.delay(kt_.memslot_update);
         m.dirty_logging = true;
+        pml_log_.slot_logging(true);  // kvm_mmu_update_cpu_dirty_logging
     }
     // kvm_alloc_dirty_bitmap, all set for KVM_DIRTY_LOG_INITIALLY_SET. With the TDP MMU on the
     // memslot's bitmap is the embedded model's: this one only holds what nested faults dirty.
@@ -2087,8 +2196,14 @@ Task<void> X86ShadowMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32
         co_await try_split_huge_pages(b, s, s.base, s.base + s.npages);
         co_await unlock(b);
     }
+    bool changed = false;
+    if (pml_) {  // kvm_x86_ops.cpu_dirty_log_size: Dirty bits at 4K, write protection above
+        co_await lock(b, sim_.site("kvm_mmu_slot_leaf_clear_dirty"));
+        changed = co_await leaf_clear_dirty(b, s);
+        co_await unlock(b);
+    }
     co_await lock(b, site_wrprot_);
-    co_await remove_write_access(b, s);
+    co_await remove_write_access(b, s, pml_ ? 2 : 1, changed);
     co_await unlock(b);
     co_await settle(b);
 }
@@ -2149,7 +2264,7 @@ X86ShadowMmu::DirtyLogCounters& X86ShadowMmu::dirty_log_counters() {
 // kvm_mmu_track_write unlinked), clearing Writable and, with pt_protect, MMU-writable too (so
 // fast_page_fault cannot undo it). Each head's line is loaded once per run of heads in it.
 // Returns whether an SPTE changed.
-bool X86ShadowMmu::rmap_write_protect(Bulk& b, Gfn gfn, int level, bool pt_protect) {
+bool X86ShadowMmu::rmap_write_protect(Bulk& b, Gfn gfn, int level, bool pt_protect, bool clear_dirty) {
     b.acc += k_.rmap_head_step;  // gfn_to_rmap, rmap_get_first
     const std::uint64_t line = rmap_head_addr(gfn, level) >> 6;
     if (line != b.last_line) {
@@ -2169,7 +2284,16 @@ bool X86ShadowMmu::rmap_write_protect(Bulk& b, Gfn gfn, int level, bool pt_prote
         changed = true;
     };
     const Gfn g = round_gfn(gfn, level);
-    if (direct_) {
+    if (direct_ && clear_dirty) {
+        // __rmap_clear_dirty -> spte_clear_dirty: the direct tree's SPTEs have A/D bits.
+        std::uint8_t& e = entry(*direct_, level, g);
+        if (is_leaf(e) && !(e & kDirtyClear)) {
+            e = static_cast<std::uint8_t>(e | kDirtyClear);
+            b.acc += touch(b.cpu, entry_addr(*direct_, level, g), true) + kt_.spte_update;
+            sim_.counters().add(dirty_cleared_id_);
+            changed = true;
+        }
+    } else if (direct_) {
         const std::uint64_t a = entry_addr(*direct_, level, g);
         protect(entry(*direct_, level, g), &a);
     }
@@ -2281,8 +2405,10 @@ void X86ShadowMmu::enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t of
         gfn_write_protect(start);
         if (((start + 511) & ~Gfn{511}) != ((end + 511) & ~Gfn{511})) gfn_write_protect(end);
     }
+    // kvm_mmu_clear_dirty_pt_masked with PML (__rmap_clear_dirty), else
+    // kvm_mmu_write_protect_pt_masked.
     for (; mask; mask &= mask - 1)
-        rmap_write_protect(b, s.base + offset + static_cast<unsigned>(std::countr_zero(mask)), 1, false);
+        rmap_write_protect(b, s.base + offset + static_cast<unsigned>(std::countr_zero(mask)), 1, false, pml_);
 }
 
 // KVM_GET_DIRTY_LOG: kvm_get_dirty_log_protect (virt/kvm/kvm_main.c, the same in v5.11 and v6.9).
@@ -2311,6 +2437,7 @@ Task<std::uint64_t> X86ShadowMmu::get_dirty_log_protect(const vm::CpuContext& cp
     if (!words && (!any || s.manual_protect)) co_return 0;
     DirtyLogCounters& dc = dirty_log_counters();
     Bulk b = make_bulk(cpu);
+    if (pml_log_.on()) sync_dirty_log(b);
     std::uint64_t harvested = 0;
     if (words) sim_.counters().add(dc.words, s.bitmap.size());
     if (s.manual_protect) {
@@ -2361,6 +2488,7 @@ Task<void> X86ShadowMmu::clear_dirty_log_protect(const vm::CpuContext& cpu, Slot
         co_return;
     DirtyLogCounters& dc = dirty_log_counters();
     Bulk b = make_bulk(cpu);
+    if (pml_log_.on()) sync_dirty_log(b);
     bool flush = false;
     co_await lock(b, sim_.site("kvm_clear_dirty_log_protect"));
     for (std::uint64_t off = off0; off < last; off += 64) {
@@ -2403,6 +2531,7 @@ Task<void> X86ShadowMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint3
     } else {
         co_await sim_.delay(kt_.memslot_update);
         m.dirty_logging = false;
+        pml_log_.slot_logging(false);
     }
     s.bitmap.clear();
     // kvm_mmu_slot_apply_flags -> kvm_mmu_zap_collapsible_sptes: the rmap half when the rmaps
@@ -2414,6 +2543,11 @@ Task<void> X86ShadowMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint3
         co_await lock(b, *site_collapsible_);
         co_await zap_collapsible_sptes(b, s);
         co_await unlock(b);
+        if (pml_ && cfg_.pml_slot_set_dirty) {
+            co_await lock(b, sim_.site("kvm_mmu_slot_set_dirty"));
+            co_await slot_set_dirty(b, s);
+            co_await unlock(b);
+        }
         co_await settle(b);
     }
     if (cfg_.split_cache_free == SplitCacheFree::FlagsChange) {
@@ -2550,8 +2684,6 @@ vm::ModelInfo x86_shadow_model_info() {
         {"mmu_init",
          "seed 002's knob acts on kvm_init_mmu after SMM role changes, and x86_shadow has no SMM; its nested "
          "MMU (guest_mmu, kvm_init_shadow_ept_mmu) is initialized once per vCPU"},
-        {"pml_slot_set_dirty",
-         "it acts on PML dirty logging (host feature pml), which x86_tdp models and x86_shadow does not read"},
     };
     for (const auto& [name, why] : inert) {
         info.knobs.erase(std::remove_if(info.knobs.begin(), info.knobs.end(),
@@ -2564,7 +2696,10 @@ vm::ModelInfo x86_shadow_model_info() {
     const vm::KnobSpec::AppliesWhen with_eager{
         "eager_page_split", {true}, "the split caches are used only by eager page splitting"};
     for (auto& k : info.knobs) {
-        if (k.name == "age_lock") {
+        if (k.name == "pml_slot_set_dirty") {
+            k.meaning += "; the shadow MMU's rmaps likewise (__rmap_set_dirty on every rmap of the slot, the direct "
+                         "tree's SPTEs; nested SPs are A/D-disabled under PML)";
+        } else if (k.name == "age_lock") {
             k.meaning += "; the shadow MMU's rmap walk (kvm_age_rmap) likewise: under mmu_lock for write, or (v6.14) "
                          "with each rmap head locked by a cmpxchg (kvm_rmap_lock_readonly)";
         } else if (k.name == "eager_page_split") {
@@ -2607,6 +2742,7 @@ vm::ModelInfo x86_shadow_model_info() {
     info.cost_minimums = {{"zero_rate", host::Costs::kMinZeroRate}, {"uffd_copy_rate", host::Costs::kMinZeroRate}};
     info.features = host::Features::names();
     info.features.push_back("nx_huge_pages");  // read by the embedded TDP MMU (tdp_mmu true)
+    info.features.push_back("pml");  // kvm_intel.pml: the direct tree's Dirty bits, or the embedded TDP MMU's
     info.operations = {vm::Operation::DirtyLogEnable, vm::Operation::DirtyLogGet,      vm::Operation::DirtyLogClear,
                        vm::Operation::DirtyLogDisable, vm::Operation::NestedStart,     vm::Operation::NestedStop,
                        vm::Operation::NestedEptpSwitch, vm::Operation::NestedEptWrite, vm::Operation::ClearYoung,

@@ -25,10 +25,16 @@
 //               topup_split_caches, shadow_mmu_split_huge_page, shadow_mmu_get_sp_for_split,
 //               kvm_mmu_slot_remove_write_access (slot_rmap_write_protect),
 //               kvm_mmu_free_eager_page_split_caches; kvm_get_dirty_log_protect,
-//               kvm_clear_dirty_log_protect -> kvm_arch_mmu_enable_log_dirty_pt_masked (no PML):
-//               kvm_mmu_write_protect_pt_masked, rmap_write_protect / spte_write_protect,
+//               kvm_clear_dirty_log_protect -> kvm_arch_mmu_enable_log_dirty_pt_masked:
+//               kvm_mmu_write_protect_pt_masked, rmap_write_protect / spte_write_protect (no PML)
+//               or kvm_mmu_clear_dirty_pt_masked, __rmap_clear_dirty (PML),
 //               kvm_mmu_slot_gfn_write_protect (initially-all-set); fast_page_fault and
-//               mark_page_dirty_in_slot for the write faults that follow. With tdp_mmu off,
+//               mark_page_dirty_in_slot for the write faults that follow; with PML (host feature
+//               pml) kvm_mmu_slot_leaf_clear_dirty, vmx_flush_pml_buffer, handle_pml_full,
+//               kvm_arch_sync_dirty_log and v5.11's kvm_mmu_slot_set_dirty (__rmap_set_dirty);
+//               disabling: kvm_mmu_zap_collapsible_sptes -> kvm_rmap_zap_collapsible_sptes,
+//               kvm_mmu_zap_collapsible_spte, then mmu_set_spte's drop_parent_pte when a fault
+//               maps the huge page over the emptied table. With tdp_mmu off,
 //               eager_page_split splits the direct tree's huge pages (1G -> 2M -> 4K) as David
 //               Matlack's unmerged "[PATCH 00/23] KVM: Extend Eager Page Splitting to the shadow
 //               MMU" (2022-02-03) proposed; the direct tree maps 1G on 1G hugetlb backing
@@ -53,6 +59,7 @@
 #include "models/common/kvm_stats.hpp"
 #include "models/common/memory_cache.hpp"
 #include "models/common/mmu_lock_word.hpp"
+#include "models/common/pml.hpp"
 #include "models/common/resched.hpp"
 #include "models/common/stream_hold.hpp"
 #include "models/common/tlb_flush.hpp"
@@ -127,6 +134,7 @@ struct Config {
     std::uint32_t split_desc_cache_capacity = kSplitDescCacheMin + kKvmArchNrObjsPerMemoryCache;
     std::uint32_t alias_percent = 0;
     SplitCacheFree split_cache_free = SplitCacheFree::VmDestroy;
+    bool pml_slot_set_dirty = false;  // x86_tdp's knob: v5.11's kvm_mmu_slot_set_dirty on the rmaps too
     static Config from(const vm::Knobs& knobs);
 };
 
@@ -179,20 +187,31 @@ public:
         const std::uint8_t need = kNeed[static_cast<std::uint8_t>(access)];
         const std::uint8_t e = t->pte[i];
         if (e & x86_tdp::spte::P) [[likely]]
-            return (e & need) != 0 && set_accessed(t->pte[i]);
+            return (e & need) != 0 && hw_bits(vcpu, t->pte[i], 1, gfn, access);
         const std::uint8_t d = t->pde[i >> 9];
-        if (d & x86_tdp::spte::LEAF) return (d & need) != 0 && set_accessed(t->pde[i >> 9]);
+        if (d & x86_tdp::spte::LEAF) return (d & need) != 0 && hw_bits(vcpu, t->pde[i >> 9], 2, gfn, access);
         const std::uint8_t g = t->pdpte[i >> 18];  // a 1G leaf (direct tree, 1G backing)
-        return (g & x86_tdp::spte::LEAF) && (g & need) != 0 && set_accessed(t->pdpte[i >> 18]);
+        return (g & x86_tdp::spte::LEAF) && (g & need) != 0 && hw_bits(vcpu, t->pdpte[i >> 18], 3, gfn, access);
     }
-    // An SPTE whose Accessed bit kvm_age_rmap cleared carries kAged; with EPT A/D bits the CPU's
-    // walk sets the Accessed bit again on an access that hits (no exit, no simulated time): the
-    // only state hits() changes. A fault's new SPTE is written without kAged (make_spte sets A).
+    // With EPT A/D bits the CPU's walk sets the Accessed bit of an SPTE kvm_age_rmap cleared
+    // (kAged) again on an access that hits (no exit, no simulated time). With PML (host feature
+    // pml, the TDP MMU off) a write that hits a direct-tree SPTE whose Dirty bit KVM cleared
+    // (kDirtyClear) has the CPU set it and log the GPA: pml_log. The only state hits() changes.
+    // A fault's new writable SPTE has neither bit (make_spte sets A, and D when writable).
     static constexpr std::uint8_t kAged = 0x40;
-    static bool set_accessed(const std::uint8_t& e) {
-        if (e & kAged) [[unlikely]]
-            const_cast<std::uint8_t&>(e) = static_cast<std::uint8_t>(e & ~kAged);  // the tree is never const
+    static constexpr std::uint8_t kDirtyClear = 0x80;
+    bool hw_bits(std::uint32_t vcpu, const std::uint8_t& e, int level, vm::Gfn gfn, vm::Access access) const {
+        if (!(e & (kAged | kDirtyClear))) [[likely]]
+            return true;
+        auto& m = const_cast<std::uint8_t&>(e);  // the tree is never const
+        if (access == vm::Access::Write && (m & kDirtyClear) && !pml_log(vcpu, m, level, gfn)) return false;
+        m = static_cast<std::uint8_t>(m & ~kAged);
         return true;
+    }
+    bool pml_log(std::uint32_t vcpu, std::uint8_t& e, int level, vm::Gfn gfn) const;
+    bool hit_assists() const override { return pml_; }
+    engine::Time take_hit_assist(std::uint32_t vcpu) override {
+        return tdp_ ? tdp_->take_hit_assist(vcpu) : pml_log_.take_assist(vcpu);
     }
     engine::Task<std::uint64_t> age_range(const vm::CpuContext& cpu, const vm::AgeRequest& r) override;
     engine::Time fault_lookahead() const override;
@@ -337,12 +356,17 @@ private:
     bool need_resched(const Bulk& b) const;
     engine::Task<void> try_split_huge_pages(Bulk& b, Slot& s, vm::Gfn start, vm::Gfn end);
     engine::Task<void> split_huge_page(Bulk& b, Tree& t, int level, vm::Gfn gfn);
-    engine::Task<void> remove_write_access(Bulk& b, Slot& s);
+    engine::Task<void> remove_write_access(Bulk& b, Slot& s, int min_level, bool flush);
+    engine::Task<bool> leaf_clear_dirty(Bulk& b, Slot& s);
+    engine::Task<void> slot_set_dirty(Bulk& b, Slot& s);
+    engine::Time pml_flush(std::uint32_t vcpu, std::uint32_t cpu);
+    bool pml_full_exit(std::uint32_t vcpu, vm::Gfn gfn) const;
+    void sync_dirty_log(Bulk& b);
     engine::Task<void> zap_collapsible_sptes(Bulk& b, Slot& s);
     bool table_empty(const Tree& t, int level, vm::Gfn gfn) const;
     engine::Time replace_empty_table(std::uint32_t cpu, Tree& t, int level, vm::Gfn gfn);
     void free_subtree(Tree& t, std::uint32_t sp, int level, vm::Gfn base);
-    bool rmap_write_protect(Bulk& b, vm::Gfn gfn, int level, bool pt_protect);
+    bool rmap_write_protect(Bulk& b, vm::Gfn gfn, int level, bool pt_protect, bool clear_dirty = false);
     bool age_rmap(Bulk& b, vm::Gfn gfn, int level, bool clear);
     void enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask);
     engine::Task<std::uint64_t> get_dirty_log_protect(const vm::CpuContext& cpu, Slot& s);
@@ -357,6 +381,13 @@ private:
     engine::CacheModel& cache_;
     vm::VmConfig& vm_;
     Config cfg_;
+    // Host feature pml (kvm_x86_ops.cpu_dirty_log_size != 0): dirty logging clears Dirty bits
+    // rather than write-protecting where the SPTEs have A/D bits (the direct tree; nested SPs are
+    // A/D-disabled for PML, so write-protected). The vCPUs' PML buffers are the embedded TDP
+    // MMU's with the TDP MMU on, else pml_log_'s.
+    bool pml_ = false;
+    PmlLog pml_log_;
+    std::uint32_t dirty_cleared_id_ = 0, dirty_set_id_ = 0;  // counters, with pml only
     AgeLock age_lock_ = AgeLock::Write;  // knob age_lock (x86_tdp's, shared)
     AgingCosts ak_;
     x86_tdp::Costs kt_;

@@ -26,8 +26,10 @@ std::unique_ptr<vm::MmuModel> make_shadow(vm::ModelEnv& env) {
 }
 
 struct Shadow : Harness {
-    Shadow(Backing b, std::uint64_t npages, std::uint32_t vcpus, vm::Knobs k = {}, double max_mapping_level_ns = 20)
+    Shadow(Backing b, std::uint64_t npages, std::uint32_t vcpus, vm::Knobs k = {}, double max_mapping_level_ns = 20,
+           bool pml = false)
         : Harness(b, npages, vcpus, std::move(k)) {
+        host.features["pml"] = pml;
         auto ns = [&](const char* n, double v) { host.costs.set(n, v * 1000.0); };
         ns("shadow_fault_base", 400);
         ns("hash_entry_step", 2);
@@ -1228,4 +1230,111 @@ TEST_CASE("tdp_mmu off, 1G hugetlb split eagerly while logging: the disable zaps
     CHECK(s.gauge("pages_1g") == 1);
     CHECK(s.sh().mapping_level(0, B + 5) == PageLevel::G1);
     CHECK(s.sh().n_used_mmu_pages() == 2);  // the root and the PDPT: the PD and its 512 PTs freed
+}
+
+// ---------------------------------------------------------------------------------------------
+// PML (host feature pml)
+
+namespace {
+Shadow pml_shadow(Backing b, std::uint64_t npages, vm::Knobs k = {}) { return Shadow(b, npages, 1, std::move(k), 20, true); }
+std::uint64_t get_log(Shadow& s) {
+    std::uint64_t got = 0;
+    s.on_host([&]() -> engine::Task<void> { got = co_await s.model->dirty_log_get(s.hctx, 0); });
+    return got;
+}
+}  // namespace
+
+TEST_CASE("pml, tdp_mmu off: enabling clears the direct tree's Dirty bits instead of write-protecting; writes log "
+          "without exits; KVM_GET_DIRTY_LOG flushes the buffer and clears them again",
+          "[x86_shadow][dirty][pml]") {
+    Shadow s = pml_shadow(Backing::Anonymous, 1024);
+    s.access(0, range(B, 1024, Access::Write));
+    REQUIRE(s.counter("pf_taken") == 1024);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    CHECK(s.counter("spte_dirty_cleared") == 1024);  // kvm_mmu_slot_leaf_clear_dirty, 4K rmaps
+    CHECK(s.counter("spte_write_protected") == 0);   // kvm_mmu_slot_remove_write_access from 2M: none
+    CHECK(s.counter("remote_tlb_flush") == 1);
+    CHECK(s.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_slot_leaf_clear_dirty")->acquisitions == 1);
+    CHECK(s.model->hits(0, B, Access::Read));
+    const engine::Time t0 = s.sim.now();
+    s.access(0, range(B, 300, Access::Write, 3));
+    CHECK(s.counter("pf_taken") == 1024);  // the CPU sets D and logs the GPA: no exit
+    // Each write: guest time (10 ns) + ept_dirty_assist (100 ns) + the SPTE's line.
+    CHECK(s.sim.now() - t0 > 300 * (10_ns + 100_ns));
+    CHECK(s.counter("vmx_flush_pml_buffer_entries") == 0);
+    CHECK(get_log(s) == 300);  // kvm_arch_sync_dirty_log flushed the buffer first
+    CHECK(s.counter("vmx_flush_pml_buffer_entries") == 300);
+    CHECK(s.counter("spte_dirty_cleared") == 1024 + 300);  // kvm_mmu_clear_dirty_pt_masked
+    CHECK(s.counter("spte_write_protected") == 0);
+    CHECK(get_log(s) == 0);
+    s.access(0, range(B, 2, Access::Write));  // B harvested, B+1 clean since the enable: both log
+    CHECK(s.counter("pf_taken") == 1024);
+    CHECK(get_log(s) == 2);
+}
+
+TEST_CASE("pml, tdp_mmu off: the write that finds the PML buffer full is a PML-full exit that flushes it",
+          "[x86_shadow][dirty][pml]") {
+    Shadow s = pml_shadow(Backing::Anonymous, 2048);
+    s.access(0, range(B, 1024, Access::Write));
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    s.access(0, range(B, 600, Access::Write));
+    CHECK(s.counter("handle_pml_full") == 1);  // the 513th write
+    CHECK(s.counter("pf_taken") == 1024);      // not a page fault
+    CHECK(s.counter("vmx_flush_pml_buffer_entries") == 512);
+    s.access(0, {{B + 1500, Access::Write}});  // any exit from L1 flushes the buffer too
+    CHECK(s.counter("pf_taken") == 1025);
+    CHECK(s.counter("vmx_flush_pml_buffer_entries") == 600);
+    CHECK(get_log(s) == 601);  // and B+1500, marked by the fault that mapped it
+}
+
+TEST_CASE("pml, tdp_mmu off: huge pages are write-protected at enable; the write fault drops one and maps 4K, dirty",
+          "[x86_shadow][dirty][pml]") {
+    Shadow s = pml_shadow(Backing::AnonymousThp, 2 * 512, knobs({{"eager_page_split", false}}));
+    s.access(0, range(B, 2, Access::Write, 512));
+    REQUIRE(s.gauge("pages_2m") == 2);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    CHECK(s.counter("spte_dirty_cleared") == 0);    // no 4K SPTE yet
+    CHECK(s.counter("spte_write_protected") == 2);  // kvm_mmu_slot_remove_write_access(PG_LEVEL_2M)
+    s.access(0, range(B, 10, Access::Write));
+    CHECK(s.counter("drop_large_spte") == 1);
+    CHECK(s.counter("pf_taken") == 2 + 10);  // the huge SPTE's drop leaves the rest unmapped
+    CHECK(s.counter("vmx_flush_pml_buffer_entries") == 0);  // each new writable SPTE is dirty
+    CHECK(get_log(s) == 10);                                // marked by the faults
+    CHECK(s.counter("spte_dirty_cleared") == 10);           // and cleared by the get
+    s.access(0, range(B, 10, Access::Write));
+    CHECK(s.counter("pf_taken") == 12);
+    CHECK(get_log(s) == 10);
+}
+
+TEST_CASE("pml, tdp_mmu off: pml_slot_set_dirty (before v5.12) sets the cleared Dirty bits back through the rmaps",
+          "[x86_shadow][dirty][pml]") {
+    for (const bool old : {false, true}) {
+        INFO("pml_slot_set_dirty " << old);
+        Shadow s = pml_shadow(Backing::Anonymous, 2048, knobs({{"pml_slot_set_dirty", old}}));
+        s.access(0, range(B, 1024, Access::Write));
+        s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+        s.access(0, range(B, 100, Access::Write));  // 100 Dirty bits set again by the CPU
+        const std::uint64_t flushes = s.counter("remote_tlb_flush");
+        s.on_host([&]() { return s.model->dirty_log_disable(s.hctx, 0); });
+        CHECK(s.counter("spte_dirty_set") == (old ? 924 : 0));
+        CHECK(s.counter("remote_tlb_flush") == flushes + (old ? 1 : 0));
+        CHECK(static_cast<bool>(s.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_slot_set_dirty")) == old);
+        // Either way PML is off now: a write to a still-clean SPTE sets D without logging.
+        s.access(0, range(B + 500, 10, Access::Write));
+        s.access(0, {{B + 1500, Access::Write}});  // a first touch: an exit, which flushes the buffer
+        CHECK(s.counter("vmx_flush_pml_buffer_entries") == 100);
+    }
+}
+
+TEST_CASE("pml, tdp_mmu on: L1's writes log through the embedded TDP MMU; the nested trees stay write-protected",
+          "[x86_shadow][dirty][pml]") {
+    Shadow s(Backing::Anonymous, 1024, 1, knobs({{"tdp_mmu", true}}), 20, true);
+    s.access(0, range(B, 1024, Access::Write));
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    CHECK(s.counter("spte_dirty_cleared") == 1024);
+    const std::uint64_t faults = s.counter("pf_taken");
+    s.access(0, range(B, 100, Access::Write));
+    CHECK(s.counter("pf_taken") == faults);
+    CHECK(get_log(s) == 100);
+    CHECK(s.counter("vmx_flush_pml_buffer_entries") == 100);
 }

@@ -374,11 +374,12 @@ TEST_CASE("nested_eptp_switch and nested_ept_write are checked at load time", "[
                Catch::StartsWith("FILE: /events/0/level: expected level only for nested_ept_write"));
 }
 
-// A host feature the scenario sets must be one the model reads: PML is modelled by x86_tdp only.
+// A host feature the scenario sets must be one the model reads: the vCPUs' TLB model is x86_tdp's
+// only (x86_shadow's embedded TDP MMU does not consult it).
 TEST_CASE("a host feature the model does not read is rejected at its pointer", "[scenario][loader][pml]") {
     Dir d;
     const std::string base = R"({
-  "name": "f", "host": {"profile": "x86-server", "features": {"pml": true}},
+  "name": "f", "host": {"profile": "x86-server", "features": {"guest_tlb": true}},
   "vm": {"vcpus": 1, "memslots": [{"size": "16M"}]},
   "mmu": {"model": "MODEL"},
   "workload": {"phases": [{"name": "run", "stream": {"count": 10}}]}
@@ -387,9 +388,10 @@ TEST_CASE("a host feature the model does not read is rejected at its pointer", "
         return load_error_text(d.write("seeds/f.json", replace(base, "MODEL", model)), builtin_opts());
     };
     CHECK(err("x86_tdp") == "");
-    CHECK_THAT(err("x86_shadow"), Catch::StartsWith("FILE: /host/features/pml: feature \"pml\" has no effect on "
-                                                    "model x86_shadow, which reads ") &&
-                                      Catch::Contains("nx_huge_pages") && !Catch::Contains("pml,"));
+    CHECK_THAT(err("x86_shadow"), Catch::StartsWith("FILE: /host/features/guest_tlb: feature \"guest_tlb\" has no "
+                                                    "effect on model x86_shadow, which reads ") &&
+                                      Catch::Contains("nx_huge_pages") && Catch::Contains("pml") &&
+                                      !Catch::Contains("guest_tlb,"));
 }
 
 // x86_shadow embeds the TDP MMU's knobs: the ones that cannot act on it are rejected at load time,
