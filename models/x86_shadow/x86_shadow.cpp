@@ -944,7 +944,9 @@ Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gf
             it->second[i / 64] &= ~(std::uint64_t{1} << (i % 64));
         }
     }
-    e = leaf;  // make_spte: ACC_ALL, writable if the host's pfn is
+    // make_spte: ACC_ALL, writable if the host's pfn is; D only on a writable SPTE (tracked with
+    // PML, where a clear D on the direct tree means the next write is logged).
+    e = pml_log_.on() && !t.nested && !(leaf & spte::W) ? static_cast<std::uint8_t>(leaf | kDirtyClear) : leaf;
     c += mark_page_dirty(s, gfn, cpu);
     return c;
 }
@@ -1272,6 +1274,12 @@ bool X86ShadowMmu::l1_ept_page_writable(Gfn gfn) const {
 Task<void> X86ShadowMmu::nested_enter(const vm::CpuContext& cpu, Gfn eptp) {
     const auto vi = static_cast<std::size_t>(cpu.vcpu);
     const Time start = sim_.now();
+    // L1's VMLAUNCH/VMRESUME is a VM exit from L1: vmx_handle_exit flushes the PML buffer (the
+    // other L1 exits of a transition, VMPTRLD or INVEPT, would find it empty).
+    if (pml_log_.on() && vcpu_tree_[vi] == nullptr) {
+        const Time f = pml_flush(static_cast<std::uint32_t>(vi), cpu.host_cpu);
+        if (f > Time::zero()) co_await sim_.delay(f);
+    }
     x86_context::CpuRole ept;
     ept.guest_mode = true;
     co_await sim_.delay(guest_mmu_->init_mmu(cpu.host_cpu, static_cast<std::uint32_t>(vi), ept));
@@ -1646,13 +1654,20 @@ Time X86ShadowMmu::zap_sp(std::uint32_t cpu, std::uint32_t id) {
 // with its SPTEs, unlinked (its subtree's state set aside), until a fault links it again or
 // something zaps it.
 Time X86ShadowMmu::drop_parent_pte(std::uint32_t cpu, Tree& t, int level, Gfn gfn) {
+    std::uint32_t ch = 0;
+    const Time c = unlink_child(cpu, t, level, gfn, ch);
+    stash(ch, t, level - 1, round_gfn(gfn, level));
+    return c;
+}
+
+// drop_parent_pte's unlink: the SPTE at (level, gfn) that links a child SP is cleared
+// (mmu_spte_clear_no_track) and leaves the child's parent_ptes (mmu_page_remove_parent_pte).
+Time X86ShadowMmu::unlink_child(std::uint32_t cpu, Tree& t, int level, Gfn gfn, std::uint32_t& ch) {
     std::uint32_t& link = child(t, level, gfn);
-    const std::uint32_t ch = link;
-    Time c = kt_.spte_update;  // mmu_spte_clear_no_track
-    c += pte_list_remove(cpu, sps_[ch].parents, sps_[ch].header + 64);  // mmu_page_remove_parent_pte
+    ch = link;
+    const Time c = kt_.spte_update + pte_list_remove(cpu, sps_[ch].parents, sps_[ch].header + 64);
     entry(t, level, gfn) = 0;
     link = 0;
-    stash(ch, t, level - 1, round_gfn(gfn, level));
     sim_.counters().add(mc_->drop_parent);
     return c;
 }
@@ -1676,12 +1691,9 @@ bool X86ShadowMmu::table_empty(const Tree& t, int level, Gfn gfn) const {
 // at no cost (they map nothing), so a later fault allocates a new one where the kernel would
 // find the old one in the hash.
 Time X86ShadowMmu::replace_empty_table(std::uint32_t cpu, Tree& t, int level, Gfn gfn) {
-    const std::uint32_t ch = child(t, level, gfn);
-    Time c = kt_.spte_update + pte_list_remove(cpu, sps_[ch].parents, sps_[ch].header + 64);
-    entry(t, level, gfn) = 0;
-    child(t, level, gfn) = 0;
+    std::uint32_t ch = 0;
+    const Time c = unlink_child(cpu, t, level, gfn, ch);
     if (sps_[ch].parents == 0) free_subtree(t, ch, level - 1, round_gfn(gfn, level));
-    sim_.counters().add(mc_->drop_parent);
     return c + tlb_.flush();
 }
 
@@ -2037,11 +2049,36 @@ Task<void> X86ShadowMmu::try_split_huge_pages(Bulk& b, Slot& s, Gfn start, Gfn e
     split_cache_gauges();
 }
 
+// walk_slot_rmaps (v6.9 mmu.c, slot_rmap_walk_*): every rmap head of the slot from min_level to
+// max_level, by lines of 8 heads (rmap_head_step each, the line once), turning the accumulated work
+// into time every kSettleQuantum and yielding when need_resched() (cond_resched_rwlock_write; with
+// flush_on_yield the pending `flush` first). fn(level, gfn, n) for every head holding n > 0 SPTEs;
+// it sets `flush` when an SPTE changed.
+template <class Fn>
+Task<void> X86ShadowMmu::walk_slot_rmaps(Bulk& b, Slot& s, int min_level, int max_level, bool flush_on_yield,
+                                         bool& flush, Fn fn) {
+    const Gfn end = s.base + s.npages;
+    for (int level = min_level; level <= max_level; ++level) {
+        const std::uint64_t step = pages_at(level);
+        for (Gfn g = round_gfn(s.base, level); g < end; g += step * 8) {
+            if (b.acc >= kSettleQuantum) co_await settle(b);
+            if (need_resched(b)) {
+                co_await cond_resched(b, flush_on_yield && flush);
+                if (flush_on_yield) flush = false;
+            }
+            b.acc += k_.rmap_head_step * 8 + touch(b.cpu, rmap_head_addr(g, level), false, 64);
+            for (Gfn h = g; h < g + step * 8 && h < end; h += step)
+                if (const std::uint32_t n = rmap_size(h, level)) fn(level, h, n);
+        }
+    }
+}
+
 // kvm_mmu_slot_remove_write_access on the rmaps (slot_rmap_write_protect, from min_level: 4K, or
 // 2M with PML): every rmap head of the slot is visited; every writable SPTE in it is
 // write-protected (MMU-writable stays, so the fast path can restore it). Yields with a flush when
-// needed (`flush`: one already pending), and flushes at the end if anything changed.
-Task<void> X86ShadowMmu::remove_write_access(Bulk& b, Slot& s, int min_level, bool flush) {
+// needed, and flushes at the end if anything changed or `pending` (an earlier walk's change).
+Task<void> X86ShadowMmu::remove_write_access(Bulk& b, Slot& s, int min_level, bool pending) {
+    bool flush = false;
     auto protect = [&](Tree& t, int level, Gfn g) {
         std::uint8_t& e = entry(t, level, g);
         if (!is_leaf(e) || !(e & spte::W)) return;
@@ -2050,22 +2087,10 @@ Task<void> X86ShadowMmu::remove_write_access(Bulk& b, Slot& s, int min_level, bo
         sim_.counters().add(mc_->wrprot);
         flush = true;
     };
-    for (int level = min_level; level <= max_rmap_level(); ++level) {
-        const std::uint64_t step = pages_at(level);
-        for (Gfn g = round_gfn(s.base, level); g < s.base + s.npages; g += step * 8) {
-            if (b.acc >= kSettleQuantum) co_await settle(b);
-            if (need_resched(b)) {
-                co_await cond_resched(b, flush);
-                flush = false;
-            }
-            b.acc += k_.rmap_head_step * 8 + touch(b.cpu, rmap_head_addr(g, level), false, 64);
-            for (Gfn h = g; h < g + step * 8 && h < s.base + s.npages; h += step) {
-                if (rmap_size(h, level) == 0) continue;
-                if (direct_) protect(*direct_, level, h);
-                for (auto& t : nested_) protect(*t, level, h);
-            }
-        }
-    }
+    co_await walk_slot_rmaps(b, s, min_level, max_rmap_level(), true, flush, [&](int level, Gfn h, std::uint32_t) {
+        if (direct_) protect(*direct_, level, h);
+        for (auto& t : nested_) protect(*t, level, h);
+    });
     // The SPTEs of SPs kvm_mmu_track_write unlinked are still in the rmaps: protected too.
     for (auto& [key, u] : unlinked_) {
         auto protect_aside = [&](std::uint8_t& e, Gfn g) {
@@ -2079,7 +2104,7 @@ Task<void> X86ShadowMmu::remove_write_access(Bulk& b, Slot& s, int min_level, bo
             for (std::size_t k = 0; k < u.pte.size(); ++k) protect_aside(u.pte[k], u.base + k);
         for (std::size_t k = 0; k < u.pde.size(); ++k) protect_aside(u.pde[k], u.base + k * 512);
     }
-    if (flush) b.acc += tlb_.flush();
+    if (flush || pending) b.acc += tlb_.flush();
 }
 
 // kvm_mmu_slot_leaf_clear_dirty's rmap half (v6.9; host feature pml), under mmu_lock for write:
@@ -2104,26 +2129,18 @@ Task<bool> X86ShadowMmu::leaf_clear_dirty(Bulk& b, Slot& s) {
 // clear are written.
 Task<void> X86ShadowMmu::slot_set_dirty(Bulk& b, Slot& s) {
     bool flush = false;
-    for (int level = 1; level <= max_rmap_level(); ++level) {
-        const std::uint64_t step = pages_at(level);
-        for (Gfn g = round_gfn(s.base, level); g < s.base + s.npages; g += step * 8) {
-            if (b.acc >= kSettleQuantum) co_await settle(b);
-            if (need_resched(b)) co_await cond_resched(b, false);
-            b.acc += k_.rmap_head_step * 8 + touch(b.cpu, rmap_head_addr(g, level), false, 64);
-            for (Gfn h = g; h < g + step * 8 && h < s.base + s.npages; h += step) {
-                const std::uint32_t n = rmap_size(h, level);
-                if (n == 0) continue;
-                b.acc += k_.rmap_op * n;  // for_each_rmap_spte
-                if (!direct_) continue;
-                std::uint8_t& e = entry(*direct_, level, h);
-                if (!is_leaf(e) || !(e & kDirtyClear)) continue;
-                e = static_cast<std::uint8_t>(e & ~kDirtyClear);
-                b.acc += touch(b.cpu, entry_addr(*direct_, level, h), true) + kt_.spte_update;
-                sim_.counters().add(dirty_set_id_);
-                flush = true;
-            }
-        }
-    }
+    co_await walk_slot_rmaps(b, s, 1, max_rmap_level(), false, flush, [&](int level, Gfn h, std::uint32_t n) {
+        b.acc += k_.rmap_op * n;  // for_each_rmap_spte
+        if (!direct_) return;
+        std::uint8_t& e = entry(*direct_, level, h);
+        if (!is_leaf(e)) return;
+        // spte_set_dirty: mmu_spte_update stores it; a flush if D was clear.
+        b.acc += touch(b.cpu, entry_addr(*direct_, level, h), true) + kt_.spte_update;
+        if (!(e & kDirtyClear)) return;
+        e = static_cast<std::uint8_t>(e & ~kDirtyClear);
+        sim_.counters().add(dirty_set_id_);
+        flush = true;
+    });
     if (flush) b.acc += tlb_.flush();  // kvm_arch_flush_remote_tlbs_memslot
 }
 
@@ -2221,36 +2238,22 @@ Task<void> X86ShadowMmu::dirty_log_enable(const vm::CpuContext& cpu, std::uint32
 Task<void> X86ShadowMmu::zap_collapsible_sptes(Bulk& b, Slot& s) {
     bool flush = false;
     std::optional<engine::CounterId> zapped;
-    const Gfn end = s.base + s.npages;
-    for (int level = 1; level <= 2; ++level) {
-        const std::uint64_t step = pages_at(level);
-        for (Gfn g = round_gfn(s.base, level); g < end; g += step * 8) {
-            if (b.acc >= kSettleQuantum) co_await settle(b);
-            if (need_resched(b)) {
-                co_await cond_resched(b, flush);
-                flush = false;
-            }
-            b.acc += k_.rmap_head_step * 8 + touch(b.cpu, rmap_head_addr(g, level), false, 64);
-            for (Gfn h = g; h < g + step * 8 && h < end; h += step) {
-                const std::uint32_t n = rmap_size(h, level);
-                if (n == 0) continue;
-                b.acc += k_.rmap_op * n;  // for_each_rmap_spte
-                for (auto& t : nested_)
-                    if (is_leaf(entry(*t, level, h))) b.acc += touch(b.cpu, sps_[child(*t, level + 1, h)].header, false);
-                if (!direct_ || !is_leaf(entry(*direct_, level, h))) continue;
-                Tree& t = *direct_;
-                const Gfn sp_gfn = round_gfn(h, level + 1);
-                b.acc += touch(b.cpu, sps_[child(t, level + 1, h)].header, false) + k_.max_mapping_level;
-                if (max_level(s, sp_gfn, 4 - host_->mapping_level(sp_gfn)) <= level) continue;
-                b.acc += touch(b.cpu, entry_addr(t, level, h), true) + kt_.spte_update + rmap_remove(b.cpu, h, level);
-                entry(t, level, h) = 0;
-                stats_.update_page_stats(static_cast<vm::PageLevel>(level), -1);
-                if (!zapped) zapped = sim_.counters().id("kvm_mmu_zap_collapsible_spte");
-                sim_.counters().add(*zapped);
-                flush = true;
-            }
-        }
-    }
+    co_await walk_slot_rmaps(b, s, 1, 2, true, flush, [&](int level, Gfn h, std::uint32_t n) {
+        b.acc += k_.rmap_op * n;  // for_each_rmap_spte
+        for (auto& t : nested_)
+            if (is_leaf(entry(*t, level, h))) b.acc += touch(b.cpu, sps_[child(*t, level + 1, h)].header, false);
+        if (!direct_ || !is_leaf(entry(*direct_, level, h))) return;
+        Tree& t = *direct_;
+        const Gfn sp_gfn = round_gfn(h, level + 1);
+        b.acc += touch(b.cpu, sps_[child(t, level + 1, h)].header, false) + k_.max_mapping_level;
+        if (max_level(s, sp_gfn, 4 - host_->mapping_level(sp_gfn)) <= level) return;
+        b.acc += touch(b.cpu, entry_addr(t, level, h), true) + kt_.spte_update + rmap_remove(b.cpu, h, level);
+        entry(t, level, h) = 0;
+        stats_.update_page_stats(static_cast<vm::PageLevel>(level), -1);
+        if (!zapped) zapped = sim_.counters().id("kvm_mmu_zap_collapsible_spte");
+        sim_.counters().add(*zapped);
+        flush = true;
+    });
     if (flush) b.acc += tlb_.flush();
 }
 
@@ -2285,13 +2288,16 @@ bool X86ShadowMmu::rmap_write_protect(Bulk& b, Gfn gfn, int level, bool pt_prote
     };
     const Gfn g = round_gfn(gfn, level);
     if (direct_ && clear_dirty) {
-        // __rmap_clear_dirty -> spte_clear_dirty: the direct tree's SPTEs have A/D bits.
+        // __rmap_clear_dirty -> spte_clear_dirty: the direct tree's SPTEs have A/D bits;
+        // mmu_spte_update stores the SPTE whether or not D was set, and asks for a flush if it was.
         std::uint8_t& e = entry(*direct_, level, g);
-        if (is_leaf(e) && !(e & kDirtyClear)) {
-            e = static_cast<std::uint8_t>(e | kDirtyClear);
+        if (is_leaf(e)) {
             b.acc += touch(b.cpu, entry_addr(*direct_, level, g), true) + kt_.spte_update;
-            sim_.counters().add(dirty_cleared_id_);
-            changed = true;
+            if (!(e & kDirtyClear)) {
+                e = static_cast<std::uint8_t>(e | kDirtyClear);
+                sim_.counters().add(dirty_cleared_id_);
+                changed = true;
+            }
         }
     } else if (direct_) {
         const std::uint64_t a = entry_addr(*direct_, level, g);
@@ -2360,11 +2366,7 @@ Task<std::uint64_t> X86ShadowMmu::age_range(const vm::CpuContext& cpu, const vm:
     young_n += co_await age_hva_range(
         sim_, b, r, tdp_ ? Time::zero() : ak_.caller(r.via) + ak_.mmu_notifier_young,  // else paid by the TDP half
         [this](Gfn g) {
-            const Slot* s = slot_of(g);
-            const std::uint64_t host_pages =
-                s && host_->page(g) == host::Page::Hugetlb ? vm::pages_per(vm::host_level(vm_.memslots[s->index].backing))
-                : s && (host_->page(g) == host::Page::Huge || host_->page(g) == host::Page::HugeZero) ? 512
-                                                                                                      : 1;
+            const std::uint64_t host_pages = pages_at(4 - host_->mapping_level(g));
             return (g / host_pages + 1) * host_pages;
         },
         [&](Gfn g, Gfn e, engine::Site site) -> Task<std::optional<bool>> {
@@ -2534,6 +2536,9 @@ Task<void> X86ShadowMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint3
         pml_log_.slot_logging(false);
     }
     s.bitmap.clear();
+    if (!rmaps_ && cfg_.split_cache_free != SplitCacheFree::FlagsChange) co_return;
+    // The ioctl holds slots_lock throughout (the model takes it for the shadow MMU's part).
+    engine::LockGuard slots = co_await slots_lock_.lock(site_memslot_);
     // kvm_mmu_slot_apply_flags -> kvm_mmu_zap_collapsible_sptes: the rmap half when the rmaps
     // exist. v6.9 runs it before the TDP MMU's half; with the TDP MMU on the model runs it after
     // (the embedded model's part includes the memslot update).
@@ -2551,7 +2556,6 @@ Task<void> X86ShadowMmu::dirty_log_disable(const vm::CpuContext& cpu, std::uint3
         co_await settle(b);
     }
     if (cfg_.split_cache_free == SplitCacheFree::FlagsChange) {
-        engine::LockGuard slots = co_await slots_lock_.lock(site_memslot_);
         free_split_caches();
         co_await sim_.delay(kt_.mmu_cache_alloc_obj);  // kmem_cache_free / free_page per object, batched
     }

@@ -339,6 +339,7 @@ private:
     engine::Time zap_nested_sp(std::uint32_t cpu, Tree& t, int level, vm::Gfn base);
     engine::Time zap_sp(std::uint32_t cpu, std::uint32_t sp);
     engine::Time drop_parent_pte(std::uint32_t cpu, Tree& t, int level, vm::Gfn gfn);
+    engine::Time unlink_child(std::uint32_t cpu, Tree& t, int level, vm::Gfn gfn, std::uint32_t& child);
 
     // --- SPs unlinked by kvm_mmu_track_write (kept in the hash, their state moved aside) ---
     void stash(std::uint32_t sp, Tree& t, int level, vm::Gfn base);
@@ -356,8 +357,11 @@ private:
     bool need_resched(const Bulk& b) const;
     engine::Task<void> try_split_huge_pages(Bulk& b, Slot& s, vm::Gfn start, vm::Gfn end);
     engine::Task<void> split_huge_page(Bulk& b, Tree& t, int level, vm::Gfn gfn);
-    engine::Task<void> remove_write_access(Bulk& b, Slot& s, int min_level, bool flush);
+    engine::Task<void> remove_write_access(Bulk& b, Slot& s, int min_level, bool pending);
     engine::Task<bool> leaf_clear_dirty(Bulk& b, Slot& s);
+    template <class Fn>
+    engine::Task<void> walk_slot_rmaps(Bulk& b, Slot& s, int min_level, int max_level, bool flush_on_yield, bool& flush,
+                                       Fn fn);
     engine::Task<void> slot_set_dirty(Bulk& b, Slot& s);
     engine::Time pml_flush(std::uint32_t vcpu, std::uint32_t cpu);
     bool pml_full_exit(std::uint32_t vcpu, vm::Gfn gfn) const;
