@@ -1187,13 +1187,25 @@ TEST_CASE("tdp_mmu off: disabling dirty logging zaps the 4K SPTEs of pages the h
     CHECK(s.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_zap_collapsible_sptes")->acquisitions == 1);
     CHECK_FALSE(s.model->hits(0, B + 7, Access::Read));
     CHECK(s.sh().n_used_mmu_pages() == sps_logging);  // the page tables stay linked, empty
-    // One read per 2M page maps it huge again: mmu_set_spte unlinks the empty page table.
+    // One read per 2M page maps it huge again: mmu_set_spte unlinks the empty page table, with a
+    // flush each (kvm_flush_remote_tlbs_gfn).
     s.access(0, range(B, 4, Access::Read, 512));
     CHECK(s.gauge("pages_2m") == 4);
     CHECK(s.sh().mapping_level(0, B + 700) == PageLevel::M2);
     CHECK(s.counter("drop_parent_pte") == 4);
+    CHECK(s.counter("remote_tlb_flush") == flushes + 1 + 4);
     CHECK(s.sh().n_used_mmu_pages() == 3);
     CHECK(s.model->hits(0, B + 3 * 512 + 9, Access::Write));
+    // Again: the freed page tables' SPs are allocated anew and freed again, the hash consistent.
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    s.access(0, range(B, 4 * 512, Access::Write));
+    CHECK(s.gauge("pages_4k") == 4 * 512);
+    CHECK(s.sh().n_used_mmu_pages() == sps_logging);
+    s.on_host([&]() { return s.model->dirty_log_disable(s.hctx, 0); });
+    CHECK(s.counter("kvm_mmu_zap_collapsible_spte") == 2 * 4 * 512);
+    s.access(0, range(B, 4, Access::Read, 512));
+    CHECK(s.gauge("pages_2m") == 4);
+    CHECK(s.sh().n_used_mmu_pages() == 3);
 }
 
 TEST_CASE("tdp_mmu off: on 4K pages the collapsible walk checks every SPTE's mapping level and zaps nothing",
@@ -1319,7 +1331,8 @@ TEST_CASE("pml, tdp_mmu off: pml_slot_set_dirty (before v5.12) sets the cleared 
         CHECK(s.counter("spte_dirty_set") == (old ? 924 : 0));
         CHECK(s.counter("remote_tlb_flush") == flushes + (old ? 1 : 0));
         CHECK(static_cast<bool>(s.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_slot_set_dirty")) == old);
-        // Either way PML is off now: a write to a still-clean SPTE sets D without logging.
+        // PML is off now: without the knob a write to a still-clean SPTE sets D without logging
+        // (with it the walk set every bit back, so nothing would log either way).
         s.access(0, range(B + 500, 10, Access::Write));
         s.access(0, {{B + 1500, Access::Write}});  // a first touch: an exit, which flushes the buffer
         CHECK(s.counter("vmx_flush_pml_buffer_entries") == 100);
@@ -1337,4 +1350,46 @@ TEST_CASE("pml, tdp_mmu on: L1's writes log through the embedded TDP MMU; the ne
     CHECK(s.counter("pf_taken") == faults);
     CHECK(get_log(s) == 100);
     CHECK(s.counter("vmx_flush_pml_buffer_entries") == 100);
+}
+
+TEST_CASE("pml, tdp_mmu off, an L2 guest: the nested trees' 4K SPTEs are write-protected (A/D-disabled), the direct "
+          "tree's Dirty bits cleared; L1's VMLAUNCH flushes the buffer",
+          "[x86_shadow][dirty][pml]") {
+    Shadow s(Backing::Anonymous, 1024, 2, {}, 20, true);
+    s.access(0, range(B, 64, Access::Write));  // L1 on vCPU 0: 64 direct SPTEs
+    s.nested_start({1});
+    s.access(1, range(B, 16, Access::Write));  // L2 on vCPU 1: 16 nested SPTEs, writable
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    CHECK(s.counter("spte_dirty_cleared") == 64);
+    CHECK(s.counter("spte_write_protected") == 16);  // spte_wrprot_for_clear_dirty
+    // L2's writes take write-protection faults (no PML in vmcs02) and flush nothing.
+    const std::uint64_t faults = s.counter("pf_taken");
+    s.access(1, range(B, 16, Access::Write));
+    CHECK(s.counter("pf_taken") == faults + 16);
+    CHECK(s.counter("vmx_flush_pml_buffer_entries") == 0);
+    // vCPU 0 in L1 logs 10 writes; its VMLAUNCH of an L2 guest is an exit from L1: flushed.
+    s.access(0, range(B + 20, 10, Access::Write));
+    CHECK(s.counter("pf_taken") == faults + 16);
+    CHECK(s.counter("vmx_flush_pml_buffer_entries") == 0);
+    s.nested_start({0});
+    CHECK(s.counter("vmx_flush_pml_buffer_entries") == 10);
+    CHECK(get_log(s) == 10 + 16);  // L1's logged pages and L2's faults (marked in the slot)
+}
+
+TEST_CASE("pml, tdp_mmu off: a write to a write-protected huge SPTE is a page fault even with the buffer full",
+          "[x86_shadow][dirty][pml]") {
+    Shadow s = pml_shadow(Backing::AnonymousThp, 4 * 512, knobs({{"eager_page_split", false}}));
+    s.access(0, range(B, 2 * 512, Access::Write));  // the first two 2M pages, then split below
+    s.access(0, {{B + 2 * 512, Access::Write}});    // the third 2M page, mapped huge
+    REQUIRE(s.gauge("pages_2m") == 3);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    s.access(0, range(B, 512, Access::Write));  // the first 2M page: one fault drops it, 511 map 4K
+    REQUIRE(get_log(s) == 512);                 // their Dirty bits cleared
+    s.access(0, range(B, 512, Access::Write));  // now logged: 512 GPAs, the buffer is full
+    CHECK(s.counter("handle_pml_full") == 0);
+    const std::uint64_t faults = s.counter("pf_taken");
+    s.access(0, {{B + 2 * 512 + 7, Access::Write}});  // a write-protected huge SPTE: an EPT violation
+    CHECK(s.counter("handle_pml_full") == 0);
+    CHECK(s.counter("pf_taken") == faults + 1);
+    CHECK(s.counter("vmx_flush_pml_buffer_entries") == 512);  // flushed by that exit
 }
