@@ -1339,7 +1339,7 @@ TEST_CASE("pml, tdp_mmu off: pml_slot_set_dirty (before v5.12) sets the cleared 
     }
 }
 
-TEST_CASE("pml, tdp_mmu on: L1's writes log through the embedded TDP MMU; the nested trees stay write-protected",
+TEST_CASE("pml, tdp_mmu on: L1's writes log through the embedded TDP MMU's buffers, forwarded by x86_shadow",
           "[x86_shadow][dirty][pml]") {
     Shadow s(Backing::Anonymous, 1024, 1, knobs({{"tdp_mmu", true}}), 20, true);
     s.access(0, range(B, 1024, Access::Write));
