@@ -1427,14 +1427,21 @@ Task<void> X86TdpMmu::zap_collapsible_spte_range(Bulk& b, Slot& s) {
             continue;
         }
         std::uint8_t value = 0;  // SHADOW_NONPRESENT_VALUE
+        std::pair<int, Gfn> child{0, 0};
         if (mode == HugePageRecovery::InPlace) {
-            const std::optional<std::uint8_t> leaf = first_leaf_below(b, it.level, it.gfn);
+            const std::optional<std::uint8_t> leaf = first_leaf_below(b, it.level, it.gfn, child);
             if (!leaf) continue;  // -ENOENT: nothing mapped below
             value = *leaf;        // make_huge_spte: the child's bits, a huge page's size
             if (cfg_.nx_huge_pages) value = static_cast<std::uint8_t>(value & ~spte::X);
             sim_.counters().add(mc_->recovered);
         }
+        // make_huge_spte copies the child's Accessed and Dirty bits too (read before the
+        // replace frees the child's state).
+        const std::uint8_t aged = value && !aged_.empty() ? aged_[age_index(child.first, child.second)] : 0;
+        const std::uint8_t clean = value && !clean_.empty() ? clean_[age_index(child.first, child.second)] : 0;
         b.acc += replace_table(b, it.level, it.gfn, value);
+        if (value && !aged_.empty()) aged_[age_index(it.level, it.gfn)] = aged;
+        if (value && !clean_.empty()) clean_[age_index(it.level, it.gfn)] = clean;
         flush = true;
     }
     if (flush) {
@@ -1445,7 +1452,7 @@ Task<void> X86TdpMmu::zap_collapsible_spte_range(Bulk& b, Slot& s) {
 
 // tdp_mmu_make_huge_spte's walk (tdp_root_for_each_leaf_pte below the table at (level, gfn)):
 // pre-order to the first present leaf; its SPTE bits, or nothing when no leaf is present.
-std::optional<std::uint8_t> X86TdpMmu::first_leaf_below(Bulk& b, int level, Gfn gfn) {
+std::optional<std::uint8_t> X86TdpMmu::first_leaf_below(Bulk& b, int level, Gfn gfn, std::pair<int, Gfn>& at) {
     const Gfn base = round_gfn(gfn, level);
     const int cl = level - 1;
     for (unsigned k = 0; k < 512; ++k) {
@@ -1453,8 +1460,11 @@ std::optional<std::uint8_t> X86TdpMmu::first_leaf_below(Bulk& b, int level, Gfn 
         b.acc += k_.tdp_iter_step + touch(b.cpu, entry_addr(cl, cg), false);
         const std::uint8_t ce = entry(cl, cg);
         if (!is_present(ce)) continue;
-        if (is_leaf(ce)) return ce;
-        if (cl > 1) return first_leaf_below(b, cl, cg);  // the first present table's first leaf
+        if (is_leaf(ce)) {
+            at = {cl, cg};
+            return ce;
+        }
+        if (cl > 1) return first_leaf_below(b, cl, cg, at);  // the first present table's first leaf
     }
     return std::nullopt;
 }

@@ -385,7 +385,8 @@ private:
     bool clear_dirty_leaf(Bulk& b, const TdpIter& it, EntryRef& r);
     bool set_dirty_leaf(Bulk& b, const TdpIter& it, EntryRef& r);
     engine::Task<void> zap_collapsible_spte_range(Bulk& b, Slot& s);
-    std::optional<std::uint8_t> first_leaf_below(Bulk& b, int level, vm::Gfn gfn);
+    // The first present leaf below the table at (level, gfn): its bits, and in `at` its (level, gfn).
+    std::optional<std::uint8_t> first_leaf_below(Bulk& b, int level, vm::Gfn gfn, std::pair<int, vm::Gfn>& at);
     engine::Time replace_table(Bulk& b, int level, vm::Gfn gfn, std::uint8_t value);
     engine::Task<void> enable_log_dirty_pt_masked(Bulk& b, Slot& s, std::uint64_t offset, std::uint64_t mask);
     void clear_dirty_pt_masked(Bulk& b, vm::Gfn gfn, std::uint64_t mask, bool wrprot);

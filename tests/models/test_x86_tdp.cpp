@@ -492,6 +492,32 @@ std::unique_ptr<Tdp> recover_run(const std::string& mode) {
 }
 }  // namespace
 
+TEST_CASE("huge_page_recovery in_place: the huge SPTE keeps its first leaf's Accessed bit (make_huge_spte)",
+          "[x86_tdp][dirty][huge_page_recovery][aging]") {
+    Tdp t(Backing::AnonymousThp, 2 * 512, 1, vm::Knobs{{"huge_page_recovery", std::string("in_place")}});
+    VcpuResult w, r;
+    t.spawn_vcpu(0, range(B, 2, Access::Write, 512), 0_ns, w);  // two THPs, mapped 2M
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> {
+        co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {});  // eager split: 4K SPTEs
+        vm::AgeRequest a;
+        a.start = B;
+        a.end = B + 2 * 512;
+        a.clear = true;
+        (void)co_await t.model->age_range(t.host_ctx(3), a);  // every 4K Accessed bit cleared
+    });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    REQUIRE(t.gauge("pages_4k") == 2 * 512);
+    t.spawn_vcpu(0, {{B + 512, Access::Read}}, 0_ns, r);  // the CPU sets A on the second THP's first page
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    REQUIRE(r.faults == 0);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { co_await t.model->dirty_log_disable(t.host_ctx(3), 0); });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    REQUIRE(t.gauge("pages_2m") == 2);
+    CHECK(t.tdp().aged(B));              // from an aged first leaf: still not accessed
+    CHECK_FALSE(t.tdp().aged(B + 512));  // from the leaf the read accessed
+}
+
 TEST_CASE("huge_page_recovery: zap flushes per table, zap_batched_flush once, in_place maps the huge pages back",
           "[x86_tdp][dirty][huge_page_recovery]") {
     // Flushes before the disable: the enable's one (eager split, then write-protect).
