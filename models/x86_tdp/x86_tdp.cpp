@@ -1823,8 +1823,7 @@ Task<std::uint64_t> X86TdpMmu::age_range(const vm::CpuContext& cpu, const vm::Ag
     co_return co_await age_hva_range(
         sim_, b, r, ak_.caller(r.via) + ak_.mmu_notifier_young,
         [this](Gfn g) {
-            const Slot* s = slot_of(g);
-            const std::uint64_t host_pages = s ? pages_at(host_mapping_level(g)) : 1;
+            const std::uint64_t host_pages = pages_at(host_mapping_level(g));  // 4K outside every slot
             return (g / host_pages + 1) * host_pages;
         },
         [&](Gfn g, Gfn e, engine::Site site) -> Task<std::optional<bool>> {
