@@ -1147,10 +1147,14 @@ Scenario build(const Node& doc, const std::string& path, const std::string& sha,
         sc.vm = parse_vm(doc.object("vm"));
         parse_phases(wl, sc, *info, guest_time);
     }
-    if (sc.vm.vcpus > sc.host.cpus * 4) {
+    // No host scheduler: vCPU threads sharing a CPU would each run at full speed, as if the
+    // host had a CPU for each, so an overcommitted VM is refused rather than simulated wrongly.
+    if (sc.vm.vcpus > sc.host.cpus) {
         const Node at = doc.has("vm") ? doc["vm"]["vcpus"] : wl.has("args") ? wl["args"] : wl;
-        at.fail("expected at most 4 vCPUs per host CPU (" + std::to_string(sc.vm.vcpus) + " vCPUs on " +
-                std::to_string(sc.host.cpus) + " host CPUs)");
+        at.fail("expected at most one vCPU per host CPU (" + std::to_string(sc.vm.vcpus) + " vCPUs on " +
+                std::to_string(sc.host.cpus) +
+                " host CPUs): kvmsim does not model host CPU time-sharing; give the host more CPUs "
+                "(\"host\": {\"cpus\": N}) or the VM fewer vCPUs");
     }
     check_guest_memory(doc.has("vm") ? doc["vm"] : wl.has("args") ? wl["args"] : wl, sc.vm, !doc.has("vm"));
     if (auto evs = doc.opt_array("events")) parse_events(*evs, sc, *info);

@@ -64,6 +64,7 @@ CASES = {
     "name-empty": ("/name", "a scenario name"),
     # vCPUs per host CPU, at the value that sets them
     "vcpus-512-on-96": ("/vm/vcpus", "512 vCPUs on 96 host CPUs"),
+    "vcpus-97-on-96": ("/vm/vcpus", "at most one vCPU per host CPU (97 vCPUs on 96 host CPUs)"),
     "preset-vcpus-512-on-96": ("/workload/args", "512 vCPUs on 96 host CPUs"),
     # what the schema used to accept
     "unit-512MB": ("/vm/memslots/0/size", "ambiguous"),
