@@ -947,7 +947,7 @@ Time X86ShadowMmu::map(std::uint32_t cpu, VcpuState& v, Tree& t, Slot& s, Gfn gf
     // make_spte: ACC_ALL, writable if the host's pfn is; D only on a writable SPTE (tracked with
     // PML, where a clear D on the direct tree means the next write is logged).
     e = pml_log_.on() && !t.nested && !(leaf & spte::W) ? static_cast<std::uint8_t>(leaf | kDirtyClear) : leaf;
-    c += mark_page_dirty(s, gfn, cpu);
+    if (leaf & spte::W) c += mark_page_dirty(s, gfn, cpu);  // only a writable SPTE (make_spte)
     return c;
 }
 

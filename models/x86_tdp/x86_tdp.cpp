@@ -913,7 +913,9 @@ int X86TdpMmu::map_commit(MapPlan& p, Slot& s, std::uint32_t cpu, int from) {
                     p.cost = p.nx_cost;
                 }
                 set_leaf(st.level, gfn, st.new_e);
-                p.cost += mark_page_dirty(s, gfn, cpu);
+                // make_spte: only a writable SPTE is marked dirty (a read-only one, e.g. of the
+                // zero page, takes a write fault first).
+                if (st.new_e & spte::W) p.cost += mark_page_dirty(s, gfn, cpu);
                 return RET_PF_FIXED;
         }
     }

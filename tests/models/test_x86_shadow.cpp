@@ -873,6 +873,17 @@ TEST_CASE("direct faults through the host mm: a read maps the zero page read-onl
     CHECK(s.lock("mmu_lock", engine::LockMode::Write, "kvm_mmu_notifier_invalidate_range_start")->acquisitions == 1);
 }
 
+TEST_CASE("direct faults while logging dirty pages: a read of the zero page marks nothing dirty, the write after it does",
+          "[x86_shadow][host][dirty]") {
+    Shadow s(Backing::Anonymous, 1024, 1);
+    s.on_host([&]() { return s.model->dirty_log_enable(s.hctx, 0, {}); });
+    s.access(0, {{B + 9, Access::Read}});
+    CHECK(s.sh().host_mm().page(B + 9) == models::host::Page::Zero);
+    CHECK(s.counter("mark_page_dirty_in_slot") == 0);  // make_spte: only a writable SPTE
+    s.access(0, {{B + 9, Access::Write}});
+    CHECK(s.counter("mark_page_dirty_in_slot") == 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dirty logging without the TDP MMU: KVM_GET_DIRTY_LOG / KVM_CLEAR_DIRTY_LOG on the rmaps
 

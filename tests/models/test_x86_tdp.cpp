@@ -934,6 +934,32 @@ TEST_CASE("a read fault maps the zero page read-only; a write COWs it, the notif
     }
 }
 
+TEST_CASE("while logging dirty pages, a read mapping the zero page marks nothing dirty; the write after it does",
+          "[x86_tdp][dirty][host]") {
+    Tdp t(Backing::Anonymous, 1024, 1);
+    VcpuResult r1, r2;
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> {
+        co_await t.model->dirty_log_enable(t.host_ctx(3), 0, {});
+    });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    t.spawn_vcpu(0, {{B + 7, Access::Read}}, 0_ns, r1);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.tdp().leaf_spte(B + 7) == models::x86_tdp::spte::LEAF_HOST_RO);
+    // make_spte marks the page dirty only for a writable SPTE.
+    CHECK(t.counter("mark_page_dirty_in_slot") == 0);
+    std::uint64_t got = 1;
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { got = co_await t.model->dirty_log_get(t.host_ctx(3), 0); });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(got == 0);
+    t.spawn_vcpu(0, {{B + 7, Access::Write}}, 0_ns, r2);
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(t.tdp().leaf_spte(B + 7) == models::x86_tdp::spte::LEAF_RW);
+    CHECK(t.counter("mark_page_dirty_in_slot") == 1);
+    t.spawn_actor("vmm", 0_ns, [&]() -> engine::Task<void> { got = co_await t.model->dirty_log_get(t.host_ctx(3), 0); });
+    REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+    CHECK(got == 1);
+}
+
 TEST_CASE("a THP read maps the huge zero page at 2M read-only; a write splits the host PMD and maps 4K", "[x86_tdp][host]") {
     Tdp t(Backing::AnonymousThp, 1024, 1);
     VcpuResult r1, r2;
