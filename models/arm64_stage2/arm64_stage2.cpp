@@ -27,7 +27,9 @@
 // (set_early_arrivals(false)) makes each of them at its own time, so in time order; a call point
 // taken ahead of its time must come in the same order as every other it does not commute with: it
 // may only be taken when no such call point can come at or before it (call_now). Arrivals commute
-// with GUPs and put_pages, not with each other; GUPs and put_pages commute unless they share a
+// with GUPs and put_pages, not with each other, but the put_page that follows an arrival's hold
+// can come sooner than min_lead_ after it: an arrival waiting for its event, or a fault queued
+// behind a host operation, holds off GUPs and put_pages on its refcount line. GUPs and put_pages commute unless they share a
 // line (host::GupLines: a refcount line, or the mmap_lock line, which every GUP here uses for
 // user_mem_abort's VMA lookup: kVmaLookup); a
 // GUP changing the host's page tables commutes with nothing while it is under way. A put_page is
@@ -864,6 +866,13 @@ bool Arm64Stage2::call_now(Call::Kind kind, const Fault& f) {
     } else {
         mine.ref = f.gup.ref;
     }
+    // An arrival waiting for its event, or a fault queued behind a host operation, brings its
+    // put_page on its GUP's refcount line as soon as its hold ends, which may be sooner than
+    // min_lead_ after that event: it does not commute with a call on that line.
+    for (std::uint32_t i = 0; i < pending_n_[1]; ++i)
+        if (pending_t_[1][i] <= tp && pending_[1][i].line == mine.ref) return false;
+    for (const TlWaiter& w : waiters_)
+        if (w.fault && w.fault->gup.ref == mine.ref) return false;
     const std::uint64_t ver = host_->state_version();
     const std::int64_t* const times = pending_t_[0].data();
     for (std::uint32_t i = 0, n = pending_n_[0]; i < n; ++i) {
@@ -978,6 +987,9 @@ void Arm64Stage2::spin_release_host() {
         if (w.fault) {
             w.fault->wait_traced = true;
             spin_reserve(*w.fault, g);
+            // Its put_page is a call point at the very event that resumes it (no lead): known
+            // from now, so call_now must see it (page_fault_at erases it when it resumes).
+            pending_push(Call::kPut, *w.fault);
             sim_.schedule_resume(w.fault->unlock, w.h, w.proc, engine::EventKind::LockGrant);
             continue;
         }
@@ -1194,9 +1206,10 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
     if (!f.reserved) {
         w.kind = Call::kArrival;
         if (!call_now(Call::kArrival, f)) co_await w;
-        if (open_)
+        if (open_) {
             co_await SpinWaitAwaiter{*this, &f, site_fault_, f.t1};  // resumed at f.unlock
-        else
+            pending_erase(f.vcpu);  // its put_page, registered at the grant
+        } else
             spin_reserve(f, std::max(f.t1, busy_until_));
     }
     w.kind = Call::kPut;

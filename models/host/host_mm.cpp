@@ -350,7 +350,7 @@ Gup HostMm::hugetlb_gup(Slot& s, std::uint32_t cpu, Gfn gfn, Time at) {
     g.level = s.host_level;
     g.ref = &s.head[s.ih(gfn)];
     c_->add(Counters::gup_fast);
-    g.done = refcount_->rmw(*g.ref, cpu, at + k_.gup_fast);
+    g.done = refcount_->load_rmw(*g.ref, cpu, at + k_.gup_fast);  // try_get_compound_head
     return g;
 }
 
@@ -389,7 +389,7 @@ Task<Gup> HostMm::hugetlb_populate(const vm::CpuContext& ctx, Slot& s, Gfn gfn) 
     g.writable = true;
     g.level = s.host_level;
     g.ref = &s.head[h];
-    t = refcount_->rmw(*g.ref, cpu, sim_.now());
+    t = refcount_->load_rmw(*g.ref, cpu, sim_.now());  // try_grab_page
     g.done = mmap_lock_->rmw(mmap_lock_line_, cpu, t);
     co_return g;
 }
@@ -399,7 +399,7 @@ Time HostMm::follow(Slot& s, std::uint32_t cpu, Gfn gfn, Page p, Time t, Gup& g)
     LineState& ptl = ptl_line(s, gfn, p);
     t = ptl_->rmw(ptl, cpu, t);
     g.ref = &ref_line(s, gfn, p);
-    t = refcount_->rmw(*g.ref, cpu, t);
+    t = refcount_->load_rmw(*g.ref, cpu, t);  // try_grab_page: page_ref_count, then page_ref_inc
     return ptl_->rmw(ptl, cpu, t);
 }
 
@@ -423,7 +423,7 @@ Gup HostMm::try_gup(std::uint32_t cpu, Gfn gfn, bool write, Time at, bool vma_lo
     if (writable(p)) {  // hva_to_pfn_fast: get_user_page_fast_only(FOLL_WRITE)
         c_->add(Counters::gup_fast);
         g.ref = &ref_line(*s, gfn, p);
-        g.done = refcount_->rmw(*g.ref, cpu, t);
+        g.done = refcount_->load_rmw(*g.ref, cpu, t);  // try_get_compound_head
         g.writable = true;
         return g;
     }
@@ -480,7 +480,7 @@ Task<Gup> HostMm::gup(const vm::CpuContext& ctx, Gfn gfn, bool write, bool vma_l
     if (!write) {  // get_user_page_fast_only(FOLL_WRITE): succeeds when the page is writable
         t += k_.gup_fast;
         if (g.writable) {
-            t = refcount_->rmw(*g.ref, cpu, t);  // the new reference, then put_page of the old
+            t = refcount_->load_rmw(*g.ref, cpu, t);  // the new reference, then put_page of the old
             t = refcount_->rmw(*g.ref, cpu, t);
         }
     }
@@ -490,7 +490,7 @@ Task<Gup> HostMm::gup(const vm::CpuContext& ctx, Gfn gfn, bool write, bool vma_l
 
 Time HostMm::put_page(std::uint32_t cpu, const Gup& g, Time at) {
     if (!g.ref) return at;
-    return refcount_->rmw(*g.ref, cpu, at);
+    return refcount_->load_rmw(*g.ref, cpu, at);  // compound_head, then put_page_testzero
 }
 
 engine::Bandwidth& HostMm::memory(std::uint32_t cpu) const {

@@ -19,7 +19,14 @@
 //                          a THP allocated in its place); mm/hugetlb.c: hugetlb_fault under the
 //                          hugetlb fault mutex
 //   struct page refcounts  try_grab_page / put_page on the page's line (the compound head for THP and
-//                          hugetlb, one line for the zero page, one for the huge zero page)
+//                          hugetlb, one line for the zero page, one for the huge zero page). Each
+//                          reads the line before its atomic (try_get_compound_head: page_ref_count,
+//                          then atomic_add_unless, a try_cmpxchg loop behind atomic_read;
+//                          try_get_page: page_ref_count, then page_ref_inc; put_page: compound_head,
+//                          then put_page_testzero), so a line another CPU owns costs two coherence
+//                          transactions, a shared fetch and then the upgrade
+//                          (engine::LineClass::load_rmw). The CAS loop's retries when another
+//                          CPU's atomic lands between its read and its cmpxchg are not modelled.
 //   put_page               kvm_release_pfn_clean after the mapping is installed
 // Linux versions: the arm64 rows this serves ran host v5.11/v5.12 (calibration C1, seed 004), the
 // x86 ones v5.10-v5.16; the behaviour here is that of v5.12 unless a feature says otherwise

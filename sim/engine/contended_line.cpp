@@ -13,7 +13,7 @@ LineRecord& LineClass::record() {
     return *rec_;
 }
 
-Time LineClass::rmw(LineState& line, std::uint32_t cpu, Time at) {
+Time LineClass::serve(LineState& line, std::uint32_t cpu, Time at, Time service) {
     LineRecord& r = rec_ && rec_->phase == sim_.phase() ? *rec_ : record();
     ++r.operations;
     const Time start = std::max(at, line.free_at);
@@ -21,9 +21,17 @@ Time LineClass::rmw(LineState& line, std::uint32_t cpu, Time at) {
         ++r.contended;
         r.wait_ps.record(static_cast<std::uint64_t>((start - at).ps()));
     }
-    line.free_at = start + xfer_(line.owner, cpu);
+    line.free_at = start + service;
     line.owner = cpu;
     return line.free_at;
+}
+
+Time LineClass::rmw(LineState& line, std::uint32_t cpu, Time at) { return serve(line, cpu, at, xfer_(line.owner, cpu)); }
+
+Time LineClass::load_rmw(LineState& line, std::uint32_t cpu, Time at) {
+    const Time x = xfer_(line.owner, cpu);
+    const bool shared_fetch = line.owner != cpu && line.owner != Topology::kNoCpu;
+    return serve(line, cpu, at, shared_fetch ? x + x : x);
 }
 
 }  // namespace kvmsim::engine

@@ -40,6 +40,13 @@ public:
     // touch it first. Returns the completion time; the line is then owned by `cpu`. Statistics
     // go to the simulator's current phase.
     Time rmw(LineState& line, std::uint32_t cpu, Time at);
+    // A load of `line` and then an atomic on it by the same CPU (code that reads a word before
+    // it updates it: a cmpxchg loop behind its first read, a check before an increment), served
+    // as one FIFO operation. When another CPU owns the line these are two coherence transactions
+    // at topo.line_transfer(line.owner, cpu): the load fetches the line shared, the atomic then
+    // takes it exclusive, invalidating the previous owner's copy. When `cpu` owns it, or nobody
+    // has touched it, it costs what rmw() does (the atomic finds the line exclusive).
+    Time load_rmw(LineState& line, std::uint32_t cpu, Time at);
 
     const std::string& name() const { return name_; }
     const Topology& topology() const { return xfer_.topology(); }
@@ -48,6 +55,7 @@ public:
 
 private:
     LineRecord& record();
+    Time serve(LineState& line, std::uint32_t cpu, Time at, Time service);
 
     Simulator& sim_;
     LineTransfer xfer_;

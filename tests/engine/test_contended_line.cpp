@@ -75,6 +75,28 @@ TEST_CASE("contended line: same-socket and cross-socket transfers, a local re-ac
     CHECK(r->wait_ps.count() == 0);
 }
 
+TEST_CASE("contended line: a load then an atomic is two transfers from another CPU, one otherwise",
+          "[contended_line]") {
+    Simulator sim;
+    LineClass c(sim, two_sockets(), "struct_page_refcount");
+    LineState page;
+    CHECK(c.load_rmw(page, 1, 0_ns) == 60_ns);       // untouched: one fetch, then exclusive already
+    CHECK(c.load_rmw(page, 1, 100_ns) == 110_ns);    // owned by this CPU: local
+    CHECK(c.load_rmw(page, 2, 200_ns) == 320_ns);    // from CPU 1, same socket: shared fetch + upgrade
+    CHECK(c.load_rmw(page, 6, 400_ns) == 660_ns);    // from CPU 2, across sockets: 2 x 130 ns
+    CHECK(c.rmw(page, 6, 700_ns) == 710_ns);         // a plain atomic after it: local
+    // Queued like rmw(): three CPUs of socket 0 at once behind CPU 6 (across), then each other.
+    CHECK(c.load_rmw(page, 0, 1000_ns) == 1260_ns);
+    CHECK(c.load_rmw(page, 1, 1000_ns) == 1380_ns);
+    CHECK(c.load_rmw(page, 2, 1000_ns) == 1500_ns);
+    CHECK(page.owner == 2);
+    const auto r = total(sim, "struct_page_refcount");
+    REQUIRE(r);
+    CHECK(r->operations == 8);
+    CHECK(r->contended == 2);
+    CHECK(r->wait_ps.sum() == (260_ns + 380_ns).ps());
+}
+
 TEST_CASE("contended line: call order is the FIFO order, even for an earlier arrival", "[contended_line]") {
     Simulator sim;
     LineClass c(sim, two_sockets(), "lock_word");

@@ -204,21 +204,23 @@ TEST_CASE("host: the hugetlb fault mutex - one fault populates a huge page, the 
     CHECK(h.counter("host_zeroed_4k") == 512);  // one 2 MiB clear
     CHECK(h.mm->page(B + 100) == Page::Hugetlb);
     // CPU 0 got mmap_lock at 170 (110 + 60), populated the page: 1000 + 51200 -> 52370. The others
-    // waited for it, then took the head's line one after the other (60 each, from its owner).
+    // waited for it, then took the head's line one after the other: try_grab_page reads the
+    // count before its increment, so from another CPU that is a shared fetch and an upgrade
+    // (2 x 60), then mmap_lock (60).
     CHECK(g[0].done == 52440_ns);  // head 10 (it allocated it), mmap_lock 60 (CPU 2 had it)
-    CHECK(g[1].done == 52500_ns);
-    CHECK(g[2].done == 52560_ns);
+    CHECK(g[1].done == 52560_ns);  // head 52380 + 120, mmap_lock 60
+    CHECK(g[2].done == 52680_ns);  // head 52500 + 120, mmap_lock 60
     for (const Gup& x : g) {
         CHECK(x.level == 2);
         CHECK(x.writable);
     }
     // Populated, the next GUP is the fast path: gup_fast, then the head's line, which CPU 2's
-    // reference holds until 52500 (the run ended at the populate, 52370: those were worked out
-    // ahead).
+    // reference holds until 52620 (the run ended at the populate, 52370: those were worked out
+    // ahead); try_get_compound_head's read and cmpxchg take it from CPU 2: 2 x 60.
     CHECK(h.sim.now() == 52370_ns);
     CHECK(h.mm->gup_analytic(B + 300, false));
     const Gup f = h.mm->try_gup(3, B + 300, false, h.sim.now());
-    CHECK(f.done == 52500_ns + 60_ns);
+    CHECK(f.done == 52620_ns + 120_ns);
     CHECK_FALSE(f.slow);
 }
 
@@ -232,8 +234,9 @@ TEST_CASE("host: GUP fast and slow paths cost what their lines cost, exactly", "
     CHECK_FALSE(a.slow);
     // Again by the same CPU: the line is its own (10).
     CHECK(h.mm->try_gup(0, B + 1, true, 2_us).done == 2_us + 60_ns);
-    // From another CPU of the socket: 60.
-    CHECK(h.mm->try_gup(1, B + 1, true, 3_us).done == 3_us + 110_ns);
+    // From another CPU of the socket: try_get_compound_head reads the count, then its cmpxchg
+    // takes the line exclusive: two transfers, 2 x 60.
+    CHECK(h.mm->try_gup(1, B + 1, true, 3_us).done == 3_us + 170_ns);
     // put_page: one more atomic on the line (CPU 1 owns it).
     CHECK(h.mm->put_page(1, a, 4_us) == 4_us + 10_ns);
     CHECK(h.counter("gup_fast_only") == 3);
@@ -250,7 +253,9 @@ TEST_CASE("host: N CPUs taking references on one THP serialize on its head's lin
         // Four different 4 KiB pages of one 2 MiB, all at 1 us.
         const Gup t = thp.mm->try_gup(c, B + 10 * c, false, 1_us);
         const Gup s = small.mm->try_gup(c, B + 10 * c, false, 1_us);
-        CHECK(t.done == 1_us + 50_ns + 60_ns * (c + 1));  // the compound head's line, one after another
+        // The compound head's line, one after another: untouched first (60), then each from the
+        // CPU before it, a shared fetch and an upgrade (2 x 60).
+        CHECK(t.done == 1_us + 50_ns + 60_ns + 120_ns * c);
         CHECK(s.done == 1_us + 50_ns + 60_ns);           // each page's own line
         CHECK(t.level == 2);
         CHECK(s.level == 3);
