@@ -1043,7 +1043,8 @@ bool Arm64Stage2::prepare(Fault& f, const vm::CpuContext& ctx, Gfn gfn, vm::Acce
     return true;
 }
 
-// What prepare() decided happens: the top-up, the sequence snapshot (before the GUP).
+// What prepare() decided happens: the top-up, the sequence snapshot (before the GUP; a fault
+// whose GUP waits for its event takes it again then).
 void Arm64Stage2::commit(Fault& f) {
     stats_.add(stats_.pf_taken);
     if (f.topup) {
@@ -1196,6 +1197,7 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
         commit(f);
         w.kind = Call::kGup;
         if (gup_later || !call_now(Call::kGup, f)) co_await w;
+        f.mmu_seq = inv_.seq();  // the snapshot is taken just before the GUP, at its call point
         if (host_->gup_analytic(gfn, f.write))
             set_gup(f.gup, host_->try_gup(f.cpu, gfn, f.write, f.t_gup, kVmaLookup));
         else
@@ -1444,6 +1446,7 @@ void Arm64Stage2::relax_perms(Walk& w) {
 // The GUP runs at its own time: the host's page tables and lines are read and used in time order.
 Task<void> Arm64Stage2::fault_rw(Fault& f, const vm::CpuContext& ctx) {
     if (f.t_gup > sim_.now()) co_await sim_.delay(f.t_gup - sim_.now());
+    f.mmu_seq = inv_.seq();  // just before the GUP, not at the fault's start
     if (host_->gup_analytic(f.gfn, f.write))
         f.gup = host_->try_gup(f.cpu, f.gfn, f.write, f.t_gup, kVmaLookup);
     else

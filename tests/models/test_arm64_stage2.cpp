@@ -419,6 +419,25 @@ TEST_CASE("an invalidation unmaps, cleans the block and drops the host page; a r
     }
 }
 
+TEST_CASE("the mmu_invalidate_seq snapshot is taken just before the GUP, not at the fault's start", "[arm64][mmu_seq]") {
+    for (const char* lock : {"spinlock", "rwlock"}) {
+        INFO(lock);
+        A64 t(Backing::Anonymous, 1024, 1, knobs(lock, "map_walker"));
+        VcpuResult r;
+        // An invalidation elsewhere is in progress when the fault starts (330 ns) and ends (about
+        // 630 ns) before its GUP (330 + entry 100 + user_mem_abort 100 + a two-page top-up 400).
+        t.spawn_actor("mn", 0_ns, [&]() -> engine::Task<void> {
+            co_await t.m().invalidate_range_start(t.host_ctx(3), B + 900, B + 901);
+            co_await t.m().invalidate_range_end(t.host_ctx(3), B + 900, B + 901);
+        });
+        t.spawn_vcpu(0, {{B + 1, Access::Write}}, 330_ns, r);
+        REQUIRE(t.sim.run() == engine::RunStatus::Completed);
+        CHECK(t.counter("mmu_invalidate_retry") == 0);
+        CHECK(r.faults == 1);
+        CHECK(t.counter("pf_fixed") == 1);
+    }
+}
+
 TEST_CASE("KVM_GET_DIRTY_LOG and KVM_CLEAR_DIRTY_LOG harvest and write-protect again", "[arm64]") {
     for (const bool manual : {false, true}) {
         INFO("initially set " << manual);
