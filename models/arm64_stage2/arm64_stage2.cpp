@@ -210,7 +210,6 @@ struct Arm64Stage2::Fault {
     int fault_level = 0;     // that leaf's level (fault_granule)
     int level = 3;           // vma_pagesize as a level
     bool writable = true;
-    std::uint64_t mmu_seq = 0;
     std::uint32_t topup = 0;           // objects the memory-cache top-up allocates
     Time t_gup;              // __gfn_to_pfn_memslot starts
     host::Gup gup;           // what it gave
@@ -234,6 +233,7 @@ struct Arm64Stage2::Fault {
     d.level = s.level;
     d.ref = s.ref;
     d.slow = s.slow;
+    d.looked_up = s.looked_up;
 }
 
 inline Time Arm64Stage2::call_time(Call::Kind kind, const Fault& f) {
@@ -1043,8 +1043,9 @@ bool Arm64Stage2::prepare(Fault& f, const vm::CpuContext& ctx, Gfn gfn, vm::Acce
     return true;
 }
 
-// What prepare() decided happens: the top-up, the sequence snapshot (before the GUP; a fault
-// whose GUP waits for its event takes it again then).
+// What prepare() decided happens: the top-up. (The mmu_invalidate_seq snapshot is taken when the
+// VMA lookup is done, just before the GUP: Gup::looked_up, checked under mmu_lock with
+// MmuInvalidation::retry_since.)
 void Arm64Stage2::commit(Fault& f) {
     stats_.add(stats_.pf_taken);
     if (f.topup) {
@@ -1052,7 +1053,6 @@ void Arm64Stage2::commit(Fault& f) {
         f.v->mc.topup(kMinCachePages, &n);
         mc_->add(ModelCounters::topup_objs, n);
     }
-    f.mmu_seq = inv_.seq();
 }
 
 // The GUP's answer: the arrival at mmu_lock, vma_pagesize (PAGE_SIZE while logging, else the host
@@ -1197,7 +1197,6 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
         commit(f);
         w.kind = Call::kGup;
         if (gup_later || !call_now(Call::kGup, f)) co_await w;
-        f.mmu_seq = inv_.seq();  // the snapshot is taken just before the GUP, at its call point
         if (host_->gup_analytic(gfn, f.write))
             set_gup(f.gup, host_->try_gup(f.cpu, gfn, f.write, f.t_gup, kVmaLookup));
         else
@@ -1273,7 +1272,7 @@ bool Arm64Stage2::hold_head(Walk& w) {
         w.h = rw_word_->rmw(f.cpu, w.g) - w.g + k_.mmu_lock_op;
     }
     w.ri = region_of(f.gfn);
-    if (inv_.retry(f.mmu_seq)) {  // the host mapping changed meanwhile: back to the guest
+    if (inv_.retry_since(f.gup.looked_up)) {  // the host mapping changed meanwhile: back to the guest
         mc_->add(ModelCounters::retry_inv);
         return false;
     }
@@ -1446,7 +1445,6 @@ void Arm64Stage2::relax_perms(Walk& w) {
 // The GUP runs at its own time: the host's page tables and lines are read and used in time order.
 Task<void> Arm64Stage2::fault_rw(Fault& f, const vm::CpuContext& ctx) {
     if (f.t_gup > sim_.now()) co_await sim_.delay(f.t_gup - sim_.now());
-    f.mmu_seq = inv_.seq();  // just before the GUP, not at the fault's start
     if (host_->gup_analytic(f.gfn, f.write))
         f.gup = host_->try_gup(f.cpu, f.gfn, f.write, f.t_gup, kVmaLookup);
     else
@@ -1954,7 +1952,7 @@ Task<void> Arm64Stage2::invalidate_range_end(const vm::CpuContext& cpu, Gfn star
     (void)end;
     Bulk b = make_bulk(cpu);
     co_await lock(b, site_mn_end_);
-    inv_.end();
+    inv_.end(sim_.now() + b.acc);
     co_await unlock(b);
     co_await settle(b);
 }
@@ -1969,7 +1967,7 @@ Task<void> Arm64Stage2::invalidate_range_end(const vm::CpuContext& cpu, Gfn star
 Task<void> Arm64Stage2::change_pte(const vm::CpuContext& cpu, Gfn gfn) {
     Bulk b = make_bulk(cpu);
     co_await lock(b, site_mn_change_);
-    if (cfg_.spinlock) inv_.bump_seq();
+    if (cfg_.spinlock) inv_.bump_seq(sim_.now() + b.acc);
     const std::uint32_t ri = region_of(gfn);
     if ((cfg_.spinlock || inv_.in_progress() != 0) && ri != kNoRegion) {
         if (!cfg_.cmo_in_walker) b.acc += dcache_clean(b.cpu, vm::kPageSize, sim_.now() + b.acc);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "sim/engine/time.hpp"
 #include "sim/vm/types.hpp"
 
 namespace kvmsim::models {
@@ -34,14 +35,23 @@ public:
             range_end_ = std::max(range_end_, end);
         }
     }
-    // kvm_mmu_invalidate_end: the sequence moves before in_progress drops.
-    void end() {
-        ++seq_;
+    // kvm_mmu_invalidate_end at simulated time `at`: the sequence moves before in_progress drops.
+    void end(engine::Time at) {
+        bump_seq(at);
         if (in_progress_ > 0) --in_progress_;
     }
 
-    // kvm_mmu_notifier_change_pte before v5.13: mmu_notifier_seq++ under mmu_lock.
-    void bump_seq() { ++seq_; }
+    // kvm_mmu_notifier_change_pte before v5.13: mmu_notifier_seq++ under mmu_lock, at `at`.
+    void bump_seq(engine::Time at) {
+        ++seq_;
+        last_bump_ = std::max(last_bump_, at);
+    }
+
+    // mmu_invalidate_retry for a snapshot taken at simulated time `snap` (<= now), worked out
+    // later: for a model that knows when its fault took the snapshot only after the fact (arm64:
+    // after the VMA lookup's waits on mmap_lock's line). The sequence moved after the snapshot
+    // if its last move came later.
+    bool retry_since(engine::Time snap) const { return in_progress_ != 0 || (seq_ != 0 && last_bump_ > snap); }
 
     std::uint64_t seq() const { return seq_; }
     std::uint64_t in_progress() const { return in_progress_; }
@@ -70,6 +80,7 @@ public:
     }
 
 private:
+    engine::Time last_bump_{};  // when the sequence last moved
     std::uint64_t in_progress_ = 0;
     std::uint64_t seq_ = 0;
     vm::Gfn range_start_ = kInvalidGfn;

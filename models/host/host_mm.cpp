@@ -415,9 +415,14 @@ Gup HostMm::try_gup(std::uint32_t cpu, Gfn gfn, bool write, Time at, bool vma_lo
     Slot* s = slot_of(gfn);
     if (!s) throw std::logic_error("host: GUP outside every memslot");
     if (vma_lookup) at = find_vma(cpu, at);
-    if (s->hugetlb) return hugetlb_gup(*s, cpu, gfn, at);
+    if (s->hugetlb) {
+        Gup h = hugetlb_gup(*s, cpu, gfn, at);
+        h.looked_up = at;
+        return h;
+    }
     const Page p = state(*s, gfn);
     Gup g;
+    g.looked_up = at;
     g.level = map_level(*s, p);
     Time t = at + k_.gup_fast;
     if (writable(p)) {  // hva_to_pfn_fast: get_user_page_fast_only(FOLL_WRITE)
@@ -447,6 +452,7 @@ Task<Gup> HostMm::gup(const vm::CpuContext& ctx, Gfn gfn, bool write, bool vma_l
         const Time t = find_vma(ctx.host_cpu, sim_.now());
         if (t > sim_.now()) co_await sim_.delay(t - sim_.now());
     }
+    const Time looked_up = sim_.now();
     // A registered range with no page there: the fault goes to userspace (VM_FAULT_RETRY, then
     // the GUP starts over and finds the page).
     for (int rounds = 0; !uffds_.empty() && state(*s, gfn) == Page::Absent; ++rounds) {
@@ -455,8 +461,16 @@ Task<Gup> HostMm::gup(const vm::CpuContext& ctx, Gfn gfn, bool write, bool vma_l
         if (rounds == 64) throw std::logic_error("host: userfault made no progress");
         co_await userfault(ctx, *u, *s, gfn);
     }
-    if (gup_analytic(gfn, write)) co_return try_gup(ctx.host_cpu, gfn, write, sim_.now());
-    if (s->hugetlb) co_return co_await hugetlb_populate(ctx, *s, gfn);
+    if (gup_analytic(gfn, write)) {
+        Gup r = try_gup(ctx.host_cpu, gfn, write, sim_.now());
+        r.looked_up = looked_up;
+        co_return r;
+    }
+    if (s->hugetlb) {
+        Gup r = co_await hugetlb_populate(ctx, *s, gfn);
+        r.looked_up = looked_up;
+        co_return r;
+    }
     const std::uint32_t cpu = ctx.host_cpu;
     c_->add(Counters::gup_slow);
     Time t = sim_.now() + k_.gup_fast + k_.gup_slow;
@@ -485,6 +499,7 @@ Task<Gup> HostMm::gup(const vm::CpuContext& ctx, Gfn gfn, bool write, bool vma_l
         }
     }
     g.done = t;
+    g.looked_up = looked_up;
     co_return g;
 }
 

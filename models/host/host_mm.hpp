@@ -134,6 +134,9 @@ struct Gup {
     int level = 3;
     engine::LineState* ref = nullptr;
     bool slow = false;
+    // When the caller's VMA lookup (vma_lookup) was done, or when the GUP was asked for without
+    // one: where arm64's user_mem_abort takes its mmu_invalidate_seq snapshot.
+    engine::Time looked_up;
 };
 
 // The shared lines a GUP that changes no page table would use (gup_lines): its page's refcount line

@@ -2610,7 +2610,7 @@ Task<void> X86ShadowMmu::invalidate_range_start(const vm::CpuContext& cpu, Gfn s
 Task<void> X86ShadowMmu::invalidate_range_end(const vm::CpuContext& cpu, Gfn start, Gfn end) {
     Bulk b = make_bulk(cpu);
     co_await lock(b, site_mn_end_);
-    inv_.end();
+    inv_.end(sim_.now());
     co_await unlock(b);
     co_await settle(b);
     if (tdp_) co_await tdp_->invalidate_range_end(cpu, start, end);

@@ -1728,7 +1728,7 @@ Task<void> X86TdpMmu::zap_gfn_range(const vm::CpuContext& cpu, Gfn start, Gfn en
     }
     if (flush) b.acc += tlb_.flush();  // kvm_flush_remote_tlbs_range
     co_await settle(b);
-    inv_.end();
+    inv_.end(sim_.now());
     co_await unlock(b);
     co_await settle(b);
 }
@@ -1753,7 +1753,7 @@ Task<void> X86TdpMmu::invalidate_range_end(const vm::CpuContext& cpu, Gfn start,
     (void)end;
     Bulk b = make_bulk(cpu);
     co_await lock(b, LockMode::Write, site_mn_end_);
-    inv_.end();
+    inv_.end(sim_.now());
     co_await unlock(b);
     co_await settle(b);
 }
