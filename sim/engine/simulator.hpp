@@ -145,6 +145,10 @@ private:
     static Key key(std::int64_t t, std::uint64_t o) { return (Key{static_cast<std::uint64_t>(t)} << 64) | o; }
     static Key key(const Event& e) { return key(e.time, e.order); }
     static bool less_key(std::int64_t ta, std::uint64_t oa, const Event& b) { return key(ta, oa) < key(b); }
+    // The heap is 4-ary (children of i: 4i+1 .. 4i+4): half the levels of a binary heap for the
+    // same events, so half the dependent steps down and up, each choosing among four children
+    // without a branch.
+    static constexpr std::size_t kArity = 4;
     void heap_push(const Event& e) {
         const std::int64_t t = e.time;
         const std::uint64_t o = e.order;
@@ -152,7 +156,7 @@ private:
         h_.emplace_back();
         Event* h = h_.data();
         while (i > 0) {
-            const std::size_t p = (i - 1) / 2;
+            const std::size_t p = (i - 1) / kArity;
             if (!less_key(t, o, h[p])) break;
             h[i] = h[p];
             i = p;
@@ -161,7 +165,7 @@ private:
     }
     // (time, order) < as bit operations, so that the child choice compiles without a branch.
     static bool less_nb(const Event& a, const Event& b) { return key(a) < key(b); }
-    // Bottom-up: the hole goes down to a leaf by the smaller child (picked without a branch),
+    // Bottom-up: the hole goes down to a leaf by the smallest child (picked without a branch),
     // then the last event moves up from there, usually a level or none. One comparison per level
     // instead of two, and the one per level whose outcome is random costs no misprediction.
     Event heap_pop() {
@@ -171,13 +175,22 @@ private:
         if (n > 0) {
             const Event last = h[n];
             std::size_t i = 0;
-            for (std::size_t c = 1; c < n; c = 2 * i + 1) {
-                if (c + 1 < n) c += less_nb(h[c + 1], h[c]);
-                h[i] = h[c];
-                i = c;
+            std::size_t c = 1;
+            for (; c + kArity <= n; c = kArity * i + 1) {  // all four children there
+                const std::size_t a = c + less_nb(h[c + 1], h[c]);
+                const std::size_t b = c + 2 + less_nb(h[c + 3], h[c + 2]);
+                const std::size_t m = less_nb(h[b], h[a]) ? b : a;
+                h[i] = h[m];
+                i = m;
+            }
+            if (c < n) {  // a last node with one to three children
+                std::size_t m = c;
+                for (std::size_t k = c + 1; k < n; ++k) m = less_nb(h[k], h[m]) ? k : m;
+                h[i] = h[m];
+                i = m;
             }
             while (i > 0) {
-                const std::size_t p = (i - 1) / 2;
+                const std::size_t p = (i - 1) / kArity;
                 if (!less_key(last.time, last.order, h[p])) break;
                 h[i] = h[p];
                 i = p;
@@ -187,9 +200,6 @@ private:
         h_.pop_back();
         return top;
     }
-    struct After {  // a functor, so that the heap algorithms inline it
-        bool operator()(const Event& a, const Event& b) const { return b < a; }
-    };
     static std::int64_t min_of(const std::vector<Event>& v) {
         std::int64_t m = v.front().time;
         for (const Event& e : v) m = e.time < m ? e.time : m;
@@ -241,8 +251,9 @@ private:
     }
     void to_heap() {
         heap_mode_ = true;
-        h_ = take_buckets();
-        std::make_heap(h_.begin(), h_.end(), After{});
+        std::vector<Event> all = take_buckets();
+        h_.clear();
+        for (const Event& e : all) heap_push(e);
     }
 
     bool heap_mode_ = true;
