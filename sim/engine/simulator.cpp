@@ -132,7 +132,8 @@ void Simulator::reap() {
     finished_.clear();
 }
 
-void Simulator::dispatch(const Event& e) {
+// Inlined into run(), its only caller (one call and its register spills less per event).
+[[gnu::always_inline]] inline void Simulator::dispatch(const Event& e) {
     const std::uintptr_t raw = e.target;
     std::uint64_t who;
     if (raw & 1) {
