@@ -63,8 +63,8 @@ private:
 // as a min-heap by `order` so priority and insertion order break ties. Pushes are O(1); each
 // event moves to a lower bucket a few times at most, over memory read in sequence - several
 // times fewer cache misses and branch mispredictions than a binary or 4-ary heap.
-// With few pending events (a VM's vCPUs, a handful of actors) a plain binary heap over (time,
-// order) is cheaper than the buckets' moves: the queue is one while it holds at most
+// With few pending events (a VM's vCPUs, a handful of actors) a plain 4-ary heap over (time,
+// order), branch-free on the way down, is cheaper than the buckets' moves: the queue is one while it holds at most
 // kToRadix events, and goes back to one below kToHeap. Either way events come out in (time,
 // order) order, so the choice never changes a run.
 class EventQueue {
@@ -135,7 +135,7 @@ public:
 
 private:
     static bool later(const Event& a, const Event& b) { return a.order > b.order; }
-    // The heap mode's binary min-heap by (time, order), written out (rather than std::push_heap
+    // The heap mode's min-heap by (time, order), written out (rather than std::push_heap
     // and pop_heap) so that the new event's key stays in registers: the library's versions copy
     // it through memory and read it back in halves, which the store buffer cannot forward.
     // Keys are unique (order holds a sequence number), so any correct heap pops the same order.
@@ -257,7 +257,7 @@ private:
     }
 
     bool heap_mode_ = true;
-    std::vector<Event> h_;  // heap mode: a min-heap by (time, order)
+    std::vector<Event> h_;  // heap mode: a 4-ary min-heap by (time, order)
     std::vector<Event> b_[65];
     std::uint64_t mask_ = 0;  // bit k-1 set: bucket k non-empty
     std::int64_t last_ = 0;
