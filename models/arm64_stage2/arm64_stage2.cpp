@@ -223,6 +223,32 @@ struct Arm64Stage2::Fault {
     int d_level = 0;
     std::uint8_t d_value = 0;
     Time d_at;
+    // *this = Fault{}, store by store: the struct's assignment compiles to a rep stos, whose
+    // start-up costs more than these (one fault per exit).
+    void reset() {
+        v = nullptr;
+        s = nullptr;
+        proc = nullptr;
+        vcpu = cpu = 0;
+        gfn = 0;
+        access = vm::Access::Read;
+        start = Time{};
+        write = exec = perm = false;
+        fault_level = 0;
+        level = 3;
+        writable = true;
+        mmu_seq = 0;
+        topup = 0;
+        t_gup = Time{};
+        gup = host::Gup{};
+        t1 = Time{};
+        reserved = wait_traced = false;
+        unlock = r = Time{};
+        deferred = false;
+        d_level = 0;
+        d_value = 0;
+        d_at = Time{};
+    }
 };
 
 // try_gup's answer into the fault field by field: it comes back through the stack, just written
@@ -880,6 +906,10 @@ bool Arm64Stage2::call_now(Call::Kind kind, const Fault& f) {
         const Call& p = pending_[0][i];
         host::GupLines theirs;
         if (p.kind == Call::kGup) {
+            // A pending GUP looks its VMA up under mmap_lock (gup_lines(..., kVmaLookup) says
+            // mmap_lock() whatever else it finds): it conflicts with every call point using that
+            // line too, its other lines unseen.
+            if (kVmaLookup && mine.mmap_lock()) return false;
             CachedLines& cl = pending_lines_[i];
             if (cl.ver != ver) {  // gup_lines reads only the host's state (not the time)
                 cl.lines = host_->gup_lines(p.gfn, p.write, Time::ps(p.t), kVmaLookup);
@@ -1137,7 +1167,7 @@ std::optional<Time> Arm64Stage2::page_fault_now(const vm::CpuContext& ctx, Gfn g
     v.prepared = false;
     if (!aged_.empty() && access_fault(gfn, access)) return std::nullopt;  // handle_access_fault waits
     Fault& f = v.stash;
-    f = Fault{};
+    f.reset();
     if (!prepare(f, ctx, gfn, access, start)) {
         stats_.add(stats_.pf_taken);
         stats_.add(stats_.pf_emulate);
@@ -1186,7 +1216,7 @@ Task<void> Arm64Stage2::page_fault_at(engine::Simulator&, const vm::CpuContext& 
         bool gup_later = v->prepared && v->gup_later;
         if (!v->prepared || f.gfn != gfn || f.access != access || f.start != start) {
             gup_later = false;
-            f = Fault{};
+            f.reset();
             if (!prepare(f, ctx, gfn, access, start)) {  // emulated: page_fault_cold() works it out again
                 v->prepared = false;
                 co_await page_fault_cold(ctx, gfn, access, start);

@@ -84,11 +84,6 @@ void Simulator::schedule(Time at, EventTarget& t, std::int8_t priority) {
     push(Event{at.ps(), order, reinterpret_cast<std::uintptr_t>(&t) | 1, 0});
 }
 
-Time Simulator::next_event_time() const {
-    if (fifo_head_ < fifo_.size()) return Time::ps(now_);
-    return queue_.empty() ? Time::max() : Time::ps(queue_.min_time());
-}
-
 const char* to_string(EventKind k) {
     switch (k) {
         case EventKind::Start: return "start";
@@ -137,7 +132,8 @@ void Simulator::reap() {
     finished_.clear();
 }
 
-void Simulator::dispatch(const Event& e) {
+// Inlined into run(), its only caller (one call and its register spills less per event).
+[[gnu::always_inline]] inline void Simulator::dispatch(const Event& e) {
     const std::uintptr_t raw = e.target;
     std::uint64_t who;
     if (raw & 1) {
@@ -189,6 +185,16 @@ RunStatus Simulator::run(Time until) {
             e = queue_.pop();
         } else {
             break;
+        }
+        // The frame the next event will likely resume was last used many events ago: ask for its
+        // first lines now, so that they arrive while this one runs (a hint; no effect on results).
+        // (An EventTarget's object is prefetched as well: cheaper than a branch on the tag bit.)
+        if (const Event* n = queue_.next_hint()) {
+            const char* fr = reinterpret_cast<const char*>(n->target & ~std::uintptr_t{1});
+            __builtin_prefetch(fr);
+            __builtin_prefetch(fr + 64);
+            __builtin_prefetch(fr + 128);
+            __builtin_prefetch(fr + 192);
         }
         dispatch(e);
         if (failure_) {

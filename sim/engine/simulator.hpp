@@ -63,8 +63,8 @@ private:
 // as a min-heap by `order` so priority and insertion order break ties. Pushes are O(1); each
 // event moves to a lower bucket a few times at most, over memory read in sequence - several
 // times fewer cache misses and branch mispredictions than a binary or 4-ary heap.
-// With few pending events (a VM's vCPUs, a handful of actors) a plain binary heap over (time,
-// order) is cheaper than the buckets' moves: the queue is one while it holds at most
+// With few pending events (a VM's vCPUs, a handful of actors) a plain 4-ary heap over (time,
+// order), branch-free on the way down, is cheaper than the buckets' moves: the queue is one while it holds at most
 // kToRadix events, and goes back to one below kToHeap. Either way events come out in (time,
 // order) order, so the choice never changes a run.
 class EventQueue {
@@ -116,6 +116,9 @@ public:
         if (size_ < kToHeap) to_heap();
         return e;
     }
+    // In heap mode, the event that would come out next if nothing were pushed first (null in
+    // radix mode or when empty): a hint only, for prefetching.
+    const Event* next_hint() const { return heap_mode_ && !h_.empty() ? h_.data() : nullptr; }
     // In heap mode (where it is one comparison), whether nothing is pending at or before `t`;
     // false in radix mode. Then rebase(t) is cheap: the base only moves.
     bool before_all(std::int64_t t) const { return heap_mode_ && (h_.empty() || t < h_.front().time); }
@@ -132,13 +135,20 @@ public:
 
 private:
     static bool later(const Event& a, const Event& b) { return a.order > b.order; }
-    // The heap mode's binary min-heap by (time, order), written out (rather than std::push_heap
+    // The heap mode's min-heap by (time, order), written out (rather than std::push_heap
     // and pop_heap) so that the new event's key stays in registers: the library's versions copy
     // it through memory and read it back in halves, which the store buffer cannot forward.
     // Keys are unique (order holds a sequence number), so any correct heap pops the same order.
-    static bool less_key(std::int64_t ta, std::uint64_t oa, const Event& b) {
-        return ta < b.time || (ta == b.time && oa < b.order);
-    }
+    // (time, order) as one unsigned 128-bit key (times are never negative): a comparison is a
+    // subtraction with borrow, no branch and no second compare.
+    __extension__ using Key = unsigned __int128;
+    static Key key(std::int64_t t, std::uint64_t o) { return (Key{static_cast<std::uint64_t>(t)} << 64) | o; }
+    static Key key(const Event& e) { return key(e.time, e.order); }
+    static bool less_key(std::int64_t ta, std::uint64_t oa, const Event& b) { return key(ta, oa) < key(b); }
+    // The heap is 4-ary (children of i: 4i+1 .. 4i+4): half the levels of a binary heap for the
+    // same events, so half the dependent steps down and up, each choosing among four children
+    // without a branch.
+    static constexpr std::size_t kArity = 4;
     void heap_push(const Event& e) {
         const std::int64_t t = e.time;
         const std::uint64_t o = e.order;
@@ -146,7 +156,7 @@ private:
         h_.emplace_back();
         Event* h = h_.data();
         while (i > 0) {
-            const std::size_t p = (i - 1) / 2;
+            const std::size_t p = (i - 1) / kArity;
             if (!less_key(t, o, h[p])) break;
             h[i] = h[p];
             i = p;
@@ -154,10 +164,8 @@ private:
         h[i] = e;
     }
     // (time, order) < as bit operations, so that the child choice compiles without a branch.
-    static bool less_nb(const Event& a, const Event& b) {
-        return (a.time < b.time) | ((a.time == b.time) & (a.order < b.order));
-    }
-    // Bottom-up: the hole goes down to a leaf by the smaller child (picked without a branch),
+    static bool less_nb(const Event& a, const Event& b) { return key(a) < key(b); }
+    // Bottom-up: the hole goes down to a leaf by the smallest child (picked without a branch),
     // then the last event moves up from there, usually a level or none. One comparison per level
     // instead of two, and the one per level whose outcome is random costs no misprediction.
     Event heap_pop() {
@@ -167,13 +175,22 @@ private:
         if (n > 0) {
             const Event last = h[n];
             std::size_t i = 0;
-            for (std::size_t c = 1; c < n; c = 2 * i + 1) {
-                if (c + 1 < n) c += less_nb(h[c + 1], h[c]);
-                h[i] = h[c];
-                i = c;
+            std::size_t c = 1;
+            for (; c + kArity <= n; c = kArity * i + 1) {  // all four children there
+                const std::size_t a = c + less_nb(h[c + 1], h[c]);
+                const std::size_t b = c + 2 + less_nb(h[c + 3], h[c + 2]);
+                const std::size_t m = less_nb(h[b], h[a]) ? b : a;
+                h[i] = h[m];
+                i = m;
+            }
+            if (c < n) {  // a last node with one to three children
+                std::size_t m = c;
+                for (std::size_t k = c + 1; k < n; ++k) m = less_nb(h[k], h[m]) ? k : m;
+                h[i] = h[m];
+                i = m;
             }
             while (i > 0) {
-                const std::size_t p = (i - 1) / 2;
+                const std::size_t p = (i - 1) / kArity;
                 if (!less_key(last.time, last.order, h[p])) break;
                 h[i] = h[p];
                 i = p;
@@ -183,9 +200,6 @@ private:
         h_.pop_back();
         return top;
     }
-    struct After {  // a functor, so that the heap algorithms inline it
-        bool operator()(const Event& a, const Event& b) const { return b < a; }
-    };
     static std::int64_t min_of(const std::vector<Event>& v) {
         std::int64_t m = v.front().time;
         for (const Event& e : v) m = e.time < m ? e.time : m;
@@ -237,12 +251,13 @@ private:
     }
     void to_heap() {
         heap_mode_ = true;
-        h_ = take_buckets();
-        std::make_heap(h_.begin(), h_.end(), After{});
+        std::vector<Event> all = take_buckets();
+        h_.clear();
+        for (const Event& e : all) heap_push(e);
     }
 
     bool heap_mode_ = true;
-    std::vector<Event> h_;  // heap mode: a min-heap by (time, order)
+    std::vector<Event> h_;  // heap mode: a 4-ary min-heap by (time, order)
     std::vector<Event> b_[65];
     std::uint64_t mask_ = 0;  // bit k-1 set: bucket k non-empty
     std::int64_t last_ = 0;
@@ -359,7 +374,10 @@ public:
     RunStatus run(Time until = Time::max());
     void stop() { stop_ = true; }
     // The time of the next pending event, or Time::max() when none.
-    Time next_event_time() const;
+    Time next_event_time() const {
+        if (fifo_head_ < fifo_.size()) return Time::ps(now_);
+        return queue_.empty() ? Time::max() : Time::ps(queue_.min_time());
+    }
     std::size_t pending_events() const { return queue_.size() + (fifo_.size() - fifo_head_); }
 
     std::uint64_t events_processed() const { return events_; }
