@@ -237,7 +237,6 @@ struct Arm64Stage2::Fault {
         fault_level = 0;
         level = 3;
         writable = true;
-        mmu_seq = 0;
         topup = 0;
         t_gup = Time{};
         gup = host::Gup{};
