@@ -29,10 +29,10 @@
 // may only be taken when no such call point can come at or before it (call_now). Arrivals commute
 // with GUPs and put_pages, not with each other, but the put_page that follows an arrival's hold
 // can come sooner than min_lead_ after it: an arrival waiting for its event, or a fault queued
-// behind a host operation, holds off GUPs and put_pages on its refcount line. GUPs and put_pages commute unless they share a
-// line (host::GupLines: a refcount line, or the mmap_lock line, which every GUP here uses for
-// user_mem_abort's VMA lookup: kVmaLookup); a
-// GUP changing the host's page tables commutes with nothing while it is under way. A put_page is
+// behind a host operation, holds off GUPs and put_pages on its refcount line. GUPs and
+// put_pages commute unless they share a line (host::GupLines: a refcount line, or the mmap_lock
+// line, which every GUP here uses for user_mem_abort's VMA lookup: kVmaLookup); a GUP changing
+// the host's page tables commutes with nothing while it is under way. A put_page is
 // its own call point, at its time, so that a line is never held by a release far ahead of the
 // GUPs that come before it.
 #include "models/arm64_stage2/arm64_stage2.hpp"

@@ -51,7 +51,7 @@ public:
     // later: for a model that knows when its fault took the snapshot only after the fact (arm64:
     // after the VMA lookup's waits on mmap_lock's line). The sequence moved after the snapshot
     // if its last move came later.
-    bool retry_since(engine::Time snap) const { return in_progress_ != 0 || (seq_ != 0 && last_bump_ > snap); }
+    bool retry_since(engine::Time snap) const { return in_progress_ != 0 || last_bump_ > snap; }
 
     std::uint64_t seq() const { return seq_; }
     std::uint64_t in_progress() const { return in_progress_; }

@@ -349,6 +349,7 @@ Gup HostMm::hugetlb_gup(Slot& s, std::uint32_t cpu, Gfn gfn, Time at) {
     g.writable = true;
     g.level = s.host_level;
     g.ref = &s.head[s.ih(gfn)];
+    g.looked_up = at;
     c_->add(Counters::gup_fast);
     g.done = refcount_->load_rmw(*g.ref, cpu, at + k_.gup_fast);  // try_get_compound_head
     return g;
@@ -415,11 +416,7 @@ Gup HostMm::try_gup(std::uint32_t cpu, Gfn gfn, bool write, Time at, bool vma_lo
     Slot* s = slot_of(gfn);
     if (!s) throw std::logic_error("host: GUP outside every memslot");
     if (vma_lookup) at = find_vma(cpu, at);
-    if (s->hugetlb) {
-        Gup h = hugetlb_gup(*s, cpu, gfn, at);
-        h.looked_up = at;
-        return h;
-    }
+    if (s->hugetlb) return hugetlb_gup(*s, cpu, gfn, at);
     const Page p = state(*s, gfn);
     Gup g;
     g.looked_up = at;

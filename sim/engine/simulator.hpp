@@ -64,9 +64,9 @@ private:
 // event moves to a lower bucket a few times at most, over memory read in sequence - several
 // times fewer cache misses and branch mispredictions than a binary or 4-ary heap.
 // With few pending events (a VM's vCPUs, a handful of actors) a plain 4-ary heap over (time,
-// order), branch-free on the way down, is cheaper than the buckets' moves: the queue is one while it holds at most
-// kToRadix events, and goes back to one below kToHeap. Either way events come out in (time,
-// order) order, so the choice never changes a run.
+// order), branch-free on the way down, is cheaper than the buckets' moves: the queue is one
+// while it holds at most kToRadix events, and goes back to one below kToHeap. Either way events
+// come out in (time, order) order, so the choice never changes a run.
 class EventQueue {
 public:
     static constexpr std::size_t kToRadix = 512;
